@@ -1,0 +1,150 @@
+// The daemon's configuration: plain structs with documented defaults, filled by a strict loader.
+// The YAML keys are a contract with users' files; see config/examples/scimsync.yaml.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "scimsync/result.h"
+#include "scimsync/yaml_reader.h"
+
+namespace scimsync::config {
+
+// A secret is never written in the config file: it names an environment variable (`*_env`) or a
+// file (`*_file`). A relative file is looked up in $CREDENTIALS_DIRECTORY (systemd's
+// LoadCredential=) when that is set, else relative to the working directory.
+struct SecretRef {
+  std::string env;
+  std::string file;
+  bool empty() const { return env.empty() && file.empty(); }
+  // "environment variable JUMPCLOUD_API_KEY" / "file /run/credentials/x/key" -- never the value.
+  std::string Describe() const;
+};
+
+// Reads the secret. Trailing "\r\n" is trimmed (files written by editors end with a newline).
+// Errors name the variable or file and what to do; they never contain the value.
+Result<std::string> ResolveSecret(const SecretRef& ref);
+
+struct ListenOptions {
+  std::string address = "127.0.0.1";
+  int port = 8080;
+  // A larger body is answered 413 before it is read into memory.
+  int64_t max_body_bytes = 1 << 20;
+  // HTTP worker threads. Each keep-alive connection holds one while it is open, so this bounds
+  // concurrent senders; requests beyond it wait in the accept queue.
+  int threads = 16;
+  // Optional: serve HTTPS directly. Both or neither.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+};
+
+struct RedisOptions {
+  // redis://[user:password@]host[:port][/db] or unix:///path/to/redis.sock[?db=N]
+  std::string url = "redis://127.0.0.1:6379/0";
+  SecretRef password{"REDIS_PASSWORD", ""};  // optional: unset variable means no AUTH
+  std::string key_prefix = "scimsync";
+  // Fixed at first start: changing it re-homes employees to other streams, which breaks
+  // per-employee ordering for items already queued. Drain the queue before changing it.
+  int partitions = 16;
+  int connect_timeout_ms = 2000;
+  // Must exceed the longest blocking read the workers issue (they block for at most 1 s).
+  int command_timeout_ms = 5000;
+
+  // Filled by the loader from `url`.
+  std::string host;  // empty for unix sockets
+  int port = 6379;
+  std::string unix_path;
+  int db = 0;
+  std::string url_user;
+  std::string url_password;  // from the URL itself; discouraged, but supported
+};
+
+struct TargetOptions {
+  std::string base_url = "https://api.jumpcloud.com/scim/v2";
+  SecretRef api_key{"JUMPCLOUD_API_KEY", ""};
+  // "x-api-key" (JumpCloud's default), "bearer" (Authorization: Bearer KEY), or another header.
+  std::string auth_header = "x-api-key";
+  std::string org_id;  // sent as x-org-id for multi-tenant admins
+  int timeout_ms = 10000;
+  // Summed over every worker of every instance sharing one Redis. 0 disables the limit.
+  double max_requests_per_second = 10;
+  // No network: each request that would be sent is logged and appended to dry_run_file.
+  bool dry_run = false;
+  std::string dry_run_file = "/var/lib/scimsync/dry-run.jsonl";
+  std::string ca_file;  // extra CA bundle; default is the system store
+  bool insecure_skip_verify = false;
+};
+
+struct RetryOptions {
+  int64_t base_delay_ms = 1000;
+  int64_t max_delay_ms = 300000;
+  int max_attempts = 10;
+  int64_t max_age_s = 259200;  // 3 days: longer than a long weekend's outage
+};
+
+struct GuardOptions {
+  int max_suspends = 50;
+  double max_suspend_percent = 10;
+  int64_t window_s = 3600;
+};
+
+struct WorkersOptions {
+  int threads = 4;
+  RetryOptions retry;
+  GuardOptions guard;
+  int drain_timeout_s = 30;
+};
+
+struct ProfileConfig {
+  std::string name;       // URL segment: /webhooks/{name}
+  std::string connector;  // built-in profile name or a path to a profile file
+  // Active webhook secrets; several during a rotation. Resolved at start and on SIGHUP.
+  std::vector<SecretRef> secrets;
+  int64_t dedup_window_s = 7 * 24 * 3600;
+  // The whole YAML entry, for connector-specific keys (api, fields, tenants...), which the
+  // connectors library reads strictly with MapReader.
+  YAML::Node node;
+  std::string path;  // "profiles[0]"
+};
+
+struct LogOptions {
+  std::string level = "info";  // SCIMSYNC_LOG_LEVEL overrides
+};
+
+struct Config {
+  std::string file;  // where it was loaded from
+  ListenOptions listen;
+  RedisOptions redis;
+  TargetOptions target;
+  WorkersOptions workers;
+  LogOptions log;
+  std::vector<ProfileConfig> profiles;
+};
+
+// Keys read by the config loader inside each profile entry; connectors read the rest.
+const std::vector<std::string>& CommonProfileKeys();
+
+// Loads and validates. Returns every problem found (empty = valid). `out` is filled as far as
+// possible even when problems are returned.
+std::vector<Problem> LoadFile(const std::string& path, Config* out);
+std::vector<Problem> LoadString(const std::string& text, const std::string& file, Config* out);
+
+// Checks that every secret the config names can be read now (env set, file readable).
+std::vector<Problem> CheckSecrets(const Config& config);
+
+// True for 127.0.0.0/8, ::1 and "localhost".
+bool IsLoopbackHost(const std::string& host);
+
+// Splits "scheme://host[:port]/path" into parts. Returns false when it is not a URL.
+struct UrlParts {
+  std::string scheme;
+  std::string host;
+  int port = 0;  // 0 when absent
+  std::string path;
+};
+bool ParseUrl(const std::string& url, UrlParts* out);
+
+}  // namespace scimsync::config

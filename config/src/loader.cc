@@ -1,0 +1,428 @@
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "scimsync/config.h"
+#include "scimsync/log.h"
+
+namespace scimsync::config {
+namespace {
+
+bool IsSafeName(const std::string& s) {
+  if (s.empty() || s.size() > 64) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::islower(static_cast<unsigned char>(c)) ||
+           std::isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+  });
+}
+
+bool IsHeaderToken(const std::string& s) {
+  if (s.empty()) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+  });
+}
+
+// Reads `<prefix>_env` / `<prefix>_file` into *ref. An explicit empty `_env: ""` clears it.
+void ReadSecretRef(MapReader& r, const std::string& prefix, SecretRef* ref) {
+  std::string env, file;
+  bool has_env = r.String(prefix + "_env", &env);
+  bool has_file = r.String(prefix + "_file", &file);
+  if (has_env && has_file && !env.empty() && !file.empty()) {
+    r.Error(prefix + "_file", "give either " + prefix + "_env or " + prefix + "_file, not both");
+    return;
+  }
+  if (has_env) *ref = SecretRef{env, ""};
+  if (has_file) *ref = SecretRef{"", file};
+  if (r.Has(prefix)) {
+    r.Error(prefix,
+            "secrets are never written in the config file: use " + prefix +
+                "_env (an environment variable's name) or " + prefix + "_file (a file's path)");
+  }
+  r.Ignore(prefix);
+}
+
+void ParseRedisUrl(MapReader& r, RedisOptions* o) {
+  const std::string& url = o->url;
+  const std::string key = "url";
+  if (url.rfind("unix://", 0) == 0) {
+    std::string rest = url.substr(7);
+    auto q = rest.find('?');
+    std::string query;
+    if (q != std::string::npos) {
+      query = rest.substr(q + 1);
+      rest = rest.substr(0, q);
+    }
+    if (rest.empty() || rest[0] != '/') {
+      r.Error(key, "a unix URL needs an absolute socket path: unix:///run/redis/redis.sock");
+      return;
+    }
+    o->unix_path = rest;
+    o->host.clear();
+    if (!query.empty()) {
+      if (query.rfind("db=", 0) != 0) {
+        r.Error(key, "the only query parameter a unix URL takes is db=N");
+        return;
+      }
+      char* end = nullptr;
+      long db = std::strtol(query.c_str() + 3, &end, 10);
+      if (*end != '\0' || db < 0 || db > 15) {
+        r.Error(key, "db must be a number from 0 to 15");
+        return;
+      }
+      o->db = static_cast<int>(db);
+    }
+    return;
+  }
+  if (url.rfind("redis://", 0) != 0) {
+    r.Error(key, "must start with redis:// or unix:// (rediss:// is not supported: use stunnel "
+                 "or a unix socket)");
+    return;
+  }
+  std::string rest = url.substr(8);
+  auto at = rest.rfind('@');
+  if (at != std::string::npos) {
+    std::string userinfo = rest.substr(0, at);
+    rest = rest.substr(at + 1);
+    auto colon = userinfo.find(':');
+    if (colon == std::string::npos) {
+      o->url_password = userinfo;
+    } else {
+      o->url_user = userinfo.substr(0, colon);
+      o->url_password = userinfo.substr(colon + 1);
+    }
+  }
+  std::string hostport = rest;
+  auto slash = rest.find('/');
+  if (slash != std::string::npos) {
+    hostport = rest.substr(0, slash);
+    std::string db = rest.substr(slash + 1);
+    if (!db.empty()) {
+      char* end = nullptr;
+      long v = std::strtol(db.c_str(), &end, 10);
+      if (*end != '\0' || v < 0 || v > 15) {
+        r.Error(key, "the path must be a database number from 0 to 15 (redis://host:6379/0)");
+        return;
+      }
+      o->db = static_cast<int>(v);
+    }
+  }
+  std::string host = hostport;
+  int port = 6379;
+  if (!hostport.empty() && hostport[0] == '[') {
+    auto close = hostport.find(']');
+    if (close == std::string::npos) {
+      r.Error(key, "unterminated IPv6 address");
+      return;
+    }
+    host = hostport.substr(1, close - 1);
+    if (close + 1 < hostport.size() && hostport[close + 1] == ':') {
+      port = std::atoi(hostport.c_str() + close + 2);
+    }
+  } else {
+    auto colon = hostport.rfind(':');
+    if (colon != std::string::npos) {
+      host = hostport.substr(0, colon);
+      char* end = nullptr;
+      long v = std::strtol(hostport.c_str() + colon + 1, &end, 10);
+      port = (*end == '\0') ? static_cast<int>(v) : -1;
+    }
+  }
+  if (host.empty()) {
+    r.Error(key, "needs a host: redis://127.0.0.1:6379/0");
+    return;
+  }
+  if (port <= 0 || port > 65535) {
+    r.Error(key, "port must be between 1 and 65535");
+    return;
+  }
+  o->host = host;
+  o->port = port;
+}
+
+void ReadListen(const YAML::Node& node, Problems* p, ListenOptions* o) {
+  MapReader r(node, "listen", p);
+  r.String("address", &o->address);
+  if (o->address.empty()) r.Error("address", "must not be empty (e.g. 127.0.0.1 or 0.0.0.0)");
+  r.Int("port", &o->port, 1, 65535);
+  r.Int("max_body_bytes", &o->max_body_bytes, 1024, int64_t{64} << 20);
+  r.Int("threads", &o->threads, 1, 1024);
+  r.String("tls_cert_file", &o->tls_cert_file);
+  r.String("tls_key_file", &o->tls_key_file);
+  if (o->tls_cert_file.empty() != o->tls_key_file.empty()) {
+    r.Error(o->tls_cert_file.empty() ? "tls_cert_file" : "tls_key_file",
+            "tls_cert_file and tls_key_file go together: set both to serve HTTPS, or neither");
+  }
+}
+
+void ReadRedis(const YAML::Node& node, Problems* p, RedisOptions* o) {
+  MapReader r(node, "redis", p);
+  if (r.String("url", &o->url)) ParseRedisUrl(r, o);
+  else ParseRedisUrl(r, o);
+  ReadSecretRef(r, "password", &o->password);
+  r.String("key_prefix", &o->key_prefix);
+  if (o->key_prefix.empty() ||
+      o->key_prefix.find_first_of("{} \t\r\n") != std::string::npos) {
+    r.Error("key_prefix", "must be non-empty without spaces or braces (braces are hash tags)");
+  }
+  r.Int("partitions", &o->partitions, 1, 4096);
+  r.Int("connect_timeout_ms", &o->connect_timeout_ms, 50, 600000);
+  r.Int("command_timeout_ms", &o->command_timeout_ms, 1500, 600000);
+}
+
+void ReadTarget(const YAML::Node& node, Problems* p, TargetOptions* o) {
+  MapReader r(node, "target", p);
+  r.String("base_url", &o->base_url);
+  UrlParts url;
+  if (!ParseUrl(o->base_url, &url) || (url.scheme != "https" && url.scheme != "http")) {
+    r.Error("base_url", "must be an https:// URL such as https://api.jumpcloud.com/scim/v2");
+  } else if (url.scheme == "http" && !IsLoopbackHost(url.host)) {
+    r.Error("base_url", "must start with https:// (http:// only for loopback)");
+  }
+  ReadSecretRef(r, "api_key", &o->api_key);
+  r.String("auth_header", &o->auth_header);
+  if (!IsHeaderToken(o->auth_header)) {
+    r.Error("auth_header", "must be x-api-key, bearer, or an HTTP header name");
+  }
+  r.String("org_id", &o->org_id);
+  r.Int("timeout_ms", &o->timeout_ms, 100, 600000);
+  r.Double("max_requests_per_second", &o->max_requests_per_second, 0, 100000);
+  r.Bool("dry_run", &o->dry_run);
+  r.String("dry_run_file", &o->dry_run_file);
+  if (o->dry_run && o->dry_run_file.empty()) {
+    r.Error("dry_run_file", "must name a file when dry_run is true");
+  }
+  r.String("ca_file", &o->ca_file);
+  r.Bool("insecure_skip_verify", &o->insecure_skip_verify);
+  if (!o->dry_run && o->api_key.empty()) {
+    r.Error("api_key_env", "the JumpCloud API key is required: set api_key_env or api_key_file "
+                           "(or dry_run: true)");
+  }
+}
+
+void ReadWorkers(const YAML::Node& node, Problems* p, WorkersOptions* o) {
+  MapReader r(node, "workers", p);
+  r.Int("threads", &o->threads, 1, 256);
+  r.Int("drain_timeout_s", &o->drain_timeout_s, 0, 3600);
+  {
+    MapReader rr(r.Child("retry"), r.PathOf("retry"), p);
+    rr.Int("base_delay_ms", &o->retry.base_delay_ms, 1, 3'600'000);
+    rr.Int("max_delay_ms", &o->retry.max_delay_ms, 1, 86'400'000);
+    rr.Int("max_attempts", &o->retry.max_attempts, 1, 1000);
+    rr.Int("max_age_s", &o->retry.max_age_s, 1, 90 * 86400);
+    if (o->retry.max_delay_ms < o->retry.base_delay_ms) {
+      rr.Error("max_delay_ms", "must be at least base_delay_ms");
+    }
+  }
+  {
+    MapReader rg(r.Child("guard"), r.PathOf("guard"), p);
+    rg.Int("max_suspends", &o->guard.max_suspends, 0, 1'000'000);
+    rg.Double("max_suspend_percent", &o->guard.max_suspend_percent, 0, 100);
+    rg.Int("window_s", &o->guard.window_s, 1, 30 * 86400);
+  }
+}
+
+void ReadProfiles(const YAML::Node& node, Problems* p, std::vector<ProfileConfig>* out) {
+  if (!node.IsDefined() || node.IsNull()) {
+    p->Add("profiles", 0, "at least one profile is required (e.g. {name: hr, connector: generic})");
+    return;
+  }
+  if (!node.IsSequence()) {
+    p->Add("profiles", node, "must be a list of profiles");
+    return;
+  }
+  size_t i = 0;
+  for (const auto& it : node) {
+    const YAML::Node entry = it;
+    ProfileConfig pc;
+    pc.path = "profiles[" + std::to_string(i++) + "]";
+    pc.node = entry;
+    MapReader r(entry, pc.path, p);
+    r.String("name", &pc.name, true);
+    if (!pc.name.empty() && !IsSafeName(pc.name)) {
+      r.Error("name", "must be lowercase letters, digits, '-' or '_' (it is a URL segment)");
+    }
+    r.String("connector", &pc.connector, true);
+    SecretRef one;
+    ReadSecretRef(r, "secret", &one);
+    if (!one.empty()) pc.secrets.push_back(one);
+    YAML::Node list = r.Child("secrets");
+    if (list.IsDefined() && !list.IsNull()) {
+      if (!list.IsSequence()) {
+        r.Error("secrets", "must be a list of {env: NAME} or {file: PATH}");
+      } else {
+        size_t k = 0;
+        for (const auto& sit : list) {
+          const YAML::Node s = sit;
+          MapReader sr(s, r.PathOf("secrets") + "[" + std::to_string(k++) + "]", p);
+          SecretRef ref;
+          sr.String("env", &ref.env);
+          sr.String("file", &ref.file);
+          if (ref.env.empty() == ref.file.empty()) sr.Error("env", "give exactly one of env or file");
+          else pc.secrets.push_back(ref);
+        }
+      }
+    }
+    r.Int("dedup_window_s", &pc.dedup_window_s, 60, 90 * 86400);
+    // Connector-specific keys are checked by the connectors library.
+    if (entry.IsMap()) {
+      for (const auto& kv : entry) r.Ignore(kv.first.Scalar());
+    }
+    for (const auto& other : *out) {
+      if (!pc.name.empty() && other.name == pc.name) {
+        r.Error("name", "profile name '" + pc.name + "' is used twice");
+      }
+    }
+    out->push_back(std::move(pc));
+  }
+}
+
+}  // namespace
+
+const std::vector<std::string>& CommonProfileKeys() {
+  static const std::vector<std::string> keys = {"name",    "connector",     "secret_env",
+                                                "secret_file", "secrets",   "dedup_window_s"};
+  return keys;
+}
+
+std::string SecretRef::Describe() const {
+  if (!env.empty()) return "environment variable " + env;
+  if (!file.empty()) return "file " + file;
+  return "(no secret configured)";
+}
+
+Result<std::string> ResolveSecret(const SecretRef& ref) {
+  std::string value;
+  if (!ref.env.empty()) {
+    const char* v = std::getenv(ref.env.c_str());  // NOLINT(concurrency-mt-unsafe): read-only env
+    if (v == nullptr || *v == '\0') {
+      return Error::Invalid("environment variable " + ref.env +
+                            " is not set or empty: export it, or use a *_file setting");
+    }
+    value = v;
+  } else if (!ref.file.empty()) {
+    std::string path = ref.file;
+    const char* creds = std::getenv("CREDENTIALS_DIRECTORY");  // NOLINT(concurrency-mt-unsafe)
+    if (path[0] != '/' && creds != nullptr && *creds != '\0') {
+      path = std::string(creds) + "/" + path;
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      return Error::Invalid("cannot read secret file " + path +
+                            ": check that it exists and is readable by the daemon's user");
+    }
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    value = ss.str();
+    while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
+    if (value.empty()) return Error::Invalid("secret file " + path + " is empty");
+  } else {
+    return Error::Invalid("no secret configured");
+  }
+  return value;
+}
+
+bool IsLoopbackHost(const std::string& host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
+bool ParseUrl(const std::string& url, UrlParts* out) {
+  auto sep = url.find("://");
+  if (sep == std::string::npos || sep == 0) return false;
+  UrlParts u;
+  u.scheme = url.substr(0, sep);
+  std::transform(u.scheme.begin(), u.scheme.end(), u.scheme.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::string rest = url.substr(sep + 3);
+  auto slash = rest.find('/');
+  std::string hostport = slash == std::string::npos ? rest : rest.substr(0, slash);
+  u.path = slash == std::string::npos ? "" : rest.substr(slash);
+  if (hostport.find('@') != std::string::npos) return false;
+  if (!hostport.empty() && hostport[0] == '[') {
+    auto close = hostport.find(']');
+    if (close == std::string::npos) return false;
+    u.host = hostport.substr(1, close - 1);
+    if (close + 1 < hostport.size()) {
+      if (hostport[close + 1] != ':') return false;
+      u.port = std::atoi(hostport.c_str() + close + 2);
+      if (u.port <= 0 || u.port > 65535) return false;
+    }
+  } else {
+    auto colon = hostport.rfind(':');
+    u.host = hostport.substr(0, colon);
+    if (colon != std::string::npos) {
+      char* end = nullptr;
+      long p = std::strtol(hostport.c_str() + colon + 1, &end, 10);
+      if (*end != '\0' || p <= 0 || p > 65535) return false;
+      u.port = static_cast<int>(p);
+    }
+  }
+  if (u.host.empty()) return false;
+  *out = std::move(u);
+  return true;
+}
+
+std::vector<Problem> LoadString(const std::string& text, const std::string& file, Config* out) {
+  Problems p(file);
+  out->file = file;
+  YAML::Node root;
+  if (!ParseYaml(text, &root, &p)) return p.list();
+  if (!root.IsDefined() || root.IsNull()) {
+    p.Add("", 0, "the file is empty: see config/examples/scimsync.yaml");
+    return p.list();
+  }
+  MapReader r(root, "", &p);
+  ReadListen(r.Child("listen"), &p, &out->listen);
+  ReadRedis(r.Child("redis"), &p, &out->redis);
+  ReadTarget(r.Child("target"), &p, &out->target);
+  ReadWorkers(r.Child("workers"), &p, &out->workers);
+  {
+    MapReader lr(r.Child("log"), "log", &p);
+    lr.String("level", &out->log.level);
+    log::Level level;
+    if (!log::ParseLevel(out->log.level, &level)) {
+      lr.Error("level", "must be one of debug, info, warn, error");
+    }
+  }
+  ReadProfiles(r.Child("profiles"), &p, &out->profiles);
+  r.Finish();
+  return p.list();
+}
+
+std::vector<Problem> LoadFile(const std::string& path, Config* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    Problems p(path);
+    p.Add("", 0, "cannot read config file " + path + ": check the path (--config FILE)");
+    return p.list();
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return LoadString(ss.str(), path, out);
+}
+
+std::vector<Problem> CheckSecrets(const Config& config) {
+  Problems p(config.file);
+  if (!config.target.dry_run) {
+    auto key = ResolveSecret(config.target.api_key);
+    if (!key.ok()) p.Add("target.api_key", 0, key.error().message);
+  }
+  if (!config.redis.password.empty()) {
+    // Optional: an unset REDIS_PASSWORD means "no AUTH"; a named file must exist.
+    if (!config.redis.password.file.empty()) {
+      auto pw = ResolveSecret(config.redis.password);
+      if (!pw.ok()) p.Add("redis.password_file", 0, pw.error().message);
+    }
+  }
+  for (const auto& prof : config.profiles) {
+    for (size_t i = 0; i < prof.secrets.size(); ++i) {
+      auto s = ResolveSecret(prof.secrets[i]);
+      if (!s.ok()) p.Add(prof.path + ".secret", LineOf(prof.node), s.error().message);
+    }
+  }
+  return p.list();
+}
+
+}  // namespace scimsync::config
