@@ -55,8 +55,9 @@ void ParseRedisUrl(MapReader& r, RedisOptions* o) {
       query = rest.substr(q + 1);
       rest = rest.substr(0, q);
     }
-    if (rest.empty() || rest[0] != '/') {
-      r.Error(key, "a unix URL needs an absolute socket path: unix:///run/redis/redis.sock");
+    if (rest.empty()) {
+      r.Error(key, "a unix URL needs a socket path: unix:///run/redis/redis.sock (absolute) or "
+                   "unix://var/redis.sock (relative to the working directory)");
       return;
     }
     o->unix_path = rest;
@@ -149,6 +150,8 @@ void ReadListen(const YAML::Node& node, Problems* p, ListenOptions* o) {
   r.Int("port", &o->port, 1, 65535);
   r.Int("max_body_bytes", &o->max_body_bytes, 1024, int64_t{64} << 20);
   r.Int("threads", &o->threads, 1, 1024);
+  r.Int("keep_alive_timeout_s", &o->keep_alive_timeout_s, 1, 300);
+  r.Int("keep_alive_max_requests", &o->keep_alive_max_requests, 1, 1'000'000);
   r.String("tls_cert_file", &o->tls_cert_file);
   r.String("tls_key_file", &o->tls_key_file);
   if (o->tls_cert_file.empty() != o->tls_key_file.empty()) {
@@ -159,8 +162,8 @@ void ReadListen(const YAML::Node& node, Problems* p, ListenOptions* o) {
 
 void ReadRedis(const YAML::Node& node, Problems* p, RedisOptions* o) {
   MapReader r(node, "redis", p);
-  if (r.String("url", &o->url)) ParseRedisUrl(r, o);
-  else ParseRedisUrl(r, o);
+  r.String("url", &o->url);
+  ParseRedisUrl(r, o);
   ReadSecretRef(r, "password", &o->password);
   r.String("key_prefix", &o->key_prefix);
   if (o->key_prefix.empty() ||
@@ -366,6 +369,7 @@ bool ParseUrl(const std::string& url, UrlParts* out) {
 
 std::vector<Problem> LoadString(const std::string& text, const std::string& file, Config* out) {
   Problems p(file);
+  *out = Config{};
   out->file = file;
   YAML::Node root;
   if (!ParseYaml(text, &root, &p)) return p.list();

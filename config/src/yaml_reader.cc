@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
 
 namespace scimsync::config {
 
@@ -28,22 +29,24 @@ int LineOf(const YAML::Node& node) {
 
 MapReader::MapReader(const YAML::Node& node, std::string path, Problems* problems)
     : node_(node), path_(std::move(path)), problems_(problems) {
+  // An undefined (absent) node throws on most accessors, so decide once here.
   if (node_.IsDefined() && !node_.IsNull() && !node_.IsMap()) {
     problems_->Add(path_, node_, "must be a mapping of key: value pairs");
     valid_ = false;
   }
+  valid_ = valid_ && node_.IsDefined() && node_.IsMap();
 }
 
 MapReader::~MapReader() { Finish(); }
 
 bool MapReader::Has(const std::string& key) const {
   const YAML::Node& map = node_;
-  return valid_ && map.IsMap() && map[key].IsDefined() && !map[key].IsNull();
+  return valid_ && map[key].IsDefined() && !map[key].IsNull();
 }
 
 YAML::Node MapReader::Child(const std::string& key) {
   known_.insert(key);
-  if (!valid_ || !node_.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+  if (!valid_) return YAML::Node(YAML::NodeType::Undefined);
   const YAML::Node& map = node_;  // const lookup never inserts the key
   return map[key];
 }
@@ -53,7 +56,7 @@ std::string MapReader::PathOf(const std::string& key) const {
 }
 
 int MapReader::LineOf(const std::string& key) const {
-  if (!valid_ || !node_.IsMap()) return config::LineOf(node_);
+  if (!valid_) return config::LineOf(node_);
   const YAML::Node& map = node_;
   const YAML::Node child = map[key];
   return child.IsDefined() ? config::LineOf(child) : config::LineOf(node_);
@@ -155,9 +158,16 @@ bool MapReader::StringList(const std::string& key, std::vector<std::string>* out
 void MapReader::Finish() {
   if (finished_) return;
   finished_ = true;
-  if (!valid_ || !node_.IsMap()) return;
+  if (!valid_) return;
+  std::map<std::string, int> seen;  // key -> line
   for (const auto& kv : node_) {
     const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : std::string("?");
+    auto [at, inserted] = seen.emplace(key, config::LineOf(kv.first));
+    if (!inserted) {
+      problems_->Add(PathOf(key), config::LineOf(kv.first),
+                     "duplicate key (first on line " + std::to_string(at->second) + ")");
+      continue;
+    }
     if (known_.count(key) == 0) {
       std::string known_list;
       for (const auto& k : known_) known_list += (known_list.empty() ? "" : ", ") + k;

@@ -36,6 +36,11 @@ struct ListenOptions {
   // HTTP worker threads. Each keep-alive connection holds one while it is open, so this bounds
   // concurrent senders; requests beyond it wait in the accept queue.
   int threads = 16;
+  // An idle keep-alive connection holds its thread this long; short, so a few idle senders
+  // cannot starve the pool (Personio gives up after 3 s).
+  int keep_alive_timeout_s = 2;
+  // Requests served on one connection before it is closed: lets queued connections take turns.
+  int keep_alive_max_requests = 100;
   // Optional: serve HTTPS directly. Both or neither.
   std::string tls_cert_file;
   std::string tls_key_file;
@@ -43,6 +48,7 @@ struct ListenOptions {
 
 struct RedisOptions {
   // redis://[user:password@]host[:port][/db] or unix:///path/to/redis.sock[?db=N]
+  // (unix://relative/path.sock is relative to the working directory).
   std::string url = "redis://127.0.0.1:6379/0";
   SecretRef password{"REDIS_PASSWORD", ""};  // optional: unset variable means no AUTH
   std::string key_prefix = "scimsync";

@@ -1,0 +1,248 @@
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "scimsync/config.h"
+#include "test_support.h"
+
+namespace scimsync::config {
+namespace {
+
+constexpr char kMinimal[] = R"(target:
+  dry_run: true
+profiles:
+  - {name: hr, connector: generic, secret_env: HR_WEBHOOK_SECRET}
+)";
+
+std::vector<Problem> Load(const std::string& text, Config* out = nullptr) {
+  Config scratch;
+  return LoadString(text, "test.yaml", out ? out : &scratch);
+}
+
+// One problem expected; returns its "path (line N): message" form.
+std::string OnlyProblem(const std::string& text) {
+  auto problems = Load(text);
+  if (problems.size() != 1) {
+    std::string all;
+    for (const auto& p : problems) all += p.ToString() + "\n";
+    ADD_FAILURE() << "expected exactly one problem, got " << problems.size() << ":\n" << all;
+    return all;
+  }
+  return problems[0].ToString();
+}
+
+TEST(ConfigTest, MinimalConfigGetsDocumentedDefaults) {
+  Config c;
+  ASSERT_TRUE(Load(kMinimal, &c).empty());
+  EXPECT_EQ(c.listen.address, "127.0.0.1");
+  EXPECT_EQ(c.listen.port, 8080);
+  EXPECT_EQ(c.listen.max_body_bytes, 1048576);
+  EXPECT_EQ(c.listen.threads, 16);
+  EXPECT_EQ(c.redis.host, "127.0.0.1");
+  EXPECT_EQ(c.redis.port, 6379);
+  EXPECT_EQ(c.redis.db, 0);
+  EXPECT_EQ(c.redis.key_prefix, "scimsync");
+  EXPECT_EQ(c.redis.partitions, 16);
+  EXPECT_EQ(c.redis.password.env, "REDIS_PASSWORD");
+  EXPECT_EQ(c.target.base_url, "https://api.jumpcloud.com/scim/v2");
+  EXPECT_EQ(c.target.api_key.env, "JUMPCLOUD_API_KEY");
+  EXPECT_EQ(c.target.auth_header, "x-api-key");
+  EXPECT_EQ(c.target.timeout_ms, 10000);
+  EXPECT_DOUBLE_EQ(c.target.max_requests_per_second, 10);
+  EXPECT_EQ(c.workers.threads, 4);
+  EXPECT_EQ(c.workers.retry.base_delay_ms, 1000);
+  EXPECT_EQ(c.workers.retry.max_delay_ms, 300000);
+  EXPECT_EQ(c.workers.retry.max_attempts, 10);
+  EXPECT_EQ(c.workers.retry.max_age_s, 259200);
+  ASSERT_EQ(c.profiles.size(), 1u);
+  EXPECT_EQ(c.profiles[0].name, "hr");
+  EXPECT_EQ(c.profiles[0].connector, "generic");
+  ASSERT_EQ(c.profiles[0].secrets.size(), 1u);
+  EXPECT_EQ(c.profiles[0].secrets[0].env, "HR_WEBHOOK_SECRET");
+  EXPECT_EQ(c.profiles[0].dedup_window_s, 7 * 86400);
+}
+
+TEST(ConfigTest, TheContractKeysOfTheIssueAreAccepted) {
+  Config c;
+  auto problems = Load(R"(
+listen:   {address: 127.0.0.1, port: 8080, max_body_bytes: 1048576, threads: 16}
+redis:    {url: "redis://127.0.0.1:6379/0", password_env: REDIS_PASSWORD, key_prefix: scimsync, partitions: 16}
+target:   {base_url: "https://api.jumpcloud.com/scim/v2", api_key_env: JUMPCLOUD_API_KEY, auth_header: x-api-key, org_id: "", timeout_ms: 10000, max_requests_per_second: 10, dry_run: false}
+workers:  {threads: 4, retry: {base_delay_ms: 1000, max_delay_ms: 300000, max_attempts: 10, max_age_s: 259200}}
+profiles:
+  - {name: hr, connector: generic, secret_env: HR_WEBHOOK_SECRET}
+)",
+                       &c);
+  EXPECT_TRUE(problems.empty()) << problems[0].ToString();
+}
+
+TEST(ConfigTest, ShippedExampleConfigsAreValid) {
+  for (const char* f : {"/config/examples/scimsync.yaml", "/config/quickstart.yaml"}) {
+    Config c;
+    auto problems = LoadFile(std::string(SCIMSYNC_SOURCE_DIR) + f, &c);
+    EXPECT_TRUE(problems.empty()) << f << ": " << problems[0].ToString();
+  }
+}
+
+TEST(ConfigTest, UnknownKeyIsAnErrorWithPathAndLine) {
+  EXPECT_EQ(OnlyProblem(std::string(kMinimal) + "listen:\n  prot: 8080\n"),
+            "listen.prot (line 6): unknown key (known here: address, keep_alive_max_requests, "
+            "keep_alive_timeout_s, max_body_bytes, port, threads, tls_cert_file, tls_key_file)");
+  EXPECT_EQ(OnlyProblem(std::string(kMinimal) + "colour: blue\n").substr(0, 25),
+            "colour (line 5): unknown ");
+}
+
+TEST(ConfigTest, HttpBaseUrlOnlyForLoopback) {
+  const std::string base = "profiles: [{name: hr, connector: generic}]\ntarget:\n  dry_run: true\n";
+  EXPECT_EQ(OnlyProblem(base + "  base_url: http://scim.example.com/v2\n"),
+            "target.base_url (line 4): must start with https:// (http:// only for loopback)");
+  EXPECT_TRUE(Load(base + "  base_url: http://127.0.0.1:9000/scim/v2\n").empty());
+  EXPECT_TRUE(Load(base + "  base_url: http://localhost:9000/scim/v2\n").empty());
+  EXPECT_EQ(OnlyProblem(base + "  base_url: ftp://x\n"),
+            "target.base_url (line 4): must be an https:// URL such as "
+            "https://api.jumpcloud.com/scim/v2");
+}
+
+TEST(ConfigTest, ApiKeyRequiredUnlessDryRun) {
+  EXPECT_EQ(OnlyProblem("profiles: [{name: hr, connector: generic}]\n"
+                        "target: {api_key_env: \"\"}\n"),
+            "target.api_key_env (line 2): the JumpCloud API key is required: set api_key_env or "
+            "api_key_file (or dry_run: true)");
+}
+
+TEST(ConfigTest, SecretValuesAreRefusedInTheFile) {
+  std::string text = "profiles: [{name: hr, connector: generic}]\ntarget:\n  api_key: abc123\n";
+  std::string p = OnlyProblem(text);
+  EXPECT_NE(p.find("target.api_key (line 3): secrets are never written in the config file"),
+            std::string::npos)
+      << p;
+  EXPECT_EQ(p.find("abc123"), std::string::npos) << "a secret value was echoed";
+  EXPECT_EQ(OnlyProblem("target: {dry_run: true, api_key_env: A, api_key_file: b}\n"
+                        "profiles: [{name: hr, connector: generic}]\n"),
+            "target.api_key_file (line 1): give either api_key_env or api_key_file, not both");
+}
+
+TEST(ConfigTest, NumbersAreRangeChecked) {
+  const std::string base = "profiles: [{name: hr, connector: generic}]\ntarget: {dry_run: true}\n";
+  EXPECT_EQ(OnlyProblem(base + "listen: {port: 70000}\n"),
+            "listen.port (line 3): must be between 1 and 65535 (got 70000)");
+  EXPECT_EQ(OnlyProblem(base + "listen: {port: eighty}\n"),
+            "listen.port (line 3): must be a whole number");
+  EXPECT_EQ(OnlyProblem(base + "workers: {threads: 0}\n"),
+            "workers.threads (line 3): must be between 1 and 256 (got 0)");
+  EXPECT_EQ(OnlyProblem(base + "workers: {retry: {base_delay_ms: 5000, max_delay_ms: 1000}}\n"),
+            "workers.retry.max_delay_ms (line 3): must be at least base_delay_ms");
+  EXPECT_EQ(OnlyProblem("profiles: [{name: hr, connector: generic}]\ntarget: {dry_run: maybe}\n"),
+            "target.dry_run (line 2): must be true or false");
+}
+
+TEST(ConfigTest, RedisUrls) {
+  const std::string base = kMinimal;
+  Config c;
+  ASSERT_TRUE(Load(base + "redis: {url: \"redis://:pw@10.0.0.5:6380/3\"}\n", &c).empty());
+  EXPECT_EQ(c.redis.host, "10.0.0.5");
+  EXPECT_EQ(c.redis.port, 6380);
+  EXPECT_EQ(c.redis.db, 3);
+  EXPECT_EQ(c.redis.url_password, "pw");
+  ASSERT_TRUE(Load(base + "redis: {url: \"unix:///run/redis.sock?db=2\"}\n", &c).empty());
+  EXPECT_EQ(c.redis.unix_path, "/run/redis.sock");
+  EXPECT_EQ(c.redis.db, 2);
+  ASSERT_TRUE(Load(base + "redis: {url: \"redis://[::1]:7000\"}\n", &c).empty());
+  EXPECT_EQ(c.redis.host, "::1");
+  EXPECT_EQ(c.redis.port, 7000);
+  EXPECT_EQ(OnlyProblem(base + "redis: {url: \"http://x\"}\n").substr(0, 48),
+            "redis.url (line 5): must start with redis:// or ");
+  EXPECT_EQ(OnlyProblem(base + "redis: {url: \"redis://h:1/99\"}\n"),
+            "redis.url (line 5): the path must be a database number from 0 to 15 "
+            "(redis://host:6379/0)");
+  EXPECT_EQ(OnlyProblem(base + "redis: {key_prefix: \"a{b}\"}\n"),
+            "redis.key_prefix (line 5): must be non-empty without spaces or braces (braces are "
+            "hash tags)");
+}
+
+TEST(ConfigTest, Profiles) {
+  EXPECT_EQ(OnlyProblem("target: {dry_run: true}\n"),
+            "profiles: at least one profile is required (e.g. {name: hr, connector: generic})");
+  EXPECT_EQ(OnlyProblem("target: {dry_run: true}\nprofiles:\n  - {name: HR, connector: generic}\n"),
+            "profiles[0].name (line 3): must be lowercase letters, digits, '-' or '_' (it is a URL "
+            "segment)");
+  EXPECT_EQ(OnlyProblem("target: {dry_run: true}\nprofiles:\n  - {name: hr}\n"),
+            "profiles[0].connector (line 3): is required");
+  EXPECT_EQ(OnlyProblem("target: {dry_run: true}\nprofiles:\n  - {name: a, connector: generic}\n"
+                        "  - {name: a, connector: generic}\n"),
+            "profiles[1].name (line 4): profile name 'a' is used twice");
+  Config c;
+  ASSERT_TRUE(Load("target: {dry_run: true}\nprofiles:\n  - name: a\n    connector: generic\n"
+                   "    secrets: [{env: OLD}, {file: new.key}]\n",
+                   &c)
+                  .empty());
+  ASSERT_EQ(c.profiles[0].secrets.size(), 2u);
+  EXPECT_EQ(c.profiles[0].secrets[0].env, "OLD");
+  EXPECT_EQ(c.profiles[0].secrets[1].file, "new.key");
+}
+
+TEST(ConfigTest, EveryProblemIsReportedNotJustTheFirst) {
+  auto problems = Load("listen: {port: 0, threads: 0}\ntarget: {dry_run: true}\n");
+  EXPECT_EQ(problems.size(), 3u);  // port, threads, missing profiles
+}
+
+TEST(ConfigTest, DuplicateKeysAreErrors) {
+  // yaml-cpp keeps one of two equal keys silently; a user editing a long file would not notice.
+  EXPECT_EQ(OnlyProblem(std::string(kMinimal) + "target: {dry_run: false}\n"),
+            "target (line 5): duplicate key (first on line 1)");
+}
+
+TEST(ConfigTest, YamlSyntaxErrorsCarryTheLine) {
+  auto problems = Load("listen:\n  port: [8080\n");
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].message.find("YAML syntax error"), std::string::npos);
+  EXPECT_GT(problems[0].line, 0);
+}
+
+TEST(ConfigTest, MissingFileSaysWhatToDo) {
+  Config c;
+  auto problems = LoadFile("/nonexistent/scimsync.yaml", &c);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_EQ(problems[0].message,
+            "cannot read config file /nonexistent/scimsync.yaml: check the path (--config FILE)");
+}
+
+TEST(SecretTest, FromEnvAndFileWithCredentialsDirectory) {
+  testing::TempDir dir;
+  setenv("SCIMSYNC_TEST_SECRET", "s3cret", 1);
+  auto v = ResolveSecret(SecretRef{"SCIMSYNC_TEST_SECRET", ""});
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(*v, "s3cret");
+  unsetenv("SCIMSYNC_TEST_SECRET");
+  auto missing = ResolveSecret(SecretRef{"SCIMSYNC_TEST_SECRET", ""});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().message,
+            "environment variable SCIMSYNC_TEST_SECRET is not set or empty: export it, or use a "
+            "*_file setting");
+
+  testing::WriteFile(dir.File("key"), "filesecret\n");
+  setenv("CREDENTIALS_DIRECTORY", dir.path().c_str(), 1);
+  auto f = ResolveSecret(SecretRef{"", "key"});
+  unsetenv("CREDENTIALS_DIRECTORY");
+  ASSERT_TRUE(f.ok()) << f.error().message;
+  EXPECT_EQ(*f, "filesecret");  // trailing newline trimmed
+  auto absent = ResolveSecret(SecretRef{"", dir.File("nope")});
+  ASSERT_FALSE(absent.ok());
+  EXPECT_NE(absent.error().message.find("check that it exists and is readable"),
+            std::string::npos);
+}
+
+TEST(SecretTest, CheckSecretsNamesTheSourceNeverTheValue) {
+  Config c;
+  ASSERT_TRUE(Load("profiles: [{name: hr, connector: generic, secret_env: SCIMSYNC_NOPE}]\n"
+                   "target: {api_key_env: SCIMSYNC_NOKEY}\n",
+                   &c)
+                  .empty());
+  auto problems = CheckSecrets(c);
+  ASSERT_EQ(problems.size(), 2u);
+  EXPECT_NE(problems[0].ToString().find("SCIMSYNC_NOKEY"), std::string::npos);
+  EXPECT_NE(problems[1].ToString().find("profiles[0].secret"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace scimsync::config
