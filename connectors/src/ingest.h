@@ -1,0 +1,39 @@
+// The ingest side of a profile: auth check on the raw bytes, body decoding, fan-out.
+#pragma once
+
+#include <rapidjson/document.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "scimsync/connectors/profile.h"
+#include "scimsync/result.h"
+#include "spec.h"
+
+namespace scimsync::connectors::internal {
+
+// "hmac-sha256 over body + header X-BambooHR-Timestamp (key utf8), hex in X-BambooHR-Signature"
+std::string DescribeAuth(const AuthSpec& auth);
+
+// True for a body that is a handshake of this profile (a ping, or a verification token). Such a
+// request enqueues nothing, and its sender cannot sign it yet, so auth is not asked of it.
+bool IsHandshake(const DecodeSpec& decode, const Request& request);
+
+Status VerifyAuth(const AuthSpec& auth, const DecodeSpec& decode, const Request& request,
+                  const std::vector<std::string>& secrets, int64_t now_s);
+
+// Parses `a=1&b[c]=2&list[0][id]=3` into a JSON tree: brackets nest objects, all-numeric keys
+// (or `[]`) make arrays. Values stay strings.
+bool DecodeForm(const std::string& body, rapidjson::Document* doc, std::string* error);
+
+struct IngestOptions {
+  std::string verification_token_file;  // where a verification-token handshake stores the token
+};
+
+Result<Decoded> DecodeRequest(const ProfileSpec& spec, const IngestOptions& options,
+                              const Request& request);
+
+std::string DescribeSource(const Source& source);
+
+}  // namespace scimsync::connectors::internal

@@ -1,0 +1,428 @@
+#include "loader.h"
+
+#include <algorithm>
+
+#include "json.h"
+
+namespace scimsync::connectors::internal {
+namespace {
+
+using config::MapReader;
+using config::Problems;
+
+std::string Index(const std::string& path, size_t i) {
+  return path + "[" + std::to_string(i) + "]";
+}
+
+bool ReadPointer(MapReader& r, const std::string& key, std::string* out, bool required = false) {
+  if (!r.String(key, out, required)) return false;
+  if (!IsValidPointer(*out)) {
+    r.Error(key, "must be a JSON Pointer such as /employee/id (\"\" is the whole document)");
+    return false;
+  }
+  return true;
+}
+
+template <typename E>
+bool ReadEnum(MapReader& r, const std::string& key,
+              const std::vector<std::pair<std::string, E>>& names, E* out, bool required = false) {
+  std::string text;
+  if (!r.String(key, &text, required)) return false;
+  for (const auto& [n, v] : names) {
+    if (n == text) {
+      *out = v;
+      return true;
+    }
+  }
+  std::string list;
+  for (const auto& [n, v] : names) list += (list.empty() ? "" : ", ") + n;
+  r.Error(key, "must be one of " + list + " (got '" + text + "')");
+  return false;
+}
+
+const std::vector<std::pair<std::string, Scope>> kScopes = {{"item", Scope::kItem},
+                                                            {"body", Scope::kBody},
+                                                            {"record", Scope::kRecord},
+                                                            {"payload", Scope::kPayload}};
+
+bool ReadOneTransform(const YAML::Node& node, const std::string& path, Problems* p, Transform* t) {
+  static const std::vector<std::pair<std::string, Transform::Kind>> kSimple = {
+      {"lowercase", Transform::Kind::kLowercase},
+      {"uppercase", Transform::Kind::kUppercase},
+      {"trim", Transform::Kind::kTrim},
+      {"email_local_part", Transform::Kind::kEmailLocalPart},
+      {"safe_username", Transform::Kind::kSafeUsername}};
+  const std::string kKnown =
+      "lowercase, uppercase, trim, email_local_part, safe_username, {lookup: ...}, "
+      "{date_reached: ...}, {default: VALUE}, {prefix: TEXT}";
+  if (node.IsScalar()) {
+    for (const auto& [n, k] : kSimple) {
+      if (node.Scalar() == n) {
+        t->kind = k;
+        return true;
+      }
+    }
+    p->Add(path, node, "unknown transform '" + node.Scalar() + "' (known: " + kKnown + ")");
+    return false;
+  }
+  if (!node.IsMap() || node.size() != 1) {
+    p->Add(path, node, "a transform is a name or a one-key map (known: " + kKnown + ")");
+    return false;
+  }
+  const std::string key = node.begin()->first.Scalar();
+  const YAML::Node value = node.begin()->second;
+  const std::string sub = path + "." + key;
+  if (key == "default" || key == "prefix") {
+    if (!value.IsScalar()) {
+      p->Add(sub, value, "must be a string");
+      return false;
+    }
+    t->kind = key == "default" ? Transform::Kind::kDefault : Transform::Kind::kPrefix;
+    if (key == "default")
+      t->fallback = value.Scalar();
+    else
+      t->text = value.Scalar();
+    return true;
+  }
+  if (key == "lookup") {
+    t->kind = Transform::Kind::kLookup;
+    size_t before = p->list().size();
+    MapReader r(value, sub, p);
+    YAML::Node table = r.Child("table");
+    if (!table.IsDefined() || !table.IsMap()) {
+      r.Error("table", "is required: a map from the HRIS value to the value to send");
+    } else {
+      for (const auto& kv : table) {
+        if (!kv.second.IsScalar()) {
+          p->Add(sub + ".table." + kv.first.Scalar(), kv.second, "must be a string");
+          continue;
+        }
+        t->table[kv.first.Scalar()] = kv.second.Scalar();
+      }
+    }
+    std::string def;
+    if (r.String("default", &def)) t->fallback = def;
+    r.Finish();
+    return p->list().size() == before;
+  }
+  if (key == "date_reached") {
+    t->kind = Transform::Kind::kDateReached;
+    size_t before = p->list().size();
+    MapReader r(value, sub, p);
+    r.String("then", &t->then_value, true);
+    r.String("else", &t->else_value, true);
+    std::string missing;
+    if (r.String("missing", &missing)) t->fallback = missing;
+    r.Finish();
+    return p->list().size() == before;
+  }
+  p->Add(path, node, "unknown transform '" + key + "' (known: " + kKnown + ")");
+  return false;
+}
+
+}  // namespace
+
+bool ReadTransforms(const YAML::Node& node, const std::string& path, Problems* problems,
+                    std::vector<Transform>* out) {
+  if (!node.IsDefined() || node.IsNull()) return true;
+  bool ok = true;
+  if (node.IsSequence()) {
+    size_t i = 0;
+    for (const auto& it : node) {
+      Transform t;
+      if (ReadOneTransform(it, Index(path, i++), problems, &t))
+        out->push_back(std::move(t));
+      else
+        ok = false;
+    }
+    return ok;
+  }
+  Transform t;
+  if (!ReadOneTransform(node, path, problems, &t)) return false;
+  out->push_back(std::move(t));
+  return true;
+}
+
+bool ReadSource(const YAML::Node& node, const std::string& path, const SourceRules& rules,
+                Problems* problems, Source* out) {
+  out->configured = true;
+  if (!node.IsDefined() || node.IsNull()) {
+    problems->Add(path, node, "must not be empty");
+    return false;
+  }
+  if (node.IsScalar()) {
+    out->kind = Source::Kind::kPointer;
+    out->text = node.Scalar();
+    if (!IsValidPointer(out->text)) {
+      problems->Add(path, node,
+                    "'" + out->text +
+                        "' is not a JSON Pointer (it starts with '/', e.g. /employee/id); for a "
+                        "fixed value write {constant: ...}");
+      return false;
+    }
+    return true;
+  }
+  if (node.IsSequence()) {
+    out->kind = Source::Kind::kFirst;
+    bool ok = true;
+    size_t i = 0;
+    for (const auto& it : node) {
+      Source part;
+      if (ReadSource(it, Index(path, i++), rules, problems, &part))
+        out->parts.push_back(part);
+      else
+        ok = false;
+    }
+    if (out->parts.empty() && ok) {
+      problems->Add(path, node, "an empty list gives no value: list at least one path");
+      return false;
+    }
+    return ok;
+  }
+  size_t before = problems->list().size();
+  MapReader r(node, path, problems);
+  std::vector<std::string> kinds;
+  for (const char* k : {"pointer", "header", "constant", "hash", "first", "template", "var"}) {
+    if (r.Has(k)) kinds.emplace_back(k);
+  }
+  if (kinds.size() != 1) {
+    std::string where = kinds.empty() ? path : r.PathOf(kinds[1]);
+    problems->Add(where, kinds.empty() ? config::LineOf(node) : r.LineOf(kinds[1]),
+                  "give exactly one of pointer, constant, first, template" +
+                      std::string(rules.allow_header ? ", header" : "") +
+                      (rules.allow_hash ? ", hash" : "") + (rules.allow_variable ? ", var" : ""));
+    for (const char* k : {"pointer", "header", "constant", "hash", "first", "template", "var",
+                          "from", "transform"}) {
+      r.Ignore(k);
+    }
+    return false;
+  }
+  const std::string& kind = kinds[0];
+  if (kind == "pointer") {
+    out->kind = Source::Kind::kPointer;
+    ReadPointer(r, "pointer", &out->text);
+  } else if (kind == "header") {
+    out->kind = Source::Kind::kHeader;
+    r.String("header", &out->text);
+    if (!rules.allow_header) r.Error("header", "request headers are only available in items");
+  } else if (kind == "constant") {
+    out->kind = Source::Kind::kConstant;
+    r.String("constant", &out->text);
+  } else if (kind == "var") {
+    out->kind = Source::Kind::kVariable;
+    r.String("var", &out->text);
+    if (!rules.allow_variable)
+      r.Error("var", "variables are not available here");
+    else if (out->text != "employee_key" && out->text != "tenant" && out->text != "event_type") {
+      r.Error("var", "must be employee_key, tenant or event_type");
+    }
+  } else if (kind == "template") {
+    out->kind = Source::Kind::kTemplate;
+    r.String("template", &out->text);
+    if (out->text.find('{') == std::string::npos) {
+      r.Error("template", "has no {field} placeholder; for a fixed value write {constant: ...}");
+    }
+  } else if (kind == "hash" || kind == "first") {
+    out->kind = kind == "hash" ? Source::Kind::kHash : Source::Kind::kFirst;
+    YAML::Node list = r.Child(kind);
+    if (kind == "hash" && !rules.allow_hash) r.Error("hash", "hash is only available in items");
+    if (!list.IsSequence() || list.size() == 0) {
+      r.Error(kind, "must be a non-empty list of values");
+    } else {
+      size_t i = 0;
+      for (const auto& it : list) {
+        Source part;
+        if (ReadSource(it, Index(r.PathOf(kind), i++), rules, problems, &part)) {
+          out->parts.push_back(part);
+        }
+      }
+    }
+  }
+  if (r.Has("from")) {
+    ReadEnum(r, "from", kScopes, &out->scope);
+    if (out->kind != Source::Kind::kPointer && out->kind != Source::Kind::kTemplate) {
+      r.Error("from", "applies only to pointer and template");
+    }
+  }
+  if (r.Has("transform")) {
+    if (!rules.allow_transforms) {
+      r.Error("transform", "transforms are not available here");
+    } else {
+      ReadTransforms(r.Child("transform"), r.PathOf("transform"), problems, &out->transforms);
+    }
+  }
+  r.Finish();
+  return problems->list().size() == before;
+}
+
+namespace {
+
+void ReadAuth(const YAML::Node& node, Problems* p, AuthSpec* a) {
+  MapReader r(node, "auth", p);
+  if (!node.IsDefined() || node.IsNull()) {
+    p->Add("auth", 0,
+           "is required: an hmac recipe, bearer, basic, header, or `type: none` written "
+           "explicitly");
+    return;
+  }
+  ReadEnum<AuthType>(r, "type",
+                     {{"hmac", AuthType::kHmac},
+                      {"bearer", AuthType::kBearer},
+                      {"basic", AuthType::kBasic},
+                      {"header", AuthType::kHeader},
+                      {"none", AuthType::kNone}},
+                     &a->type, true);
+  if (a->type == AuthType::kNone) return;
+  if (a->type == AuthType::kHmac) {
+    ReadEnum<HashAlgorithm>(r, "algorithm",
+                            {{"sha256", HashAlgorithm::kSha256},
+                             {"sha512", HashAlgorithm::kSha512},
+                             {"sha1", HashAlgorithm::kSha1}},
+                            &a->algorithm, true);
+    std::string key = "utf8";
+    r.String("key", &key);
+    if (key == "utf8") {
+      a->key_decode = false;
+    } else if (key == "base64" || key == "hex") {
+      a->key_decode = true;
+      a->key_encoding = key == "hex" ? Encoding::kHex : Encoding::kBase64;
+    } else {
+      r.Error("key", "must be utf8, base64 or hex (how the secret's text becomes key bytes)");
+    }
+    r.String("key_prefix", &a->key_prefix);
+    ReadEnum<Encoding>(r, "encoding",
+                       {{"hex", Encoding::kHex},
+                        {"base64", Encoding::kBase64},
+                        {"base64url", Encoding::kBase64Url}},
+                       &a->encoding, true);
+    r.String("header", &a->header, true);
+    r.String("prefix", &a->prefix);
+    r.String("separator", &a->separator);
+    YAML::Node msg = r.Child("message");
+    if (!msg.IsDefined() || msg.IsNull()) {
+      a->message = {MessagePart{}};
+    } else if (!msg.IsSequence() || msg.size() == 0) {
+      r.Error("message", "must be a list of parts: body, method, {literal: TEXT}, {header: NAME}");
+    } else {
+      size_t i = 0;
+      for (const auto& it : msg) {
+        const std::string ipath = Index(r.PathOf("message"), i++);
+        MessagePart part;
+        if (it.IsScalar() && (it.Scalar() == "body" || it.Scalar() == "method")) {
+          part.kind = it.Scalar() == "body" ? MessagePart::Kind::kBody : MessagePart::Kind::kMethod;
+        } else if (it.IsMap() && it.size() == 1 &&
+                   (it.begin()->first.Scalar() == "literal" ||
+                    it.begin()->first.Scalar() == "header") &&
+                   it.begin()->second.IsScalar()) {
+          part.kind = it.begin()->first.Scalar() == "literal" ? MessagePart::Kind::kLiteral
+                                                              : MessagePart::Kind::kHeader;
+          part.text = it.begin()->second.Scalar();
+        } else {
+          p->Add(ipath, it, "a message part is body, method, {literal: TEXT} or {header: NAME}");
+          continue;
+        }
+        a->message.push_back(part);
+      }
+    }
+    r.String("timestamp_header", &a->timestamp_header);
+    r.Int("tolerance_s", &a->tolerance_s, 0, 7 * 86400);
+    if (a->tolerance_s > 0 && a->timestamp_header.empty()) {
+      r.Error("tolerance_s", "needs timestamp_header: the header that carries the timestamp");
+    }
+    return;
+  }
+  // bearer, basic, header
+  if (a->type == AuthType::kHeader) {
+    r.String("header", &a->header, true);
+    r.String("scheme", &a->scheme);
+  } else {
+    a->header = "Authorization";
+    a->scheme = a->type == AuthType::kBearer ? "Bearer" : "Basic";
+    r.String("header", &a->header);
+    if (a->type == AuthType::kBearer) r.String("scheme", &a->scheme);
+  }
+}
+
+void ReadDecode(const YAML::Node& node, Problems* p, DecodeSpec* d) {
+  MapReader r(node, "decode", p);
+  std::vector<std::string> formats;
+  if (r.StringList("formats", &formats)) {
+    d->formats.clear();
+    for (const auto& f : formats) {
+      if (f == "json")
+        d->formats.push_back(BodyFormat::kJson);
+      else if (f == "form")
+        d->formats.push_back(BodyFormat::kForm);
+      else
+        r.Error("formats", "each format is json or form (got '" + f + "')");
+    }
+    if (d->formats.empty()) r.Error("formats", "list at least one of json, form");
+  }
+  r.String("ping", &d->ping_text);
+  r.Int("ping_status", &d->ping_status, 200, 299);
+  if (r.Has("verification_token")) {
+    ReadPointer(r, "verification_token", &d->token_pointer);
+    if (d->token_pointer.empty()) {
+      r.Error("verification_token",
+              "must point at the token inside the body, e.g. "
+              "/verification_token");
+    }
+  }
+  r.String("verification_instructions", &d->token_instructions);
+}
+
+void ReadItems(const YAML::Node& node, Problems* p, ItemsSpec* it) {
+  MapReader r(node, "items", p);
+  if (!node.IsDefined() || node.IsNull()) {
+    p->Add("items", 0, "is required: at least items.employee_key");
+    return;
+  }
+  ReadPointer(r, "array", &it->array);
+  r.Bool("array_required", &it->array_required);
+  SourceRules rules;
+  rules.allow_header = true;
+  rules.allow_hash = true;
+  struct Field {
+    const char* key;
+    Source* out;
+    bool required;
+  };
+  for (const Field& f :
+       {Field{"employee_key", &it->employee_key, true}, Field{"dedup_id", &it->dedup_id, false},
+        Field{"event_type", &it->event_type, false},
+        Field{"occurred_at", &it->occurred_at, false}}) {
+    YAML::Node n = r.Child(f.key);
+    if (!n.IsDefined() || n.IsNull()) {
+      if (f.required) r.Error(f.key, "is required");
+      continue;
+    }
+    ReadSource(n, r.PathOf(f.key), rules, p, f.out);
+  }
+}
+
+}  // namespace
+
+bool ParseProfile(const std::string& text, const std::string& file, Problems* problems,
+                  ProfileSpec* out) {
+  size_t before = problems->list().size();
+  out->file = file;
+  YAML::Node root;
+  if (!config::ParseYaml(text, &root, problems)) return false;
+  if (!root.IsMap()) {
+    problems->Add("", root,
+                  "a profile is a mapping with name, auth, decode, items, actions, "
+                  "mapping (see docs/profiles.md)");
+    return false;
+  }
+  MapReader r(root, "", problems);
+  r.String("name", &out->name, true);
+  std::string description;
+  r.String("description", &description);
+  ReadAuth(r.Child("auth"), problems, &out->auth);
+  ReadDecode(r.Child("decode"), problems, &out->decode);
+  ReadItems(r.Child("items"), problems, &out->items);
+  r.Finish();
+  return problems->list().size() == before;
+}
+
+}  // namespace scimsync::connectors::internal

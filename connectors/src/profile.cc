@@ -1,0 +1,131 @@
+#include "scimsync/connectors/profile.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "builtin.h"
+#include "loader.h"
+#include "profile_impl.h"
+
+namespace scimsync::connectors {
+
+const char* ActionName(Action action) {
+  switch (action) {
+    case Action::kSync:
+      return "sync";
+    case Action::kSuspend:
+      return "suspend";
+    case Action::kReactivate:
+      return "reactivate";
+    case Action::kDelete:
+      return "delete";
+    case Action::kIgnore:
+      return "ignore";
+  }
+  return "?";
+}
+
+namespace internal {
+namespace {
+
+bool IsPath(const std::string& connector) {
+  auto ends_with = [&](const char* suffix) {
+    std::string s(suffix);
+    return connector.size() >= s.size() &&
+           connector.compare(connector.size() - s.size(), s.size(), s) == 0;
+  };
+  return connector.find('/') != std::string::npos || ends_with(".yaml") || ends_with(".yml");
+}
+
+std::string BuiltinNames() {
+  std::string out;
+  for (const auto& b : BuiltinProfiles()) out += (out.empty() ? "" : ", ") + std::string(b.name);
+  return out;
+}
+
+}  // namespace
+
+Status SpecProfile::Verify(const Request& request, const std::vector<std::string>& secrets,
+                           int64_t now_s) const {
+  return VerifyAuth(spec_->auth, spec_->decode, request, secrets, now_s);
+}
+
+Result<Decoded> SpecProfile::Decode(const Request& request) const {
+  return DecodeRequest(*spec_, ingest_, request);
+}
+
+std::shared_ptr<const ProfileSpec> LoadSpec(const std::string& connector,
+                                            const std::string& config_file,
+                                            config::Problems* problems) {
+  std::string text;
+  std::string file;
+  if (!IsPath(connector)) {
+    for (const auto& b : BuiltinProfiles()) {
+      if (b.name == connector) {
+        text = std::string(b.text);
+        file = "connectors/profiles/" + connector + ".yaml";
+      }
+    }
+    if (file.empty()) {
+      problems->Add("connector", 0,
+                    "'" + connector + "' is not a built-in profile (" + BuiltinNames() +
+                        ") nor a path to a profile file (a path contains '/' or ends in .yaml)");
+      return nullptr;
+    }
+  } else {
+    file = connector;
+    if (file[0] != '/') {
+      // Relative to the config file, so a config and its profiles can move together.
+      auto slash = config_file.rfind('/');
+      if (slash != std::string::npos) file = config_file.substr(0, slash + 1) + file;
+    }
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+      problems->Add("connector", 0, "cannot read profile file " + file);
+      return nullptr;
+    }
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    text = ss.str();
+  }
+  auto spec = std::make_shared<ProfileSpec>();
+  config::Problems own(file);
+  if (!ParseProfile(text, file, &own, spec.get())) {
+    for (const config::Problem& p : own.list()) {
+      problems->Add(file + ": " + (p.path.empty() ? std::string("(top level)") : p.path), p.line,
+                    p.message);
+    }
+    return nullptr;
+  }
+  return spec;
+}
+
+}  // namespace internal
+
+std::shared_ptr<const Profile> LoadProfile(const config::ProfileConfig& entry,
+                                           config::Problems* problems) {
+  size_t before = problems->list().size();
+  config::Problems spec_problems(problems->file());
+  auto spec = internal::LoadSpec(entry.connector, problems->file(), &spec_problems);
+  for (const config::Problem& p : spec_problems.list()) {
+    // Problems inside a profile file already name it; the rest belong to this entry's key.
+    std::string path = p.path == "connector" ? entry.path + ".connector" : p.path;
+    int line = p.path == "connector" ? config::LineOf(entry.node["connector"]) : p.line;
+    problems->Add(path, line, p.message);
+  }
+  internal::IngestOptions ingest;
+  config::MapReader r(entry.node, entry.path, problems);
+  for (const std::string& k : config::CommonProfileKeys()) r.Ignore(k);
+  r.String("verification_token_file", &ingest.verification_token_file);
+  if (spec && spec->auth.type != internal::AuthType::kNone && entry.secrets.empty()) {
+    r.Error("connector", "profile '" + entry.connector + "' authenticates webhooks (" +
+                             internal::DescribeAuth(spec->auth) +
+                             "): set secret_env, secret_file or secrets");
+  }
+  r.Finish();
+  if (!spec || problems->list().size() != before) return nullptr;
+  return std::make_shared<internal::SpecProfile>(entry.name, entry.dedup_window_s, spec,
+                                                 std::move(ingest));
+}
+
+}  // namespace scimsync::connectors

@@ -1,0 +1,114 @@
+// The parsed form of a profile YAML file (docs/profiles.md is the user-facing description). The
+// loader fills these strictly; the engine only reads them.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "codec.h"
+#include "scimsync/connectors/profile.h"
+
+namespace scimsync::connectors::internal {
+
+// ---- auth ---------------------------------------------------------------------------------
+
+enum class AuthType { kHmac, kBearer, kBasic, kHeader, kNone };
+
+struct MessagePart {
+  enum class Kind { kBody, kLiteral, kHeader, kMethod };
+  Kind kind = Kind::kBody;
+  std::string text;  // literal text or header name
+};
+
+struct AuthSpec {
+  AuthType type = AuthType::kHmac;
+  // hmac
+  HashAlgorithm algorithm = HashAlgorithm::kSha256;
+  Encoding key_encoding = Encoding::kHex;  // meaningful only when key_decode is set
+  bool key_decode = false;                 // false: the secret's UTF-8 bytes are the key
+  std::string key_prefix;                  // stripped from the secret before decoding (whsec_)
+  std::vector<MessagePart> message;
+  Encoding encoding = Encoding::kHex;
+  std::string header;     // signature / token header
+  std::string prefix;     // each candidate starts with it ("sha256=", "v1,")
+  std::string separator;  // non-empty: the header holds several candidates
+  // Optional timestamp check.
+  std::string timestamp_header;
+  int64_t tolerance_s = 0;  // 0: the timestamp is only signed, not checked against the clock
+  std::string scheme;       // bearer: "Bearer"; header: optional scheme before the token
+};
+
+// ---- decode -------------------------------------------------------------------------------
+
+enum class BodyFormat { kJson, kForm };
+
+struct DecodeSpec {
+  std::vector<BodyFormat> formats = {BodyFormat::kJson};
+  std::string ping_text;  // a body equal to this (trimmed) is a handshake, answered 200
+  int ping_status = 200;
+  std::string token_pointer;       // verification-token handshake: pointer to the token
+  std::string token_instructions;  // logged with the handshake: what the admin does next
+};
+
+// ---- values -------------------------------------------------------------------------------
+
+// Where a pointer is resolved. kDefault means "the natural document here": the item for item
+// fields, the mapping source (record or payload) for mapping fields.
+enum class Scope { kDefault, kItem, kBody, kRecord, kPayload };
+
+struct Transform {
+  enum class Kind {
+    kLowercase,
+    kUppercase,
+    kTrim,
+    kEmailLocalPart,
+    kSafeUsername,
+    kLookup,
+    kDateReached,
+    kDefault,
+    kPrefix,
+  };
+  Kind kind = Kind::kTrim;
+  std::map<std::string, std::string> table;  // lookup
+  std::optional<std::string> fallback;       // lookup default / default value / date missing
+  std::string then_value;                    // date_reached: date <= today
+  std::string else_value;                    // date_reached: date > today
+  std::string text;                          // prefix
+};
+
+struct Source {
+  enum class Kind { kPointer, kHeader, kConstant, kHash, kFirst, kTemplate, kVariable };
+  Kind kind = Kind::kPointer;
+  std::string text;  // pointer, header name, constant, template, variable name
+  Scope scope = Scope::kDefault;
+  std::vector<Source> parts;  // hash / first
+  std::vector<Transform> transforms;
+  bool configured = false;  // false: the key was absent
+};
+
+// ---- items --------------------------------------------------------------------------------
+
+struct ItemsSpec {
+  std::string array;           // empty: the body is one item
+  bool array_required = true;  // false: a body without the array is one item
+  Source employee_key;
+  Source dedup_id;
+  Source event_type;
+  Source occurred_at;
+};
+
+// ---- whole profile ------------------------------------------------------------------------
+
+struct ProfileSpec {
+  std::string name;
+  std::string file;  // where it was loaded from ("builtin:generic" or a path)
+  AuthSpec auth;
+  DecodeSpec decode;
+  ItemsSpec items;
+};
+
+}  // namespace scimsync::connectors::internal

@@ -1,0 +1,45 @@
+// Shared helpers for connector tests: config entries from YAML, signed requests.
+#pragma once
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <string>
+
+#include "scimsync/config.h"
+#include "scimsync/connectors/profile.h"
+
+namespace scimsync::connectors::testing {
+
+// A profile entry as the config loader would hand it over.
+inline config::ProfileConfig Entry(const std::string& yaml) {
+  config::ProfileConfig pc;
+  pc.node = YAML::Load(yaml);
+  pc.name = pc.node["name"].as<std::string>();
+  pc.connector = pc.node["connector"].as<std::string>();
+  if (pc.node["secret_env"]) pc.secrets.push_back({pc.node["secret_env"].as<std::string>(), ""});
+  pc.path = "profiles[0]";
+  return pc;
+}
+
+inline std::string HexHmacSha256(const std::string& key, const std::string& msg) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), out, &len);
+  static const char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned i = 0; i < len; ++i) {
+    hex += kHex[out[i] >> 4];
+    hex += kHex[out[i] & 15];
+  }
+  return hex;
+}
+
+inline std::string ProblemsText(const config::Problems& p) {
+  std::string out;
+  for (const auto& x : p.list()) out += x.ToString() + "\n";
+  return out;
+}
+
+}  // namespace scimsync::connectors::testing
