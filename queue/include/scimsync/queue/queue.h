@@ -1,6 +1,33 @@
 // The durable queue between webhook ingest and the workers: Redis Streams, one stream per
 // partition, partition = hash(profile, employee key) mod partitions, so one employee's items
 // always land in one stream, in arrival order.
+//
+// Redis key layout (P = redis.key_prefix, N = partition number; see Keys below):
+//
+//   P:{pN}:stream                       stream of new items; consumer group "workers"
+//   P:{pN}:retry                        sorted set: entry id -> due time (ms since the epoch)
+//   P:{pN}:retry:items                  hash: entry id -> the item (JSON) waiting for a retry
+//   P:{pN}:dedup:<profile>:<dedup_id>   "1", SET NX EX <dedup window>: the event was accepted
+//   P:dlq                               stream of dead letters (item, reason, last exchange)
+//
+// Each partition's keys share the hash tag {pN}, so Redis Cluster would keep them in one slot.
+// Redis Cluster note: EnqueueBatch writes every partition of a request in ONE script, and
+// DeadLetter/ReplayDeadLetter move an item between a partition and P:dlq in one script. Redis
+// only runs a script over keys of one slot in a cluster, so these guarantees need a single Redis
+// node (standalone, or a primary with replicas/Sentinel) -- which is what scimsync supports.
+//
+// Life of an item: EnqueueBatch adds it to its partition's stream. A worker gets it from Read
+// (or, after a worker crash, from ClaimStale), then ends it with exactly one of Ack, RetryLater or
+// DeadLetter. RetryLater moves it to the partition's retry set; TakeDue hands it out again when
+// due, under a lease: an item taken but not ended within lease_ms becomes due again, so a
+// crashed worker loses nothing there either. Ack/RetryLater/DeadLetter accept items from both
+// sources (Item::from_retry tells which).
+//
+// Delivery is at-least-once: a worker that stalls past min_idle_ms/lease_ms can see its item
+// handed to another worker. Every job converges state, so a second run is harmless.
+//
+// Thread-safety: a Queue may be shared by threads; the Redis implementation keeps a small pool
+// of connections and uses one per call.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "scimsync/clock.h"
 #include "scimsync/config.h"
 #include "scimsync/result.h"
 
@@ -26,9 +54,11 @@ struct Item {
   int64_t received_at_ms = 0;
 
   // Set by the queue when an item is read back.
-  std::string entry_id;  // stream entry id
+  std::string entry_id;  // stream entry id; also the item's id in the retry set
   int partition = -1;
-  int attempts = 0;  // how many times a worker has tried it
+  int attempts = 0;         // how many times a worker has tried it (RetryLater adds one)
+  bool from_retry = false;  // handed out by TakeDue rather than Read/ClaimStale
+  std::string last_error;   // the reason given to the last RetryLater; empty before
 };
 
 struct EnqueueOutcome {
@@ -36,9 +66,35 @@ struct EnqueueOutcome {
   int duplicates = 0;
 };
 
+// A dead-lettered item with why it died. `id` is its entry id in the P:dlq stream.
+struct DeadLetterEntry {
+  std::string id;
+  Item item;               // as it was when it died (attempts, entry_id and partition of that time)
+  std::string error_kind;  // ErrorKindName() of the final error ("permanent", "conflict"...)
+  std::string reason;
+  std::string last_request;   // the last SCIM request sent for it (never with credentials)
+  std::string last_response;  // and its answer
+  int64_t dead_at_ms = 0;
+};
+
 // Which partition an employee's items live in. Stable across versions and instances: FNV-1a 64
 // over profile, a 0 byte, employee key.
 int PartitionOf(const std::string& profile, const std::string& employee_key, int partitions);
+
+// The Redis keys, for tools and tests that look at Redis directly.
+struct Keys {
+  static std::string Stream(const std::string& prefix, int partition);
+  static std::string Retry(const std::string& prefix, int partition);
+  static std::string RetryItems(const std::string& prefix, int partition);
+  static std::string Dedup(const std::string& prefix, int partition, const std::string& profile,
+                           const std::string& dedup_id);
+  static std::string DeadLetters(const std::string& prefix);
+};
+// The consumer group every partition's stream has.
+inline constexpr const char* kConsumerGroup = "workers";
+// Read never blocks longer than this, so that a worker notices shutdown, partition hand-over and
+// due retries in time; redis.command_timeout_ms must be longer.
+inline constexpr int kMaxBlockMs = 1000;
 
 class Queue {
  public:
@@ -46,46 +102,112 @@ class Queue {
 
   // Writes every item in one round trip, atomically: all or none. An item whose
   // (profile, dedup_id) was accepted within dedup_window_s is counted as a duplicate and not
-  // written again. A Redis error is kTransient (the caller answers 503).
+  // written again (also when both are in the same batch); dedup_window_s <= 0 turns dedup off.
+  // Redis unreachable or refusing writes: kTransient (the caller answers 503).
   virtual Result<EnqueueOutcome> EnqueueBatch(const std::vector<Item>& items,
                                               int64_t dedup_window_s) = 0;
 
   // Round trip to Redis: ok when reachable and answering.
   virtual Status Ping() = 0;
 
-  // --- Worker side (see the workers issue for how they are combined). ---
+  // --- Worker side. ---
 
-  // Up to `max` new items of one partition for `consumer`, blocking up to block_ms when empty.
+  // Up to `max` new items of one partition for `consumer`, in stream order, blocking up to
+  // block_ms (capped at kMaxBlockMs; <= 0: no blocking) when there are none. Creates the consumer
+  // group when it is missing (from the stream's start, so nothing enqueued before is skipped).
   virtual Result<std::vector<Item>> Read(int partition, const std::string& consumer, int max,
                                          int block_ms) = 0;
-  // The item is done (its outcome is recorded): remove it from the pending list.
+  // The item is done (its outcome is recorded): remove it from the stream or the retry set.
   virtual Status Ack(const Item& item) = 0;
-  // Atomically: store the item in the partition's retry set due at due_ms (attempts + 1) and ack
-  // it from the stream.
+  // Atomically: store the item in the partition's retry set, due at due_ms, with attempts + 1 and
+  // last_error = reason, and remove it from where it came from.
   virtual Status RetryLater(const Item& item, int64_t due_ms, const std::string& reason) = 0;
-  // Retry-set items of a partition whose due time is <= now_ms, oldest first, removed from the
-  // set atomically as they are returned... see implementation notes in queue/README or .cc.
-  virtual Result<std::vector<Item>> TakeDue(int partition, int64_t now_ms, int max) = 0;
-  // Atomically: append to the dead-letter stream with the reason and ack from the stream.
+  // Up to `max` retry-set items of a partition due at or before now_ms, earliest due first. They
+  // stay in the set with their due time moved to now_ms + lease_ms: end each with Ack,
+  // RetryLater or DeadLetter before then, or it is handed out again.
+  virtual Result<std::vector<Item>> TakeDue(int partition, int64_t now_ms, int max,
+                                            int64_t lease_ms) = 0;
+  // Atomically: append the item to the dead-letter stream with the reason and the last
+  // request/response, and remove it from where it came from.
   virtual Status DeadLetter(const Item& item, const std::string& error_kind,
                             const std::string& reason, const std::string& last_request,
                             const std::string& last_response) = 0;
-  // Pending items of a partition idle for at least min_idle_ms, re-owned by `consumer`
-  // (a crashed worker's in-flight items).
+  // Up to `max` pending stream items of a partition idle for at least min_idle_ms (delivered to
+  // a worker that has not ended them: it crashed or stalls), now owned by `consumer`.
   virtual Result<std::vector<Item>> ClaimStale(int partition, const std::string& consumer,
                                                int64_t min_idle_ms, int max) = 0;
-  // Stream length (not yet acknowledged entries included) of a partition.
+  // Items in a partition's stream: new ones plus delivered-but-not-ended ones.
   virtual Result<int64_t> Depth(int partition) = 0;
+  // Items in a partition's retry set (waiting or leased).
+  virtual Result<int64_t> RetryDepth(int partition) = 0;
+
+  // --- Dead letters (`scimsyncd dlq list|show|replay|drop`). ---
+
+  // Up to `max` dead letters, oldest first, after the one with id `after_id` ("" = from the start).
+  virtual Result<std::vector<DeadLetterEntry>> ListDeadLetters(const std::string& after_id,
+                                                               int max) = 0;
+  // kNotFound when there is no dead letter with that id.
+  virtual Result<DeadLetterEntry> GetDeadLetter(const std::string& id) = 0;
+  // Atomically: remove the dead letter and enqueue its item again (attempts 0, no dedup check) in
+  // its partition under the current partition count. Returns the new item. kNotFound when absent.
+  virtual Result<Item> ReplayDeadLetter(const std::string& id) = 0;
+  // Removes a dead letter for good. kNotFound when absent.
+  virtual Status DropDeadLetter(const std::string& id) = 0;
+  virtual Result<int64_t> DeadLetterCount() = 0;
+
+  virtual int partitions() const = 0;
 };
 
-// Redis implementation. Connects lazily and reconnects after Redis restarts; `password` is the
-// resolved secret (empty: no AUTH).
+// Redis implementation. Connects lazily and reconnects after Redis restarts: a call while Redis
+// is down fails kTransient within about connect_timeout_ms, and the first call after it is back
+// succeeds. `password` is the resolved secret (empty: the URL's password, else no AUTH). Items
+// are stamped with `clock` (dead_at_ms); the dedup window runs on Redis's clock.
 std::unique_ptr<Queue> NewRedisQueue(const config::RedisOptions& options,
                                      const std::string& password);
+std::unique_ptr<Queue> NewRedisQueue(const config::RedisOptions& options,
+                                     const std::string& password, const Clock& clock);
 
-// In-memory implementation with the same semantics, for unit tests of callers. `fail` switches
-// every call to a kTransient error, like an unreachable Redis.
-class MemoryQueue;
+// In-memory implementation with the same semantics, for unit tests of callers. Entry ids look
+// like Redis's ("<ms>-<seq>"); idle times, dedup windows and dead_at_ms follow the given clock.
+class MemoryQueue final : public Queue {
+ public:
+  MemoryQueue(int partitions, const Clock& clock);
+  ~MemoryQueue() override;
+
+  // true: every call fails kTransient, like an unreachable Redis, until switched back.
+  void set_unavailable(bool unavailable);
+
+  Result<EnqueueOutcome> EnqueueBatch(const std::vector<Item>& items,
+                                      int64_t dedup_window_s) override;
+  Status Ping() override;
+  Result<std::vector<Item>> Read(int partition, const std::string& consumer, int max,
+                                 int block_ms) override;
+  Status Ack(const Item& item) override;
+  Status RetryLater(const Item& item, int64_t due_ms, const std::string& reason) override;
+  Result<std::vector<Item>> TakeDue(int partition, int64_t now_ms, int max,
+                                    int64_t lease_ms) override;
+  Status DeadLetter(const Item& item, const std::string& error_kind, const std::string& reason,
+                    const std::string& last_request, const std::string& last_response) override;
+  Result<std::vector<Item>> ClaimStale(int partition, const std::string& consumer,
+                                       int64_t min_idle_ms, int max) override;
+  Result<int64_t> Depth(int partition) override;
+  Result<int64_t> RetryDepth(int partition) override;
+  Result<std::vector<DeadLetterEntry>> ListDeadLetters(const std::string& after_id,
+                                                       int max) override;
+  Result<DeadLetterEntry> GetDeadLetter(const std::string& id) override;
+  Result<Item> ReplayDeadLetter(const std::string& id) override;
+  Status DropDeadLetter(const std::string& id) override;
+  Result<int64_t> DeadLetterCount() override;
+  int partitions() const override;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+// A MemoryQueue on the system clock. The clock overload keeps a reference: it must outlive the
+// queue.
 std::unique_ptr<MemoryQueue> NewMemoryQueue(int partitions);
+std::unique_ptr<MemoryQueue> NewMemoryQueue(int partitions, const Clock& clock);
 
 }  // namespace scimsync::queue

@@ -1,0 +1,474 @@
+// The Redis queue: one Lua script per state change, so each change is atomic and one round trip.
+#include <algorithm>
+#include <map>
+#include <utility>
+
+#include "codec.h"
+#include "scimsync/queue/queue.h"
+#include "scimsync/queue/redis.h"
+
+namespace scimsync::queue {
+namespace {
+
+using internal::CheckPartition;
+using redis::Reply;
+using redis::Script;
+
+// The "#!lua" line makes Redis refuse the whole script up front when it is out of memory, instead
+// of failing half-way through a batch: all or none.
+const Script& EnqueueScript() {
+  static const Script kScript(R"lua(#!lua
+-- KEYS: per item, its partition's stream and its dedup key.
+-- ARGV: dedup window (s), field count F, group, F field names, then F values per item.
+local window = tonumber(ARGV[1])
+local nf = tonumber(ARGV[2])
+local group = ARGV[3]
+local values = 3 + nf
+local accepted, duplicates = 0, 0
+for i = 1, #KEYS / 2 do
+  local stream, dedup = KEYS[2 * i - 1], KEYS[2 * i]
+  local fresh = true
+  if window > 0 then
+    fresh = redis.call('SET', dedup, '1', 'NX', 'EX', ARGV[1])
+  end
+  if fresh then
+    if redis.call('EXISTS', stream) == 0 then
+      -- From id 0: entries added before any worker started are still delivered.
+      redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
+    end
+    local args = {stream, '*'}
+    local off = values + (i - 1) * nf
+    for j = 1, nf do
+      args[#args + 1] = ARGV[3 + j]
+      args[#args + 1] = ARGV[off + j]
+    end
+    redis.call('XADD', unpack(args))
+    accepted = accepted + 1
+  else
+    duplicates = duplicates + 1
+  end
+end
+return {accepted, duplicates}
+)lua");
+  return kScript;
+}
+
+// Removing an item from where it came from frees memory, so these scripts have no "#!lua" line:
+// Redis then lets them run under maxmemory pressure. Writes that need memory come first, so an
+// out-of-memory error stops the script before it has changed anything.
+const Script& AckScript() {
+  static const Script kScript(R"lua(
+-- KEYS: stream, retry set, retry items. ARGV: group, entry id, "1" when from the retry set.
+if ARGV[3] == '1' then
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  redis.call('HDEL', KEYS[3], ARGV[2])
+else
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('XDEL', KEYS[1], ARGV[2])
+end
+return 1
+)lua");
+  return kScript;
+}
+
+const Script& RetryScript() {
+  static const Script kScript(R"lua(
+-- KEYS: stream, retry set, retry items.
+-- ARGV: group, entry id, "1" when from the retry set, due ms, item JSON.
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
+if ARGV[3] ~= '1' then
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('XDEL', KEYS[1], ARGV[2])
+end
+return 1
+)lua");
+  return kScript;
+}
+
+const Script& TakeDueScript() {
+  static const Script kScript(R"lua(
+-- KEYS: retry set, retry items. ARGV: now ms, max, lease end ms.
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local out = {}
+for _, id in ipairs(ids) do
+  local json = redis.call('HGET', KEYS[2], id)
+  if json then
+    redis.call('ZADD', KEYS[1], ARGV[3], id)
+    out[#out + 1] = id
+    out[#out + 1] = json
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return out
+)lua");
+  return kScript;
+}
+
+const Script& DeadLetterScript() {
+  static const Script kScript(R"lua(
+-- KEYS: stream, retry set, retry items, dead letters.
+-- ARGV: group, entry id, "1" when from the retry set, then the dead letter's field/value pairs.
+local args = {KEYS[4], '*'}
+for i = 4, #ARGV do args[#args + 1] = ARGV[i] end
+local id = redis.call('XADD', unpack(args))
+if ARGV[3] == '1' then
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  redis.call('HDEL', KEYS[3], ARGV[2])
+else
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('XDEL', KEYS[1], ARGV[2])
+end
+return id
+)lua");
+  return kScript;
+}
+
+const Script& ReplayScript() {
+  static const Script kScript(R"lua(
+-- KEYS: dead letters, target stream. ARGV: dead letter id, group, then field/value pairs.
+if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then return false end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('XGROUP', 'CREATE', KEYS[2], ARGV[2], '0', 'MKSTREAM')
+end
+local args = {KEYS[2], '*'}
+for i = 3, #ARGV do args[#args + 1] = ARGV[i] end
+local id = redis.call('XADD', unpack(args))
+redis.call('XDEL', KEYS[1], ARGV[1])
+return id
+)lua");
+  return kScript;
+}
+
+bool IsNoGroup(const Error& e) { return e.message.find("NOGROUP") != std::string::npos; }
+
+Error Malformed(const char* what) {
+  return Error::Permanent(std::string("unexpected Redis reply to ") + what +
+                          "; is redis.url pointing at Redis 7 and not at another service?");
+}
+
+// A stream entry reply: [id, [field, value, ...]]. False for a deleted entry (nil fields).
+bool DecodeEntry(const Reply& entry, std::string* id, std::map<std::string, std::string>* fields) {
+  const auto& parts = entry.elements();
+  if (parts.size() != 2) return false;
+  auto s = parts[0].AsString();
+  if (!s) return false;
+  *id = *s;
+  fields->clear();
+  const auto& kv = parts[1].elements();
+  for (size_t i = 0; i + 1 < kv.size(); i += 2) {
+    (*fields)[kv[i].text()] = kv[i + 1].text();
+  }
+  return parts[1].is_array();
+}
+
+std::vector<Item> DecodeEntries(const Reply& entries, int partition) {
+  std::vector<Item> items;
+  std::string id;
+  std::map<std::string, std::string> fields;
+  for (const Reply& e : entries.elements()) {
+    if (!DecodeEntry(e, &id, &fields)) continue;
+    Item item = internal::ItemFromFields(fields);
+    item.entry_id = id;
+    item.partition = partition;
+    item.from_retry = false;
+    items.push_back(std::move(item));
+  }
+  return items;
+}
+
+class RedisQueue final : public Queue {
+ public:
+  RedisQueue(const config::RedisOptions& options, const std::string& password, const Clock& clock)
+      : pool_(options, password),
+        prefix_(options.key_prefix),
+        partitions_(std::max(1, options.partitions)),
+        command_timeout_ms_(options.command_timeout_ms),
+        clock_(clock) {}
+
+  Result<EnqueueOutcome> EnqueueBatch(const std::vector<Item>& items,
+                                      int64_t dedup_window_s) override {
+    EnqueueOutcome outcome;
+    if (items.empty()) return outcome;
+    const auto& names = internal::StreamFieldNames();
+    std::vector<std::string> keys;
+    keys.reserve(items.size() * 2);
+    std::vector<std::string> args;
+    args.reserve(3 + names.size() * (items.size() + 1));
+    args.push_back(std::to_string(std::max<int64_t>(0, dedup_window_s)));
+    args.push_back(std::to_string(names.size()));
+    args.emplace_back(kConsumerGroup);
+    args.insert(args.end(), names.begin(), names.end());
+    for (const Item& item : items) {
+      int p = PartitionOf(item.profile, item.employee_key, partitions_);
+      keys.push_back(Keys::Stream(prefix_, p));
+      keys.push_back(Keys::Dedup(prefix_, p, item.profile, item.dedup_id));
+      std::vector<std::string> values = internal::StreamValues(item);
+      for (auto& v : values) args.push_back(std::move(v));
+    }
+    Result<Reply> r = pool_.Acquire()->Eval(EnqueueScript(), keys, args);
+    if (!r) {
+      // Whatever stopped the write, the webhook sender must try again later (503).
+      Error e = r.error();
+      e.kind = ErrorKind::kTransient;
+      return e;
+    }
+    const auto& counts = r->elements();
+    if (counts.size() != 2 || !counts[0].AsInteger() || !counts[1].AsInteger()) {
+      return Error::Transient("unexpected Redis reply to the enqueue script");
+    }
+    outcome.accepted = static_cast<int>(*counts[0].AsInteger());
+    outcome.duplicates = static_cast<int>(*counts[1].AsInteger());
+    return outcome;
+  }
+
+  Status Ping() override {
+    Result<Reply> r = pool_.Acquire()->Command({"PING"});
+    if (!r) return r.error();
+    if (r->AsString() != "PONG") return Malformed("PING");
+    return {};
+  }
+
+  Result<std::vector<Item>> Read(int partition, const std::string& consumer, int max,
+                                 int block_ms) override {
+    if (Status s = CheckPartition(partition, partitions_); !s) return s.error();
+    if (max <= 0) return std::vector<Item>{};
+    // The socket timeout must outlast the block, or every idle read would look like an outage.
+    int block = std::min(block_ms, kMaxBlockMs);
+    if (block >= command_timeout_ms_) block = command_timeout_ms_ / 2;
+    const std::string key = Keys::Stream(prefix_, partition);
+    std::vector<std::string> argv = {"XREADGROUP", "GROUP", kConsumerGroup,
+                                     consumer,     "COUNT", std::to_string(max)};
+    if (block > 0) argv.insert(argv.end(), {"BLOCK", std::to_string(block)});
+    argv.insert(argv.end(), {"STREAMS", key, ">"});
+    auto conn = pool_.Acquire();
+    Result<Reply> r = conn->Command(argv);
+    if (!r && IsNoGroup(r.error())) {
+      if (Status s = CreateGroup(*conn, key); !s) return s.error();
+      r = conn->Command(argv);
+    }
+    if (!r) return r.error();
+    if (r->is_nil()) return std::vector<Item>{};
+    // [[key, [entry, ...]]]
+    const auto& streams = r->elements();
+    if (streams.size() != 1 || streams[0].elements().size() != 2) return Malformed("XREADGROUP");
+    return DecodeEntries(streams[0].elements()[1], partition);
+  }
+
+  Status Ack(const Item& item) override {
+    if (Status s = CheckItem(item); !s) return s;
+    Result<Reply> r = pool_.Acquire()->Eval(AckScript(), PartitionKeys(item.partition),
+                                            {kConsumerGroup, item.entry_id, Flag(item)});
+    if (!r) return r.error();
+    return {};
+  }
+
+  Status RetryLater(const Item& item, int64_t due_ms, const std::string& reason) override {
+    if (Status s = CheckItem(item); !s) return s;
+    Item next = item;
+    next.attempts = item.attempts + 1;
+    next.last_error = reason;
+    next.from_retry = true;
+    Result<Reply> r = pool_.Acquire()->Eval(RetryScript(), PartitionKeys(item.partition),
+                                            {kConsumerGroup, item.entry_id, Flag(item),
+                                             std::to_string(due_ms), internal::ItemToJson(next)});
+    if (!r) return r.error();
+    return {};
+  }
+
+  Result<std::vector<Item>> TakeDue(int partition, int64_t now_ms, int max,
+                                    int64_t lease_ms) override {
+    if (Status s = CheckPartition(partition, partitions_); !s) return s.error();
+    if (max <= 0) return std::vector<Item>{};
+    Result<Reply> r = pool_.Acquire()->Eval(
+        TakeDueScript(), {Keys::Retry(prefix_, partition), Keys::RetryItems(prefix_, partition)},
+        {std::to_string(now_ms), std::to_string(max),
+         std::to_string(now_ms + std::max<int64_t>(0, lease_ms))});
+    if (!r) return r.error();
+    std::vector<Item> items;
+    const auto& flat = r->elements();
+    for (size_t i = 0; i + 1 < flat.size(); i += 2) {
+      Result<Item> item = internal::ItemFromJson(flat[i + 1].text());
+      if (!item) return item.error();
+      item->entry_id = flat[i].text();
+      item->partition = partition;
+      item->from_retry = true;
+      items.push_back(std::move(*item));
+    }
+    return items;
+  }
+
+  Status DeadLetter(const Item& item, const std::string& error_kind, const std::string& reason,
+                    const std::string& last_request, const std::string& last_response) override {
+    if (Status s = CheckItem(item); !s) return s;
+    std::vector<std::string> args = {kConsumerGroup, item.entry_id, Flag(item)};
+    internal::AppendDeadLetterPairs(item, error_kind, reason, last_request, last_response,
+                                    clock_.NowMs(), &args);
+    std::vector<std::string> keys = PartitionKeys(item.partition);
+    keys.push_back(Keys::DeadLetters(prefix_));
+    Result<Reply> r = pool_.Acquire()->Eval(DeadLetterScript(), keys, args);
+    if (!r) return r.error();
+    return {};
+  }
+
+  Result<std::vector<Item>> ClaimStale(int partition, const std::string& consumer,
+                                       int64_t min_idle_ms, int max) override {
+    if (Status s = CheckPartition(partition, partitions_); !s) return s.error();
+    if (max <= 0) return std::vector<Item>{};
+    const std::string key = Keys::Stream(prefix_, partition);
+    auto conn = pool_.Acquire();
+    Result<Reply> r = conn->Command({"XAUTOCLAIM", key, kConsumerGroup, consumer,
+                                     std::to_string(std::max<int64_t>(0, min_idle_ms)), "0-0",
+                                     "COUNT", std::to_string(max)});
+    if (!r && IsNoGroup(r.error())) {
+      // No group: nothing was ever delivered, so nothing is stale.
+      if (Status s = CreateGroup(*conn, key); !s) return s.error();
+      return std::vector<Item>{};
+    }
+    if (!r) return r.error();
+    // [next cursor, [entry, ...], [deleted ids]] -- deleted ones were already ended.
+    const auto& parts = r->elements();
+    if (parts.size() < 2) return Malformed("XAUTOCLAIM");
+    return DecodeEntries(parts[1], partition);
+  }
+
+  Result<int64_t> Depth(int partition) override {
+    if (Status s = CheckPartition(partition, partitions_); !s) return s.error();
+    return Count({"XLEN", Keys::Stream(prefix_, partition)}, "XLEN");
+  }
+
+  Result<int64_t> RetryDepth(int partition) override {
+    if (Status s = CheckPartition(partition, partitions_); !s) return s.error();
+    return Count({"ZCARD", Keys::Retry(prefix_, partition)}, "ZCARD");
+  }
+
+  Result<std::vector<DeadLetterEntry>> ListDeadLetters(const std::string& after_id,
+                                                       int max) override {
+    std::vector<DeadLetterEntry> out;
+    if (max <= 0) return out;
+    std::string start = after_id.empty() ? "-" : "(" + after_id;
+    Result<Reply> r = pool_.Acquire()->Command(
+        {"XRANGE", Keys::DeadLetters(prefix_), start, "+", "COUNT", std::to_string(max)});
+    if (!r) return IdError(r.error(), after_id);
+    std::string id;
+    std::map<std::string, std::string> fields;
+    for (const Reply& e : r->elements()) {
+      if (DecodeEntry(e, &id, &fields)) out.push_back(internal::DeadLetterFromFields(id, fields));
+    }
+    return out;
+  }
+
+  Result<DeadLetterEntry> GetDeadLetter(const std::string& id) override {
+    Result<Reply> r =
+        pool_.Acquire()->Command({"XRANGE", Keys::DeadLetters(prefix_), id, id, "COUNT", "1"});
+    if (!r) return IdError(r.error(), id);
+    std::string got;
+    std::map<std::string, std::string> fields;
+    if (r->elements().empty() || !DecodeEntry(r->elements()[0], &got, &fields)) {
+      return NoDeadLetter(id);
+    }
+    return internal::DeadLetterFromFields(got, fields);
+  }
+
+  Result<Item> ReplayDeadLetter(const std::string& id) override {
+    Result<DeadLetterEntry> dead = GetDeadLetter(id);
+    if (!dead) return dead.error();
+    Item item = dead->item;
+    item.attempts = 0;
+    item.last_error.clear();
+    item.from_retry = false;
+    item.partition = PartitionOf(item.profile, item.employee_key, partitions_);
+    std::vector<std::string> args = {id, kConsumerGroup};
+    const auto& names = internal::StreamFieldNames();
+    std::vector<std::string> values = internal::StreamValues(item);
+    for (size_t i = 0; i < names.size(); ++i) {
+      args.push_back(names[i]);
+      args.push_back(std::move(values[i]));
+    }
+    Result<Reply> r = pool_.Acquire()->Eval(
+        ReplayScript(), {Keys::DeadLetters(prefix_), Keys::Stream(prefix_, item.partition)}, args);
+    if (!r) return r.error();
+    if (r->is_nil()) return NoDeadLetter(id);  // replayed or dropped meanwhile
+    item.entry_id = r->text();
+    return item;
+  }
+
+  Status DropDeadLetter(const std::string& id) override {
+    Result<Reply> r = pool_.Acquire()->Command({"XDEL", Keys::DeadLetters(prefix_), id});
+    if (!r) return IdError(r.error(), id);
+    if (r->AsInteger().value_or(0) == 0) return NoDeadLetter(id);
+    return {};
+  }
+
+  Result<int64_t> DeadLetterCount() override {
+    return Count({"XLEN", Keys::DeadLetters(prefix_)}, "XLEN");
+  }
+
+  int partitions() const override { return partitions_; }
+
+ private:
+  static const char* Flag(const Item& item) { return item.from_retry ? "1" : "0"; }
+
+  static Error NoDeadLetter(const std::string& id) {
+    return Error::NotFound("no dead letter with id " + id +
+                           " (already replayed or dropped?); `scimsyncd dlq list` shows the ids");
+  }
+
+  // Redis answers a malformed id with "ERR Invalid stream ID": that is the user's input.
+  static Error IdError(const Error& e, const std::string& id) {
+    if (e.kind == ErrorKind::kPermanent &&
+        e.message.find("Invalid stream ID") != std::string::npos) {
+      return Error::Invalid("'" + id +
+                            "' is not a dead-letter id (they look like 1700000000000-0)");
+    }
+    return e;
+  }
+
+  Status CheckItem(const Item& item) const {
+    if (Status s = CheckPartition(item.partition, partitions_); !s) return s;
+    if (item.entry_id.empty()) {
+      return Error::Invalid("the item has no entry id: pass the Item as Read/TakeDue returned it");
+    }
+    return {};
+  }
+
+  std::vector<std::string> PartitionKeys(int partition) const {
+    return {Keys::Stream(prefix_, partition), Keys::Retry(prefix_, partition),
+            Keys::RetryItems(prefix_, partition)};
+  }
+
+  static Status CreateGroup(redis::Connection& conn, const std::string& key) {
+    Result<Reply> r = conn.Command({"XGROUP", "CREATE", key, kConsumerGroup, "0", "MKSTREAM"});
+    if (!r && r.error().message.find("BUSYGROUP") == std::string::npos) return r.error();
+    return {};
+  }
+
+  Result<int64_t> Count(const std::vector<std::string>& argv, const char* what) {
+    Result<Reply> r = pool_.Acquire()->Command(argv);
+    if (!r) return r.error();
+    auto n = r->AsInteger();
+    if (!n) return Malformed(what);
+    return *n;
+  }
+
+  redis::Pool pool_;
+  const std::string prefix_;
+  const int partitions_;
+  const int command_timeout_ms_;
+  const Clock& clock_;
+};
+
+}  // namespace
+
+std::unique_ptr<Queue> NewRedisQueue(const config::RedisOptions& options,
+                                     const std::string& password) {
+  return NewRedisQueue(options, password, SystemClock::Instance());
+}
+
+std::unique_ptr<Queue> NewRedisQueue(const config::RedisOptions& options,
+                                     const std::string& password, const Clock& clock) {
+  return std::make_unique<RedisQueue>(options, password, clock);
+}
+
+}  // namespace scimsync::queue
