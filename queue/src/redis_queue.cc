@@ -24,6 +24,14 @@ local window = tonumber(ARGV[1])
 local nf = tonumber(ARGV[2])
 local group = ARGV[3]
 local values = 3 + nf
+-- Check before writing: a script that fails half-way keeps what it already wrote.
+for i = 1, #KEYS, 2 do
+  local t = redis.call('TYPE', KEYS[i]).ok
+  if t ~= 'stream' and t ~= 'none' then
+    return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. t ..
+                             ', not a stream; nothing was enqueued')
+  end
+end
 local accepted, duplicates = 0, 0
 for i = 1, #KEYS / 2 do
   local stream, dedup = KEYS[2 * i - 1], KEYS[2 * i]
