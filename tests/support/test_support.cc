@@ -17,6 +17,7 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 namespace scimsync::testing {
 
@@ -133,6 +134,8 @@ bool WaitForPort(int port, int timeout_ms) {
 }
 
 RedisServer::RedisServer() : port_(FreePort()) {}
+RedisServer::RedisServer(std::string password)
+    : port_(FreePort()), password_(std::move(password)) {}
 RedisServer::~RedisServer() { Kill(); }
 
 bool RedisServer::Start() {
@@ -147,6 +150,7 @@ bool RedisServer::Start() {
                                    "--save", "",
                                    "--daemonize", "no",
                                    "--logfile", dir_.File("redis.log")};
+  if (!password_.empty()) argv.insert(argv.end(), {"--requirepass", password_});
   if (!proc_.Start(argv, dir_.File("redis.out"))) return false;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (std::chrono::steady_clock::now() < deadline) {
@@ -165,6 +169,7 @@ void RedisServer::Kill() { proc_.Kill(); }
 
 std::string RedisServer::Cli(const std::vector<std::string>& args) const {
   std::string cmd = "redis-cli -p " + std::to_string(port_);
+  if (!password_.empty()) cmd += " --no-auth-warning -a '" + password_ + "'";
   for (const auto& a : args) {
     cmd += " '";
     for (char c : a) {

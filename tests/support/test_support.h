@@ -56,6 +56,8 @@ class Process {
 class RedisServer {
  public:
   RedisServer();
+  // With `requirepass password`: clients must AUTH (Cli() does).
+  explicit RedisServer(std::string password);
   ~RedisServer();
   bool Start();  // waits until it answers PING
   void Stop();   // SIGTERM, wait (AOF is fsynced "always" so nothing acknowledged is lost)
@@ -64,6 +66,7 @@ class RedisServer {
   std::string socket_path() const { return dir_.File("redis.sock"); }
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
   std::string unix_url() const { return "unix://" + socket_path(); }
+  const std::string& password() const { return password_; }
   // Runs redis-cli against this server and returns its stdout (trimmed).
   std::string Cli(const std::vector<std::string>& args) const;
 
@@ -71,6 +74,7 @@ class RedisServer {
   TempDir dir_;
   int port_;
   Process proc_;
+  std::string password_;
 };
 
 // Blocks until a TCP connect to 127.0.0.1:port succeeds or timeout_ms passes.
