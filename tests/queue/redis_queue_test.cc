@@ -1,0 +1,265 @@
+// Redis-only behaviour of the queue: the key layout, all-or-none batches, restarts with AOF,
+// lost script caches and consumer groups, concurrency, and the connection options.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <set>
+#include <thread>
+
+#include "queue_test_util.h"
+#include "scimsync/queue/queue.h"
+#include "test_support.h"
+
+namespace scimsync::queue {
+namespace {
+
+using scimsync::testing::RedisOptionsFor;
+using scimsync::testing::RedisServer;
+
+constexpr int kPartitions = 4;
+constexpr int64_t kWeek = 7 * 24 * 3600;
+
+Item MakeItem(const std::string& employee, const std::string& dedup_id) {
+  Item item;
+  item.profile = "hr";
+  item.employee_key = employee;
+  item.dedup_id = dedup_id;
+  item.event_type = "employee.created";
+  item.payload = "{}";
+  item.received_at_ms = 1;
+  return item;
+}
+
+class RedisQueueTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(server_.Start());
+    q_ = NewRedisQueue(RedisOptionsFor(server_.url(), kPartitions), "", clock_);
+  }
+  std::vector<Item> ReadAll(int partition) {
+    auto r = q_->Read(partition, "w", 1000, 0);
+    EXPECT_TRUE(r.ok()) << r.error().message;
+    return r.ok() ? *r : std::vector<Item>{};
+  }
+
+  RedisServer server_;
+  FakeClock clock_;
+  std::unique_ptr<Queue> q_;
+};
+
+TEST_F(RedisQueueTest, KeysFollowTheDocumentedLayout) {
+  // E1 is in partition 3 of 4.
+  ASSERT_TRUE(q_->EnqueueBatch({MakeItem("E1", "evt-1")}, kWeek).ok());
+  EXPECT_EQ(server_.Cli({"XLEN", "scimsync:{p3}:stream"}), "1");
+  EXPECT_EQ(server_.Cli({"EXISTS", "scimsync:{p3}:dedup:hr:evt-1"}), "1");
+  int64_t ttl = std::stoll(server_.Cli({"TTL", "scimsync:{p3}:dedup:hr:evt-1"}));
+  EXPECT_GT(ttl, kWeek - 5);
+  EXPECT_NE(server_.Cli({"XINFO", "GROUPS", "scimsync:{p3}:stream"}).find("workers"),
+            std::string::npos);
+  std::string entry = server_.Cli({"XRANGE", "scimsync:{p3}:stream", "-", "+"});
+  EXPECT_NE(entry.find("employee.created"), std::string::npos) << entry;
+
+  Item item = ReadAll(3).at(0);
+  ASSERT_TRUE(q_->RetryLater(item, 5, "x").ok());
+  EXPECT_EQ(server_.Cli({"ZSCORE", "scimsync:{p3}:retry", item.entry_id}), "5");
+  EXPECT_EQ(server_.Cli({"HEXISTS", "scimsync:{p3}:retry:items", item.entry_id}), "1");
+  Item retry = q_->TakeDue(3, 5, 1, 10)->at(0);
+  ASSERT_TRUE(q_->DeadLetter(retry, "permanent", "r", "", "").ok());
+  EXPECT_EQ(server_.Cli({"XLEN", "scimsync:dlq"}), "1");
+  EXPECT_EQ(server_.Cli({"EXISTS", "scimsync:{p3}:retry:items"}), "0");
+}
+
+TEST_F(RedisQueueTest, KeyPrefixIsolatesDeployments) {
+  auto other = NewRedisQueue(RedisOptionsFor(server_.url(), kPartitions, "other"), "", clock_);
+  ASSERT_TRUE(other->EnqueueBatch({MakeItem("E1", "evt-1")}, kWeek).ok());
+  EXPECT_EQ(server_.Cli({"XLEN", "other:{p3}:stream"}), "1");
+  // Same event id under another prefix is not a duplicate.
+  auto out = q_->EnqueueBatch({MakeItem("E1", "evt-1")}, kWeek);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(out->accepted, 1);
+}
+
+TEST_F(RedisQueueTest, BatchIsAllOrNothing) {
+  // Partition 2 (E2's) is broken: its stream key holds a string.
+  ASSERT_EQ(server_.Cli({"SET", "scimsync:{p2}:stream", "oops"}), "OK");
+  auto r = q_->EnqueueBatch({MakeItem("E1", "a"), MakeItem("E2", "b"), MakeItem("E3", "c")}, kWeek);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().kind, ErrorKind::kTransient);
+  EXPECT_NE(r.error().message.find("nothing was enqueued"), std::string::npos) << r.error().message;
+  EXPECT_EQ(server_.Cli({"EXISTS", "scimsync:{p3}:stream"}), "0");
+  EXPECT_EQ(server_.Cli({"EXISTS", "scimsync:{p3}:dedup:hr:a"}), "0");
+
+  server_.Cli({"DEL", "scimsync:{p2}:stream"});
+  auto retry =
+      q_->EnqueueBatch({MakeItem("E1", "a"), MakeItem("E2", "b"), MakeItem("E3", "c")}, kWeek);
+  ASSERT_TRUE(retry.ok()) << retry.error().message;
+  EXPECT_EQ(retry->accepted, 3);
+}
+
+TEST_F(RedisQueueTest, OutOfMemoryRefusesTheWholeBatchButAcksStillWork) {
+  ASSERT_TRUE(q_->EnqueueBatch({MakeItem("E1", "a")}, kWeek).ok());
+  Item pending = ReadAll(3).at(0);
+  ASSERT_EQ(server_.Cli({"CONFIG", "SET", "maxmemory-policy", "noeviction"}), "OK");
+  ASSERT_EQ(server_.Cli({"CONFIG", "SET", "maxmemory", "1"}), "OK");
+
+  auto r = q_->EnqueueBatch({MakeItem("E1", "b"), MakeItem("E2", "c")}, kWeek);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().kind, ErrorKind::kTransient);
+  EXPECT_NE(r.error().message.find("OOM"), std::string::npos) << r.error().message;
+  // Ending work frees memory, so it must still be possible.
+  Status ack = q_->Ack(pending);
+  EXPECT_TRUE(ack.ok()) << ack.error().message;
+
+  ASSERT_EQ(server_.Cli({"CONFIG", "SET", "maxmemory", "0"}), "OK");
+  EXPECT_EQ(server_.Cli({"EXISTS", "scimsync:{p2}:stream"}), "0");
+  auto after = q_->EnqueueBatch({MakeItem("E1", "b"), MakeItem("E2", "c")}, kWeek);
+  ASSERT_TRUE(after.ok()) << after.error().message;
+  EXPECT_EQ(after->accepted, 2);
+}
+
+TEST_F(RedisQueueTest, RestartLosesNothingAndScriptsAreReloaded) {
+  ASSERT_TRUE(
+      q_->EnqueueBatch({MakeItem("E1", "a"), MakeItem("E1", "b"), MakeItem("E1", "c")}, kWeek)
+          .ok());
+  std::vector<Item> items = ReadAll(3);
+  ASSERT_EQ(items.size(), 3u);
+  ASSERT_TRUE(q_->RetryLater(items[0], 100, "503").ok());
+  ASSERT_TRUE(q_->DeadLetter(items[1], "permanent", "bad", "", "").ok());
+  // items[2] stays pending, as if its worker died with Redis.
+
+  server_.Stop();
+  auto start = std::chrono::steady_clock::now();
+  auto down = q_->EnqueueBatch({MakeItem("E1", "d")}, kWeek);
+  ASSERT_FALSE(down.ok());
+  EXPECT_EQ(down.error().kind, ErrorKind::kTransient);
+  EXPECT_EQ(q_->Ping().error().kind, ErrorKind::kTransient);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1500));
+
+  ASSERT_TRUE(server_.Start());
+  // A fresh server has an empty script cache: EVALSHA answers NOSCRIPT and EVAL takes over.
+  auto up = q_->EnqueueBatch({MakeItem("E1", "d"), MakeItem("E1", "a")}, kWeek);
+  ASSERT_TRUE(up.ok()) << up.error().message;
+  EXPECT_EQ(up->accepted, 1);
+  EXPECT_EQ(up->duplicates, 1);  // dedup keys survived too
+
+  auto claimed = q_->ClaimStale(3, "w2", 0, 10);
+  ASSERT_TRUE(claimed.ok()) << claimed.error().message;
+  ASSERT_EQ(claimed->size(), 1u);
+  EXPECT_EQ((*claimed)[0].dedup_id, "c");
+  std::vector<Item> fresh = ReadAll(3);
+  ASSERT_EQ(fresh.size(), 1u);
+  EXPECT_EQ(fresh[0].dedup_id, "d");
+  auto due = q_->TakeDue(3, 100, 10, 1000);
+  ASSERT_TRUE(due.ok()) << due.error().message;
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].dedup_id, "a");
+  EXPECT_EQ(*q_->DeadLetterCount(), 1);
+}
+
+TEST_F(RedisQueueTest, ScriptCacheFlushIsHandled) {
+  ASSERT_TRUE(q_->EnqueueBatch({MakeItem("E1", "a")}, kWeek).ok());
+  ASSERT_EQ(server_.Cli({"SCRIPT", "FLUSH"}), "OK");
+  auto r = q_->EnqueueBatch({MakeItem("E1", "b")}, kWeek);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->accepted, 1);
+  Item item = ReadAll(3).at(0);
+  ASSERT_EQ(server_.Cli({"SCRIPT", "FLUSH"}), "OK");
+  EXPECT_TRUE(q_->Ack(item).ok());
+}
+
+TEST_F(RedisQueueTest, EntriesWrittenBeforeTheGroupExistAreDelivered) {
+  // A stream that got entries without our script (older version, manual XADD): no group yet.
+  ASSERT_FALSE(server_
+                   .Cli({"XADD", "scimsync:{p0}:stream", "*", "profile", "hr", "employee", "E4",
+                         "dedup_id", "manual"})
+                   .empty());
+  std::vector<Item> items = ReadAll(0);
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0].dedup_id, "manual");
+  EXPECT_EQ(items[0].employee_key, "E4");
+}
+
+TEST_F(RedisQueueTest, LostConsumerGroupIsRecreatedFromTheStart) {
+  ASSERT_TRUE(q_->EnqueueBatch({MakeItem("E1", "a")}, kWeek).ok());
+  ASSERT_EQ(server_.Cli({"XGROUP", "DESTROY", "scimsync:{p3}:stream", "workers"}), "1");
+  auto claimed = q_->ClaimStale(3, "w", 0, 10);
+  ASSERT_TRUE(claimed.ok()) << claimed.error().message;
+  EXPECT_TRUE(claimed->empty());
+  ASSERT_EQ(server_.Cli({"XGROUP", "DESTROY", "scimsync:{p3}:stream", "workers"}), "1");
+  std::vector<Item> items = ReadAll(3);
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0].dedup_id, "a");
+}
+
+TEST_F(RedisQueueTest, ConcurrentBatchesAreStoredExactlyOnce) {
+  constexpr int kThreads = 8;
+  constexpr int kBatches = 40;
+  std::atomic<int> accepted{0}, duplicates{0}, failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int b = 0; b < kBatches; ++b) {
+        std::vector<Item> batch;
+        for (int i = 0; i < 3; ++i) {
+          std::string id = std::to_string(t) + "-" + std::to_string(b) + "-" + std::to_string(i);
+          batch.push_back(MakeItem("E" + std::to_string((t * 7 + b + i) % 23), id));
+        }
+        // Every batch is sent twice, as an HRIS does after a lost answer; the copy comes from
+        // another thread so the two race.
+        for (int send = 0; send < 2; ++send) {
+          auto r = q_->EnqueueBatch(batch, kWeek);
+          if (!r.ok()) {
+            ++failures;
+            continue;
+          }
+          accepted += r->accepted;
+          duplicates += r->duplicates;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(accepted.load(), kThreads * kBatches * 3);
+  EXPECT_EQ(duplicates.load(), kThreads * kBatches * 3);
+  std::set<std::string> seen;
+  for (int p = 0; p < kPartitions; ++p) {
+    for (const Item& item : ReadAll(p)) {
+      EXPECT_EQ(PartitionOf("hr", item.employee_key, kPartitions), p);
+      EXPECT_TRUE(seen.insert(item.dedup_id).second) << "twice: " << item.dedup_id;
+    }
+  }
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kThreads * kBatches * 3));
+}
+
+TEST_F(RedisQueueTest, ReadBlockStaysBelowTheCommandTimeout) {
+  config::RedisOptions options = RedisOptionsFor(server_.url(), kPartitions);
+  options.command_timeout_ms = 400;
+  auto q = NewRedisQueue(options, "");
+  auto start = std::chrono::steady_clock::now();
+  auto r = q->Read(1, "w", 10, 5000);
+  ASSERT_TRUE(r.ok()) << r.error().message;  // not a socket timeout
+  EXPECT_TRUE(r->empty());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(400));
+}
+
+TEST(RedisQueueConnection, UnixSocketWithPassword) {
+  RedisServer server("queue-pw");
+  ASSERT_TRUE(server.Start());
+  auto q = NewRedisQueue(RedisOptionsFor(server.unix_url() + "?db=2", kPartitions), "queue-pw");
+  ASSERT_TRUE(q->Ping().ok());
+  auto r = q->EnqueueBatch({MakeItem("E1", "a")}, kWeek);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(server.Cli({"-n", "2", "XLEN", "scimsync:{p3}:stream"}), "1");
+
+  auto wrong = NewRedisQueue(RedisOptionsFor(server.url(), kPartitions), "not-it");
+  EXPECT_EQ(wrong->Ping().error().kind, ErrorKind::kAuth);
+  auto refused = wrong->EnqueueBatch({MakeItem("E1", "b")}, kWeek);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().kind, ErrorKind::kTransient);  // the webhook answer is 503
+  EXPECT_EQ(refused.error().message.find("not-it"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace scimsync::queue
