@@ -20,7 +20,8 @@ using internal::CheckPartition;
 struct StreamId {
   int64_t ms = 0;
   int64_t seq = 0;
-  auto operator<=>(const StreamId&) const = default;
+  bool operator==(const StreamId& o) const { return ms == o.ms && seq == o.seq; }
+  bool operator<(const StreamId& o) const { return ms < o.ms || (ms == o.ms && seq < o.seq); }
   std::string ToString() const { return std::to_string(ms) + "-" + std::to_string(seq); }
 };
 

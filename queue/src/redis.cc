@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <string_view>
 #include <utility>
 
 namespace scimsync::redis {
@@ -56,7 +57,11 @@ Result<Reply> TopLevel(const redisReply* r) {
   return Convert(r);
 }
 
-bool StartsWith(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+// True when `message` starts with the error code `code` ("BUSY" must not match "BUSYGROUP").
+bool HasCode(const std::string& message, std::string_view code) {
+  return message.compare(0, code.size(), code) == 0 &&
+         (message.size() == code.size() || message[code.size()] == ' ');
+}
 
 // True when the server has closed its end (restart, client timeout) or sent something we did not
 // ask for; either way the socket cannot be used for a request/reply exchange any more.
@@ -136,13 +141,13 @@ std::optional<int64_t> Reply::AsInteger() const {
 }
 
 Error ErrorFromReply(const std::string& message) {
-  static constexpr std::array<const char*, 7> kTransientPrefixes = {
+  // Codes that mean "not now": loading after a restart, a long script, failover, out of memory.
+  static constexpr std::array<std::string_view, 7> kTransientCodes = {
       "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "OOM"};
-  for (const char* p : kTransientPrefixes) {
-    if (StartsWith(message, p))
-      return Error::Transient("Redis is not accepting writes now: " + message);
+  for (std::string_view code : kTransientCodes) {
+    if (HasCode(message, code)) return Error::Transient("Redis cannot serve this now: " + message);
   }
-  if (StartsWith(message, "NOAUTH") || StartsWith(message, "WRONGPASS")) {
+  if (HasCode(message, "NOAUTH") || HasCode(message, "WRONGPASS")) {
     return Error::Auth("Redis rejected the connection's credentials (" + message +
                        "): check redis.password_env / redis.password_file and the URL's user");
   }
@@ -154,7 +159,7 @@ Script::Script(std::string source) : source_(std::move(source)) {
   unsigned int len = 0;
   EVP_Digest(source_.data(), source_.size(), md.data(), &len, EVP_sha1(), nullptr);
   static constexpr char kHex[] = "0123456789abcdef";
-  sha1_.reserve(len * 2);
+  sha1_.reserve(static_cast<size_t>(len) * 2);
   for (unsigned int i = 0; i < len; ++i) {
     sha1_.push_back(kHex[md[i] >> 4]);
     sha1_.push_back(kHex[md[i] & 0xf]);
@@ -312,10 +317,7 @@ Result<Reply> Connection::Eval(const Script& script, const std::vector<std::stri
   argv.insert(argv.end(), keys.begin(), keys.end());
   argv.insert(argv.end(), args.begin(), args.end());
   Result<Reply> r = Command(argv);
-  if (r.ok() || r.error().kind != ErrorKind::kPermanent ||
-      r.error().message.find("NOSCRIPT") == std::string::npos) {
-    return r;
-  }
+  if (r.ok() || r.error().message.rfind("Redis: NOSCRIPT ", 0) != 0) return r;
   // The server lost its script cache (restart, SCRIPT FLUSH): EVAL sends the source once and
   // caches it again, so the next EVALSHA hits.
   argv[0] = "EVAL";

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "codec.h"
+#include "scimsync/log.h"
 #include "scimsync/queue/queue.h"
 #include "scimsync/queue/redis.h"
 
@@ -298,7 +299,14 @@ class RedisQueue final : public Queue {
     const auto& flat = r->elements();
     for (size_t i = 0; i + 1 < flat.size(); i += 2) {
       Result<Item> item = internal::ItemFromJson(flat[i + 1].text());
-      if (!item) return item.error();
+      if (!item) {
+        // Not ours (edited by hand?): skipping it keeps the partition's other retries moving;
+        // it stays in the set, so an operator can inspect and remove it.
+        log::Warn("skipping an unreadable retry-set entry", {{"partition", partition},
+                                                             {"entry_id", flat[i].text()},
+                                                             {"detail", item.error().message}});
+        continue;
+      }
       item->entry_id = flat[i].text();
       item->partition = partition;
       item->from_retry = true;

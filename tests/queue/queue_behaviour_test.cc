@@ -14,7 +14,7 @@ namespace scimsync::queue {
 namespace {
 
 constexpr int kPartitions = 4;
-constexpr int64_t kWeek = 7 * 24 * 3600;
+constexpr int64_t kWeek = int64_t{7} * 24 * 3600;
 
 class Backend {
  public:
@@ -172,6 +172,7 @@ TEST_P(QueueBehaviour, OneEmployeesItemsStayInArrivalOrder) {
   Enqueue({MakeItem("E1", "d"), MakeItem("E1", "e")});
   std::vector<Item> items = ReadAll(PartitionOf("hr", "E1", kPartitions));
   std::vector<std::string> ids;
+  ids.reserve(items.size());
   for (const auto& i : items) ids.push_back(i.dedup_id);
   EXPECT_EQ(ids, (std::vector<std::string>{"a", "b", "c", "d", "e"}));
 }

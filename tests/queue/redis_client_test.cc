@@ -77,13 +77,20 @@ TEST(RedisErrorFromReply, ClassifiesNotNowAndAuth) {
             ErrorKind::kTransient);
   EXPECT_EQ(ErrorFromReply("NOAUTH Authentication required.").kind, ErrorKind::kAuth);
   EXPECT_EQ(ErrorFromReply("ERR unknown command 'FOO'").kind, ErrorKind::kPermanent);
+  EXPECT_EQ(ErrorFromReply("BUSY Redis is busy running a script.").kind, ErrorKind::kTransient);
+  // A code that merely starts like a transient one is not one.
+  EXPECT_EQ(ErrorFromReply("BUSYGROUP Consumer Group name already exists").kind,
+            ErrorKind::kPermanent);
 }
 
 TEST_F(RedisClientTest, BinarySafeValues) {
   Connection c(RedisOptionsFor(server_.url()), "");
-  const std::string value("a\0b\r\n$3\r\nc", 11);
-  ASSERT_TRUE(c.Command({"SET", std::string("k\0ey", 4), value}).ok());
-  auto r = c.Command({"GET", std::string("k\0ey", 4)});
+  using namespace std::string_literals;
+  const std::string key = "k\0ey"s;
+  const std::string value = "a\0b\r\n$3\r\nc"s;
+  ASSERT_EQ(value.size(), 10u);
+  ASSERT_TRUE(c.Command({"SET", key, value}).ok());
+  auto r = c.Command({"GET", key});
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->AsString(), value);
 }
@@ -202,6 +209,7 @@ TEST(RedisClientPool, ThreadsShareAPool) {
   ASSERT_TRUE(server.Start());
   Pool pool(RedisOptionsFor(server.url()), "", 4);
   std::vector<std::thread> threads;
+  threads.reserve(8);
   std::atomic<int> failures{0};
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&] {

@@ -18,7 +18,7 @@ using scimsync::testing::RedisOptionsFor;
 using scimsync::testing::RedisServer;
 
 constexpr int kPartitions = 4;
-constexpr int64_t kWeek = 7 * 24 * 3600;
+constexpr int64_t kWeek = int64_t{7} * 24 * 3600;
 
 Item MakeItem(const std::string& employee, const std::string& dedup_id) {
   Item item;
@@ -157,6 +157,17 @@ TEST_F(RedisQueueTest, RestartLosesNothingAndScriptsAreReloaded) {
   EXPECT_EQ(*q_->DeadLetterCount(), 1);
 }
 
+TEST_F(RedisQueueTest, AnUnreadableRetryEntryDoesNotBlockTheOthers) {
+  ASSERT_TRUE(q_->EnqueueBatch({MakeItem("E1", "a")}, kWeek).ok());
+  ASSERT_TRUE(q_->RetryLater(ReadAll(3).at(0), 20, "x").ok());
+  server_.Cli({"ZADD", "scimsync:{p3}:retry", "10", "9-9"});
+  server_.Cli({"HSET", "scimsync:{p3}:retry:items", "9-9", "not json"});
+  auto due = q_->TakeDue(3, 100, 10, 1000);
+  ASSERT_TRUE(due.ok()) << due.error().message;
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].dedup_id, "a");
+}
+
 TEST_F(RedisQueueTest, ScriptCacheFlushIsHandled) {
   ASSERT_TRUE(q_->EnqueueBatch({MakeItem("E1", "a")}, kWeek).ok());
   ASSERT_EQ(server_.Cli({"SCRIPT", "FLUSH"}), "OK");
@@ -197,6 +208,7 @@ TEST_F(RedisQueueTest, ConcurrentBatchesAreStoredExactlyOnce) {
   constexpr int kBatches = 40;
   std::atomic<int> accepted{0}, duplicates{0}, failures{0};
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int b = 0; b < kBatches; ++b) {

@@ -115,6 +115,7 @@ class Queue {
   // Up to `max` new items of one partition for `consumer`, in stream order, blocking up to
   // block_ms (capped at kMaxBlockMs; <= 0: no blocking) when there are none. Creates the consumer
   // group when it is missing (from the stream's start, so nothing enqueued before is skipped).
+  // Use a stable consumer name per worker slot ("host:3"): Redis keeps an entry per name.
   virtual Result<std::vector<Item>> Read(int partition, const std::string& consumer, int max,
                                          int block_ms) = 0;
   // The item is done (its outcome is recorded): remove it from the stream or the retry set.
@@ -160,8 +161,9 @@ class Queue {
 
 // Redis implementation. Connects lazily and reconnects after Redis restarts: a call while Redis
 // is down fails kTransient within about connect_timeout_ms, and the first call after it is back
-// succeeds. `password` is the resolved secret (empty: the URL's password, else no AUTH). Items
-// are stamped with `clock` (dead_at_ms); the dedup window runs on Redis's clock.
+// succeeds. `password` is the resolved secret (empty: the URL's password, else no AUTH). Dead
+// letters are stamped with `clock` (dead_at_ms; it must outlive the queue); the dedup window runs
+// on Redis's clock.
 std::unique_ptr<Queue> NewRedisQueue(const config::RedisOptions& options,
                                      const std::string& password);
 std::unique_ptr<Queue> NewRedisQueue(const config::RedisOptions& options,
