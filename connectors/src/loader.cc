@@ -387,10 +387,14 @@ void ReadItems(const YAML::Node& node, Problems* p, ItemsSpec* it) {
     Source* out;
     bool required;
   };
+  if (r.Has("occurred_at") && r.Has("version")) {
+    r.Error("version", "give occurred_at or version, not both (either orders the items)");
+  }
+  const char* order_key = r.Has("version") ? "version" : "occurred_at";
+  r.Ignore("version");
   for (const Field& f :
        {Field{"employee_key", &it->employee_key, true}, Field{"dedup_id", &it->dedup_id, false},
-        Field{"event_type", &it->event_type, false},
-        Field{"occurred_at", &it->occurred_at, false}}) {
+        Field{"event_type", &it->event_type, false}, Field{order_key, &it->occurred_at, false}}) {
     YAML::Node n = r.Child(f.key);
     if (!n.IsDefined() || n.IsNull()) {
       if (f.required) r.Error(f.key, "is required");
@@ -400,7 +404,338 @@ void ReadItems(const YAML::Node& node, Problems* p, ItemsSpec* it) {
   }
 }
 
+const std::vector<std::pair<std::string, Action>> kActions = {{"sync", Action::kSync},
+                                                              {"suspend", Action::kSuspend},
+                                                              {"reactivate", Action::kReactivate},
+                                                              {"delete", Action::kDelete},
+                                                              {"ignore", Action::kIgnore}};
+
+void ReadCondition(const YAML::Node& node, const std::string& path, Problems* p, Condition* c) {
+  MapReader r(node, path, p);
+  if (!node.IsMap()) {
+    p->Add(path, node, "a condition is a map: {pointer: /status, equals: Terminated}");
+    return;
+  }
+  std::string pointer;
+  if (ReadPointer(r, "pointer", &pointer, true)) {
+    c->value.kind = Source::Kind::kPointer;
+    c->value.text = pointer;
+    c->value.configured = true;
+  }
+  static const char* const kOps[] = {"equals", "not_equals", "in", "not_in", "exists"};
+  std::vector<std::string> ops;
+  for (const char* k : kOps) {
+    if (r.Has(k)) ops.emplace_back(k);
+  }
+  if (ops.size() != 1) {
+    p->Add(path, node, "give exactly one of equals, not_equals, in, not_in, exists");
+    for (const char* k : kOps) r.Ignore(k);
+    return;
+  }
+  const std::string& op = ops[0];
+  if (op == "equals" || op == "not_equals") {
+    c->op = op == "equals" ? Condition::Op::kEquals : Condition::Op::kNotEquals;
+    std::string v;
+    if (r.String(op, &v)) c->values = {v};
+  } else if (op == "in" || op == "not_in") {
+    c->op = op == "in" ? Condition::Op::kIn : Condition::Op::kNotIn;
+    r.StringList(op, &c->values);
+  } else {
+    bool exists = true;
+    r.Bool("exists", &exists);
+    c->op = exists ? Condition::Op::kExists : Condition::Op::kMissing;
+  }
+}
+
+void ReadActions(const YAML::Node& node, Problems* p, std::vector<ActionRule>* out) {
+  if (!node.IsDefined() || node.IsNull()) return;
+  if (!node.IsSequence()) {
+    p->Add("actions", node, "must be a list of rules: {event: employee.updated, action: sync}");
+    return;
+  }
+  size_t i = 0;
+  for (const auto& it : node) {
+    ActionRule rule;
+    rule.index = i;
+    const std::string path = Index("actions", i++);
+    MapReader r(it, path, p);
+    if (!it.IsMap()) continue;
+    YAML::Node ev = r.Child("event");
+    if (!ev.IsDefined() || ev.IsNull()) {
+    } else if (ev.IsScalar()) {
+      rule.events = {ev.Scalar()};
+    } else if (ev.IsSequence()) {
+      r.StringList("event", &rule.events);
+    } else {
+      r.Error("event", "must be an event type or a list of them ('*' matches any text)");
+    }
+    if (!ReadEnum(r, "action", kActions, &rule.action, true)) {
+      r.Ignore("when");
+      r.Ignore("effective_at");
+      continue;
+    }
+    YAML::Node when = r.Child("when");
+    if (!when.IsDefined() || when.IsNull()) {
+    } else if (when.IsMap()) {
+      Condition c;
+      ReadCondition(when, r.PathOf("when"), p, &c);
+      rule.when.push_back(c);
+    } else if (when.IsSequence()) {
+      size_t k = 0;
+      for (const auto& cn : when) {
+        Condition c;
+        ReadCondition(cn, Index(r.PathOf("when"), k++), p, &c);
+        rule.when.push_back(c);
+      }
+    } else {
+      r.Error("when", "must be a condition {pointer: /status, equals: Terminated} or a list");
+    }
+    YAML::Node eff = r.Child("effective_at");
+    if (eff.IsDefined() && !eff.IsNull()) {
+      ReadSource(eff, r.PathOf("effective_at"), SourceRules{}, p, &rule.effective_at);
+    }
+    out->push_back(std::move(rule));
+  }
+}
+
+std::vector<std::string> TemplateNames(const std::string& tmpl) {
+  std::vector<std::string> out;
+  for (size_t i = tmpl.find('{'); i != std::string::npos; i = tmpl.find('{', i + 1)) {
+    size_t close = tmpl.find('}', i);
+    if (close == std::string::npos) break;
+    out.push_back(tmpl.substr(i + 1, close - i - 1));
+  }
+  return out;
+}
+
+// Every {name} in a fetch template must be a declared credential, tenant, employee_key, or a
+// payload pointer ({/data/companyId}).
+void CheckTemplate(MapReader& r, const std::string& key, const std::string& tmpl,
+                   const std::vector<std::string>& credentials) {
+  for (const std::string& name : TemplateNames(tmpl)) {
+    if (name == "tenant" || name == "employee_key" || (!name.empty() && name[0] == '/')) continue;
+    if (std::find(credentials.begin(), credentials.end(), name) != credentials.end()) continue;
+    r.Error(key, "{" + name +
+                     "} is not known here: use {tenant}, {employee_key}, {/pointer/into/payload} "
+                     "or a name listed in fetch.credentials");
+  }
+}
+
+void ReadFetchRequest(MapReader& r, const FetchSpec& f, FetchRequestSpec* q) {
+  std::string method = q->method;
+  if (r.String("method", &method)) {
+    if (method != "GET" && method != "POST") r.Error("method", "must be GET or POST");
+    q->method = method;
+  }
+  if (r.String("path", &q->path, true)) {
+    if (q->path.empty() || (q->path[0] != '/' && q->path[0] != '?')) {
+      r.Error("path", "must start with '/' (it is appended to base_url)");
+    }
+    CheckTemplate(r, "path", q->path, f.credentials);
+  }
+  if (r.String("body", &q->body)) {
+    CheckTemplate(r, "body", q->body, f.credentials);
+    if (q->method != "POST") r.Error("body", "a body needs method: POST");
+  }
+  r.String("content_type", &q->content_type);
+  ReadPointer(r, "record", &q->record);
+}
+
+void ReadFetchAuth(MapReader& r, Problems* p, FetchSpec* f) {
+  FetchAuthSpec& a = f->auth;
+  MapReader ar(r.Child("auth"), r.PathOf("auth"), p);
+  ReadEnum<FetchAuthSpec::Type>(ar, "type",
+                                {{"none", FetchAuthSpec::Type::kNone},
+                                 {"basic", FetchAuthSpec::Type::kBasic},
+                                 {"bearer", FetchAuthSpec::Type::kBearer},
+                                 {"header", FetchAuthSpec::Type::kHeader},
+                                 {"oauth2_client_credentials", FetchAuthSpec::Type::kOAuth2}},
+                                &a.type, r.Has("auth"));
+  switch (a.type) {
+    case FetchAuthSpec::Type::kNone:
+      break;
+    case FetchAuthSpec::Type::kBasic:
+      ar.String("username", &a.username, true);
+      ar.String("password", &a.password);
+      break;
+    case FetchAuthSpec::Type::kBearer:
+      ar.String("token", &a.token, true);
+      break;
+    case FetchAuthSpec::Type::kHeader:
+      ar.String("header", &a.header, true);
+      ar.String("token", &a.token, true);
+      ar.String("scheme", &a.scheme);
+      break;
+    case FetchAuthSpec::Type::kOAuth2: {
+      ar.String("token_url", &a.token_url, true);
+      ar.String("client_id", &a.client_id, true);
+      ar.String("client_secret", &a.client_secret, true);
+      ar.String("scope", &a.scope);
+      std::string style = "body";
+      ar.String("client_auth", &style);
+      if (style != "body" && style != "basic") {
+        ar.Error("client_auth", "must be body (form fields) or basic (HTTP Basic)");
+      }
+      a.client_auth_basic = style == "basic";
+      break;
+    }
+  }
+  const std::pair<const char*, const std::string*> templates[] = {
+      {"username", &a.username},   {"password", &a.password},   {"token", &a.token},
+      {"token_url", &a.token_url}, {"client_id", &a.client_id}, {"client_secret", &a.client_secret},
+      {"scope", &a.scope}};
+  for (const auto& [key, value] : templates) CheckTemplate(ar, key, *value, f->credentials);
+}
+
+void ReadFetch(const YAML::Node& node, Problems* p, FetchSpec* f) {
+  if (!node.IsDefined() || node.IsNull()) return;
+  MapReader r(node, "fetch", p);
+  if (!node.IsMap()) return;
+  f->enabled = true;
+  r.StringList("credentials", &f->credentials);
+  for (const std::string& c : f->credentials) {
+    if (c.empty() || c == "tenant" || c == "employee_key" ||
+        c.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") != std::string::npos) {
+      r.Error("credentials", "'" + c +
+                                 "' must be lowercase letters, digits and '_' (and not tenant "
+                                 "or employee_key)");
+    }
+  }
+  if (r.String("base_url", &f->base_url, true)) {
+    if (f->base_url.rfind("https://", 0) != 0 && f->base_url.rfind("http://", 0) != 0) {
+      r.Error("base_url", "must start with https://");
+    }
+    CheckTemplate(r, "base_url", f->base_url, f->credentials);
+  }
+  ReadEnum(r, "not_found", kActions, &f->not_found);
+  r.Int("timeout_ms", &f->timeout_ms, 100, 120000);
+  YAML::Node headers = r.Child("headers");
+  if (!headers.IsDefined() || headers.IsNull()) {
+  } else if (headers.IsMap()) {
+    for (const auto& kv : headers) {
+      if (!kv.second.IsScalar()) {
+        p->Add(r.PathOf("headers") + "." + kv.first.Scalar(), kv.second, "must be a string");
+        continue;
+      }
+      f->headers.emplace_back(kv.first.Scalar(), kv.second.Scalar());
+      CheckTemplate(r, "headers", kv.second.Scalar(), f->credentials);
+    }
+  } else {
+    r.Error("headers", "must be a map of header name to value template");
+  }
+  ReadFetchAuth(r, p, f);
+  YAML::Node reqs = r.Child("requests");
+  if (reqs.IsDefined() && !reqs.IsNull()) {
+    if (r.Has("path")) r.Error("path", "give path (one request) or requests (several), not both");
+    for (const char* k : {"method", "body", "content_type", "record"}) {
+      if (r.Has(k)) r.Error(k, "belongs inside each of requests[]");
+    }
+    if (!reqs.IsSequence() || reqs.size() == 0) {
+      r.Error("requests", "must be a non-empty list of {name, path, record}");
+      return;
+    }
+    size_t i = 0;
+    for (const auto& it : reqs) {
+      FetchRequestSpec q;
+      MapReader qr(it, Index(r.PathOf("requests"), i++), p);
+      qr.String("name", &q.name, true);
+      qr.Bool("optional", &q.optional);
+      ReadFetchRequest(qr, *f, &q);
+      for (const auto& other : f->requests) {
+        if (other.name == q.name) qr.Error("name", "'" + q.name + "' is used twice");
+      }
+      f->requests.push_back(std::move(q));
+    }
+  } else {
+    FetchRequestSpec q;
+    ReadFetchRequest(r, *f, &q);
+    f->requests.push_back(std::move(q));
+  }
+}
+
+void ReadFields(MapReader& r, Problems* p, std::map<std::string, Source>* out) {
+  SourceRules rules;
+  rules.allow_variable = true;
+  for (const std::string& attr : MappingAttributes()) {
+    YAML::Node n = r.Child(attr);
+    if (!n.IsDefined()) continue;
+    Source s;
+    if (ReadSource(n, r.PathOf(attr), rules, p, &s)) (*out)[attr] = std::move(s);
+  }
+}
+
+void ReadMapping(const YAML::Node& node, Problems* p, MappingSpec* m) {
+  MapReader r(node, "mapping", p);
+  if (!node.IsDefined() || node.IsNull()) {
+    p->Add("mapping", 0, "is required: at least userName (or a work email) and email");
+    return;
+  }
+  if (r.Has("from")) {
+    ReadEnum<Scope>(r, "from", {{"record", Scope::kRecord}, {"payload", Scope::kPayload}},
+                    &m->from);
+  }
+  ReadFields(r, p, &m->fields);
+  if (node.IsMap() && m->fields.count("email") == 0) {
+    p->Add("mapping.email", node, "is required: JumpCloud needs every user's email");
+  }
+}
+
 }  // namespace
+
+void ReadFieldOverrides(const YAML::Node& node, const std::string& path, Problems* problems,
+                        std::map<std::string, Source>* out) {
+  MapReader r(node, path, problems);
+  ReadFields(r, problems, out);
+}
+
+void ReadApiSettings(const YAML::Node& node, const std::string& path, const ProfileSpec& spec,
+                     Problems* problems, ApiSettings* out) {
+  if (!node.IsDefined() || node.IsNull()) return;
+  MapReader r(node, path, problems);
+  if (!spec.fetch.enabled) {
+    problems->Add(path, node,
+                  "profile '" + spec.name + "' does not fetch from an HRIS API; remove api");
+    for (const auto& kv : node) r.Ignore(kv.first.Scalar());
+    return;
+  }
+  std::string base_url;
+  if (r.String("base_url", &base_url)) {
+    config::UrlParts url;
+    if (!config::ParseUrl(base_url, &url) ||
+        (url.scheme != "https" && !(url.scheme == "http" && config::IsLoopbackHost(url.host)))) {
+      r.Error("base_url", "must be an https:// URL (http:// only for loopback)");
+    } else {
+      out->base_url = base_url;
+    }
+  }
+  std::string tenant;
+  if (r.String("tenant", &tenant)) out->tenant = tenant;
+  int timeout = 0;
+  if (r.Int("timeout_ms", &timeout, 100, 120000)) out->timeout_ms = timeout;
+  for (const std::string& c : spec.fetch.credentials) {
+    std::string env, file;
+    bool has_env = r.String(c + "_env", &env);
+    bool has_file = r.String(c + "_file", &file);
+    if (has_env && has_file) {
+      r.Error(c + "_file", "give either " + c + "_env or " + c + "_file, not both");
+    } else if (has_env || has_file) {
+      out->credentials[c] = config::SecretRef{env, file};
+    }
+    if (r.Has(c)) {
+      r.Error(c, "credentials are never written in the config file: use " + c +
+                     "_env (an environment variable's name) or " + c + "_file (a file's path)");
+    }
+    r.Ignore(c);
+  }
+}
+
+const std::vector<std::string>& MappingAttributes() {
+  static const std::vector<std::string> kAttrs = {
+      "externalId", "userName",     "givenName",      "familyName", "displayName",
+      "email",      "title",        "locale",         "userType",   "department",
+      "costCenter", "organization", "employeeNumber", "password",   "active"};
+  return kAttrs;
+}
 
 bool ParseProfile(const std::string& text, const std::string& file, Problems* problems,
                   ProfileSpec* out) {
@@ -421,6 +756,16 @@ bool ParseProfile(const std::string& text, const std::string& file, Problems* pr
   ReadAuth(r.Child("auth"), problems, &out->auth);
   ReadDecode(r.Child("decode"), problems, &out->decode);
   ReadItems(r.Child("items"), problems, &out->items);
+  ReadActions(r.Child("actions"), problems, &out->actions);
+  ReadEnum(r, "default_action", kActions, &out->default_action);
+  ReadFetch(r.Child("fetch"), problems, &out->fetch);
+  ReadMapping(r.Child("mapping"), problems, &out->mapping);
+  if (out->mapping.from == Scope::kDefault) {
+    out->mapping.from = out->fetch.enabled ? Scope::kRecord : Scope::kPayload;
+  } else if (out->mapping.from == Scope::kRecord && !out->fetch.enabled) {
+    problems->Add("mapping.from", r.LineOf("mapping"),
+                  "record needs a fetch section (how to get the record from the HRIS API)");
+  }
   r.Finish();
   return problems->list().size() == before;
 }

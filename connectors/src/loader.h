@@ -25,4 +25,13 @@ bool ReadTransforms(const YAML::Node& node, const std::string& path, config::Pro
 bool ParseProfile(const std::string& text, const std::string& file, config::Problems* problems,
                   ProfileSpec* out);
 
+// Reads one mapping override table (`fields:` in a config entry or a tenant) against `spec`.
+void ReadFieldOverrides(const YAML::Node& node, const std::string& path, config::Problems* problems,
+                        std::map<std::string, Source>* out);
+
+// Reads `api:` of a config entry or tenant: base_url, tenant, timeout_ms, and <credential>_env /
+// <credential>_file for each credential the profile's fetch declares.
+void ReadApiSettings(const YAML::Node& node, const std::string& path, const ProfileSpec& spec,
+                     config::Problems* problems, ApiSettings* out);
+
 }  // namespace scimsync::connectors::internal

@@ -114,18 +114,47 @@ std::shared_ptr<const Profile> LoadProfile(const config::ProfileConfig& entry,
     problems->Add(path, line, p.message);
   }
   internal::IngestOptions ingest;
+  internal::EntrySettings settings;
   config::MapReader r(entry.node, entry.path, problems);
   for (const std::string& k : config::CommonProfileKeys()) r.Ignore(k);
   r.String("verification_token_file", &ingest.verification_token_file);
-  if (spec && spec->auth.type != internal::AuthType::kNone && entry.secrets.empty()) {
-    r.Error("connector", "profile '" + entry.connector + "' authenticates webhooks (" +
-                             internal::DescribeAuth(spec->auth) +
-                             "): set secret_env, secret_file or secrets");
+  if (spec) {
+    if (spec->decode.token_pointer.empty() && r.Has("verification_token_file")) {
+      r.Error("verification_token_file",
+              "profile '" + entry.connector + "' has no verification-token handshake");
+    }
+    if (spec->auth.type != internal::AuthType::kNone && entry.secrets.empty()) {
+      r.Error("connector", "profile '" + entry.connector + "' authenticates webhooks (" +
+                               internal::DescribeAuth(spec->auth) +
+                               "): set secret_env, secret_file or secrets");
+    }
+    internal::ReadApiSettings(r.Child("api"), r.PathOf("api"), *spec, problems, &settings.api);
+    internal::ReadFieldOverrides(r.Child("fields"), r.PathOf("fields"), problems, &settings.fields);
+    YAML::Node tenants = r.Child("tenants");
+    if (!tenants.IsDefined() || tenants.IsNull()) {
+    } else if (tenants.IsMap()) {
+      for (const auto& kv : tenants) {
+        const std::string t = kv.first.Scalar();
+        const std::string tpath = r.PathOf("tenants") + "." + t;
+        internal::TenantSettings ts;
+        config::MapReader tr(kv.second, tpath, problems);
+        internal::ReadApiSettings(tr.Child("api"), tr.PathOf("api"), *spec, problems, &ts.api);
+        internal::ReadFieldOverrides(tr.Child("fields"), tr.PathOf("fields"), problems, &ts.fields);
+        settings.tenants[t] = std::move(ts);
+      }
+    } else {
+      r.Error("tenants",
+              "must be a map from tenant (the /webhooks/{profile}/{tenant} segment) "
+              "to {api: ..., fields: ...}");
+    }
+  } else {
+    // The profile did not load: its own keys cannot be checked against it.
+    for (const char* k : {"api", "fields", "tenants"}) r.Ignore(k);
   }
   r.Finish();
   if (!spec || problems->list().size() != before) return nullptr;
   return std::make_shared<internal::SpecProfile>(entry.name, entry.dedup_window_s, spec,
-                                                 std::move(ingest));
+                                                 std::move(ingest), std::move(settings));
 }
 
 }  // namespace scimsync::connectors

@@ -1,7 +1,11 @@
 // The one Profile implementation: a ProfileSpec (the YAML) plus the settings of one config entry.
 #pragma once
 
+#include <rapidjson/document.h>
+
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "ingest.h"
@@ -13,25 +17,46 @@ namespace scimsync::connectors::internal {
 class SpecProfile final : public Profile {
  public:
   SpecProfile(std::string name, int64_t dedup_window_s, std::shared_ptr<const ProfileSpec> spec,
-              IngestOptions ingest)
+              IngestOptions ingest, EntrySettings settings)
       : name_(std::move(name)),
         dedup_window_s_(dedup_window_s),
         spec_(std::move(spec)),
-        ingest_(std::move(ingest)) {}
+        ingest_(std::move(ingest)),
+        settings_(std::move(settings)) {}
 
   const std::string& name() const override { return name_; }
   int64_t dedup_window_s() const override { return dedup_window_s_; }
   Status Verify(const Request& request, const std::vector<std::string>& secrets,
                 int64_t now_s) const override;
   Result<Decoded> Decode(const Request& request) const override;
+  Result<Plan> PlanItem(const WorkItem& item, Fetcher& fetcher, int64_t now_s) const override;
+  bool payload_carries_record() const override { return !spec_->fetch.enabled; }
 
   const ProfileSpec& spec() const { return *spec_; }
 
  private:
+  struct Resolved;  // the entry's and the tenant's settings merged
+  Resolved ResolveSettings(const std::string& tenant) const;
+  // Fetches and assembles the record into *record. *gone_request names a request the HRIS
+  // answered 404 (the employee no longer exists there).
+  Status FetchRecord(const WorkItem& item, const rapidjson::Value& payload, const Resolved& r,
+                     Fetcher& fetcher, int64_t now_s, rapidjson::Document* record,
+                     std::string* gone_request) const;
+  Result<std::string> AccessToken(const std::map<std::string, std::string>& vars, Fetcher& fetcher,
+                                  int64_t now_s, int timeout_ms, bool force_refresh) const;
+
   std::string name_;
   int64_t dedup_window_s_;
   std::shared_ptr<const ProfileSpec> spec_;
   IngestOptions ingest_;
+  EntrySettings settings_;
+
+  struct Token {
+    std::string value;
+    int64_t expires_s = 0;
+  };
+  mutable std::mutex token_mu_;
+  mutable std::map<std::string, Token> tokens_;  // by token URL + client id
 };
 
 // Reads a profile file (built-in name or path) into a spec; problems are reported against the
@@ -39,5 +64,11 @@ class SpecProfile final : public Profile {
 std::shared_ptr<const ProfileSpec> LoadSpec(const std::string& connector,
                                             const std::string& config_file,
                                             config::Problems* problems);
+
+// Glob match where '*' matches any run of characters (event type patterns).
+bool GlobMatch(std::string_view pattern, std::string_view text);
+
+// A string that sorts like the time or number it encodes (occurred_at / version).
+std::string OrderingKey(const std::string& occurred_at);
 
 }  // namespace scimsync::connectors::internal

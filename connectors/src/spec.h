@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "codec.h"
+#include "scimsync/config.h"
 #include "scimsync/connectors/profile.h"
 
 namespace scimsync::connectors::internal {
@@ -98,17 +99,107 @@ struct ItemsSpec {
   Source employee_key;
   Source dedup_id;
   Source event_type;
-  Source occurred_at;
+  Source occurred_at;  // or `version`: either fills DecodedItem::occurred_at
+};
+
+// ---- actions ------------------------------------------------------------------------------
+
+struct Condition {
+  enum class Op { kEquals, kNotEquals, kIn, kNotIn, kExists, kMissing };
+  Source value;  // resolved against the item's payload
+  Op op = Op::kEquals;
+  std::vector<std::string> values;
+};
+
+struct ActionRule {
+  std::vector<std::string> events;  // patterns with '*' wildcards; empty matches every event
+  std::vector<Condition> when;      // all must hold
+  Action action = Action::kIgnore;
+  Source effective_at;  // deferred actions: not before this time
+  size_t index = 0;
+};
+
+// ---- fetch-back ---------------------------------------------------------------------------
+
+struct FetchAuthSpec {
+  enum class Type { kNone, kBasic, kBearer, kHeader, kOAuth2 };
+  Type type = Type::kNone;
+  // Templates over the credentials ({key}, {client_id}...), {tenant} and {employee_key}.
+  std::string username;
+  std::string password;
+  std::string token;
+  std::string header;  // kHeader: the header's name
+  std::string scheme;  // kHeader: optional scheme before the token
+  std::string token_url;
+  std::string client_id;
+  std::string client_secret;
+  std::string scope;
+  bool client_auth_basic = false;  // send client id/secret as HTTP Basic instead of in the form
+};
+
+struct FetchRequestSpec {
+  std::string name;  // "" when the profile has one request
+  std::string method = "GET";
+  std::string path;  // template appended to base_url
+  std::string body;  // template (JSON-escaped substitution)
+  std::string content_type = "application/json";
+  std::string record;     // pointer to the record in the response
+  bool optional = false;  // a 404 of this request leaves its part empty instead of "gone"
+};
+
+struct FetchSpec {
+  bool enabled = false;
+  std::string base_url;  // template; api.base_url in the config entry overrides it
+  std::vector<std::string> credentials;
+  FetchAuthSpec auth;
+  std::vector<std::pair<std::string, std::string>> headers;  // templates
+  std::vector<FetchRequestSpec> requests;
+  Action not_found = Action::kSuspend;
+  int timeout_ms = 10000;
+};
+
+// ---- mapping ------------------------------------------------------------------------------
+
+// JumpCloud attributes a mapping can set, in the order they are documented.
+const std::vector<std::string>& MappingAttributes();
+
+struct MappingSpec {
+  Scope from = Scope::kDefault;  // kDefault: record when fetch is enabled, else payload
+  std::map<std::string, Source> fields;
 };
 
 // ---- whole profile ------------------------------------------------------------------------
 
 struct ProfileSpec {
   std::string name;
-  std::string file;  // where it was loaded from ("builtin:generic" or a path)
+  std::string file;  // where it was loaded from
   AuthSpec auth;
   DecodeSpec decode;
   ItemsSpec items;
+  std::vector<ActionRule> actions;
+  Action default_action = Action::kIgnore;
+  FetchSpec fetch;
+  MappingSpec mapping;
+};
+
+// ---- per-config-entry settings ------------------------------------------------------------
+
+struct ApiSettings {
+  std::optional<std::string> base_url;
+  std::optional<std::string> tenant;  // {tenant} when the webhook URL has none
+  std::map<std::string, config::SecretRef> credentials;
+  std::optional<int> timeout_ms;
+};
+
+struct TenantSettings {
+  ApiSettings api;
+  std::map<std::string, Source> fields;
+};
+
+struct EntrySettings {
+  ApiSettings api;
+  std::map<std::string, Source> fields;
+  std::map<std::string, TenantSettings> tenants;
 };
 
 }  // namespace scimsync::connectors::internal

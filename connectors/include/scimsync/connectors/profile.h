@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -46,6 +47,82 @@ struct Decoded {
 enum class Action { kSync, kSuspend, kReactivate, kDelete, kIgnore };
 const char* ActionName(Action action);
 
+// ---- worker side --------------------------------------------------------------------------
+
+// One queued item, as the worker reads it back (the fields of DecodedItem plus the tenant).
+struct WorkItem {
+  std::string tenant;
+  std::string employee_key;
+  std::string event_type;
+  std::string occurred_at;
+  std::string payload;  // the item's JSON
+};
+
+// A request to the HRIS API (fetch-back, or an OAuth2 token request).
+struct HttpRequest {
+  std::string method = "GET";
+  std::string url;  // absolute: https://api.example.com/v1/employees/42
+  std::vector<std::pair<std::string, std::string>> headers;  // may carry credentials: never log
+  std::string body;
+  int timeout_ms = 10000;
+};
+
+struct HttpResponse {
+  int status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+
+// Answers a profile's fetch-back requests. `name` is the request's name in the profile ("" for
+// a profile with one request; "oauth2_token" for a token request).
+class Fetcher {
+ public:
+  virtual ~Fetcher() = default;
+  // Any HTTP answer, 4xx and 5xx included, is a response: the profile classifies statuses. An
+  // error means there was no answer (kTransient: refused, reset, timeout, TLS failure).
+  virtual Result<HttpResponse> Fetch(const std::string& name, const HttpRequest& request) = 0;
+  // False for canned answers (map --record, tests): credentials need not be resolvable.
+  virtual bool live() const { return true; }
+};
+
+struct HttpFetcherOptions {
+  std::string ca_file;  // extra CA bundle; empty: the system store
+  int connect_timeout_ms = 5000;
+  // http:// is accepted only for loopback hosts (tests, local relays); redirects are not
+  // followed, so credentials never travel to another host.
+};
+
+// cpp-httplib over TLS with certificate and host name verification. Thread-safe (a client per
+// call: fetch-back is rare next to SCIM traffic).
+std::unique_ptr<Fetcher> NewHttpFetcher(HttpFetcherOptions options = {});
+
+// Answers from a recorded response body (map --record, golden fixtures): the body as given for
+// a profile with one request; for several, a JSON object with one member per request name.
+std::unique_ptr<Fetcher> NewRecordedFetcher(std::string recorded, int status = 200);
+
+// What the worker should do with one item.
+struct Plan {
+  Action action = Action::kIgnore;
+  // The desired state: set for sync and reactivate (and for suspend/delete when the payload
+  // carries the record). For suspend/delete without a record only external_id and active are
+  // meaningful: the worker finds the user by its link or externalId.
+  std::optional<scim::User> user;
+  // A deferred action (e.g. a termination dated in the future): not before this Unix time.
+  std::optional<int64_t> effective_at_s;
+  // For profiles whose payload carries the record: an ordering key (compare as strings; a
+  // larger key is newer). An item older than the last applied one must not overwrite it.
+  // Empty for level-triggered profiles, which always apply the current record.
+  std::string version;
+  // JumpCloud rules the mapped user breaks. Non-empty: a permanent error, send nothing.
+  std::vector<scim::ValidationProblem> problems;
+  std::string reason;    // "rule 3: employee.terminated -> suspend", "HRIS 404 -> suspend"
+  bool fetched = false;  // the record came from the HRIS API
+};
+
+// A JSON rendering of a SCIM user as it would be sent (core and enterprise schemas); used by
+// `scimsyncd map` and handy in logs at debug level.
+std::string UserToScimJson(const scim::User& user);
+
 class Profile {
  public:
   virtual ~Profile() = default;
@@ -62,6 +139,16 @@ class Profile {
   // or an Error with http_status 415 for a content type the profile does not accept. Each
   // message says what to fix.
   virtual Result<Decoded> Decode(const Request& request) const = 0;
+
+  // Worker side: chooses the action, fetches the record when the profile needs it, maps it.
+  // Errors: kTransient (HRIS unreachable, 408/429/5xx: retry; retry_after set when the HRIS
+  // asked), kAuth (HRIS API answered 401/403, or a credential is not set), kPermanent (a record
+  // that cannot be read). Validation problems are not errors: they are in Plan::problems.
+  // The default (for test doubles of the ingest side) ignores every item.
+  virtual Result<Plan> PlanItem(const WorkItem& item, Fetcher& fetcher, int64_t now_s) const;
+
+  // True when the payload carries the record (no fetch-back): ordering by Plan::version matters.
+  virtual bool payload_carries_record() const { return false; }
 };
 
 // Builds the profile named by a config entry (built-in name or file path), reading its
