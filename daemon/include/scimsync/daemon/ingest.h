@@ -1,0 +1,80 @@
+// Webhook ingest: verify, decode, fan out, enqueue durably, answer. Independent of the HTTP
+// library so it is tested directly; the HTTP listener only translates requests and responses.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "scimsync/clock.h"
+#include "scimsync/connectors/profile.h"
+#include "scimsync/queue/queue.h"
+
+namespace scimsync::daemon {
+
+// A profile ready to take webhooks: the engine plus the resolved secrets.
+struct ActiveProfile {
+  std::shared_ptr<const connectors::Profile> profile;
+  std::vector<std::string> secrets;
+};
+
+// The set of active profiles; swapped whole on reload (SIGHUP) so a request sees one version.
+class ProfileSet {
+ public:
+  void Replace(std::map<std::string, ActiveProfile> profiles);
+  // nullptr when no profile has that name.
+  std::shared_ptr<const std::map<std::string, ActiveProfile>> Snapshot() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const std::map<std::string, ActiveProfile>> profiles_ =
+      std::make_shared<std::map<std::string, ActiveProfile>>();
+};
+
+struct WebhookResponse {
+  int status = 202;
+  std::string body;  // JSON
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+struct IngestOptions {
+  // Answered as Retry-After while Redis is unreachable: long enough for a Redis restart, short
+  // enough that senders with a small retry budget try again.
+  int retry_after_s = 5;
+};
+
+class Ingest {
+ public:
+  // Writes one request's items (the listener routes it to a per-thread Redis connection).
+  using WithQueue = std::function<Result<queue::EnqueueOutcome>(
+      const std::vector<queue::Item>& items, int64_t dedup_window_s)>;
+
+  Ingest(const ProfileSet* profiles, WithQueue enqueue, const Clock* clock,
+         IngestOptions options = {});
+
+  WebhookResponse Handle(const std::string& profile_name, const connectors::Request& request);
+
+  // While draining, every webhook is answered 503 so the sender retries elsewhere or later.
+  void SetDraining(bool draining) { draining_ = draining; }
+
+ private:
+  const ProfileSet* profiles_;
+  WithQueue enqueue_;
+  const Clock* clock_;
+  IngestOptions options_;
+  std::atomic<bool> draining_{false};
+};
+
+// {"error":"<code>","detail":"<detail>"}
+std::string ErrorBody(const std::string& code, const std::string& detail);
+
+// 16 random hex digits: a request's trace id. Items get "<trace>-<index>".
+std::string NewTraceId();
+
+}  // namespace scimsync::daemon

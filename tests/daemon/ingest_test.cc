@@ -1,0 +1,200 @@
+// Ingest's decisions (status codes, bodies, what reaches the queue) with a fake profile and an
+// in-test queue function; the HTTP and Redis paths are covered by the integration test.
+#include "scimsync/daemon/ingest.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+namespace scimsync::daemon {
+namespace {
+
+// A profile whose auth is "header X-Key equals a secret" and whose body is one item per line
+// "employee,dedup". Line "bad" is malformed; a content type "text/csv" is refused with 415.
+class FakeProfile : public connectors::Profile {
+ public:
+  const std::string& name() const override { return name_; }
+  int64_t dedup_window_s() const override { return 3600; }
+  Status Verify(const connectors::Request& r, const std::vector<std::string>& secrets,
+                int64_t) const override {
+    for (const auto& [k, v] : r.headers) {
+      if (k == "X-Key") {
+        for (const auto& s : secrets) {
+          if (v == s) return {};
+        }
+        return Error::Auth("X-Key does not match any active secret");
+      }
+    }
+    return Error::Auth("missing header X-Key");
+  }
+  Result<connectors::Decoded> Decode(const connectors::Request& r) const override {
+    if (r.content_type == "text/csv") {
+      return Error::Make(ErrorKind::kInvalid, "text/csv is not accepted", 415);
+    }
+    connectors::Decoded d;
+    if (r.body == "ping") {
+      d.handshake = true;
+      d.handshake_note = "answered a ping";
+      return d;
+    }
+    size_t start = 0;
+    while (start < r.body.size()) {
+      size_t end = r.body.find('\n', start);
+      if (end == std::string::npos) end = r.body.size();
+      std::string line = r.body.substr(start, end - start);
+      start = end + 1;
+      auto comma = line.find(',');
+      if (comma == std::string::npos) return Error::Invalid("item is malformed: " + line);
+      d.items.push_back({line.substr(0, comma), line.substr(comma + 1), "employee.updated", "",
+                         "{}"});
+    }
+    return d;
+  }
+
+ private:
+  std::string name_ = "hr";
+};
+
+class IngestTest : public ::testing::Test {
+ protected:
+  IngestTest()
+      : ingest_(&profiles_,
+                [this](const std::vector<queue::Item>& items, int64_t window) {
+                  return Enqueue(items, window);
+                },
+                &clock_) {
+    std::map<std::string, ActiveProfile> m;
+    m["hr"] = ActiveProfile{std::make_shared<FakeProfile>(), {"old", "new"}};
+    profiles_.Replace(std::move(m));
+  }
+
+  Result<queue::EnqueueOutcome> Enqueue(const std::vector<queue::Item>& items, int64_t window) {
+    if (redis_down_) return Error::Transient("connection refused");
+    last_window_ = window;
+    queue::EnqueueOutcome out;
+    for (const auto& item : items) {
+      if (seen_.insert(item.dedup_id).second) {
+        stored_.push_back(item);
+        ++out.accepted;
+      } else {
+        ++out.duplicates;
+      }
+    }
+    return out;
+  }
+
+  connectors::Request Req(std::string body, std::string key = "new") {
+    connectors::Request r;
+    r.content_type = "application/json";
+    r.body = std::move(body);
+    if (!key.empty()) r.headers.emplace_back("X-Key", key);
+    return r;
+  }
+
+  FakeClock clock_;
+  ProfileSet profiles_;
+  Ingest ingest_;
+  bool redis_down_ = false;
+  int64_t last_window_ = 0;
+  std::set<std::string> seen_;
+  std::vector<queue::Item> stored_;
+};
+
+TEST_F(IngestTest, AcceptedItemsAreStoredWithContext) {
+  connectors::Request r = Req("E1,d1\nE2,d2");
+  r.tenant = "acme";
+  auto resp = ingest_.Handle("hr", r);
+  EXPECT_EQ(resp.status, 202);
+  EXPECT_EQ(resp.body.rfind("{\"accepted\":2,\"duplicates\":0,\"trace_id\":\"", 0), 0u)
+      << resp.body;
+  ASSERT_EQ(stored_.size(), 2u);
+  EXPECT_EQ(stored_[0].profile, "hr");
+  EXPECT_EQ(stored_[0].tenant, "acme");
+  EXPECT_EQ(stored_[0].employee_key, "E1");
+  EXPECT_EQ(stored_[1].dedup_id, "d2");
+  EXPECT_EQ(stored_[0].received_at_ms, clock_.NowMs());
+  EXPECT_NE(stored_[0].trace_id, stored_[1].trace_id);
+  EXPECT_EQ(last_window_, 3600);
+}
+
+TEST_F(IngestTest, DuplicatesAreCounted) {
+  EXPECT_EQ(ingest_.Handle("hr", Req("E1,d1")).status, 202);
+  auto resp = ingest_.Handle("hr", Req("E1,d1\nE1,d3"));
+  EXPECT_EQ(resp.status, 202);
+  EXPECT_EQ(resp.body.rfind("{\"accepted\":1,\"duplicates\":1", 0), 0u) << resp.body;
+}
+
+TEST_F(IngestTest, EitherActiveSecretIsAcceptedDuringRotation) {
+  EXPECT_EQ(ingest_.Handle("hr", Req("E1,d1", "old")).status, 202);
+  EXPECT_EQ(ingest_.Handle("hr", Req("E1,d2", "new")).status, 202);
+}
+
+TEST_F(IngestTest, ErrorsEnqueueNothingAndSayWhatToFix) {
+  auto unknown = ingest_.Handle("payroll", Req("E1,d1"));
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_EQ(unknown.body,
+            "{\"error\":\"unknown_profile\",\"detail\":\"no profile named 'payroll' is "
+            "configured: check the webhook URL against profiles[].name\"}");
+
+  auto bad_sig = ingest_.Handle("hr", Req("E1,d1", "wrong"));
+  EXPECT_EQ(bad_sig.status, 401);
+  EXPECT_EQ(bad_sig.body,
+            "{\"error\":\"unauthorized\",\"detail\":\"X-Key does not match any active secret\"}");
+  EXPECT_EQ(ingest_.Handle("hr", Req("E1,d1", "")).status, 401);
+
+  auto malformed = ingest_.Handle("hr", Req("E1,d1\nbad"));
+  EXPECT_EQ(malformed.status, 400);
+  EXPECT_NE(malformed.body.find("malformed_body"), std::string::npos);
+
+  connectors::Request csv = Req("E1,d1");
+  csv.content_type = "text/csv";
+  EXPECT_EQ(ingest_.Handle("hr", csv).status, 415);
+
+  connectors::Request bad_tenant = Req("E1,d1");
+  bad_tenant.tenant = "a b";
+  EXPECT_EQ(ingest_.Handle("hr", bad_tenant).status, 400);
+
+  EXPECT_TRUE(stored_.empty());
+}
+
+TEST_F(IngestTest, RedisDownIs503WithRetryAfter) {
+  redis_down_ = true;
+  auto resp = ingest_.Handle("hr", Req("E1,d1"));
+  EXPECT_EQ(resp.status, 503);
+  ASSERT_EQ(resp.headers.size(), 1u);
+  EXPECT_EQ(resp.headers[0].first, "Retry-After");
+  EXPECT_EQ(resp.headers[0].second, "5");
+  EXPECT_NE(resp.body.find("queue_unavailable"), std::string::npos);
+  redis_down_ = false;
+  EXPECT_EQ(ingest_.Handle("hr", Req("E1,d1")).status, 202);
+  EXPECT_EQ(stored_.size(), 1u);
+}
+
+TEST_F(IngestTest, HandshakeIsAnsweredAndEnqueuesNothing) {
+  auto resp = ingest_.Handle("hr", Req("ping"));
+  EXPECT_EQ(resp.status, 200);
+  EXPECT_TRUE(stored_.empty());
+}
+
+TEST_F(IngestTest, DrainingAnswers503) {
+  ingest_.SetDraining(true);
+  auto resp = ingest_.Handle("hr", Req("E1,d1"));
+  EXPECT_EQ(resp.status, 503);
+  EXPECT_TRUE(stored_.empty());
+}
+
+TEST_F(IngestTest, ReloadSwapsProfilesForNewRequests) {
+  std::map<std::string, ActiveProfile> m;
+  m["hr"] = ActiveProfile{std::make_shared<FakeProfile>(), {"rotated"}};
+  profiles_.Replace(std::move(m));
+  EXPECT_EQ(ingest_.Handle("hr", Req("E1,d1", "old")).status, 401);
+  EXPECT_EQ(ingest_.Handle("hr", Req("E1,d1", "rotated")).status, 202);
+}
+
+TEST(ErrorBodyTest, EscapesDetail) {
+  EXPECT_EQ(ErrorBody("x", "a \"quoted\"\nline"),
+            "{\"error\":\"x\",\"detail\":\"a \\\"quoted\\\"\\nline\"}");
+}
+
+}  // namespace
+}  // namespace scimsync::daemon
