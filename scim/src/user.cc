@@ -1,7 +1,7 @@
+#include "scimsync/scim/user.h"
+
 #include <cctype>
 #include <string_view>
-
-#include "scimsync/scim/user.h"
 
 namespace scimsync::scim {
 namespace {
@@ -37,6 +37,7 @@ std::string_view FoldCodePoint(char32_t cp) {
   if (cp == 0xFE) return "th";
   if (cp >= 0x100 && cp <= 0x17F) {
     // Latin Extended-A: pairs of upper/lower case, grouped by base letter.
+    // clang-format off
     static const char* const kBase[] = {
         "a", "a", "a", "a", "a", "a", "c", "c", "c", "c", "c", "c", "c", "c", "d", "d",  // 100
         "d", "d", "e", "e", "e", "e", "e", "e", "e", "e", "e", "e", "g", "g", "g", "g",  // 110
@@ -47,6 +48,7 @@ std::string_view FoldCodePoint(char32_t cp) {
         "s", "s", "s", "t", "t", "t", "t", "t", "t", "u", "u", "u", "u", "u", "u", "u",  // 15f
         "u", "u", "u", "u", "u", "w", "w", "y", "y", "y", "z", "z", "z", "z", "z", "z",  // 16f
         "s"};                                                                            // 17f
+    // clang-format on
     return kBase[cp - 0x100];
   }
   return {};
@@ -84,6 +86,30 @@ size_t CodePointCount(const std::string& s) {
     ++n;
   }
   return n;
+}
+
+// Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. JSON (and so SCIM)
+// carries only valid UTF-8, and an HRIS id is matched byte for byte.
+bool IsValidUtf8(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len = (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (len == 0 || i + len > s.size()) return false;
+    char32_t cp = len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
+    for (size_t k = 1; k < len; ++k) {
+      auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    static constexpr char32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += len;
+  }
+  return true;
 }
 
 bool IsUserNameChar(char c) {
@@ -143,8 +169,9 @@ std::vector<ValidationProblem> Validate(const User& user) {
     out.push_back({"userName", "is required (map a username, or a work email to derive it from)"});
   } else {
     if (user.user_name.find('@') != std::string::npos) {
-      out.push_back({"userName", "must not be an email address (JumpCloud rejects it); use the "
-                                 "email's local part (transform: email_local_part)"});
+      out.push_back({"userName",
+                     "must not be an email address (JumpCloud rejects it); use the "
+                     "email's local part (transform: email_local_part)"});
     } else {
       for (char c : user.user_name) {
         if (!IsUserNameChar(c)) {
@@ -172,6 +199,10 @@ std::vector<ValidationProblem> Validate(const User& user) {
   CheckLength(out, "employeeNumber", user.employee_number, kMaxEmployeeNumber);
   if (user.external_id.empty()) {
     out.push_back({"externalId", "is required: it is the HRIS employee id that anchors the user"});
+  } else if (!IsValidUtf8(user.external_id)) {
+    out.push_back({"externalId",
+                   "is not valid UTF-8: check the HRIS field mapped to the employee "
+                   "id"});
   }
   return out;
 }

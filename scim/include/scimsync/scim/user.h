@@ -14,9 +14,9 @@ inline constexpr char kEnterpriseUrn[] =
     "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
 struct User {
-  std::string external_id;  // the HRIS employee id: the identity anchor
-  std::string user_name;    // JumpCloud username: no special characters, not an email
-  std::optional<std::string> given_name;    // name.givenName
+  std::string external_id;                // the HRIS employee id: the identity anchor
+  std::string user_name;                  // JumpCloud username: no special characters, not an email
+  std::optional<std::string> given_name;  // name.givenName
   std::optional<std::string> family_name;   // name.familyName
   std::optional<std::string> display_name;  // displayName
   std::optional<std::string> email;         // emails[type=work, primary=true].value
@@ -44,7 +44,8 @@ struct ValidationProblem {
 
 // JumpCloud's rules from its SCIM attribute table, checked before anything is sent: userName
 // present, at most 1024 characters, not an email, only letters, digits, '.', '_' and '-';
-// email present, valid, at most 1024; names at most 1024; employeeNumber at most 256.
+// email present, valid, at most 1024; names at most 1024; employeeNumber at most 256; externalId
+// present and valid UTF-8.
 std::vector<ValidationProblem> Validate(const User& user);
 
 // userName as JumpCloud accepts it, from any text (usually an email's local part): lowercase,

@@ -1,0 +1,152 @@
+// Makes one employee's JumpCloud user match the desired state, and says what the worker should
+// do next: done, retry after a delay, give up (dead letter), or pause (the API key is refused).
+//
+//   resolve:  link table -> filter externalId eq -> filter userName eq. More than one match, or a
+//             match that carries another employee's externalId, is a conflict: nothing is
+//             guessed, the ids are reported.
+//   absent:   POST (externalId = HRIS id, enterprise employeeNumber), store the link. A 409
+//             resolves again and converges what it finds.
+//   present:  diff against the user as GET returned it; PATCH only what differs (nothing differs:
+//             no write), or GET-merge-PUT when the server has no PATCH. A 404 on a linked id
+//             drops the link and resolves again.
+//
+// Every job starts with a lookup, and a failed POST is never repeated within a job: a POST that
+// timed out (JumpCloud may have created the user anyway) is followed by a lookup on the next
+// attempt, so a slow JumpCloud never yields two accounts.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "scimsync/clock.h"
+#include "scimsync/config.h"
+#include "scimsync/result.h"
+#include "scimsync/scim/link_store.h"
+#include "scimsync/scim/protocol.h"
+#include "scimsync/scim/rate_limiter.h"
+#include "scimsync/scim/retry.h"
+#include "scimsync/scim/transport.h"
+#include "scimsync/scim/user.h"
+
+namespace scimsync::scim {
+
+enum class Action {
+  kSync,        // create or update to the desired state
+  kSuspend,     // active=false on an existing user; attributes are left alone, so a departing
+                // employee whose HRIS record lost its email is still suspended. Absent: nothing.
+  kReactivate,  // sync with active=true (a rehire gets the same user back, or a new one)
+  kDelete,      // DELETE the user; only when a profile asks for it explicitly
+};
+const char* ActionName(Action action);
+
+struct Job {
+  std::string scope;  // link-table namespace: the profile (LinkStore explains)
+  User desired;
+  Action action = Action::kSync;
+  int attempt = 1;               // this attempt's number, 1 for the first
+  int64_t first_attempt_ms = 0;  // when attempt 1 started; 0 means now
+  std::string trace_id;          // logged with every request
+};
+
+enum class Decision {
+  kDone,    // ack the item
+  kRetry,   // try again after Outcome::retry_after_ms
+  kGiveUp,  // dead letter with reason, error kind, last request and response
+  kPause,   // 401/403: the API key is refused. Pause all SCIM work and alert; dead-letter nothing
+};
+const char* DecisionName(Decision decision);
+
+enum class Change {
+  kNone,     // the user already matched: no write
+  kCreated,  // POST
+  kUpdated,  // PATCH or PUT
+  kDeleted,  // DELETE (or it was already gone)
+  kAbsent,   // suspend or delete of an employee JumpCloud does not know: nothing to do
+};
+const char* ChangeName(Change change);
+
+struct Outcome {
+  Decision decision = Decision::kDone;
+
+  // kDone.
+  Change change = Change::kNone;
+  std::string jumpcloud_id;          // empty when the user does not exist
+  std::vector<std::string> written;  // SCIM paths written ("userName", "active", ...)
+
+  // kRetry: wait this long. Includes Retry-After, capped by max_delay_ms.
+  int64_t retry_after_ms = 0;
+
+  // kRetry, kGiveUp, kPause: the error (its kind goes into the dead letter), the reason in words,
+  // and the last request and response, secrets redacted ("" when nothing was sent).
+  std::optional<Error> error;
+  std::string reason;
+  std::string last_request;
+  std::string last_response;
+};
+
+struct ConvergerOptions {
+  int64_t timeout_ms = 10000;  // per request, clipped to what is left of the job's max age
+  // A worker waits at most this long for a rate-limit slot; beyond, the job comes back as
+  // kRetry so the worker can serve other employees meanwhile.
+  int64_t max_rate_wait_ms = 5000;
+  RetryOptions retry;
+
+  static ConvergerOptions From(const config::TargetOptions& target,
+                               const config::RetryOptions& retry);
+};
+
+// Everything a Converger talks to. All must outlive it. `transport` belongs to this converger
+// alone; the limiter and the link store are shared by all workers.
+struct ConvergerDeps {
+  Transport* transport = nullptr;
+  RateLimiter* limiter = nullptr;
+  LinkStore* links = nullptr;
+  const Clock* clock = nullptr;
+  Random* random = nullptr;
+  // Waits for a rate-limit slot. Default: std::this_thread::sleep_for. Tests pass one that
+  // advances a FakeClock.
+  std::function<void(int64_t ms)> sleep;
+};
+
+// One per worker thread (not thread-safe: it owns its transport's connection).
+class Converger {
+ public:
+  Converger(ConvergerOptions options, ConvergerDeps deps);
+
+  // GET /ServiceProviderConfig, to learn whether PATCH is supported. An absent or unreadable
+  // document means PATCH (JumpCloud has it). kAuth when the key is refused, kTransient when the
+  // server cannot be reached; Converge probes by itself until one probe got an answer.
+  Result<ServiceProviderConfig> Probe();
+  // For callers that probed once and share the answer between workers.
+  void SetCapabilities(const ServiceProviderConfig& capabilities);
+
+  Outcome Converge(const Job& job);
+
+  const RetryPolicy& retry_policy() const { return policy_; }
+
+ private:
+  struct Run;
+  Result<ServiceProviderConfig> Probe(Run& run);
+  Result<std::optional<RemoteUser>> Resolve(Run& run);
+  Result<std::vector<RemoteUser>> Search(Run& run, const char* attribute, const std::string& value);
+  Status Converge(Run& run);
+  Result<HttpResponse> Call(Run& run, const std::string& method, const std::string& target,
+                            const std::string& body);
+  Result<RemoteUser> Create(Run& run, const User& desired);
+  Status Update(Run& run, const RemoteUser& remote, const std::vector<PatchOp>& ops);
+  Error UserNameTaken(Run& run, const Error& error, const RemoteUser& remote);
+  Outcome Finish(Run& run, const Status& status);
+  void Link(Run& run, const std::string& id);
+  void Unlink(Run& run);
+
+  ConvergerOptions options_;
+  ConvergerDeps deps_;
+  RetryPolicy policy_;
+  std::optional<ServiceProviderConfig> capabilities_;
+  int64_t next_probe_ms_ = 0;
+};
+
+}  // namespace scimsync::scim

@@ -1,0 +1,550 @@
+#include "scimsync/scim/converger.h"
+
+#include <chrono>
+#include <thread>
+#include <utility>
+
+#include "json_util.h"
+#include "scimsync/log.h"
+
+namespace scimsync::scim {
+namespace {
+
+// Bodies in dead letters are cut here: enough to read a SCIM error, bounded for Redis.
+constexpr size_t kMaxBodyInReport = 4096;
+
+// Resolve/converge rounds within one attempt: a 409 on create or a user deleted under us sends
+// the job back to resolve; more than this means the user keeps changing, and a later attempt
+// will see a calmer picture.
+constexpr int kMaxRounds = 3;
+
+// After a probe of /ServiceProviderConfig got no answer, jobs go on assuming PATCH and the probe
+// is repeated at most this often, so an outage does not double every job's failed requests.
+constexpr int64_t kProbeIntervalMs = 60000;
+
+bool Is2xx(int status) { return status >= 200 && status < 300; }
+
+std::string Truncate(std::string s) {
+  if (s.size() > kMaxBodyInReport) {
+    s.resize(kMaxBodyInReport);
+    s += "...(truncated)";
+  }
+  return s;
+}
+
+std::string JoinIds(const std::vector<RemoteUser>& users) {
+  std::string out;
+  for (const auto& u : users) {
+    if (!out.empty()) out += ", ";
+    out += u.id;
+    if (!u.external_id.empty()) out += " (externalId " + u.external_id + ")";
+  }
+  return out;
+}
+
+std::vector<std::string> Paths(const std::vector<PatchOp>& ops) {
+  std::vector<std::string> out;
+  out.reserve(ops.size());
+  for (const auto& op : ops) out.push_back(op.path);
+  return out;
+}
+
+}  // namespace
+
+const char* ActionName(Action action) {
+  switch (action) {
+    case Action::kSync:
+      return "sync";
+    case Action::kSuspend:
+      return "suspend";
+    case Action::kReactivate:
+      return "reactivate";
+    case Action::kDelete:
+      return "delete";
+  }
+  return "sync";
+}
+
+const char* DecisionName(Decision decision) {
+  switch (decision) {
+    case Decision::kDone:
+      return "done";
+    case Decision::kRetry:
+      return "retry";
+    case Decision::kGiveUp:
+      return "give_up";
+    case Decision::kPause:
+      return "pause";
+  }
+  return "give_up";
+}
+
+const char* ChangeName(Change change) {
+  switch (change) {
+    case Change::kNone:
+      return "none";
+    case Change::kCreated:
+      return "created";
+    case Change::kUpdated:
+      return "updated";
+    case Change::kDeleted:
+      return "deleted";
+    case Change::kAbsent:
+      return "absent";
+  }
+  return "none";
+}
+
+ConvergerOptions ConvergerOptions::From(const config::TargetOptions& target,
+                                        const config::RetryOptions& retry) {
+  ConvergerOptions o;
+  o.timeout_ms = target.timeout_ms;
+  o.retry = RetryOptions::From(retry);
+  return o;
+}
+
+// The state of one Converge call.
+struct Converger::Run {
+  explicit Run(const Job& j) : job(j) {}
+  const Job& job;
+  int64_t first_ms = 0;
+  std::optional<std::string> link;  // what the link table held at the start
+  std::string last_request;
+  std::string last_response;
+  Change change = Change::kNone;
+  std::string id;
+  std::vector<std::string> written;
+};
+
+Converger::Converger(ConvergerOptions options, ConvergerDeps deps)
+    : options_(std::move(options)),
+      deps_(std::move(deps)),
+      policy_(options_.retry, *deps_.clock, *deps_.random) {
+  if (!deps_.sleep) {
+    deps_.sleep = [](int64_t ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); };
+  }
+}
+
+void Converger::SetCapabilities(const ServiceProviderConfig& capabilities) {
+  capabilities_ = capabilities;
+}
+
+Result<ServiceProviderConfig> Converger::Probe() {
+  Job job;
+  job.first_attempt_ms = deps_.clock->NowMs();
+  Run run(job);
+  run.first_ms = job.first_attempt_ms;
+  return Probe(run);
+}
+
+Result<ServiceProviderConfig> Converger::Probe(Run& run) {
+  next_probe_ms_ = deps_.clock->NowMs() + kProbeIntervalMs;
+  auto resp = Call(run, "GET", "/ServiceProviderConfig", "");
+  if (!resp.ok()) return resp.error();
+  ServiceProviderConfig caps;
+  if (Is2xx(resp->status)) {
+    auto parsed = ParseServiceProviderConfig(resp->body);
+    if (parsed.ok()) caps = *parsed;
+  } else {
+    Error e = ErrorFromResponse(resp->status, resp->body, resp->retry_after, deps_.clock->NowMs());
+    if (e.kind == ErrorKind::kAuth || e.kind == ErrorKind::kTransient) return e;
+    // Absent or refused: JumpCloud has PATCH, so that is what we assume.
+  }
+  capabilities_ = caps;
+  log::Info("SCIM server capabilities", {{"patch", caps.patch}, {"filter", caps.filter}});
+  return caps;
+}
+
+Result<HttpResponse> Converger::Call(Run& run, const std::string& method, const std::string& target,
+                                     const std::string& body) {
+  int64_t timeout = policy_.AttemptTimeoutMs(run.first_ms, options_.timeout_ms);
+  if (timeout <= 0) {
+    return Error::Transient("the job is older than workers.retry.max_age_s; not sending " + method +
+                            " " + target);
+  }
+  auto slot = deps_.limiter->Reserve(std::min(options_.max_rate_wait_ms, timeout));
+  if (!slot.ok()) return slot.error();
+  if (!slot->granted) {
+    Error e = Error::Transient("rate limit: no SCIM request slot free within " +
+                               std::to_string(options_.max_rate_wait_ms) +
+                               " ms (target.max_requests_per_second, or a recent 429)");
+    e.retry_after = std::chrono::milliseconds(slot->wait_ms);
+    return e;
+  }
+  if (slot->wait_ms > 0) {
+    deps_.sleep(slot->wait_ms);
+    timeout = policy_.AttemptTimeoutMs(run.first_ms, options_.timeout_ms);
+    if (timeout <= 0) return Error::Transient("the job is older than workers.retry.max_age_s");
+  }
+
+  HttpRequest req{method, target, body};
+  run.last_request = deps_.transport->Describe(req);
+  if (!body.empty()) run.last_request += "\n" + Truncate(RedactBody(body));
+  auto started = std::chrono::steady_clock::now();
+  auto resp = deps_.transport->Send(req, timeout);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                  started)
+                .count();
+  if (!resp.ok()) {
+    run.last_response = "no answer: " + resp.error().message;
+    log::Warn("SCIM request failed", {{"trace_id", run.job.trace_id},
+                                      {"method", method},
+                                      {"error", resp.error().message},
+                                      {"ms", static_cast<int64_t>(ms)}});
+    return resp.error();
+  }
+  run.last_response = "HTTP " + std::to_string(resp->status);
+  if (!resp->body.empty()) run.last_response += "\n" + Truncate(RedactBody(resp->body));
+  log::Debug("SCIM request", {{"trace_id", run.job.trace_id},
+                              {"method", method},
+                              {"target", target},
+                              {"status", resp->status},
+                              {"ms", static_cast<int64_t>(ms)}});
+  if (resp->status == 429) {
+    int64_t block = 0;
+    if (auto ra = ParseRetryAfterMs(resp->retry_after, deps_.clock->NowMs())) {
+      block = std::min(*ra, options_.retry.max_delay_ms);
+    }
+    log::Warn("SCIM server rate-limits us (429): pausing every worker's requests",
+              {{"retry_after", resp->retry_after}, {"block_ms", block}});
+    Status s = deps_.limiter->Throttled(block);
+    if (!s.ok())
+      log::Warn("cannot record the 429 in the rate limiter", {{"error", s.error().message}});
+  }
+  return resp;
+}
+
+Result<std::vector<RemoteUser>> Converger::Search(Run& run, const char* attribute,
+                                                  const std::string& value) {
+  auto resp = Call(run, "GET", "/Users?filter=" + EqFilterQuery(attribute, value), "");
+  if (!resp.ok()) return resp.error();
+  if (!Is2xx(resp->status)) {
+    return ErrorFromResponse(resp->status, resp->body, resp->retry_after, deps_.clock->NowMs());
+  }
+  return ParseListResponse(resp->body);
+}
+
+void Converger::Link(Run& run, const std::string& id) {
+  if (deps_.transport->dry_run() || run.link == id) return;
+  Status s = deps_.links->Put(run.job.scope, run.job.desired.external_id, id);
+  if (!s.ok()) {
+    // The externalId still anchors the user; the next job stores the link.
+    log::Warn("cannot store the link HRIS id -> JumpCloud id",
+              {{"trace_id", run.job.trace_id}, {"error", s.error().message}});
+    return;
+  }
+  run.link = id;
+}
+
+void Converger::Unlink(Run& run) {
+  if (deps_.transport->dry_run() || !run.link) return;
+  Status s = deps_.links->Remove(run.job.scope, run.job.desired.external_id);
+  if (!s.ok()) {
+    log::Warn("cannot drop a stale link",
+              {{"trace_id", run.job.trace_id}, {"error", s.error().message}});
+    return;
+  }
+  run.link.reset();
+}
+
+Result<std::optional<RemoteUser>> Converger::Resolve(Run& run) {
+  const User& d = run.job.desired;
+  const std::string& ext = d.external_id;
+  using Found = std::optional<RemoteUser>;
+
+  auto link = deps_.links->Get(run.job.scope, ext);
+  if (!link.ok()) return link.error();
+  run.link = *link;
+  if (run.link) {
+    auto resp = Call(run, "GET", "/Users/" + UrlEncode(*run.link), "");
+    if (!resp.ok()) return resp.error();
+    if (Is2xx(resp->status)) {
+      auto user = ParseUser(resp->body);
+      if (!user.ok()) return user.error();
+      if (!user->external_id.empty() && user->external_id != ext) {
+        return Error::Conflict("the link table maps employee " + ext + " to JumpCloud user " +
+                               user->id + ", which now carries externalId " + user->external_id +
+                               " (another employee); fix the user in JumpCloud, or delete the "
+                               "link so the employee is resolved by externalId again");
+      }
+      return Found(std::move(*user));
+    }
+    if (resp->status != 404) {
+      return ErrorFromResponse(resp->status, resp->body, resp->retry_after, deps_.clock->NowMs());
+    }
+    log::Info("linked JumpCloud user is gone; resolving again",
+              {{"trace_id", run.job.trace_id}, {"jumpcloud_id", *run.link}});
+    Unlink(run);
+  }
+
+  auto by_ext = Search(run, "externalId", ext);
+  if (!by_ext.ok()) return by_ext.error();
+  std::vector<RemoteUser> exact;
+  for (auto& u : *by_ext) {
+    if (u.external_id == ext) exact.push_back(std::move(u));
+  }
+  if (exact.size() > 1) {
+    return Error::Conflict(std::to_string(exact.size()) + " JumpCloud users carry externalId " +
+                           ext + ": " + JoinIds(exact) +
+                           "; delete or fix the duplicates in JumpCloud");
+  }
+  if (exact.size() == 1) return Found(std::move(exact[0]));
+
+  if (d.user_name.empty()) return Found();
+  auto by_name = Search(run, "userName", d.user_name);
+  if (!by_name.ok()) return by_name.error();
+  std::vector<RemoteUser> named;
+  for (auto& u : *by_name) {
+    if (json::EqualsIgnoreCase(u.attributes.user_name, d.user_name)) named.push_back(std::move(u));
+  }
+  if (named.size() > 1) {
+    return Error::Conflict(std::to_string(named.size()) + " JumpCloud users match userName " +
+                           d.user_name + ": " + JoinIds(named) + "; employee " + ext +
+                           " was not linked to any of them");
+  }
+  if (named.size() == 1) {
+    RemoteUser& u = named[0];
+    if (!u.external_id.empty() && u.external_id != ext) {
+      return Error::Conflict("userName " + d.user_name + " belongs to JumpCloud user " + u.id +
+                             ", which carries externalId " + u.external_id +
+                             " (another employee); employee " + ext +
+                             " was not created or linked. Give one of them another username "
+                             "in the HRIS, or fix the externalId in JumpCloud");
+    }
+    log::Info("adopting the JumpCloud user with this userName",
+              {{"trace_id", run.job.trace_id}, {"jumpcloud_id", u.id}});
+    return Found(std::move(u));
+  }
+  return Found();
+}
+
+Result<RemoteUser> Converger::Create(Run& run, const User& desired) {
+  auto resp = Call(run, "POST", "/Users", CreateBody(desired));
+  if (!resp.ok()) return resp.error();
+  if (!Is2xx(resp->status)) {
+    return ErrorFromResponse(resp->status, resp->body, resp->retry_after, deps_.clock->NowMs());
+  }
+  auto user = ParseUser(resp->body);
+  if (!user.ok()) {
+    // The user probably exists now; the next attempt finds it by externalId before any POST.
+    return Error::Transient(
+        "the SCIM server accepted the create but its answer carries no "
+        "user id (" +
+        user.error().message + "); will look the user up");
+  }
+  return user;
+}
+
+Status Converger::Update(Run& run, const RemoteUser& remote, const std::vector<PatchOp>& ops) {
+  std::string target = "/Users/" + UrlEncode(remote.id);
+  if (!capabilities_ || capabilities_->patch) {
+    auto resp = Call(run, "PATCH", target, PatchBody(ops));
+    if (!resp.ok()) return resp.error();
+    if (!Is2xx(resp->status)) {
+      return ErrorFromResponse(resp->status, resp->body, resp->retry_after, deps_.clock->NowMs());
+    }
+    return {};
+  }
+  // No PATCH: read the whole user now, so the PUT carries everything scimsync does not manage
+  // as it is at this moment.
+  auto current = Call(run, "GET", target, "");
+  if (!current.ok()) return current.error();
+  if (!Is2xx(current->status)) {
+    return ErrorFromResponse(current->status, current->body, current->retry_after,
+                             deps_.clock->NowMs());
+  }
+  auto fresh = ParseUser(current->body);
+  if (!fresh.ok()) return fresh.error();
+  auto body = MergeForPut(*fresh, ops);
+  if (!body.ok()) return body.error();
+  auto resp = Call(run, "PUT", target, *body);
+  if (!resp.ok()) return resp.error();
+  if (!Is2xx(resp->status)) {
+    return ErrorFromResponse(resp->status, resp->body, resp->retry_after, deps_.clock->NowMs());
+  }
+  return {};
+}
+
+Error Converger::UserNameTaken(Run& run, const Error& error, const RemoteUser& remote) {
+  const std::string& name = run.job.desired.user_name;
+  std::string holder;
+  std::string saved_request = run.last_request;
+  std::string saved_response = run.last_response;
+  auto others = Search(run, "userName", name);
+  if (others.ok()) {
+    for (const auto& u : *others) {
+      if (u.id != remote.id)
+        holder = u.id + (u.external_id.empty() ? "" : " (externalId " + u.external_id + ")");
+    }
+  }
+  // The dead letter should show the write that failed, not the lookup made to explain it.
+  run.last_request = std::move(saved_request);
+  run.last_response = std::move(saved_response);
+  Error e = error;
+  e.kind = ErrorKind::kConflict;
+  e.message = "renaming JumpCloud user " + remote.id + " (employee " + run.job.desired.external_id +
+              ") to userName " + name + " failed: " +
+              (holder.empty() ? std::string("the name is taken") : "it belongs to user " + holder) +
+              ". " + error.message;
+  return e;
+}
+
+Status Converger::Converge(Run& run) {
+  const Action action = run.job.action;
+  User desired = run.job.desired;
+  if (action == Action::kReactivate) desired.active = true;
+
+  for (int round = 0; round < kMaxRounds; ++round) {
+    auto found = Resolve(run);
+    if (!found.ok()) return found.error();
+
+    if (!*found) {
+      if (action == Action::kSuspend || action == Action::kDelete) {
+        run.change = Change::kAbsent;
+        return {};
+      }
+      auto created = Create(run, desired);
+      if (created.ok()) {
+        run.id = created->id;
+        run.change = Change::kCreated;
+        run.written = Paths(Diff(desired, RemoteUser{}));
+        if (desired.password) run.written.push_back("password");
+        Link(run, run.id);
+        return {};
+      }
+      if (created.error().kind != ErrorKind::kConflict) return created.error();
+      if (round + 1 < kMaxRounds) {
+        log::Info("409 on create: resolving again", {{"trace_id", run.job.trace_id}});
+        continue;
+      }
+      Error e = created.error();
+      e.message = "the SCIM server answered 409 to creating employee " + desired.external_id +
+                  ", but no user with that externalId or userName " + desired.user_name +
+                  " exists: another unique attribute (email, employeeNumber) is probably taken. " +
+                  e.message;
+      return e;
+    }
+
+    RemoteUser remote = std::move(**found);
+    run.id = remote.id;
+    Link(run, remote.id);
+
+    if (action == Action::kDelete) {
+      auto resp = Call(run, "DELETE", "/Users/" + UrlEncode(remote.id), "");
+      if (!resp.ok()) return resp.error();
+      if (!Is2xx(resp->status) && resp->status != 404) {
+        return ErrorFromResponse(resp->status, resp->body, resp->retry_after, deps_.clock->NowMs());
+      }
+      run.change = Change::kDeleted;
+      Unlink(run);
+      return {};
+    }
+
+    User wanted = desired;
+    if (action == Action::kSuspend) {
+      // Only the access changes: a leaver's record is often half-emptied by the HRIS.
+      wanted = User{};
+      wanted.active = false;
+    }
+    auto ops = Diff(wanted, remote);
+    if (ops.empty()) {
+      run.change = Change::kNone;
+      return {};
+    }
+    Status s = Update(run, remote, ops);
+    if (s.ok()) {
+      run.change = Change::kUpdated;
+      run.written = Paths(ops);
+      return {};
+    }
+    if (s.error().kind == ErrorKind::kNotFound && round + 1 < kMaxRounds) {
+      log::Info("JumpCloud user vanished during the update; resolving again",
+                {{"trace_id", run.job.trace_id}, {"jumpcloud_id", remote.id}});
+      Unlink(run);
+      continue;
+    }
+    if (s.error().kind == ErrorKind::kConflict) {
+      for (const auto& op : ops) {
+        if (op.path == "userName") return UserNameTaken(run, s.error(), remote);
+      }
+    }
+    return s;
+  }
+  return Error::Transient("the JumpCloud user kept changing while it was being converged");
+}
+
+Outcome Converger::Finish(Run& run, const Status& status) {
+  Outcome o;
+  o.last_request = run.last_request;
+  o.last_response = run.last_response;
+  const Job& job = run.job;
+  if (status.ok()) {
+    o.decision = Decision::kDone;
+    o.change = run.change;
+    o.jumpcloud_id = run.id;
+    o.written = run.written;
+    log::Info("SCIM user converged", {{"trace_id", job.trace_id},
+                                      {"action", ActionName(job.action)},
+                                      {"change", ChangeName(run.change)},
+                                      {"jumpcloud_id", run.id},
+                                      {"writes", run.written.size()}});
+    return o;
+  }
+  const Error& e = status.error();
+  o.error = e;
+  o.reason = e.message;
+  if (e.kind == ErrorKind::kAuth) {
+    o.decision = Decision::kPause;
+    log::Error("the SCIM server refuses the API key: SCIM work must pause until it is fixed",
+               {{"trace_id", job.trace_id}, {"error", e.message}});
+    return o;
+  }
+  RetryDecision d = policy_.Decide(job.attempt, run.first_ms, e);
+  if (d.retry) {
+    o.decision = Decision::kRetry;
+    o.retry_after_ms = d.delay_ms;
+    log::Info("SCIM job will be retried", {{"trace_id", job.trace_id},
+                                           {"attempt", job.attempt},
+                                           {"delay_ms", d.delay_ms},
+                                           {"error", e.message}});
+  } else {
+    o.decision = Decision::kGiveUp;
+    o.reason = d.reason;
+    log::Warn("SCIM job given up",
+              {{"trace_id", job.trace_id}, {"kind", ErrorKindName(e.kind)}, {"reason", d.reason}});
+  }
+  return o;
+}
+
+Outcome Converger::Converge(const Job& job) {
+  Run run(job);
+  run.first_ms = job.first_attempt_ms > 0 ? job.first_attempt_ms : deps_.clock->NowMs();
+
+  const User& d = job.desired;
+  std::vector<ValidationProblem> problems;
+  if (job.action == Action::kSync || job.action == Action::kReactivate) {
+    problems = Validate(d);
+  } else {
+    // Suspend and delete need only the anchor: they must work on a half-emptied record.
+    for (auto& p : Validate(d)) {
+      if (p.field == "externalId") problems.push_back(std::move(p));
+    }
+  }
+  if (!problems.empty()) {
+    std::string message = "the desired user breaks JumpCloud's rules: ";
+    for (size_t i = 0; i < problems.size(); ++i) {
+      if (i > 0) message += "; ";
+      message += problems[i].ToString();
+    }
+    return Finish(run, Error::Invalid(message));
+  }
+
+  if (!capabilities_ && deps_.clock->NowMs() >= next_probe_ms_) {
+    auto caps = Probe(run);
+    // Only a refused key stops the job here; an unreachable server shows up in the job itself.
+    if (!caps.ok() && caps.error().kind == ErrorKind::kAuth) return Finish(run, caps.error());
+  }
+  return Finish(run, Converge(run));
+}
+
+}  // namespace scimsync::scim
