@@ -1,0 +1,534 @@
+// The converger against the in-process SCIM server: lifecycle, resolution, conflicts, and every
+// fault the server can inject. Time (deadlines, rate-limit waits) runs on a FakeClock; only the
+// HTTP timeouts are real.
+#include "scimsync/scim/converger.h"
+
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+
+#include <memory>
+#include <string>
+
+#include "fake_scim_server.h"
+#include "hook_transport.h"
+#include "scimsync/clock.h"
+
+namespace scimsync::scim {
+namespace {
+
+using testing::FakeScimOptions;
+using testing::FakeScimServer;
+using testing::Fault;
+
+constexpr char kScope[] = "hibob";
+
+User Jane() {
+  User u;
+  u.external_id = "E1";
+  u.user_name = "jdoe";
+  u.given_name = "Jane";
+  u.family_name = "Doe";
+  u.email = "jane.doe@example.com";
+  u.department = "Engineering";
+  return u;
+}
+
+rapidjson::Document Json(const std::string& text) {
+  rapidjson::Document d;
+  d.Parse(text.c_str(), text.size());
+  EXPECT_FALSE(d.HasParseError()) << text;
+  return d;
+}
+
+std::string Str(const rapidjson::Value& v, const char* key) {
+  return v.IsObject() && v.HasMember(key) && v[key].IsString() ? v[key].GetString() : "";
+}
+
+class ConvergerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(server_->Start()); }
+
+  void Restart(FakeScimOptions options) {
+    server_ = std::make_unique<FakeScimServer>(options);
+    ASSERT_TRUE(server_->Start());
+    converger_.reset();
+  }
+
+  TransportOptions Transport() const {
+    TransportOptions t;
+    t.base_url = server_->base_url();
+    t.api_key = "test-key";
+    return t;
+  }
+
+  Converger& C() {
+    if (!converger_) {
+      auto t = NewHttpTransport(transport_options_ ? *transport_options_ : Transport());
+      EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.error().message);
+      hook_ = new HookTransport(std::move(*t));
+      transport_.reset(hook_);
+      ConvergerDeps deps;
+      deps.transport = transport_.get();
+      deps.limiter = limiter_.get();
+      deps.links = &links_;
+      deps.clock = &clock_;
+      deps.random = &random_;
+      deps.sleep = [this](int64_t ms) {
+        sleeps_.push_back(ms);
+        clock_.AdvanceMs(ms);
+      };
+      converger_ = std::make_unique<Converger>(options_, std::move(deps));
+    }
+    return *converger_;
+  }
+
+  Outcome Run(const User& desired, Action action = Action::kSync, int attempt = 1) {
+    Job job;
+    job.scope = kScope;
+    job.desired = desired;
+    job.action = action;
+    job.attempt = attempt;
+    job.first_attempt_ms = clock_.NowMs();
+    job.trace_id = "t-1";
+    return C().Converge(job);
+  }
+
+  std::string OnlyUser() {
+    auto users = server_->Users();
+    EXPECT_EQ(users.size(), 1u);
+    return users.empty() ? "{}" : users[0];
+  }
+
+  std::optional<std::string> Link(const std::string& employee = "E1") {
+    auto l = links_.Get(kScope, employee);
+    EXPECT_TRUE(l.ok());
+    return l.ok() ? *l : std::nullopt;
+  }
+
+  std::unique_ptr<FakeScimServer> server_ = std::make_unique<FakeScimServer>();
+  FakeClock clock_;
+  SequenceRandom random_{{0.5}};
+  MemoryLinkStore links_;
+  std::unique_ptr<RateLimiter> limiter_ = NewMemoryRateLimiter(
+      [] {
+        RateLimitOptions o;
+        o.requests_per_second = 0;
+        return o;
+      }(),
+      clock_);
+  std::vector<int64_t> sleeps_;
+  ConvergerOptions options_;
+  std::optional<TransportOptions> transport_options_;
+  std::unique_ptr<scim::Transport> transport_;
+  HookTransport* hook_ = nullptr;
+  std::unique_ptr<Converger> converger_;
+};
+
+// --- Lifecycle ------------------------------------------------------------------------------
+
+TEST_F(ConvergerTest, CreatesAnAbsentUserAndStoresTheLink) {
+  Outcome o = Run(Jane());
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  EXPECT_EQ(o.change, Change::kCreated);
+  EXPECT_FALSE(o.jumpcloud_id.empty());
+  EXPECT_EQ(Link(), o.jumpcloud_id);
+
+  auto user = Json(OnlyUser());
+  EXPECT_EQ(Str(user, "id"), o.jumpcloud_id);
+  EXPECT_EQ(Str(user, "externalId"), "E1");
+  EXPECT_EQ(Str(user, "userName"), "jdoe");
+  EXPECT_EQ(Str(user["name"], "givenName"), "Jane");
+  EXPECT_EQ(Str(user["emails"][0], "value"), "jane.doe@example.com");
+  const auto& ent = user["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"];
+  EXPECT_EQ(Str(ent, "employeeNumber"), "E1");
+  EXPECT_EQ(Str(ent, "department"), "Engineering");
+  EXPECT_FALSE(user.HasMember("password"));
+
+  // Looked up first (externalId, then userName), then created.
+  auto reqs = server_->requests();
+  ASSERT_EQ(reqs.size(), 4u);
+  EXPECT_EQ(reqs[0].path, "/ServiceProviderConfig");
+  EXPECT_EQ(reqs[1].filter, R"(externalId eq "E1")");
+  EXPECT_EQ(reqs[2].filter, R"(userName eq "jdoe")");
+  EXPECT_EQ(reqs[3].method, "POST");
+  EXPECT_EQ(reqs[3].headers["x-api-key"], "test-key");
+  EXPECT_EQ(reqs[3].headers["content-type"], "application/scim+json");
+  EXPECT_EQ(reqs[3].headers["accept"], "application/scim+json");
+  EXPECT_EQ(reqs[3].headers.count("x-org-id"), 0u);
+}
+
+TEST_F(ConvergerTest, SecondSyncOfTheSameStateWritesNothing) {
+  ASSERT_EQ(Run(Jane()).change, Change::kCreated);
+  server_->ClearRequests();
+  Outcome o = Run(Jane());
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  EXPECT_EQ(o.change, Change::kNone);
+  EXPECT_TRUE(o.written.empty());
+  // One GET through the link; no filter, no write.
+  auto reqs = server_->requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].method, "GET");
+  EXPECT_EQ(reqs[0].path, "/Users/" + o.jumpcloud_id);
+}
+
+TEST_F(ConvergerTest, RenameIsAPatchOfTheSameUser) {
+  std::string id = Run(Jane()).jumpcloud_id;
+  User renamed = Jane();
+  renamed.user_name = "jsmith";
+  renamed.family_name = "Smith";
+  renamed.email = "jane.smith@example.com";
+  server_->ClearRequests();
+  Outcome o = Run(renamed);
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  EXPECT_EQ(o.change, Change::kUpdated);
+  EXPECT_EQ(o.jumpcloud_id, id);
+  EXPECT_EQ(o.written, (std::vector<std::string>{"userName", "name.familyName", "emails"}));
+  EXPECT_EQ(server_->CountRequests("PATCH"), 1);
+  EXPECT_EQ(server_->CountRequests("POST"), 0);
+  auto user = Json(OnlyUser());
+  EXPECT_EQ(Str(user, "id"), id);
+  EXPECT_EQ(Str(user, "userName"), "jsmith");
+  EXPECT_EQ(Str(user["name"], "familyName"), "Smith");
+  EXPECT_EQ(Str(user["emails"][0], "value"), "jane.smith@example.com");
+}
+
+TEST_F(ConvergerTest, SuspendTouchesOnlyActiveAndWorksOnAHalfEmptyRecord) {
+  std::string id = Run(Jane()).jumpcloud_id;
+  User leaver;
+  leaver.external_id = "E1";  // the HRIS already cleared name and email
+  server_->ClearRequests();
+  Outcome o = Run(leaver, Action::kSuspend);
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  EXPECT_EQ(o.change, Change::kUpdated);
+  EXPECT_EQ(o.written, (std::vector<std::string>{"active"}));
+  auto reqs = server_->requests();
+  ASSERT_EQ(reqs.back().method, "PATCH");
+  EXPECT_EQ(reqs.back().body, R"({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],)"
+                              R"("Operations":[{"op":"replace","path":"active","value":false}]})");
+  auto user = Json(OnlyUser());
+  EXPECT_FALSE(user["active"].GetBool());
+  EXPECT_EQ(Str(user, "userName"), "jdoe");
+
+  // Suspending again: already inactive, nothing written.
+  EXPECT_EQ(Run(leaver, Action::kSuspend).change, Change::kNone);
+
+  // Rehire: the same user comes back.
+  Outcome back = Run(Jane(), Action::kReactivate);
+  ASSERT_EQ(back.decision, Decision::kDone) << back.reason;
+  EXPECT_EQ(back.jumpcloud_id, id);
+  EXPECT_TRUE(Json(OnlyUser())["active"].GetBool());
+}
+
+TEST_F(ConvergerTest, SuspendOrDeleteOfAnUnknownEmployeeDoesNothing) {
+  EXPECT_EQ(Run(Jane(), Action::kSuspend).change, Change::kAbsent);
+  EXPECT_EQ(Run(Jane(), Action::kDelete).change, Change::kAbsent);
+  EXPECT_EQ(server_->user_count(), 0u);
+  EXPECT_EQ(server_->CountRequests("POST"), 0);
+}
+
+TEST_F(ConvergerTest, ReactivateOfAnUnknownEmployeeCreatesAnActiveUser) {
+  Outcome o = Run(Jane(), Action::kReactivate);
+  ASSERT_EQ(o.change, Change::kCreated) << o.reason;
+  EXPECT_TRUE(Json(OnlyUser())["active"].GetBool());
+}
+
+TEST_F(ConvergerTest, DeleteOnlyWhenAsked) {
+  Run(Jane());
+  Outcome o = Run(Jane(), Action::kDelete);
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  EXPECT_EQ(o.change, Change::kDeleted);
+  EXPECT_EQ(server_->user_count(), 0u);
+  EXPECT_FALSE(Link().has_value());
+}
+
+// --- Resolution -----------------------------------------------------------------------------
+
+TEST_F(ConvergerTest, FindsAnUnlinkedUserByExternalId) {
+  std::string id = server_->AddUser(
+      R"({"externalId":"E1","userName":"old.name","emails":[{"value":"x@example.com"}]})");
+  Outcome o = Run(Jane());
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  EXPECT_EQ(o.jumpcloud_id, id);
+  EXPECT_EQ(o.change, Change::kUpdated);
+  EXPECT_EQ(Link(), id);
+  EXPECT_EQ(server_->CountRequests("POST"), 0);
+  EXPECT_EQ(Str(Json(OnlyUser()), "userName"), "jdoe");
+}
+
+TEST_F(ConvergerTest, AdoptsAUserWithTheSameUserNameAndNoExternalId) {
+  std::string id = server_->AddUser(R"({"userName":"JDoe","nickName":"JJ"})");
+  Outcome o = Run(Jane());
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  EXPECT_EQ(o.jumpcloud_id, id);
+  auto user = Json(OnlyUser());
+  EXPECT_EQ(Str(user, "externalId"), "E1");
+  EXPECT_EQ(Str(user, "nickName"), "JJ");  // not managed, not touched
+}
+
+TEST_F(ConvergerTest, UserNameOfAnotherEmployeeIsAConflictReportingBothIds) {
+  std::string other = server_->AddUser(R"({"userName":"jdoe","externalId":"E2"})");
+  Outcome o = Run(Jane());
+  EXPECT_EQ(o.decision, Decision::kGiveUp);
+  ASSERT_TRUE(o.error.has_value());
+  EXPECT_EQ(o.error->kind, ErrorKind::kConflict);
+  EXPECT_NE(o.reason.find(other), std::string::npos) << o.reason;
+  EXPECT_NE(o.reason.find("E2"), std::string::npos) << o.reason;
+  EXPECT_NE(o.reason.find("E1"), std::string::npos) << o.reason;
+  EXPECT_EQ(server_->user_count(), 1u);
+  EXPECT_EQ(server_->CountRequests("POST"), 0);
+  EXPECT_EQ(server_->CountRequests("PATCH"), 0);
+}
+
+TEST_F(ConvergerTest, TwoUsersWithOneExternalIdIsAConflict) {
+  std::string a = server_->AddUser(R"({"userName":"a","externalId":"E1"})");
+  std::string b = server_->AddUser(R"({"userName":"b","externalId":"E1"})");
+  Outcome o = Run(Jane());
+  EXPECT_EQ(o.decision, Decision::kGiveUp);
+  ASSERT_TRUE(o.error.has_value());
+  EXPECT_EQ(o.error->kind, ErrorKind::kConflict);
+  EXPECT_NE(o.reason.find(a), std::string::npos);
+  EXPECT_NE(o.reason.find(b), std::string::npos);
+}
+
+TEST_F(ConvergerTest, LinkToAnotherEmployeesUserIsAConflict) {
+  std::string other = server_->AddUser(R"({"userName":"x","externalId":"E2"})");
+  ASSERT_TRUE(links_.Put(kScope, "E1", other).ok());
+  Outcome o = Run(Jane());
+  EXPECT_EQ(o.decision, Decision::kGiveUp);
+  EXPECT_EQ(o.error->kind, ErrorKind::kConflict);
+  EXPECT_NE(o.reason.find(other), std::string::npos);
+}
+
+TEST_F(ConvergerTest, StaleLinkIsDroppedAndTheEmployeeResolvedAgain) {
+  std::string first = Run(Jane()).jumpcloud_id;
+  server_->RemoveUser(first);  // deleted by an admin in JumpCloud
+  std::string again = server_->AddUser(R"({"userName":"jdoe","externalId":"E1"})");
+  Outcome o = Run(Jane());
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  EXPECT_EQ(o.jumpcloud_id, again);
+  EXPECT_EQ(Link(), again);
+  EXPECT_EQ(server_->user_count(), 1u);
+}
+
+TEST_F(ConvergerTest, ConflictOnCreateResolvesAgainAndAdopts) {
+  // Someone creates the same username between our lookup and our POST: the POST gets 409.
+  C();
+  hook_->before_post = [this] { server_->AddUser(R"({"userName":"jdoe"})"); };
+  Outcome o = Run(Jane());
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  EXPECT_EQ(o.change, Change::kUpdated);
+  EXPECT_EQ(server_->user_count(), 1u);
+  EXPECT_EQ(server_->CountRequests("POST"), 1);
+  EXPECT_EQ(Str(Json(OnlyUser()), "externalId"), "E1");
+  EXPECT_EQ(Link(), o.jumpcloud_id);
+}
+
+TEST_F(ConvergerTest, ConflictOnCreateWithNothingToFindIsAConflict) {
+  server_->InjectFault(Fault::Status(409).On("POST").Times(5));
+  Outcome o = Run(Jane());
+  EXPECT_EQ(o.decision, Decision::kGiveUp);
+  EXPECT_EQ(o.error->kind, ErrorKind::kConflict);
+  EXPECT_NE(o.reason.find("409"), std::string::npos);
+  EXPECT_EQ(server_->CountRequests("POST"), 3);  // bounded rounds
+}
+
+TEST_F(ConvergerTest, RenameOntoATakenUserNameIsAConflictNamingTheHolder) {
+  Run(Jane());
+  std::string holder = server_->AddUser(R"({"userName":"jsmith","externalId":"E2"})");
+  User renamed = Jane();
+  renamed.user_name = "jsmith";
+  Outcome o = Run(renamed);
+  EXPECT_EQ(o.decision, Decision::kGiveUp);
+  EXPECT_EQ(o.error->kind, ErrorKind::kConflict);
+  EXPECT_NE(o.reason.find(holder), std::string::npos) << o.reason;
+  EXPECT_NE(o.last_request.find("PATCH"), std::string::npos) << o.last_request;
+}
+
+// --- Without PATCH --------------------------------------------------------------------------
+
+TEST_F(ConvergerTest, WithoutPatchMergesAndPutsCarryingUnmanagedAttributes) {
+  Restart({.patch_supported = false});
+  std::string id = server_->AddUser(
+      R"({"userName":"jdoe","externalId":"E1","nickName":"JJ","active":false,
+          "name":{"givenName":"J","familyName":"Doe","middleName":"Q"},
+          "emails":[{"value":"jane.doe@example.com","primary":true}]})");
+  Outcome o = Run(Jane());
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  EXPECT_EQ(o.change, Change::kUpdated);
+  EXPECT_EQ(server_->CountRequests("PATCH"), 0);
+  EXPECT_EQ(server_->CountRequests("PUT"), 1);
+  auto user = Json(OnlyUser());
+  EXPECT_EQ(Str(user["name"], "givenName"), "Jane");
+  EXPECT_EQ(Str(user["name"], "middleName"), "Q");
+  EXPECT_EQ(Str(user, "nickName"), "JJ");
+  EXPECT_FALSE(user["active"].GetBool());  // sync does not manage active: carried forward
+}
+
+TEST_F(ConvergerTest, MissingServiceProviderConfigMeansPatch) {
+  Restart({.service_provider_config = false});
+  Run(Jane());
+  User renamed = Jane();
+  renamed.title = "CTO";
+  ASSERT_EQ(Run(renamed).change, Change::kUpdated);
+  EXPECT_EQ(server_->CountRequests("PATCH"), 1);
+}
+
+// --- Faults ---------------------------------------------------------------------------------
+
+TEST_F(ConvergerTest, Status429HonoursRetryAfterAndBlocksEveryone) {
+  server_->InjectFault(Fault::Status(429, "3").On("GET", "/Users"));
+  Outcome o = Run(Jane());
+  ASSERT_EQ(o.decision, Decision::kRetry);
+  EXPECT_EQ(o.retry_after_ms, 3000);
+  EXPECT_EQ(o.error->kind, ErrorKind::kTransient);
+  EXPECT_EQ(o.error->http_status, 429);
+  // The shared limiter holds the next request (any worker's) until Retry-After has passed.
+  Outcome next = Run(Jane(), Action::kSync, 2);
+  ASSERT_EQ(next.decision, Decision::kDone) << next.reason;
+  ASSERT_FALSE(sleeps_.empty());
+  EXPECT_EQ(sleeps_.front(), 3000);
+}
+
+TEST_F(ConvergerTest, RateLimitWaitBeyondTheBoundReturnsTheJob) {
+  options_.max_rate_wait_ms = 1000;
+  ASSERT_TRUE(limiter_->Throttled(60000).ok());
+  Outcome o = Run(Jane());
+  ASSERT_EQ(o.decision, Decision::kRetry);
+  EXPECT_EQ(o.retry_after_ms, 60000);
+  EXPECT_TRUE(server_->requests().empty());
+}
+
+TEST_F(ConvergerTest, ServerErrorIsRetriedWithBackoff) {
+  server_->InjectFault(Fault::Status(500).On("GET", "/Users"));
+  Outcome o = Run(Jane(), Action::kSync, 3);
+  ASSERT_EQ(o.decision, Decision::kRetry);
+  EXPECT_EQ(o.retry_after_ms, 2000);  // 0.5 * min(300 s, 1 s * 2^2)
+  EXPECT_NE(o.last_response.find("HTTP 500"), std::string::npos);
+}
+
+TEST_F(ConvergerTest, ServerErrorOnTheLastAttemptIsGivenUp) {
+  options_.retry.max_attempts = 3;
+  server_->InjectFault(Fault::Status(503).On("GET", "/Users"));
+  Outcome o = Run(Jane(), Action::kSync, 3);
+  EXPECT_EQ(o.decision, Decision::kGiveUp);
+  EXPECT_EQ(o.error->kind, ErrorKind::kTransient);
+  EXPECT_NE(o.reason.find("gave up after 3 attempts"), std::string::npos);
+}
+
+TEST_F(ConvergerTest, SlowPostNeverYieldsTwoAccounts) {
+  options_.timeout_ms = 300;
+  // JumpCloud creates the user but answers after the client gave up.
+  server_->InjectFault(Fault::Delay(1500).On("POST", "/Users"));
+  Outcome first = Run(Jane());
+  ASSERT_EQ(first.decision, Decision::kRetry) << first.reason;
+  EXPECT_EQ(first.error->kind, ErrorKind::kTransient);
+  EXPECT_EQ(server_->user_count(), 1u);
+
+  Outcome second = Run(Jane(), Action::kSync, 2);
+  ASSERT_EQ(second.decision, Decision::kDone) << second.reason;
+  EXPECT_EQ(server_->CountRequests("POST"), 1);
+  EXPECT_EQ(server_->user_count(), 1u);
+  EXPECT_EQ(Link(), Str(Json(OnlyUser()), "id"));
+}
+
+TEST_F(ConvergerTest, DroppedConnectionIsRetried) {
+  server_->InjectFault(Fault::Drop().On("GET", "/Users"));
+  Outcome o = Run(Jane());
+  ASSERT_EQ(o.decision, Decision::kRetry);
+  EXPECT_EQ(o.error->kind, ErrorKind::kTransient);
+  EXPECT_NE(o.last_response.find("no answer"), std::string::npos);
+  EXPECT_EQ(Run(Jane(), Action::kSync, 2).change, Change::kCreated);
+}
+
+TEST_F(ConvergerTest, UnreachableServerIsRetried) {
+  server_->Stop();
+  Outcome o = Run(Jane());
+  ASSERT_EQ(o.decision, Decision::kRetry);
+  EXPECT_EQ(o.error->kind, ErrorKind::kTransient);
+}
+
+TEST_F(ConvergerTest, RefusedKeyPausesWithoutLeakingIt) {
+  TransportOptions t = Transport();
+  t.api_key = "wrong-key-123";
+  transport_options_ = t;
+  Outcome o = Run(Jane());
+  EXPECT_EQ(o.decision, Decision::kPause);
+  EXPECT_EQ(o.error->kind, ErrorKind::kAuth);
+  EXPECT_EQ(o.error->http_status, 401);
+  EXPECT_NE(o.reason.find("api_key"), std::string::npos);
+  for (const auto& text : {o.reason, o.last_request, o.last_response}) {
+    EXPECT_EQ(text.find("wrong-key-123"), std::string::npos) << text;
+  }
+  EXPECT_EQ(server_->CountRequests("POST"), 0);
+}
+
+TEST_F(ConvergerTest, BadRequestIsGivenUpWithTheRedactedExchange) {
+  server_->InjectFault(Fault::Status(400).On("POST"));
+  User u = Jane();
+  u.password = "Initial-Pa55";
+  Outcome o = Run(u);
+  EXPECT_EQ(o.decision, Decision::kGiveUp);
+  EXPECT_EQ(o.error->kind, ErrorKind::kPermanent);
+  EXPECT_NE(o.last_request.find("POST http://127.0.0.1"), std::string::npos) << o.last_request;
+  EXPECT_NE(o.last_request.find("\"password\":\"[redacted]\""), std::string::npos);
+  EXPECT_EQ(o.last_request.find("Initial-Pa55"), std::string::npos);
+  EXPECT_NE(o.last_response.find("HTTP 400"), std::string::npos);
+}
+
+TEST_F(ConvergerTest, InvalidDesiredUserIsGivenUpBeforeAnyRequest) {
+  User u = Jane();
+  u.user_name = "jane@example.com";
+  Outcome o = Run(u);
+  EXPECT_EQ(o.decision, Decision::kGiveUp);
+  EXPECT_EQ(o.error->kind, ErrorKind::kInvalid);
+  EXPECT_NE(o.reason.find("userName"), std::string::npos);
+  EXPECT_TRUE(server_->requests().empty());
+}
+
+TEST_F(ConvergerTest, JobOlderThanMaxAgeIsGivenUpWithoutSending) {
+  options_.retry.max_age_ms = 60000;
+  Job job;
+  job.scope = kScope;
+  job.desired = Jane();
+  job.attempt = 2;
+  job.first_attempt_ms = clock_.NowMs() - 61000;
+  Outcome o = C().Converge(job);
+  EXPECT_EQ(o.decision, Decision::kGiveUp);
+  EXPECT_NE(o.reason.find("max_age_s"), std::string::npos) << o.reason;
+  EXPECT_EQ(server_->CountRequests("POST"), 0);
+  EXPECT_EQ(server_->CountRequests("GET", "/Users"), 0);
+}
+
+// --- Headers --------------------------------------------------------------------------------
+
+TEST_F(ConvergerTest, BearerAuthAndOrgId) {
+  TransportOptions t = Transport();
+  t.auth_header = "bearer";
+  t.org_id = "org-42";
+  transport_options_ = t;
+  ASSERT_EQ(Run(Jane()).decision, Decision::kDone);
+  for (const auto& r : server_->requests()) {
+    EXPECT_EQ(r.headers.at("authorization"), "Bearer test-key");
+    EXPECT_EQ(r.headers.count("x-api-key"), 0u);
+    EXPECT_EQ(r.headers.at("x-org-id"), "org-42");
+  }
+}
+
+TEST_F(ConvergerTest, FilterValuesAreEscapedOnTheWire) {
+  User u = Jane();
+  u.external_id = R"(E"1\x)";
+  ASSERT_EQ(Run(u).change, Change::kCreated);
+  auto reqs = server_->requests();
+  ASSERT_GE(reqs.size(), 2u);
+  EXPECT_EQ(reqs[1].filter, R"(externalId eq "E\"1\\x")");
+  EXPECT_NE(reqs[1].target.find("filter=externalId%20eq%20%22E%5C%221%5C%5Cx%22"),
+            std::string::npos)
+      << reqs[1].target;
+  // And it is found again by that filter.
+  EXPECT_EQ(server_->FindUsers("externalId", R"(E"1\x)").size(), 1u);
+  ASSERT_TRUE(links_.Remove(kScope, u.external_id).ok());
+  EXPECT_EQ(Run(u).change, Change::kNone);
+}
+
+}  // namespace
+}  // namespace scimsync::scim

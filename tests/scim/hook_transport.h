@@ -1,0 +1,33 @@
+// A Transport decorator for staging races: runs `before_post` once, just before the next POST
+// leaves ("someone created this user a moment ago").
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "scimsync/scim/transport.h"
+
+namespace scimsync::scim {
+
+class HookTransport final : public Transport {
+ public:
+  explicit HookTransport(std::unique_ptr<Transport> inner) : inner_(std::move(inner)) {}
+  Result<HttpResponse> Send(const HttpRequest& r, int64_t timeout_ms) override {
+    if (r.method == "POST" && before_post) {
+      auto hook = std::move(before_post);
+      before_post = nullptr;
+      hook();
+    }
+    return inner_->Send(r, timeout_ms);
+  }
+  std::string Describe(const HttpRequest& r) const override { return inner_->Describe(r); }
+
+  std::function<void()> before_post;
+
+ private:
+  std::unique_ptr<Transport> inner_;
+};
+
+}  // namespace scimsync::scim

@@ -1,0 +1,105 @@
+// The Redis-backed pieces against a real redis-server: the link table and the shared rate
+// limiter (the same behaviour suite as the in-memory limiter, on a FakeClock).
+#include "scimsync/queue/redis.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+
+#include "rate_limiter_cases.h"
+#include "scimsync/config.h"
+#include "scimsync/scim/link_store.h"
+#include "scimsync/scim/rate_limiter.h"
+#include "test_support.h"
+
+namespace scimsync::scim {
+namespace {
+
+class RedisTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(server_.Start()) << "redis-server needed (scripts/install-deps)";
+    config::RedisOptions o;
+    o.host = "127.0.0.1";
+    o.port = server_.port();
+    pool_ = std::make_unique<redis::Pool>(o, "");
+  }
+
+  cases::Factory Factory() {
+    return [this](const RateLimitOptions& o, const Clock& c) {
+      return NewRedisRateLimiter(*pool_, "scimsync:ratelimit:" + std::to_string(++bucket_), o, c);
+    };
+  }
+
+  scimsync::testing::RedisServer server_;
+  std::unique_ptr<redis::Pool> pool_;
+  int bucket_ = 0;
+};
+
+TEST_F(RedisTest, LinkTableRoundTrip) {
+  auto links = NewRedisLinkStore(*pool_, "scimsync");
+  auto none = links->Get("hibob", "E1");
+  ASSERT_TRUE(none.ok()) << none.error().message;
+  EXPECT_FALSE(none->has_value());
+  ASSERT_TRUE(links->Put("hibob", "E1", "jc-1").ok());
+  EXPECT_EQ(server_.Cli({"GET", "scimsync:link:hibob:E1"}), "jc-1");
+  EXPECT_EQ(links->Get("hibob", "E1")->value_or(""), "jc-1");
+  EXPECT_FALSE(links->Get("personio", "E1")->has_value());          // scopes are separate
+  EXPECT_EQ(server_.Cli({"TTL", "scimsync:link:hibob:E1"}), "-1");  // links do not expire
+  ASSERT_TRUE(links->Remove("hibob", "E1").ok());
+  EXPECT_FALSE(links->Get("hibob", "E1")->has_value());
+}
+
+TEST_F(RedisTest, LinkTableFailsTransientlyWhileRedisIsDown) {
+  auto links = NewRedisLinkStore(*pool_, "scimsync");
+  server_.Kill();
+  auto r = links->Get("hibob", "E1");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().kind, ErrorKind::kTransient);
+  EXPECT_NE(r.error().message.find("link table"), std::string::npos);
+}
+
+TEST_F(RedisTest, RateLimiterPacesRequests) { cases::PacesRequests(Factory()); }
+TEST_F(RedisTest, RateLimiterNeverExceedsTheRate) { cases::NeverExceedsTheRate(Factory()); }
+TEST_F(RedisTest, RateLimiterDeniedReservationsReserveNothing) {
+  cases::DeniedReservationsReserveNothing(Factory());
+}
+TEST_F(RedisTest, RateLimiterBlocksAfter429ThenRecoversGradually) {
+  cases::BlocksAfter429ThenRecoversGradually(Factory());
+}
+TEST_F(RedisTest, RateLimiterRepeated429sCompoundOnlyAfterTheBlock) {
+  cases::Repeated429sCompoundOnlyAfterTheBlock(Factory());
+}
+TEST_F(RedisTest, RateLimiterZeroRateOnlyHonours429) { cases::ZeroRateOnlyHonours429(Factory()); }
+
+TEST_F(RedisTest, InstancesSharingTheKeyShareTheRate) {
+  FakeClock clock;
+  RateLimitOptions o = cases::TenPerSecond();
+  auto a = NewRedisRateLimiter(*pool_, RateLimitKey("scimsync"), o, clock);
+  auto b = NewRedisRateLimiter(*pool_, RateLimitKey("scimsync"), o, clock);
+  EXPECT_EQ(cases::MustReserve(*a, 5000).wait_ms, 0);
+  EXPECT_EQ(cases::MustReserve(*b, 5000).wait_ms, 100);
+  EXPECT_EQ(cases::MustReserve(*a, 5000).wait_ms, 200);
+  // One instance's 429 holds the other's requests too.
+  ASSERT_TRUE(b->Throttled(5000).ok());
+  auto held = cases::MustReserve(*a, 1000);
+  EXPECT_FALSE(held.granted);
+  EXPECT_EQ(held.wait_ms, 5000);
+  // The state expires once it no longer matters.
+  int64_t ttl = std::stoll(server_.Cli({"PTTL", "scimsync:ratelimit"}));
+  EXPECT_GT(ttl, 60000);
+  EXPECT_LE(ttl, 5000 + 60000 + 60000);
+}
+
+TEST_F(RedisTest, RateLimiterFailsTransientlyWhileRedisIsDown) {
+  FakeClock clock;
+  auto l = NewRedisRateLimiter(*pool_, RateLimitKey("scimsync"), cases::TenPerSecond(), clock);
+  server_.Kill();
+  auto r = l->Reserve(1000);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().kind, ErrorKind::kTransient);
+  EXPECT_NE(r.error().message.find("rate limiter"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace scimsync::scim

@@ -1,0 +1,122 @@
+// An in-process SCIM 2.0 server (cpp-httplib) with an in-memory user store: the subset JumpCloud
+// uses -- POST/GET/PATCH/PUT/DELETE /Users, `filter=externalId eq "..."` and
+// `filter=userName eq "..."`, /ServiceProviderConfig -- plus fault injection (any status with
+// Retry-After, slow answers, dropped connections). userName is unique, case-insensitively,
+// as in JumpCloud (409 uniqueness).
+//
+// Reused by the SCIM client tests, the workers' end-to-end tests and the benchmarks
+// (CMake target scimsync_fake_scim). Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace scimsync::testing {
+
+struct FakeScimOptions {
+  // Required from clients as `x-api-key: KEY` or `Authorization: Bearer KEY`; empty: no auth.
+  std::string api_key = "test-key";
+  // /ServiceProviderConfig's patch.supported. Without PATCH, PATCH requests are answered 501.
+  bool patch_supported = true;
+  // false: /ServiceProviderConfig answers 404, like servers that lack it.
+  bool service_provider_config = true;
+  // Where the SCIM endpoints live.
+  std::string base_path = "/scim/v2";
+};
+
+// A fault applies to the next `times` requests that match `method` and `path_prefix` (relative
+// to the base path, e.g. "/Users"; empty matches everything). Faults are consumed in order.
+struct Fault {
+  enum class Kind {
+    kStatus,  // answer `status` (with `retry_after` when set) without touching the store
+    kDelay,   // handle the request normally, then hold the answer for delay_ms
+    kDrop,    // close the connection without an answer, without touching the store
+  };
+  Kind kind = Kind::kStatus;
+  int status = 500;
+  std::string retry_after;
+  int64_t delay_ms = 0;
+  std::string method;
+  std::string path_prefix;
+  int times = 1;
+
+  static Fault Status(int status, std::string retry_after = "") {
+    Fault f;
+    f.kind = Kind::kStatus;
+    f.status = status;
+    f.retry_after = std::move(retry_after);
+    return f;
+  }
+  static Fault Delay(int64_t ms) {
+    Fault f;
+    f.kind = Kind::kDelay;
+    f.delay_ms = ms;
+    return f;
+  }
+  static Fault Drop() {
+    Fault f;
+    f.kind = Kind::kDrop;
+    return f;
+  }
+  Fault& On(std::string m, std::string prefix = "") {
+    method = std::move(m);
+    path_prefix = std::move(prefix);
+    return *this;
+  }
+  Fault& Times(int n) {
+    times = n;
+    return *this;
+  }
+};
+
+struct RecordedRequest {
+  std::string method;
+  std::string path;    // below the base path, decoded: "/Users/abc"
+  std::string target;  // as sent, query included and still encoded
+  std::string filter;  // the decoded filter parameter, if any
+  std::string body;
+  std::map<std::string, std::string> headers;  // names lower-cased
+  int status = 0;                              // what the server answered (0: dropped)
+};
+
+class FakeScimServer {
+ public:
+  explicit FakeScimServer(FakeScimOptions options = {});
+  ~FakeScimServer();
+  FakeScimServer(const FakeScimServer&) = delete;
+  FakeScimServer& operator=(const FakeScimServer&) = delete;
+
+  // Listens on 127.0.0.1 on a free port; returns once the server accepts connections.
+  bool Start();
+  void Stop();
+  int port() const;
+  std::string base_url() const;  // http://127.0.0.1:PORT/scim/v2
+
+  void InjectFault(const Fault& fault);
+  void ClearFaults();
+  void set_patch_supported(bool on);
+
+  // The store. Users are JSON objects as the server returns them (meta included).
+  std::string AddUser(const std::string& json);  // returns the new id; no uniqueness check
+  std::optional<std::string> GetUser(const std::string& id) const;
+  std::vector<std::string> Users() const;
+  size_t user_count() const;
+  bool RemoveUser(const std::string& id);
+  // Finds users whose attribute (userName, externalId) equals value (userName case-insensitive).
+  std::vector<std::string> FindUsers(const std::string& attribute, const std::string& value) const;
+
+  std::vector<RecordedRequest> requests() const;
+  void ClearRequests();
+  // Requests with this method whose path starts with path_prefix.
+  int CountRequests(const std::string& method, const std::string& path_prefix = "") const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace scimsync::testing
