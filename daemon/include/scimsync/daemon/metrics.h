@@ -1,0 +1,85 @@
+// The daemon's Prometheus metrics, served on GET /metrics in the text exposition format 0.0.4.
+//
+// Every family (name, type, help, labels, buckets) is declared in one table in metrics.cc; this
+// header offers one typed recorder per event, so a call site cannot misspell a name or a label.
+// Recording is cheap and thread-safe: a shared (reader) lock to find the label set, then relaxed
+// atomics; only the first use of a new label set takes the writer lock. Render() may run
+// concurrently with recording.
+//
+// Labels are bounded by the config (profile, partition) or by small fixed vocabularies (method,
+// status, action, result, error kind). Never pass request-controlled text: an unknown profile's
+// URL segment would let any caller create label sets without bound. As a safety net, a family
+// that reaches 1000 label sets records every further new one under the value "overflow".
+//
+// How to wire it:
+//   - daemon/src/http_server.cc: GET /metrics answers 200 with Metrics::Global().Render() and
+//     Content-Type kMetricsContentType. Each webhook answer: WebhookAnswered(profile, status),
+//     with an empty profile when the URL names no configured profile (404).
+//   - ingest, after a successful enqueue: ItemsEnqueued(profile, accepted, duplicates).
+//   - workers: SyncFinished(action, result) once per item outcome; ScimRequest(...) per HTTP
+//     exchange with JumpCloud; RateLimitWaited(seconds) when a reservation made a worker wait;
+//     DeadLettered(profile, ErrorKindName(kind)); SetPaused / SetGuardTripped when they change.
+//   - a poller every few seconds (the WatchdogPinger's status function is a good place):
+//     SetQueueDepth / SetQueueOldestAge / SetRetriesWaiting per partition from queue::Queue,
+//     and SetDeadLettersStored(queue->DeadLetterCount()).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace scimsync::daemon {
+
+inline constexpr char kMetricsContentType[] = "text/plain; version=0.0.4; charset=utf-8";
+
+class Metrics {
+ public:
+  // `version` becomes scimsync_build_info{version="..."} 1.
+  explicit Metrics(std::string_view version);
+  ~Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  // The process-wide instance the daemon serves, carrying the build's version.
+  static Metrics& Global();
+
+  // --- Ingest. ---
+  // A webhook request was answered with `http_status` (202, 400, 401, 404, 413, 503...).
+  void WebhookAnswered(std::string_view profile, int http_status);
+  // Items of one accepted request: newly enqueued, and dropped as duplicates of earlier events.
+  void ItemsEnqueued(std::string_view profile, int64_t accepted, int64_t duplicates);
+
+  // --- Workers. ---
+  // One item's outcome. action: create, update, suspend, reactivate, delete, none.
+  // result: ok, retry, dead_letter, paused, skipped.
+  void SyncFinished(std::string_view action, std::string_view result);
+  // One HTTP exchange with the SCIM server. http_status 0: no answer (connect error, timeout,
+  // TLS), recorded as status="error". seconds: from sending to the whole answer read.
+  void ScimRequest(std::string_view method, int http_status, double seconds);
+  // A worker waited `seconds` for a send slot of the shared rate limit.
+  void RateLimitWaited(double seconds);
+  // An item was dead-lettered; error_kind is ErrorKindName() ("permanent", "conflict"...).
+  void DeadLettered(std::string_view profile, std::string_view error_kind);
+  // SCIM work is paused (JumpCloud answered 401/403: the API key is wrong).
+  void SetPaused(bool paused);
+  // The mass-suspension guard stopped suspensions (workers.guard limits reached).
+  void SetGuardTripped(bool tripped);
+
+  // --- Queue state, sampled. ---
+  void SetQueueDepth(int partition, int64_t items);
+  // Age of the oldest item still in the partition's stream; 0 when it is empty.
+  void SetQueueOldestAge(int partition, double seconds);
+  void SetRetriesWaiting(int partition, int64_t items);
+  // Dead letters stored in Redis (shared by every instance), waiting for a human.
+  void SetDeadLettersStored(int64_t items);
+
+  // Every family in declaration order, each with # HELP and # TYPE, label sets sorted.
+  std::string Render() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace scimsync::daemon
