@@ -237,13 +237,41 @@ Status MemoryQueue::Ack(const Item& item) {
 }
 
 Status MemoryQueue::RetryLater(const Item& item, int64_t due_ms, const std::string& reason) {
+  return Reschedule(item, due_ms, reason, item.attempts + 1);
+}
+
+Status MemoryQueue::Park(const Item& item, int64_t due_ms, const std::string& reason) {
+  return Reschedule(item, due_ms, reason, item.attempts);
+}
+
+Result<std::vector<Queue::Scheduled>> MemoryQueue::ListRetries(int partition) {
+  State& s = *state_;
+  std::lock_guard lock(s.mu);
+  if (Status st = s.Check(); !st) return st.error();
+  if (Status st = CheckPartition(partition, s.partitions); !st) return st.error();
+  std::vector<std::pair<int64_t, std::string>> order;
+  for (const auto& [id, entry] : s.parts[partition].retry) order.emplace_back(entry.first, id);
+  std::sort(order.begin(), order.end());
+  std::vector<Scheduled> out;
+  for (const auto& [due, id] : order) {
+    Item item = s.parts[partition].retry[id].second;
+    item.entry_id = id;
+    item.partition = partition;
+    item.from_retry = true;
+    out.push_back({std::move(item), due});
+  }
+  return out;
+}
+
+Status MemoryQueue::Reschedule(const Item& item, int64_t due_ms, const std::string& reason,
+                               int attempts) {
   State& s = *state_;
   std::lock_guard lock(s.mu);
   if (Status st = s.Check(); !st) return st;
   if (Status st = s.CheckItem(item); !st) return st;
   s.Remove(item);
   Item next = item;
-  next.attempts = item.attempts + 1;
+  next.attempts = attempts;
   next.last_error = reason;
   next.from_retry = true;
   s.parts[item.partition].retry[item.entry_id] = {due_ms, std::move(next)};

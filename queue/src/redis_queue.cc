@@ -1,5 +1,6 @@
 // The Redis queue: one Lua script per state change, so each change is atomic and one round trip.
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <utility>
 
@@ -274,9 +275,41 @@ class RedisQueue final : public Queue {
   }
 
   Status RetryLater(const Item& item, int64_t due_ms, const std::string& reason) override {
+    return Reschedule(item, due_ms, reason, item.attempts + 1);
+  }
+
+  Status Park(const Item& item, int64_t due_ms, const std::string& reason) override {
+    return Reschedule(item, due_ms, reason, item.attempts);
+  }
+
+  Result<std::vector<Scheduled>> ListRetries(int partition) override {
+    if (Status s = CheckPartition(partition, partitions_); !s) return s.error();
+    auto conn = pool_.Acquire();
+    Result<Reply> ids =
+        conn->Command({"ZRANGE", Keys::Retry(prefix_, partition), "0", "-1", "WITHSCORES"});
+    if (!ids) return ids.error();
+    std::vector<Scheduled> out;
+    const auto& flat = ids->elements();
+    for (size_t i = 0; i + 1 < flat.size(); i += 2) {
+      Result<Reply> json =
+          conn->Command({"HGET", Keys::RetryItems(prefix_, partition), flat[i].text()});
+      if (!json) return json.error();
+      if (json->is_nil()) continue;
+      Result<Item> item = internal::ItemFromJson(json->text());
+      if (!item) continue;  // TakeDue logs unreadable entries
+      item->entry_id = flat[i].text();
+      item->partition = partition;
+      item->from_retry = true;
+      out.push_back({std::move(item.value()), std::strtoll(flat[i + 1].text().c_str(), nullptr, 10)});
+    }
+    return out;
+  }
+
+ private:
+  Status Reschedule(const Item& item, int64_t due_ms, const std::string& reason, int attempts) {
     if (Status s = CheckItem(item); !s) return s;
     Item next = item;
-    next.attempts = item.attempts + 1;
+    next.attempts = attempts;
     next.last_error = reason;
     next.from_retry = true;
     Result<Reply> r = pool_.Acquire()->Eval(RetryScript(), PartitionKeys(item.partition),
@@ -286,6 +319,7 @@ class RedisQueue final : public Queue {
     return {};
   }
 
+ public:
   Result<std::vector<Item>> TakeDue(int partition, int64_t now_ms, int max,
                                     int64_t lease_ms) override {
     if (Status s = CheckPartition(partition, partitions_); !s) return s.error();

@@ -315,6 +315,32 @@ TEST_P(QueueBehaviour, RetryLaterLeavesTheStreamAndComesBackWhenDue) {
   EXPECT_TRUE(q().TakeDue(p, now + 10'000'000, 10, 60'000)->empty());
 }
 
+TEST_P(QueueBehaviour, ParkDoesNotCountAnAttemptAndListRetriesShowsWhatWaits) {
+  Enqueue({MakeItem("E1", "a"), MakeItem("E1", "b")});
+  const int p = PartitionOf("hr", "E1", kPartitions);
+  std::vector<Item> items = ReadAll(p);
+  ASSERT_EQ(items.size(), 2u);
+  ASSERT_TRUE(q().RetryLater(items[0], 2000, "503").ok());
+  ASSERT_TRUE(q().Park(items[1], 2000, "behind an earlier item").ok());
+  auto waiting = q().ListRetries(p);
+  ASSERT_TRUE(waiting.ok()) << waiting.error().message;
+  ASSERT_EQ(waiting->size(), 2u);
+  for (const auto& w : *waiting) {
+    EXPECT_EQ(w.due_ms, 2000);
+    EXPECT_EQ(w.item.employee_key, "E1");
+    EXPECT_TRUE(w.item.from_retry);
+  }
+  auto due = q().TakeDue(p, 2000, 10, 1000);
+  ASSERT_TRUE(due.ok());
+  ASSERT_EQ(due->size(), 2u);
+  for (const auto& item : *due) {
+    EXPECT_EQ(item.attempts, item.dedup_id == "a" ? 1 : 0) << item.dedup_id;
+  }
+  EXPECT_TRUE(q().ListRetries(p)->size() == 2u);  // leased, not ended
+  for (const auto& item : *due) ASSERT_TRUE(q().Ack(item).ok());
+  EXPECT_TRUE(q().ListRetries(p)->empty());
+}
+
 TEST_P(QueueBehaviour, TakeDueReturnsEarliestDueFirstUpToMax) {
   Enqueue({MakeItem("E1", "a"), MakeItem("E1", "b"), MakeItem("E1", "c")});
   const int p = PartitionOf("hr", "E1", kPartitions);

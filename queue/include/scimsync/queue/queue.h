@@ -123,6 +123,17 @@ class Queue {
   // Atomically: store the item in the partition's retry set, due at due_ms, with attempts + 1 and
   // last_error = reason, and remove it from where it came from.
   virtual Status RetryLater(const Item& item, int64_t due_ms, const std::string& reason) = 0;
+  // Like RetryLater without counting an attempt: for items that wait for a reason other than a
+  // failure (behind an earlier item of the same employee, a deferred effective date, the
+  // mass-suspension guard).
+  virtual Status Park(const Item& item, int64_t due_ms, const std::string& reason) = 0;
+  // Every retry-set item of a partition with its due time, earliest first: a worker taking over
+  // a partition learns which employees have items waiting.
+  struct Scheduled {
+    Item item;
+    int64_t due_ms = 0;
+  };
+  virtual Result<std::vector<Scheduled>> ListRetries(int partition) = 0;
   // Up to `max` retry-set items of a partition due at or before now_ms, earliest due first. They
   // stay in the set with their due time moved to now_ms + lease_ms: end each with Ack,
   // RetryLater or DeadLetter before then, or it is handed out again.
@@ -186,6 +197,8 @@ class MemoryQueue final : public Queue {
                                  int block_ms) override;
   Status Ack(const Item& item) override;
   Status RetryLater(const Item& item, int64_t due_ms, const std::string& reason) override;
+  Status Park(const Item& item, int64_t due_ms, const std::string& reason) override;
+  Result<std::vector<Scheduled>> ListRetries(int partition) override;
   Result<std::vector<Item>> TakeDue(int partition, int64_t now_ms, int max,
                                     int64_t lease_ms) override;
   Status DeadLetter(const Item& item, const std::string& error_kind, const std::string& reason,
@@ -203,6 +216,7 @@ class MemoryQueue final : public Queue {
   int partitions() const override;
 
  private:
+  Status Reschedule(const Item& item, int64_t due_ms, const std::string& reason, int attempts);
   struct State;
   std::unique_ptr<State> state_;
 };
