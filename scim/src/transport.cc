@@ -2,6 +2,8 @@
 #include "scimsync/scim/transport.h"
 
 #include <httplib.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
 
 #include <atomic>
 #include <cctype>
@@ -136,15 +138,22 @@ Error TransportError(httplib::Error err, const std::string& what, int64_t timeou
   }
 }
 
+struct StoreDeleter {
+  void operator()(X509_STORE* s) const { X509_STORE_free(s); }
+};
+using StorePtr = std::unique_ptr<X509_STORE, StoreDeleter>;
+
 class HttpTransport final : public Transport {
  public:
-  HttpTransport(TransportOptions options, BaseUrl base)
+  HttpTransport(TransportOptions options, BaseUrl base, StorePtr extra_cas)
       : options_(std::move(options)), base_(std::move(base)), client_(base_.origin) {
     client_.set_tcp_nodelay(true);
     client_.set_keep_alive(true);
     client_.set_follow_location(false);
     client_.enable_server_certificate_verification(!options_.insecure_skip_verify);
-    if (!options_.ca_file.empty()) client_.set_ca_cert_path(options_.ca_file);
+    // The TLS context takes the store over. cpp-httplib then adds the system's default CA
+    // paths to it, so target.ca_file extends the system store instead of replacing it.
+    if (extra_cas && base_.scheme == "https") client_.set_ca_cert_store(extra_cas.release());
   }
 
   Result<HttpResponse> Send(const HttpRequest& req, int64_t timeout_ms) override {
@@ -281,11 +290,17 @@ TransportOptions TransportOptions::From(const config::TargetOptions& target, std
 Result<std::unique_ptr<Transport>> NewHttpTransport(const TransportOptions& options) {
   auto base = CheckOptions(options, true);
   if (!base.ok()) return base.error();
+  StorePtr extra_cas;
   if (!options.ca_file.empty()) {
     std::ifstream probe(options.ca_file);
     if (!probe) {
       return Error::Invalid("target.ca_file " + options.ca_file +
                             " cannot be read; give a PEM bundle readable by scimsync");
+    }
+    extra_cas.reset(X509_STORE_new());
+    if (!extra_cas || X509_STORE_load_file(extra_cas.get(), options.ca_file.c_str()) != 1) {
+      return Error::Invalid("target.ca_file " + options.ca_file +
+                            " holds no PEM certificates OpenSSL can load");
     }
   }
   if (options.insecure_skip_verify && base->scheme == "https") {
@@ -294,7 +309,8 @@ Result<std::unique_ptr<Transport>> NewHttpTransport(const TransportOptions& opti
         "so the API key can be stolen by anyone on the path",
         {{"base_url", options.base_url}});
   }
-  return std::unique_ptr<Transport>(std::make_unique<HttpTransport>(options, std::move(*base)));
+  return std::unique_ptr<Transport>(
+      std::make_unique<HttpTransport>(options, std::move(*base), std::move(extra_cas)));
 }
 
 Result<std::unique_ptr<Transport>> NewDryRunTransport(const TransportOptions& options,

@@ -54,6 +54,11 @@ TEST(HttpTransport, SettingsAreCheckedUpFront) {
   TransportOptions bad_ca = Options("https://api.jumpcloud.com/scim/v2");
   bad_ca.ca_file = "/nonexistent/ca.pem";
   EXPECT_NE(ErrorOf(NewHttpTransport(bad_ca)).find("ca_file"), std::string::npos);
+
+  TempDir dir;
+  scimsync::testing::WriteFile(dir.File("junk.pem"), "not a certificate\n");
+  bad_ca.ca_file = dir.File("junk.pem");
+  EXPECT_NE(ErrorOf(NewHttpTransport(bad_ca)).find("no PEM certificates"), std::string::npos);
 }
 
 TEST(HttpTransport, CustomAuthHeader) {
@@ -128,6 +133,20 @@ TEST(HttpTransport, CertificateFromCaFileIsTrusted) {
   TransportOptions o = Options(tls.url());
   o.ca_file = tls.cert();
   auto r = Probe(o);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST(HttpTransport, CaFileExtendsTheSystemStoreInsteadOfReplacingIt) {
+  TlsServer system_trusted("IP:127.0.0.1");
+  TlsServer other("IP:127.0.0.1");
+  ASSERT_TRUE(system_trusted.ok() && other.ok());
+  // OpenSSL's default verify paths honour SSL_CERT_FILE: stand-in for the system store.
+  setenv("SSL_CERT_FILE", system_trusted.cert().c_str(), 1);
+  TransportOptions o = Options(system_trusted.url());
+  o.ca_file = other.cert();
+  auto r = Probe(o);
+  unsetenv("SSL_CERT_FILE");
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->status, 200);
 }

@@ -13,6 +13,10 @@
 // Every job starts with a lookup, and a failed POST is never repeated within a job: a POST that
 // timed out (JumpCloud may have created the user anyway) is followed by a lookup on the next
 // attempt, so a slow JumpCloud never yields two accounts.
+//
+// Dry run (a dry-run Transport): requests go to the dry-run file instead of the network, every
+// GET is answered as "no such user", so what gets recorded is what a first sync would send.
+// The link table is read but never written or dropped.
 #pragma once
 
 #include <cstdint>

@@ -31,7 +31,7 @@ struct TransportOptions {
   // "x-api-key" (x-api-key: KEY), "bearer" (Authorization: Bearer KEY), or any header name.
   std::string auth_header = "x-api-key";
   std::string org_id;   // sent as x-org-id when set (multi-tenant admins)
-  std::string ca_file;  // extra CA bundle; empty: the system store
+  std::string ca_file;  // PEM bundle trusted in addition to the system store
   bool insecure_skip_verify = false;
 
   static TransportOptions From(const config::TargetOptions& target, std::string api_key);
@@ -52,9 +52,10 @@ class Transport {
   virtual bool dry_run() const { return false; }
 };
 
-// HTTPS with certificate and host name verification against the system store or ca_file; TCP
-// no-delay; no redirects followed (a redirect would carry the key elsewhere). Plain http is
-// refused unless the host is loopback. Errors (kInvalid) name the setting to fix.
+// HTTPS with certificate and host name verification against the system CA store, extended by
+// ca_file when set (a corporate TLS proxy's CA, say); TCP no-delay; keep-alive; no redirects
+// followed (a redirect would carry the key elsewhere). Plain http is refused unless the host is
+// loopback. Errors (kInvalid) name the setting to fix.
 Result<std::unique_ptr<Transport>> NewHttpTransport(const TransportOptions& options);
 
 // Sends nothing. Each request is logged at info and appended to `file` (parent directories are
