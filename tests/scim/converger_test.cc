@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -528,6 +529,35 @@ TEST_F(ConvergerTest, FilterValuesAreEscapedOnTheWire) {
   EXPECT_EQ(server_->FindUsers("externalId", R"(E"1\x)").size(), 1u);
   ASSERT_TRUE(links_.Remove(kScope, u.external_id).ok());
   EXPECT_EQ(Run(u).change, Change::kNone);
+}
+
+}  // namespace
+}  // namespace scimsync::scim
+
+namespace scimsync::scim {
+namespace {
+
+// The fake's benchmark settings: a fixed latency on every answer, and counting without keeping
+// every request.
+TEST(FakeScimServer, LatencyAndCountingWithoutRecording) {
+  testing::FakeScimServer server({.latency_ms = 30, .record_requests = false});
+  ASSERT_TRUE(server.Start());
+  TransportOptions t;
+  t.base_url = server.base_url();
+  t.api_key = "test-key";
+  auto transport = NewHttpTransport(t);
+  ASSERT_TRUE(transport.ok());
+  auto started = std::chrono::steady_clock::now();
+  auto r = (*transport)->Send({"GET", "/Users", ""}, 2000);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                  started)
+                .count();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_GE(ms, 30);
+  EXPECT_TRUE(server.requests().empty());
+  EXPECT_EQ(server.TotalRequests("GET"), 1);
+  EXPECT_EQ(server.TotalRequests(), 1);
 }
 
 }  // namespace

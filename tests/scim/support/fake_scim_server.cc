@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <set>
 #include <thread>
 
 namespace scimsync::testing {
@@ -122,9 +123,18 @@ struct FakeScimServer::Impl {
   mutable std::mutex mu;
   std::condition_variable stop_cv;
   bool stopping = false;
-  std::map<std::string, std::string> users;  // id -> JSON
+  struct Entry {
+    std::string json;
+    std::string user_name;  // lower-cased, for the uniqueness check and userName filters
+    std::optional<std::string> external_id;
+  };
+  std::map<std::string, Entry> users;  // id -> user
+  // Indexes, so searches stay cheap with thousands of users (benchmarks).
+  std::map<std::string, std::set<std::string>> by_user_name;
+  std::map<std::string, std::set<std::string>> by_external_id;
   std::deque<Fault> faults;
   std::vector<RecordedRequest> log;
+  std::map<std::string, int64_t> counts;  // by method, also when requests are not recorded
   int64_t next_id = 1;
 
   std::string NewId() { return "u" + std::to_string(next_id++); }
@@ -154,31 +164,44 @@ struct FakeScimServer::Impl {
       schemas.PushBack(Value(kUserSchema, a), a);
       d.AddMember("schemas", schemas, a);
     }
-    std::string json = Compact(d);
-    users[id] = json;
-    return json;
+    Entry e;
+    e.json = Compact(d);
+    e.user_name = Lower(StringOf(d, "userName"));
+    Value* ext = Find(d, "externalId");
+    if (ext != nullptr && ext->IsString()) e.external_id = ext->GetString();
+    Erase(id);
+    by_user_name[e.user_name].insert(id);
+    if (e.external_id) by_external_id[*e.external_id].insert(id);
+    users[id] = e;
+    return e.json;
+  }
+
+  bool Erase(const std::string& id) {
+    auto it = users.find(id);
+    if (it == users.end()) return false;
+    by_user_name[it->second.user_name].erase(id);
+    if (it->second.external_id) by_external_id[*it->second.external_id].erase(id);
+    users.erase(it);
+    return true;
   }
 
   // Another user (not `self`) holding this userName.
   std::string UserNameHolder(const std::string& user_name, const std::string& self) const {
-    for (const auto& [id, json] : users) {
-      if (id == self) continue;
-      Document d;
-      d.Parse(json.c_str());
-      if (IEquals(StringOf(d, "userName"), user_name)) return id;
+    auto it = by_user_name.find(Lower(user_name));
+    if (it == by_user_name.end()) return "";
+    for (const auto& id : it->second) {
+      if (id != self) return id;
     }
     return "";
   }
 
   std::vector<std::string> Matching(const std::string& attr, const std::string& value) const {
+    bool by_name = IEquals(attr, "userName");
+    const auto& index = by_name ? by_user_name : by_external_id;
     std::vector<std::string> out;
-    for (const auto& [id, json] : users) {
-      Document d;
-      d.Parse(json.c_str());
-      std::string have = StringOf(d, attr);
-      bool match = IEquals(attr, "userName") ? IEquals(have, value) : have == value;
-      if (match && Find(d, attr) != nullptr) out.push_back(json);
-    }
+    auto it = index.find(by_name ? Lower(value) : value);
+    if (it == index.end()) return out;
+    for (const auto& id : it->second) out.push_back(users.at(id).json);
     return out;
   }
 
@@ -283,7 +306,7 @@ struct FakeScimServer::Impl {
     if (path == "/Users" && method == "GET") {
       if (!req.has_param("filter")) {
         std::vector<std::string> all;
-        for (const auto& [id, json] : users) all.push_back(json);
+        for (const auto& [id, user] : users) all.push_back(user.json);
         return List(all);
       }
       std::string attr;
@@ -307,12 +330,12 @@ struct FakeScimServer::Impl {
     auto it = users.find(id);
     if (it == users.end()) return Err(404, "", "Resource " + id + " not found");
     Document current;
-    current.Parse(it->second.c_str());
+    current.Parse(it->second.json.c_str());
     std::string created;
     if (Value* meta = Find(current, "meta")) created = StringOf(*meta, "created");
-    if (method == "GET") return {200, it->second};
+    if (method == "GET") return {200, it->second.json};
     if (method == "DELETE") {
-      users.erase(it);
+      Erase(id);
       return {204, ""};
     }
     if (method == "PUT") {
@@ -374,7 +397,9 @@ struct FakeScimServer::Impl {
         if (fault && fault->kind == Fault::Kind::kDelay) answer.delay_ms = fault->delay_ms;
       }
       rec.status = answer.drop ? 0 : answer.status;
-      log.push_back(rec);
+      answer.delay_ms = std::max(answer.delay_ms, options.latency_ms);
+      ++counts[method];
+      if (options.record_requests) log.push_back(std::move(rec));
       if (answer.delay_ms > 0) {
         stop_cv.wait_for(lock, std::chrono::milliseconds(answer.delay_ms),
                          [this] { return stopping; });
@@ -402,6 +427,10 @@ bool FakeScimServer::Start() {
   Impl* impl = impl_.get();
   auto& s = impl->server;
   s.set_tcp_nodelay(true);
+  // Each keep-alive client holds a thread; the default pool (8) would queue a worker pool's
+  // connections behind each other.
+  int threads = impl->options.threads;
+  s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   std::string pattern = impl->options.base_path + "(/.*)";
   s.Get(pattern, [impl](const auto& req, auto& res) { impl->Serve("GET", req, res); });
   s.Post(pattern, [impl](const auto& req, auto& res) { impl->Serve("POST", req, res); });
@@ -462,13 +491,13 @@ std::optional<std::string> FakeScimServer::GetUser(const std::string& id) const 
   std::lock_guard lock(impl_->mu);
   auto it = impl_->users.find(id);
   if (it == impl_->users.end()) return std::nullopt;
-  return it->second;
+  return it->second.json;
 }
 
 std::vector<std::string> FakeScimServer::Users() const {
   std::lock_guard lock(impl_->mu);
   std::vector<std::string> out;
-  for (const auto& [id, json] : impl_->users) out.push_back(json);
+  for (const auto& [id, user] : impl_->users) out.push_back(user.json);
   return out;
 }
 
@@ -479,7 +508,7 @@ size_t FakeScimServer::user_count() const {
 
 bool FakeScimServer::RemoveUser(const std::string& id) {
   std::lock_guard lock(impl_->mu);
-  return impl_->users.erase(id) > 0;
+  return impl_->Erase(id);
 }
 
 std::vector<std::string> FakeScimServer::FindUsers(const std::string& attribute,
@@ -496,6 +525,18 @@ std::vector<RecordedRequest> FakeScimServer::requests() const {
 void FakeScimServer::ClearRequests() {
   std::lock_guard lock(impl_->mu);
   impl_->log.clear();
+  impl_->counts.clear();
+}
+
+int64_t FakeScimServer::TotalRequests(const std::string& method) const {
+  std::lock_guard lock(impl_->mu);
+  if (method.empty()) {
+    int64_t n = 0;
+    for (const auto& [m, c] : impl_->counts) n += c;
+    return n;
+  }
+  auto it = impl_->counts.find(method);
+  return it == impl_->counts.end() ? 0 : it->second;
 }
 
 int FakeScimServer::CountRequests(const std::string& method, const std::string& path_prefix) const {

@@ -26,6 +26,13 @@ struct FakeScimOptions {
   bool service_provider_config = true;
   // Where the SCIM endpoints live.
   std::string base_path = "/scim/v2";
+  // Added to every answer, like JumpCloud's round trip (benchmarks).
+  int64_t latency_ms = 0;
+  // Keep every request for requests()/CountRequests(); benchmarks turn it off to save memory
+  // (TotalRequests() counts either way).
+  bool record_requests = true;
+  // HTTP threads: each keep-alive client connection holds one.
+  int threads = 32;
 };
 
 // A fault applies to the next `times` requests that match `method` and `path_prefix` (relative
@@ -111,8 +118,10 @@ class FakeScimServer {
 
   std::vector<RecordedRequest> requests() const;
   void ClearRequests();
-  // Requests with this method whose path starts with path_prefix.
+  // Recorded requests with this method whose path starts with path_prefix.
   int CountRequests(const std::string& method, const std::string& path_prefix = "") const;
+  // Requests answered (or dropped) since the start or ClearRequests(), by method; "" for all.
+  int64_t TotalRequests(const std::string& method = "") const;
 
  private:
   struct Impl;
