@@ -114,6 +114,7 @@ struct Converger::Run {
   Change change = Change::kNone;
   std::string id;
   std::vector<std::string> written;
+  bool rate_limited = false;  // the last Call found no rate-limit slot
 };
 
 Converger::Converger(ConvergerOptions options, ConvergerDeps deps)
@@ -157,6 +158,7 @@ Result<ServiceProviderConfig> Converger::Probe(Run& run) {
 
 Result<HttpResponse> Converger::Call(Run& run, const std::string& method, const std::string& target,
                                      const std::string& body) {
+  run.rate_limited = false;
   int64_t timeout = policy_.AttemptTimeoutMs(run.first_ms, options_.timeout_ms);
   if (timeout <= 0) {
     return Error::Transient("the job is older than workers.retry.max_age_s; not sending " + method +
@@ -165,6 +167,7 @@ Result<HttpResponse> Converger::Call(Run& run, const std::string& method, const 
   auto slot = deps_.limiter->Reserve(std::min(options_.max_rate_wait_ms, timeout));
   if (!slot.ok()) return slot.error();
   if (!slot->granted) {
+    run.rate_limited = true;
     Error e = Error::Transient("rate limit: no SCIM request slot free within " +
                                std::to_string(options_.max_rate_wait_ms) +
                                " ms (target.max_requests_per_second, or a recent 429)");
@@ -380,6 +383,7 @@ Error Converger::UserNameTaken(Run& run, const Error& error, const RemoteUser& r
   // The dead letter should show the write that failed, not the lookup made to explain it.
   run.last_request = std::move(saved_request);
   run.last_response = std::move(saved_response);
+  run.rate_limited = false;
   Error e = error;
   e.kind = ErrorKind::kConflict;
   e.message = "renaming JumpCloud user " + remote.id + " (employee " + run.job.desired.external_id +
@@ -499,7 +503,9 @@ Outcome Converger::Finish(Run& run, const Status& status) {
                {{"trace_id", job.trace_id}, {"error", e.message}});
     return o;
   }
-  RetryDecision d = policy_.Decide(job.attempt, run.first_ms, e);
+  // A wait for a rate-limit slot is not a failed attempt: attempt 0 leaves only max age.
+  o.rate_limited = run.rate_limited && e.kind == ErrorKind::kTransient;
+  RetryDecision d = policy_.Decide(o.rate_limited ? 0 : job.attempt, run.first_ms, e);
   if (d.retry) {
     o.decision = Decision::kRetry;
     o.retry_after_ms = d.delay_ms;

@@ -392,11 +392,21 @@ TEST_F(ConvergerTest, Status429HonoursRetryAfterAndBlocksEveryone) {
 
 TEST_F(ConvergerTest, RateLimitWaitBeyondTheBoundReturnsTheJob) {
   options_.max_rate_wait_ms = 1000;
+  options_.retry.max_attempts = 3;
   ASSERT_TRUE(limiter_->Throttled(60000).ok());
-  Outcome o = Run(Jane());
-  ASSERT_EQ(o.decision, Decision::kRetry);
+  // Even on what would be the last attempt: waiting for a slot is not a failure.
+  Outcome o = Run(Jane(), Action::kSync, 3);
+  ASSERT_EQ(o.decision, Decision::kRetry) << o.reason;
+  EXPECT_TRUE(o.rate_limited);
   EXPECT_EQ(o.retry_after_ms, 60000);
   EXPECT_TRUE(server_->requests().empty());
+}
+
+TEST_F(ConvergerTest, FailuresAreNotMarkedRateLimited) {
+  server_->InjectFault(Fault::Status(429, "1").On("GET", "/Users"));
+  Outcome o = Run(Jane());
+  ASSERT_EQ(o.decision, Decision::kRetry);
+  EXPECT_FALSE(o.rate_limited);  // the server's 429 is a failed attempt
 }
 
 TEST_F(ConvergerTest, ServerErrorIsRetriedWithBackoff) {

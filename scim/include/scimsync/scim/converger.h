@@ -82,6 +82,10 @@ struct Outcome {
 
   // kRetry: wait this long. Includes Retry-After, capped by max_delay_ms.
   int64_t retry_after_ms = 0;
+  // kRetry only because no shared rate-limit slot was free within max_rate_wait_ms: nothing
+  // failed, so the attempt does not count (the worker can wait with Queue::Park) and
+  // max_attempts does not end the job; only max age does.
+  bool rate_limited = false;
 
   // kRetry, kGiveUp, kPause: the error (its kind goes into the dead letter), the reason in words,
   // and the last request and response, secrets redacted ("" when nothing was sent).
