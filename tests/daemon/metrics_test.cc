@@ -123,8 +123,8 @@ TEST(MetricsTest, CountersAndGaugesCarryTheirLabelsSorted) {
   metrics.WebhookAnswered("", 404);  // unknown profile: never the URL's text
   metrics.ItemsEnqueued("hr", 3, 1);
   metrics.ItemsEnqueued("hr", 2, 0);
-  metrics.SyncFinished("create", "ok");
-  metrics.SyncFinished("suspend", "dead_letter");
+  metrics.SyncFinished("sync", "created");
+  metrics.SyncFinished("suspend", "give_up");
   metrics.RateLimitWaited(0.25);
   metrics.RateLimitWaited(0.5);
   metrics.DeadLettered("hr", "permanent");
@@ -145,8 +145,8 @@ TEST(MetricsTest, CountersAndGaugesCarryTheirLabelsSorted) {
   EXPECT_EQ(s["scimsync_webhooks_total{profile=\"\",status=\"404\"}"], "1");
   EXPECT_EQ(s["scimsync_items_enqueued_total{profile=\"hr\"}"], "5");
   EXPECT_EQ(s["scimsync_items_duplicate_total{profile=\"hr\"}"], "1");
-  EXPECT_EQ(s["scimsync_syncs_total{action=\"create\",result=\"ok\"}"], "1");
-  EXPECT_EQ(s["scimsync_syncs_total{action=\"suspend\",result=\"dead_letter\"}"], "1");
+  EXPECT_EQ(s["scimsync_syncs_total{action=\"sync\",result=\"created\"}"], "1");
+  EXPECT_EQ(s["scimsync_syncs_total{action=\"suspend\",result=\"give_up\"}"], "1");
   EXPECT_EQ(s["scimsync_rate_limit_waits_total"], "2");
   EXPECT_EQ(s["scimsync_rate_limit_wait_seconds_total"], "0.75");
   EXPECT_EQ(s["scimsync_dead_letters_total{profile=\"hr\",kind=\"permanent\"}"], "1");

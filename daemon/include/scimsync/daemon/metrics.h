@@ -51,8 +51,10 @@ class Metrics {
   void ItemsEnqueued(std::string_view profile, int64_t accepted, int64_t duplicates);
 
   // --- Workers. ---
-  // One item's outcome. action: create, update, suspend, reactivate, delete, none.
-  // result: ok, retry, dead_letter, paused, skipped.
+  // One item's outcome. action: scim::ActionName() (sync, suspend, reactivate, delete), or
+  // "ignore" for events the profile maps to nothing. result: scim::ChangeName() when the job is
+  // done (created, updated, none, deleted, absent), else scim::DecisionName() (retry, give_up,
+  // pause) -- so `result="none"` counts syncs that found JumpCloud already right.
   void SyncFinished(std::string_view action, std::string_view result);
   // One HTTP exchange with the SCIM server. http_status 0: no answer (connect error, timeout,
   // TLS), recorded as status="error". seconds: from sending to the whole answer read.
