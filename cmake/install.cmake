@@ -87,9 +87,9 @@ set(CPACK_DEBIAN_PACKAGE_MAINTAINER "${SCIMSYNC_DEB_MAINTAINER}")
 set(CPACK_DEBIAN_PACKAGE_SECTION "admin")
 set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
 # Library dependencies come from dpkg-shlibdeps on the installed binary; adduser is the
-# user-creation fallback of postinst on hosts without systemd.
+# user-creation fallback of postinst on hosts without systemd, procps has the unit's /bin/kill.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser")
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser, procps")
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "redis-server (>= 5:7.0), systemd")
 
 set(SCIMSYNC_DEB_CONTROL_DIR ${PROJECT_BINARY_DIR}/debian-control)
