@@ -42,28 +42,51 @@ std::string Substitute(const std::string& tmpl, const EvalContext& ctx, bool* an
   std::string out;
   *any_value = false;
   for (size_t i = 0; i < tmpl.size();) {
-    if (tmpl[i] == '{') {
-      size_t close = tmpl.find('}', i);
-      if (close != std::string::npos) {
-        std::string name = tmpl.substr(i + 1, close - i - 1);
-        std::string pointer = !name.empty() && name[0] == '/' ? name : "/" + name;
-        const rapidjson::Value* root = ScopeRoot(Scope::kDefault, ctx);
-        std::optional<std::string> v;
-        if (root != nullptr) v = ScalarText(Resolve(*root, pointer));
-        if (v && !v->empty()) {
-          *any_value = true;
-          out += *v;
-        }
-        i = close + 1;
-        continue;
+    std::string name;
+    size_t end = 0;
+    if (tmpl[i] == '{' && PlaceholderAt(tmpl, i, &name, &end)) {
+      std::string pointer = name[0] == '/' ? name : "/" + name;
+      const rapidjson::Value* root = ScopeRoot(Scope::kDefault, ctx);
+      std::optional<std::string> v;
+      if (root != nullptr) v = ScalarText(Resolve(*root, pointer));
+      if (v && !v->empty()) {
+        *any_value = true;
+        out += *v;
       }
+      i = end;
+      continue;
     }
     out += tmpl[i++];
   }
-  return out;
+  // A missing middle part must not leave a double space ("{first} {middle} {last}").
+  std::string collapsed;
+  for (char c : out) {
+    if (c == ' ' && !collapsed.empty() && collapsed.back() == ' ') continue;
+    collapsed += c;
+  }
+  return collapsed;
 }
 
 }  // namespace
+
+bool PlaceholderAt(std::string_view tmpl, size_t pos, std::string* name, size_t* end) {
+  if (pos >= tmpl.size() || tmpl[pos] != '{') return false;
+  size_t close = tmpl.find('}', pos + 1);
+  if (close == std::string_view::npos || close == pos + 1) return false;
+  std::string_view inner = tmpl.substr(pos + 1, close - pos - 1);
+  bool ok;
+  if (inner[0] == '/') {
+    ok = inner.find_first_of("{\" \t\r\n") == std::string_view::npos;
+  } else {
+    ok = std::all_of(inner.begin(), inner.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+    });
+  }
+  if (!ok) return false;
+  *name = std::string(inner);
+  *end = close + 1;
+  return true;
+}
 
 std::string NormalizeHeaderName(std::string_view name) {
   std::string out(name);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "eval.h"
 #include "json.h"
 
 namespace scimsync::connectors::internal {
@@ -12,6 +13,16 @@ using config::Problems;
 
 std::string Index(const std::string& path, size_t i) {
   return path + "[" + std::to_string(i) + "]";
+}
+
+std::vector<std::string> TemplateNames(const std::string& tmpl) {
+  std::vector<std::string> out;
+  for (size_t i = tmpl.find('{'); i != std::string::npos; i = tmpl.find('{', i + 1)) {
+    std::string name;
+    size_t end = 0;
+    if (PlaceholderAt(tmpl, i, &name, &end)) out.push_back(name);
+  }
+  return out;
 }
 
 bool ReadPointer(MapReader& r, const std::string& key, std::string* out, bool required = false) {
@@ -219,7 +230,7 @@ bool ReadSource(const YAML::Node& node, const std::string& path, const SourceRul
   } else if (kind == "template") {
     out->kind = Source::Kind::kTemplate;
     r.String("template", &out->text);
-    if (out->text.find('{') == std::string::npos) {
+    if (TemplateNames(out->text).empty()) {
       r.Error("template", "has no {field} placeholder; for a fixed value write {constant: ...}");
     }
   } else if (kind == "hash" || kind == "first") {
@@ -496,16 +507,6 @@ void ReadActions(const YAML::Node& node, Problems* p, std::vector<ActionRule>* o
     }
     out->push_back(std::move(rule));
   }
-}
-
-std::vector<std::string> TemplateNames(const std::string& tmpl) {
-  std::vector<std::string> out;
-  for (size_t i = tmpl.find('{'); i != std::string::npos; i = tmpl.find('{', i + 1)) {
-    size_t close = tmpl.find('}', i);
-    if (close == std::string::npos) break;
-    out.push_back(tmpl.substr(i + 1, close - i - 1));
-  }
-  return out;
 }
 
 // Every {name} in a fetch template must be a declared credential, tenant, employee_key, or a

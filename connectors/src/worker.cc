@@ -131,26 +131,24 @@ std::string Expand(const std::string& tmpl, const std::map<std::string, std::str
                    const rapidjson::Value& payload, Escape escape) {
   std::string out;
   for (size_t i = 0; i < tmpl.size();) {
-    if (tmpl[i] == '{') {
-      size_t close = tmpl.find('}', i);
-      if (close != std::string::npos) {
-        std::string name = tmpl.substr(i + 1, close - i - 1);
-        std::string value;
-        if (!name.empty() && name[0] == '/') {
-          value = ScalarText(Resolve(payload, name)).value_or("");
-        } else if (auto it = vars.find(name); it != vars.end()) {
-          value = it->second;
-        }
-        if (escape == Escape::kUrl) {
-          out += UrlEscape(value);
-        } else if (escape == Escape::kJson) {
-          log::AppendJsonEscaped(out, value);
-        } else {
-          out += value;
-        }
-        i = close + 1;
-        continue;
+    std::string name;
+    size_t end = 0;
+    if (tmpl[i] == '{' && PlaceholderAt(tmpl, i, &name, &end)) {
+      std::string value;
+      if (name[0] == '/') {
+        value = ScalarText(Resolve(payload, name)).value_or("");
+      } else if (auto it = vars.find(name); it != vars.end()) {
+        value = it->second;
       }
+      if (escape == Escape::kUrl) {
+        out += UrlEscape(value);
+      } else if (escape == Escape::kJson) {
+        log::AppendJsonEscaped(out, value);
+      } else {
+        out += value;
+      }
+      i = end;
+      continue;
     }
     out += tmpl[i++];
   }

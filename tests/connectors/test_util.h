@@ -18,6 +18,7 @@ inline config::ProfileConfig Entry(const std::string& yaml) {
   pc.name = pc.node["name"].as<std::string>();
   pc.connector = pc.node["connector"].as<std::string>();
   if (pc.node["secret_env"]) pc.secrets.push_back({pc.node["secret_env"].as<std::string>(), ""});
+  if (pc.node["secret_file"]) pc.secrets.push_back({"", pc.node["secret_file"].as<std::string>()});
   pc.path = "profiles[0]";
   return pc;
 }
