@@ -1,0 +1,196 @@
+// `scimsyncd map` on every vendor sample, plus its verification report and exit codes.
+#include "scimsync/connectors/map_command.h"
+
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <rapidjson/document.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "test_support.h"
+#include "test_util.h"
+
+namespace scimsync::connectors {
+namespace {
+
+namespace fs = std::filesystem;
+using scimsync::testing::ReadFile;
+using scimsync::testing::WriteFile;
+
+const fs::path kFixtures = fs::path(SCIMSYNC_SOURCE_DIR) / "tests/connectors/fixtures";
+
+class MapCommand : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    setenv("MAP_TEST_SECRET", "s3cret", 1);  // NOLINT(concurrency-mt-unsafe)
+    config_ = dir_.File("scimsync.yaml");
+    std::string profiles;
+    for (const char* p : {"generic", "bamboohr", "hibob", "personio", "rippling", "gusto", "deel",
+                          "merge", "finch", "factorial"}) {
+      // BambooHR's API URL names the company; the others need nothing beyond the secret.
+      std::string extra = std::string(p) == "bamboohr" ? ", api: {tenant: acmeinc}" : "";
+      profiles += std::string("  - {name: ") + p + ", connector: " + p +
+                  ", secret_env: MAP_TEST_SECRET" + extra + "}\n";
+    }
+    WriteFile(config_, "target: {dry_run: true, dry_run_file: " + dir_.File("dry.jsonl") +
+                           "}\nprofiles:\n" + profiles);
+  }
+
+  int Run(std::vector<std::string> args) {
+    std::ostringstream out, err;
+    args.insert(args.begin(), {"map", "--config", config_});
+    int rc = RunMapCommand(args, out, err);
+    out_ = out.str();
+    err_ = err.str();
+    json_.Parse(out_.c_str());
+    return rc;
+  }
+
+  // The recorded answer as map --record takes it: the body, or for several requests an object
+  // with one member per request name.
+  std::string RecordFor(const fs::path& case_dir) {
+    if (fs::exists(case_dir / "response.json")) return (case_dir / "response.json").string();
+    std::string combined;
+    for (const auto& f : fs::directory_iterator(case_dir)) {
+      std::string name = f.path().filename().string();
+      if (name.rfind("response-", 0) != 0) continue;
+      std::string member = name.substr(9, name.size() - 9 - 5);
+      combined += (combined.empty() ? "" : ",") + ("\"" + member + "\":" + ReadFile(f.path()));
+    }
+    if (combined.empty()) return "";
+    std::string path = dir_.File(case_dir.filename().string() + "-record.json");
+    WriteFile(path, "{" + combined + "}");
+    return path;
+  }
+
+  scimsync::testing::TempDir dir_;
+  std::string config_;
+  std::string out_, err_;
+  rapidjson::Document json_;
+};
+
+TEST_F(MapCommand, MapsEveryVendorSample) {
+  size_t samples = 0;
+  for (const auto& profile_dir : fs::directory_iterator(kFixtures)) {
+    if (!profile_dir.is_directory()) continue;
+    const std::string profile = profile_dir.path().filename().string();
+    for (const auto& case_dir : fs::directory_iterator(profile_dir.path())) {
+      fs::path body;
+      std::vector<std::string> extra;
+      for (const char* f : {"request.json", "request.form", "request.txt"}) {
+        if (fs::exists(case_dir.path() / f)) body = case_dir.path() / f;
+      }
+      if (body.empty()) continue;
+      SCOPED_TRACE(body.string());
+      if (body.extension() == ".form") {
+        extra = {"--header", "Content-Type: application/x-www-form-urlencoded"};
+      }
+      std::string record = RecordFor(case_dir.path());
+      if (!record.empty()) extra.insert(extra.end(), {"--record", record});
+      if (fs::exists(case_dir.path() / "headers.txt")) {
+        std::istringstream lines(ReadFile(case_dir.path() / "headers.txt"));
+        for (std::string line; std::getline(lines, line);) extra.insert(extra.end(), {"-H", line});
+      }
+      std::vector<std::string> args = {"--profile", profile, body.string()};
+      args.insert(args.end(), extra.begin(), extra.end());
+      int rc = Run(args);
+      ASSERT_FALSE(json_.HasParseError()) << out_ << err_;
+      bool expect_problems = profile == "generic" && case_dir.path().filename() == "batch";
+      EXPECT_EQ(rc, expect_problems ? 65 : 0) << out_ << err_;
+      ASSERT_TRUE(json_.HasMember("items")) << out_;
+      for (const auto& item : json_["items"].GetArray()) {
+        EXPECT_TRUE(item.HasMember("action")) << out_;
+        EXPECT_FALSE(item.HasMember("error")) << out_;
+      }
+      ++samples;
+    }
+  }
+  EXPECT_GE(samples, 15u);
+}
+
+TEST_F(MapCommand, ShowsActionUserAndProblems) {
+  WriteFile(dir_.File("p.json"),
+            R"({"id":"e","type":"employee.created","employee":{"id":"E9","workEmail":"a@b.c"}})");
+  EXPECT_EQ(Run({"--profile", "generic", dir_.File("p.json")}), 0) << out_ << err_;
+  const auto& item = json_["items"][0];
+  EXPECT_STREQ(item["action"].GetString(), "sync");
+  EXPECT_STREQ(item["user"]["userName"].GetString(), "a");
+  EXPECT_STREQ(item["user"]["externalId"].GetString(), "E9");
+  EXPECT_EQ(item["problems"].Size(), 0u);
+
+  WriteFile(dir_.File("bad.json"),
+            R"({"id":"e","type":"employee.created","employee":{"id":"E9","username":"x"}})");
+  EXPECT_EQ(Run({"--profile", "generic", dir_.File("bad.json")}), 65);
+  EXPECT_STREQ(json_["items"][0]["problems"][0]["field"].GetString(), "emails[primary].value");
+}
+
+TEST_F(MapCommand, AFetchingProfileNeedsARecordAndMakesNoNetworkCall) {
+  EXPECT_EQ(
+      Run({"--profile", "bamboohr", (kFixtures / "bamboohr/event-json/request.json").string()}),
+      65);
+  const auto& item = json_["items"][0];
+  EXPECT_NE(std::string(item["error"].GetString()).find("--record"), std::string::npos) << out_;
+}
+
+TEST_F(MapCommand, VerifySaysWhichHeaderAndRecipeFail) {
+  const std::string body =
+      R"({"id":"e","type":"employee.updated","employee":{"id":"E1","workEmail":"a@b.io"}})";
+  WriteFile(dir_.File("p.json"), body);
+  EXPECT_EQ(Run({"--profile", "generic", "--verify", dir_.File("p.json")}), 65);
+  EXPECT_FALSE(json_["verify"]["ok"].GetBool());
+  std::string error = json_["verify"]["error"].GetString();
+  EXPECT_NE(error.find("missing header X-Scimsync-Signature"), std::string::npos) << error;
+  EXPECT_NE(std::string(json_["verify"]["recipe"].GetString()).find("hmac-sha256 over body"),
+            std::string::npos);
+
+  EXPECT_EQ(Run({"--profile", "generic", "--verify", "-H", "X-Scimsync-Signature: sha256=00ff",
+                 dir_.File("p.json")}),
+            65);
+  error = json_["verify"]["error"].GetString();
+  EXPECT_NE(error.find("does not match"), std::string::npos) << error;
+  EXPECT_EQ(out_.find("s3cret"), std::string::npos);
+
+  std::string sig = "sha256=" + testing::HexHmacSha256("s3cret", body);
+  EXPECT_EQ(Run({"--profile", "generic", "--verify", "-H", "X-Scimsync-Signature: " + sig,
+                 dir_.File("p.json")}),
+            0)
+      << out_;
+  EXPECT_TRUE(json_["verify"]["ok"].GetBool());
+}
+
+TEST_F(MapCommand, VerifyReportsTimestampSkew) {
+  WriteFile(dir_.File("p.json"),
+            R"({"event_type":"individual.updated","data":{"individual_id":"i"}})");
+  EXPECT_EQ(Run({"--profile", "finch", "--verify", "--now", "1700000400", "-H",
+                 "Finch-Event-Id: msg_1", "-H", "Finch-Timestamp: 1700000000", "-H",
+                 "Finch-Signature: v1,AAAA", dir_.File("p.json")}),
+            65);
+  std::string error = json_["verify"]["error"].GetString();
+  EXPECT_NE(error.find("Finch-Timestamp is 400 s old"), std::string::npos) << error;
+}
+
+TEST_F(MapCommand, HandshakesAreShownAndExitZero) {
+  WriteFile(dir_.File("ping.txt"), "Ping test");
+  EXPECT_EQ(Run({"--profile", "hibob", "--content-type", "text/plain", dir_.File("ping.txt")}), 0);
+  EXPECT_TRUE(json_["handshake"].GetBool());
+  EXPECT_EQ(json_["items"].Size(), 0u);
+}
+
+TEST_F(MapCommand, UsageAndConfigErrors) {
+  std::ostringstream out, err;
+  EXPECT_EQ(RunMapCommand({"map", "--profile", "generic"}, out, err), 64);
+  EXPECT_NE(err.str().find("--config FILE is required"), std::string::npos);
+  EXPECT_EQ(Run({"--profile", "nosuch", "x.json"}), 78);
+  EXPECT_NE(err_.find("no profile named 'nosuch'"), std::string::npos);
+  EXPECT_EQ(Run({"--profile", "generic", dir_.File("missing.json")}), 64);
+  WriteFile(dir_.File("p.json"), "{not json");
+  EXPECT_EQ(Run({"--profile", "generic", dir_.File("p.json")}), 65);
+  EXPECT_NE(std::string(json_["error"].GetString()).find("not valid JSON"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace scimsync::connectors
