@@ -207,7 +207,7 @@ void ReadTarget(const YAML::Node& node, Problems* p, TargetOptions* o) {
 
 void ReadWorkers(const YAML::Node& node, Problems* p, WorkersOptions* o) {
   MapReader r(node, "workers", p);
-  r.Int("threads", &o->threads, 1, 256);
+  r.Int("threads", &o->threads, 0, 256);
   r.Int("drain_timeout_s", &o->drain_timeout_s, 0, 3600);
   {
     MapReader rr(r.Child("retry"), r.PathOf("retry"), p);

@@ -2,6 +2,8 @@
 
 #include <signal.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <iostream>
 #include <mutex>
@@ -10,7 +12,16 @@
 #include <vector>
 
 #include "scimsync/config.h"
+#include "scimsync/connectors/map_command.h"
 #include "scimsync/connectors/profile.h"
+#include "scimsync/daemon/admin.h"
+#include "scimsync/daemon/coordination.h"
+#include "scimsync/daemon/metrics.h"
+#include "scimsync/daemon/notify.h"
+#include "scimsync/daemon/sync.h"
+#include "scimsync/daemon/worker.h"
+#include "scimsync/scim/link_store.h"
+#include "scimsync/scim/rate_limiter.h"
 #include "scimsync/daemon/http_server.h"
 #include "scimsync/daemon/ingest.h"
 #include "scimsync/log.h"
@@ -31,6 +42,11 @@ constexpr char kUsage[] = R"(Usage:
   scimsyncd map --config FILE --profile NAME PAYLOAD [--header 'Name: value' ...]
                 [--record RECORD.json] [--verify] [--now UNIX_SECONDS]
                                          show how a webhook maps, without Redis or network
+  scimsyncd status [--json] [--config FILE] queue depth and age, retries, dead letters, leases,
+                                         pause and guard state
+  scimsyncd dlq list | show ID | replay ID | replay --all | drop ID [--config FILE]
+                                         inspect and manage dead letters
+  scimsyncd guard release [--config FILE] let suspensions held by the mass-suspension guard go on
   scimsyncd --version
   scimsyncd --help
 
@@ -120,6 +136,39 @@ Result<std::map<std::string, ActiveProfile>> Activate(
   return out;
 }
 
+// One log line per item outcome, at info for a done job and warn otherwise; the trace id
+// follows the item from its webhook.
+void LogOutcome(const EmployeeWork& work, const queue::Item& item, const SyncResult& r,
+                int64_t latency_ms) {
+  log::Level level = r.kind == SyncResult::Kind::kDone ? log::Level::kInfo
+                     : r.kind == SyncResult::Kind::kDeadLetter ? log::Level::kError
+                                                                : log::Level::kWarn;
+  log::Write(level, "sync",
+             {{"trace_id", item.trace_id},
+              {"profile", work.profile},
+              {"tenant", work.tenant},
+              {"employee", work.employee_key},
+              {"event_type", item.event_type},
+              {"action", r.action},
+              {"result", r.result},
+              {"attempt", item.attempts + 1},
+              {"http_status", r.http_status},
+              {"latency_ms", latency_ms},
+              {"jumpcloud_id", r.jumpcloud_id},
+              {"reason", r.reason}});
+  Metrics::Global().SyncFinished(r.action, r.result);
+  if (r.kind == SyncResult::Kind::kDeadLetter) {
+    Metrics::Global().DeadLettered(work.profile, r.error_kind);
+  }
+}
+
+Result<std::string> ResolveApiKey(const config::Config& cfg) {
+  if (cfg.target.dry_run) return std::string("dry-run");
+  auto key = config::ResolveSecret(cfg.target.api_key);
+  if (!key) return Error::Invalid("target API key: " + key.error().message);
+  return key;
+}
+
 int RunDaemon(const std::string& file) {
   config::Config cfg;
   std::map<std::string, std::shared_ptr<const connectors::Profile>> profiles;
@@ -131,15 +180,19 @@ int RunDaemon(const std::string& file) {
     log::Error("cannot start", {{"detail", active.error().message}});
     return kExitConfig;
   }
-  std::string redis_password;
-  if (!cfg.redis.password.empty()) {
-    auto pw = config::ResolveSecret(cfg.redis.password);
-    if (pw.ok()) {
-      redis_password = pw.value();
-    } else if (!cfg.redis.password.file.empty()) {
-      log::Error("cannot start", {{"detail", "redis password: " + pw.error().message}});
-      return kExitConfig;
-    }
+  auto api_key = ResolveApiKey(cfg);
+  if (!api_key.ok()) {
+    log::Error("cannot start", {{"detail", api_key.error().message}});
+    return kExitConfig;
+  }
+  auto redis_password = RedisPassword(cfg);
+  if (!redis_password.ok()) {
+    log::Error("cannot start", {{"detail", "redis password: " + redis_password.error().message}});
+    return kExitConfig;
+  }
+  if (cfg.target.insecure_skip_verify) {
+    log::Warn("target.insecure_skip_verify is true: JumpCloud's certificate is NOT verified; "
+              "anyone on the path can read the API key. Turn it off in production.");
   }
 
   // Block the signals we handle in every thread; one thread takes them with sigwait.
@@ -150,14 +203,16 @@ int RunDaemon(const std::string& file) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  const Clock& clock = SystemClock::Instance();
   ProfileSet profile_set;
   profile_set.Replace(std::move(active.value()));
   // Thread-safe: it keeps a pool of connections, one per concurrent call.
-  std::unique_ptr<queue::Queue> queue = queue::NewRedisQueue(cfg.redis, redis_password);
+  std::unique_ptr<queue::Queue> queue = queue::NewRedisQueue(cfg.redis, *redis_password);
+  redis::Pool redis_pool(cfg.redis, *redis_password);
   auto enqueue = [&queue](const std::vector<queue::Item>& items, int64_t window) {
     return queue->EnqueueBatch(items, window);
   };
-  Ingest ingest(&profile_set, enqueue, &SystemClock::Instance());
+  Ingest ingest(&profile_set, enqueue, &clock);
 
   HttpHandlers handlers;
   handlers.ingest = &ingest;
@@ -178,10 +233,123 @@ int RunDaemon(const std::string& file) {
     log::Error("redis is not reachable; webhooks are answered 503 until it is",
                {{"detail", redis_up.error().message}});
   }
+
+  // Workers and what they share through Redis with other instances.
+  const std::string instance_id = NewInstanceId();
+  LeaseOptions lease_options;
+  lease_options.key_prefix = cfg.redis.key_prefix;
+  lease_options.partitions = cfg.redis.partitions;
+  lease_options.instance_id = instance_id;
+  Leases leases(redis_pool, lease_options, clock);
+  SuspensionGuard guard(redis_pool, cfg.redis.key_prefix, cfg.workers.guard, clock);
+  Versions versions(redis_pool, cfg.redis.key_prefix);
+  auto links = scim::NewRedisLinkStore(redis_pool, cfg.redis.key_prefix);
+  auto limiter = scim::NewRedisRateLimiter(redis_pool, scim::RateLimitKey(cfg.redis.key_prefix),
+                                           scim::RateLimitOptions::From(cfg.target), clock);
+  connectors::HttpFetcherOptions fetcher_options;
+  fetcher_options.ca_file = cfg.target.ca_file;
+  auto fetcher = connectors::NewHttpFetcher(fetcher_options);
+  scim::SystemRandom random;
+  SyncerDeps deps;
+  deps.profiles = &profile_set;
+  deps.fetcher = fetcher.get();
+  deps.limiter = limiter.get();
+  deps.links = links.get();
+  deps.versions = &versions;
+  deps.guard = &guard;
+  deps.clock = &clock;
+  deps.random = &random;
+  ProfileSyncer syncer(cfg.target, cfg.workers.retry, cfg.workers.threads, deps);
+  syncer.SetApiKey(*api_key);
+
+  WorkerOptions worker_options;
+  worker_options.threads = cfg.workers.threads;
+  worker_options.consumer = instance_id;
+  WorkerPool workers(
+      worker_options, *queue, syncer, clock, [&leases](int p) { return leases.Owns(p); },
+      [&leases](int p) { leases.ReleaseIfMarked(p); });
+  workers.SetOutcomeHook(&LogOutcome);
+  workers.SetPauseHook([&](const std::string& reason) {
+    Metrics::Global().SetPaused(!reason.empty());
+    Status s = reason.empty() ? ClearPausedFlag(redis_pool, cfg.redis.key_prefix)
+                              : SetPausedFlag(redis_pool, cfg.redis.key_prefix, reason, 120000);
+    if (!s.ok()) log::Warn("cannot record the pause state in Redis", {{"detail", s.error().message}});
+  });
+
+  notify::WatchdogPinger watchdog;
+  std::vector<notify::WatchdogPinger::Loop> beats;
+  for (int t = 0; t < cfg.workers.threads; ++t) {
+    beats.push_back(watchdog.Register("worker-" + std::to_string(t)));
+  }
+  auto coordinator_beat = watchdog.Register("coordinator");
+  workers.SetIterationHook([&beats](int thread) { beats[static_cast<size_t>(thread)].Beat(); });
+
+  // Coordinator: partition leases, queue gauges, the guard's state and the pause flag.
+  std::atomic<bool> stopping{false};
+  std::mutex coord_mu;
+  std::condition_variable coord_cv;
+  std::atomic<int64_t> queued_total{0};
+  std::thread coordinator([&] {
+    int64_t next_gauges = 0;
+    int64_t next_guard_log = 0;
+    while (!stopping) {
+      coordinator_beat.Beat();
+      auto owned = cfg.workers.threads > 0 ? leases.Heartbeat() : Result<std::vector<int>>(std::vector<int>{});
+      if (!owned) {
+        log::Warn("cannot renew partition leases", {{"detail", owned.error().message}});
+      }
+      const int64_t now = clock.NowMs();
+      if (now >= next_gauges) {
+        next_gauges = now + 5000;
+        int64_t total = 0;
+        for (int p = 0; p < cfg.redis.partitions; ++p) {
+          auto d = queue->Depth(p);
+          auto r = queue->RetryDepth(p);
+          if (d) {
+            Metrics::Global().SetQueueDepth(p, *d);
+            total += *d;
+          }
+          if (r) Metrics::Global().SetRetriesWaiting(p, *r);
+        }
+        queued_total = total;
+        if (auto dead = queue->DeadLetterCount()) Metrics::Global().SetDeadLettersStored(*dead);
+        if (auto gs = guard.State()) {
+          Metrics::Global().SetGuardTripped(gs->tripped);
+          if (gs->tripped && now >= next_guard_log) {
+            next_guard_log = now + 60000;
+            log::Error("mass-suspension guard is HOLDING suspensions: more than the allowed "
+                       "number fell due within workers.guard.window_s. Check the HRIS, then run "
+                       "`scimsyncd guard release`",
+                       {{"recent", gs->recent}, {"limit", gs->limit}});
+          }
+        }
+        if (workers.paused()) {
+          (void)SetPausedFlag(redis_pool, cfg.redis.key_prefix, "the target refuses the API key",
+                              120000);
+        }
+      }
+      std::unique_lock lock(coord_mu);
+      coord_cv.wait_for(lock, std::chrono::milliseconds(lease_options.lease_ms / 4));
+    }
+  });
+
+  if (cfg.workers.threads > 0) {
+    workers.Start();
+  } else {
+    log::Info("workers.threads is 0: ingest only; other instances work the queue");
+  }
+  notify::Ready();
+  watchdog.Start(notify::WatchdogPingInterval(), [&] {
+    return std::string(workers.paused() ? "PAUSED (API key refused); " : "serving; ") + "queue " +
+           std::to_string(queued_total.load()) + ", partitions " +
+           std::to_string(leases.Owned().size());
+  });
   log::Info("scimsyncd started", {{"version", SCIMSYNC_VERSION},
                                   {"address", cfg.listen.address},
                                   {"port", cfg.listen.port},
                                   {"profiles", cfg.profiles.size()},
+                                  {"workers", cfg.workers.threads},
+                                  {"instance", instance_id},
                                   {"dry_run", cfg.target.dry_run}});
 
   std::thread signal_thread([&] {
@@ -189,30 +357,47 @@ int RunDaemon(const std::string& file) {
       int sig = 0;
       if (sigwait(&signals, &sig) != 0) continue;
       if (sig == SIGHUP) {
+        notify::Reloading();
         config::Config fresh;
         std::map<std::string, std::shared_ptr<const connectors::Profile>> fresh_profiles;
         if (!LoadAll(file, &fresh, &fresh_profiles, false)) {
           log::Error("reload failed: the config has problems; keeping the running config");
+          notify::Ready();
           continue;
         }
         auto next = Activate(fresh, fresh_profiles);
-        if (!next.ok()) {
+        auto key = ResolveApiKey(fresh);
+        if (!next.ok() || !key.ok()) {
           log::Error("reload failed; keeping the running config",
-                     {{"detail", next.error().message}});
+                     {{"detail", !next.ok() ? next.error().message : key.error().message}});
+          notify::Ready();
           continue;
         }
         profile_set.Replace(std::move(next.value()));
+        syncer.SetApiKey(*key);
+        workers.ProbeSoon();
         log::Info("reloaded profiles and secrets", {{"profiles", fresh.profiles.size()}});
+        notify::Ready();
         continue;
       }
       log::Info("stopping", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
+      notify::Stopping();
+      // New webhooks get 503 (the HRIS retries); in-flight syncs finish; the rest stays pending
+      // in Redis and is claimed after a restart or by another instance.
       ingest.SetDraining(true);
+      bool drained = workers.Stop(int64_t{cfg.workers.drain_timeout_s} * 1000);
+      if (!drained) log::Warn("drain timeout: unfinished items stay pending in Redis");
+      stopping = true;
+      coord_cv.notify_all();
       server.Stop();
       return;
     }
   });
   server.Serve();
   signal_thread.join();
+  coordinator.join();
+  leases.ReleaseAll();
+  watchdog.Stop();
   log::Info("scimsyncd stopped");
   return kExitOk;
 }
@@ -243,6 +428,7 @@ int Main(int argc, char** argv) {
     command = args[0];
     args.erase(args.begin());
   }
+  if (command == "map") return connectors::RunMapCommand(args, std::cout, std::cerr);
 
   std::string file = kDefaultConfig;
   std::vector<std::string> rest;
@@ -251,12 +437,24 @@ int Main(int argc, char** argv) {
     std::cerr << "scimsyncd: " << error << "\n" << kUsage;
     return kExitUsage;
   }
-  if (!rest.empty()) {
+  const bool takes_args = command == "status" || command == "dlq" || command == "guard";
+  if (!rest.empty() && !takes_args) {
     std::cerr << "scimsyncd: unexpected argument '" << rest[0] << "'\n" << kUsage;
     return kExitUsage;
   }
   if (command == "run") return RunDaemon(file);
   if (command == "check-config") return CheckConfig(file);
+  if (command == "status" || command == "dlq" || command == "guard") {
+    config::Config cfg;
+    std::vector<config::Problem> problems = config::LoadFile(file, &cfg);
+    if (!problems.empty()) {
+      PrintProblems(file, problems);
+      return kExitConfig;
+    }
+    if (command == "status") return RunStatusCommand(cfg, rest, std::cout, std::cerr);
+    if (command == "dlq") return RunDlqCommand(cfg, rest, std::cout, std::cerr);
+    return RunGuardCommand(cfg, rest, std::cout, std::cerr);
+  }
   std::cerr << "scimsyncd: unknown command '" << command << "'\n" << kUsage;
   return kExitUsage;
 }

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "scimsync/daemon/metrics.h"
 #include "scimsync/log.h"
 
 namespace scimsync::daemon {
@@ -77,6 +78,9 @@ HttpServer::HttpServer(const config::ListenOptions& options, HttpHandlers handle
 
   svr.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     SetJson(res, 200, "{\"status\":\"alive\"}");
+  });
+  svr.Get("/metrics", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(Metrics::Global().Render(), kMetricsContentType);
   });
   auto not_ready = handlers.not_ready_reason;
   svr.Get("/readyz", [not_ready](const httplib::Request&, httplib::Response& res) {

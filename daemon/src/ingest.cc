@@ -2,6 +2,7 @@
 
 #include <random>
 
+#include "scimsync/daemon/metrics.h"
 #include "scimsync/log.h"
 
 namespace scimsync::daemon {
@@ -83,6 +84,9 @@ WebhookResponse Ingest::Handle(const std::string& profile_name,
                 {"trace_id", trace_id},
                 {"latency_ms", clock_->NowMs() - started_ms},
                 {"detail", failure}});
+    // An unknown profile's name is caller-controlled text: it never becomes a label.
+    Metrics::Global().WebhookAnswered(r.status == 404 ? std::string() : profile_name, r.status);
+    if (r.status == 202) Metrics::Global().ItemsEnqueued(profile_name, accepted, duplicates);
     return r;
   };
 

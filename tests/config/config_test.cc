@@ -128,8 +128,8 @@ TEST(ConfigTest, NumbersAreRangeChecked) {
             "listen.port (line 3): must be between 1 and 65535 (got 70000)");
   EXPECT_EQ(OnlyProblem(base + "listen: {port: eighty}\n"),
             "listen.port (line 3): must be a whole number");
-  EXPECT_EQ(OnlyProblem(base + "workers: {threads: 0}\n"),
-            "workers.threads (line 3): must be between 1 and 256 (got 0)");
+  EXPECT_EQ(OnlyProblem(base + "workers: {threads: 300}\n"),
+            "workers.threads (line 3): must be between 0 and 256 (got 300)");
   EXPECT_EQ(OnlyProblem(base + "workers: {retry: {base_delay_ms: 5000, max_delay_ms: 1000}}\n"),
             "workers.retry.max_delay_ms (line 3): must be at least base_delay_ms");
   EXPECT_EQ(OnlyProblem("profiles: [{name: hr, connector: generic}]\ntarget: {dry_run: maybe}\n"),

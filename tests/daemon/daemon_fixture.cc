@@ -47,7 +47,8 @@ bool DaemonFixture::StartDaemon() {
   std::string yaml = "listen: {address: 127.0.0.1, port: " + std::to_string(port_) +
                      ", max_body_bytes: 65536}\n"
                      "redis: {url: \"" + redis_.url() + "\", connect_timeout_ms: 300}\n"
-                     "target: {dry_run: true, dry_run_file: " + dir_.File("dry-run.jsonl") + "}\n"
+                     "target: {dry_run: true, dry_run_file: " + dir_.File("dry-run.jsonl") + "}\n" +
+                     (extra_yaml_.find("workers:") == std::string::npos ? "workers: {threads: 0}\n" : "") +
                      "profiles:\n"
                      "  - {name: hr, connector: generic, secret_env: TEST_HR_SECRET}\n" +
                      extra_yaml_;

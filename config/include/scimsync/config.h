@@ -98,6 +98,7 @@ struct GuardOptions {
 };
 
 struct WorkersOptions {
+  // 0 runs an ingest-only instance: it answers webhooks and leaves the queue to other instances.
   int threads = 4;
   RetryOptions retry;
   GuardOptions guard;

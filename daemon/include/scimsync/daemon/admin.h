@@ -1,0 +1,26 @@
+// Admin subcommands that talk to Redis directly (no running daemon needed):
+//   scimsyncd status [--json]                       queue, retries, dead letters, leases, pause, guard
+//   scimsyncd dlq list | show ID | replay ID | replay --all | drop ID
+//   scimsyncd guard release
+// Each takes --config FILE. Exit 0, 64 usage, 69 Redis unreachable, 78 config, 65 unknown id.
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "scimsync/config.h"
+
+namespace scimsync::daemon {
+
+int RunStatusCommand(const config::Config& cfg, const std::vector<std::string>& args,
+                     std::ostream& out, std::ostream& err);
+int RunDlqCommand(const config::Config& cfg, const std::vector<std::string>& args,
+                  std::ostream& out, std::ostream& err);
+int RunGuardCommand(const config::Config& cfg, const std::vector<std::string>& args,
+                    std::ostream& out, std::ostream& err);
+
+// The resolved Redis password (empty: none), or an error naming the secret's source.
+Result<std::string> RedisPassword(const config::Config& cfg);
+
+}  // namespace scimsync::daemon

@@ -1,0 +1,127 @@
+// State that several scimsyncd instances share through Redis, beside the queue: who owns which
+// partition (leases), the mass-suspension guard, the auth pause flag, and the newest applied
+// version of each employee's record. Key layout (P = redis.key_prefix):
+//
+//   P:instances              sorted set: instance id -> last heartbeat (ms)
+//   P:lease:{pN}             string: the instance owning partition N, with a PX expiry
+//   P:{pN}:versions          hash: "<scope>\x1f<employee>" -> newest applied version
+//   P:guard:events           sorted set: suspensions admitted in the window (score = ms)
+//   P:guard:tripped          string: when the guard tripped (ms); present = holding
+//   P:guard:suspended        set: "<scope>\x1f<employee>" users scimsync suspended
+//   P:paused                 string: why SCIM work is paused (auth), with an expiry
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "scimsync/clock.h"
+#include "scimsync/config.h"
+#include "scimsync/queue/redis.h"
+#include "scimsync/result.h"
+
+namespace scimsync::daemon {
+
+// "<hostname>:<pid>:<random>": unique per process start.
+std::string NewInstanceId();
+
+struct LeaseOptions {
+  std::string key_prefix = "scimsync";
+  int partitions = 16;
+  std::string instance_id;
+  // A dead instance's partitions move to the others this long after its last heartbeat.
+  int64_t lease_ms = 10000;
+};
+
+// Partition ownership. Heartbeat() is called periodically (every lease_ms / 4) by one thread;
+// Owns() is called by workers before each batch. Each instance aims at a fair share
+// (ceil(partitions / live instances)), so a joining instance gets partitions handed over and a
+// dead one's are taken.
+class Leases {
+ public:
+  Leases(redis::Pool& pool, LeaseOptions options, const Clock& clock);
+
+  // Registers this instance, renews held leases, takes free ones up to the fair share and marks
+  // any beyond it for release. Returns the owned partitions.
+  Result<std::vector<int>> Heartbeat();
+  // Whether this instance may work on the partition now: the lease was renewed recently enough
+  // and it is not marked for release.
+  bool Owns(int partition) const;
+  // A worker that is between batches gives a partition marked for release back.
+  void ReleaseIfMarked(int partition);
+  // Graceful stop: give every partition back so others take over at once.
+  void ReleaseAll();
+  const std::string& instance_id() const { return options_.instance_id; }
+  // Test hook and status: partitions owned now.
+  std::vector<int> Owned() const;
+
+ private:
+  redis::Pool& pool_;
+  LeaseOptions options_;
+  const Clock& clock_;
+  mutable std::mutex mu_;
+  std::vector<int64_t> valid_until_ms_;  // per partition; 0 = not owned
+  std::set<int> to_release_;
+};
+
+struct GuardState {
+  bool tripped = false;
+  int64_t tripped_at_ms = 0;
+  int64_t recent = 0;  // suspensions admitted within the window
+  int64_t limit = 0;
+};
+
+// Holds suspensions when too many fall due in a window: a broken HRIS export that marks everyone
+// terminated must not lock the whole company out. Admit() is atomic across instances.
+class SuspensionGuard {
+ public:
+  SuspensionGuard(redis::Pool& pool, std::string key_prefix, config::GuardOptions options,
+                  const Clock& clock);
+  // A suspension of `who` ("<scope>\x1f<employee>") is about to be applied. True: go ahead
+  // (counted, or the user is already suspended by us). False: the guard holds it.
+  Result<bool> Admit(const std::string& who);
+  // After a successful sync: remember whether the user is now suspended.
+  Status Record(const std::string& who, bool suspended);
+  // `scimsyncd guard release`: stop holding and start counting afresh.
+  Status Release();
+  Result<GuardState> State();
+  // The number of users scimsync has linked, for max_suspend_percent (cached for 10 minutes).
+  void SetLinkedCountForTest(int64_t n) { linked_cache_ = n; linked_at_ms_ = INT64_MAX; }
+
+ private:
+  int64_t Limit();
+  redis::Pool& pool_;
+  std::string prefix_;
+  config::GuardOptions options_;
+  const Clock& clock_;
+  std::atomic<int64_t> linked_cache_{-1};
+  std::atomic<int64_t> linked_at_ms_{0};
+};
+
+// Newest applied version per employee, for profiles whose payload carries the record.
+class Versions {
+ public:
+  Versions(redis::Pool& pool, std::string key_prefix) : pool_(pool), prefix_(std::move(key_prefix)) {}
+  Result<std::string> Get(int partition, const std::string& who);
+  // Stores `version` unless a larger one is stored already.
+  Status Raise(int partition, const std::string& who, const std::string& version);
+
+ private:
+  redis::Pool& pool_;
+  std::string prefix_;
+};
+
+// The auth pause as other instances and `scimsyncd status` see it.
+Status SetPausedFlag(redis::Pool& pool, const std::string& key_prefix, const std::string& reason,
+                     int64_t ttl_ms);
+Status ClearPausedFlag(redis::Pool& pool, const std::string& key_prefix);
+
+// Compares two version strings: numerically when both are integers, else as strings (ISO-8601
+// timestamps of one format sort as strings).
+int CompareVersions(const std::string& a, const std::string& b);
+
+}  // namespace scimsync::daemon

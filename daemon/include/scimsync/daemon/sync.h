@@ -1,0 +1,69 @@
+// The Syncer the daemon runs: connector profiles decide what each item means (fetching the
+// current record from the HRIS when the webhook carries only an id), and the SCIM client
+// converges JumpCloud to it.
+//
+// Coalescing: a burst of one employee's items is one sync. For level-triggered profiles (the
+// record is fetched) only the newest item that means something is planned: the fetched record is
+// the current state. For profiles whose payload carries the record, every item is planned and
+// folded in version order -- later records replace earlier ones, a suspension or rehire sets
+// `active` until a later item says otherwise -- and an item older than the newest version
+// already applied is dropped, so an old event never overwrites a newer one.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "scimsync/config.h"
+#include "scimsync/connectors/profile.h"
+#include "scimsync/daemon/coordination.h"
+#include "scimsync/daemon/ingest.h"
+#include "scimsync/daemon/worker.h"
+#include "scimsync/scim/converger.h"
+
+namespace scimsync::daemon {
+
+struct SyncerDeps {
+  const ProfileSet* profiles = nullptr;
+  connectors::Fetcher* fetcher = nullptr;
+  scim::RateLimiter* limiter = nullptr;
+  scim::LinkStore* links = nullptr;
+  Versions* versions = nullptr;       // null: no cross-batch version check (tests)
+  SuspensionGuard* guard = nullptr;   // null: no guard
+  const Clock* clock = nullptr;
+  scim::Random* random = nullptr;
+};
+
+class ProfileSyncer final : public Syncer {
+ public:
+  ProfileSyncer(const config::TargetOptions& target, const config::RetryOptions& retry,
+                int threads, SyncerDeps deps);
+
+  // The resolved API key; called at start and on SIGHUP. Threads rebuild their transports on
+  // their next sync.
+  void SetApiKey(std::string api_key);
+
+  SyncResult Sync(int thread, const EmployeeWork& work) override;
+  Status Probe(int thread) override;
+
+ private:
+  struct PerThread {
+    uint64_t generation = 0;
+    std::unique_ptr<scim::Transport> transport;
+    std::unique_ptr<scim::Converger> converger;
+  };
+  Result<scim::Converger*> ConvergerFor(int thread);
+  SyncResult FromPlanError(scim::Converger& converger, const EmployeeWork& work,
+                           const Error& error);
+
+  config::TargetOptions target_;
+  config::RetryOptions retry_;
+  SyncerDeps deps_;
+  std::mutex key_mu_;
+  std::string api_key_;
+  std::atomic<uint64_t> generation_{1};
+  std::vector<PerThread> threads_;
+};
+
+}  // namespace scimsync::daemon

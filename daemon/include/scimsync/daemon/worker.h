@@ -1,0 +1,173 @@
+// Workers: take items from the partitions this instance owns and converge each employee, one
+// employee at a time and in arrival order.
+//
+//   * A partition is worked by one thread of one instance (Leases), so one employee's items are
+//     never applied concurrently, also across instances.
+//   * Each batch is grouped by employee; a group is one sync (a burst coalesces).
+//   * While an employee has an item waiting for a retry, their newer items are parked behind it
+//     (same due time), so nothing overtakes; other employees go on.
+//   * Every outcome is recorded in Redis (ack, retry, park, dead letter) before the next item
+//     of that employee is looked at; after a crash, pending items are claimed again and converge.
+//   * An auth error pauses every worker (nothing is consumed) until a probe succeeds.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "scimsync/clock.h"
+#include "scimsync/daemon/coordination.h"
+#include "scimsync/queue/queue.h"
+#include "scimsync/result.h"
+
+namespace scimsync::daemon {
+
+// One employee's items of one batch, oldest first.
+struct EmployeeWork {
+  int partition = -1;
+  std::string profile;
+  std::string tenant;
+  std::string employee_key;
+  std::vector<queue::Item> items;
+};
+
+struct SyncResult {
+  enum class Kind {
+    kDone,        // ack every item
+    kRetry,       // RetryLater every item after delay_ms
+    kDeadLetter,  // dead-letter every item
+    kPause,       // the API key was refused: park the items, pause all workers
+    kHold,        // the mass-suspension guard holds it: park the items, look again later
+  };
+  Kind kind = Kind::kDone;
+  int64_t delay_ms = 0;
+  // kRetry that was no failure (waiting for a rate-limit slot): the attempt is not counted.
+  bool count_attempt = true;
+  // Items (indexes into EmployeeWork::items) whose action takes effect later: parked until
+  // the given time (ms), whatever happens to the rest.
+  std::vector<std::pair<size_t, int64_t>> deferred;
+
+  // For logs, dead letters and metrics.
+  std::string action;  // sync, suspend, reactivate, delete, ignore
+  std::string result;  // created, updated, unchanged, deleted, absent, stale, retry, dead_letter...
+  std::string reason;
+  std::string error_kind;
+  std::string last_request;
+  std::string last_response;
+  int http_status = 0;
+  std::string jumpcloud_id;
+};
+
+// Turns one employee's items into JumpCloud state. `thread` is the calling worker's index: an
+// implementation keeps per-thread resources (connections) without locks.
+class Syncer {
+ public:
+  virtual ~Syncer() = default;
+  virtual SyncResult Sync(int thread, const EmployeeWork& work) = 0;
+  // While paused: does the target accept the credentials now? ok = resume.
+  virtual Status Probe(int thread) = 0;
+};
+
+struct WorkerOptions {
+  int threads = 4;
+  std::string consumer;  // stream consumer name: the instance id
+  int batch = 64;
+  // Stream items delivered but not ended for this long are claimed again (their worker died).
+  int64_t claim_idle_ms = 60000;
+  // An item handed out of the retry set comes back after this long if its worker died.
+  int64_t retry_lease_ms = 60000;
+  // How often a paused pool probes the target, and how often it logs that it is paused.
+  int64_t probe_interval_ms = 5000;
+  int64_t pause_log_interval_ms = 60000;
+  // Held suspensions are looked at again this often.
+  int64_t hold_recheck_ms = 15000;
+  // Idle polling: a worker that found nothing sleeps this long at most before looking again.
+  int64_t idle_sleep_ms = 50;
+};
+
+// Called for each item outcome: logs and metrics hang off it.
+using OutcomeHook = std::function<void(const EmployeeWork&, const queue::Item&,
+                                       const SyncResult&, int64_t latency_ms)>;
+
+class WorkerPool {
+ public:
+  // Every reference must outlive the pool. `owns` says whether this instance may work on a
+  // partition now; `release_if_marked` is called between batches (Leases' methods in the daemon,
+  // "own everything" in unit tests).
+  WorkerPool(WorkerOptions options, queue::Queue& queue, Syncer& syncer, const Clock& clock,
+             std::function<bool(int)> owns, std::function<void(int)> release_if_marked);
+  ~WorkerPool();
+
+  void Start();
+  // Stops taking items and waits up to drain_ms for in-flight syncs. Returns false when some
+  // were still running (they stay pending in Redis and are claimed after a restart).
+  bool Stop(int64_t drain_ms);
+
+  // One pass over every owned partition on the calling thread (unit tests drive the pool with
+  // this instead of Start()). Returns the number of items ended.
+  int RunOnce(int thread = 0);
+
+  void SetOutcomeHook(OutcomeHook hook) { hook_ = std::move(hook); }
+  // Called when the pool pauses or resumes (reason empty on resume).
+  void SetPauseHook(std::function<void(const std::string&)> hook) { pause_hook_ = std::move(hook); }
+  // Called by each worker thread once per loop iteration (the systemd watchdog's heartbeat).
+  void SetIterationHook(std::function<void(int)> hook) { iteration_hook_ = std::move(hook); }
+
+  bool paused() const { return paused_.load(); }
+  // After SIGHUP re-read the key: probe at once instead of waiting for the interval.
+  void ProbeSoon() { next_probe_ms_ = 0; }
+  // Counters for status and watchdog: batches done by each thread (progress).
+  uint64_t progress(int thread) const;
+
+ private:
+  struct PartitionState {
+    bool loaded = false;
+    std::vector<queue::Item> claimed;           // pending items claimed on load
+    std::map<std::string, int64_t> waiting;     // employee -> latest due of their parked items
+    int64_t next_claim_ms = 0;
+  };
+
+  void Loop(int thread);
+  int Step(int thread, int partition);
+  int Process(int thread, int partition, std::vector<queue::Item> items);
+  void Pause(const std::string& reason);
+  bool MaybeResume(int thread);
+
+  WorkerOptions options_;
+  queue::Queue& queue_;
+  Syncer& syncer_;
+  const Clock& clock_;
+  std::function<bool(int)> owns_;
+  std::function<void(int)> release_if_marked_;
+  OutcomeHook hook_;
+  std::function<void(const std::string&)> pause_hook_;
+  std::function<void(int)> iteration_hook_;
+
+  std::vector<PartitionState> partitions_;  // index = partition; touched by its thread only
+  std::vector<std::thread> threads_;
+  std::unique_ptr<std::atomic<uint64_t>[]> progress_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> paused_{false};
+  std::atomic<int> busy_{0};
+  std::atomic<int64_t> next_probe_ms_{0};
+  std::atomic<int64_t> next_pause_log_ms_{0};
+  std::mutex pause_mu_;
+  std::string pause_reason_;
+  std::mutex wake_mu_;
+  std::condition_variable wake_;
+};
+
+// "<profile>/<tenant>" or "<profile>": the identity scope (link table namespace).
+std::string ScopeOf(const std::string& profile, const std::string& tenant);
+
+// Orders stream entry ids ("1700000000000-12") numerically.
+bool EntryIdLess(const std::string& a, const std::string& b);
+
+}  // namespace scimsync::daemon

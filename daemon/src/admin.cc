@@ -1,0 +1,256 @@
+#include "scimsync/daemon/admin.h"
+
+#include <cstdlib>
+#include <iomanip>
+#include <sstream>
+
+#include "scimsync/clock.h"
+#include "scimsync/daemon/app.h"
+#include "scimsync/daemon/coordination.h"
+#include "scimsync/log.h"
+#include "scimsync/queue/queue.h"
+#include "scimsync/queue/redis.h"
+
+namespace scimsync::daemon {
+namespace {
+
+std::string Json(const std::string& s) {
+  std::string out = "\"";
+  log::AppendJsonEscaped(out, s);
+  return out + "\"";
+}
+
+int64_t EntryMs(const std::string& id) { return std::strtoll(id.c_str(), nullptr, 10); }
+
+std::string ItemJson(const queue::Item& item) {
+  std::ostringstream o;
+  o << "{\"profile\":" << Json(item.profile) << ",\"tenant\":" << Json(item.tenant)
+    << ",\"employee\":" << Json(item.employee_key) << ",\"dedup_id\":" << Json(item.dedup_id)
+    << ",\"event_type\":" << Json(item.event_type) << ",\"occurred_at\":" << Json(item.occurred_at)
+    << ",\"trace_id\":" << Json(item.trace_id) << ",\"attempts\":" << item.attempts
+    << ",\"received_at_ms\":" << item.received_at_ms << ",\"payload\":" << Json(item.payload)
+    << "}";
+  return o.str();
+}
+
+int RedisDown(std::ostream& err, const Error& e) {
+  err << "scimsyncd: Redis is not reachable: " << e.message
+      << " (check redis.url and that redis-server runs)\n";
+  return kExitUnavailable;
+}
+
+}  // namespace
+
+Result<std::string> RedisPassword(const config::Config& cfg) {
+  if (cfg.redis.password.empty()) return std::string();
+  auto pw = config::ResolveSecret(cfg.redis.password);
+  if (pw.ok()) return pw;
+  if (!cfg.redis.password.file.empty()) return pw.error();
+  return std::string();  // an unset REDIS_PASSWORD means no AUTH
+}
+
+int RunStatusCommand(const config::Config& cfg, const std::vector<std::string>& args,
+                     std::ostream& out, std::ostream& err) {
+  bool json = false;
+  for (const auto& a : args) {
+    if (a == "--json") {
+      json = true;
+    } else {
+      err << "scimsyncd status: unexpected argument '" << a << "' (usage: status [--json])\n";
+      return kExitUsage;
+    }
+  }
+  auto password = RedisPassword(cfg);
+  if (!password) {
+    err << "scimsyncd: " << password.error().message << "\n";
+    return kExitConfig;
+  }
+  redis::Pool pool(cfg.redis, *password, 2);
+  auto q = queue::NewRedisQueue(cfg.redis, *password);
+  const std::string& prefix = cfg.redis.key_prefix;
+  const int64_t now = SystemClock::Instance().NowMs();
+  auto conn = pool.Acquire();
+  if (Status s = conn->Connect(); !s.ok()) return RedisDown(err, s.error());
+
+  struct Part {
+    int64_t depth = 0, retries = 0, oldest_ms = 0, lease_ttl_ms = -2;
+    std::string owner;
+  };
+  std::vector<Part> parts(static_cast<size_t>(cfg.redis.partitions));
+  int64_t total = 0, total_retries = 0, oldest = 0;
+  for (int p = 0; p < cfg.redis.partitions; ++p) {
+    Part& part = parts[static_cast<size_t>(p)];
+    auto r = conn->Commands({{"XLEN", queue::Keys::Stream(prefix, p)},
+                             {"ZCARD", queue::Keys::Retry(prefix, p)},
+                             {"XRANGE", queue::Keys::Stream(prefix, p), "-", "+", "COUNT", "1"},
+                             {"GET", prefix + ":lease:{p" + std::to_string(p) + "}"},
+                             {"PTTL", prefix + ":lease:{p" + std::to_string(p) + "}"}});
+    if (!r) return RedisDown(err, r.error());
+    auto& v = *r;
+    if (v[0].ok()) part.depth = v[0]->AsInteger().value_or(0);
+    if (v[1].ok()) part.retries = v[1]->AsInteger().value_or(0);
+    if (v[2].ok() && !v[2]->elements().empty() && !v[2]->elements()[0].elements().empty()) {
+      part.oldest_ms = now - EntryMs(v[2]->elements()[0].elements()[0].text());
+    }
+    if (v[3].ok()) part.owner = v[3]->AsString().value_or("");
+    if (v[4].ok()) part.lease_ttl_ms = v[4]->AsInteger().value_or(-2);
+    total += part.depth;
+    total_retries += part.retries;
+    oldest = std::max(oldest, part.oldest_ms);
+  }
+  auto dead = q->DeadLetterCount();
+  if (!dead) return RedisDown(err, dead.error());
+  auto paused = conn->Command({"GET", prefix + ":paused"});
+  std::string pause_reason = paused && !paused->is_nil() ? paused->text() : "";
+  auto instances = conn->Command({"ZRANGEBYSCORE", prefix + ":instances",
+                                  std::to_string(now - 10000), "+inf"});
+  SuspensionGuard guard(pool, prefix, cfg.workers.guard, SystemClock::Instance());
+  auto gs = guard.State();
+  if (!gs) return RedisDown(err, gs.error());
+
+  if (json) {
+    out << "{\"queued\":" << total << ",\"retries_waiting\":" << total_retries
+        << ",\"oldest_age_ms\":" << oldest << ",\"dead_letters\":" << *dead
+        << ",\"paused\":" << (pause_reason.empty() ? "false" : "true")
+        << ",\"pause_reason\":" << Json(pause_reason) << ",\"guard\":{\"tripped\":"
+        << (gs->tripped ? "true" : "false") << ",\"recent_suspensions\":" << gs->recent
+        << ",\"limit\":" << gs->limit << "},\"instances\":[";
+    if (instances) {
+      for (size_t i = 0; i < instances->elements().size(); ++i) {
+        out << (i ? "," : "") << Json(instances->elements()[i].text());
+      }
+    }
+    out << "],\"partitions\":[";
+    for (size_t p = 0; p < parts.size(); ++p) {
+      const Part& part = parts[p];
+      out << (p ? "," : "") << "{\"partition\":" << p << ",\"depth\":" << part.depth
+          << ",\"oldest_age_ms\":" << part.oldest_ms << ",\"retries\":" << part.retries
+          << ",\"owner\":" << Json(part.owner) << ",\"lease_ttl_ms\":" << part.lease_ttl_ms << "}";
+    }
+    out << "]}\n";
+    return kExitOk;
+  }
+  out << "queued " << total << ", oldest " << oldest / 1000 << "s, retries waiting "
+      << total_retries << ", dead letters " << *dead << "\n";
+  out << "SCIM work: "
+      << (pause_reason.empty() ? "running" : "PAUSED (" + pause_reason + ")") << "\n";
+  out << "guard: "
+      << (gs->tripped ? "HOLDING suspensions (run `scimsyncd guard release` once checked)"
+                      : "ok")
+      << ", " << gs->recent << " suspensions in the window (limit " << gs->limit << ")\n";
+  out << "instances: ";
+  if (instances && !instances->elements().empty()) {
+    for (size_t i = 0; i < instances->elements().size(); ++i) {
+      out << (i ? ", " : "") << instances->elements()[i].text();
+    }
+  } else {
+    out << "none running";
+  }
+  out << "\n\npartition  depth  oldest  retries  owner\n";
+  for (size_t p = 0; p < parts.size(); ++p) {
+    const Part& part = parts[p];
+    out << std::setw(9) << p << "  " << std::setw(5) << part.depth << "  " << std::setw(5)
+        << part.oldest_ms / 1000 << "s  " << std::setw(7) << part.retries << "  "
+        << (part.owner.empty() ? "-" : part.owner) << "\n";
+  }
+  return kExitOk;
+}
+
+int RunDlqCommand(const config::Config& cfg, const std::vector<std::string>& args,
+                  std::ostream& out, std::ostream& err) {
+  const char* usage = "usage: scimsyncd dlq list | show ID | replay ID | replay --all | drop ID";
+  if (args.empty()) {
+    err << usage << "\n";
+    return kExitUsage;
+  }
+  auto password = RedisPassword(cfg);
+  if (!password) {
+    err << "scimsyncd: " << password.error().message << "\n";
+    return kExitConfig;
+  }
+  auto q = queue::NewRedisQueue(cfg.redis, *password);
+  if (Status s = q->Ping(); !s.ok()) return RedisDown(err, s.error());
+  const std::string& verb = args[0];
+  auto not_found = [&](const Error& e) {
+    err << "scimsyncd dlq: " << e.message << " (see `scimsyncd dlq list`)\n";
+    return e.kind == ErrorKind::kTransient ? kExitUnavailable : kExitDataErr;
+  };
+  if (verb == "list" && args.size() == 1) {
+    std::string after;
+    int n = 0;
+    while (true) {
+      auto page = q->ListDeadLetters(after, 200);
+      if (!page) return RedisDown(err, page.error());
+      for (const auto& e : *page) {
+        out << e.id << "  " << e.item.profile << "  " << e.item.employee_key << "  "
+            << e.item.event_type << "  " << e.error_kind << "  " << e.reason << "\n";
+        after = e.id;
+        ++n;
+      }
+      if (page->size() < 200) break;
+    }
+    if (n == 0) out << "no dead letters\n";
+    return kExitOk;
+  }
+  if (verb == "show" && args.size() == 2) {
+    auto e = q->GetDeadLetter(args[1]);
+    if (!e) return not_found(e.error());
+    out << "{\"id\":" << Json(e->id) << ",\"error_kind\":" << Json(e->error_kind)
+        << ",\"reason\":" << Json(e->reason) << ",\"dead_at_ms\":" << e->dead_at_ms
+        << ",\"last_request\":" << Json(e->last_request)
+        << ",\"last_response\":" << Json(e->last_response) << ",\"item\":" << ItemJson(e->item)
+        << "}\n";
+    return kExitOk;
+  }
+  if (verb == "replay" && args.size() == 2 && args[1] == "--all") {
+    int n = 0;
+    while (true) {
+      auto page = q->ListDeadLetters("", 200);
+      if (!page) return RedisDown(err, page.error());
+      if (page->empty()) break;
+      for (const auto& e : *page) {
+        auto r = q->ReplayDeadLetter(e.id);
+        if (!r) return not_found(r.error());
+        ++n;
+      }
+    }
+    out << "replayed " << n << " dead letters into their partitions\n";
+    return kExitOk;
+  }
+  if (verb == "replay" && args.size() == 2) {
+    auto r = q->ReplayDeadLetter(args[1]);
+    if (!r) return not_found(r.error());
+    out << "replayed " << args[1] << " (employee " << r->employee_key << ", partition "
+        << r->partition << ")\n";
+    return kExitOk;
+  }
+  if (verb == "drop" && args.size() == 2) {
+    Status s = q->DropDeadLetter(args[1]);
+    if (!s.ok()) return not_found(s.error());
+    out << "dropped " << args[1] << "\n";
+    return kExitOk;
+  }
+  err << usage << "\n";
+  return kExitUsage;
+}
+
+int RunGuardCommand(const config::Config& cfg, const std::vector<std::string>& args,
+                    std::ostream& out, std::ostream& err) {
+  if (args.size() != 1 || args[0] != "release") {
+    err << "usage: scimsyncd guard release\n";
+    return kExitUsage;
+  }
+  auto password = RedisPassword(cfg);
+  if (!password) {
+    err << "scimsyncd: " << password.error().message << "\n";
+    return kExitConfig;
+  }
+  redis::Pool pool(cfg.redis, *password, 1);
+  SuspensionGuard guard(pool, cfg.redis.key_prefix, cfg.workers.guard, SystemClock::Instance());
+  Status s = guard.Release();
+  if (!s.ok()) return RedisDown(err, s.error());
+  out << "guard released: held suspensions are applied within a minute; counting starts afresh\n";
+  return kExitOk;
+}
+
+}  // namespace scimsync::daemon

@@ -1,0 +1,346 @@
+#include "scimsync/daemon/coordination.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <random>
+
+#include "scimsync/log.h"
+
+namespace scimsync::daemon {
+namespace {
+
+std::string LeaseKey(const std::string& prefix, int partition) {
+  return prefix + ":lease:{p" + std::to_string(partition) + "}";
+}
+
+// Renews the leases this instance holds; returns, per partition, 1 (renewed) or 0 (lost).
+const redis::Script& RenewScript() {
+  static const redis::Script kScript(R"lua(
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+)lua");
+  return kScript;
+}
+
+const redis::Script& ReleaseScript() {
+  static const redis::Script kScript(R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+)lua");
+  return kScript;
+}
+
+// KEYS: events, tripped, suspended. ARGV: now, window_ms, limit, who.
+const redis::Script& AdmitScript() {
+  static const redis::Script kScript(R"lua(
+if redis.call('SISMEMBER', KEYS[3], ARGV[4]) == 1 then return 1 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+if redis.call('ZCARD', KEYS[1]) + 1 > tonumber(ARGV[3]) then
+  redis.call('SET', KEYS[2], ARGV[1])
+  return 0
+end
+redis.call('ZADD', KEYS[1], now, ARGV[4] .. '@' .. ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+)lua");
+  return kScript;
+}
+
+// KEYS: versions hash. ARGV: field, version.
+const redis::Script& RaiseScript() {
+  static const redis::Script kScript(R"lua(
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  local a, b = tonumber(cur), tonumber(ARGV[2])
+  if a and b then
+    if b <= a then return 0 end
+  elseif ARGV[2] <= cur then
+    return 0
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+)lua");
+  return kScript;
+}
+
+bool IsInteger(const std::string& s) {
+  if (s.empty() || s.size() > 18) return false;
+  size_t i = (s[0] == '-') ? 1 : 0;
+  if (i == s.size()) return false;
+  for (; i < s.size(); ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string NewInstanceId() {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  std::random_device rd;
+  std::mt19937 rng(rd());
+  return std::string(host) + ":" + std::to_string(getpid()) + ":" +
+         std::to_string(std::uniform_int_distribution<uint32_t>(0, 0xffffff)(rng));
+}
+
+int CompareVersions(const std::string& a, const std::string& b) {
+  if (IsInteger(a) && IsInteger(b)) {
+    long long x = std::strtoll(a.c_str(), nullptr, 10);
+    long long y = std::strtoll(b.c_str(), nullptr, 10);
+    return x < y ? -1 : x > y ? 1 : 0;
+  }
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+Leases::Leases(redis::Pool& pool, LeaseOptions options, const Clock& clock)
+    : pool_(pool),
+      options_(std::move(options)),
+      clock_(clock),
+      valid_until_ms_(static_cast<size_t>(options_.partitions), 0) {}
+
+Result<std::vector<int>> Leases::Heartbeat() {
+  const int64_t now = clock_.NowMs();
+  const std::string instances = options_.key_prefix + ":instances";
+  auto conn = pool_.Acquire();
+
+  auto reg = conn->Commands({{"ZADD", instances, std::to_string(now), options_.instance_id},
+                             {"ZREMRANGEBYSCORE", instances, "-inf",
+                              std::to_string(now - options_.lease_ms)},
+                             {"ZCARD", instances}});
+  if (!reg) return reg.error();
+  int64_t live = 1;
+  if ((*reg)[2].ok() && (*reg)[2]->AsInteger()) live = std::max<int64_t>(1, *(*reg)[2]->AsInteger());
+  const int share = static_cast<int>((options_.partitions + live - 1) / live);
+
+  // Renew what we hold.
+  std::vector<int> held;
+  {
+    std::lock_guard lock(mu_);
+    for (int p = 0; p < options_.partitions; ++p) {
+      if (valid_until_ms_[static_cast<size_t>(p)] > 0) held.push_back(p);
+    }
+  }
+  std::vector<int> owned;
+  if (!held.empty()) {
+    std::vector<std::string> keys;
+    for (int p : held) keys.push_back(LeaseKey(options_.key_prefix, p));
+    auto renewed = conn->Eval(RenewScript(), keys,
+                              {options_.instance_id, std::to_string(options_.lease_ms)});
+    if (!renewed) return renewed.error();
+    const auto& flags = renewed->elements();
+    std::lock_guard lock(mu_);
+    for (size_t i = 0; i < held.size(); ++i) {
+      bool ok = i < flags.size() && flags[i].AsInteger().value_or(0) == 1;
+      auto& until = valid_until_ms_[static_cast<size_t>(held[i])];
+      if (ok) {
+        // Work stops a quarter lease before the lease could run out, so a stalled renewal never
+        // lets two instances work one partition.
+        until = now + options_.lease_ms * 3 / 4;
+        owned.push_back(held[i]);
+      } else {
+        until = 0;
+        to_release_.erase(held[i]);
+        log::Warn("lost a partition lease to another instance", {{"partition", held[i]}});
+      }
+    }
+  }
+
+  // Take free partitions up to the fair share, starting at an offset of our own so instances
+  // starting together do not all race for partition 0.
+  if (static_cast<int>(owned.size()) < share) {
+    const int start = static_cast<int>(std::hash<std::string>{}(options_.instance_id) %
+                                       static_cast<size_t>(options_.partitions));
+    for (int k = 0; k < options_.partitions && static_cast<int>(owned.size()) < share; ++k) {
+      int p = (start + k) % options_.partitions;
+      if (std::find(owned.begin(), owned.end(), p) != owned.end()) continue;
+      auto set = conn->Command({"SET", LeaseKey(options_.key_prefix, p), options_.instance_id,
+                                "NX", "PX", std::to_string(options_.lease_ms)});
+      if (!set) return set.error();
+      if (set->AsString().value_or("") == "OK") {
+        std::lock_guard lock(mu_);
+        valid_until_ms_[static_cast<size_t>(p)] = now + options_.lease_ms * 3 / 4;
+        owned.push_back(p);
+        log::Info("took partition", {{"partition", p}, {"instance", options_.instance_id}});
+      }
+    }
+  }
+  // Over the share (an instance joined): mark the surplus; workers give it back between batches.
+  if (static_cast<int>(owned.size()) > share) {
+    std::sort(owned.begin(), owned.end());
+    std::lock_guard lock(mu_);
+    for (size_t i = static_cast<size_t>(share); i < owned.size(); ++i) to_release_.insert(owned[i]);
+  }
+  std::sort(owned.begin(), owned.end());
+  return owned;
+}
+
+bool Leases::Owns(int partition) const {
+  std::lock_guard lock(mu_);
+  return valid_until_ms_[static_cast<size_t>(partition)] > clock_.NowMs() &&
+         to_release_.count(partition) == 0;
+}
+
+void Leases::ReleaseIfMarked(int partition) {
+  {
+    std::lock_guard lock(mu_);
+    if (to_release_.erase(partition) == 0) return;
+    valid_until_ms_[static_cast<size_t>(partition)] = 0;
+  }
+  auto r = pool_.Acquire()->Eval(ReleaseScript(), {LeaseKey(options_.key_prefix, partition)},
+                                 {options_.instance_id});
+  log::Info("handed a partition over", {{"partition", partition}});
+  if (!r) log::Warn("could not release a lease; it expires by itself", {{"detail", r.error().message}});
+}
+
+void Leases::ReleaseAll() {
+  std::vector<int> held;
+  {
+    std::lock_guard lock(mu_);
+    for (int p = 0; p < options_.partitions; ++p) {
+      if (valid_until_ms_[static_cast<size_t>(p)] > 0) held.push_back(p);
+      valid_until_ms_[static_cast<size_t>(p)] = 0;
+    }
+    to_release_.clear();
+  }
+  auto conn = pool_.Acquire();
+  for (int p : held) {
+    (void)conn->Eval(ReleaseScript(), {LeaseKey(options_.key_prefix, p)}, {options_.instance_id});
+  }
+  (void)conn->Command({"ZREM", options_.key_prefix + ":instances", options_.instance_id});
+}
+
+std::vector<int> Leases::Owned() const {
+  std::vector<int> out;
+  std::lock_guard lock(mu_);
+  const int64_t now = clock_.NowMs();
+  for (int p = 0; p < options_.partitions; ++p) {
+    if (valid_until_ms_[static_cast<size_t>(p)] > now) out.push_back(p);
+  }
+  return out;
+}
+
+SuspensionGuard::SuspensionGuard(redis::Pool& pool, std::string key_prefix,
+                                 config::GuardOptions options, const Clock& clock)
+    : pool_(pool), prefix_(std::move(key_prefix)), options_(options), clock_(clock) {}
+
+int64_t SuspensionGuard::Limit() {
+  int64_t limit = options_.max_suspends;
+  if (options_.max_suspend_percent <= 0) return limit;
+  const int64_t now = clock_.NowMs();
+  if (linked_at_ms_.load() + 600'000 < now) {
+    // Count linked users: SCAN is cheap enough every ten minutes and needs no counter that
+    // could drift from the link table.
+    int64_t count = 0;
+    std::string cursor = "0";
+    auto conn = pool_.Acquire();
+    do {
+      auto r = conn->Command({"SCAN", cursor, "MATCH", prefix_ + ":link:*", "COUNT", "1000"});
+      if (!r || r->elements().size() != 2) {
+        count = -1;
+        break;
+      }
+      cursor = r->elements()[0].text();
+      count += static_cast<int64_t>(r->elements()[1].elements().size());
+    } while (cursor != "0");
+    if (count >= 0) {
+      linked_cache_ = count;
+      linked_at_ms_ = now;
+    }
+  }
+  // A percentage of a handful of users would hold every second suspension; it applies from 20
+  // linked users on.
+  const int64_t linked = linked_cache_.load();
+  if (linked >= 20) {
+    auto by_percent = static_cast<int64_t>(
+        static_cast<double>(linked) * options_.max_suspend_percent / 100.0 + 0.999);
+    limit = std::min(limit, std::max<int64_t>(1, by_percent));
+  }
+  return limit;
+}
+
+Result<bool> SuspensionGuard::Admit(const std::string& who) {
+  const int64_t limit = Limit();
+  auto r = pool_.Acquire()->Eval(
+      AdmitScript(),
+      {prefix_ + ":guard:events", prefix_ + ":guard:tripped", prefix_ + ":guard:suspended"},
+      {std::to_string(clock_.NowMs()), std::to_string(options_.window_s * 1000),
+       std::to_string(limit), who});
+  if (!r) return r.error();
+  return r->AsInteger().value_or(0) == 1;
+}
+
+Status SuspensionGuard::Record(const std::string& who, bool suspended) {
+  auto r = pool_.Acquire()->Command(
+      {suspended ? "SADD" : "SREM", prefix_ + ":guard:suspended", who});
+  if (!r) return r.error();
+  return {};
+}
+
+Status SuspensionGuard::Release() {
+  auto r = pool_.Acquire()->Command(
+      {"DEL", prefix_ + ":guard:tripped", prefix_ + ":guard:events"});
+  if (!r) return r.error();
+  return {};
+}
+
+Result<GuardState> SuspensionGuard::State() {
+  GuardState s;
+  auto conn = pool_.Acquire();
+  const int64_t now = clock_.NowMs();
+  auto r = conn->Commands({{"GET", prefix_ + ":guard:tripped"},
+                           {"ZCOUNT", prefix_ + ":guard:events",
+                            std::to_string(now - options_.window_s * 1000), "+inf"}});
+  if (!r) return r.error();
+  if ((*r)[0].ok() && !(*r)[0]->is_nil()) {
+    s.tripped = true;
+    s.tripped_at_ms = (*r)[0]->AsInteger().value_or(0);
+  }
+  if ((*r)[1].ok()) s.recent = (*r)[1]->AsInteger().value_or(0);
+  s.limit = Limit();
+  return s;
+}
+
+Result<std::string> Versions::Get(int partition, const std::string& who) {
+  auto r = pool_.Acquire()->Command(
+      {"HGET", prefix_ + ":{p" + std::to_string(partition) + "}:versions", who});
+  if (!r) return r.error();
+  return r->AsString().value_or("");
+}
+
+Status Versions::Raise(int partition, const std::string& who, const std::string& version) {
+  if (version.empty()) return {};
+  auto r = pool_.Acquire()->Eval(
+      RaiseScript(), {prefix_ + ":{p" + std::to_string(partition) + "}:versions"}, {who, version});
+  if (!r) return r.error();
+  return {};
+}
+
+Status SetPausedFlag(redis::Pool& pool, const std::string& key_prefix, const std::string& reason,
+                     int64_t ttl_ms) {
+  auto r = pool.Acquire()->Command(
+      {"SET", key_prefix + ":paused", reason, "PX", std::to_string(ttl_ms)});
+  if (!r) return r.error();
+  return {};
+}
+
+Status ClearPausedFlag(redis::Pool& pool, const std::string& key_prefix) {
+  auto r = pool.Acquire()->Command({"DEL", key_prefix + ":paused"});
+  if (!r) return r.error();
+  return {};
+}
+
+}  // namespace scimsync::daemon

@@ -1,0 +1,342 @@
+#include "scimsync/daemon/sync.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "scimsync/log.h"
+
+namespace scimsync::daemon {
+namespace {
+
+scim::Action ToScimAction(connectors::Action a) {
+  switch (a) {
+    case connectors::Action::kSuspend:
+      return scim::Action::kSuspend;
+    case connectors::Action::kReactivate:
+      return scim::Action::kReactivate;
+    case connectors::Action::kDelete:
+      return scim::Action::kDelete;
+    default:
+      return scim::Action::kSync;
+  }
+}
+
+connectors::WorkItem ToWorkItem(const queue::Item& item) {
+  connectors::WorkItem w;
+  w.tenant = item.tenant;
+  w.employee_key = item.employee_key;
+  w.event_type = item.event_type;
+  w.occurred_at = item.occurred_at;
+  w.payload = item.payload;
+  return w;
+}
+
+std::string Problems(const std::vector<scim::ValidationProblem>& problems) {
+  std::string out = "the mapped user breaks JumpCloud's rules: ";
+  for (size_t i = 0; i < problems.size(); ++i) {
+    if (i > 0) out += "; ";
+    out += problems[i].ToString();
+  }
+  return out;
+}
+
+SyncResult DeadLetter(const std::string& action, ErrorKind kind, const std::string& reason) {
+  SyncResult r;
+  r.kind = SyncResult::Kind::kDeadLetter;
+  r.action = action;
+  r.result = "dead_letter";
+  r.error_kind = ErrorKindName(kind);
+  r.reason = reason;
+  return r;
+}
+
+// The fold of several planned items of one employee into one desired state.
+struct Folded {
+  bool any = false;  // some item meant something
+  connectors::Action action = connectors::Action::kIgnore;
+  std::optional<scim::User> user;
+  std::optional<bool> active;
+  std::vector<scim::ValidationProblem> problems;
+  std::string version;
+};
+
+void Fold(Folded& f, const connectors::Plan& plan) {
+  switch (plan.action) {
+    case connectors::Action::kIgnore:
+      return;
+    case connectors::Action::kDelete:
+      f = Folded{};
+      f.any = true;
+      f.action = connectors::Action::kDelete;
+      f.user = plan.user;
+      break;
+    case connectors::Action::kSync:
+      if (plan.user) {
+        f.user = plan.user;
+        f.problems = plan.problems;
+        if (plan.user->active) f.active = plan.user->active;
+      }
+      f.action = connectors::Action::kSync;
+      break;
+    case connectors::Action::kReactivate:
+      if (plan.user) {
+        f.user = plan.user;
+        f.problems = plan.problems;
+      }
+      f.active = true;
+      f.action = connectors::Action::kSync;
+      break;
+    case connectors::Action::kSuspend:
+      if (plan.user && !f.user) {
+        // A suspension that carries a record: keep it for the attributes, but a record that
+        // fails validation must not stop the suspension itself.
+        f.user = plan.user;
+      }
+      f.active = false;
+      f.action = f.user && f.action == connectors::Action::kSync ? connectors::Action::kSync
+                                                                  : connectors::Action::kSuspend;
+      break;
+  }
+  f.any = true;
+  if (!plan.version.empty() && CompareVersions(plan.version, f.version) > 0) {
+    f.version = plan.version;
+  }
+}
+
+}  // namespace
+
+ProfileSyncer::ProfileSyncer(const config::TargetOptions& target,
+                             const config::RetryOptions& retry, int threads, SyncerDeps deps)
+    : target_(target), retry_(retry), deps_(deps), threads_(static_cast<size_t>(std::max(1, threads))) {}
+
+void ProfileSyncer::SetApiKey(std::string api_key) {
+  std::lock_guard lock(key_mu_);
+  api_key_ = std::move(api_key);
+  ++generation_;
+}
+
+Result<scim::Converger*> ProfileSyncer::ConvergerFor(int thread) {
+  PerThread& t = threads_[static_cast<size_t>(thread) % threads_.size()];
+  const uint64_t gen = generation_.load();
+  if (t.converger && t.generation == gen) return t.converger.get();
+  std::string key;
+  {
+    std::lock_guard lock(key_mu_);
+    key = api_key_;
+  }
+  scim::TransportOptions topts = scim::TransportOptions::From(target_, key);
+  Result<std::unique_ptr<scim::Transport>> transport =
+      target_.dry_run ? scim::NewDryRunTransport(topts, target_.dry_run_file)
+                      : scim::NewHttpTransport(topts);
+  if (!transport) return transport.error();
+  scim::ConvergerDeps cdeps;
+  cdeps.transport = transport->get();
+  cdeps.limiter = deps_.limiter;
+  cdeps.links = deps_.links;
+  cdeps.clock = deps_.clock;
+  cdeps.random = deps_.random;
+  auto converger = std::make_unique<scim::Converger>(
+      scim::ConvergerOptions::From(target_, retry_), cdeps);
+  t.converger = std::move(converger);
+  t.transport = std::move(transport.value());
+  t.generation = gen;
+  return t.converger.get();
+}
+
+Status ProfileSyncer::Probe(int thread) {
+  auto conv = ConvergerFor(thread);
+  if (!conv) return conv.error();
+  auto caps = (*conv)->Probe();
+  if (!caps) return caps.error();
+  return {};
+}
+
+SyncResult ProfileSyncer::FromPlanError(scim::Converger& converger, const EmployeeWork& work,
+                                        const Error& error) {
+  int attempt = 1;
+  int64_t first_ms = work.items.front().received_at_ms;
+  for (const auto& i : work.items) {
+    attempt = std::max(attempt, i.attempts + 1);
+    first_ms = std::min(first_ms, i.received_at_ms);
+  }
+  Error e = error;
+  std::string reason = "HRIS: " + error.message;
+  if (error.kind == ErrorKind::kAuth) {
+    // The HRIS API refused our credentials: nothing JumpCloud's pause would fix. Retry with
+    // backoff so a fixed credential (SIGHUP) picks the items up again.
+    e.kind = ErrorKind::kTransient;
+    reason = "HRIS API refused the credentials (fix the profile's api settings and reload): " +
+             error.message;
+  }
+  if (e.kind == ErrorKind::kTransient) {
+    scim::RetryDecision d = converger.retry_policy().Decide(attempt, first_ms, e);
+    if (d.retry) {
+      SyncResult r;
+      r.kind = SyncResult::Kind::kRetry;
+      r.delay_ms = d.delay_ms;
+      r.action = "plan";
+      r.result = "retry";
+      r.reason = reason;
+      r.error_kind = ErrorKindName(error.kind);
+      return r;
+    }
+    return DeadLetter("plan", error.kind, reason + " (" + d.reason + ")");
+  }
+  return DeadLetter("plan", error.kind, reason);
+}
+
+SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
+  auto snapshot = deps_.profiles->Snapshot();
+  auto it = snapshot->find(work.profile);
+  if (it == snapshot->end()) {
+    return DeadLetter("plan", ErrorKind::kPermanent,
+                      "profile '" + work.profile +
+                          "' is no longer configured: add it back and replay the dead letter");
+  }
+  const connectors::Profile& profile = *it->second.profile;
+  auto conv = ConvergerFor(thread);
+  if (!conv) {
+    return DeadLetter("sync", conv.error().kind, "cannot reach the target: " + conv.error().message);
+  }
+  scim::Converger& converger = **conv;
+  const int64_t now_ms = deps_.clock->NowMs();
+  const std::string scope = ScopeOf(work.profile, work.tenant);
+  const std::string who = scope + '\x1f' + work.employee_key;
+
+  SyncResult result;
+  Folded folded;
+  if (profile.payload_carries_record()) {
+    std::string applied;
+    if (deps_.versions) {
+      auto v = deps_.versions->Get(work.partition, who);
+      if (!v) return FromPlanError(converger, work, Error::Transient("redis: " + v.error().message));
+      applied = *v;
+    }
+    std::vector<std::pair<size_t, connectors::Plan>> plans;
+    for (size_t i = 0; i < work.items.size(); ++i) {
+      auto plan = profile.PlanItem(ToWorkItem(work.items[i]), *deps_.fetcher, now_ms / 1000);
+      if (!plan) return FromPlanError(converger, work, plan.error());
+      if (plan->effective_at_s && *plan->effective_at_s * 1000 > now_ms) {
+        result.deferred.emplace_back(i, *plan->effective_at_s * 1000);
+        continue;
+      }
+      if (!applied.empty() && !plan->version.empty() &&
+          CompareVersions(plan->version, applied) < 0) {
+        continue;  // older than what JumpCloud already has: dropped
+      }
+      plans.emplace_back(i, std::move(plan.value()));
+    }
+    std::stable_sort(plans.begin(), plans.end(), [](const auto& a, const auto& b) {
+      return CompareVersions(a.second.version, b.second.version) < 0;
+    });
+    for (const auto& [i, plan] : plans) Fold(folded, plan);
+  } else {
+    // Level-triggered: the newest item that means something; the fetched record is the state.
+    for (size_t k = work.items.size(); k-- > 0;) {
+      auto plan = profile.PlanItem(ToWorkItem(work.items[k]), *deps_.fetcher, now_ms / 1000);
+      if (!plan) return FromPlanError(converger, work, plan.error());
+      if (plan->effective_at_s && *plan->effective_at_s * 1000 > now_ms) {
+        result.deferred.emplace_back(k, *plan->effective_at_s * 1000);
+        continue;
+      }
+      if (plan->action == connectors::Action::kIgnore) continue;
+      Fold(folded, *plan);
+      break;
+    }
+  }
+
+  if (!folded.any) {
+    result.kind = SyncResult::Kind::kDone;
+    result.action = "ignore";
+    result.result = "ignored";
+    return result;
+  }
+
+  scim::Job job;
+  job.scope = scope;
+  job.trace_id = work.items.back().trace_id;
+  job.first_attempt_ms = work.items.front().received_at_ms;
+  job.attempt = 1;
+  for (const auto& i : work.items) {
+    job.attempt = std::max(job.attempt, i.attempts + 1);
+    job.first_attempt_ms = std::min(job.first_attempt_ms, i.received_at_ms);
+  }
+  job.action = ToScimAction(folded.action);
+  if (folded.user) job.desired = *folded.user;
+  if (job.desired.external_id.empty()) job.desired.external_id = work.employee_key;
+  if (folded.active) job.desired.active = folded.active;
+  result.action = scim::ActionName(job.action);
+
+  if (job.action == scim::Action::kSync) {
+    if (!folded.problems.empty()) {
+      auto r = DeadLetter(result.action, ErrorKind::kInvalid, Problems(folded.problems));
+      r.deferred = result.deferred;
+      return r;
+    }
+  }
+
+  const bool suspending = job.action == scim::Action::kSuspend ||
+                          (job.action == scim::Action::kSync && job.desired.active == false);
+  if (suspending && deps_.guard) {
+    auto admitted = deps_.guard->Admit(who);
+    if (!admitted) {
+      result.kind = SyncResult::Kind::kRetry;
+      result.count_attempt = false;
+      result.delay_ms = 1000;
+      result.result = "retry";
+      result.reason = "redis: " + admitted.error().message;
+      return result;
+    }
+    if (!*admitted) {
+      result.kind = SyncResult::Kind::kHold;
+      result.result = "held";
+      result.reason = "the mass-suspension guard holds suspensions until `scimsyncd guard release`";
+      return result;
+    }
+  }
+
+  scim::Outcome out = converger.Converge(job);
+  result.last_request = out.last_request;
+  result.last_response = out.last_response;
+  result.reason = out.reason;
+  result.jumpcloud_id = out.jumpcloud_id;
+  if (out.error) {
+    result.error_kind = ErrorKindName(out.error->kind);
+    result.http_status = out.error->http_status;
+  }
+  switch (out.decision) {
+    case scim::Decision::kDone:
+      result.kind = SyncResult::Kind::kDone;
+      result.result = scim::ChangeName(out.change);
+      if (deps_.versions && !folded.version.empty()) {
+        Status s = deps_.versions->Raise(work.partition, who, folded.version);
+        if (!s.ok()) log::Warn("cannot store the applied version", {{"detail", s.error().message}});
+      }
+      if (deps_.guard && out.change != scim::Change::kAbsent) {
+        if (suspending) {
+          (void)deps_.guard->Record(who, true);
+        } else if (job.desired.active == true) {
+          (void)deps_.guard->Record(who, false);
+        }
+      }
+      break;
+    case scim::Decision::kRetry:
+      result.kind = SyncResult::Kind::kRetry;
+      result.delay_ms = out.retry_after_ms;
+      result.count_attempt = !out.rate_limited;
+      result.result = out.rate_limited ? "rate_limited" : "retry";
+      break;
+    case scim::Decision::kGiveUp:
+      result.kind = SyncResult::Kind::kDeadLetter;
+      result.result = "dead_letter";
+      if (result.error_kind.empty()) result.error_kind = "permanent";
+      break;
+    case scim::Decision::kPause:
+      result.kind = SyncResult::Kind::kPause;
+      result.result = "paused";
+      break;
+  }
+  return result;
+}
+
+}  // namespace scimsync::daemon

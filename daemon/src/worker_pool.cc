@@ -1,0 +1,319 @@
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <set>
+
+#include "scimsync/daemon/worker.h"
+#include "scimsync/log.h"
+
+namespace scimsync::daemon {
+namespace {
+
+std::string EmployeeId(const queue::Item& item) {
+  return item.profile + '\x1f' + item.tenant + '\x1f' + item.employee_key;
+}
+
+std::pair<long long, long long> SplitEntryId(const std::string& id) {
+  auto dash = id.find('-');
+  long long ms = std::strtoll(id.c_str(), nullptr, 10);
+  long long seq = dash == std::string::npos ? 0 : std::strtoll(id.c_str() + dash + 1, nullptr, 10);
+  return {ms, seq};
+}
+
+}  // namespace
+
+std::string ScopeOf(const std::string& profile, const std::string& tenant) {
+  return tenant.empty() ? profile : profile + "/" + tenant;
+}
+
+bool EntryIdLess(const std::string& a, const std::string& b) {
+  return SplitEntryId(a) < SplitEntryId(b);
+}
+
+WorkerPool::WorkerPool(WorkerOptions options, queue::Queue& queue, Syncer& syncer,
+                       const Clock& clock, std::function<bool(int)> owns,
+                       std::function<void(int)> release_if_marked)
+    : options_(std::move(options)),
+      queue_(queue),
+      syncer_(syncer),
+      clock_(clock),
+      owns_(std::move(owns)),
+      release_if_marked_(std::move(release_if_marked)),
+      partitions_(static_cast<size_t>(queue.partitions())),
+      progress_(new std::atomic<uint64_t>[static_cast<size_t>(std::max(1, options_.threads))]) {
+  for (int i = 0; i < std::max(1, options_.threads); ++i) progress_[static_cast<size_t>(i)] = 0;
+}
+
+WorkerPool::~WorkerPool() { Stop(0); }
+
+uint64_t WorkerPool::progress(int thread) const {
+  return progress_[static_cast<size_t>(thread)].load();
+}
+
+void WorkerPool::Start() {
+  for (int t = 0; t < options_.threads; ++t) threads_.emplace_back([this, t] { Loop(t); });
+}
+
+bool WorkerPool::Stop(int64_t drain_ms) {
+  stopping_ = true;
+  wake_.notify_all();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(drain_ms);
+  // In-flight syncs finish (each is bounded by the target's timeout); past the drain time the
+  // threads are left to the process exit and their items stay pending in Redis.
+  while (busy_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  bool drained = busy_.load() == 0;
+  for (auto& t : threads_) {
+    if (drained) {
+      t.join();
+    } else {
+      t.detach();
+    }
+  }
+  threads_.clear();
+  return drained;
+}
+
+void WorkerPool::Loop(int thread) {
+  while (!stopping_) {
+    if (iteration_hook_) iteration_hook_(thread);
+    if (paused_ && !MaybeResume(thread)) {
+      std::unique_lock lock(wake_mu_);
+      wake_.wait_for(lock, std::chrono::milliseconds(200));
+      continue;
+    }
+    int done = RunOnce(thread);
+    if (done == 0 && !stopping_) {
+      std::unique_lock lock(wake_mu_);
+      wake_.wait_for(lock, std::chrono::milliseconds(options_.idle_sleep_ms));
+    }
+  }
+}
+
+int WorkerPool::RunOnce(int thread) {
+  int done = 0;
+  const int threads = std::max(1, options_.threads);
+  for (int p = thread; p < static_cast<int>(partitions_.size()); p += threads) {
+    if (stopping_ || paused_) break;
+    if (!owns_(p)) {
+      // Not ours (any more): forget what we knew; whoever owns it next loads it afresh.
+      partitions_[static_cast<size_t>(p)] = PartitionState{};
+      release_if_marked_(p);
+      continue;
+    }
+    done += Step(thread, p);
+    release_if_marked_(p);
+    if (!owns_(p)) partitions_[static_cast<size_t>(p)] = PartitionState{};
+  }
+  progress_[static_cast<size_t>(thread)]++;
+  return done;
+}
+
+int WorkerPool::Step(int thread, int partition) {
+  PartitionState& st = partitions_[static_cast<size_t>(partition)];
+  const int64_t now = clock_.NowMs();
+  std::vector<queue::Item> items;
+
+  if (!st.loaded) {
+    // Taking a partition over: learn which employees have items waiting, and claim what a dead
+    // worker left pending, before reading anything new.
+    auto retries = queue_.ListRetries(partition);
+    if (!retries) {
+      log::Warn("cannot load a partition; will try again",
+                {{"partition", partition}, {"detail", retries.error().message}});
+      return 0;
+    }
+    st.waiting.clear();
+    for (const auto& s : *retries) {
+      if (s.item.last_error.rfind("deferred", 0) == 0) continue;  // effective dates never block
+      auto& due = st.waiting[EmployeeId(s.item)];
+      due = std::max(due, s.due_ms);
+    }
+    while (true) {
+      auto claimed = queue_.ClaimStale(partition, options_.consumer, 0, 500);
+      if (!claimed) {
+        log::Warn("cannot claim pending items; will try again",
+                  {{"partition", partition}, {"detail", claimed.error().message}});
+        return 0;
+      }
+      items.insert(items.end(), claimed->begin(), claimed->end());
+      if (claimed->size() < 500) break;
+    }
+    st.loaded = true;
+    st.next_claim_ms = now + options_.claim_idle_ms;
+  } else if (now >= st.next_claim_ms) {
+    auto claimed = queue_.ClaimStale(partition, options_.consumer, options_.claim_idle_ms,
+                                     options_.batch);
+    if (claimed) items.insert(items.end(), claimed->begin(), claimed->end());
+    st.next_claim_ms = now + options_.claim_idle_ms / 2;
+  }
+
+  auto due = queue_.TakeDue(partition, now, options_.batch, options_.retry_lease_ms);
+  if (due) {
+    items.insert(items.end(), due->begin(), due->end());
+  } else {
+    log::Warn("cannot read retries", {{"partition", partition}, {"detail", due.error().message}});
+  }
+  auto fresh = queue_.Read(partition, options_.consumer, options_.batch, 0);
+  if (fresh) {
+    items.insert(items.end(), fresh->begin(), fresh->end());
+  } else {
+    log::Warn("cannot read the queue", {{"partition", partition}, {"detail", fresh.error().message}});
+  }
+  if (items.empty()) return 0;
+  return Process(thread, partition, std::move(items));
+}
+
+int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> items) {
+  PartitionState& st = partitions_[static_cast<size_t>(partition)];
+  // Group by employee in order of first appearance; inside a group, arrival order.
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<queue::Item>> groups;
+  std::set<std::string> seen_entries;
+  for (auto& item : items) {
+    if (!seen_entries.insert(item.entry_id).second) continue;
+    std::string key = EmployeeId(item);
+    if (groups.find(key) == groups.end()) order.push_back(key);
+    groups[key].push_back(std::move(item));
+  }
+
+  int ended = 0;
+  for (size_t g = 0; g < order.size(); ++g) {
+    const std::string& key = order[g];
+    std::vector<queue::Item>& group = groups[key];
+    std::sort(group.begin(), group.end(), [](const queue::Item& a, const queue::Item& b) {
+      return EntryIdLess(a.entry_id, b.entry_id);
+    });
+    const int64_t now = clock_.NowMs();
+
+    if (stopping_ || paused_) {
+      // Not started: hand back at once (no attempt counted) so nothing waits for a lease.
+      for (const auto& item : group) {
+        Status s = queue_.Park(item, now, paused_ ? "paused" : "shutting down");
+        if (!s.ok()) log::Warn("cannot park an item", {{"detail", s.error().message}});
+      }
+      continue;
+    }
+
+    auto w = st.waiting.find(key);
+    if (w != st.waiting.end() && w->second > now) {
+      for (const auto& item : group) {
+        Status s = queue_.Park(item, w->second, "waiting behind an earlier item of this employee");
+        if (!s.ok()) log::Warn("cannot park an item", {{"detail", s.error().message}});
+        ++ended;
+      }
+      continue;
+    }
+    if (w != st.waiting.end()) st.waiting.erase(w);
+
+    EmployeeWork work;
+    work.partition = partition;
+    work.profile = group.front().profile;
+    work.tenant = group.front().tenant;
+    work.employee_key = group.front().employee_key;
+    work.items = group;
+
+    ++busy_;
+    const int64_t started = clock_.NowMs();
+    SyncResult result = syncer_.Sync(thread, work);
+    const int64_t latency = clock_.NowMs() - started;
+    const int64_t after = clock_.NowMs();
+
+    std::set<size_t> deferred;
+    for (const auto& [index, when] : result.deferred) {
+      if (index >= group.size()) continue;
+      deferred.insert(index);
+      Status s = queue_.Park(group[index], when, "deferred until its effective date");
+      if (!s.ok()) log::Warn("cannot defer an item", {{"detail", s.error().message}});
+    }
+    if (result.kind == SyncResult::Kind::kRetry) st.waiting[key] = after + result.delay_ms;
+    if (result.kind == SyncResult::Kind::kHold) {
+      st.waiting[key] = after + options_.hold_recheck_ms;
+    }
+    for (size_t i = 0; i < group.size(); ++i) {
+      if (deferred.count(i) != 0) continue;
+      const queue::Item& item = group[i];
+      Status s;
+      switch (result.kind) {
+        case SyncResult::Kind::kDone:
+          s = queue_.Ack(item);
+          break;
+        case SyncResult::Kind::kRetry:
+          s = result.count_attempt
+                  ? queue_.RetryLater(item, after + result.delay_ms, result.reason)
+                  : queue_.Park(item, after + result.delay_ms, result.reason);
+          break;
+        case SyncResult::Kind::kDeadLetter:
+          s = queue_.DeadLetter(item, result.error_kind, result.reason, result.last_request,
+                                result.last_response);
+          break;
+        case SyncResult::Kind::kPause:
+          s = queue_.Park(item, after, "paused: " + result.reason);
+          break;
+        case SyncResult::Kind::kHold:
+          s = queue_.Park(item, after + options_.hold_recheck_ms,
+                          "held by the mass-suspension guard");
+          break;
+      }
+      if (!s.ok()) {
+        // The item stays pending (or leased) in Redis and is handed out again: at least once.
+        log::Error("cannot record an item's outcome; it will be processed again",
+                   {{"trace_id", item.trace_id}, {"detail", s.error().message}});
+      }
+      if (hook_) hook_(work, item, result, latency);
+    }
+    --busy_;
+    ended += static_cast<int>(group.size());
+    if (result.kind == SyncResult::Kind::kPause) Pause(result.reason);
+  }
+  return ended;
+}
+
+void WorkerPool::Pause(const std::string& reason) {
+  bool was = paused_.exchange(true);
+  if (was) return;
+  {
+    std::lock_guard lock(pause_mu_);
+    pause_reason_ = reason;
+  }
+  const int64_t now = clock_.NowMs();
+  next_probe_ms_ = now + options_.probe_interval_ms;
+  next_pause_log_ms_ = now + options_.pause_log_interval_ms;
+  log::Error("SCIM work paused: the target refused the API key; nothing is consumed or "
+             "dead-lettered meanwhile. Fix target.api_key_* and send SIGHUP (systemctl reload "
+             "scimsync); work resumes by itself once the key is accepted",
+             {{"detail", reason}});
+  if (pause_hook_) pause_hook_(reason);
+}
+
+bool WorkerPool::MaybeResume(int thread) {
+  const int64_t now = clock_.NowMs();
+  int64_t next = next_probe_ms_.load();
+  if (now < next || !next_probe_ms_.compare_exchange_strong(next, now + options_.probe_interval_ms)) {
+    return !paused_;
+  }
+  Status probe = syncer_.Probe(thread);
+  if (probe.ok()) {
+    if (paused_.exchange(false)) {
+      log::Info("SCIM work resumed: the target accepts the API key again");
+      if (pause_hook_) pause_hook_("");
+      wake_.notify_all();
+    }
+    return true;
+  }
+  int64_t next_log = next_pause_log_ms_.load();
+  if (now >= next_log &&
+      next_pause_log_ms_.compare_exchange_strong(next_log, now + options_.pause_log_interval_ms)) {
+    std::string reason;
+    {
+      std::lock_guard lock(pause_mu_);
+      reason = pause_reason_;
+    }
+    log::Error("SCIM work is still paused: the target refuses the API key",
+               {{"detail", probe.error().message}});
+  }
+  return false;
+}
+
+}  // namespace scimsync::daemon
