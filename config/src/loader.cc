@@ -276,6 +276,14 @@ void ReadProfiles(const YAML::Node& node, Problems* p, std::vector<ProfileConfig
     for (const auto& other : *out) {
       if (!pc.name.empty() && other.name == pc.name) {
         r.Error("name", "profile name '" + pc.name + "' is used twice");
+    // A reconciliation lists the whole HRIS and all of JumpCloud: more often than every five
+    // minutes would spend the HRIS's API quota on re-reading unchanged data.
+    if (r.Int("reconcile_every_s", &pc.reconcile_every_s, 0, 30 * 86400) &&
+        pc.reconcile_every_s > 0 && pc.reconcile_every_s < 300) {
+      r.Error("reconcile_every_s",
+              "must be 0 (off) or at least 300 (got " + std::to_string(pc.reconcile_every_s) + ")");
+      pc.reconcile_every_s = 0;
+    }
       }
     }
     out->push_back(std::move(pc));
@@ -285,8 +293,9 @@ void ReadProfiles(const YAML::Node& node, Problems* p, std::vector<ProfileConfig
 }  // namespace
 
 const std::vector<std::string>& CommonProfileKeys() {
-  static const std::vector<std::string> keys = {"name",    "connector",     "secret_env",
-                                                "secret_file", "secrets",   "dedup_window_s"};
+  static const std::vector<std::string> keys = {
+      "name",    "connector",      "secret_env",       "secret_file",
+      "secrets", "dedup_window_s", "reconcile_every_s"};
   return keys;
 }
 

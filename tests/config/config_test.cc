@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "scimsync/config.h"
@@ -182,6 +183,31 @@ TEST(ConfigTest, Profiles) {
 }
 
 TEST(ConfigTest, EveryProblemIsReportedNotJustTheFirst) {
+TEST(ConfigTest, ReconcileEveryIsACommonProfileKeyAndOffByDefault) {
+  Config c;
+  ASSERT_TRUE(Load(kMinimal, &c).empty());
+  EXPECT_EQ(c.profiles[0].reconcile_every_s, 0);
+  ASSERT_TRUE(Load("target: {dry_run: true}\nprofiles:\n"
+                   "  - {name: hr, connector: generic, reconcile_every_s: 3600}\n",
+                   &c)
+                  .empty());
+  EXPECT_EQ(c.profiles[0].reconcile_every_s, 3600);
+  // Connectors skip the common keys when they read an entry strictly.
+  const auto& common = CommonProfileKeys();
+  EXPECT_NE(std::find(common.begin(), common.end(), "reconcile_every_s"), common.end());
+  EXPECT_EQ(OnlyProblem("target: {dry_run: true}\nprofiles:\n"
+                        "  - {name: hr, connector: generic, reconcile_every_s: 60}\n"),
+            "profiles[0].reconcile_every_s (line 3): must be 0 (off) or at least 300 (got 60)");
+  EXPECT_EQ(OnlyProblem("target: {dry_run: true}\nprofiles:\n"
+                        "  - {name: hr, connector: generic, reconcile_every_s: hourly}\n"),
+            "profiles[0].reconcile_every_s (line 3): must be a whole number");
+  ASSERT_TRUE(Load("target: {dry_run: true}\nprofiles:\n"
+                   "  - {name: hr, connector: generic, reconcile_every_s: 0}\n",
+                   &c)
+                  .empty());
+  EXPECT_EQ(c.profiles[0].reconcile_every_s, 0);
+}
+
   auto problems = Load("listen: {port: 0, threads: 0}\ntarget: {dry_run: true}\n");
   EXPECT_EQ(problems.size(), 3u);  // port, threads, missing profiles
 }

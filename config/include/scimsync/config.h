@@ -120,6 +120,10 @@ struct ProfileConfig {
 struct LogOptions {
   std::string level = "info";  // SCIMSYNC_LOG_LEVEL overrides
 };
+  // Run a reconciliation (docs/reconcile.md) this often; 0 (the default) never runs one on a
+  // schedule. One instance of a fleet runs it per period. Each run lists every employee in the
+  // HRIS and every user in JumpCloud, so a period shorter than an hour mostly adds API load.
+  int64_t reconcile_every_s = 0;
 
 struct Config {
   std::string file;  // where it was loaded from
