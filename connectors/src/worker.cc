@@ -244,7 +244,7 @@ bool GlobMatch(std::string_view pattern, std::string_view text) {
 std::string OrderingKey(const std::string& occurred_at) {
   std::string t = Trim(occurred_at);
   if (t.empty()) return "";
-  auto pad = [](std::string digits) {
+  auto pad = [](const std::string& digits) {
     return digits.size() >= 20 ? digits : std::string(20 - digits.size(), '0') + digits;
   };
   bool digits = std::all_of(t.begin(), t.end(),
@@ -378,9 +378,10 @@ Status SpecProfile::FetchRecord(const WorkItem& item, const rapidjson::Value& pa
         vars[c] = "(" + c + ")";
         continue;
       }
-      return Error::Auth("profile " + name_ + ": the HRIS API credential '" + c +
-                         "' is not configured: set api." + c + "_env or api." + c +
-                         "_file in its config entry");
+      std::string message = "profile " + name_ + ": the HRIS API credential '";
+      message.append(c).append("' is not configured: set api.").append(c);
+      message.append("_env or api.").append(c).append("_file in its config entry");
+      return Error::Auth(message);
     }
     auto secret = config::ResolveSecret(ref->second);
     if (!secret.ok()) {
@@ -464,8 +465,9 @@ Status SpecProfile::FetchRecord(const WorkItem& item, const rapidjson::Value& pa
     rapidjson::Document doc;
     std::string error;
     if (!ParseJson(res->body, &doc, &error)) {
-      return Permanent(what + " answered " + std::to_string(res->status) +
-                       " with a body that is not JSON (" + error + ")");
+      std::string message = what + " answered " + std::to_string(res->status);
+      message.append(" with a body that is not JSON (").append(error).append(")");
+      return Permanent(message);
     }
     const rapidjson::Value* rec = Resolve(doc, q.record);
     if (rec == nullptr || rec->IsNull()) {
