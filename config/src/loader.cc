@@ -269,13 +269,6 @@ void ReadProfiles(const YAML::Node& node, Problems* p, std::vector<ProfileConfig
       }
     }
     r.Int("dedup_window_s", &pc.dedup_window_s, 60, 90 * 86400);
-    // Connector-specific keys are checked by the connectors library.
-    if (entry.IsMap()) {
-      for (const auto& kv : entry) r.Ignore(kv.first.Scalar());
-    }
-    for (const auto& other : *out) {
-      if (!pc.name.empty() && other.name == pc.name) {
-        r.Error("name", "profile name '" + pc.name + "' is used twice");
     // A reconciliation lists the whole HRIS and all of JumpCloud: more often than every five
     // minutes would spend the HRIS's API quota on re-reading unchanged data.
     if (r.Int("reconcile_every_s", &pc.reconcile_every_s, 0, 30 * 86400) &&
@@ -284,6 +277,13 @@ void ReadProfiles(const YAML::Node& node, Problems* p, std::vector<ProfileConfig
               "must be 0 (off) or at least 300 (got " + std::to_string(pc.reconcile_every_s) + ")");
       pc.reconcile_every_s = 0;
     }
+    // Connector-specific keys are checked by the connectors library.
+    if (entry.IsMap()) {
+      for (const auto& kv : entry) r.Ignore(kv.first.Scalar());
+    }
+    for (const auto& other : *out) {
+      if (!pc.name.empty() && other.name == pc.name) {
+        r.Error("name", "profile name '" + pc.name + "' is used twice");
       }
     }
     out->push_back(std::move(pc));

@@ -182,7 +182,6 @@ TEST(ConfigTest, Profiles) {
   EXPECT_EQ(c.profiles[0].secrets[1].file, "new.key");
 }
 
-TEST(ConfigTest, EveryProblemIsReportedNotJustTheFirst) {
 TEST(ConfigTest, ReconcileEveryIsACommonProfileKeyAndOffByDefault) {
   Config c;
   ASSERT_TRUE(Load(kMinimal, &c).empty());
@@ -208,6 +207,7 @@ TEST(ConfigTest, ReconcileEveryIsACommonProfileKeyAndOffByDefault) {
   EXPECT_EQ(c.profiles[0].reconcile_every_s, 0);
 }
 
+TEST(ConfigTest, EveryProblemIsReportedNotJustTheFirst) {
   auto problems = Load("listen: {port: 0, threads: 0}\ntarget: {dry_run: true}\n");
   EXPECT_EQ(problems.size(), 3u);  // port, threads, missing profiles
 }

@@ -111,6 +111,10 @@ struct ProfileConfig {
   // Active webhook secrets; several during a rotation. Resolved at start and on SIGHUP.
   std::vector<SecretRef> secrets;
   int64_t dedup_window_s = 7 * 24 * 3600;
+  // Run a reconciliation (docs/reconcile.md) this often; 0 (the default) never runs one on a
+  // schedule. One instance of a fleet runs it per period. Each run lists every employee in the
+  // HRIS and every user in JumpCloud, so a period shorter than an hour mostly adds API load.
+  int64_t reconcile_every_s = 0;
   // The whole YAML entry, for connector-specific keys (api, fields, tenants...), which the
   // connectors library reads strictly with MapReader.
   YAML::Node node;
@@ -120,10 +124,6 @@ struct ProfileConfig {
 struct LogOptions {
   std::string level = "info";  // SCIMSYNC_LOG_LEVEL overrides
 };
-  // Run a reconciliation (docs/reconcile.md) this often; 0 (the default) never runs one on a
-  // schedule. One instance of a fleet runs it per period. Each run lists every employee in the
-  // HRIS and every user in JumpCloud, so a period shorter than an hour mostly adds API load.
-  int64_t reconcile_every_s = 0;
 
 struct Config {
   std::string file;  // where it was loaded from
