@@ -31,6 +31,13 @@ class SpecProfile final : public Profile {
   Result<Decoded> Decode(const Request& request) const override;
   Result<Plan> PlanItem(const WorkItem& item, Fetcher& fetcher, int64_t now_s) const override;
   bool payload_carries_record() const override { return !spec_->fetch.enabled; }
+  bool can_list() const override { return spec_->list.enabled; }
+  std::vector<std::string> list_tenants() const override;
+  Result<std::vector<ListedEmployee>> ListEmployees(const std::string& tenant, Fetcher& fetcher,
+                                                    int64_t now_s) const override;
+  WorkItem ReconcileItem(const ListedEmployee& employee) const override;
+  Result<Plan> PlanListed(const ListedEmployee& employee, Fetcher& fetcher,
+                          int64_t now_s) const override;
 
   const ProfileSpec& spec() const { return *spec_; }
 
@@ -42,6 +49,10 @@ class SpecProfile final : public Profile {
   Status FetchRecord(const WorkItem& item, const rapidjson::Value& payload, const Resolved& r,
                      Fetcher& fetcher, int64_t now_s, rapidjson::Document* record,
                      std::string* gone_request) const;
+  // One page of the list endpoint: the request for `url`, with the list's auth.
+  Result<HttpResponse> ListRequest(const std::string& url,
+                                   const std::map<std::string, std::string>& vars,
+                                   Fetcher& fetcher, int64_t now_s, int timeout_ms) const;
   Result<std::string> AccessToken(const std::map<std::string, std::string>& vars, Fetcher& fetcher,
                                   int64_t now_s, int timeout_ms, bool force_refresh) const;
 

@@ -158,6 +158,48 @@ struct FetchSpec {
   int timeout_ms = 10000;
 };
 
+// ---- list (reconciliation) ----------------------------------------------------------------
+
+// How a list endpoint pages. Page and offset styles stop at the first page without records (or
+// once `total` is reached), never at a short page: an API that caps the page size below
+// `size` still gets read to the end.
+struct PaginationSpec {
+  enum class Style { kNone, kPage, kOffset, kCursor };
+  Style style = Style::kNone;
+  std::string param;       // query parameter: page number, offset, or cursor
+  std::string size_param;  // query parameter for the page size; empty: not sent
+  int size = 100;
+  int64_t start = 0;       // first page number (page style; default 1) or offset (0)
+  std::string cursor;      // cursor style: pointer to the next cursor in each answer
+  std::string next_url;    // cursor style: pointer to the next page's whole URL instead
+  std::string has_more;    // optional pointer: a false value ends the listing
+  std::string total;       // optional pointer (page/offset): records in the whole listing
+  int max_pages = 10000;
+};
+
+struct ListSpec {
+  bool enabled = false;
+  // Connection: each empty/unset one is taken from fetch (base_url, credentials, auth,
+  // headers, timeout_ms).
+  std::string base_url;
+  std::vector<std::string> credentials;  // in addition to fetch.credentials
+  std::optional<FetchAuthSpec> auth;
+  std::optional<std::vector<std::pair<std::string, std::string>>> headers;
+  std::optional<int> timeout_ms;
+  // The request.
+  std::string method = "GET";
+  std::string path;  // template appended to the base URL; no {employee_key}
+  std::string body;
+  std::string content_type = "application/json";
+  // The answer.
+  std::string records;                // pointer to the array of records in each page
+  std::string employee_key = "/id";   // pointer into a record
+  bool yields_records = false;        // false: only keys; the worker fetches each record
+  std::string record_at;              // payload-carrying profiles: the record's place in a payload
+  std::string version;                // optional pointer into a record: its ordering key
+  PaginationSpec pagination;
+};
+
 // ---- mapping ------------------------------------------------------------------------------
 
 // JumpCloud attributes a mapping can set, in the order they are documented.
@@ -179,6 +221,7 @@ struct ProfileSpec {
   std::vector<ActionRule> actions;
   Action default_action = Action::kIgnore;
   FetchSpec fetch;
+  ListSpec list;
   MappingSpec mapping;
 };
 

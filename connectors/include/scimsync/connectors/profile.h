@@ -119,6 +119,22 @@ struct Plan {
   bool fetched = false;  // the record came from the HRIS API
 };
 
+// ---- reconciliation side (docs/reconcile.md) ----------------------------------------------
+
+// The event type of the items a reconciliation enqueues. Every built-in profile maps it to sync,
+// so such an item takes the same path as a webhook's: fetch (or payload), map, converge.
+inline constexpr char kReconcileEventType[] = "scimsync.reconcile";
+
+// One employee as a profile's list endpoint yields it.
+struct ListedEmployee {
+  std::string tenant;
+  std::string employee_key;
+  // The listed record, compact JSON, when the list yields records; empty when it yields keys.
+  std::string record;
+  // list.version read from the record (payload-carrying profiles); empty when not configured.
+  std::string version;
+};
+
 // A JSON rendering of a SCIM user as it would be sent (core and enterprise schemas); used by
 // `scimsyncd map` and handy in logs at debug level.
 std::string UserToScimJson(const scim::User& user);
@@ -149,6 +165,26 @@ class Profile {
 
   // True when the payload carries the record (no fetch-back): ordering by Plan::version matters.
   virtual bool payload_carries_record() const { return false; }
+
+  // Reconciliation. True when the profile has a list section.
+  virtual bool can_list() const { return false; }
+  // The tenants a reconciliation covers: the config entry's `tenants`, or one "" without them.
+  virtual std::vector<std::string> list_tenants() const { return {""}; }
+  // Every employee the HRIS lists for `tenant`, following the pagination to its end; each key
+  // once. Errors as PlanItem's; kPermanent also for an answer without the records array or a
+  // record without a key (a partial list must never pass for a whole one); kInvalid when the
+  // profile has no list section.
+  virtual Result<std::vector<ListedEmployee>> ListEmployees(const std::string& tenant,
+                                                            Fetcher& fetcher,
+                                                            int64_t now_s) const;
+  // The item that makes a worker sync `employee`: event kReconcileEventType, occurred_at its
+  // version, and as payload the record (placed at list.record_at) for profiles whose payload
+  // carries it, else {}.
+  virtual WorkItem ReconcileItem(const ListedEmployee& employee) const;
+  // The desired state of a listed employee: what a worker would plan for ReconcileItem(), but
+  // without a fetch when the list already yielded the employee's record.
+  virtual Result<Plan> PlanListed(const ListedEmployee& employee, Fetcher& fetcher,
+                                  int64_t now_s) const;
 };
 
 // Builds the profile named by a config entry (built-in name or file path), reading its

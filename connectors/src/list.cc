@@ -1,0 +1,430 @@
+// The reconciliation side of a profile: the paginated list endpoint that yields every employee,
+// and the items a reconciliation enqueues for the workers (docs/profiles.md, `list`).
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <set>
+
+#include "codec.h"
+#include "eval.h"
+#include "json.h"
+#include "profile_impl.h"
+#include "scimsync/log.h"
+#include "scimsync/scim/protocol.h"
+
+namespace scimsync::connectors {
+
+Result<std::vector<ListedEmployee>> Profile::ListEmployees(const std::string& /*tenant*/,
+                                                           Fetcher& /*fetcher*/,
+                                                           int64_t /*now_s*/) const {
+  return Error::Invalid("profile " + name() +
+                        " has no list section: it cannot list the HRIS's employees "
+                        "(docs/profiles.md, list)");
+}
+
+WorkItem Profile::ReconcileItem(const ListedEmployee& employee) const {
+  WorkItem item;
+  item.tenant = employee.tenant;
+  item.employee_key = employee.employee_key;
+  item.event_type = kReconcileEventType;
+  item.occurred_at = employee.version;
+  item.payload = "{}";
+  return item;
+}
+
+Result<Plan> Profile::PlanListed(const ListedEmployee& employee, Fetcher& fetcher,
+                                 int64_t now_s) const {
+  return PlanItem(ReconcileItem(employee), fetcher, now_s);
+}
+
+namespace internal {
+namespace {
+
+// {name} placeholders from `vars`; values URL-encoded when the text is part of a URL.
+std::string ExpandVars(const std::string& tmpl, const std::map<std::string, std::string>& vars,
+                       bool url) {
+  std::string out;
+  for (size_t i = 0; i < tmpl.size();) {
+    std::string name;
+    size_t end = 0;
+    if (tmpl[i] == '{' && PlaceholderAt(tmpl, i, &name, &end)) {
+      auto it = vars.find(name);
+      const std::string value = it == vars.end() ? std::string() : it->second;
+      out += url ? scim::UrlEncode(value) : value;
+      i = end;
+      continue;
+    }
+    out += tmpl[i++];
+  }
+  return out;
+}
+
+std::string JsonEscaped(const std::string& tmpl, const std::map<std::string, std::string>& vars) {
+  std::map<std::string, std::string> escaped;
+  for (const auto& [k, v] : vars) {
+    std::string e;
+    log::AppendJsonEscaped(e, v);
+    escaped[k] = std::move(e);
+  }
+  return ExpandVars(tmpl, escaped, false);
+}
+
+std::string WithParam(std::string url, const std::string& name, const std::string& value) {
+  url += url.find('?') == std::string::npos ? '?' : '&';
+  url += scim::UrlEncode(name) + "=" + scim::UrlEncode(value);
+  return url;
+}
+
+// "scheme://host[:port]" of an absolute URL; empty when it is not one.
+std::string Origin(const std::string& url) {
+  config::UrlParts parts;
+  if (!config::ParseUrl(url, &parts)) return "";
+  std::string out = parts.scheme + "://" + parts.host;
+  if (parts.port != 0) out += ":" + std::to_string(parts.port);
+  return out;
+}
+
+Error ListStatusError(int status, const std::string& what, const HttpResponse& response) {
+  Error e;
+  e.http_status = status;
+  if (status == 401 || status == 403) {
+    e.kind = ErrorKind::kAuth;
+    e.message = what + " answered " + std::to_string(status) +
+                ": the HRIS API credentials are wrong or may not list employees (check the "
+                "profile's api settings and the API user's permissions)";
+    return e;
+  }
+  if (status == 408 || status == 429 || status >= 500) {
+    e.kind = ErrorKind::kTransient;
+    e.message = what + " answered " + std::to_string(status);
+    for (const auto& [k, v] : response.headers) {
+      if (Lower(k) != "retry-after") continue;
+      const std::string t = Trim(v);
+      if (!t.empty() && t.size() < 9 && std::all_of(t.begin(), t.end(), [](char c) {
+            return std::isdigit(static_cast<unsigned char>(c)) != 0;
+          })) {
+        e.retry_after = std::chrono::seconds(std::stol(t));
+      }
+    }
+    return e;
+  }
+  e.kind = ErrorKind::kPermanent;
+  e.message = what + " answered " + std::to_string(status) +
+              (status == 404 ? ": check list.path in the profile and api.base_url" : "");
+  return e;
+}
+
+// `inner` placed at `pointer` inside otherwise empty objects ("" is `inner` itself), so that
+// resolving `pointer` in the result finds it again.
+std::string Nest(const std::string& inner, const std::string& pointer) {
+  if (pointer.empty()) return inner;
+  std::string out;
+  std::string closing;
+  size_t i = 1;  // past the leading '/'
+  while (true) {
+    size_t slash = pointer.find('/', i);
+    std::string token =
+        pointer.substr(i, slash == std::string::npos ? std::string::npos : slash - i);
+    std::string name;
+    for (size_t k = 0; k < token.size(); ++k) {
+      if (token[k] == '~' && k + 1 < token.size()) {
+        name += token[k + 1] == '1' ? '/' : '~';
+        ++k;
+      } else {
+        name += token[k];
+      }
+    }
+    out += "{\"";
+    log::AppendJsonEscaped(out, name);
+    out += "\":";
+    closing += "}";
+    if (slash == std::string::npos) break;
+    i = slash + 1;
+  }
+  return out + inner + closing;
+}
+
+// Answers the profile's single fetch request with a record the list already yielded, so
+// mapping a listed employee costs no request; anything else (a token) goes to `inner`.
+class ListedRecordFetcher final : public Fetcher {
+ public:
+  ListedRecordFetcher(const FetchRequestSpec& request, std::string body, Fetcher& inner)
+      : request_(request), body_(std::move(body)), inner_(inner) {}
+  Result<HttpResponse> Fetch(const std::string& name, const HttpRequest& request) override {
+    if (name != request_.name) return inner_.Fetch(name, request);
+    HttpResponse out;
+    out.status = 200;
+    out.body = body_;
+    return out;
+  }
+  bool live() const override { return inner_.live(); }
+
+ private:
+  const FetchRequestSpec& request_;
+  std::string body_;
+  Fetcher& inner_;
+};
+
+}  // namespace
+
+std::vector<std::string> SpecProfile::list_tenants() const {
+  if (settings_.tenants.empty()) return {""};
+  std::vector<std::string> out;
+  for (const auto& [tenant, unused] : settings_.tenants) out.push_back(tenant);
+  return out;
+}
+
+Result<HttpResponse> SpecProfile::ListRequest(const std::string& url,
+                                              const std::map<std::string, std::string>& vars,
+                                              Fetcher& fetcher, int64_t now_s,
+                                              int timeout_ms) const {
+  const ListSpec& l = spec_->list;
+  const FetchAuthSpec& a = l.auth ? *l.auth : spec_->fetch.auth;
+  HttpRequest req;
+  req.method = l.method;
+  req.url = url;
+  req.timeout_ms = timeout_ms;
+  for (const auto& [k, v] : l.headers ? *l.headers : spec_->fetch.headers) {
+    req.headers.emplace_back(k, ExpandVars(v, vars, false));
+  }
+  if (l.method == "POST") {
+    req.body = JsonEscaped(l.body, vars);
+    req.headers.emplace_back("Content-Type", l.content_type);
+  }
+  const size_t auth_index = req.headers.size();
+  switch (a.type) {
+    case FetchAuthSpec::Type::kNone:
+      break;
+    case FetchAuthSpec::Type::kBasic:
+      req.headers.emplace_back("Authorization",
+                               "Basic " + Base64Encode(ExpandVars(a.username, vars, false) + ":" +
+                                                       ExpandVars(a.password, vars, false)));
+      break;
+    case FetchAuthSpec::Type::kBearer:
+      req.headers.emplace_back("Authorization", "Bearer " + ExpandVars(a.token, vars, false));
+      break;
+    case FetchAuthSpec::Type::kHeader: {
+      const std::string token = ExpandVars(a.token, vars, false);
+      req.headers.emplace_back(a.header, a.scheme.empty() ? token : a.scheme + " " + token);
+      break;
+    }
+    case FetchAuthSpec::Type::kOAuth2: {
+      auto token = AccessToken(vars, fetcher, now_s, timeout_ms, false);
+      if (!token.ok()) return token.error();
+      req.headers.emplace_back("Authorization", "Bearer " + *token);
+      break;
+    }
+  }
+  auto res = fetcher.Fetch("list", req);
+  if (res.ok() && res->status == 401 && a.type == FetchAuthSpec::Type::kOAuth2) {
+    // A cached token revoked early: one fresh token, one more try.
+    auto token = AccessToken(vars, fetcher, now_s, timeout_ms, true);
+    if (!token.ok()) return token.error();
+    req.headers[auth_index].second = "Bearer " + *token;
+    res = fetcher.Fetch("list", req);
+  }
+  return res;
+}
+
+Result<std::vector<ListedEmployee>> SpecProfile::ListEmployees(const std::string& tenant,
+                                                               Fetcher& fetcher,
+                                                               int64_t now_s) const {
+  const ListSpec& l = spec_->list;
+  if (!l.enabled) return Profile::ListEmployees(tenant, fetcher, now_s);
+  const FetchSpec& f = spec_->fetch;
+
+  // The entry's settings, then the tenant's: base URL, timeout, {tenant}, credentials.
+  std::string base = l.base_url.empty() ? f.base_url : l.base_url;
+  bool overridden = false;
+  int timeout_ms = l.timeout_ms.value_or(f.timeout_ms);
+  std::string tenant_var = tenant;
+  std::map<std::string, config::SecretRef> refs;
+  auto apply = [&](const ApiSettings& api) {
+    if (api.base_url) {
+      base = *api.base_url;
+      overridden = true;
+    }
+    if (api.timeout_ms) timeout_ms = *api.timeout_ms;
+    if (api.tenant && tenant.empty()) tenant_var = *api.tenant;
+    for (const auto& [k, v] : api.credentials) refs[k] = v;
+  };
+  apply(settings_.api);
+  if (auto it = settings_.tenants.find(tenant); it != settings_.tenants.end()) {
+    apply(it->second.api);
+  }
+  if (base.empty()) {
+    return Error::Invalid("profile " + name_ +
+                          ": the list has no base URL: set api.base_url in its config entry");
+  }
+  if (!overridden && tenant_var.empty() && base.find("{tenant}") != std::string::npos) {
+    return Error::Invalid("profile " + name_ +
+                          ": the HRIS API URL needs {tenant}: set api.tenant (or api.base_url) "
+                          "in its config entry");
+  }
+
+  std::map<std::string, std::string> vars = {{"tenant", tenant_var}};
+  const FetchAuthSpec& a = l.auth ? *l.auth : f.auth;
+  std::string used = base + l.path + l.body + a.username + a.password + a.token + a.token_url +
+                     a.client_id + a.client_secret + a.scope;
+  for (const auto& [k, v] : l.headers ? *l.headers : f.headers) used += v;
+  std::vector<std::string> credentials = f.credentials;
+  credentials.insert(credentials.end(), l.credentials.begin(), l.credentials.end());
+  for (const std::string& c : credentials) {
+    if (used.find("{" + c + "}") == std::string::npos) continue;
+    auto ref = refs.find(c);
+    Result<std::string> secret = ref == refs.end()
+                                     ? Result<std::string>(Error::Auth("not configured"))
+                                     : config::ResolveSecret(ref->second);
+    if (!secret.ok()) {
+      if (!fetcher.live()) {
+        vars[c] = "(" + c + ")";
+        continue;
+      }
+      if (ref == refs.end()) {
+        return Error::Auth("profile " + name_ + ": the HRIS API credential '" + c +
+                           "' is not configured: set api." + c + "_env or api." + c +
+                           "_file in its config entry");
+      }
+      return Error::Auth("profile " + name_ + ": HRIS API credential '" + c +
+                         "': " + secret.error().message);
+    }
+    vars[c] = std::move(secret.value());
+  }
+
+  const std::string first_url = ExpandVars(base, vars, true) + ExpandVars(l.path, vars, true);
+  const PaginationSpec& g = l.pagination;
+  std::vector<ListedEmployee> out;
+  std::set<std::string> seen;
+  int64_t position = g.start;  // page number or offset
+  std::string cursor;
+  std::string next_url;
+  for (int page = 0;; ++page) {
+    if (page >= g.max_pages) {
+      return Error::Permanent("profile " + name_ + ": the HRIS list did not end within " +
+                              std::to_string(g.max_pages) + " pages (list.pagination.max_pages)");
+    }
+    std::string url = next_url.empty() ? first_url : next_url;
+    switch (g.style) {
+      case PaginationSpec::Style::kNone:
+        break;
+      case PaginationSpec::Style::kPage:
+      case PaginationSpec::Style::kOffset:
+        url = WithParam(url, g.param, std::to_string(position));
+        break;
+      case PaginationSpec::Style::kCursor:
+        if (!cursor.empty()) url = WithParam(url, g.param, cursor);
+        break;
+    }
+    if (!g.size_param.empty() && next_url.empty()) {
+      url = WithParam(url, g.size_param, std::to_string(g.size));
+    }
+    const std::string what = "HRIS API " + l.method + " " + url.substr(0, url.find('?'));
+    auto res = ListRequest(url, vars, fetcher, now_s, timeout_ms);
+    if (!res.ok()) return res.error();
+    if (res->status < 200 || res->status > 299) return ListStatusError(res->status, what, *res);
+    rapidjson::Document doc;
+    std::string error;
+    if (!ParseJson(res->body, &doc, &error)) {
+      return Error::Permanent(what + " answered a body that is not JSON (" + error + ")");
+    }
+    const rapidjson::Value* records = Resolve(doc, l.records);
+    if (records == nullptr || !records->IsArray()) {
+      return Error::Permanent(what + ": the answer has no array of records at " +
+                              (l.records.empty() ? std::string("\"\"") : l.records) +
+                              " (list.records in the profile)");
+    }
+    size_t index = 0;
+    for (const auto& record : records->GetArray()) {
+      auto key = ScalarText(Resolve(record, l.employee_key));
+      if (!key || Trim(*key).empty()) {
+        return Error::Permanent(what + ": record " + std::to_string(index) + " of page " +
+                                std::to_string(page + 1) + " has no employee key at " +
+                                l.employee_key + " (list.employee_key in the profile)");
+      }
+      ++index;
+      // Offset pages shift when an employee is added while we list: one may come twice.
+      if (!seen.insert(*key).second) continue;
+      ListedEmployee e;
+      e.tenant = tenant;
+      e.employee_key = *key;
+      if (l.yields_records) e.record = Compact(record);
+      if (!l.version.empty()) e.version = ScalarText(Resolve(record, l.version)).value_or("");
+      out.push_back(std::move(e));
+    }
+    const size_t received = records->Size();
+    if (!g.has_more.empty()) {
+      auto more = ScalarText(Resolve(doc, g.has_more));
+      if (!more || *more == "false" || *more == "0") return out;
+    }
+    switch (g.style) {
+      case PaginationSpec::Style::kNone:
+        return out;
+      case PaginationSpec::Style::kPage:
+      case PaginationSpec::Style::kOffset: {
+        // An empty page ends the listing, not a short one: APIs cap page sizes.
+        if (received == 0) return out;
+        position += g.style == PaginationSpec::Style::kPage ? 1 : static_cast<int64_t>(received);
+        if (!g.total.empty()) {
+          auto total = ScalarText(Resolve(doc, g.total));
+          char* end = nullptr;
+          const long long t = total ? std::strtoll(total->c_str(), &end, 10) : -1;
+          const int64_t listed = g.style == PaginationSpec::Style::kPage
+                                     ? static_cast<int64_t>(seen.size())
+                                     : position - g.start;
+          if (total && end != total->c_str() && listed >= t) return out;
+        }
+        break;
+      }
+      case PaginationSpec::Style::kCursor: {
+        if (!g.cursor.empty()) {
+          auto next = ScalarText(Resolve(doc, g.cursor));
+          if (!next || next->empty()) return out;
+          if (*next == cursor) {
+            return Error::Permanent(what + " answered the same cursor twice (" +
+                                    l.path.substr(0, l.path.find('?')) +
+                                    "): list.pagination.cursor points at the wrong field");
+          }
+          cursor = *next;
+        } else {
+          auto next = ScalarText(Resolve(doc, g.next_url));
+          if (!next || next->empty()) return out;
+          std::string absolute = *next;
+          if (absolute[0] == '/') absolute = Origin(first_url) + absolute;
+          // Credentials go along with the next request: only ever to the same origin.
+          if (Origin(absolute).empty() || Origin(absolute) != Origin(first_url)) {
+            return Error::Permanent(what +
+                                    ": the next page's URL is on another host; "
+                                    "refusing to send the HRIS credentials there");
+          }
+          if (absolute == next_url) {
+            return Error::Permanent(what + " answered the same next URL twice");
+          }
+          next_url = absolute;
+        }
+        break;
+      }
+    }
+  }
+}
+
+WorkItem SpecProfile::ReconcileItem(const ListedEmployee& employee) const {
+  WorkItem item = Profile::ReconcileItem(employee);
+  if (!spec_->fetch.enabled && !employee.record.empty()) {
+    item.payload = Nest(employee.record, spec_->list.record_at);
+  }
+  return item;
+}
+
+Result<Plan> SpecProfile::PlanListed(const ListedEmployee& employee, Fetcher& fetcher,
+                                     int64_t now_s) const {
+  const WorkItem item = ReconcileItem(employee);
+  const FetchSpec& f = spec_->fetch;
+  if (f.enabled && !employee.record.empty() && f.requests.size() == 1) {
+    ListedRecordFetcher listed(f.requests[0], Nest(employee.record, f.requests[0].record), fetcher);
+    return PlanItem(item, listed, now_s);
+  }
+  return PlanItem(item, fetcher, now_s);
+}
+
+}  // namespace internal
+}  // namespace scimsync::connectors
