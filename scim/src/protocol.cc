@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 #include "json_util.h"
 #include "scimsync/scim/retry.h"
@@ -312,6 +313,31 @@ Result<std::vector<RemoteUser>> ParseListResponse(std::string_view text) {
     out.push_back(std::move(*user));
   }
   return out;
+}
+
+Result<ListPage> ParseListPage(std::string_view text) {
+  auto users = ParseListResponse(text);
+  if (!users.ok()) return users.error();
+  ListPage page;
+  page.users = std::move(users.value());
+  page.total_results = static_cast<int64_t>(page.users.size());
+  Document doc;
+  if (!json::Parse(text, &doc)) return page;  // ParseListResponse accepted it: cannot happen
+  // Numbers are read as doubles: some servers send 10.0, and any JSON number is a double.
+  auto number = [&doc](const char* name) -> std::optional<int64_t> {
+    const Value* v = json::Member(doc, name);
+    if (v == nullptr || !v->IsNumber() || v->GetDouble() < 0 || v->GetDouble() > 1e15) {
+      return std::nullopt;
+    }
+    return static_cast<int64_t>(v->GetDouble());
+  };
+  if (auto total = number("totalResults")) page.total_results = *total;
+  if (auto start = number("startIndex"); start && *start >= 1) page.start_index = *start;
+  return page;
+}
+
+std::string ListUsersTarget(int64_t start_index, int count) {
+  return "/Users?startIndex=" + std::to_string(start_index) + "&count=" + std::to_string(count);
 }
 
 std::vector<PatchOp> Diff(const User& desired, const RemoteUser& remote) {

@@ -44,6 +44,19 @@ Result<RemoteUser> ParseUser(std::string_view json);
 // Parses a ListResponse ("Resources" may be absent when totalResults is 0).
 Result<std::vector<RemoteUser>> ParseListResponse(std::string_view json);
 
+// One page of a paginated GET /Users (RFC 7644 3.4.2.4).
+struct ListPage {
+  std::vector<RemoteUser> users;
+  // Users the whole listing covers, not only this page. A server that leaves it out is taken
+  // to have sent everything: total_results = users.size().
+  int64_t total_results = 0;
+  int64_t start_index = 1;  // 1-based index of users[0]; 1 when the server leaves it out
+};
+Result<ListPage> ParseListPage(std::string_view json);
+
+// "/Users?startIndex=N&count=M": one page of every user.
+std::string ListUsersTarget(int64_t start_index, int count);
+
 // One PATCH operation. `value_json` is the value as compact JSON; empty for "remove".
 struct PatchOp {
   enum class Kind { kReplace, kRemove };
