@@ -256,9 +256,11 @@ Result<std::vector<ListedEmployee>> SpecProfile::ListEmployees(const std::string
     return Error::Invalid("profile " + name_ +
                           ": the list has no base URL: set api.base_url in its config entry");
   }
-  if (!overridden && tenant_var.empty() && base.find("{tenant}") != std::string::npos) {
+  const bool needs_tenant = (!overridden && base.find("{tenant}") != std::string::npos) ||
+                            l.path.find("{tenant}") != std::string::npos;
+  if (tenant_var.empty() && needs_tenant) {
     return Error::Invalid("profile " + name_ +
-                          ": the HRIS API URL needs {tenant}: set api.tenant (or api.base_url) "
+                          ": the HRIS list URL needs {tenant}: set api.tenant (or api.base_url) "
                           "in its config entry");
   }
 

@@ -654,6 +654,175 @@ void ReadFetch(const YAML::Node& node, Problems* p, FetchSpec* f) {
   }
 }
 
+// Templates of a list request know no employee and no payload: only {tenant} and credentials.
+void CheckListTemplate(MapReader& r, const std::string& key, const std::string& tmpl,
+                       const std::vector<std::string>& credentials) {
+  for (const std::string& name : TemplateNames(tmpl)) {
+    if (name == "tenant") continue;
+    if (std::find(credentials.begin(), credentials.end(), name) != credentials.end()) continue;
+    r.Error(key, "{" + name +
+                     "} is not known in a list request: use {tenant} or a name listed in "
+                     "fetch.credentials or list.credentials");
+  }
+}
+
+void ReadPagination(const YAML::Node& node, const std::string& path, Problems* p,
+                    PaginationSpec* g) {
+  if (!node.IsDefined() || node.IsNull()) return;
+  MapReader r(node, path, p);
+  if (!node.IsMap()) {
+    r.Error("style", "pagination is a map: {style: page|offset|cursor|none, ...}");
+    return;
+  }
+  ReadEnum<PaginationSpec::Style>(r, "style",
+                                  {{"none", PaginationSpec::Style::kNone},
+                                   {"page", PaginationSpec::Style::kPage},
+                                   {"offset", PaginationSpec::Style::kOffset},
+                                   {"cursor", PaginationSpec::Style::kCursor}},
+                                  &g->style, true);
+  r.String("param", &g->param);
+  r.String("size_param", &g->size_param);
+  r.Int("size", &g->size, 1, 10000);
+  r.Int("max_pages", &g->max_pages, 1, 1000000);
+  ReadPointer(r, "has_more", &g->has_more);
+  switch (g->style) {
+    case PaginationSpec::Style::kNone:
+      for (const char* k : {"param", "size_param", "size", "start", "cursor", "next_url", "total"}) {
+        if (r.Has(k)) r.Error(k, "style none reads one answer: remove " + std::string(k));
+      }
+      break;
+    case PaginationSpec::Style::kPage:
+    case PaginationSpec::Style::kOffset: {
+      const bool page = g->style == PaginationSpec::Style::kPage;
+      if (g->param.empty()) g->param = page ? "page" : "offset";
+      g->start = page ? 1 : 0;
+      r.Int("start", &g->start, 0, 1000000);
+      ReadPointer(r, "total", &g->total);
+      for (const char* k : {"cursor", "next_url"}) {
+        if (r.Has(k)) r.Error(k, "belongs to style cursor");
+      }
+      break;
+    }
+    case PaginationSpec::Style::kCursor:
+      ReadPointer(r, "cursor", &g->cursor);
+      ReadPointer(r, "next_url", &g->next_url);
+      if (g->cursor.empty() == g->next_url.empty()) {
+        r.Error("cursor",
+                "give cursor (a pointer to the next cursor, sent back in `param`) or next_url "
+                "(a pointer to the next page's URL), one of them");
+      }
+      if (!g->cursor.empty() && g->param.empty()) {
+        r.Error("param", "is required with cursor: the query parameter that carries it");
+      }
+      for (const char* k : {"start", "total"}) {
+        if (r.Has(k)) r.Error(k, "belongs to styles page and offset");
+      }
+      break;
+  }
+}
+
+void ReadList(const YAML::Node& node, const FetchSpec& fetch, Problems* p, ListSpec* l) {
+  if (!node.IsDefined() || node.IsNull()) return;
+  MapReader r(node, "list", p);
+  if (!node.IsMap()) {
+    p->Add("list", node, "must be a map: {path: /employees, records: /employees, ...}");
+    return;
+  }
+  l->enabled = true;
+  r.StringList("credentials", &l->credentials);
+  std::vector<std::string> credentials = fetch.credentials;
+  for (const std::string& c : l->credentials) {
+    if (c.empty() || c == "tenant" || c == "employee_key" ||
+        c.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") != std::string::npos) {
+      r.Error("credentials", "'" + c +
+                                 "' must be lowercase letters, digits and '_' (and not tenant "
+                                 "or employee_key)");
+    }
+    if (std::find(credentials.begin(), credentials.end(), c) == credentials.end()) {
+      credentials.push_back(c);
+    }
+  }
+  if (r.String("base_url", &l->base_url)) {
+    if (l->base_url.rfind("https://", 0) != 0 && l->base_url.rfind("http://", 0) != 0) {
+      r.Error("base_url", "must start with https://");
+    }
+    CheckListTemplate(r, "base_url", l->base_url, credentials);
+  }
+  int timeout = 0;
+  if (r.Int("timeout_ms", &timeout, 100, 120000)) l->timeout_ms = timeout;
+  YAML::Node headers = r.Child("headers");
+  if (!headers.IsDefined() || headers.IsNull()) {
+  } else if (headers.IsMap()) {
+    l->headers.emplace();
+    for (const auto& kv : headers) {
+      if (!kv.second.IsScalar()) {
+        p->Add(r.PathOf("headers") + "." + kv.first.Scalar(), kv.second, "must be a string");
+        continue;
+      }
+      l->headers->emplace_back(kv.first.Scalar(), kv.second.Scalar());
+      CheckListTemplate(r, "headers", kv.second.Scalar(), credentials);
+    }
+  } else {
+    r.Error("headers", "must be a map of header name to value template");
+  }
+  if (r.Has("auth")) {
+    FetchSpec scratch;
+    scratch.credentials = credentials;
+    ReadFetchAuth(r, p, &scratch);
+    if (scratch.auth.type == FetchAuthSpec::Type::kOAuth2) {
+      r.Error("auth",
+              "oauth2_client_credentials is available to a list only through fetch.auth: put it "
+              "there and leave list.auth out");
+    }
+    l->auth = scratch.auth;
+  }
+  std::string method = l->method;
+  if (r.String("method", &method)) {
+    if (method != "GET" && method != "POST") r.Error("method", "must be GET or POST");
+    l->method = method;
+  }
+  if (r.String("path", &l->path, true)) {
+    if (l->path.empty() || (l->path[0] != '/' && l->path[0] != '?')) {
+      r.Error("path", "must start with '/' (it is appended to the base URL)");
+    }
+    CheckListTemplate(r, "path", l->path, credentials);
+  }
+  if (r.String("body", &l->body)) {
+    CheckListTemplate(r, "body", l->body, credentials);
+    if (l->method != "POST") r.Error("body", "a body needs method: POST");
+  }
+  r.String("content_type", &l->content_type);
+  if (!r.Has("records")) {
+    r.Error("records", "is required: a pointer to the array of records in each answer (\"\" "
+                       "when the answer is the array)");
+  }
+  ReadPointer(r, "records", &l->records);
+  ReadPointer(r, "employee_key", &l->employee_key);
+  std::string yields = fetch.enabled ? "keys" : "records";
+  r.String("yields", &yields);
+  if (yields == "records") {
+    l->yields_records = true;
+  } else if (yields != "keys") {
+    r.Error("yields", "must be keys (the worker fetches each record) or records (each listed "
+                      "record is the employee's record)");
+  }
+  if (!fetch.enabled && !l->yields_records) {
+    r.Error("yields", "a profile without fetch cannot read a record per key: use records");
+  }
+  if (fetch.enabled && l->yields_records && fetch.requests.size() > 1) {
+    r.Error("yields", "the fetch section assembles each record from several requests; a listed "
+                      "record cannot stand in for it: use keys");
+  }
+  ReadPointer(r, "record_at", &l->record_at);
+  ReadPointer(r, "version", &l->version);
+  for (const char* k : {"record_at", "version"}) {
+    if (fetch.enabled && r.Has(k)) {
+      r.Error(k, "applies only to profiles whose payload carries the record (no fetch section)");
+    }
+  }
+  ReadPagination(r.Child("pagination"), r.PathOf("pagination"), p, &l->pagination);
+}
+
 void ReadFields(MapReader& r, Problems* p, std::map<std::string, Source>* out) {
   SourceRules rules;
   rules.allow_variable = true;
@@ -693,7 +862,7 @@ void ReadApiSettings(const YAML::Node& node, const std::string& path, const Prof
                      Problems* problems, ApiSettings* out) {
   if (!node.IsDefined() || node.IsNull()) return;
   MapReader r(node, path, problems);
-  if (!spec.fetch.enabled) {
+  if (!spec.fetch.enabled && !spec.list.enabled) {
     problems->Add(path, node,
                   "profile '" + spec.name + "' does not fetch from an HRIS API; remove api");
     for (const auto& kv : node) r.Ignore(kv.first.Scalar());
@@ -713,7 +882,13 @@ void ReadApiSettings(const YAML::Node& node, const std::string& path, const Prof
   if (r.String("tenant", &tenant)) out->tenant = tenant;
   int timeout = 0;
   if (r.Int("timeout_ms", &timeout, 100, 120000)) out->timeout_ms = timeout;
-  for (const std::string& c : spec.fetch.credentials) {
+  std::vector<std::string> credentials = spec.fetch.credentials;
+  for (const std::string& c : spec.list.credentials) {
+    if (std::find(credentials.begin(), credentials.end(), c) == credentials.end()) {
+      credentials.push_back(c);
+    }
+  }
+  for (const std::string& c : credentials) {
     std::string env, file;
     bool has_env = r.String(c + "_env", &env);
     bool has_file = r.String(c + "_file", &file);
@@ -766,6 +941,7 @@ bool ParseProfile(const std::string& text, const std::string& file, Problems* pr
   ReadActions(r.Child("actions"), problems, &out->actions);
   ReadEnum(r, "default_action", kActions, &out->default_action);
   ReadFetch(r.Child("fetch"), problems, &out->fetch);
+  ReadList(r.Child("list"), out->fetch, problems, &out->list);
   ReadMapping(r.Child("mapping"), problems, &out->mapping);
   if (out->mapping.from == Scope::kDefault) {
     out->mapping.from = out->fetch.enabled ? Scope::kRecord : Scope::kPayload;
