@@ -152,6 +152,13 @@ void ReadListen(const YAML::Node& node, Problems* p, ListenOptions* o) {
   r.Int("threads", &o->threads, 1, 1024);
   r.Int("keep_alive_timeout_s", &o->keep_alive_timeout_s, 1, 300);
   r.Int("keep_alive_max_requests", &o->keep_alive_max_requests, 1, 1'000'000);
+  r.Int("max_headers", &o->max_headers, 8, 10000);
+  r.Int("max_header_bytes", &o->max_header_bytes, 1024, int64_t{1} << 20);
+  // The upper bound is the parser's own: connectors refuse deeper JSON whatever is configured.
+  r.Int("max_json_depth", &o->max_json_depth, 2, 128);
+  r.Int("max_items", &o->max_items, 1, 100000);
+  r.Int("max_field_bytes", &o->max_field_bytes, 256, int64_t{64} << 20);
+  r.Int("max_id_bytes", &o->max_id_bytes, 64, 65536);
   r.String("tls_cert_file", &o->tls_cert_file);
   r.String("tls_key_file", &o->tls_key_file);
   if (o->tls_cert_file.empty() != o->tls_key_file.empty()) {

@@ -88,7 +88,9 @@ TEST(ConfigTest, ShippedExampleConfigsAreValid) {
 TEST(ConfigTest, UnknownKeyIsAnErrorWithPathAndLine) {
   EXPECT_EQ(OnlyProblem(std::string(kMinimal) + "listen:\n  prot: 8080\n"),
             "listen.prot (line 6): unknown key (known here: address, keep_alive_max_requests, "
-            "keep_alive_timeout_s, max_body_bytes, port, threads, tls_cert_file, tls_key_file)");
+            "keep_alive_timeout_s, max_body_bytes, max_field_bytes, max_header_bytes, "
+            "max_headers, max_id_bytes, max_items, max_json_depth, port, threads, tls_cert_file, "
+            "tls_key_file)");
   EXPECT_EQ(OnlyProblem(std::string(kMinimal) + "colour: blue\n").substr(0, 25),
             "colour (line 5): unknown ");
 }
@@ -268,6 +270,43 @@ TEST(SecretTest, CheckSecretsNamesTheSourceNeverTheValue) {
   ASSERT_EQ(problems.size(), 2u);
   EXPECT_NE(problems[0].ToString().find("SCIMSYNC_NOKEY"), std::string::npos);
   EXPECT_NE(problems[1].ToString().find("profiles[0].secret"), std::string::npos);
+}
+
+TEST(ConfigTest, RequestLimitsHaveSafeDefaultsAndAreConfigurable) {
+  Config c;
+  ASSERT_TRUE(Load(kMinimal, &c).empty());
+  EXPECT_EQ(c.listen.max_headers, 100);
+  EXPECT_EQ(c.listen.max_header_bytes, 32768);
+  EXPECT_EQ(c.listen.max_json_depth, 32);
+  EXPECT_EQ(c.listen.max_items, 1000);
+  EXPECT_EQ(c.listen.max_field_bytes, 16384);
+  EXPECT_EQ(c.listen.max_id_bytes, 512);
+  ASSERT_TRUE(Load(std::string("listen: {max_headers: 40, max_header_bytes: 4096, "
+                               "max_json_depth: 8, max_items: 50, max_field_bytes: 2048, "
+                               "max_id_bytes: 128}\n") +
+                       kMinimal,
+                   &c)
+                  .empty());
+  EXPECT_EQ(c.listen.max_headers, 40);
+  EXPECT_EQ(c.listen.max_header_bytes, 4096);
+  EXPECT_EQ(c.listen.max_json_depth, 8);
+  EXPECT_EQ(c.listen.max_items, 50);
+  EXPECT_EQ(c.listen.max_field_bytes, 2048);
+  EXPECT_EQ(c.listen.max_id_bytes, 128);
+}
+
+TEST(ConfigTest, RequestLimitsRefuseValuesThatWouldDisableThem) {
+  // Above 128 the JSON parser refuses the body anyway, so a larger depth would only mislead.
+  EXPECT_NE(OnlyProblem(std::string("listen: {max_json_depth: 1000}\n") + kMinimal)
+                .find("listen.max_json_depth"),
+            std::string::npos);
+  EXPECT_NE(OnlyProblem(std::string("listen: {max_items: 0}\n") + kMinimal).find("max_items"),
+            std::string::npos);
+  EXPECT_NE(OnlyProblem(std::string("listen: {max_headers: 1}\n") + kMinimal).find("max_headers"),
+            std::string::npos);
+  EXPECT_NE(OnlyProblem(std::string("listen: {max_field_bytes: -1}\n") + kMinimal)
+                .find("max_field_bytes"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -44,6 +44,15 @@ struct ListenOptions {
   // Optional: serve HTTPS directly. Both or neither.
   std::string tls_cert_file;
   std::string tls_key_file;
+  // Limits on one webhook, each answered with a 4xx that names the key. Real HRIS webhooks are
+  // far below every default; the point is that a hostile sender cannot make the daemon spend
+  // memory or stack on it. cpp-httplib also refuses any single header line over 8 KiB.
+  int max_headers = 100;             // header lines: 431 beyond
+  int64_t max_header_bytes = 32768;  // header names and values summed: 431 beyond
+  int max_json_depth = 32;           // nesting of JSON objects/arrays or form brackets: 400
+  int max_items = 1000;              // events in one request after fan-out: 413
+  int64_t max_field_bytes = 16384;   // any one JSON string or form value: 413
+  int max_id_bytes = 512;            // employee key, event id, event type, timestamp: 400
 };
 
 struct RedisOptions {
