@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <memory>
+#include <unordered_map>
 
 #include "codec.h"
 #include "eval.h"
@@ -49,6 +51,12 @@ Error AuthError(std::string message) {
 Error InvalidError(std::string message) {
   Error e = Error::Invalid(std::move(message));
   e.http_status = 400;
+  return e;
+}
+
+Error TooLargeError(std::string message) {
+  Error e = Error::Invalid(std::move(message));
+  e.http_status = 413;
   return e;
 }
 
@@ -247,20 +255,20 @@ bool Accepts(const DecodeSpec& d, BodyFormat f) {
 struct FormNode {
   std::string value;
   bool leaf = true;
-  std::vector<std::pair<std::string, FormNode>> children;
-  FormNode* Child(const std::string& key) {
-    leaf = false;
-    if (key.empty()) {  // "a[]": append
-      children.emplace_back(std::to_string(children.size()), FormNode{});
-      return &children.back().second;
-    }
-    for (auto& [k, v] : children) {
-      if (k == key) return &v;
-    }
-    children.emplace_back(key, FormNode{});
-    return &children.back().second;
-  }
+  // Boxed, so the node type need not be complete where the containers are declared.
+  std::vector<std::pair<std::string, std::unique_ptr<FormNode>>> children;
+  // Position of each key in `children`: a form with many fields stays linear, not quadratic.
+  std::unordered_map<std::string, size_t> index;
+  FormNode* Child(const std::string& key);
 };
+
+FormNode* FormNode::Child(const std::string& key) {
+  leaf = false;
+  const std::string name = key.empty() ? std::to_string(children.size()) : key;  // "a[]"
+  auto [it, added] = index.emplace(name, children.size());
+  if (added) children.emplace_back(name, std::make_unique<FormNode>());
+  return children[it->second].second.get();
+}
 
 bool PercentDecode(std::string_view in, std::string* out) {
   out->clear();
@@ -281,6 +289,50 @@ bool PercentDecode(std::string_view in, std::string* out) {
   return true;
 }
 
+// Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF): the same rule the JSON
+// parser applies, so a form body cannot smuggle bytes into a payload that the worker's parser
+// would refuse later.
+bool IsUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t n = 0;
+    uint32_t cp = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+      n = 1;
+      cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      n = 2;
+      cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + n >= s.size()) return false;
+    for (size_t k = 1; k <= n; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff)) {
+      return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
+// A field's name as quoted in an error: bounded, since the name is the sender's.
+std::string Shown(const std::string& name) {
+  return name.size() <= 64 ? name : name.substr(0, 64) + "...";
+}
+
 bool IsIndex(const std::string& k) {
   return !k.empty() && k.size() < 10 && std::all_of(k.begin(), k.end(), [](char c) {
     return std::isdigit(static_cast<unsigned char>(c));
@@ -293,7 +345,7 @@ rapidjson::Value ToJson(const FormNode& node, rapidjson::Document::AllocatorType
                            [](const auto& kv) { return IsIndex(kv.first); });
   if (array) {
     std::vector<std::pair<long, const FormNode*>> sorted;
-    for (const auto& [k, v] : node.children) sorted.emplace_back(std::stol(k), &v);
+    for (const auto& [k, v] : node.children) sorted.emplace_back(std::stol(k), v.get());
     std::stable_sort(sorted.begin(), sorted.end(),
                      [](const auto& a, const auto& b) { return a.first < b.first; });
     rapidjson::Value arr(rapidjson::kArrayType);
@@ -302,7 +354,7 @@ rapidjson::Value ToJson(const FormNode& node, rapidjson::Document::AllocatorType
   }
   rapidjson::Value obj(rapidjson::kObjectType);
   for (const auto& [k, v] : node.children) {
-    obj.AddMember(StringValue(k, alloc), ToJson(v, alloc), alloc);
+    obj.AddMember(StringValue(k, alloc), ToJson(*v, alloc), alloc);
   }
   return obj;
 }
@@ -408,7 +460,8 @@ Status VerifyAuth(const AuthSpec& auth, const DecodeSpec& decode, const Request&
   return VerifyToken(auth, request, secrets);
 }
 
-bool DecodeForm(const std::string& body, rapidjson::Document* doc, std::string* error) {
+bool DecodeForm(const std::string& body, rapidjson::Document* doc, std::string* error,
+                int max_depth) {
   FormNode root;
   root.leaf = false;
   size_t start = 0;
@@ -423,39 +476,49 @@ bool DecodeForm(const std::string& body, rapidjson::Document* doc, std::string* 
     std::string raw_value = eq == std::string::npos ? "" : pair.substr(eq + 1);
     std::string key, value;
     if (!PercentDecode(raw_key, &key) || !PercentDecode(raw_value, &value)) {
-      *error = "invalid percent-encoding in form field '" + raw_key + "'";
+      *error = "invalid percent-encoding in form field '" + Shown(raw_key) + "'";
+      return false;
+    }
+    if (!IsUtf8(key) || !IsUtf8(value)) {
+      *error =
+          "form field '" + (IsUtf8(key) ? Shown(key) : std::string("?")) + "' is not UTF-8 text";
       return false;
     }
     // key = name[a][b]...
     size_t bracket = key.find('[');
     std::vector<std::string> path = {key.substr(0, bracket)};
     if (path[0].empty()) {
-      *error = "form field '" + key + "' has no name before '['";
+      *error = "form field '" + Shown(key) + "' has no name before '['";
       return false;
     }
     while (bracket != std::string::npos) {
       size_t close = key.find(']', bracket);
       if (close == std::string::npos) {
-        *error = "form field '" + key + "' has an unclosed '['";
+        *error = "form field '" + Shown(key) + "' has an unclosed '['";
         return false;
       }
       path.push_back(key.substr(bracket + 1, close - bracket - 1));
+      if (static_cast<int>(path.size()) > max_depth) {
+        *error = "form field '" + Shown(key) + "' nests deeper than " + std::to_string(max_depth) +
+                 " levels (listen.max_json_depth)";
+        return false;
+      }
       bracket = key.find('[', close);
       if (bracket != std::string::npos && bracket != close + 1) {
-        *error = "form field '" + key + "' has text between ']' and '['";
+        *error = "form field '" + Shown(key) + "' has text between ']' and '['";
         return false;
       }
     }
     FormNode* node = &root;
     for (size_t i = 0; i < path.size(); ++i) {
       if (node->leaf && node != &root && !node->value.empty()) {
-        *error = "form field '" + key + "' nests under a field that already has a value";
+        *error = "form field '" + Shown(key) + "' nests under a field that already has a value";
         return false;
       }
       node = node->Child(path[i]);
     }
     if (!node->leaf) {
-      *error = "form field '" + key + "' is both a value and a group";
+      *error = "form field '" + Shown(key) + "' is both a value and a group";
       return false;
     }
     node->value = value;
@@ -505,14 +568,25 @@ Result<Decoded> DecodeRequest(const ProfileSpec& spec, const IngestOptions& opti
     e.http_status = 415;
     return e;
   }
+  const RequestLimits& limits = request.limits;
   rapidjson::Document doc;
   std::string error;
   if (format == BodyFormat::kJson) {
+    if (!JsonDepthWithin(request.body, limits.max_json_depth)) {
+      return InvalidError("the body nests objects and arrays deeper than " +
+                          std::to_string(limits.max_json_depth) +
+                          " levels (listen.max_json_depth): send the record flatter");
+    }
     if (!ParseJson(request.body, &doc, &error)) {
       return InvalidError("the body is not valid JSON: " + error);
     }
-  } else if (!DecodeForm(request.body, &doc, &error)) {
+  } else if (!DecodeForm(request.body, &doc, &error, limits.max_json_depth)) {
     return InvalidError("the form-encoded body is malformed: " + error);
+  }
+  if (auto where = FindLongString(doc, limits.max_field_bytes)) {
+    return TooLargeError("the string at " + *where + " is longer than " +
+                         std::to_string(limits.max_field_bytes) +
+                         " bytes (listen.max_field_bytes)");
   }
 
   if (!d.token_pointer.empty() && doc.IsObject()) {
@@ -565,6 +639,11 @@ Result<Decoded> DecodeRequest(const ProfileSpec& spec, const IngestOptions& opti
       for (const auto& v : arr->GetArray()) items.push_back(&v);
     }
   }
+  if (items.size() > static_cast<size_t>(std::max(limits.max_items, 0))) {
+    return TooLargeError("the request carries " + std::to_string(items.size()) +
+                         " items; at most " + std::to_string(limits.max_items) +
+                         " are taken at once (listen.max_items): send smaller batches");
+  }
   EvalContext ctx;
   ctx.body = &doc;
   ctx.request = &request;
@@ -590,6 +669,19 @@ Result<Decoded> DecodeRequest(const ProfileSpec& spec, const IngestOptions& opti
     if (it.dedup_id.configured) dedup = Evaluate(it.dedup_id, ctx);
     // No id from the sender: identical items are the same event, so the content is the id.
     if (!dedup || dedup->empty()) dedup = "sha256:" + HexEncode(Sha256(di.payload));
+    // Ids become Redis keys and log fields: an id the size of a record is a mistake or an attack.
+    const size_t max_id = static_cast<size_t>(std::max(limits.max_id_bytes, 0));
+    for (const auto& [what, value] :
+         {std::pair<const char*, const std::string*>{"employee key", &di.employee_key},
+          {"dedup id", &*dedup},
+          {"event type", &di.event_type},
+          {"occurred_at", &di.occurred_at}}) {
+      if (value->size() > max_id) {
+        return InvalidError(where + " has a " + what + " of " + std::to_string(value->size()) +
+                            " bytes; at most " + std::to_string(max_id) +
+                            " are accepted (listen.max_id_bytes)");
+      }
+    }
     // Ids are unique per sender; two tenants may reuse one.
     di.dedup_id = request.tenant.empty() ? *dedup : request.tenant + "/" + *dedup;
     out.items.push_back(std::move(di));

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "json.h"
 #include "scimsync/connectors/profile.h"
 #include "scimsync/result.h"
 #include "spec.h"
@@ -24,8 +25,10 @@ Status VerifyAuth(const AuthSpec& auth, const DecodeSpec& decode, const Request&
                   const std::vector<std::string>& secrets, int64_t now_s);
 
 // Parses `a=1&b[c]=2&list[0][id]=3` into a JSON tree: brackets nest objects, all-numeric keys
-// (or `[]`) make arrays. Values stay strings.
-bool DecodeForm(const std::string& body, rapidjson::Document* doc, std::string* error);
+// (or `[]`) make arrays. Values stay strings. A name with more than max_depth bracket groups is
+// an error: the tree is built and walked recursively.
+bool DecodeForm(const std::string& body, rapidjson::Document* doc, std::string* error,
+                int max_depth = kMaxJsonDepth);
 
 struct IngestOptions {
   std::string verification_token_file;  // where a verification-token handshake stores the token

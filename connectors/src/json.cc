@@ -7,8 +7,89 @@
 
 namespace scimsync::connectors::internal {
 
+namespace {
+
+// RFC 6901 escaping of one reference token.
+std::string PointerToken(std::string_view name) {
+  std::string out;
+  for (char c : name) {
+    if (c == '~') {
+      out += "~0";
+    } else if (c == '/') {
+      out += "~1";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+bool FindLong(const rapidjson::Value& v, int64_t max_bytes, const std::string& at,
+              std::string* where) {
+  if (v.IsString()) {
+    if (static_cast<int64_t>(v.GetStringLength()) <= max_bytes) return false;
+    *where = at;
+    return true;
+  }
+  if (v.IsObject()) {
+    for (auto it = v.MemberBegin(); it != v.MemberEnd(); ++it) {
+      const std::string name(it->name.GetString(), it->name.GetStringLength());
+      const std::string child = at + "/" + PointerToken(name.substr(0, 64));
+      if (static_cast<int64_t>(name.size()) > max_bytes) {
+        *where = child + " (the member's name)";
+        return true;
+      }
+      if (FindLong(it->value, max_bytes, child, where)) return true;
+    }
+  } else if (v.IsArray()) {
+    for (rapidjson::SizeType i = 0; i < v.Size(); ++i) {
+      if (FindLong(v[i], max_bytes, at + "/" + std::to_string(i), where)) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+bool JsonDepthWithin(std::string_view text, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > max_depth) return false;
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    }
+  }
+  return true;
+}
+
+std::optional<std::string> FindLongString(const rapidjson::Value& root, int64_t max_bytes) {
+  std::string where;
+  if (!FindLong(root, max_bytes, "", &where)) return std::nullopt;
+  return where.empty() ? std::string("\"\" (the whole body)") : where;
+}
+
 bool ParseJson(std::string_view text, rapidjson::Document* doc, std::string* error) {
-  doc->Parse<rapidjson::kParseValidateEncodingFlag>(text.data(), text.size());
+  if (!JsonDepthWithin(text, kMaxJsonDepth)) {
+    doc->SetNull();
+    if (error != nullptr) {
+      *error = "objects and arrays nest deeper than " + std::to_string(kMaxJsonDepth) + " levels";
+    }
+    return false;
+  }
+  // Iterative: the parser's own stack is on the heap, bounded by the text's size.
+  doc->Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(text.data(),
+                                                                                     text.size());
   if (doc->HasParseError()) {
     if (error != nullptr) {
       *error = std::string("invalid JSON at byte ") + std::to_string(doc->GetErrorOffset()) + ": " +

@@ -10,8 +10,22 @@
 
 namespace scimsync::connectors::internal {
 
-// Parses strictly (valid UTF-8 required). On failure *error says where and why.
+// Deeper nesting than this is refused before parsing, whoever the caller is: RapidJSON's writer,
+// and every tree walk here, recurse once per level, so a body of a megabyte of '[' would
+// otherwise exhaust a thread's stack.
+inline constexpr int kMaxJsonDepth = 128;
+
+// Parses strictly (valid UTF-8 required; at most kMaxJsonDepth levels). On failure *error says
+// where and why.
 bool ParseJson(std::string_view text, rapidjson::Document* doc, std::string* error);
+
+// True when no object or array in `text` nests deeper than max_depth (1: a flat object). Reads
+// the bytes only, so it is safe on any input; strings are skipped, escapes included.
+bool JsonDepthWithin(std::string_view text, int max_depth);
+
+// The first string (member name or value) longer than max_bytes, as a JSON pointer to where it
+// is; nullopt when there is none.
+std::optional<std::string> FindLongString(const rapidjson::Value& root, int64_t max_bytes);
 
 // RFC 6901: "" is the whole document, "/a/0/b" walks objects and arrays.
 bool IsValidPointer(const std::string& pointer);
