@@ -12,8 +12,39 @@
 
 namespace scimsync::scim::json {
 
+// Deeper answers are refused unparsed: the writer and the walks over a parsed answer recurse once
+// per level, so a server (or anything in its place) sending a megabyte of '[' would otherwise
+// exhaust the worker's stack.
+inline constexpr int kMaxDepth = 128;
+
+inline bool DepthWithin(std::string_view text, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > max_depth) return false;
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    }
+  }
+  return true;
+}
+
 inline bool Parse(std::string_view text, rapidjson::Document* doc) {
-  doc->Parse(text.data(), text.size());
+  if (!DepthWithin(text, kMaxDepth)) {
+    doc->SetNull();
+    return false;
+  }
+  doc->Parse<rapidjson::kParseIterativeFlag>(text.data(), text.size());
   return !doc->HasParseError();
 }
 
