@@ -22,8 +22,21 @@ void SetJson(httplib::Response& res, int status, const std::string& body) {
   res.set_content(body, "application/json");
 }
 
-connectors::Request ToRequest(const httplib::Request& req, std::string tenant) {
+connectors::RequestLimits Limits(const config::ListenOptions& o) {
+  connectors::RequestLimits l;
+  l.max_headers = o.max_headers;
+  l.max_header_bytes = o.max_header_bytes;
+  l.max_json_depth = o.max_json_depth;
+  l.max_items = o.max_items;
+  l.max_field_bytes = o.max_field_bytes;
+  l.max_id_bytes = o.max_id_bytes;
+  return l;
+}
+
+connectors::Request ToRequest(const httplib::Request& req, std::string tenant,
+                              const connectors::RequestLimits& limits) {
   connectors::Request out;
+  out.limits = limits;
   out.method = req.method;
   out.content_type = req.get_header_value("Content-Type");
   out.headers.reserve(req.headers.size());
@@ -57,15 +70,62 @@ HttpServer::HttpServer(const config::ListenOptions& options, HttpHandlers handle
   svr.set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
 
   Ingest* ingest = handlers.ingest;
-  auto webhook = [ingest](const httplib::Request& req, httplib::Response& res) {
+  // The body is read here, not by cpp-httplib: its own limit (set_payload_max_length) covers a
+  // declared Content-Length but not a chunked body, which it would read to any size.
+  auto webhook = [ingest, limits = Limits(options), max_body = options.max_body_bytes](
+                     const httplib::Request& req, httplib::Response& res,
+                     const httplib::ContentReader& read) {
+    if (req.is_multipart_form_data()) {
+      SetJson(res, 415,
+              ErrorBody("unsupported_media_type",
+                        "multipart bodies are not accepted: send the webhook as JSON or "
+                        "application/x-www-form-urlencoded"));
+      res.set_header("Connection", "close");
+      return;
+    }
+    std::string body;
+    bool too_large = false;
+    const bool complete = read([&](const char* data, size_t n) {
+      if (static_cast<int64_t>(body.size() + n) > max_body) {
+        too_large = true;
+        return false;
+      }
+      body.append(data, n);
+      return true;
+    });
+    // A declared Content-Length over the limit fails the read with 413 before any byte is read.
+    if (too_large || res.status == 413) {
+      SetJson(res, 413,
+              ErrorBody("payload_too_large", "the body is larger than listen.max_body_bytes (" +
+                                                 std::to_string(max_body) + " bytes)"));
+      // The rest of the body is still on the wire: the connection cannot be reused.
+      res.set_header("Connection", "close");
+      log::Warn("webhook", {{"path", req.path}, {"status", 413}, {"detail", "body too large"}});
+      return;
+    }
+    if (!complete) {
+      SetJson(res, 400, ErrorBody("bad_request", "the request body could not be read completely"));
+      res.set_header("Connection", "close");
+      return;
+    }
     std::string profile = req.matches[1];
     std::string tenant = req.matches.size() > 3 ? std::string(req.matches[3]) : std::string();
-    WebhookResponse r = ingest->Handle(profile, ToRequest(req, std::move(tenant)));
+    connectors::Request request = ToRequest(req, std::move(tenant), limits);
+    request.body = std::move(body);
+    WebhookResponse r = ingest->Handle(profile, request);
     for (const auto& [k, v] : r.headers) res.set_header(k, v);
     SetJson(res, r.status, r.body);
   };
   const char* kWebhookPath = R"(/webhooks/([^/]+)(/([^/]+))?/?)";
   svr.Post(kWebhookPath, webhook);
+  // cpp-httplib routes a POST without a body (no Content-Length, no chunks) to the plain
+  // handlers only: it gets the same treatment, with an empty body.
+  svr.Post(kWebhookPath, [webhook](const httplib::Request& req, httplib::Response& res) {
+    webhook(req, res,
+            httplib::ContentReader(
+                [](httplib::ContentReceiver) { return true; },
+                [](httplib::MultipartContentHeader, httplib::ContentReceiver) { return true; }));
+  });
   auto not_allowed = [](const httplib::Request& req, httplib::Response& res) {
     res.set_header("Allow", "POST");
     SetJson(res, 405, ErrorBody("method_not_allowed",

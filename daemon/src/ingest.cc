@@ -1,5 +1,6 @@
 #include "scimsync/daemon/ingest.h"
 
+#include <algorithm>
 #include <random>
 
 #include "scimsync/daemon/metrics.h"
@@ -95,6 +96,27 @@ WebhookResponse Ingest::Handle(const std::string& profile_name,
     auto r = Fail(503, "shutting_down", "scimsyncd is stopping; retry shortly");
     r.headers.emplace_back("Retry-After", std::to_string(options_.retry_after_s));
     return finish(std::move(r));
+  }
+
+  // Checked before anything looks at a header: the sender is not authenticated yet.
+  const connectors::RequestLimits& limits = request.limits;
+  int64_t header_bytes = 0;
+  for (const auto& [name, value] : request.headers) {
+    header_bytes += static_cast<int64_t>(name.size() + value.size());
+  }
+  if (request.headers.size() > static_cast<size_t>(std::max(limits.max_headers, 0))) {
+    failure = "too many headers";
+    return finish(Fail(431, "headers_too_large",
+                       "the request has " + std::to_string(request.headers.size()) +
+                           " header lines; at most " + std::to_string(limits.max_headers) +
+                           " are accepted (listen.max_headers)"));
+  }
+  if (header_bytes > limits.max_header_bytes) {
+    failure = "headers too large";
+    return finish(Fail(431, "headers_too_large",
+                       "the request's headers take " + std::to_string(header_bytes) +
+                           " bytes; at most " + std::to_string(limits.max_header_bytes) +
+                           " are accepted (listen.max_header_bytes)"));
   }
 
   auto snapshot = profiles_->Snapshot();

@@ -1,0 +1,282 @@
+// The real scimsyncd binary against requests built to exhaust it: every limit of listen.* is
+// answered with its 4xx and the name of the setting, nothing is enqueued, and the daemon keeps
+// serving. Also the HTTPS listener (listen.tls_cert_file / tls_key_file).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "daemon_fixture.h"
+
+namespace scimsync::testing {
+namespace {
+
+// Limits small enough to reach with small requests.
+constexpr char kLimits[] =
+    "max_body_bytes: 65536, max_headers: 20, max_header_bytes: 4096, max_json_depth: 8, "
+    "max_items: 5, max_field_bytes: 1024, max_id_bytes: 64";
+
+class LimitsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(fx_.StartRedis());
+    ASSERT_TRUE(Start("")) << fx_.log();
+    client_ = fx_.Client();
+  }
+
+  // Starts scimsyncd with the limits above; `listen_extra` adds keys to listen:.
+  bool Start(const std::string& listen_extra) {
+    const std::string yaml = "listen: {address: 127.0.0.1, port: " + std::to_string(fx_.port()) +
+                             ", " + kLimits + listen_extra +
+                             "}\n"
+                             "redis: {url: \"" +
+                             fx_.redis().url() +
+                             "\", connect_timeout_ms: 300}\n"
+                             "target: {dry_run: true, dry_run_file: " +
+                             fx_.dir().File("dry-run.jsonl") +
+                             "}\n"
+                             "profiles:\n"
+                             "  - {name: hr, connector: generic, secret_env: TEST_HR_SECRET}\n";
+    WriteFile(fx_.config_path(), yaml);
+    if (!fx_.daemon().Start({fx_.Binary(), "--config", fx_.config_path()},
+                            fx_.dir().File("daemon.log"),
+                            {std::string("TEST_HR_SECRET=") + kWebhookSecret})) {
+      return false;
+    }
+    return WaitForPort(fx_.port(), 15000);
+  }
+
+  httplib::Result Post(const std::string& body, httplib::Headers extra = {}) {
+    extra.emplace("X-Scimsync-Signature", "sha256=" + HmacSha256Hex(kWebhookSecret, body));
+    return client_->Post("/webhooks/hr", extra, body, "application/json");
+  }
+
+  // The answer is `status` with error `code` and a detail naming `setting`.
+  void ExpectRefused(const httplib::Result& res, int status, const std::string& code,
+                     const std::string& setting) {
+    ASSERT_TRUE(res) << httplib::to_string(res.error());
+    EXPECT_EQ(res->status, status) << res->body;
+    EXPECT_NE(res->body.find("\"error\":\"" + code + "\""), std::string::npos) << res->body;
+    EXPECT_NE(res->body.find(setting), std::string::npos) << res->body;
+  }
+
+  void ExpectStillServing() {
+    auto ok = Post(GenericEvent("after", "E1"));
+    ASSERT_TRUE(ok) << "the daemon stopped answering: " << fx_.log();
+    EXPECT_EQ(ok->status, 202) << ok->body;
+  }
+
+  DaemonFixture fx_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+TEST_F(LimitsTest, ABodyOverMaxBodyBytesIs413) {
+  ExpectRefused(Post(std::string(70000, ' ')), 413, "payload_too_large", "listen.max_body_bytes");
+  EXPECT_EQ(fx_.TotalDepth(), 0);
+  ExpectStillServing();
+}
+
+TEST_F(LimitsTest, AChunkedBodyOverMaxBodyBytesIsRefusedToo) {
+  // No Content-Length to check up front: the limit must hold while the body streams in.
+  const std::string chunk(16384, 'x');
+  httplib::Headers headers = {{"X-Scimsync-Signature", "sha256=00"}};
+  auto res = client_->Post(
+      "/webhooks/hr", headers,
+      [&chunk, sent = size_t{0}](size_t, httplib::DataSink& sink) mutable {
+        if (sent >= 8 * chunk.size()) {
+          sink.done();
+        } else {
+          sink.write(chunk.data(), chunk.size());
+          sent += chunk.size();
+        }
+        return true;
+      },
+      "application/json");
+  if (res) {
+    EXPECT_EQ(res->status, 413) << res->body;
+  }  // else the daemon closed the connection mid-body, which refuses it as well
+  EXPECT_EQ(fx_.TotalDepth(), 0);
+  ExpectStillServing();
+}
+
+TEST_F(LimitsTest, TooManyHeadersIs431) {
+  httplib::Headers many;
+  for (int i = 0; i < 30; ++i) many.emplace("X-Filler-" + std::to_string(i), "1");
+  ExpectRefused(Post(GenericEvent("h1", "E1"), many), 431, "headers_too_large",
+                "listen.max_headers");
+  EXPECT_EQ(fx_.TotalDepth(), 0);
+}
+
+TEST_F(LimitsTest, HeadersOverMaxHeaderBytesAre431) {
+  httplib::Headers big;
+  for (int i = 0; i < 3; ++i) big.emplace("X-Filler-" + std::to_string(i), std::string(2000, 'v'));
+  ExpectRefused(Post(GenericEvent("h2", "E1"), big), 431, "headers_too_large",
+                "listen.max_header_bytes");
+  EXPECT_EQ(fx_.TotalDepth(), 0);
+}
+
+TEST_F(LimitsTest, OneHeaderLineOverCppHttplibsLimitIsRefused) {
+  // cpp-httplib refuses a header line over 8 KiB while reading the request (a 4xx of its own).
+  auto res = Post(GenericEvent("h3", "E1"), {{"X-Huge", std::string(10000, 'v')}});
+  if (res) {
+    EXPECT_GE(res->status, 400);
+    EXPECT_LT(res->status, 500);
+  }
+  EXPECT_EQ(fx_.TotalDepth(), 0);
+  ExpectStillServing();
+}
+
+TEST_F(LimitsTest, DeepNestingIs400AndDoesNotCrashTheDaemon) {
+  // 60,000 levels: the recursive parser used before the limit needed far more stack than a
+  // listener thread has.
+  std::string deep(60000, '[');
+  ExpectRefused(Post(deep), 400, "malformed_body", "listen.max_json_depth");
+  std::string nine = "{\"id\":\"d\",\"employee\":{\"id\":\"E1\",\"x\":[[[[[[[1]]]]]]]}}";
+  ExpectRefused(Post(nine), 400, "malformed_body", "listen.max_json_depth");
+  EXPECT_EQ(fx_.TotalDepth(), 0);
+  ExpectStillServing();
+}
+
+TEST_F(LimitsTest, MoreItemsThanMaxItemsIs413AndNoneIsEnqueued) {
+  std::string body = "{\"events\":[";
+  for (int i = 0; i < 6; ++i) {
+    body += (i ? "," : "") + GenericEvent("batch-" + std::to_string(i), "E" + std::to_string(i));
+  }
+  body += "]}";
+  ExpectRefused(Post(body), 413, "payload_too_large", "listen.max_items");
+  EXPECT_EQ(fx_.TotalDepth(), 0);
+}
+
+TEST_F(LimitsTest, AFieldOverMaxFieldBytesIs413) {
+  std::string body = R"({"id":"f1","type":"employee.updated","employee":{"id":"E1","title":")" +
+                     std::string(2000, 't') + R"("}})";
+  ExpectRefused(Post(body), 413, "payload_too_large", "listen.max_field_bytes");
+  EXPECT_EQ(fx_.TotalDepth(), 0);
+}
+
+TEST_F(LimitsTest, AnIdOverMaxIdBytesIs400) {
+  ExpectRefused(Post(GenericEvent(std::string(100, 'i'), "E1")), 400, "malformed_body",
+                "listen.max_id_bytes");
+  EXPECT_EQ(fx_.TotalDepth(), 0);
+}
+
+TEST_F(LimitsTest, LimitsApplyOnlyAfterTheSignatureIsChecked) {
+  // An unauthenticated sender learns nothing about the limits: it is refused first.
+  auto res = client_->Post("/webhooks/hr", std::string(60000, '['), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 401);
+}
+
+TEST_F(LimitsTest, AnEmptyPostReachesTheProfileLikeAnyOther) {
+  // The body is read by the webhook route itself; without one it must still be routed there.
+  auto res = client_->Post("/webhooks/hr", "", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 401) << res->body;
+  auto unknown = client_->Post("/webhooks/payroll", "", "application/json");
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->status, 404) << unknown->body;
+  EXPECT_NE(unknown->body.find("unknown_profile"), std::string::npos) << unknown->body;
+}
+
+TEST_F(LimitsTest, RequestsWithinEveryLimitAreAccepted) {
+  std::string body = "{\"events\":[";
+  for (int i = 0; i < 5; ++i) {
+    body += (i ? "," : "") + GenericEvent("ok-" + std::to_string(i), "E" + std::to_string(i));
+  }
+  body += "]}";
+  httplib::Headers some;  // with the client's own (Host, Content-Length...) well under 20
+  for (int i = 0; i < 5; ++i) some.emplace("X-Filler-" + std::to_string(i), "1");
+  auto res = Post(body, some);
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 202) << res->body;
+  EXPECT_EQ(fx_.TotalDepth(), 5);
+}
+
+// ---- HTTPS listener -------------------------------------------------------------------------
+
+class TlsListenerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cert_ = fx_.dir().File("listen-cert.pem");
+    key_ = fx_.dir().File("listen-key.pem");
+    const std::string cmd =
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=scimsyncd-test "
+        "-addext subjectAltName=IP:127.0.0.1 -keyout " +
+        key_ + " -out " + cert_ + " >/dev/null 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << "openssl CLI needed (scripts/install-deps)";
+    ASSERT_TRUE(fx_.StartRedis());
+  }
+
+  DaemonFixture fx_;
+  std::string cert_;
+  std::string key_;
+};
+
+TEST_F(TlsListenerTest, ServesWebhooksOverHttpsAndNotOverPlainHttp) {
+  const std::string yaml = "listen: {address: 127.0.0.1, port: " + std::to_string(fx_.port()) +
+                           ", tls_cert_file: " + cert_ + ", tls_key_file: " + key_ +
+                           "}\n"
+                           "redis: {url: \"" +
+                           fx_.redis().url() +
+                           "\"}\n"
+                           "target: {dry_run: true, dry_run_file: " +
+                           fx_.dir().File("dry-run.jsonl") +
+                           "}\n"
+                           "profiles:\n"
+                           "  - {name: hr, connector: generic, secret_env: TEST_HR_SECRET}\n";
+  WriteFile(fx_.config_path(), yaml);
+  ASSERT_TRUE(fx_.daemon().Start({fx_.Binary(), "--config", fx_.config_path()},
+                                 fx_.dir().File("daemon.log"),
+                                 {std::string("TEST_HR_SECRET=") + kWebhookSecret}));
+  ASSERT_TRUE(WaitForPort(fx_.port(), 15000)) << fx_.log();
+
+  httplib::SSLClient tls("127.0.0.1", fx_.port());
+  tls.set_ca_cert_path(cert_.c_str());
+  tls.enable_server_certificate_verification(true);
+  tls.set_connection_timeout(5, 0);
+  auto health = tls.Get("/healthz");
+  ASSERT_TRUE(health) << httplib::to_string(health.error()) << "\n" << fx_.log();
+  EXPECT_EQ(health->status, 200);
+  const std::string body = GenericEvent("tls-1", "E1");
+  auto res = tls.Post("/webhooks/hr",
+                      {{"X-Scimsync-Signature", "sha256=" + HmacSha256Hex(kWebhookSecret, body)}},
+                      body, "application/json");
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
+  EXPECT_EQ(res->status, 202) << res->body;
+  EXPECT_EQ(fx_.TotalDepth(), 1);
+
+  // A client that does not trust the certificate gets no answer at all.
+  httplib::SSLClient untrusting("127.0.0.1", fx_.port());
+  untrusting.enable_server_certificate_verification(true);
+  untrusting.set_ca_cert_path(key_.c_str());  // not a CA bundle: trusts nothing
+  EXPECT_FALSE(untrusting.Get("/healthz"));
+
+  // Plain HTTP to the TLS port is not served.
+  auto plain = fx_.Client()->Get("/healthz");
+  EXPECT_TRUE(!plain || plain->status != 200);
+}
+
+TEST_F(TlsListenerTest, AnUnreadableKeyStopsTheStartWithTheSettingsNamed) {
+  const std::string yaml = "listen: {address: 127.0.0.1, port: " + std::to_string(fx_.port()) +
+                           ", tls_cert_file: " + cert_ +
+                           ", tls_key_file: " + fx_.dir().File("missing-key.pem") +
+                           "}\n"
+                           "redis: {url: \"" +
+                           fx_.redis().url() +
+                           "\"}\n"
+                           "target: {dry_run: true, dry_run_file: " +
+                           fx_.dir().File("dry-run.jsonl") +
+                           "}\n"
+                           "profiles:\n"
+                           "  - {name: hr, connector: generic, secret_env: TEST_HR_SECRET}\n";
+  WriteFile(fx_.config_path(), yaml);
+  ASSERT_TRUE(fx_.daemon().Start({fx_.Binary(), "--config", fx_.config_path()},
+                                 fx_.dir().File("daemon.log"),
+                                 {std::string("TEST_HR_SECRET=") + kWebhookSecret}));
+  EXPECT_EQ(fx_.daemon().Wait(15000), 78) << fx_.log();
+  EXPECT_NE(fx_.log().find("listen.tls_key_file"), std::string::npos) << fx_.log();
+}
+
+}  // namespace
+}  // namespace scimsync::testing
