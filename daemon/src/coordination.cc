@@ -40,10 +40,11 @@ return 0
   return kScript;
 }
 
-// KEYS: events, tripped, suspended. ARGV: now, window_ms, limit, who.
+// KEYS: events, tripped, suspended, released. ARGV: now, window_ms, limit, who.
 const redis::Script& AdmitScript() {
   static const redis::Script kScript(R"lua(
 if redis.call('SISMEMBER', KEYS[3], ARGV[4]) == 1 then return 1 end
+if redis.call('EXISTS', KEYS[4]) == 1 then return 1 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local now = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
@@ -276,7 +277,8 @@ Result<bool> SuspensionGuard::Admit(const std::string& who) {
   const int64_t limit = Limit();
   auto r = pool_.Acquire()->Eval(
       AdmitScript(),
-      {prefix_ + ":guard:events", prefix_ + ":guard:tripped", prefix_ + ":guard:suspended"},
+      {prefix_ + ":guard:events", prefix_ + ":guard:tripped", prefix_ + ":guard:suspended",
+       prefix_ + ":guard:released"},
       {std::to_string(clock_.NowMs()), std::to_string(options_.window_s * 1000),
        std::to_string(limit), who});
   if (!r) return r.error();
@@ -291,8 +293,11 @@ Status SuspensionGuard::Record(const std::string& who, bool suspended) {
 }
 
 Status SuspensionGuard::Release() {
-  auto r = pool_.Acquire()->Command(
-      {"DEL", prefix_ + ":guard:tripped", prefix_ + ":guard:events"});
+  // The admin has checked the mass termination: let what is held (and what follows in the
+  // same burst) through for a while, then count afresh.
+  auto r = pool_.Acquire()->Commands(
+      {{"DEL", prefix_ + ":guard:tripped", prefix_ + ":guard:events"},
+       {"SET", prefix_ + ":guard:released", "1", "PX", std::to_string(kReleaseMs)}});
   if (!r) return r.error();
   return {};
 }

@@ -66,7 +66,6 @@ void Fold(Folded& f, const connectors::Plan& plan) {
       return;
     case connectors::Action::kDelete:
       f = Folded{};
-      f.any = true;
       f.action = connectors::Action::kDelete;
       f.user = plan.user;
       break;
@@ -87,14 +86,14 @@ void Fold(Folded& f, const connectors::Plan& plan) {
       f.action = connectors::Action::kSync;
       break;
     case connectors::Action::kSuspend:
-      if (plan.user && !f.user) {
-        // A suspension that carries a record: keep it for the attributes, but a record that
-        // fails validation must not stop the suspension itself.
+      // A suspension that carries the record (payload profiles) is the newest state: apply it
+      // whole with active=false. Without a record, only active changes.
+      if (plan.user) {
         f.user = plan.user;
+        f.problems = plan.problems;
       }
       f.active = false;
-      f.action = f.user && f.action == connectors::Action::kSync ? connectors::Action::kSync
-                                                                  : connectors::Action::kSuspend;
+      f.action = f.user ? connectors::Action::kSync : connectors::Action::kSuspend;
       break;
   }
   f.any = true;
@@ -267,6 +266,12 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
   if (folded.active) job.desired.active = folded.active;
   result.action = scim::ActionName(job.action);
 
+  if (job.action == scim::Action::kSync && !folded.problems.empty() && folded.active == false) {
+    // The record breaks JumpCloud's rules, but a departure must not wait for HR to fix it:
+    // suspend without touching the attributes.
+    job.action = scim::Action::kSuspend;
+    result.action = scim::ActionName(job.action);
+  }
   if (job.action == scim::Action::kSync) {
     if (!folded.problems.empty()) {
       auto r = DeadLetter(result.action, ErrorKind::kInvalid, Problems(folded.problems));

@@ -127,8 +127,7 @@ int WorkerPool::Step(int thread, int partition) {
     st.waiting.clear();
     for (const auto& s : *retries) {
       if (s.item.last_error.rfind("deferred", 0) == 0) continue;  // effective dates never block
-      auto& due = st.waiting[EmployeeId(s.item)];
-      due = std::max(due, s.due_ms);
+      st.waiting[EmployeeId(s.item)][s.item.entry_id] = s.due_ms;
     }
     while (true) {
       auto claimed = queue_.ClaimStale(partition, options_.consumer, 0, 500);
@@ -149,16 +148,21 @@ int WorkerPool::Step(int thread, int partition) {
     st.next_claim_ms = now + options_.claim_idle_ms / 2;
   }
 
-  auto due = queue_.TakeDue(partition, now, options_.batch, options_.retry_lease_ms);
+  auto due = queue_.TakeDue(partition, now, options_.due_batch, options_.retry_lease_ms);
   if (due) {
     items.insert(items.end(), due->begin(), due->end());
   } else {
+    // Redis went away: what was delivered but not ended is claimed again once it is back, at
+    // once rather than after claim_idle_ms (this instance still owns the partition).
+    st.loaded = false;
     log::Warn("cannot read retries", {{"partition", partition}, {"detail", due.error().message}});
+    return 0;
   }
   auto fresh = queue_.Read(partition, options_.consumer, options_.batch, 0);
   if (fresh) {
     items.insert(items.end(), fresh->begin(), fresh->end());
   } else {
+    st.loaded = false;
     log::Warn("cannot read the queue", {{"partition", partition}, {"detail", fresh.error().message}});
   }
   if (items.empty()) return 0;
@@ -192,20 +196,39 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
       for (const auto& item : group) {
         Status s = queue_.Park(item, now, paused_ ? "paused" : "shutting down");
         if (!s.ok()) log::Warn("cannot park an item", {{"detail", s.error().message}});
+        st.waiting[key][item.entry_id] = now;
       }
       continue;
     }
 
+    // Items of this employee still in the retry set but not in this batch: this batch waits
+    // behind them (same due time), so they all come back together and nothing overtakes.
     auto w = st.waiting.find(key);
-    if (w != st.waiting.end() && w->second > now) {
-      for (const auto& item : group) {
-        Status s = queue_.Park(item, w->second, "waiting behind an earlier item of this employee");
-        if (!s.ok()) log::Warn("cannot park an item", {{"detail", s.error().message}});
-        ++ended;
+    if (w != st.waiting.end()) {
+      std::set<std::string> here;
+      for (const auto& item : group) here.insert(item.entry_id);
+      int64_t behind = 0;
+      for (const auto& [id, due] : w->second) {
+        if (here.count(id) == 0) behind = std::max(behind, due);
       }
-      continue;
+      if (behind > 0) {
+        if (behind + 2 * options_.retry_lease_ms < now) {
+          // Should have come back long ago: Redis and our view disagree (an admin removed it,
+          // or another instance ended it). Look again from Redis.
+          st.loaded = false;
+          behind = now;
+        }
+        for (const auto& item : group) {
+          const int64_t when = std::max(behind, now);
+          Status s = queue_.Park(item, when, "waiting behind an earlier item of this employee");
+          if (!s.ok()) log::Warn("cannot park an item", {{"detail", s.error().message}});
+          w->second[item.entry_id] = when;
+          ++ended;
+        }
+        continue;
+      }
+      st.waiting.erase(w);
     }
-    if (w != st.waiting.end()) st.waiting.erase(w);
 
     EmployeeWork work;
     work.partition = partition;
@@ -227,9 +250,15 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
       Status s = queue_.Park(group[index], when, "deferred until its effective date");
       if (!s.ok()) log::Warn("cannot defer an item", {{"detail", s.error().message}});
     }
-    if (result.kind == SyncResult::Kind::kRetry) st.waiting[key] = after + result.delay_ms;
-    if (result.kind == SyncResult::Kind::kHold) {
-      st.waiting[key] = after + options_.hold_recheck_ms;
+    int64_t wait_until = 0;
+    if (result.kind == SyncResult::Kind::kRetry) wait_until = after + result.delay_ms;
+    if (result.kind == SyncResult::Kind::kHold) wait_until = after + options_.hold_recheck_ms;
+    if (result.kind == SyncResult::Kind::kPause) wait_until = after;
+    if (wait_until > 0) {
+      auto& mine = st.waiting[key];
+      for (size_t i = 0; i < group.size(); ++i) {
+        if (deferred.count(i) == 0) mine[group[i].entry_id] = wait_until;
+      }
     }
     for (size_t i = 0; i < group.size(); ++i) {
       if (deferred.count(i) != 0) continue;
@@ -258,6 +287,7 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
       }
       if (!s.ok()) {
         // The item stays pending (or leased) in Redis and is handed out again: at least once.
+        st.loaded = false;
         log::Error("cannot record an item's outcome; it will be processed again",
                    {{"trace_id", item.trace_id}, {"detail", s.error().message}});
       }

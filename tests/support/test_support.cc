@@ -31,6 +31,9 @@ TempDir::TempDir() {
 }
 
 TempDir::~TempDir() {
+  // SCIMSYNC_KEEP_TEST_DIRS=1 keeps logs and data of a failing run for a look.
+  const char* keep = std::getenv("SCIMSYNC_KEEP_TEST_DIRS");  // NOLINT(concurrency-mt-unsafe)
+  if (keep != nullptr && *keep == '1') return;
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
 }

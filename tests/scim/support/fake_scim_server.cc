@@ -12,6 +12,8 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -133,6 +135,8 @@ struct FakeScimServer::Impl {
   std::map<std::string, std::set<std::string>> by_user_name;
   std::map<std::string, std::set<std::string>> by_external_id;
   std::deque<Fault> faults;
+  std::optional<RandomFaults> random_faults;
+  std::mt19937_64 rng{1};
   std::vector<RecordedRequest> log;
   std::map<std::string, int64_t> counts;  // by method, also when requests are not recorded
   int64_t next_id = 1;
@@ -367,6 +371,9 @@ struct FakeScimServer::Impl {
     rec.filter = req.has_param("filter") ? req.get_param_value("filter") : "";
     rec.body = req.body;
     for (const auto& [k, v] : req.headers) rec.headers[Lower(k)] = v;
+    rec.arrived_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                         std::chrono::steady_clock::now().time_since_epoch())
+                         .count();
 
     Answer answer;
     {
@@ -377,6 +384,17 @@ struct FakeScimServer::Impl {
           fault = *f;
           if (--f->times <= 0) faults.erase(f);
           break;
+        }
+      }
+      if (!fault && random_faults && rec.path.rfind("/Users", 0) == 0) {
+        double x = std::uniform_real_distribution<double>(0, 1)(rng);
+        const RandomFaults& rf = *random_faults;
+        if (x < rf.status500) {
+          fault = Fault::Status(500);
+        } else if (x < rf.status500 + rf.status429) {
+          fault = Fault::Status(429, rf.retry_after_429);
+        } else if (x < rf.status500 + rf.status429 + rf.drop) {
+          fault = Fault::Drop();
         }
       }
       auto header = [&rec](const char* name) {
@@ -397,6 +415,10 @@ struct FakeScimServer::Impl {
         if (fault && fault->kind == Fault::Kind::kDelay) answer.delay_ms = fault->delay_ms;
       }
       rec.status = answer.drop ? 0 : answer.status;
+      rec.answered_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count() +
+                        answer.delay_ms * 1000;
       answer.delay_ms = std::max(answer.delay_ms, options.latency_ms);
       ++counts[method];
       if (options.record_requests) log.push_back(std::move(rec));
@@ -465,6 +487,17 @@ std::string FakeScimServer::base_url() const {
 void FakeScimServer::InjectFault(const Fault& fault) {
   std::lock_guard lock(impl_->mu);
   impl_->faults.push_back(fault);
+}
+
+void FakeScimServer::SetRandomFaults(const RandomFaults& faults) {
+  std::lock_guard lock(impl_->mu);
+  impl_->random_faults = faults;
+  impl_->rng.seed(faults.seed);
+}
+
+void FakeScimServer::SetApiKey(const std::string& key) {
+  std::lock_guard lock(impl_->mu);
+  impl_->options.api_key = key;
 }
 
 void FakeScimServer::ClearFaults() {

@@ -88,6 +88,20 @@ struct RecordedRequest {
   std::string body;
   std::map<std::string, std::string> headers;  // names lower-cased
   int status = 0;                              // what the server answered (0: dropped)
+  // Steady-clock microseconds: when the request arrived and when its answer was ready. Two
+  // requests about one user that overlap mean two workers handled that user at once.
+  int64_t arrived_us = 0;
+  int64_t answered_us = 0;
+};
+
+// Faults drawn at random for every request to /Users that no queued Fault matched: a flaky
+// JumpCloud for end-to-end tests. Probabilities are per request; the seed makes a run repeatable.
+struct RandomFaults {
+  double status500 = 0;
+  double status429 = 0;
+  std::string retry_after_429 = "1";
+  double drop = 0;
+  uint64_t seed = 1;
 };
 
 class FakeScimServer {
@@ -105,6 +119,9 @@ class FakeScimServer {
 
   void InjectFault(const Fault& fault);
   void ClearFaults();
+  void SetRandomFaults(const RandomFaults& faults);
+  // Changes the API key the server accepts (an admin rotated it).
+  void SetApiKey(const std::string& key);
   void set_patch_supported(bool on);
 
   // The store. Users are JSON objects as the server returns them (meta included).

@@ -8,6 +8,7 @@
 //   P:guard:events           sorted set: suspensions admitted in the window (score = ms)
 //   P:guard:tripped          string: when the guard tripped (ms); present = holding
 //   P:guard:suspended        set: "<scope>\x1f<employee>" users scimsync suspended
+//   P:guard:released         string with an expiry: an admin released the guard recently
 //   P:paused                 string: why SCIM work is paused (auth), with an expiry
 #pragma once
 
@@ -86,7 +87,9 @@ class SuspensionGuard {
   Result<bool> Admit(const std::string& who);
   // After a successful sync: remember whether the user is now suspended.
   Status Record(const std::string& who, bool suspended);
-  // `scimsyncd guard release`: stop holding and start counting afresh.
+  // `scimsyncd guard release`: let held suspensions through; the guard stays open for
+  // kReleaseMs so the rest of the same burst follows, then counts afresh.
+  static constexpr int64_t kReleaseMs = 10 * 60 * 1000;
   Status Release();
   Result<GuardState> State();
   // The number of users scimsync has linked, for max_suspend_percent (cached for 10 minutes).

@@ -79,6 +79,8 @@ struct WorkerOptions {
   int threads = 4;
   std::string consumer;  // stream consumer name: the instance id
   int batch = 64;
+  // Retry-set items taken per pass: large, so one employee's waiting items come back together.
+  int due_batch = 1000;
   // Stream items delivered but not ended for this long are claimed again (their worker died).
   int64_t claim_idle_ms = 60000;
   // An item handed out of the retry set comes back after this long if its worker died.
@@ -130,7 +132,9 @@ class WorkerPool {
   struct PartitionState {
     bool loaded = false;
     std::vector<queue::Item> claimed;           // pending items claimed on load
-    std::map<std::string, int64_t> waiting;     // employee -> latest due of their parked items
+    // employee -> (entry id -> due) of their items in the retry set. An employee with entries
+    // here that are not in the batch at hand must wait for them: nothing overtakes.
+    std::map<std::string, std::map<std::string, int64_t>> waiting;
     int64_t next_claim_ms = 0;
   };
 

@@ -1,0 +1,299 @@
+#include "e2e_fixture.h"
+
+#include <rapidjson/document.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include "daemon_fixture.h"
+
+namespace scimsync::testing {
+
+std::string GenericBody(const std::string& event_id, const std::string& type,
+                        const std::string& employee, const std::string& title, int64_t when_s) {
+  char when[32];
+  std::time_t t = static_cast<std::time_t>(when_s);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  std::string lower = employee;
+  std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+  return R"({"id":")" + event_id + R"(","type":")" + type + R"(","occurred_at":")" + when +
+         R"(","employee":{"id":")" + employee + R"(","firstName":"First","lastName":"Last)" +
+         employee + R"(","workEmail":"emp.)" + lower + R"(@example.com","title":")" + title +
+         R"(","department":"Engineering"}})";
+}
+
+Workload MakeWorkload(int employees, int events_per_employee, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  Workload w;
+  w.bodies.resize(static_cast<size_t>(employees));
+  const int64_t base = 1'790'000'000;
+  for (int e = 0; e < employees; ++e) {
+    std::string id = "E" + std::to_string(e);
+    bool active = true;
+    std::string title;
+    for (int k = 0; k < events_per_employee; ++k) {
+      std::string type = "employee.updated";
+      if (k == 0) {
+        type = "employee.created";
+      } else {
+        int roll = static_cast<int>(rng() % 100);
+        if (active && roll < 15) type = "employee.terminated";
+        if (!active && roll < 40) type = "employee.rehired";
+      }
+      if (type == "employee.terminated") active = false;
+      if (type == "employee.rehired" || type == "employee.created") active = true;
+      title = "Title " + std::to_string(k);
+      w.bodies[static_cast<size_t>(e)].push_back(
+          GenericBody(id + "-" + std::to_string(k), type, id, title, base + k * 60 + e));
+      ++w.total;
+    }
+    w.expected[id] = ExpectedUser{title, active};
+  }
+  return w;
+}
+
+E2E::E2E() = default;
+
+E2E::~E2E() {
+  for (auto& [i, d] : daemons_) d->process.Kill();
+  if (scim_) scim_->Stop();
+}
+
+bool E2E::StartScim(FakeScimOptions options) {
+  scim_ = std::make_unique<FakeScimServer>(std::move(options));
+  return scim_->Start();
+}
+
+std::string E2E::Scimsyncd() const { return std::string(SCIMSYNC_BINARY_DIR) + "/daemon/scimsyncd"; }
+
+std::string E2E::config_path(int index) const {
+  return dir_.File("daemon" + std::to_string(index) + ".yaml");
+}
+
+std::string E2E::Log(int index) const {
+  return ReadFile(dir_.File("daemon" + std::to_string(index) + ".log"));
+}
+
+void E2E::SetDaemonApiKey(int index, const std::string& key) {
+  WriteFile(dir_.File("api-key-" + std::to_string(index)), key + "\n");
+}
+
+bool E2E::StartDaemon(int index, const E2EDaemonOptions& options) {
+  auto& d = daemons_[index];
+  if (!d) {
+    d = std::make_unique<Daemon>();
+    d->port = FreePort();
+  }
+  d->options = options;
+  SetDaemonApiKey(index, options.api_key);
+  std::string base_url = options.base_url.empty() ? scim_->base_url() : options.base_url;
+  char rate[32];
+  std::snprintf(rate, sizeof rate, "%g", options.rate);
+  std::string yaml =
+      "listen: {address: 127.0.0.1, port: " + std::to_string(d->port) + "}\n" +
+      "redis: {url: \"" + redis_.url() + "\", connect_timeout_ms: 300, partitions: 8}\n" +
+      "target:\n  base_url: \"" + base_url + "\"\n  api_key_file: " +
+      dir_.File("api-key-" + std::to_string(index)) +
+      "\n  timeout_ms: 2000\n  max_requests_per_second: " + rate + "\n" +
+      "workers:\n  threads: " + std::to_string(options.workers) +
+      "\n  drain_timeout_s: 5\n  retry: {base_delay_ms: 20, max_delay_ms: 500, max_attempts: 100}\n"
+      "  guard: {max_suspends: " + std::to_string(options.guard_max_suspends) +
+      ", max_suspend_percent: 0, window_s: 3600}\n"
+      "profiles:\n  - name: hr\n    connector: generic\n    secret_env: TEST_HR_SECRET\n" +
+      options.extra_profile_keys;
+  WriteFile(config_path(index), yaml);
+  if (!d->process.Start({Scimsyncd(), "--config", config_path(index)},
+                        dir_.File("daemon" + std::to_string(index) + ".log"),
+                        {std::string("TEST_HR_SECRET=") + kWebhookSecret})) {
+    return false;
+  }
+  return WaitForPort(d->port, 20000);
+}
+
+void E2E::KillDaemon(int index) { daemons_.at(index)->process.Kill(); }
+
+int E2E::StopDaemon(int index) {
+  auto& p = daemons_.at(index)->process;
+  p.Signal(SIGTERM);
+  int rc = p.Wait(30000);
+  if (rc < 0) p.Kill();
+  return rc;
+}
+
+void E2E::ReloadDaemon(int index) { daemons_.at(index)->process.Signal(SIGHUP); }
+
+int E2E::PostUntilAccepted(int index, const std::string& body, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  int status = 0;
+  httplib::Headers headers = {
+      {"X-Scimsync-Signature", "sha256=" + HmacSha256Hex(kWebhookSecret, body)}};
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto it = daemons_.find(index);
+    if (it == daemons_.end()) return 0;
+    httplib::Client c("127.0.0.1", it->second->port);
+    c.set_connection_timeout(2, 0);
+    c.set_read_timeout(5, 0);
+    auto res = c.Post("/webhooks/hr", headers, body, "application/json");
+    status = res ? res->status : 0;
+    if (status == 202) return status;
+    if (status != 0 && status != 503) return status;  // a client error: retrying will not help
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return status;
+}
+
+int E2E::SendWorkload(const Workload& w, int threads) {
+  std::atomic<int> accepted{0};
+  std::vector<int> indexes;
+  for (const auto& [i, d] : daemons_) {
+    if (d->process.running()) indexes.push_back(i);
+  }
+  std::vector<std::thread> senders;
+  for (int t = 0; t < threads; ++t) {
+    senders.emplace_back([&, t] {
+      // Each sender owns some employees and sends each one's events in order, interleaving
+      // employees, as an HRIS with several workers would.
+      std::vector<size_t> mine;
+      for (size_t e = static_cast<size_t>(t); e < w.bodies.size(); e += static_cast<size_t>(threads)) {
+        mine.push_back(e);
+      }
+      size_t longest = 0;
+      for (size_t e : mine) longest = std::max(longest, w.bodies[e].size());
+      for (size_t k = 0; k < longest; ++k) {
+        for (size_t e : mine) {
+          if (k >= w.bodies[e].size()) continue;
+          int target = indexes.empty() ? 0 : indexes[(e + k) % indexes.size()];
+          if (PostUntilAccepted(target, w.bodies[e][k]) == 202) ++accepted;
+        }
+      }
+    });
+  }
+  for (auto& s : senders) s.join();
+  return accepted.load();
+}
+
+int64_t E2E::Pending() const {
+  int64_t total = 0;
+  for (int p = 0; p < 8; ++p) {
+    std::string n = redis_.Cli({"XLEN", "scimsync:{p" + std::to_string(p) + "}:stream"});
+    std::string r = redis_.Cli({"ZCARD", "scimsync:{p" + std::to_string(p) + "}:retry"});
+    total += std::atoll(n.c_str()) + std::atoll(r.c_str());
+  }
+  return total;
+}
+
+bool E2E::WaitIdle(int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  int idle_rounds = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (Pending() == 0) {
+      if (++idle_rounds >= 3) return true;  // stable: nothing in flight between two looks
+    } else {
+      idle_rounds = 0;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return false;
+}
+
+std::vector<std::string> E2E::CheckUsers(const std::map<std::string, ExpectedUser>& expected) const {
+  std::vector<std::string> problems;
+  for (const auto& [id, want] : expected) {
+    auto users = scim_->FindUsers("externalId", id);  // their JSON
+    if (users.size() != 1) {
+      problems.push_back(id + ": " + std::to_string(users.size()) + " users");
+      continue;
+    }
+    rapidjson::Document doc;
+    doc.Parse(users[0].c_str());
+    std::string title = doc.HasMember("title") && doc["title"].IsString() ? doc["title"].GetString() : "";
+    bool active = !doc.HasMember("active") || !doc["active"].IsBool() || doc["active"].GetBool();
+    if (title != want.title || active != want.active) {
+      std::string history;
+      std::string uid = doc.HasMember("id") && doc["id"].IsString() ? doc["id"].GetString() : "?";
+      for (const auto& r : scim_->requests()) {
+        bool about = r.path == "/Users/" + uid ||
+                     (r.method == "POST" && r.body.find("\"" + id + "\"") != std::string::npos);
+        if (about && r.method != "GET") {
+          history += "\n    " + r.method + " " + std::to_string(r.status) + " " + r.body;
+        }
+      }
+      problems.push_back(id + ": title '" + title + "' active " + (active ? "true" : "false") +
+                         ", want '" + want.title + "' " + (want.active ? "true" : "false") +
+                         history);
+    }
+  }
+  if (scim_->user_count() != expected.size()) {
+    problems.push_back("store holds " + std::to_string(scim_->user_count()) + " users, want " +
+                       std::to_string(expected.size()));
+  }
+  return problems;
+}
+
+std::vector<std::string> E2E::ConcurrentWork() const {
+  // Which employee a request is about: its filter value, its POST body's externalId, or the
+  // externalId of the user its path names.
+  std::map<std::string, std::string> id_to_employee;
+  for (const auto& json : scim_->Users()) {
+    rapidjson::Document doc;
+    doc.Parse(json.c_str());
+    if (doc.IsObject() && doc.HasMember("id") && doc.HasMember("externalId") &&
+        doc["externalId"].IsString()) {
+      id_to_employee[doc["id"].GetString()] = doc["externalId"].GetString();
+    }
+  }
+  std::map<std::string, std::vector<std::pair<int64_t, int64_t>>> by_employee;
+  for (const auto& r : scim_->requests()) {
+    std::string who;
+    auto q = r.filter.find('"');
+    if (r.filter.rfind("externalId", 0) == 0 && q != std::string::npos) {
+      who = r.filter.substr(q + 1, r.filter.size() - q - 2);
+    } else if (r.path.rfind("/Users/", 0) == 0) {
+      auto it = id_to_employee.find(r.path.substr(7));
+      if (it != id_to_employee.end()) who = it->second;
+    } else if (r.method == "POST") {
+      rapidjson::Document doc;
+      doc.Parse(r.body.c_str());
+      if (doc.IsObject() && doc.HasMember("externalId") && doc["externalId"].IsString()) {
+        who = doc["externalId"].GetString();
+      }
+    }
+    if (!who.empty()) by_employee[who].emplace_back(r.arrived_us, r.answered_us);
+  }
+  std::vector<std::string> out;
+  for (auto& [who, spans] : by_employee) {
+    std::sort(spans.begin(), spans.end());
+    for (size_t i = 1; i < spans.size(); ++i) {
+      // Sequential work: the next request leaves the worker after the previous answer arrived.
+      // Dropped connections have no answer time worth comparing.
+      if (spans[i - 1].second > 0 && spans[i].first + 1000 < spans[i - 1].second) {
+        out.push_back(who);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+int E2E::MaxRequestsPerSecond() const {
+  std::vector<int64_t> times;
+  for (const auto& r : scim_->requests()) {
+    if (r.path.rfind("/Users", 0) == 0) times.push_back(r.arrived_us);
+  }
+  std::sort(times.begin(), times.end());
+  int best = 0;
+  size_t lo = 0;
+  for (size_t hi = 0; hi < times.size(); ++hi) {
+    while (times[hi] - times[lo] >= 1'000'000) ++lo;
+    best = std::max(best, static_cast<int>(hi - lo + 1));
+  }
+  return best;
+}
+
+}  // namespace scimsync::testing

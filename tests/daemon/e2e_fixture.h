@@ -1,0 +1,96 @@
+// End-to-end harness for the workers: a real redis-server (AOF on), the in-process fake SCIM
+// server (JumpCloud's double, with fault injection), and one or more real scimsyncd processes.
+#pragma once
+
+#include <httplib.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fake_scim_server.h"
+#include "test_support.h"
+
+namespace scimsync::testing {
+
+struct E2EDaemonOptions {
+  int workers = 4;
+  double rate = 0;  // target.max_requests_per_second; 0 = off
+  std::string api_key = "test-key";  // written to a file the config names (api_key_file)
+  std::string base_url;              // default: the fake SCIM server
+  int guard_max_suspends = 100000;
+  std::string extra_profile_keys;  // appended inside the profile entry
+};
+
+// One employee's expected final state, from the newest event sent for them.
+struct ExpectedUser {
+  std::string title;
+  bool active = true;
+};
+
+// Generates `events_per_employee` generic-profile events for each of `employees` employees:
+// a hire, then updates, terminations and rehires. Returns bodies per employee in send order.
+struct Workload {
+  std::vector<std::vector<std::string>> bodies;  // [employee][event]
+  std::map<std::string, ExpectedUser> expected;   // by employee id
+  int total = 0;
+};
+Workload MakeWorkload(int employees, int events_per_employee, uint64_t seed);
+// The plain hire / update / terminate / rehire of one employee, newest last.
+std::string GenericBody(const std::string& event_id, const std::string& type,
+                        const std::string& employee, const std::string& title, int64_t when_s);
+
+class E2E {
+ public:
+  E2E();
+  ~E2E();
+
+  bool StartRedis() { return redis_.Start(); }
+  bool StartScim(FakeScimOptions options = {});
+  // Starts daemon `index` (0, 1, ...) with its own port and log.
+  bool StartDaemon(int index, const E2EDaemonOptions& options = {});
+  void KillDaemon(int index);  // SIGKILL
+  int StopDaemon(int index);   // SIGTERM; exit status
+  void SetDaemonApiKey(int index, const std::string& key);
+  void ReloadDaemon(int index);  // SIGHUP
+
+  // POSTs a signed webhook, retrying (like an HRIS) on 503 and connection errors for up to
+  // `timeout_ms`. Returns the final status (202 when accepted).
+  int PostUntilAccepted(int index, const std::string& body, int timeout_ms = 60000);
+  // Sends every employee's events in order, from `threads` concurrent senders, spread over the
+  // running daemons. Returns how many were acknowledged 202.
+  int SendWorkload(const Workload& w, int threads = 8);
+
+  // Waits until every partition's stream and retry set are empty.
+  bool WaitIdle(int timeout_ms);
+  int64_t Pending() const;
+
+  // Checks the SCIM store against the expected states: exactly one user per employee with the
+  // expected title and active flag. Returns the problems, empty when all match.
+  std::vector<std::string> CheckUsers(const std::map<std::string, ExpectedUser>& expected) const;
+  // Pairs of overlapping requests about one employee (two workers at once); empty when none.
+  std::vector<std::string> ConcurrentWork() const;
+  // The highest number of /Users requests that arrived within any one second.
+  int MaxRequestsPerSecond() const;
+
+  RedisServer& redis() { return redis_; }
+  FakeScimServer& scim() { return *scim_; }
+  std::string Log(int index) const;
+  std::string config_path(int index) const;
+  std::string Scimsyncd() const;
+  TempDir& dir() { return dir_; }
+
+ private:
+  struct Daemon {
+    int port = 0;
+    Process process;
+    E2EDaemonOptions options;
+  };
+  TempDir dir_;
+  RedisServer redis_;
+  std::unique_ptr<FakeScimServer> scim_;
+  std::map<int, std::unique_ptr<Daemon>> daemons_;
+};
+
+}  // namespace scimsync::testing

@@ -1,0 +1,306 @@
+// The workers end to end: real redis-server, the real scimsyncd binary, and a SCIM server
+// standing in for JumpCloud. What a user would check: every employee ends in the HRIS's last
+// state, exactly one JumpCloud user each, nothing applied out of order, through faults, crashes
+// and outages.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <rapidjson/document.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "daemon_fixture.h"
+#include "e2e_fixture.h"
+
+namespace scimsync::testing {
+namespace {
+
+std::string Join(const std::vector<std::string>& v, size_t max = 10) {
+  std::string out;
+  for (size_t i = 0; i < v.size() && i < max; ++i) out += v[i] + "\n";
+  if (v.size() > max) out += "... and " + std::to_string(v.size() - max) + " more\n";
+  return out;
+}
+
+class WorkersE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(e2e_.StartRedis());
+    ASSERT_TRUE(e2e_.StartScim());
+  }
+  E2E e2e_;
+};
+
+TEST_F(WorkersE2E, HireUpdateTerminateRehireArriveInOrder) {
+  ASSERT_TRUE(e2e_.StartDaemon(0)) << e2e_.Log(0);
+  const int64_t t0 = 1'790'000'000;
+  ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody("a1", "employee.created", "E1", "Analyst", t0)), 202);
+  ASSERT_TRUE(e2e_.WaitIdle(30000)) << e2e_.Log(0);
+  ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody("a2", "employee.updated", "E1", "Manager", t0 + 1)), 202);
+  ASSERT_TRUE(e2e_.WaitIdle(30000));
+  ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody("a3", "employee.terminated", "E1", "Manager", t0 + 2)), 202);
+  ASSERT_TRUE(e2e_.WaitIdle(30000));
+  auto ids = e2e_.scim().FindUsers("externalId", "E1");
+  ASSERT_EQ(ids.size(), 1u);
+  EXPECT_NE(ids[0].find("\"active\":false"), std::string::npos) << ids[0];
+  ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody("a4", "employee.rehired", "E1", "Director", t0 + 3)), 202);
+  ASSERT_TRUE(e2e_.WaitIdle(30000));
+
+  EXPECT_TRUE(e2e_.CheckUsers({{"E1", {"Director", true}}}).empty())
+      << Join(e2e_.CheckUsers({{"E1", {"Director", true}}}));
+  // The writes JumpCloud saw, in order: create, the title, the suspension, the rehire.
+  std::vector<std::string> writes;
+  for (const auto& r : e2e_.scim().requests()) {
+    if (r.method == "POST" || r.method == "PATCH" || r.method == "PUT") {
+      writes.push_back(r.method + " " + r.body);
+    }
+  }
+  ASSERT_EQ(writes.size(), 4u) << Join(writes);
+  EXPECT_EQ(writes[0].rfind("POST", 0), 0u);
+  EXPECT_NE(writes[0].find("\"Analyst\""), std::string::npos);
+  EXPECT_NE(writes[1].find("\"Manager\""), std::string::npos);
+  EXPECT_NE(writes[2].find("\"active\""), std::string::npos);
+  EXPECT_NE(writes[2].find("false"), std::string::npos);
+  EXPECT_NE(writes[3].find("\"Director\""), std::string::npos);
+  // One outcome line per item, with the trace id of its webhook.
+  std::string log = e2e_.Log(0);
+  EXPECT_NE(log.find("\"msg\":\"sync\""), std::string::npos);
+  EXPECT_NE(log.find("\"result\":\"created\""), std::string::npos);
+  EXPECT_EQ(log.find("test-key"), std::string::npos) << "the API key was logged";
+}
+
+TEST_F(WorkersE2E, FlakyJumpCloudEveryUserEndsInTheLastStateWithinTheRateLimit) {
+  RandomFaults faults;
+  faults.status500 = 0.20;
+  faults.status429 = 0.10;
+  faults.drop = 0.05;
+  faults.seed = 7;
+  e2e_.scim().SetRandomFaults(faults);
+  E2EDaemonOptions options;
+  options.rate = 400;
+  ASSERT_TRUE(e2e_.StartDaemon(0, options)) << e2e_.Log(0);
+  Workload w = MakeWorkload(200, 10, 1);
+  EXPECT_EQ(e2e_.SendWorkload(w), w.total);
+  ASSERT_TRUE(e2e_.WaitIdle(240000)) << "still pending: " << e2e_.Pending();
+  auto problems = e2e_.CheckUsers(w.expected);
+  EXPECT_TRUE(problems.empty()) << Join(problems);
+  EXPECT_TRUE(e2e_.ConcurrentWork().empty()) << Join(e2e_.ConcurrentWork());
+  // The limiter spaces requests 1/rate apart; one more can land at a window's edge.
+  EXPECT_LE(e2e_.MaxRequestsPerSecond(), 401);
+  EXPECT_EQ(e2e_.redis().Cli({"XLEN", "scimsync:dlq"}), "0");
+}
+
+TEST_F(WorkersE2E, KilledThreeTimesNothingLostNothingDuplicated) {
+  RandomFaults faults;
+  faults.status500 = 0.10;
+  faults.seed = 11;
+  e2e_.scim().SetRandomFaults(faults);
+  ASSERT_TRUE(e2e_.StartDaemon(0)) << e2e_.Log(0);
+  Workload w = MakeWorkload(200, 10, 2);
+  std::atomic<bool> done{false};
+  std::thread killer([&] {
+    for (int i = 0; i < 3 && !done; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+      e2e_.KillDaemon(0);
+      // The HRIS sees connection errors meanwhile and retries: PostUntilAccepted does.
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      ASSERT_TRUE(e2e_.StartDaemon(0));
+    }
+  });
+  EXPECT_EQ(e2e_.SendWorkload(w), w.total);
+  done = true;
+  killer.join();
+  ASSERT_TRUE(e2e_.WaitIdle(240000)) << "still pending: " << e2e_.Pending();
+  auto problems = e2e_.CheckUsers(w.expected);
+  EXPECT_TRUE(problems.empty()) << Join(problems);
+}
+
+TEST_F(WorkersE2E, RedisRestartEveryAcknowledgedEventIsApplied) {
+  ASSERT_TRUE(e2e_.StartDaemon(0)) << e2e_.Log(0);
+  Workload w = MakeWorkload(200, 10, 3);
+  std::thread outage([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    e2e_.redis().Stop();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    ASSERT_TRUE(e2e_.redis().Start());
+  });
+  EXPECT_EQ(e2e_.SendWorkload(w), w.total);
+  outage.join();
+  ASSERT_TRUE(e2e_.WaitIdle(240000)) << "still pending: " << e2e_.Pending() << e2e_.Log(0).substr(0, 3000);
+  auto problems = e2e_.CheckUsers(w.expected);
+  EXPECT_TRUE(problems.empty()) << Join(problems);
+}
+
+TEST_F(WorkersE2E, TwoInstancesShareTheWorkWithoutOverlap) {
+  RandomFaults faults;
+  faults.status500 = 0.10;
+  faults.seed = 5;
+  e2e_.scim().SetRandomFaults(faults);
+  ASSERT_TRUE(e2e_.StartDaemon(0)) << e2e_.Log(0);
+  ASSERT_TRUE(e2e_.StartDaemon(1)) << e2e_.Log(1);
+  Workload w = MakeWorkload(200, 10, 4);
+  EXPECT_EQ(e2e_.SendWorkload(w), w.total);
+  ASSERT_TRUE(e2e_.WaitIdle(240000)) << "still pending: " << e2e_.Pending();
+  auto problems = e2e_.CheckUsers(w.expected);
+  EXPECT_TRUE(problems.empty()) << Join(problems);
+  EXPECT_TRUE(e2e_.ConcurrentWork().empty()) << Join(e2e_.ConcurrentWork());
+  // Both instances worked: each synced some employees.
+  EXPECT_NE(e2e_.Log(0).find("\"msg\":\"sync\""), std::string::npos);
+  EXPECT_NE(e2e_.Log(1).find("\"msg\":\"sync\""), std::string::npos);
+}
+
+TEST_F(WorkersE2E, AuthFailurePausesWithoutLosingAnythingAndResumesAfterTheKeyIsFixed) {
+  E2EDaemonOptions options;
+  options.api_key = "wrong-key";
+  ASSERT_TRUE(e2e_.StartDaemon(0, options)) << e2e_.Log(0);
+  Workload w = MakeWorkload(20, 3, 6);
+  EXPECT_EQ(e2e_.SendWorkload(w, 4), w.total);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(e2e_.scim().user_count(), 0u);
+  EXPECT_GT(e2e_.Pending(), 0) << "items were consumed while paused";
+  EXPECT_EQ(e2e_.redis().Cli({"XLEN", "scimsync:dlq"}), "0") << "an item was dead-lettered";
+  EXPECT_NE(e2e_.Log(0).find("SCIM work paused"), std::string::npos) << e2e_.Log(0);
+  EXPECT_EQ(e2e_.redis().Cli({"EXISTS", "scimsync:paused"}), "1");
+
+  e2e_.SetDaemonApiKey(0, "test-key");
+  e2e_.ReloadDaemon(0);
+  ASSERT_TRUE(e2e_.WaitIdle(60000)) << "still pending: " << e2e_.Pending();
+  auto problems = e2e_.CheckUsers(w.expected);
+  EXPECT_TRUE(problems.empty()) << Join(problems);
+  EXPECT_NE(e2e_.Log(0).find("SCIM work resumed"), std::string::npos);
+  EXPECT_EQ(e2e_.Log(0).find("wrong-key"), std::string::npos) << "a key was logged";
+}
+
+TEST_F(WorkersE2E, GuardHoldsAMassTerminationUntilReleased) {
+  E2EDaemonOptions options;
+  options.guard_max_suspends = 5;
+  ASSERT_TRUE(e2e_.StartDaemon(0, options)) << e2e_.Log(0);
+  const int64_t t0 = 1'790'000'000;
+  for (int e = 0; e < 12; ++e) {
+    std::string id = "G" + std::to_string(e);
+    ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody(id + "-1", "employee.created", id, "T", t0)), 202);
+  }
+  ASSERT_TRUE(e2e_.WaitIdle(30000));
+  for (int e = 0; e < 12; ++e) {
+    std::string id = "G" + std::to_string(e);
+    ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody(id + "-2", "employee.terminated", id, "T", t0 + 1)), 202);
+  }
+  // Five go through; the rest are held, kept in Redis, and logged.
+  std::this_thread::sleep_for(std::chrono::milliseconds(3000));
+  int suspended = 0;
+  for (const auto& json : e2e_.scim().Users()) {
+    if (json.find("\"active\":false") != std::string::npos) ++suspended;
+  }
+  EXPECT_EQ(suspended, 5);
+  EXPECT_EQ(e2e_.Pending(), 7);
+
+  TempDir out;
+  Process release;
+  ASSERT_TRUE(release.Start({e2e_.Scimsyncd(), "guard", "release", "--config", e2e_.config_path(0)},
+                            out.File("out")));
+  EXPECT_EQ(release.Wait(20000), 0) << ReadFile(out.File("out"));
+  ASSERT_TRUE(e2e_.WaitIdle(60000)) << "still pending: " << e2e_.Pending();
+  suspended = 0;
+  for (const auto& json : e2e_.scim().Users()) {
+    if (json.find("\"active\":false") != std::string::npos) ++suspended;
+  }
+  EXPECT_EQ(suspended, 12);
+}
+
+TEST_F(WorkersE2E, PermanentErrorsAreDeadLetteredAndCanBeReplayed) {
+  ASSERT_TRUE(e2e_.StartDaemon(0)) << e2e_.Log(0);
+  // JumpCloud rejects the create once with a 400: the item dies with the reason and the exchange.
+  e2e_.scim().InjectFault(Fault::Status(400).On("POST", "/Users"));
+  ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody("d1", "employee.created", "D1", "T", 1'790'000'000)), 202);
+  ASSERT_TRUE(e2e_.WaitIdle(30000));
+  EXPECT_EQ(e2e_.redis().Cli({"XLEN", "scimsync:dlq"}), "1");
+
+  TempDir out;
+  auto run = [&](std::vector<std::string> args) {
+    Process p;
+    std::vector<std::string> argv = {e2e_.Scimsyncd()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.push_back("--config");
+    argv.push_back(e2e_.config_path(0));
+    std::remove(out.File("out").c_str());
+    p.Start(argv, out.File("out"));
+    int rc = p.Wait(20000);
+    return std::make_pair(rc, ReadFile(out.File("out")));
+  };
+  auto [list_rc, list] = run({"dlq", "list"});
+  EXPECT_EQ(list_rc, 0);
+  EXPECT_NE(list.find("D1"), std::string::npos) << list;
+  std::string id = list.substr(0, list.find(' '));
+  auto [show_rc, show] = run({"dlq", "show", id});
+  EXPECT_EQ(show_rc, 0);
+  EXPECT_NE(show.find("\"error_kind\":\"permanent\""), std::string::npos) << show;
+  EXPECT_NE(show.find("POST"), std::string::npos) << show;
+  EXPECT_EQ(show.find("test-key"), std::string::npos) << "the API key is in a dead letter";
+  auto [replay_rc, replay] = run({"dlq", "replay", id});
+  EXPECT_EQ(replay_rc, 0) << replay;
+  ASSERT_TRUE(e2e_.WaitIdle(30000));
+  EXPECT_TRUE(e2e_.CheckUsers({{"D1", {"T", true}}}).empty());
+  EXPECT_EQ(e2e_.redis().Cli({"XLEN", "scimsync:dlq"}), "0");
+  auto [status_rc, status] = run({"status", "--json"});
+  EXPECT_EQ(status_rc, 0);
+  EXPECT_NE(status.find("\"dead_letters\":0"), std::string::npos) << status;
+}
+
+TEST_F(WorkersE2E, SigtermDrainsAndExitsZero) {
+  ASSERT_TRUE(e2e_.StartDaemon(0)) << e2e_.Log(0);
+  ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody("s1", "employee.created", "S1", "T", 1'790'000'000)), 202);
+  ASSERT_TRUE(e2e_.WaitIdle(30000));
+  EXPECT_EQ(e2e_.StopDaemon(0), 0) << e2e_.Log(0);
+  EXPECT_NE(e2e_.Log(0).find("scimsyncd stopped"), std::string::npos);
+}
+
+// The same lifecycle against the independent SCIM implementation (scimmy), so the daemon is not
+// only right about our own double.
+TEST_F(WorkersE2E, LifecycleAgainstTheScimmyServer) {
+  const std::string dir = std::string(SCIMSYNC_SOURCE_DIR) + "/tests/scim/scimmy_server";
+  ASSERT_TRUE(std::filesystem::exists(dir + "/node_modules/scimmy"))
+      << "the scimmy test server's packages are missing: run scripts/install-deps";
+  const int port = FreePort();
+  Process node;
+  ASSERT_TRUE(node.Start({"node", dir + "/server.js", "--port", std::to_string(port), "--api-key",
+                          "scimmy-key"},
+                         e2e_.dir().File("scimmy.log")));
+  ASSERT_TRUE(WaitForPort(port, 20000)) << ReadFile(e2e_.dir().File("scimmy.log"));
+  E2EDaemonOptions options;
+  options.api_key = "scimmy-key";
+  options.base_url = "http://127.0.0.1:" + std::to_string(port) + "/scim/v2";
+  ASSERT_TRUE(e2e_.StartDaemon(0, options)) << e2e_.Log(0);
+
+  httplib::Client scim("127.0.0.1", port);
+  auto user = [&](const std::string& external_id) {
+    auto res = scim.Get("/scim/v2/Users?filter=externalId%20eq%20%22" + external_id + "%22",
+                        {{"x-api-key", "scimmy-key"}});
+    rapidjson::Document doc;
+    if (res && res->status == 200) doc.Parse(res->body.c_str());
+    return doc;
+  };
+  const int64_t t0 = 1'790'000'000;
+  const char* steps[][3] = {{"employee.created", "Analyst", "true"},
+                            {"employee.updated", "Manager", "true"},
+                            {"employee.terminated", "Manager", "false"},
+                            {"employee.rehired", "Director", "true"}};
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(e2e_.PostUntilAccepted(
+                  0, GenericBody("m" + std::to_string(i), steps[i][0], "M1", steps[i][1], t0 + i)),
+              202);
+    ASSERT_TRUE(e2e_.WaitIdle(30000)) << e2e_.Log(0);
+    auto doc = user("M1");
+    ASSERT_TRUE(doc.IsObject() && doc.HasMember("Resources") && doc["Resources"].IsArray())
+        << e2e_.Log(0);
+    ASSERT_EQ(doc["Resources"].Size(), 1u) << "step " << i << ": not exactly one user";
+    const auto& u = doc["Resources"][0];
+    EXPECT_EQ(std::string(u["title"].GetString()), steps[i][1]) << "step " << i;
+    bool active = !u.HasMember("active") || u["active"].GetBool();
+    EXPECT_EQ(active, std::string(steps[i][2]) == "true") << "step " << i;
+  }
+  node.Kill();
+}
+
+}  // namespace
+}  // namespace scimsync::testing
