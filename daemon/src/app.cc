@@ -18,6 +18,7 @@
 #include "scimsync/daemon/coordination.h"
 #include "scimsync/daemon/metrics.h"
 #include "scimsync/daemon/notify.h"
+#include "scimsync/daemon/security_checks.h"
 #include "scimsync/daemon/sync.h"
 #include "scimsync/daemon/worker.h"
 #include "scimsync/scim/link_store.h"
@@ -190,10 +191,7 @@ int RunDaemon(const std::string& file) {
     log::Error("cannot start", {{"detail", "redis password: " + redis_password.error().message}});
     return kExitConfig;
   }
-  if (cfg.target.insecure_skip_verify) {
-    log::Warn("target.insecure_skip_verify is true: JumpCloud's certificate is NOT verified; "
-              "anyone on the path can read the API key. Turn it off in production.");
-  }
+  LogSecurityWarnings(cfg);
 
   // Block the signals we handle in every thread; one thread takes them with sigwait.
   sigset_t signals;
@@ -373,6 +371,7 @@ int RunDaemon(const std::string& file) {
           notify::Ready();
           continue;
         }
+        LogSecurityWarnings(fresh);
         profile_set.Replace(std::move(next.value()));
         syncer.SetApiKey(*key);
         workers.ProbeSoon();
