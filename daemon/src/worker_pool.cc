@@ -78,20 +78,16 @@ bool WorkerPool::Stop(int64_t drain_ms) {
 void WorkerPool::Loop(int thread) {
   while (!stopping_) {
     if (iteration_hook_) iteration_hook_(thread);
-    if (paused_ && !MaybeResume(thread)) {
-      std::unique_lock lock(wake_mu_);
-      wake_.wait_for(lock, std::chrono::milliseconds(200));
-      continue;
-    }
     int done = RunOnce(thread);
     if (done == 0 && !stopping_) {
       std::unique_lock lock(wake_mu_);
-      wake_.wait_for(lock, std::chrono::milliseconds(options_.idle_sleep_ms));
+      wake_.wait_for(lock, std::chrono::milliseconds(paused_ ? 200 : options_.idle_sleep_ms));
     }
   }
 }
 
 int WorkerPool::RunOnce(int thread) {
+  if (paused_ && !MaybeResume(thread)) return 0;
   int done = 0;
   const int threads = std::max(1, options_.threads);
   for (int p = thread; p < static_cast<int>(partitions_.size()); p += threads) {
