@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "scimsync/daemon/metrics.h"
 #include "scimsync/log.h"
 
 namespace scimsync::daemon {
@@ -102,6 +103,28 @@ void Fold(Folded& f, const connectors::Plan& plan) {
   }
 }
 
+// Counts every SCIM exchange for /metrics: method, status (0 = no answer) and latency.
+class MeteredTransport final : public scim::Transport {
+ public:
+  MeteredTransport(std::unique_ptr<scim::Transport> inner, const Clock& clock)
+      : inner_(std::move(inner)), clock_(clock) {}
+  Result<scim::HttpResponse> Send(const scim::HttpRequest& request, int64_t timeout_ms) override {
+    const int64_t start = clock_.NowMs();
+    auto r = inner_->Send(request, timeout_ms);
+    Metrics::Global().ScimRequest(request.method, r ? r->status : 0,
+                                  static_cast<double>(clock_.NowMs() - start) / 1000.0);
+    return r;
+  }
+  std::string Describe(const scim::HttpRequest& request) const override {
+    return inner_->Describe(request);
+  }
+  bool dry_run() const override { return inner_->dry_run(); }
+
+ private:
+  std::unique_ptr<scim::Transport> inner_;
+  const Clock& clock_;
+};
+
 }  // namespace
 
 ProfileSyncer::ProfileSyncer(const config::TargetOptions& target,
@@ -128,8 +151,9 @@ Result<scim::Converger*> ProfileSyncer::ConvergerFor(int thread) {
       target_.dry_run ? scim::NewDryRunTransport(topts, target_.dry_run_file)
                       : scim::NewHttpTransport(topts);
   if (!transport) return transport.error();
+  auto metered = std::make_unique<MeteredTransport>(std::move(transport.value()), *deps_.clock);
   scim::ConvergerDeps cdeps;
-  cdeps.transport = transport->get();
+  cdeps.transport = metered.get();
   cdeps.limiter = deps_.limiter;
   cdeps.links = deps_.links;
   cdeps.clock = deps_.clock;
@@ -137,7 +161,7 @@ Result<scim::Converger*> ProfileSyncer::ConvergerFor(int thread) {
   auto converger = std::make_unique<scim::Converger>(
       scim::ConvergerOptions::From(target_, retry_), cdeps);
   t.converger = std::move(converger);
-  t.transport = std::move(transport.value());
+  t.transport = std::move(metered);
   t.generation = gen;
   return t.converger.get();
 }

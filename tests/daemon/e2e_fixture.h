@@ -77,6 +77,7 @@ class E2E {
   RedisServer& redis() { return redis_; }
   FakeScimServer& scim() { return *scim_; }
   std::string Log(int index) const;
+  int port(int index) const { return daemons_.at(index)->port; }
   std::string config_path(int index) const;
   std::string Scimsyncd() const;
   TempDir& dir() { return dir_; }

@@ -63,6 +63,16 @@ TEST_F(WorkersE2E, HireUpdateTerminateRehireArriveInOrder) {
   EXPECT_NE(writes[2].find("\"active\""), std::string::npos);
   EXPECT_NE(writes[2].find("false"), std::string::npos);
   EXPECT_NE(writes[3].find("\"Director\""), std::string::npos);
+  // /metrics counts what happened, in Prometheus text format.
+  httplib::Client http("127.0.0.1", e2e_.port(0));
+  auto metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+  const std::string& m = metrics->body;
+  EXPECT_NE(m.find("scimsync_webhooks_total{profile=\"hr\",status=\"202\"} 4"), std::string::npos) << m;
+  EXPECT_NE(m.find("scimsync_syncs_total{action=\"sync\",result=\"created\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("scimsync_scim_requests_total{method=\"POST\",status=\"201\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("scimsync_scim_requests_total{method=\"PATCH\",status=\"200\"} 3"), std::string::npos) << m;
   // One outcome line per item, with the trace id of its webhook.
   std::string log = e2e_.Log(0);
   EXPECT_NE(log.find("\"msg\":\"sync\""), std::string::npos);
