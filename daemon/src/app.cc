@@ -308,6 +308,15 @@ int RunDaemon(const std::string& file) {
             total += *d;
           }
           if (r) Metrics::Global().SetRetriesWaiting(p, *r);
+          auto first = redis_pool.Acquire()->Command(
+              {"XRANGE", queue::Keys::Stream(cfg.redis.key_prefix, p), "-", "+", "COUNT", "1"});
+          double age = 0;
+          if (first && !first->elements().empty() && !first->elements()[0].elements().empty()) {
+            const int64_t since = std::strtoll(
+                first->elements()[0].elements()[0].text().c_str(), nullptr, 10);
+            age = static_cast<double>(std::max<int64_t>(0, now - since)) / 1000.0;
+          }
+          Metrics::Global().SetQueueOldestAge(p, age);
         }
         queued_total = total;
         if (auto dead = queue->DeadLetterCount()) Metrics::Global().SetDeadLettersStored(*dead);
