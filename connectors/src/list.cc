@@ -283,9 +283,10 @@ Result<std::vector<ListedEmployee>> SpecProfile::ListEmployees(const std::string
         continue;
       }
       if (ref == refs.end()) {
-        return Error::Auth("profile " + name_ + ": the HRIS API credential '" + c +
-                           "' is not configured: set api." + c + "_env or api." + c +
-                           "_file in its config entry");
+        std::string message = "profile " + name_ + ": the HRIS API credential '";
+        message.append(c).append("' is not configured: set api.").append(c);
+        message.append("_env or api.").append(c).append("_file in its config entry");
+        return Error::Auth(message);
       }
       return Error::Auth("profile " + name_ + ": HRIS API credential '" + c +
                          "': " + secret.error().message);
@@ -327,7 +328,9 @@ Result<std::vector<ListedEmployee>> SpecProfile::ListEmployees(const std::string
     rapidjson::Document doc;
     std::string error;
     if (!ParseJson(res->body, &doc, &error)) {
-      return Error::Permanent(what + " answered a body that is not JSON (" + error + ")");
+      std::string message = what + " answered a body that is not JSON (";
+      message.append(error).append(")");
+      return Error::Permanent(message);
     }
     const rapidjson::Value* records = Resolve(doc, l.records);
     if (records == nullptr || !records->IsArray()) {
@@ -391,7 +394,7 @@ Result<std::vector<ListedEmployee>> SpecProfile::ListEmployees(const std::string
           auto next = ScalarText(Resolve(doc, g.next_url));
           if (!next || next->empty()) return out;
           std::string absolute = *next;
-          if (absolute[0] == '/') absolute = Origin(first_url) + absolute;
+          if (absolute[0] == '/') absolute.insert(0, Origin(first_url));
           // Credentials go along with the next request: only ever to the same origin.
           if (Origin(absolute).empty() || Origin(absolute) != Origin(first_url)) {
             return Error::Permanent(what +
