@@ -229,8 +229,7 @@ Result<ReconcileReport> Reconciler::Run(bool dry_run) {
                              "); try again when it has finished");
     }
   }
-  auto report = Execute(dry_run, leased ? run_id : std::string());
-  if (report.ok()) report->run_id = run_id;
+  auto report = Execute(dry_run, run_id, leased);
   if (leased) {
     ReleaseLease(run_id);
     if (report.ok()) {
@@ -269,7 +268,7 @@ Result<std::optional<ReconcileReport>> Reconciler::RunIfDue(int64_t every_ms) {
     if (!is_due.ok()) return Error::Transient("redis: " + is_due.error().message);
     return std::optional<ReconcileReport>();
   }
-  auto report = Execute(false, run_id);
+  auto report = Execute(false, run_id, true);
   ReleaseLease(run_id);
   const int64_t now = deps_.clock->NowMs();
   // A failed run is tried again after a quarter of an hour (or the period, if shorter), not at
@@ -279,15 +278,16 @@ Result<std::optional<ReconcileReport>> Reconciler::RunIfDue(int64_t every_ms) {
   auto conn = deps_.pool->Acquire();
   (void)conn->Command({"SET", last_key_, std::to_string(last)});
   if (!report.ok()) return report.error();
-  report->run_id = run_id;
   return std::optional<ReconcileReport>(std::move(report.value()));
 }
 
-Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& token) {
+Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run_id, bool leased) {
+  // Renewed as the run goes on; without a lease (dry runs) there is nothing to renew.
+  const std::string token = leased ? run_id : std::string();
   const connectors::Profile& profile = *deps_.profile;
   const Clock& clock = *deps_.clock;
   ReconcileReport rep;
-  rep.run_id = token;
+  rep.run_id = run_id;
   rep.profile = profile.name();
   rep.dry_run = dry_run;
   rep.started_ms = clock.NowMs();
@@ -629,22 +629,21 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& tok
     }
   }
   rep.finished_ms = clock.NowMs();
-  log::Info("reconciliation finished",
-            {{"profile", rep.profile},
-             {"run", rep.run_id.empty() ? std::string("dry-run") : rep.run_id},
-             {"dry_run", dry_run},
-             {"hris_employees", rep.hris_employees},
-             {"jumpcloud_users", rep.jumpcloud_users},
-             {"in_sync", rep.in_sync},
-             {"missing", rep.missing},
-             {"attributes", rep.attributes},
-             {"active", rep.active},
-             {"orphans", rep.orphans},
-             {"conflicts", rep.conflicts},
-             {"invalid", rep.invalid},
-             {"errors", rep.errors},
-             {"enqueued", rep.enqueued},
-             {"ms", rep.finished_ms - rep.started_ms}});
+  log::Info("reconciliation finished", {{"profile", rep.profile},
+                                        {"run", rep.run_id},
+                                        {"dry_run", dry_run},
+                                        {"hris_employees", rep.hris_employees},
+                                        {"jumpcloud_users", rep.jumpcloud_users},
+                                        {"in_sync", rep.in_sync},
+                                        {"missing", rep.missing},
+                                        {"attributes", rep.attributes},
+                                        {"active", rep.active},
+                                        {"orphans", rep.orphans},
+                                        {"conflicts", rep.conflicts},
+                                        {"invalid", rep.invalid},
+                                        {"errors", rep.errors},
+                                        {"enqueued", rep.enqueued},
+                                        {"ms", rep.finished_ms - rep.started_ms}});
   return rep;
 }
 

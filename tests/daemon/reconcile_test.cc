@@ -25,6 +25,7 @@
 #include "fake_scim_server.h"
 #include "scimsync/clock.h"
 #include "scimsync/daemon/app.h"
+#include "scimsync/queue/queue.h"
 #include "scimsync/queue/redis.h"
 #include "scimsync/scim/link_store.h"
 #include "test_support.h"
@@ -858,6 +859,39 @@ TEST_F(ReconcileSchedule, ARunHoldsItsLeaseAndAStoppedSchedulerCancelsQuickly) {
   EXPECT_EQ(world_.redis().Cli({"EXISTS", cancelled.lease_key()}), "0");  // released
   EXPECT_EQ(world_.QueuedItems(), 0);
   EXPECT_EQ(cancelled.lease_key(), "scimsync:reconcile:recon");
+}
+
+TEST_F(ReconcileSchedule, EveryRunHasItsOwnRunIdInItsItemsAlsoWithoutALease) {
+  auto transport = scim::NewHttpTransport(scim::TransportOptions::From(
+      [&] {
+        config::TargetOptions t;
+        t.base_url = world_.scim().base_url();
+        return t;
+      }(),
+      kScimKey));
+  ASSERT_TRUE(transport.ok());
+  auto memory_queue = queue::NewMemoryQueue(4, clock_);
+  scim::MemoryLinkStore links;
+  ReconcilerDeps deps;
+  deps.profile = profile_;
+  deps.fetcher = fetcher_.get();
+  deps.transport = transport->get();
+  deps.links = &links;
+  deps.queue = memory_queue.get();
+  deps.clock = &clock_;
+  deps.random = &random_;
+  Reconciler reconciler(ReconcilerOptions{}, deps);  // no pool: no lease, as in unit setups
+  auto first = reconciler.Run(false);
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  clock_.AdvanceMs(1000);
+  auto second = reconciler.Run(false);
+  ASSERT_TRUE(second.ok()) << second.error().message;
+  EXPECT_NE(first->run_id, second->run_id);
+  EXPECT_FALSE(first->run_id.empty());
+  // E1 is still missing: the second run's item is not taken for a duplicate of the first's.
+  EXPECT_EQ(first->enqueued, 1);
+  EXPECT_EQ(second->enqueued, 1);
+  EXPECT_EQ(second->duplicates, 0);
 }
 
 TEST(ScheduledProfiles, OnlyProfilesWithAPeriodAndAListAreScheduled) {

@@ -186,7 +186,7 @@ class Reconciler {
 
  private:
   struct Run;
-  Result<ReconcileReport> Execute(bool dry_run, const std::string& token);
+  Result<ReconcileReport> Execute(bool dry_run, const std::string& run_id, bool leased);
   Result<bool> AcquireLease(const std::string& token);
   Status RenewLease(const std::string& token);
   void ReleaseLease(const std::string& token);
