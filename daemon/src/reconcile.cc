@@ -550,6 +550,7 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
     d.email = u.attributes.email.value_or("");
     d.jumpcloud_id = u.id;
     d.kinds = {DriftKind::kOrphan};
+    d.fixable = !profile.payload_carries_record() && tenant.has_value();
     if (profile.payload_carries_record()) {
       d.note =
           "no HRIS record to sync it from: suspend it in JumpCloud, or have the HRIS send "
@@ -581,8 +582,7 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
     };
     for (size_t k = 0; k < rep.drift.size(); ++k) {
       EmployeeDrift& d = rep.drift[k];
-      const bool orphan = d.kinds == std::vector{DriftKind::kOrphan};
-      if (orphan && !d.note.empty()) continue;
+      if (!d.fixable) continue;
       connectors::WorkItem work;
       if (source[k] != nullptr) {
         work = profile.ReconcileItem(*source[k]);
@@ -615,14 +615,14 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
       return Error::Transient("enqueueing the fixes: " + s.error().message);
     }
     for (EmployeeDrift& d : rep.drift) {
-      if (d.enqueued && d.kinds == std::vector{DriftKind::kOrphan}) {
+      if (d.fixable && d.kinds == std::vector{DriftKind::kOrphan}) {
         d.note = "a sync asks the HRIS for employee " + d.employee_key +
                  "; if it answers 404 the user is suspended (fetch.not_found)";
       }
     }
   } else {
     for (EmployeeDrift& d : rep.drift) {
-      if (d.note.empty() && d.kinds == std::vector{DriftKind::kOrphan}) {
+      if (d.fixable && d.kinds == std::vector{DriftKind::kOrphan}) {
         d.note = "a sync would ask the HRIS for employee " + d.employee_key +
                  "; if it answers 404 the user is suspended (fetch.not_found)";
       }
@@ -681,9 +681,7 @@ std::string ChangeText(const EmployeeDrift& d) {
       out = "delete the user (the profile's action)";
     }
   }
-  if (!d.enqueued && !d.note.empty() && d.kinds != std::vector{DriftKind::kOrphan}) {
-    out += " [" + d.note + "]";
-  }
+
   return out;
 }
 
@@ -702,9 +700,7 @@ std::string FormatReportTable(const ReconcileReport& r) {
     rows.push_back({"EMPLOYEE", "USERNAME", "DRIFT", r.dry_run ? "WOULD CHANGE" : "CHANGE"});
     for (const EmployeeDrift& d : r.drift) {
       std::string change = ChangeText(d);
-      if (!r.dry_run && !d.enqueued && d.kinds != std::vector{DriftKind::kOrphan}) {
-        change += " (not enqueued)";
-      }
+      if (!r.dry_run && !d.enqueued) change += " (not enqueued)";
       rows.push_back({Who(d.tenant, d.employee_key), d.user_name.empty() ? "-" : d.user_name,
                       DriftText(d), change});
     }
@@ -729,7 +725,7 @@ std::string FormatReportTable(const ReconcileReport& r) {
   o << "\n";
   int64_t fixable = 0;
   for (const EmployeeDrift& d : r.drift) {
-    if (d.enqueued || d.note.empty() || d.kinds != std::vector{DriftKind::kOrphan}) ++fixable;
+    if (d.fixable) ++fixable;
   }
   if (r.dry_run) {
     o << (r.drift.empty()
@@ -775,7 +771,8 @@ std::string FormatReportJson(const ReconcileReport& r) {
       o << (k ? "," : "") << "{\"attribute\":" << JsonString(c.attribute)
         << ",\"jumpcloud\":" << JsonOpt(c.jumpcloud) << ",\"hris\":" << JsonOpt(c.hris) << "}";
     }
-    o << "],\"enqueued\":" << (d.enqueued ? "true" : "false") << ",\"note\":" << JsonString(d.note)
+    o << "],\"fixable\":" << (d.fixable ? "true" : "false")
+      << ",\"enqueued\":" << (d.enqueued ? "true" : "false") << ",\"note\":" << JsonString(d.note)
       << "}";
   }
   o << "],\"problems\":[";

@@ -90,8 +90,11 @@ struct EmployeeDrift {
   std::string jumpcloud_id;  // empty when missing
   std::vector<DriftKind> kinds;
   std::vector<AttributeChange> changes;  // attributes and active
-  bool enqueued = false;
-  std::string note;  // what a sync will do (orphans), or why nothing was enqueued
+  // A sync item can fix it: false only for orphans no sync can reach (a profile whose payload
+  // carries the record has none to apply; a multi-tenant orphan nobody's link claims).
+  bool fixable = true;
+  bool enqueued = false;  // fixable and written to the queue (never in a dry run)
+  std::string note;       // orphans: what a sync does, or why none can help
 };
 
 struct ReconcileProblem {
