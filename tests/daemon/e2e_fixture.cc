@@ -108,9 +108,10 @@ bool E2E::StartDaemon(int index, const E2EDaemonOptions& options) {
       "profiles:\n  - name: hr\n    connector: generic\n    secret_env: TEST_HR_SECRET\n" +
       options.extra_profile_keys;
   WriteFile(config_path(index), yaml);
+  std::vector<std::string> env = options.env;
+  env.push_back(std::string("TEST_HR_SECRET=") + kWebhookSecret);
   if (!d->process.Start({Scimsyncd(), "--config", config_path(index)},
-                        dir_.File("daemon" + std::to_string(index) + ".log"),
-                        {std::string("TEST_HR_SECRET=") + kWebhookSecret})) {
+                        dir_.File("daemon" + std::to_string(index) + ".log"), env)) {
     return false;
   }
   return WaitForPort(d->port, 20000);

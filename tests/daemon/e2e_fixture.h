@@ -21,6 +21,7 @@ struct E2EDaemonOptions {
   std::string base_url;              // default: the fake SCIM server
   int guard_max_suspends = 100000;
   std::string extra_profile_keys;  // appended inside the profile entry
+  std::vector<std::string> env;    // extra "NAME=value" for the process
 };
 
 // One employee's expected final state, from the newest event sent for them.
