@@ -1,0 +1,819 @@
+// scimsync_bench: the benchmark driver behind bench/run (issue 7). It starts a private
+// redis-server (AOF, fsync every second), the in-memory SCIM sink and scimsyncd, drives them with
+// wrk and its own senders, and prints one results table: ingest against a bare cpp-httplib
+// ceiling, ack latency at a fixed rate, end to end, memory and cost growth with the backlog --
+// each the median of --runs runs, every ratio taken within one run.
+#include <hiredis/hiredis.h>
+#include <httplib.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sink.h"
+#include "test_support.h"
+
+namespace scimsync::bench {
+namespace {
+
+using testing::Process;
+using testing::TempDir;
+using Clock = std::chrono::steady_clock;
+
+constexpr char kSecret[] = "whsec-bench-3d9e7a21";
+constexpr char kApiKey[] = "bench-key";
+constexpr int kPartitions = 8;
+
+int64_t NowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+void SleepMs(int64_t ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+struct Options {
+  std::string scimsyncd;
+  std::string bare;
+  std::string lua;
+  std::string wrk = "wrk";
+  std::string out;  // also write the table here
+  bool smoke = false;
+  int runs = 3;
+  int employees = 2000;
+  int events_per_employee = 10;
+  int wrk_seconds = 5;
+  int wrk_threads = 2;
+  int wrk_connections = 64;
+  int wrk_bodies = 200000;
+  int ack_rate = 1000;
+  int ack_seconds = 5;
+  int senders = 32;
+  int64_t backlog_big = 1000000;
+  std::vector<int64_t> growth = {1000, 10000, 100000};
+  int workers = 4;
+  int listen_threads = 64;
+};
+
+std::string HmacHex(const std::string& data) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), kSecret, static_cast<int>(sizeof(kSecret) - 1),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac, &len);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out += hex[mac[i] >> 4];
+    out += hex[mac[i] & 15];
+  }
+  return out;
+}
+
+// A full-record generic-profile event. Event k of an employee carries title "Title k", so the
+// sink can tell which event a SCIM write reflects.
+std::string EventJson(const std::string& event_id, const std::string& type,
+                      const std::string& employee, int k) {
+  char when[32];
+  std::time_t t = static_cast<std::time_t>(1'790'000'000 + int64_t{k} * 60);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  std::string lower = employee;
+  std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+  return R"({"id":")" + event_id + R"(","type":")" + type + R"(","occurred_at":")" + when +
+         R"(","employee":{"id":")" + employee + R"(","firstName":"First","lastName":"Last)" +
+         employee + R"(","workEmail":"emp.)" + lower + R"(@example.com","title":"Title )" +
+         std::to_string(k) + R"(","department":"Engineering"}})";
+}
+
+// Hires, updates, terminations and rehires of `employees` employees, `per` events each; each
+// employee's events in order. expected: the newest event's state.
+struct Workload {
+  std::vector<std::vector<std::string>> events;  // [employee][k]: event JSON
+  std::map<std::string, Sink::Expected> expected;
+  int64_t total = 0;
+};
+
+Workload MakeWorkload(const std::string& prefix, int64_t employees, int per, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  Workload w;
+  w.events.resize(static_cast<size_t>(employees));
+  for (int64_t e = 0; e < employees; ++e) {
+    std::string id = prefix + std::to_string(e);
+    bool active = true;
+    for (int k = 0; k < per; ++k) {
+      std::string type = "employee.updated";
+      if (k == 0) {
+        type = "employee.created";
+      } else {
+        int roll = static_cast<int>(rng() % 100);
+        if (active && roll < 15) type = "employee.terminated";
+        if (!active && roll < 40) type = "employee.rehired";
+      }
+      if (type == "employee.terminated") active = false;
+      if (type == "employee.rehired" || type == "employee.created") active = true;
+      w.events[static_cast<size_t>(e)].push_back(
+          EventJson(id + "-" + std::to_string(k), type, id, k));
+      ++w.total;
+    }
+    w.expected[id] = Sink::Expected{per - 1, active};
+  }
+  return w;
+}
+
+// /proc/PID/status fields in kB.
+int64_t ProcStatusKb(pid_t pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) == 0) return std::atoll(line.c_str() + field.size() + 1);
+  }
+  return -1;
+}
+
+struct RedisReplyDeleter {
+  void operator()(redisReply* r) const { freeReplyObject(r); }
+};
+struct RedisContextDeleter {
+  void operator()(redisContext* c) const { redisFree(c); }
+};
+
+// The private redis-server: AOF on, fsync every second (the durability most deployments run).
+class Redis {
+ public:
+  bool Start() {
+    port_ = testing::FreePort();
+    if (!proc_.Start({"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",
+                      "--dir", dir_.path(), "--appendonly", "yes", "--appendfsync", "everysec",
+                      "--save", "", "--daemonize", "no"},
+                     dir_.File("redis.log"))) {
+      return false;
+    }
+    if (!testing::WaitForPort(port_, 10000)) return false;
+    timeval tv{30, 0};
+    ctx_.reset(redisConnectWithTimeout("127.0.0.1", port_, tv));
+    return ctx_ && ctx_->err == 0;
+  }
+  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
+  int64_t Integer(const std::string& cmd, const std::string& key) {
+    std::unique_ptr<redisReply, RedisReplyDeleter> r(
+        static_cast<redisReply*>(redisCommand(ctx_.get(), "%s %s", cmd.c_str(), key.c_str())));
+    return r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+  }
+  void FlushAll() {
+    std::unique_ptr<redisReply, RedisReplyDeleter> r(
+        static_cast<redisReply*>(redisCommand(ctx_.get(), "FLUSHALL")));
+  }
+  // Items waiting in streams and retry sets: 0 when the workers are done.
+  int64_t Pending() {
+    int64_t total = 0;
+    for (int p = 0; p < kPartitions; ++p) {
+      std::string tag = "scimsync:{p" + std::to_string(p) + "}:";
+      total += std::max<int64_t>(0, Integer("XLEN", tag + "stream"));
+      total += std::max<int64_t>(0, Integer("ZCARD", tag + "retry"));
+    }
+    return total;
+  }
+  int64_t UsedMemoryMb() {
+    std::unique_ptr<redisReply, RedisReplyDeleter> r(
+        static_cast<redisReply*>(redisCommand(ctx_.get(), "INFO memory")));
+    if (!r || r->type != REDIS_REPLY_STRING) return -1;
+    std::string s(r->str, r->len);
+    auto at = s.find("used_memory:");
+    return at == std::string::npos ? -1 : std::atoll(s.c_str() + at + 12) / (1024 * 1024);
+  }
+
+ private:
+  TempDir dir_;
+  Process proc_;
+  int port_ = 0;
+  std::unique_ptr<redisContext, RedisContextDeleter> ctx_;
+};
+
+class Daemon {
+ public:
+  Daemon(const Options& o, Redis& redis, TempDir& dir) : o_(o), redis_(redis), dir_(dir) {}
+  ~Daemon() { Stop(); }
+  // workers = 0: ingest only, to build a backlog.
+  bool Start(int workers, const std::string& sink_url) {
+    port_ = testing::FreePort();
+    testing::WriteFile(dir_.File("api-key"), std::string(kApiKey) + "\n");
+    std::string yaml =
+        "listen: {address: 127.0.0.1, port: " + std::to_string(port_) +
+        ", threads: " + std::to_string(o_.listen_threads) + "}\n" + "redis: {url: \"" +
+        redis_.url() + "\", partitions: " + std::to_string(kPartitions) + "}\n" +
+        "target:\n  base_url: \"" + sink_url + "\"\n  api_key_file: " + dir_.File("api-key") +
+        "\n  timeout_ms: 5000\n  max_requests_per_second: 0\n" +
+        "workers:\n  threads: " + std::to_string(workers) +
+        "\n  drain_timeout_s: 5\n  retry: {base_delay_ms: 50, max_delay_ms: 1000, "
+        "max_attempts: 100}\n"
+        // Terminations are part of the workload: the mass-suspension guard must not pause it.
+        "  guard: {max_suspends: 1000000, max_suspend_percent: 0, window_s: 3600}\n"
+        "log: {level: warn}\n"
+        "profiles:\n  - name: hr\n    connector: generic\n    secret_env: BENCH_HR_SECRET\n";
+    std::string config = dir_.File("scimsyncd.yaml");
+    testing::WriteFile(config, yaml);
+    if (!proc_.Start({o_.scimsyncd, "--config", config}, dir_.File("scimsyncd.log"),
+                     {std::string("BENCH_HR_SECRET=") + kSecret})) {
+      return false;
+    }
+    if (testing::WaitForPort(port_, 30000)) return true;
+    std::cerr << "scimsyncd did not listen; its log:\n"
+              << testing::ReadFile(dir_.File("scimsyncd.log"));
+    return false;
+  }
+  void Stop() {
+    if (!proc_.running()) return;
+    proc_.Signal(SIGTERM);
+    if (proc_.Wait(20000) < 0) proc_.Kill();
+  }
+  int port() const { return port_; }
+  pid_t pid() const { return proc_.pid(); }
+  int64_t RssKb() const { return ProcStatusKb(proc_.pid(), "VmRSS"); }
+  int64_t PeakKb() const { return ProcStatusKb(proc_.pid(), "VmHWM"); }
+
+ private:
+  const Options& o_;
+  Redis& redis_;
+  TempDir& dir_;
+  Process proc_;
+  int port_ = 0;
+};
+
+std::unique_ptr<httplib::Client> NewClient(int port) {
+  auto c = std::make_unique<httplib::Client>("127.0.0.1", port);
+  c->set_keep_alive(true);
+  c->set_tcp_nodelay(true);
+  c->set_connection_timeout(5, 0);
+  c->set_read_timeout(30, 0);
+  return c;
+}
+
+// POSTs one webhook until it is accepted (an HRIS retries 503 and connection errors).
+bool PostAccepted(httplib::Client& c, const std::string& body) {
+  httplib::Headers headers = {{"X-Scimsync-Signature", "sha256=" + HmacHex(body)}};
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    auto res = c.Post("/webhooks/hr", headers, body, "application/json");
+    if (res && res->status == 202) return true;
+    if (res && res->status != 503) {
+      std::cerr << "webhook answered " << res->status << ": " << res->body << "\n";
+      return false;
+    }
+    SleepMs(20);
+  }
+  return false;
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+double Median(std::vector<double> v) { return Percentile(std::move(v), 0.5); }
+
+struct WrkResult {
+  double rps = 0;
+  double p50_ms = 0;
+  double p99_ms = 0;
+  int64_t non2xx = 0;
+  bool ok = false;
+};
+
+double ToMs(double value, const std::string& unit) {
+  if (unit == "us") return value / 1000;
+  if (unit == "s") return value * 1000;
+  if (unit == "m") return value * 60000;
+  return value;
+}
+
+WrkResult RunWrk(const Options& o, int port, const std::string& bodies, TempDir& dir) {
+  WrkResult r;
+  static int invocation = 0;
+  std::string out = dir.File("wrk-" + std::to_string(++invocation) + ".out");
+  Process p;
+  if (!p.Start(
+          {o.wrk, "-t" + std::to_string(o.wrk_threads), "-c" + std::to_string(o.wrk_connections),
+           "-d" + std::to_string(o.wrk_seconds) + "s", "--latency", "-s", o.lua,
+           "http://127.0.0.1:" + std::to_string(port)},
+          out, {"BENCH_BODIES=" + bodies, "BENCH_THREADS=" + std::to_string(o.wrk_threads)})) {
+    return r;
+  }
+  if (p.Wait((o.wrk_seconds + 60) * 1000) != 0) {
+    std::cerr << "wrk failed:\n" << testing::ReadFile(out);
+    return r;
+  }
+  std::string text = testing::ReadFile(out);
+  std::smatch m;
+  if (std::regex_search(text, m, std::regex(R"(Requests/sec:\s+([0-9.]+))"))) {
+    r.rps = std::stod(m[1]);
+    r.ok = true;
+  }
+  if (std::regex_search(text, m, std::regex(R"(\n\s+50%\s+([0-9.]+)(us|ms|s|m))"))) {
+    r.p50_ms = ToMs(std::stod(m[1]), m[2]);
+  }
+  if (std::regex_search(text, m, std::regex(R"(\n\s+99%\s+([0-9.]+)(us|ms|s|m))"))) {
+    r.p99_ms = ToMs(std::stod(m[1]), m[2]);
+  }
+  if (std::regex_search(text, m, std::regex(R"(Non-2xx or 3xx responses:\s+([0-9]+))"))) {
+    r.non2xx = std::stoll(m[1]);
+  }
+  if (!r.ok) std::cerr << "cannot read wrk's output:\n" << text;
+  return r;
+}
+
+struct RunResult {
+  double bare_rps = 0, ingest_rps = 0, ingest_p50 = 0, ingest_p99 = 0;
+  int64_t ingest_non2xx = 0;
+  double ack_p50 = 0, ack_p99 = 0, ack_rate = 0;
+  double e2e_eps = 0, e2e_p50 = 0, e2e_p99 = 0, e2e_send_s = 0;
+  int64_t e2e_writes = 0, e2e_requests = 0, e2e_unmatched = 0;
+  int64_t stale = 0;
+  double idle_mb = 0, peak_mb = 0, backlog_mb = 0, backlog_peak_mb = 0;
+  int64_t backlog_items = 0, backlog_redis_mb = 0;
+  std::vector<double> growth_eps;
+  bool ok = true;
+};
+
+// Sends each employee's events in order from `senders` threads, interleaving employees; records
+// each event's send time.
+bool SendWorkload(const Options& o, int port, const Workload& w,
+                  std::vector<std::vector<int64_t>>* sent_us) {
+  sent_us->assign(w.events.size(), {});
+  for (size_t e = 0; e < w.events.size(); ++e) (*sent_us)[e].resize(w.events[e].size());
+  std::atomic<bool> ok{true};
+  std::vector<std::thread> threads;
+  int n = std::max(1, std::min<int>(o.senders, static_cast<int>(w.events.size())));
+  for (int t = 0; t < n; ++t) {
+    threads.emplace_back([&, t] {
+      auto c = NewClient(port);
+      size_t longest = 0;
+      for (size_t e = static_cast<size_t>(t); e < w.events.size(); e += static_cast<size_t>(n)) {
+        longest = std::max(longest, w.events[e].size());
+      }
+      for (size_t k = 0; k < longest; ++k) {
+        for (size_t e = static_cast<size_t>(t); e < w.events.size(); e += static_cast<size_t>(n)) {
+          if (k >= w.events[e].size()) continue;
+          (*sent_us)[e][k] = NowUs();
+          if (!PostAccepted(*c, w.events[e][k])) ok = false;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  return ok;
+}
+
+// Enqueues a workload through an ingest-only daemon, `batch` events per webhook ({"events":[..]}),
+// each employee's events within one webhook.
+bool Preload(const Options& o, int port, const Workload& w) {
+  const size_t per_request = 500;
+  std::vector<std::string> bodies;
+  std::string cur;
+  size_t in_cur = 0;
+  for (const auto& events : w.events) {
+    for (const auto& ev : events) {
+      cur += (in_cur == 0 ? "{\"events\":[" : ",") + ev;
+      ++in_cur;
+    }
+    if (in_cur + events.size() > per_request) {
+      bodies.push_back(cur + "]}");
+      cur.clear();
+      in_cur = 0;
+    }
+  }
+  if (in_cur > 0) bodies.push_back(cur + "]}");
+  std::atomic<size_t> next{0};
+  std::atomic<bool> ok{true};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      auto c = NewClient(port);
+      for (size_t i = next++; i < bodies.size(); i = next++) {
+        if (!PostAccepted(*c, bodies[i])) ok = false;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  (void)o;
+  return ok;
+}
+
+bool WaitDrained(Redis& redis, int timeout_s) {
+  auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+  int zero = 0;
+  while (Clock::now() < deadline) {
+    if (redis.Pending() == 0) {
+      if (++zero >= 3) return true;
+    } else {
+      zero = 0;
+    }
+    SleepMs(50);
+  }
+  return false;
+}
+
+class Bench {
+ public:
+  explicit Bench(Options o) : o_(std::move(o)) {}
+
+  bool Prepare() {
+    // Signed bodies for wrk: one event per request, distinct event ids and employees.
+    bodies_ = dir_.File("bodies.txt");
+    std::ofstream f(bodies_);
+    for (int i = 0; i < o_.wrk_bodies; ++i) {
+      std::string id = "W" + std::to_string(i);
+      std::string body = EventJson(id + "-0", "employee.created", id, 0);
+      f << "sha256=" << HmacHex(body) << "\n" << body << "\n";
+    }
+    return static_cast<bool>(f);
+  }
+
+  RunResult Run(int run) {
+    RunResult r;
+    Redis redis;
+    if (!redis.Start()) return Fail(r, "redis-server did not start");
+    TempDir ddir;
+
+    // 1. The ceiling, then scimsyncd's ingest with the same wrk settings.
+    {
+      int port = testing::FreePort();
+      Process bare;
+      bare.Start({o_.bare, std::to_string(port), std::to_string(o_.listen_threads), "100"},
+                 ddir.File("bare.log"));
+      if (!testing::WaitForPort(port, 10000)) return Fail(r, "the bare server did not start");
+      WrkResult w = RunWrk(o_, port, bodies_, ddir);
+      bare.Signal(SIGTERM);
+      if (bare.Wait(5000) < 0) bare.Kill();
+      if (!w.ok) return Fail(r, "wrk against the bare server failed");
+      r.bare_rps = w.rps;
+    }
+    {
+      Sink sink;
+      if (!sink.Start()) return Fail(r, "the sink did not start");
+      Daemon d(o_, redis, ddir);
+      if (!d.Start(o_.workers, sink.base_url())) return Fail(r, "scimsyncd did not start");
+      SleepMs(1000);
+      r.idle_mb = static_cast<double>(d.RssKb()) / 1024;
+      WrkResult w = RunWrk(o_, d.port(), bodies_, ddir);
+      if (!w.ok) return Fail(r, "wrk against scimsyncd failed");
+      r.ingest_rps = w.rps;
+      r.ingest_p50 = w.p50_ms;
+      r.ingest_p99 = w.p99_ms;
+      r.ingest_non2xx = w.non2xx;
+      WaitDrained(redis, 300);
+      r.peak_mb = static_cast<double>(d.PeakKb()) / 1024;
+      d.Stop();
+      sink.Stop();
+      redis.FlushAll();
+    }
+
+    // 2. Ack latency at a fixed rate (open loop: requests leave on schedule).
+    {
+      Sink sink;
+      sink.Start();
+      Daemon d(o_, redis, ddir);
+      if (!d.Start(o_.workers, sink.base_url())) return Fail(r, "scimsyncd did not start");
+      const int threads = 4;
+      const int64_t total = int64_t{o_.ack_rate} * o_.ack_seconds;
+      std::vector<std::vector<double>> lat(threads);
+      std::atomic<int64_t> failed{0};
+      int64_t start = NowUs() + 100000;
+      std::vector<std::thread> ts;
+      for (int t = 0; t < threads; ++t) {
+        ts.emplace_back([&, t] {
+          auto c = NewClient(d.port());
+          for (int64_t i = t; i < total; i += threads) {
+            std::string id = "L" + std::to_string(i);
+            std::string body = EventJson(id + "-0", "employee.created", id, 0);
+            httplib::Headers h = {{"X-Scimsync-Signature", "sha256=" + HmacHex(body)}};
+            int64_t due = start + i * 1000000 / o_.ack_rate;
+            int64_t wait = due - NowUs();
+            if (wait > 0) std::this_thread::sleep_for(std::chrono::microseconds(wait));
+            int64_t t0 = NowUs();
+            auto res = c->Post("/webhooks/hr", h, body, "application/json");
+            int64_t t1 = NowUs();
+            if (!res || res->status != 202) ++failed;
+            lat[static_cast<size_t>(t)].push_back(static_cast<double>(t1 - t0) / 1000);
+          }
+        });
+      }
+      for (auto& t : ts) t.join();
+      double secs = static_cast<double>(NowUs() - start) / 1e6;
+      std::vector<double> all;
+      for (auto& l : lat) all.insert(all.end(), l.begin(), l.end());
+      r.ack_p50 = Percentile(all, 0.5);
+      r.ack_p99 = Percentile(all, 0.99);
+      r.ack_rate = static_cast<double>(total) / secs;
+      if (failed > 0) std::cerr << failed << " webhooks not answered 202 at the fixed rate\n";
+      WaitDrained(redis, 300);
+      r.peak_mb = std::max(r.peak_mb, static_cast<double>(d.PeakKb()) / 1024);
+      d.Stop();
+      redis.FlushAll();
+    }
+
+    // 3. End to end: the workload through to the sink, then every user's final state.
+    {
+      Sink sink;
+      sink.Start();
+      Daemon d(o_, redis, ddir);
+      if (!d.Start(o_.workers, sink.base_url())) return Fail(r, "scimsyncd did not start");
+      Workload w = MakeWorkload("E", o_.employees, o_.events_per_employee, 42 + run);
+      std::vector<std::vector<int64_t>> sent;
+      int64_t t0 = NowUs();
+      if (!SendWorkload(o_, d.port(), w, &sent)) return Fail(r, "the workload was not accepted");
+      r.e2e_send_s = static_cast<double>(NowUs() - t0) / 1e6;
+      if (!WaitDrained(redis, 600)) return Fail(r, "the workers did not drain the workload");
+      SinkSummary s = sink.Summarize();
+      int64_t first_send = INT64_MAX;
+      for (const auto& v : sent) {
+        for (int64_t x : v) first_send = std::min(first_send, x);
+      }
+      r.e2e_eps = static_cast<double>(w.total) * 1e6 /
+                  static_cast<double>(std::max<int64_t>(1, s.last_write_us - first_send));
+      std::vector<double> lat;
+      for (size_t e = 0; e < w.events.size(); ++e) {
+        auto it = s.writes.find("E" + std::to_string(e));
+        for (size_t k = 0; k < w.events[e].size(); ++k) {
+          // The first write that shows this event's state or a newer one: coalesced events
+          // reach JumpCloud with the write that carries their successor.
+          std::optional<int64_t> at;
+          if (it != s.writes.end()) {
+            for (const auto& wr : it->second) {
+              if (wr.event_index >= static_cast<int>(k)) {
+                at = wr.at_us;
+                break;
+              }
+            }
+          }
+          if (!at) {
+            ++r.e2e_unmatched;
+            continue;
+          }
+          lat.push_back(static_cast<double>(*at - sent[e][k]) / 1000);
+        }
+      }
+      r.e2e_p50 = Percentile(lat, 0.5);
+      r.e2e_p99 = Percentile(lat, 0.99);
+      r.e2e_writes = s.writes_total;
+      r.e2e_requests = s.requests;
+      auto stale = sink.Stale(w.expected);
+      r.stale = static_cast<int64_t>(stale.size());
+      for (size_t i = 0; i < stale.size() && i < 5; ++i) std::cerr << "stale: " << stale[i] << "\n";
+      r.peak_mb = std::max(r.peak_mb, static_cast<double>(d.PeakKb()) / 1024);
+      d.Stop();
+      redis.FlushAll();
+    }
+
+    // 4. Cost growth: drain a backlog of N items (N/10 employees) built while no worker ran.
+    for (int64_t n : o_.growth) {
+      double eps = Drain(redis, ddir, n, run, &r, nullptr);
+      if (eps <= 0) return Fail(r, "draining a backlog of " + std::to_string(n) + " failed");
+      r.growth_eps.push_back(eps);
+    }
+
+    // 5. Memory with a large backlog waiting: the workers must not load it.
+    { Drain(redis, ddir, o_.backlog_big, run, &r, &r.backlog_mb); }
+    return r;
+  }
+
+ private:
+  RunResult& Fail(RunResult& r, const std::string& why) {
+    std::cerr << "bench: " << why << "\n";
+    r.ok = false;
+    return r;
+  }
+
+  // Builds a backlog of n items with an ingest-only daemon, then starts the workers. With
+  // rss_mb: measures the working daemon's RSS after a few seconds and stops (no full drain).
+  // Otherwise drains it all and returns events/s from the sink's first request to its last write.
+  double Drain(Redis& redis, TempDir& ddir, int64_t n, int run, RunResult* r, double* rss_mb) {
+    Workload w = MakeWorkload("B", std::max<int64_t>(1, n / 10), 10, 1000 + run);
+    Sink sink;
+    sink.Start();
+    {
+      Daemon ingest(o_, redis, ddir);
+      if (!ingest.Start(0, sink.base_url()) || !Preload(o_, ingest.port(), w)) {
+        std::cerr << "bench: building the backlog failed\n";
+        return -1;
+      }
+      ingest.Stop();
+    }
+    Daemon d(o_, redis, ddir);
+    if (!d.Start(o_.workers, sink.base_url())) return -1;
+    if (rss_mb != nullptr) {
+      r->backlog_items = redis.Pending();
+      r->backlog_redis_mb = redis.UsedMemoryMb();
+      SleepMs(o_.smoke ? 1000 : 5000);
+      *rss_mb = static_cast<double>(d.RssKb()) / 1024;
+      r->backlog_peak_mb = static_cast<double>(d.PeakKb()) / 1024;
+      d.Stop();
+      sink.Stop();
+      redis.FlushAll();
+      return 0;
+    }
+    if (!WaitDrained(redis, 900)) return -1;
+    SinkSummary s = sink.Summarize();
+    auto stale = sink.Stale(w.expected);
+    r->stale += static_cast<int64_t>(stale.size());
+    for (size_t i = 0; i < stale.size() && i < 5; ++i) std::cerr << "stale: " << stale[i] << "\n";
+    d.Stop();
+    sink.Stop();
+    redis.FlushAll();
+    return static_cast<double>(w.total) * 1e6 /
+           static_cast<double>(std::max<int64_t>(1, s.last_write_us - s.first_request_us));
+  }
+
+  Options o_;
+  TempDir dir_;
+  std::string bodies_;
+};
+
+std::string Fmt(double v, int decimals = 0) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
+
+std::string Table(const Options& o, const std::vector<RunResult>& runs) {
+  auto col = [&](const std::function<double(const RunResult&)>& f) {
+    std::vector<double> v;
+    for (const auto& r : runs) v.push_back(f(r));
+    return v;
+  };
+  auto cells = [&](const std::function<double(const RunResult&)>& f, int dec) {
+    std::string s;
+    for (double x : col(f)) s += (s.empty() ? "" : " / ") + Fmt(x, dec);
+    return s;
+  };
+  std::ostringstream t;
+  char date[32];
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", &tm);
+  t << "scimsync bench, " << date << ", " << runs.size() << " run(s), "
+    << std::thread::hardware_concurrency() << " cores; workers " << o.workers << ", partitions "
+    << kPartitions << ", listen threads " << o.listen_threads << ", wrk -t" << o.wrk_threads
+    << " -c" << o.wrk_connections << " -d" << o.wrk_seconds << "s\n\n";
+  t << "| figure | median | runs | target |\n|---|---|---|---|\n";
+  auto row = [&](const std::string& name, const std::function<double(const RunResult&)>& f, int dec,
+                 const std::string& target) {
+    t << "| " << name << " | " << Fmt(Median(col(f)), dec) << " | " << cells(f, dec) << " | "
+      << target << " |\n";
+  };
+  row(
+      "bare cpp-httplib 202 (req/s)", [](const RunResult& r) { return r.bare_rps; }, 0, "ceiling");
+  row(
+      "ingest, signed generic webhooks (req/s)", [](const RunResult& r) { return r.ingest_rps; }, 0,
+      "");
+  row(
+      "ingest answers other than 2xx", [](const RunResult& r) { return double(r.ingest_non2xx); },
+      0, "0");
+  row(
+      "ingest / ceiling (%)",
+      [](const RunResult& r) { return r.bare_rps > 0 ? 100 * r.ingest_rps / r.bare_rps : 0; }, 1,
+      ">= 60");
+  row(
+      "ingest ack p50 under wrk (ms)", [](const RunResult& r) { return r.ingest_p50; }, 2, "");
+  row(
+      "ingest ack p99 under wrk (ms)", [](const RunResult& r) { return r.ingest_p99; }, 2, "");
+  row(
+      "ack p50 at " + std::to_string(o.ack_rate) + " req/s (ms)",
+      [](const RunResult& r) { return r.ack_p50; }, 2, "");
+  row(
+      "ack p99 at " + std::to_string(o.ack_rate) + " req/s (ms)",
+      [](const RunResult& r) { return r.ack_p99; }, 2, "<= 5");
+  row(
+      "end to end, " + std::to_string(o.employees * o.events_per_employee) + " events / " +
+          std::to_string(o.employees) + " employees (events/s)",
+      [](const RunResult& r) { return r.e2e_eps; }, 0, ">= 10000");
+  row(
+      "end to end latency p50 (ms)", [](const RunResult& r) { return r.e2e_p50; }, 1, "");
+  row(
+      "end to end latency p99 (ms)", [](const RunResult& r) { return r.e2e_p99; }, 1, "");
+  row(
+      "SCIM writes for the workload", [](const RunResult& r) { return double(r.e2e_writes); }, 0,
+      "");
+  row(
+      "SCIM requests for the workload", [](const RunResult& r) { return double(r.e2e_requests); },
+      0, "");
+  row(
+      "stale users (all phases)", [](const RunResult& r) { return double(r.stale); }, 0, "0");
+  row(
+      "RSS idle (MB)", [](const RunResult& r) { return r.idle_mb; }, 1, "<= 30");
+  row(
+      "RSS peak under load (MB)", [](const RunResult& r) { return r.peak_mb; }, 1, "<= 64");
+  row(
+      "RSS with " + std::to_string(o.backlog_big) + " items of backlog (MB)",
+      [](const RunResult& r) { return r.backlog_mb; }, 1, "flat (~ idle)");
+  row(
+      "  peak RSS of that daemon (MB)", [](const RunResult& r) { return r.backlog_peak_mb; }, 1,
+      "");
+  row(
+      "  items waiting in Redis", [](const RunResult& r) { return double(r.backlog_items); }, 0,
+      "");
+  row(
+      "  Redis used memory with that backlog (MB)",
+      [](const RunResult& r) { return double(r.backlog_redis_mb); }, 0, "");
+  for (size_t i = 0; i < o.growth.size(); ++i) {
+    row(
+        "drain " + std::to_string(o.growth[i]) + "-item backlog (events/s)",
+        [i](const RunResult& r) { return i < r.growth_eps.size() ? r.growth_eps[i] : 0; }, 0,
+        "flat");
+  }
+  return t.str();
+}
+
+int Main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::cerr << a << " needs a value\n";
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--scimsyncd")
+      o.scimsyncd = next();
+    else if (a == "--bare")
+      o.bare = next();
+    else if (a == "--lua")
+      o.lua = next();
+    else if (a == "--wrk")
+      o.wrk = next();
+    else if (a == "--out")
+      o.out = next();
+    else if (a == "--runs")
+      o.runs = std::atoi(next().c_str());
+    else if (a == "--workers")
+      o.workers = std::atoi(next().c_str());
+    else if (a == "--backlog")
+      o.backlog_big = std::atoll(next().c_str());
+    else if (a == "--smoke") {
+      o.smoke = true;
+      o.runs = 1;
+      o.employees = 20;
+      o.events_per_employee = 5;
+      o.wrk_seconds = 1;
+      o.wrk_connections = 8;
+      o.wrk_bodies = 500;
+      o.ack_rate = 100;
+      o.ack_seconds = 1;
+      o.senders = 4;
+      o.backlog_big = 1000;
+      o.growth = {100, 500};
+    } else {
+      std::cerr << "unknown argument " << a
+                << "\nusage: scimsync_bench --scimsyncd PATH --bare PATH --lua PATH [--wrk PATH] "
+                   "[--runs N] [--workers N] [--backlog N] [--out FILE] [--smoke]\n";
+      return 2;
+    }
+  }
+  if (o.scimsyncd.empty() || o.bare.empty() || o.lua.empty()) {
+    std::cerr << "--scimsyncd, --bare and --lua are required\n";
+    return 2;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  Bench bench(o);
+  if (!bench.Prepare()) return 1;
+  std::vector<RunResult> runs;
+  for (int i = 0; i < o.runs; ++i) {
+    std::cerr << "bench: run " << i + 1 << " of " << o.runs << "\n";
+    RunResult r = bench.Run(i);
+    if (!r.ok) return 1;
+    runs.push_back(r);
+    std::cerr << Table(o, runs);
+  }
+  std::string table = Table(o, runs);
+  std::cout << table;
+  if (!o.out.empty()) testing::WriteFile(o.out, table);
+  int64_t stale = 0;
+  for (const auto& r : runs) stale += r.stale;
+  return stale == 0 ? 0 : 3;
+}
+
+}  // namespace
+}  // namespace scimsync::bench
+
+int main(int argc, char** argv) { return scimsync::bench::Main(argc, argv); }
