@@ -80,8 +80,7 @@ bool MapReader::String(const std::string& key, std::string* out, bool required) 
   return true;
 }
 
-bool MapReader::Int(const std::string& key, int64_t* out, int64_t min, int64_t max,
-                    bool required) {
+bool MapReader::Int(const std::string& key, int64_t* out, int64_t min, int64_t max, bool required) {
   YAML::Node n = Child(key);
   if (!n.IsDefined() || n.IsNull()) {
     if (required) Error(key, "is required");
@@ -93,8 +92,8 @@ bool MapReader::Int(const std::string& key, int64_t* out, int64_t min, int64_t m
     return false;
   }
   if (v < min || v > max) {
-    Error(key, "must be between " + std::to_string(min) + " and " + std::to_string(max) +
-                   " (got " + std::to_string(v) + ")");
+    Error(key, "must be between " + std::to_string(min) + " and " + std::to_string(max) + " (got " +
+                   std::to_string(v) + ")");
     return false;
   }
   *out = v;

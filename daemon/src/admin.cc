@@ -102,8 +102,8 @@ int RunStatusCommand(const config::Config& cfg, const std::vector<std::string>& 
   if (!dead) return RedisDown(err, dead.error());
   auto paused = conn->Command({"GET", prefix + ":paused"});
   std::string pause_reason = paused && !paused->is_nil() ? paused->text() : "";
-  auto instances = conn->Command({"ZRANGEBYSCORE", prefix + ":instances",
-                                  std::to_string(now - 10000), "+inf"});
+  auto instances =
+      conn->Command({"ZRANGEBYSCORE", prefix + ":instances", std::to_string(now - 10000), "+inf"});
   SuspensionGuard guard(pool, prefix, cfg.workers.guard, SystemClock::Instance());
   auto gs = guard.State();
   if (!gs) return RedisDown(err, gs.error());
@@ -112,9 +112,10 @@ int RunStatusCommand(const config::Config& cfg, const std::vector<std::string>& 
     out << "{\"queued\":" << total << ",\"retries_waiting\":" << total_retries
         << ",\"oldest_age_ms\":" << oldest << ",\"dead_letters\":" << *dead
         << ",\"paused\":" << (pause_reason.empty() ? "false" : "true")
-        << ",\"pause_reason\":" << Json(pause_reason) << ",\"guard\":{\"tripped\":"
-        << (gs->tripped ? "true" : "false") << ",\"recent_suspensions\":" << gs->recent
-        << ",\"limit\":" << gs->limit << "},\"instances\":[";
+        << ",\"pause_reason\":" << Json(pause_reason)
+        << ",\"guard\":{\"tripped\":" << (gs->tripped ? "true" : "false")
+        << ",\"recent_suspensions\":" << gs->recent << ",\"limit\":" << gs->limit
+        << "},\"instances\":[";
     if (instances) {
       for (size_t i = 0; i < instances->elements().size(); ++i) {
         out << (i ? "," : "") << Json(instances->elements()[i].text());
@@ -132,11 +133,10 @@ int RunStatusCommand(const config::Config& cfg, const std::vector<std::string>& 
   }
   out << "queued " << total << ", oldest " << oldest / 1000 << "s, retries waiting "
       << total_retries << ", dead letters " << *dead << "\n";
-  out << "SCIM work: "
-      << (pause_reason.empty() ? "running" : "PAUSED (" + pause_reason + ")") << "\n";
+  out << "SCIM work: " << (pause_reason.empty() ? "running" : "PAUSED (" + pause_reason + ")")
+      << "\n";
   out << "guard: "
-      << (gs->tripped ? "HOLDING suspensions (run `scimsyncd guard release` once checked)"
-                      : "ok")
+      << (gs->tripped ? "HOLDING suspensions (run `scimsyncd guard release` once checked)" : "ok")
       << ", " << gs->recent << " suspensions in the window (limit " << gs->limit << ")\n";
   out << "instances: ";
   if (instances && !instances->elements().empty()) {

@@ -16,17 +16,17 @@
 #include "scimsync/connectors/profile.h"
 #include "scimsync/daemon/admin.h"
 #include "scimsync/daemon/coordination.h"
+#include "scimsync/daemon/http_server.h"
+#include "scimsync/daemon/ingest.h"
 #include "scimsync/daemon/metrics.h"
 #include "scimsync/daemon/notify.h"
 #include "scimsync/daemon/security_checks.h"
 #include "scimsync/daemon/sync.h"
 #include "scimsync/daemon/worker.h"
-#include "scimsync/scim/link_store.h"
-#include "scimsync/scim/rate_limiter.h"
-#include "scimsync/daemon/http_server.h"
-#include "scimsync/daemon/ingest.h"
 #include "scimsync/log.h"
 #include "scimsync/queue/queue.h"
+#include "scimsync/scim/link_store.h"
+#include "scimsync/scim/rate_limiter.h"
 
 #ifndef SCIMSYNC_VERSION
 #define SCIMSYNC_VERSION "0.0.0"
@@ -77,8 +77,8 @@ bool TakeConfigFlag(const std::vector<std::string>& args, std::string* config,
 }
 
 void PrintProblems(const std::string& file, const std::vector<config::Problem>& problems) {
-  std::cerr << file << ": " << problems.size()
-            << (problems.size() == 1 ? " problem" : " problems") << ":\n";
+  std::cerr << file << ": " << problems.size() << (problems.size() == 1 ? " problem" : " problems")
+            << ":\n";
   for (const auto& p : problems) {
     std::cerr << "  " << (p.file.empty() || p.file == file ? "" : p.file + ": ") << p.ToString()
               << "\n";
@@ -141,9 +141,9 @@ Result<std::map<std::string, ActiveProfile>> Activate(
 // follows the item from its webhook.
 void LogOutcome(const EmployeeWork& work, const queue::Item& item, const SyncResult& r,
                 int64_t latency_ms) {
-  log::Level level = r.kind == SyncResult::Kind::kDone ? log::Level::kInfo
+  log::Level level = r.kind == SyncResult::Kind::kDone         ? log::Level::kInfo
                      : r.kind == SyncResult::Kind::kDeadLetter ? log::Level::kError
-                                                                : log::Level::kWarn;
+                                                               : log::Level::kWarn;
   log::Write(level, "sync",
              {{"trace_id", item.trace_id},
               {"profile", work.profile},
@@ -271,7 +271,8 @@ int RunDaemon(const std::string& file) {
     Metrics::Global().SetPaused(!reason.empty());
     Status s = reason.empty() ? ClearPausedFlag(redis_pool, cfg.redis.key_prefix)
                               : SetPausedFlag(redis_pool, cfg.redis.key_prefix, reason, 120000);
-    if (!s.ok()) log::Warn("cannot record the pause state in Redis", {{"detail", s.error().message}});
+    if (!s.ok())
+      log::Warn("cannot record the pause state in Redis", {{"detail", s.error().message}});
   });
 
   notify::WatchdogPinger watchdog;
@@ -292,7 +293,8 @@ int RunDaemon(const std::string& file) {
     int64_t next_guard_log = 0;
     while (!stopping) {
       coordinator_beat.Beat();
-      auto owned = cfg.workers.threads > 0 ? leases.Heartbeat() : Result<std::vector<int>>(std::vector<int>{});
+      auto owned = cfg.workers.threads > 0 ? leases.Heartbeat()
+                                           : Result<std::vector<int>>(std::vector<int>{});
       if (!owned) {
         log::Warn("cannot renew partition leases", {{"detail", owned.error().message}});
       }
@@ -312,8 +314,8 @@ int RunDaemon(const std::string& file) {
               {"XRANGE", queue::Keys::Stream(cfg.redis.key_prefix, p), "-", "+", "COUNT", "1"});
           double age = 0;
           if (first && !first->elements().empty() && !first->elements()[0].elements().empty()) {
-            const int64_t since = std::strtoll(
-                first->elements()[0].elements()[0].text().c_str(), nullptr, 10);
+            const int64_t since =
+                std::strtoll(first->elements()[0].elements()[0].text().c_str(), nullptr, 10);
             age = static_cast<double>(std::max<int64_t>(0, now - since)) / 1000.0;
           }
           Metrics::Global().SetQueueOldestAge(p, age);
@@ -324,10 +326,11 @@ int RunDaemon(const std::string& file) {
           Metrics::Global().SetGuardTripped(gs->tripped);
           if (gs->tripped && now >= next_guard_log) {
             next_guard_log = now + 60000;
-            log::Error("mass-suspension guard is HOLDING suspensions: more than the allowed "
-                       "number fell due within workers.guard.window_s. Check the HRIS, then run "
-                       "`scimsyncd guard release`",
-                       {{"recent", gs->recent}, {"limit", gs->limit}});
+            log::Error(
+                "mass-suspension guard is HOLDING suspensions: more than the allowed "
+                "number fell due within workers.guard.window_s. Check the HRIS, then run "
+                "`scimsyncd guard release`",
+                {{"recent", gs->recent}, {"limit", gs->limit}});
           }
         }
         if (workers.paused()) {

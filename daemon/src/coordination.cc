@@ -118,13 +118,14 @@ Result<std::vector<int>> Leases::Heartbeat() {
   const std::string instances = options_.key_prefix + ":instances";
   auto conn = pool_.Acquire();
 
-  auto reg = conn->Commands({{"ZADD", instances, std::to_string(now), options_.instance_id},
-                             {"ZREMRANGEBYSCORE", instances, "-inf",
-                              std::to_string(now - options_.lease_ms)},
-                             {"ZCARD", instances}});
+  auto reg = conn->Commands(
+      {{"ZADD", instances, std::to_string(now), options_.instance_id},
+       {"ZREMRANGEBYSCORE", instances, "-inf", std::to_string(now - options_.lease_ms)},
+       {"ZCARD", instances}});
   if (!reg) return reg.error();
   int64_t live = 1;
-  if ((*reg)[2].ok() && (*reg)[2]->AsInteger()) live = std::max<int64_t>(1, *(*reg)[2]->AsInteger());
+  if ((*reg)[2].ok() && (*reg)[2]->AsInteger())
+    live = std::max<int64_t>(1, *(*reg)[2]->AsInteger());
   const int share = static_cast<int>((options_.partitions + live - 1) / live);
 
   // Renew what we hold.
@@ -139,8 +140,8 @@ Result<std::vector<int>> Leases::Heartbeat() {
   if (!held.empty()) {
     std::vector<std::string> keys;
     for (int p : held) keys.push_back(LeaseKey(options_.key_prefix, p));
-    auto renewed = conn->Eval(RenewScript(), keys,
-                              {options_.instance_id, std::to_string(options_.lease_ms)});
+    auto renewed =
+        conn->Eval(RenewScript(), keys, {options_.instance_id, std::to_string(options_.lease_ms)});
     if (!renewed) return renewed.error();
     const auto& flags = renewed->elements();
     std::lock_guard lock(mu_);
@@ -168,8 +169,8 @@ Result<std::vector<int>> Leases::Heartbeat() {
     for (int k = 0; k < options_.partitions && static_cast<int>(owned.size()) < share; ++k) {
       int p = (start + k) % options_.partitions;
       if (std::find(owned.begin(), owned.end(), p) != owned.end()) continue;
-      auto set = conn->Command({"SET", LeaseKey(options_.key_prefix, p), options_.instance_id,
-                                "NX", "PX", std::to_string(options_.lease_ms)});
+      auto set = conn->Command({"SET", LeaseKey(options_.key_prefix, p), options_.instance_id, "NX",
+                                "PX", std::to_string(options_.lease_ms)});
       if (!set) return set.error();
       if (set->AsString().value_or("") == "OK") {
         std::lock_guard lock(mu_);
@@ -204,7 +205,8 @@ void Leases::ReleaseIfMarked(int partition) {
   auto r = pool_.Acquire()->Eval(ReleaseScript(), {LeaseKey(options_.key_prefix, partition)},
                                  {options_.instance_id});
   log::Info("handed a partition over", {{"partition", partition}});
-  if (!r) log::Warn("could not release a lease; it expires by itself", {{"detail", r.error().message}});
+  if (!r)
+    log::Warn("could not release a lease; it expires by itself", {{"detail", r.error().message}});
 }
 
 void Leases::ReleaseAll() {
@@ -275,19 +277,19 @@ int64_t SuspensionGuard::Limit() {
 
 Result<bool> SuspensionGuard::Admit(const std::string& who) {
   const int64_t limit = Limit();
-  auto r = pool_.Acquire()->Eval(
-      AdmitScript(),
-      {prefix_ + ":guard:events", prefix_ + ":guard:tripped", prefix_ + ":guard:suspended",
-       prefix_ + ":guard:released"},
-      {std::to_string(clock_.NowMs()), std::to_string(options_.window_s * 1000),
-       std::to_string(limit), who});
+  auto r =
+      pool_.Acquire()->Eval(AdmitScript(),
+                            {prefix_ + ":guard:events", prefix_ + ":guard:tripped",
+                             prefix_ + ":guard:suspended", prefix_ + ":guard:released"},
+                            {std::to_string(clock_.NowMs()),
+                             std::to_string(options_.window_s * 1000), std::to_string(limit), who});
   if (!r) return r.error();
   return r->AsInteger().value_or(0) == 1;
 }
 
 Status SuspensionGuard::Record(const std::string& who, bool suspended) {
-  auto r = pool_.Acquire()->Command(
-      {suspended ? "SADD" : "SREM", prefix_ + ":guard:suspended", who});
+  auto r =
+      pool_.Acquire()->Command({suspended ? "SADD" : "SREM", prefix_ + ":guard:suspended", who});
   if (!r) return r.error();
   return {};
 }

@@ -128,8 +128,9 @@ HttpServer::HttpServer(const config::ListenOptions& options, HttpHandlers handle
   });
   auto not_allowed = [](const httplib::Request& req, httplib::Response& res) {
     res.set_header("Allow", "POST");
-    SetJson(res, 405, ErrorBody("method_not_allowed",
-                                req.method + " is not accepted here: webhooks are POSTed"));
+    SetJson(
+        res, 405,
+        ErrorBody("method_not_allowed", req.method + " is not accepted here: webhooks are POSTed"));
   };
   svr.Get(kWebhookPath, not_allowed);
   svr.Put(kWebhookPath, not_allowed);
@@ -155,18 +156,20 @@ HttpServer::HttpServer(const config::ListenOptions& options, HttpHandlers handle
   // Statuses cpp-httplib produces itself (404 no route, 413 too large, 400 bad request line)
   // arrive here with an empty body; give them the same JSON shape as ours.
   httplib::Server::HandlerWithResponse on_error = [max = options.max_body_bytes](
-                                                     const httplib::Request& req,
-                                                     httplib::Response& res) {
+                                                      const httplib::Request& req,
+                                                      httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
     switch (res.status) {
       case 404:
-        SetJson(res, 404, ErrorBody("not_found", "no such path: webhooks go to POST "
-                                                 "/webhooks/{profile}[/{tenant}]"));
+        SetJson(res, 404,
+                ErrorBody("not_found",
+                          "no such path: webhooks go to POST "
+                          "/webhooks/{profile}[/{tenant}]"));
         break;
       case 413:
-        SetJson(res, 413, ErrorBody("payload_too_large",
-                                    "the body is larger than listen.max_body_bytes (" +
-                                        std::to_string(max) + " bytes)"));
+        SetJson(res, 413,
+                ErrorBody("payload_too_large", "the body is larger than listen.max_body_bytes (" +
+                                                   std::to_string(max) + " bytes)"));
         log::Warn("webhook", {{"path", req.path}, {"status", 413}, {"detail", "body too large"}});
         break;
       default:
@@ -182,8 +185,9 @@ HttpServer::~HttpServer() { Stop(); }
 Status HttpServer::Bind() {
   errno = 0;
   if (!impl_->server->is_valid()) {
-    return Error::Invalid("cannot load listen.tls_cert_file / listen.tls_key_file: check both "
-                          "paths and that the key matches the certificate");
+    return Error::Invalid(
+        "cannot load listen.tls_cert_file / listen.tls_key_file: check both "
+        "paths and that the key matches the certificate");
   }
   if (!impl_->server->bind_to_port(options_.address.c_str(), options_.port)) {
     int err = errno;

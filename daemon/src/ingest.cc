@@ -72,7 +72,7 @@ WebhookResponse Ingest::Handle(const std::string& profile_name,
   std::string failure;  // the detail of an error answer, for the log line
 
   auto finish = [&](WebhookResponse r) {
-    log::Level level = r.status >= 500 ? log::Level::kError
+    log::Level level = r.status >= 500   ? log::Level::kError
                        : r.status >= 400 ? log::Level::kWarn
                                          : log::Level::kInfo;
     log::Write(level, "webhook",
@@ -154,9 +154,9 @@ WebhookResponse Ingest::Handle(const std::string& profile_name,
 
   if (decoded->handshake) {
     if (!decoded->handshake_note.empty()) {
-      log::Warn("webhook handshake",
-                {{"profile", profile_name}, {"trace_id", trace_id},
-                 {"detail", decoded->handshake_note}});
+      log::Warn(
+          "webhook handshake",
+          {{"profile", profile_name}, {"trace_id", trace_id}, {"detail", decoded->handshake_note}});
     }
     return finish(WebhookResponse{decoded->handshake_status, "{\"handshake\":true}", {}});
   }
@@ -194,8 +194,8 @@ WebhookResponse Ingest::Handle(const std::string& profile_name,
   }
   response.status = 202;
   response.body = "{\"accepted\":" + std::to_string(accepted) +
-                  ",\"duplicates\":" + std::to_string(duplicates) + ",\"trace_id\":\"" +
-                  trace_id + "\"}";
+                  ",\"duplicates\":" + std::to_string(duplicates) + ",\"trace_id\":\"" + trace_id +
+                  "\"}";
   return finish(std::move(response));
 }
 

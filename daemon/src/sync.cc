@@ -127,9 +127,12 @@ class MeteredTransport final : public scim::Transport {
 
 }  // namespace
 
-ProfileSyncer::ProfileSyncer(const config::TargetOptions& target,
-                             const config::RetryOptions& retry, int threads, SyncerDeps deps)
-    : target_(target), retry_(retry), deps_(deps), threads_(static_cast<size_t>(std::max(1, threads))) {}
+ProfileSyncer::ProfileSyncer(const config::TargetOptions& target, const config::RetryOptions& retry,
+                             int threads, SyncerDeps deps)
+    : target_(target),
+      retry_(retry),
+      deps_(deps),
+      threads_(static_cast<size_t>(std::max(1, threads))) {}
 
 void ProfileSyncer::SetApiKey(std::string api_key) {
   std::lock_guard lock(key_mu_);
@@ -158,8 +161,8 @@ Result<scim::Converger*> ProfileSyncer::ConvergerFor(int thread) {
   cdeps.links = deps_.links;
   cdeps.clock = deps_.clock;
   cdeps.random = deps_.random;
-  auto converger = std::make_unique<scim::Converger>(
-      scim::ConvergerOptions::From(target_, retry_), cdeps);
+  auto converger =
+      std::make_unique<scim::Converger>(scim::ConvergerOptions::From(target_, retry_), cdeps);
   t.converger = std::move(converger);
   t.transport = std::move(metered);
   t.generation = gen;
@@ -219,7 +222,8 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
   const connectors::Profile& profile = *it->second.profile;
   auto conv = ConvergerFor(thread);
   if (!conv) {
-    return DeadLetter("sync", conv.error().kind, "cannot reach the target: " + conv.error().message);
+    return DeadLetter("sync", conv.error().kind,
+                      "cannot reach the target: " + conv.error().message);
   }
   scim::Converger& converger = **conv;
   const int64_t now_ms = deps_.clock->NowMs();
@@ -232,7 +236,8 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
     std::string applied;
     if (deps_.versions) {
       auto v = deps_.versions->Get(work.partition, who);
-      if (!v) return FromPlanError(converger, work, Error::Transient("redis: " + v.error().message));
+      if (!v)
+        return FromPlanError(converger, work, Error::Transient("redis: " + v.error().message));
       applied = *v;
     }
     std::vector<std::pair<size_t, connectors::Plan>> plans;

@@ -138,8 +138,8 @@ int WorkerPool::Step(int thread, int partition) {
     st.loaded = true;
     st.next_claim_ms = now + options_.claim_idle_ms;
   } else if (now >= st.next_claim_ms) {
-    auto claimed = queue_.ClaimStale(partition, options_.consumer, options_.claim_idle_ms,
-                                     options_.batch);
+    auto claimed =
+        queue_.ClaimStale(partition, options_.consumer, options_.claim_idle_ms, options_.batch);
     if (claimed) items.insert(items.end(), claimed->begin(), claimed->end());
     st.next_claim_ms = now + options_.claim_idle_ms / 2;
   }
@@ -159,7 +159,8 @@ int WorkerPool::Step(int thread, int partition) {
     items.insert(items.end(), fresh->begin(), fresh->end());
   } else {
     st.loaded = false;
-    log::Warn("cannot read the queue", {{"partition", partition}, {"detail", fresh.error().message}});
+    log::Warn("cannot read the queue",
+              {{"partition", partition}, {"detail", fresh.error().message}});
   }
   if (items.empty()) return 0;
   return Process(thread, partition, std::move(items));
@@ -265,9 +266,8 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
           s = queue_.Ack(item);
           break;
         case SyncResult::Kind::kRetry:
-          s = result.count_attempt
-                  ? queue_.RetryLater(item, after + result.delay_ms, result.reason)
-                  : queue_.Park(item, after + result.delay_ms, result.reason);
+          s = result.count_attempt ? queue_.RetryLater(item, after + result.delay_ms, result.reason)
+                                   : queue_.Park(item, after + result.delay_ms, result.reason);
           break;
         case SyncResult::Kind::kDeadLetter:
           s = queue_.DeadLetter(item, result.error_kind, result.reason, result.last_request,
@@ -306,17 +306,19 @@ void WorkerPool::Pause(const std::string& reason) {
   const int64_t now = clock_.NowMs();
   next_probe_ms_ = now + options_.probe_interval_ms;
   next_pause_log_ms_ = now + options_.pause_log_interval_ms;
-  log::Error("SCIM work paused: the target refused the API key; nothing is consumed or "
-             "dead-lettered meanwhile. Fix target.api_key_* and send SIGHUP (systemctl reload "
-             "scimsync); work resumes by itself once the key is accepted",
-             {{"detail", reason}});
+  log::Error(
+      "SCIM work paused: the target refused the API key; nothing is consumed or "
+      "dead-lettered meanwhile. Fix target.api_key_* and send SIGHUP (systemctl reload "
+      "scimsync); work resumes by itself once the key is accepted",
+      {{"detail", reason}});
   if (pause_hook_) pause_hook_(reason);
 }
 
 bool WorkerPool::MaybeResume(int thread) {
   const int64_t now = clock_.NowMs();
   int64_t next = next_probe_ms_.load();
-  if (now < next || !next_probe_ms_.compare_exchange_strong(next, now + options_.probe_interval_ms)) {
+  if (now < next ||
+      !next_probe_ms_.compare_exchange_strong(next, now + options_.probe_interval_ms)) {
     return !paused_;
   }
   Status probe = syncer_.Probe(thread);

@@ -1,9 +1,10 @@
+#include "scimsync/config.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstdlib>
 
-#include "scimsync/config.h"
 #include "test_support.h"
 
 namespace scimsync::config {
@@ -256,8 +257,7 @@ TEST(SecretTest, FromEnvAndFileWithCredentialsDirectory) {
   EXPECT_EQ(*f, "filesecret");  // trailing newline trimmed
   auto absent = ResolveSecret(SecretRef{"", dir.File("nope")});
   ASSERT_FALSE(absent.ok());
-  EXPECT_NE(absent.error().message.find("check that it exists and is readable"),
-            std::string::npos);
+  EXPECT_NE(absent.error().message.find("check that it exists and is readable"), std::string::npos);
 }
 
 TEST(SecretTest, CheckSecretsNamesTheSourceNeverTheValue) {

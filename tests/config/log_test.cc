@@ -1,8 +1,8 @@
+#include "scimsync/log.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
-
-#include "scimsync/log.h"
 
 namespace scimsync::log {
 namespace {

@@ -81,8 +81,9 @@ TEST(CliTest, RunWithBadConfigExits78WithoutStarting) {
 
 TEST(CliTest, RunWithUnsetWebhookSecretExits78NamingIt) {
   TempDir dir;
-  WriteFile(dir.File("c.yaml"), "target: {dry_run: true}\n"
-                                "profiles: [{name: hr, connector: generic, secret_env: NOPE_X}]\n");
+  WriteFile(dir.File("c.yaml"),
+            "target: {dry_run: true}\n"
+            "profiles: [{name: hr, connector: generic, secret_env: NOPE_X}]\n");
   auto r = Scimsyncd({"--config", dir.File("c.yaml")});
   EXPECT_EQ(r.code, 78);
   EXPECT_NE(r.output.find("profile 'hr': environment variable NOPE_X is not set"),

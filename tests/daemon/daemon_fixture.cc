@@ -44,14 +44,18 @@ std::string DaemonFixture::Binary() const {
 }
 
 bool DaemonFixture::StartDaemon() {
-  std::string yaml = "listen: {address: 127.0.0.1, port: " + std::to_string(port_) +
-                     ", max_body_bytes: 65536}\n"
-                     "redis: {url: \"" + redis_.url() + "\", connect_timeout_ms: 300}\n"
-                     "target: {dry_run: true, dry_run_file: " + dir_.File("dry-run.jsonl") + "}\n" +
-                     (extra_yaml_.find("workers:") == std::string::npos ? "workers: {threads: 0}\n" : "") +
-                     "profiles:\n"
-                     "  - {name: hr, connector: generic, secret_env: TEST_HR_SECRET}\n" +
-                     extra_yaml_;
+  std::string yaml =
+      "listen: {address: 127.0.0.1, port: " + std::to_string(port_) +
+      ", max_body_bytes: 65536}\n"
+      "redis: {url: \"" +
+      redis_.url() +
+      "\", connect_timeout_ms: 300}\n"
+      "target: {dry_run: true, dry_run_file: " +
+      dir_.File("dry-run.jsonl") + "}\n" +
+      (extra_yaml_.find("workers:") == std::string::npos ? "workers: {threads: 0}\n" : "") +
+      "profiles:\n"
+      "  - {name: hr, connector: generic, secret_env: TEST_HR_SECRET}\n" +
+      extra_yaml_;
   WriteFile(config_path(), yaml);
   if (!daemon_.Start({Binary(), "--config", config_path()}, dir_.File("daemon.log"),
                      {std::string("TEST_HR_SECRET=") + kWebhookSecret})) {

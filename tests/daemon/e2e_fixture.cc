@@ -70,7 +70,9 @@ bool E2E::StartScim(FakeScimOptions options) {
   return scim_->Start();
 }
 
-std::string E2E::Scimsyncd() const { return std::string(SCIMSYNC_BINARY_DIR) + "/daemon/scimsyncd"; }
+std::string E2E::Scimsyncd() const {
+  return std::string(SCIMSYNC_BINARY_DIR) + "/daemon/scimsyncd";
+}
 
 std::string E2E::config_path(int index) const {
   return dir_.File("daemon" + std::to_string(index) + ".yaml");
@@ -96,14 +98,14 @@ bool E2E::StartDaemon(int index, const E2EDaemonOptions& options) {
   char rate[32];
   std::snprintf(rate, sizeof rate, "%g", options.rate);
   std::string yaml =
-      "listen: {address: 127.0.0.1, port: " + std::to_string(d->port) + "}\n" +
-      "redis: {url: \"" + redis_.url() + "\", connect_timeout_ms: 300, partitions: 8}\n" +
-      "target:\n  base_url: \"" + base_url + "\"\n  api_key_file: " +
-      dir_.File("api-key-" + std::to_string(index)) +
+      "listen: {address: 127.0.0.1, port: " + std::to_string(d->port) + "}\n" + "redis: {url: \"" +
+      redis_.url() + "\", connect_timeout_ms: 300, partitions: 8}\n" + "target:\n  base_url: \"" +
+      base_url + "\"\n  api_key_file: " + dir_.File("api-key-" + std::to_string(index)) +
       "\n  timeout_ms: 2000\n  max_requests_per_second: " + rate + "\n" +
       "workers:\n  threads: " + std::to_string(options.workers) +
       "\n  drain_timeout_s: 5\n  retry: {base_delay_ms: 20, max_delay_ms: 500, max_attempts: 100}\n"
-      "  guard: {max_suspends: " + std::to_string(options.guard_max_suspends) +
+      "  guard: {max_suspends: " +
+      std::to_string(options.guard_max_suspends) +
       ", max_suspend_percent: 0, window_s: 3600}\n"
       "profiles:\n  - name: hr\n    connector: generic\n    secret_env: TEST_HR_SECRET\n" +
       options.extra_profile_keys;
@@ -161,7 +163,8 @@ int E2E::SendWorkload(const Workload& w, int threads) {
       // Each sender owns some employees and sends each one's events in order, interleaving
       // employees, as an HRIS with several workers would.
       std::vector<size_t> mine;
-      for (size_t e = static_cast<size_t>(t); e < w.bodies.size(); e += static_cast<size_t>(threads)) {
+      for (size_t e = static_cast<size_t>(t); e < w.bodies.size();
+           e += static_cast<size_t>(threads)) {
         mine.push_back(e);
       }
       size_t longest = 0;
@@ -203,7 +206,8 @@ bool E2E::WaitIdle(int timeout_ms) {
   return false;
 }
 
-std::vector<std::string> E2E::CheckUsers(const std::map<std::string, ExpectedUser>& expected) const {
+std::vector<std::string> E2E::CheckUsers(
+    const std::map<std::string, ExpectedUser>& expected) const {
   std::vector<std::string> problems;
   for (const auto& [id, want] : expected) {
     auto users = scim_->FindUsers("externalId", id);  // their JSON
@@ -213,7 +217,8 @@ std::vector<std::string> E2E::CheckUsers(const std::map<std::string, ExpectedUse
     }
     rapidjson::Document doc;
     doc.Parse(users[0].c_str());
-    std::string title = doc.HasMember("title") && doc["title"].IsString() ? doc["title"].GetString() : "";
+    std::string title =
+        doc.HasMember("title") && doc["title"].IsString() ? doc["title"].GetString() : "";
     bool active = !doc.HasMember("active") || !doc["active"].IsBool() || doc["active"].GetBool();
     if (title != want.title || active != want.active) {
       std::string history;

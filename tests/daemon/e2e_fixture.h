@@ -16,7 +16,7 @@ namespace scimsync::testing {
 
 struct E2EDaemonOptions {
   int workers = 4;
-  double rate = 0;  // target.max_requests_per_second; 0 = off
+  double rate = 0;                   // target.max_requests_per_second; 0 = off
   std::string api_key = "test-key";  // written to a file the config names (api_key_file)
   std::string base_url;              // default: the fake SCIM server
   int guard_max_suspends = 100000;
@@ -34,7 +34,7 @@ struct ExpectedUser {
 // a hire, then updates, terminations and rehires. Returns bodies per employee in send order.
 struct Workload {
   std::vector<std::vector<std::string>> bodies;  // [employee][event]
-  std::map<std::string, ExpectedUser> expected;   // by employee id
+  std::map<std::string, ExpectedUser> expected;  // by employee id
   int total = 0;
 };
 Workload MakeWorkload(int employees, int events_per_employee, uint64_t seed);

@@ -41,8 +41,8 @@ TEST_F(IngestIntegrationTest, AcceptedEventIsDurableInRedis) {
 }
 
 TEST_F(IngestIntegrationTest, BatchAndTenantSegment) {
-  std::string body = "{\"events\":[" + GenericEvent("b-1", "E1") + "," +
-                     GenericEvent("b-2", "E2") + "," + GenericEvent("b-3", "E3") + "]}";
+  std::string body = "{\"events\":[" + GenericEvent("b-1", "E1") + "," + GenericEvent("b-2", "E2") +
+                     "," + GenericEvent("b-3", "E3") + "]}";
   auto res = fx_.PostSigned(*client_, body, "/webhooks/hr/acme");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 202) << res->body;
@@ -83,14 +83,16 @@ TEST_F(IngestIntegrationTest, EveryClientErrorEnqueuesNothing) {
                    fx_.PostSigned(*client_, body, "/webhooks/payroll")});
   cases.push_back({"wrong method", 405, "method_not_allowed", client_->Get("/webhooks/hr")});
   cases.push_back({"malformed JSON", 400, "malformed_body", fx_.PostSigned(*client_, "{\"id\":")});
-  cases.push_back({"item without employee id", 400, "malformed_body",
-                   fx_.PostSigned(*client_, R"({"id":"e","type":"employee.updated","employee":{}})")});
+  cases.push_back(
+      {"item without employee id", 400, "malformed_body",
+       fx_.PostSigned(*client_, R"({"id":"e","type":"employee.updated","employee":{}})")});
   std::string big(70000, ' ');
   cases.push_back({"too large", 413, "payload_too_large", fx_.PostSigned(*client_, big)});
-  cases.push_back({"unsupported content type", 415, "unsupported_media_type",
-                   client_->Post("/webhooks/hr",
-                                 {{"X-Scimsync-Signature", "sha256=" + HmacSha256Hex(kWebhookSecret, body)}},
-                                 body, "application/xml")});
+  cases.push_back(
+      {"unsupported content type", 415, "unsupported_media_type",
+       client_->Post("/webhooks/hr",
+                     {{"X-Scimsync-Signature", "sha256=" + HmacSha256Hex(kWebhookSecret, body)}},
+                     body, "application/xml")});
   cases.push_back({"unknown path", 404, "not_found", client_->Get("/nothing/here")});
 
   for (auto& c : cases) {

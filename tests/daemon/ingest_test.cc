@@ -45,8 +45,8 @@ class FakeProfile : public connectors::Profile {
       start = end + 1;
       auto comma = line.find(',');
       if (comma == std::string::npos) return Error::Invalid("item is malformed: " + line);
-      d.items.push_back({line.substr(0, comma), line.substr(comma + 1), "employee.updated", "",
-                         "{}"});
+      d.items.push_back(
+          {line.substr(0, comma), line.substr(comma + 1), "employee.updated", "", "{}"});
     }
     return d;
   }
@@ -58,11 +58,12 @@ class FakeProfile : public connectors::Profile {
 class IngestTest : public ::testing::Test {
  protected:
   IngestTest()
-      : ingest_(&profiles_,
-                [this](const std::vector<queue::Item>& items, int64_t window) {
-                  return Enqueue(items, window);
-                },
-                &clock_) {
+      : ingest_(
+            &profiles_,
+            [this](const std::vector<queue::Item>& items, int64_t window) {
+              return Enqueue(items, window);
+            },
+            &clock_) {
     std::map<std::string, ActiveProfile> m;
     m["hr"] = ActiveProfile{std::make_shared<FakeProfile>(), {"old", "new"}};
     profiles_.Replace(std::move(m));

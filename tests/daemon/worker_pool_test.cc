@@ -1,12 +1,12 @@
 // The worker pool's scheduling rules with the in-memory queue and a scripted syncer, driven one
 // pass at a time on a fake clock: coalescing, nothing overtaking a waiting item, other employees
 // going on, dead letters, deferral, the auth pause, and partition ownership.
-#include "scimsync/daemon/worker.h"
-
 #include <gtest/gtest.h>
 
 #include <deque>
 #include <set>
+
+#include "scimsync/daemon/worker.h"
 
 namespace scimsync::daemon {
 namespace {
@@ -50,8 +50,9 @@ class WorkerPoolTest : public ::testing::Test {
   WorkerPoolTest()
       : clock_(1'800'000'000'000),
         queue_(queue::NewMemoryQueue(kPartitions, clock_)),
-        pool_(Options(), *queue_, syncer_, clock_, [this](int p) { return owned_.count(p) > 0; },
-              [](int) {}) {
+        pool_(
+            Options(), *queue_, syncer_, clock_, [this](int p) { return owned_.count(p) > 0; },
+            [](int) {}) {
     for (int p = 0; p < kPartitions; ++p) owned_.insert(p);
   }
 

@@ -3,9 +3,8 @@
 // state, exactly one JumpCloud user each, nothing applied out of order, through faults, crashes
 // and outages.
 #include <gtest/gtest.h>
-#include <signal.h>
-
 #include <rapidjson/document.h>
+#include <signal.h>
 
 #include <filesystem>
 #include <thread>
@@ -35,16 +34,23 @@ class WorkersE2E : public ::testing::Test {
 TEST_F(WorkersE2E, HireUpdateTerminateRehireArriveInOrder) {
   ASSERT_TRUE(e2e_.StartDaemon(0)) << e2e_.Log(0);
   const int64_t t0 = 1'790'000'000;
-  ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody("a1", "employee.created", "E1", "Analyst", t0)), 202);
+  ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody("a1", "employee.created", "E1", "Analyst", t0)),
+            202);
   ASSERT_TRUE(e2e_.WaitIdle(30000)) << e2e_.Log(0);
-  ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody("a2", "employee.updated", "E1", "Manager", t0 + 1)), 202);
+  ASSERT_EQ(
+      e2e_.PostUntilAccepted(0, GenericBody("a2", "employee.updated", "E1", "Manager", t0 + 1)),
+      202);
   ASSERT_TRUE(e2e_.WaitIdle(30000));
-  ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody("a3", "employee.terminated", "E1", "Manager", t0 + 2)), 202);
+  ASSERT_EQ(
+      e2e_.PostUntilAccepted(0, GenericBody("a3", "employee.terminated", "E1", "Manager", t0 + 2)),
+      202);
   ASSERT_TRUE(e2e_.WaitIdle(30000));
   auto ids = e2e_.scim().FindUsers("externalId", "E1");
   ASSERT_EQ(ids.size(), 1u);
   EXPECT_NE(ids[0].find("\"active\":false"), std::string::npos) << ids[0];
-  ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody("a4", "employee.rehired", "E1", "Director", t0 + 3)), 202);
+  ASSERT_EQ(
+      e2e_.PostUntilAccepted(0, GenericBody("a4", "employee.rehired", "E1", "Director", t0 + 3)),
+      202);
   ASSERT_TRUE(e2e_.WaitIdle(30000));
 
   EXPECT_TRUE(e2e_.CheckUsers({{"E1", {"Director", true}}}).empty())
@@ -69,10 +75,16 @@ TEST_F(WorkersE2E, HireUpdateTerminateRehireArriveInOrder) {
   ASSERT_TRUE(metrics);
   EXPECT_EQ(metrics->status, 200);
   const std::string& m = metrics->body;
-  EXPECT_NE(m.find("scimsync_webhooks_total{profile=\"hr\",status=\"202\"} 4"), std::string::npos) << m;
-  EXPECT_NE(m.find("scimsync_syncs_total{action=\"sync\",result=\"created\"} 1"), std::string::npos) << m;
-  EXPECT_NE(m.find("scimsync_scim_requests_total{method=\"POST\",status=\"201\"} 1"), std::string::npos) << m;
-  EXPECT_NE(m.find("scimsync_scim_requests_total{method=\"PATCH\",status=\"200\"} 3"), std::string::npos) << m;
+  EXPECT_NE(m.find("scimsync_webhooks_total{profile=\"hr\",status=\"202\"} 4"), std::string::npos)
+      << m;
+  EXPECT_NE(m.find("scimsync_syncs_total{action=\"sync\",result=\"created\"} 1"), std::string::npos)
+      << m;
+  EXPECT_NE(m.find("scimsync_scim_requests_total{method=\"POST\",status=\"201\"} 1"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("scimsync_scim_requests_total{method=\"PATCH\",status=\"200\"} 3"),
+            std::string::npos)
+      << m;
   // One outcome line per item, with the trace id of its webhook.
   std::string log = e2e_.Log(0);
   EXPECT_NE(log.find("\"msg\":\"sync\""), std::string::npos);
@@ -137,7 +149,8 @@ TEST_F(WorkersE2E, RedisRestartEveryAcknowledgedEventIsApplied) {
   });
   EXPECT_EQ(e2e_.SendWorkload(w), w.total);
   outage.join();
-  ASSERT_TRUE(e2e_.WaitIdle(240000)) << "still pending: " << e2e_.Pending() << e2e_.Log(0).substr(0, 3000);
+  ASSERT_TRUE(e2e_.WaitIdle(240000))
+      << "still pending: " << e2e_.Pending() << e2e_.Log(0).substr(0, 3000);
   auto problems = e2e_.CheckUsers(w.expected);
   EXPECT_TRUE(problems.empty()) << Join(problems);
 }
@@ -189,12 +202,15 @@ TEST_F(WorkersE2E, GuardHoldsAMassTerminationUntilReleased) {
   const int64_t t0 = 1'790'000'000;
   for (int e = 0; e < 12; ++e) {
     std::string id = "G" + std::to_string(e);
-    ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody(id + "-1", "employee.created", id, "T", t0)), 202);
+    ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody(id + "-1", "employee.created", id, "T", t0)),
+              202);
   }
   ASSERT_TRUE(e2e_.WaitIdle(30000));
   for (int e = 0; e < 12; ++e) {
     std::string id = "G" + std::to_string(e);
-    ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody(id + "-2", "employee.terminated", id, "T", t0 + 1)), 202);
+    ASSERT_EQ(
+        e2e_.PostUntilAccepted(0, GenericBody(id + "-2", "employee.terminated", id, "T", t0 + 1)),
+        202);
   }
   // Five go through; the rest are held, kept in Redis, and logged.
   std::this_thread::sleep_for(std::chrono::milliseconds(3000));
@@ -222,7 +238,9 @@ TEST_F(WorkersE2E, PermanentErrorsAreDeadLetteredAndCanBeReplayed) {
   ASSERT_TRUE(e2e_.StartDaemon(0)) << e2e_.Log(0);
   // JumpCloud rejects the create once with a 400: the item dies with the reason and the exchange.
   e2e_.scim().InjectFault(Fault::Status(400).On("POST", "/Users"));
-  ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody("d1", "employee.created", "D1", "T", 1'790'000'000)), 202);
+  ASSERT_EQ(
+      e2e_.PostUntilAccepted(0, GenericBody("d1", "employee.created", "D1", "T", 1'790'000'000)),
+      202);
   ASSERT_TRUE(e2e_.WaitIdle(30000));
   EXPECT_EQ(e2e_.redis().Cli({"XLEN", "scimsync:dlq"}), "1");
 
@@ -259,7 +277,9 @@ TEST_F(WorkersE2E, PermanentErrorsAreDeadLetteredAndCanBeReplayed) {
 
 TEST_F(WorkersE2E, SigtermDrainsAndExitsZero) {
   ASSERT_TRUE(e2e_.StartDaemon(0)) << e2e_.Log(0);
-  ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody("s1", "employee.created", "S1", "T", 1'790'000'000)), 202);
+  ASSERT_EQ(
+      e2e_.PostUntilAccepted(0, GenericBody("s1", "employee.created", "S1", "T", 1'790'000'000)),
+      202);
   ASSERT_TRUE(e2e_.WaitIdle(30000));
   EXPECT_EQ(e2e_.StopDaemon(0), 0) << e2e_.Log(0);
   EXPECT_NE(e2e_.Log(0).find("scimsyncd stopped"), std::string::npos);
@@ -273,9 +293,9 @@ TEST_F(WorkersE2E, LifecycleAgainstTheScimmyServer) {
       << "the scimmy test server's packages are missing: run scripts/install-deps";
   const int port = FreePort();
   Process node;
-  ASSERT_TRUE(node.Start({"node", dir + "/server.js", "--port", std::to_string(port), "--api-key",
-                          "scimmy-key"},
-                         e2e_.dir().File("scimmy.log")));
+  ASSERT_TRUE(node.Start(
+      {"node", dir + "/server.js", "--port", std::to_string(port), "--api-key", "scimmy-key"},
+      e2e_.dir().File("scimmy.log")));
   ASSERT_TRUE(WaitForPort(port, 20000)) << ReadFile(e2e_.dir().File("scimmy.log"));
   E2EDaemonOptions options;
   options.api_key = "scimmy-key";

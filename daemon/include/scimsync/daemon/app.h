@@ -5,11 +5,11 @@ namespace scimsync::daemon {
 
 // Exit codes follow sysexits.h so scripts and systemd can tell a config mistake from a crash.
 inline constexpr int kExitOk = 0;
-inline constexpr int kExitUsage = 64;     // EX_USAGE: bad command line
-inline constexpr int kExitDataErr = 65;   // EX_DATAERR: input failed mapping or verification
+inline constexpr int kExitUsage = 64;        // EX_USAGE: bad command line
+inline constexpr int kExitDataErr = 65;      // EX_DATAERR: input failed mapping or verification
 inline constexpr int kExitUnavailable = 69;  // EX_UNAVAILABLE: a needed service is down
-inline constexpr int kExitSoftware = 70;  // EX_SOFTWARE: internal error
-inline constexpr int kExitConfig = 78;    // EX_CONFIG: the configuration is wrong
+inline constexpr int kExitSoftware = 70;     // EX_SOFTWARE: internal error
+inline constexpr int kExitConfig = 78;       // EX_CONFIG: the configuration is wrong
 
 int Main(int argc, char** argv);
 

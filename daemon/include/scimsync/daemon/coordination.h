@@ -93,7 +93,10 @@ class SuspensionGuard {
   Status Release();
   Result<GuardState> State();
   // The number of users scimsync has linked, for max_suspend_percent (cached for 10 minutes).
-  void SetLinkedCountForTest(int64_t n) { linked_cache_ = n; linked_at_ms_ = INT64_MAX; }
+  void SetLinkedCountForTest(int64_t n) {
+    linked_cache_ = n;
+    linked_at_ms_ = INT64_MAX;
+  }
 
  private:
   int64_t Limit();
@@ -108,7 +111,8 @@ class SuspensionGuard {
 // Newest applied version per employee, for profiles whose payload carries the record.
 class Versions {
  public:
-  Versions(redis::Pool& pool, std::string key_prefix) : pool_(pool), prefix_(std::move(key_prefix)) {}
+  Versions(redis::Pool& pool, std::string key_prefix)
+      : pool_(pool), prefix_(std::move(key_prefix)) {}
   Result<std::string> Get(int partition, const std::string& who);
   // Stores `version` unless a larger one is stored already.
   Status Raise(int partition, const std::string& who, const std::string& version);

@@ -29,16 +29,16 @@ struct SyncerDeps {
   connectors::Fetcher* fetcher = nullptr;
   scim::RateLimiter* limiter = nullptr;
   scim::LinkStore* links = nullptr;
-  Versions* versions = nullptr;       // null: no cross-batch version check (tests)
-  SuspensionGuard* guard = nullptr;   // null: no guard
+  Versions* versions = nullptr;      // null: no cross-batch version check (tests)
+  SuspensionGuard* guard = nullptr;  // null: no guard
   const Clock* clock = nullptr;
   scim::Random* random = nullptr;
 };
 
 class ProfileSyncer final : public Syncer {
  public:
-  ProfileSyncer(const config::TargetOptions& target, const config::RetryOptions& retry,
-                int threads, SyncerDeps deps);
+  ProfileSyncer(const config::TargetOptions& target, const config::RetryOptions& retry, int threads,
+                SyncerDeps deps);
 
   // The resolved API key; called at start and on SIGHUP. Threads rebuild their transports on
   // their next sync.

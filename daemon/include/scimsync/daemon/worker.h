@@ -95,8 +95,8 @@ struct WorkerOptions {
 };
 
 // Called for each item outcome: logs and metrics hang off it.
-using OutcomeHook = std::function<void(const EmployeeWork&, const queue::Item&,
-                                       const SyncResult&, int64_t latency_ms)>;
+using OutcomeHook = std::function<void(const EmployeeWork&, const queue::Item&, const SyncResult&,
+                                       int64_t latency_ms)>;
 
 class WorkerPool {
  public:
@@ -131,7 +131,7 @@ class WorkerPool {
  private:
   struct PartitionState {
     bool loaded = false;
-    std::vector<queue::Item> claimed;           // pending items claimed on load
+    std::vector<queue::Item> claimed;  // pending items claimed on load
     // employee -> (entry id -> due) of their items in the retry set. An employee with entries
     // here that are not in the batch at hand must wait for them: nothing overtakes.
     std::map<std::string, std::map<std::string, int64_t>> waiting;
