@@ -37,9 +37,9 @@ void ReadSecretRef(MapReader& r, const std::string& prefix, SecretRef* ref) {
   if (has_env) *ref = SecretRef{env, ""};
   if (has_file) *ref = SecretRef{"", file};
   if (r.Has(prefix)) {
-    r.Error(prefix,
-            "secrets are never written in the config file: use " + prefix +
-                "_env (an environment variable's name) or " + prefix + "_file (a file's path)");
+    r.Error(prefix, "secrets are never written in the config file: use " + prefix +
+                        "_env (an environment variable's name) or " + prefix +
+                        "_file (a file's path)");
   }
   r.Ignore(prefix);
 }
@@ -56,8 +56,9 @@ void ParseRedisUrl(MapReader& r, RedisOptions* o) {
       rest = rest.substr(0, q);
     }
     if (rest.empty()) {
-      r.Error(key, "a unix URL needs a socket path: unix:///run/redis/redis.sock (absolute) or "
-                   "unix://var/redis.sock (relative to the working directory)");
+      r.Error(key,
+              "a unix URL needs a socket path: unix:///run/redis/redis.sock (absolute) or "
+              "unix://var/redis.sock (relative to the working directory)");
       return;
     }
     o->unix_path = rest;
@@ -78,8 +79,9 @@ void ParseRedisUrl(MapReader& r, RedisOptions* o) {
     return;
   }
   if (url.rfind("redis://", 0) != 0) {
-    r.Error(key, "must start with redis:// or unix:// (rediss:// is not supported: use stunnel "
-                 "or a unix socket)");
+    r.Error(key,
+            "must start with redis:// or unix:// (rediss:// is not supported: use stunnel "
+            "or a unix socket)");
     return;
   }
   std::string rest = url.substr(8);
@@ -173,13 +175,52 @@ void ReadRedis(const YAML::Node& node, Problems* p, RedisOptions* o) {
   ParseRedisUrl(r, o);
   ReadSecretRef(r, "password", &o->password);
   r.String("key_prefix", &o->key_prefix);
-  if (o->key_prefix.empty() ||
-      o->key_prefix.find_first_of("{} \t\r\n") != std::string::npos) {
+  if (o->key_prefix.empty() || o->key_prefix.find_first_of("{} \t\r\n") != std::string::npos) {
     r.Error("key_prefix", "must be non-empty without spaces or braces (braces are hash tags)");
   }
   r.Int("partitions", &o->partitions, 1, 4096);
   r.Int("connect_timeout_ms", &o->connect_timeout_ms, 50, 600000);
   r.Int("command_timeout_ms", &o->command_timeout_ms, 1500, 600000);
+
+  r.StringList("sentinels", &o->sentinels);
+  for (const std::string& s : o->sentinels) {
+    std::string host;
+    int port = 0;
+    if (!ParseHostPort(s, &host, &port)) {
+      r.Error("sentinels", "\"" + s +
+                               "\" is not host:port; list each sentinel as \"10.0.0.5:26379\" "
+                               "(IPv6: \"[::1]:26379\")");
+    }
+  }
+  r.String("master_name", &o->master_name);
+  ReadSecretRef(r, "sentinel_password", &o->sentinel_password);
+  if (!o->sentinels.empty()) {
+    if (o->master_name.empty()) {
+      r.Error("master_name",
+              "redis.sentinels needs redis.master_name: the name the sentinels monitor "
+              "(\"sentinel monitor NAME ...\" in sentinel.conf)");
+    }
+    if (!o->unix_path.empty()) {
+      r.Error("url",
+              "with redis.sentinels the primary is reached over TCP: use a redis:// URL "
+              "(its host and port are ignored; its user, password and database apply)");
+    }
+  } else {
+    if (!o->master_name.empty()) {
+      r.Error("master_name", "is used only with redis.sentinels: list the sentinels, or remove it");
+    }
+    if (!o->sentinel_password.empty()) {
+      r.Error("sentinel_password_env",
+              "is used only with redis.sentinels: list the sentinels, or remove it");
+    }
+  }
+  r.Int("wait_replicas", &o->wait_replicas, 0, 16);
+  r.Int("wait_timeout_ms", &o->wait_timeout_ms, 10, 60000);
+  if (o->wait_replicas > 0 && o->wait_timeout_ms >= o->command_timeout_ms) {
+    r.Error("wait_timeout_ms", "must be below redis.command_timeout_ms (" +
+                                   std::to_string(o->command_timeout_ms) +
+                                   " ms), or a slow replica looks like a dead Redis");
+  }
 }
 
 void ReadTarget(const YAML::Node& node, Problems* p, TargetOptions* o) {
@@ -207,8 +248,9 @@ void ReadTarget(const YAML::Node& node, Problems* p, TargetOptions* o) {
   r.String("ca_file", &o->ca_file);
   r.Bool("insecure_skip_verify", &o->insecure_skip_verify);
   if (!o->dry_run && o->api_key.empty()) {
-    r.Error("api_key_env", "the JumpCloud API key is required: set api_key_env or api_key_file "
-                           "(or dry_run: true)");
+    r.Error("api_key_env",
+            "the JumpCloud API key is required: set api_key_env or api_key_file "
+            "(or dry_run: true)");
   }
 }
 
@@ -270,8 +312,10 @@ void ReadProfiles(const YAML::Node& node, Problems* p, std::vector<ProfileConfig
           SecretRef ref;
           sr.String("env", &ref.env);
           sr.String("file", &ref.file);
-          if (ref.env.empty() == ref.file.empty()) sr.Error("env", "give exactly one of env or file");
-          else pc.secrets.push_back(ref);
+          if (ref.env.empty() == ref.file.empty())
+            sr.Error("env", "give exactly one of env or file");
+          else
+            pc.secrets.push_back(ref);
         }
       }
     }
@@ -345,6 +389,32 @@ Result<std::string> ResolveSecret(const SecretRef& ref) {
 
 bool IsLoopbackHost(const std::string& host) {
   return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
+bool ParseHostPort(const std::string& text, std::string* host, int* port) {
+  std::string h;
+  std::string p;
+  if (!text.empty() && text[0] == '[') {
+    auto close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return false;
+    }
+    h = text.substr(1, close - 1);
+    p = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string::npos) return false;
+    h = text.substr(0, colon);
+    p = text.substr(colon + 1);
+    if (h.find(':') != std::string::npos) return false;  // bare IPv6 needs brackets
+  }
+  if (h.empty() || p.empty() || p.size() > 5) return false;
+  if (!std::all_of(p.begin(), p.end(), [](char c) { return c >= '0' && c <= '9'; })) return false;
+  int v = std::atoi(p.c_str());
+  if (v < 1 || v > 65535) return false;
+  *host = h;
+  *port = v;
+  return true;
 }
 
 bool ParseUrl(const std::string& url, UrlParts* out) {
@@ -435,6 +505,11 @@ std::vector<Problem> CheckSecrets(const Config& config) {
       auto pw = ResolveSecret(config.redis.password);
       if (!pw.ok()) p.Add("redis.password_file", 0, pw.error().message);
     }
+  }
+  if (!config.redis.sentinel_password.empty()) {
+    // Named explicitly (no default), so it must be readable.
+    auto pw = ResolveSecret(config.redis.sentinel_password);
+    if (!pw.ok()) p.Add("redis.sentinel_password", 0, pw.error().message);
   }
   for (const auto& prof : config.profiles) {
     for (size_t i = 0; i < prof.secrets.size(); ++i) {

@@ -164,6 +164,85 @@ TEST(ConfigTest, RedisUrls) {
             "hash tags)");
 }
 
+TEST(ConfigTest, RedisSentinelsAndWaitReplicas) {
+  const std::string base = kMinimal;
+  Config c;
+  ASSERT_TRUE(Load(base, &c).empty());
+  EXPECT_TRUE(c.redis.sentinels.empty());
+  EXPECT_EQ(c.redis.wait_replicas, 0);
+  ASSERT_TRUE(Load(base + "redis:\n  url: \"redis://:pw@ignored:1/2\"\n"
+                          "  sentinels: [\"10.0.0.5:26379\", \"[::1]:26380\"]\n"
+                          "  master_name: mymaster\n  sentinel_password_env: SENTINEL_PW\n"
+                          "  wait_replicas: 1\n  wait_timeout_ms: 500\n",
+                   &c)
+                  .empty());
+  ASSERT_EQ(c.redis.sentinels.size(), 2u);
+  EXPECT_EQ(c.redis.sentinels[1], "[::1]:26380");
+  EXPECT_EQ(c.redis.master_name, "mymaster");
+  EXPECT_EQ(c.redis.sentinel_password.env, "SENTINEL_PW");
+  EXPECT_EQ(c.redis.url_password, "pw");
+  EXPECT_EQ(c.redis.db, 2);
+  EXPECT_EQ(c.redis.wait_replicas, 1);
+  EXPECT_EQ(c.redis.wait_timeout_ms, 500);
+
+  EXPECT_EQ(OnlyProblem(base + "redis: {sentinels: [\"127.0.0.1:26379\"]}\n"),
+            "redis.master_name (line 5): redis.sentinels needs redis.master_name: the name the "
+            "sentinels monitor (\"sentinel monitor NAME ...\" in sentinel.conf)");
+  EXPECT_EQ(OnlyProblem(base + "redis: {sentinels: [\"sentinel-1\"], master_name: m}\n"),
+            "redis.sentinels (line 5): \"sentinel-1\" is not host:port; list each sentinel as "
+            "\"10.0.0.5:26379\" (IPv6: \"[::1]:26379\")");
+  EXPECT_EQ(OnlyProblem(base + "redis: {sentinels: [\"h:0\"], master_name: m}\n").substr(0, 44),
+            "redis.sentinels (line 5): \"h:0\" is not host:");
+  EXPECT_EQ(OnlyProblem(base + "redis: {master_name: m}\n"),
+            "redis.master_name (line 5): is used only with redis.sentinels: list the sentinels, "
+            "or remove it");
+  EXPECT_EQ(OnlyProblem(base + "redis: {url: \"unix:///run/r.sock\", sentinels: [\"h:1\"], "
+                               "master_name: m}\n")
+                .substr(0, 68),
+            "redis.url (line 5): with redis.sentinels the primary is reached over");
+  EXPECT_EQ(
+      OnlyProblem(base + "redis: {sentinels: [\"h:1\"], master_name: m, sentinel_password: x}\n")
+          .substr(0, 58),
+      "redis.sentinel_password (line 5): secrets are never writte");
+  EXPECT_EQ(OnlyProblem(base + "redis: {wait_replicas: 17}\n"),
+            "redis.wait_replicas (line 5): must be between 0 and 16 (got 17)");
+  EXPECT_EQ(OnlyProblem(base + "redis: {wait_replicas: 1, wait_timeout_ms: 6000}\n"),
+            "redis.wait_timeout_ms (line 5): must be below redis.command_timeout_ms (5000 ms), or "
+            "a slow replica looks like a dead Redis");
+}
+
+TEST(ConfigTest, ParseHostPort) {
+  std::string host;
+  int port = 0;
+  ASSERT_TRUE(ParseHostPort("sentinel-a.internal:26379", &host, &port));
+  EXPECT_EQ(host, "sentinel-a.internal");
+  EXPECT_EQ(port, 26379);
+  ASSERT_TRUE(ParseHostPort("[fe80::1]:5000", &host, &port));
+  EXPECT_EQ(host, "fe80::1");
+  EXPECT_EQ(port, 5000);
+  EXPECT_FALSE(ParseHostPort("::1:26379", &host, &port));
+  EXPECT_FALSE(ParseHostPort(":26379", &host, &port));
+  EXPECT_FALSE(ParseHostPort("h:", &host, &port));
+  EXPECT_FALSE(ParseHostPort("h:65536", &host, &port));
+  EXPECT_FALSE(ParseHostPort("h:12ab", &host, &port));
+}
+
+TEST(SecretTest, CheckSecretsWantsANamedSentinelPassword) {
+  Config c;
+  ASSERT_TRUE(Load(std::string(kMinimal) +
+                       "redis: {sentinels: [\"h:1\"], master_name: m, "
+                       "sentinel_password_env: SCIMSYNC_TEST_UNSET_SENTINEL_PW}\n",
+                   &c)
+                  .empty());
+  const std::vector<Problem> problems = CheckSecrets(c);
+  const Problem* sentinel = nullptr;
+  for (const Problem& p : problems) {
+    if (p.path == "redis.sentinel_password") sentinel = &p;
+  }
+  ASSERT_NE(sentinel, nullptr);
+  EXPECT_NE(sentinel->message.find("SCIMSYNC_TEST_UNSET_SENTINEL_PW"), std::string::npos);
+}
+
 TEST(ConfigTest, Profiles) {
   EXPECT_EQ(OnlyProblem("target: {dry_run: true}\n"),
             "profiles: at least one profile is required (e.g. {name: hr, connector: generic})");

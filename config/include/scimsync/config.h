@@ -68,6 +68,22 @@ struct RedisOptions {
   // Must exceed the longest blocking read the workers issue (they block for at most 1 s).
   int command_timeout_ms = 5000;
 
+  // High availability through Redis Sentinel: when `sentinels` ("host:port", asked in order) is
+  // set, every connection asks them for `master_name`'s primary before connecting and again
+  // after a connection error or a READONLY reply, so a failover is followed without a restart.
+  // `url` then supplies only the user, password and database: its host and port are ignored.
+  std::vector<std::string> sentinels;
+  std::string master_name;
+  // AUTH sent to the sentinels (their own `requirepass`); empty: none.
+  SecretRef sentinel_password;
+  // Each webhook's 202 waits until this many replicas hold its items (WAIT), so that a primary
+  // that dies right after answering loses nothing that was acknowledged. The price: every 202
+  // takes a replication round trip, and while fewer replicas are reachable webhooks are answered
+  // 503 (the HRIS retries) instead of being accepted. 0: answer once the primary has it.
+  int wait_replicas = 0;
+  // How long one webhook waits for its replicas before it is answered 503.
+  int wait_timeout_ms = 1000;
+
   // Filled by the loader from `url`.
   std::string host;  // empty for unix sockets
   int port = 6379;
@@ -166,5 +182,9 @@ struct UrlParts {
   std::string path;
 };
 bool ParseUrl(const std::string& url, UrlParts* out);
+
+// Splits "host:port" or "[v6::addr]:port" (redis.sentinels). Returns false unless both parts are
+// there and the port is 1..65535.
+bool ParseHostPort(const std::string& text, std::string* host, int* port);
 
 }  // namespace scimsync::config
