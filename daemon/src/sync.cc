@@ -61,7 +61,9 @@ struct Folded {
   std::string version;
 };
 
-void Fold(Folded& f, const connectors::Plan& plan) {
+// `carries_record`: the plan's user is a whole record (fetched, or the payload carries it).
+// Otherwise a suspension's user holds only the anchor and must not become a sync.
+void Fold(Folded& f, const connectors::Plan& plan, bool carries_record) {
   switch (plan.action) {
     case connectors::Action::kIgnore:
       return;
@@ -89,7 +91,7 @@ void Fold(Folded& f, const connectors::Plan& plan) {
     case connectors::Action::kSuspend:
       // A suspension that carries the record (payload profiles) is the newest state: apply it
       // whole with active=false. Without a record, only active changes.
-      if (plan.user) {
+      if (plan.user && (carries_record || plan.fetched) && !plan.user->user_name.empty()) {
         f.user = plan.user;
         f.problems = plan.problems;
       }
@@ -257,7 +259,7 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
     std::stable_sort(plans.begin(), plans.end(), [](const auto& a, const auto& b) {
       return CompareVersions(a.second.version, b.second.version) < 0;
     });
-    for (const auto& [i, plan] : plans) Fold(folded, plan);
+    for (const auto& [i, plan] : plans) Fold(folded, plan, /*carries_record=*/true);
   } else {
     // Level-triggered: the newest item that means something; the fetched record is the state.
     for (size_t k = work.items.size(); k-- > 0;) {
@@ -268,7 +270,7 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
         continue;
       }
       if (plan->action == connectors::Action::kIgnore) continue;
-      Fold(folded, *plan);
+      Fold(folded, *plan, /*carries_record=*/false);
       break;
     }
   }
