@@ -20,6 +20,7 @@
 #include "scimsync/daemon/ingest.h"
 #include "scimsync/daemon/metrics.h"
 #include "scimsync/daemon/notify.h"
+#include "scimsync/daemon/reconcile.h"
 #include "scimsync/daemon/security_checks.h"
 #include "scimsync/daemon/sync.h"
 #include "scimsync/daemon/worker.h"
@@ -48,6 +49,9 @@ constexpr char kUsage[] = R"(Usage:
   scimsyncd dlq list | show ID | replay ID | replay --all | drop ID [--config FILE]
                                          inspect and manage dead letters
   scimsyncd guard release [--config FILE] let suspensions held by the mass-suspension guard go on
+  scimsyncd reconcile --config FILE --profile NAME [--dry-run] [--json]
+                                         find drift between the HRIS and JumpCloud; without
+                                         --dry-run, queue a sync for each drifted employee
   scimsyncd --version
   scimsyncd --help
 
@@ -275,6 +279,36 @@ int RunDaemon(const std::string& file) {
       log::Warn("cannot record the pause state in Redis", {{"detail", s.error().message}});
   });
 
+  // Scheduled reconciliations (profiles[].reconcile_every_s), one instance of the fleet at a time.
+  ReconcileScheduler::Deps rdeps;
+  rdeps.pool = &redis_pool;
+  rdeps.queue = queue.get();
+  rdeps.limiter = limiter.get();
+  rdeps.links = links.get();
+  rdeps.fetcher = fetcher.get();
+  rdeps.clock = &clock;
+  rdeps.random = &random;
+  rdeps.on_run = [](const std::string& profile, const Result<ReconcileReport>& r) {
+    Metrics& m = Metrics::Global();
+    if (!r.ok()) {
+      m.ReconcileRan(profile, "error");
+      return;
+    }
+    m.ReconcileRan(profile, ExitCodeFor(*r) == 0 && r->drifted() == 0 ? "clean" : "drift");
+    m.SetReconcileDrift(profile, "missing", r->missing);
+    m.SetReconcileDrift(profile, "attributes", r->attributes);
+    m.SetReconcileDrift(profile, "active", r->active);
+    m.SetReconcileDrift(profile, "orphan", r->orphans);
+    m.SetReconcileDrift(profile, "conflict", r->conflicts);
+    m.SetReconcileDrift(profile, "invalid", r->invalid);
+    m.SetReconcileDrift(profile, "error", r->errors);
+    m.ReconcileEnqueued(profile, r->enqueued);
+    m.SetReconcileLastSuccess(profile, static_cast<double>(r->finished_ms) / 1000.0);
+  };
+  ReconcileScheduler reconciles(cfg.target, cfg.redis.key_prefix, rdeps);
+  reconciles.SetApiKey(*api_key);
+  reconciles.SetProfiles(ScheduledProfiles(cfg, profiles));
+
   notify::WatchdogPinger watchdog;
   std::vector<notify::WatchdogPinger::Loop> beats;
   for (int t = 0; t < cfg.workers.threads; ++t) {
@@ -343,6 +377,7 @@ int RunDaemon(const std::string& file) {
     }
   });
 
+  reconciles.Start();
   if (cfg.workers.threads > 0) {
     workers.Start();
   } else {
@@ -386,6 +421,8 @@ int RunDaemon(const std::string& file) {
         LogSecurityWarnings(fresh);
         profile_set.Replace(std::move(next.value()));
         syncer.SetApiKey(*key);
+        reconciles.SetApiKey(*key);
+        reconciles.SetProfiles(ScheduledProfiles(fresh, fresh_profiles));
         workers.ProbeSoon();
         log::Info("reloaded profiles and secrets", {{"profiles", fresh.profiles.size()}});
         notify::Ready();
@@ -396,6 +433,7 @@ int RunDaemon(const std::string& file) {
       // New webhooks get 503 (the HRIS retries); in-flight syncs finish; the rest stays pending
       // in Redis and is claimed after a restart or by another instance.
       ingest.SetDraining(true);
+      reconciles.Stop();
       bool drained = workers.Stop(int64_t{cfg.workers.drain_timeout_s} * 1000);
       if (!drained) log::Warn("drain timeout: unfinished items stay pending in Redis");
       stopping = true;
@@ -440,6 +478,7 @@ int Main(int argc, char** argv) {
     args.erase(args.begin());
   }
   if (command == "map") return connectors::RunMapCommand(args, std::cout, std::cerr);
+  if (command == "reconcile") return RunReconcileCommand(args, std::cout, std::cerr);
 
   std::string file = kDefaultConfig;
   std::vector<std::string> rest;

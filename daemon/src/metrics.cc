@@ -38,6 +38,10 @@ enum Id : size_t {
   kQueueOldestAge,
   kPaused,
   kGuardTripped,
+  kReconcileRuns,
+  kReconcileDrift,
+  kReconcileEnqueued,
+  kReconcileLastSuccess,
   kBuildInfo,
   kFamilyCount
 };
@@ -146,6 +150,30 @@ const std::vector<Def>& Families() {
        "scimsync_guard_tripped",
        "1 while the mass-suspension guard holds suspensions back.",
        {},
+       {}},
+      {kReconcileRuns,
+       Type::kCounter,
+       "scimsync_reconcile_runs_total",
+       "Scheduled reconciliations, by profile and result (clean, drift, error).",
+       {"profile", "result"},
+       {}},
+      {kReconcileDrift,
+       Type::kGauge,
+       "scimsync_reconcile_drift",
+       "Employees found drifted by the last reconciliation, by kind.",
+       {"profile", "kind"},
+       {}},
+      {kReconcileEnqueued,
+       Type::kCounter,
+       "scimsync_reconcile_enqueued_total",
+       "Sync items queued by reconciliations.",
+       {"profile"},
+       {}},
+      {kReconcileLastSuccess,
+       Type::kGauge,
+       "scimsync_reconcile_last_success_timestamp_seconds",
+       "When the last successful reconciliation of a profile finished (Unix time).",
+       {"profile"},
        {}},
       {kBuildInfo,
        Type::kGauge,
@@ -354,6 +382,24 @@ void Metrics::DeadLettered(std::string_view profile, std::string_view error_kind
 
 void Metrics::SetPaused(bool paused) {
   impl_->Get(kPaused, {}).value.store(paused ? 1 : 0, std::memory_order_relaxed);
+}
+
+void Metrics::ReconcileRan(std::string_view profile, std::string_view result) {
+  Add(impl_->Get(kReconcileRuns, {profile, result}).value, 1);
+}
+
+void Metrics::SetReconcileDrift(std::string_view profile, std::string_view kind, int64_t n) {
+  impl_->Get(kReconcileDrift, {profile, kind}).value.store(static_cast<double>(n),
+                                                          std::memory_order_relaxed);
+}
+
+void Metrics::ReconcileEnqueued(std::string_view profile, int64_t n) {
+  Add(impl_->Get(kReconcileEnqueued, {profile}).value, static_cast<double>(n));
+}
+
+void Metrics::SetReconcileLastSuccess(std::string_view profile, double unix_seconds) {
+  impl_->Get(kReconcileLastSuccess, {profile}).value.store(unix_seconds,
+                                                          std::memory_order_relaxed);
 }
 
 void Metrics::SetGuardTripped(bool tripped) {

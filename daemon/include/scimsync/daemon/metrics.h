@@ -68,6 +68,14 @@ class Metrics {
   // The mass-suspension guard stopped suspensions (workers.guard limits reached).
   void SetGuardTripped(bool tripped);
 
+  // --- Reconciliation (profiles[].reconcile_every_s). ---
+  // result: "clean", "drift" or "error".
+  void ReconcileRan(std::string_view profile, std::string_view result);
+  // kind: missing, attributes, active, orphan, conflict, invalid, error.
+  void SetReconcileDrift(std::string_view profile, std::string_view kind, int64_t n);
+  void ReconcileEnqueued(std::string_view profile, int64_t n);
+  void SetReconcileLastSuccess(std::string_view profile, double unix_seconds);
+
   // --- Queue state, sampled. ---
   void SetQueueDepth(int partition, int64_t items);
   // Age of the oldest item still in the partition's stream; 0 when it is empty.
