@@ -92,6 +92,14 @@ std::vector<const char*> ArgvPointers(const std::vector<std::string>& argv,
   return ptrs;
 }
 
+// Sends `argv` on a fresh context and reads one reply; null on a connection problem.
+ReplyPtr RoundTrip(redisContext* ctx, const std::vector<std::string>& argv) {
+  std::vector<size_t> lens;
+  auto ptrs = ArgvPointers(argv, &lens);
+  return ReplyPtr(static_cast<redisReply*>(
+      redisCommandArgv(ctx, static_cast<int>(ptrs.size()), ptrs.data(), lens.data())));
+}
+
 }  // namespace
 
 Reply Reply::Integer(int64_t v) {
@@ -173,7 +181,9 @@ void Connection::ContextDeleter::operator()(redisContext* c) const {
 Connection::Connection(config::RedisOptions options, std::string password)
     : options_(std::move(options)), password_(std::move(password)) {
   if (password_.empty()) password_ = options_.url_password;
-  if (!options_.unix_path.empty()) {
+  if (!options_.sentinels.empty()) {
+    endpoint_ = "the primary of '" + options_.master_name + "' (not yet asked the sentinels)";
+  } else if (!options_.unix_path.empty()) {
     endpoint_ = "unix:" + options_.unix_path;
   } else {
     std::string host = options_.host.empty() ? "127.0.0.1" : options_.host;
@@ -198,7 +208,80 @@ Error Connection::ConnectionError(const char* what) {
   }
   ctx_.reset();
   return Error::Transient(std::string("Redis at ") + endpoint_ + ": " + what + ": " + detail +
-                          "; is redis-server running and redis.url right?");
+                          (options_.sentinels.empty()
+                               ? "; is redis-server running and redis.url right?"
+                               : "; the sentinels will be asked for the primary again"));
+}
+
+Result<std::pair<std::string, int>> Connection::AskSentinels() {
+  std::string sentinel_password;
+  if (!options_.sentinel_password.empty()) {
+    auto pw = config::ResolveSecret(options_.sentinel_password);
+    if (!pw.ok()) {
+      return Error::Auth("cannot read the sentinels' password: " + pw.error().message);
+    }
+    sentinel_password = *pw;
+  }
+  const timeval tv = ToTimeval(options_.connect_timeout_ms);
+  std::string tried;
+  for (const std::string& address : options_.sentinels) {
+    std::string host;
+    int port = 0;
+    if (!config::ParseHostPort(address, &host, &port)) {
+      tried += "; " + address + ": not host:port";
+      continue;
+    }
+    std::unique_ptr<redisContext, ContextDeleter> s(
+        redisConnectWithTimeout(host.c_str(), port, tv));
+    if (s == nullptr) return Error::Transient("out of memory while asking the sentinels");
+    // A sentinel that accepts but never answers must not hold the caller for command_timeout_ms.
+    if (s->err != 0 || redisSetTimeout(s.get(), tv) != REDIS_OK) {
+      tried += "; " + address + ": " + s->errstr;
+      continue;
+    }
+    if (!sentinel_password.empty()) {
+      ReplyPtr auth = RoundTrip(s.get(), {"AUTH", sentinel_password});
+      if (auth == nullptr) {
+        tried += "; " + address + ": " + s->errstr;
+        continue;
+      }
+      if (auth->type == REDIS_REPLY_ERROR) {
+        tried += "; " + address + " refused AUTH (" + std::string(auth->str, auth->len) +
+                 "): check redis.sentinel_password_env / _file";
+        continue;
+      }
+    }
+    ReplyPtr r = RoundTrip(s.get(), {"SENTINEL", "get-master-addr-by-name", options_.master_name});
+    if (r == nullptr) {
+      tried += "; " + address + ": " + s->errstr;
+      continue;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+      tried += "; " + address + ": " + std::string(r->str, r->len) +
+               " (is it a sentinel, and does it need redis.sentinel_password_env?)";
+      continue;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING) {
+      tried += "; " + address + " does not monitor '" + options_.master_name +
+               "' (check redis.master_name)";
+      continue;
+    }
+    std::string master_host(r->element[0]->str, r->element[0]->len);
+    std::string port_text(r->element[1]->str, r->element[1]->len);
+    int master_port = 0;
+    auto [end, ec] =
+        std::from_chars(port_text.data(), port_text.data() + port_text.size(), master_port);
+    if (ec != std::errc() || end != port_text.data() + port_text.size() || master_port <= 0 ||
+        master_port > 65535) {
+      tried += "; " + address + " answered a bad port '" + port_text + "'";
+      continue;
+    }
+    return std::make_pair(std::move(master_host), master_port);
+  }
+  return Error::Transient("no sentinel named the primary of '" + options_.master_name +
+                          "' (asked " + tried.substr(2) +
+                          "); check redis.sentinels and redis.master_name");
 }
 
 Status Connection::Connect() { return EnsureConnected(); }
@@ -209,7 +292,14 @@ Status Connection::EnsureConnected() {
     ctx_.reset();
   }
   const timeval connect_tv = ToTimeval(options_.connect_timeout_ms);
-  if (!options_.unix_path.empty()) {
+  const bool sentinel = !options_.sentinels.empty();
+  if (sentinel) {
+    // Asked before every new connection: a reconnect follows a failover because it is one.
+    auto primary = AskSentinels();
+    if (!primary.ok()) return primary.error();
+    endpoint_ = primary->first + ":" + std::to_string(primary->second);
+    ctx_.reset(redisConnectWithTimeout(primary->first.c_str(), primary->second, connect_tv));
+  } else if (!options_.unix_path.empty()) {
     ctx_.reset(redisConnectUnixWithTimeout(options_.unix_path.c_str(), connect_tv));
   } else {
     std::string host = options_.host.empty() ? "127.0.0.1" : options_.host;
@@ -233,6 +323,9 @@ Status Connection::EnsureConnected() {
     }
   }
   if (options_.db != 0) setup.push_back({"SELECT", std::to_string(options_.db)});
+  // A sentinel's answer can be stale (it has not noticed the failover yet, or a demoted primary
+  // came back): refuse to write to a replica rather than collect READONLY errors.
+  if (sentinel) setup.push_back({"ROLE"});
   if (setup.empty()) return {};
 
   std::vector<size_t> lens;
@@ -248,6 +341,27 @@ Status Connection::EnsureConnected() {
     int rc = redisGetReply(ctx_.get(), &raw);
     ReplyPtr reply(static_cast<redisReply*>(raw));
     if (rc != REDIS_OK || reply == nullptr) return ConnectionError("no answer to AUTH/SELECT");
+    if (setup[i][0] == "ROLE") {
+      if (reply->type == REDIS_REPLY_ERROR) {
+        // An ACL user without ROLE: READONLY replies still send us back to the sentinels.
+        if (HasCode(std::string(reply->str, reply->len), "NOPERM")) continue;
+        const std::string message(reply->str, reply->len);
+        ctx_.reset();
+        return ErrorFromReply(message);
+      }
+      const bool master =
+          reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+          reply->element[0]->type == REDIS_REPLY_STRING &&
+          std::string_view(reply->element[0]->str, reply->element[0]->len) == "master";
+      if (!master) {
+        ctx_.reset();
+        return Error::Transient("Redis at " + endpoint_ + " is not the primary of '" +
+                                options_.master_name +
+                                "' although a sentinel named it (a failover is under way); "
+                                "the sentinels will be asked again");
+      }
+      continue;
+    }
     if (reply->type == REDIS_REPLY_ERROR) {
       std::string message(reply->str, reply->len);
       // Drain the remaining setup replies by dropping the socket: it is unusable anyway.
@@ -277,7 +391,18 @@ Result<Reply> Connection::Command(const std::vector<std::string>& argv) {
   ReplyPtr reply(static_cast<redisReply*>(
       redisCommandArgv(ctx_.get(), static_cast<int>(ptrs.size()), ptrs.data(), lens.data())));
   if (reply == nullptr) return ConnectionError(argv[0].c_str());
-  return TopLevel(reply.get());
+  Result<Reply> out = TopLevel(reply.get());
+  DropIfDemoted(reply.get());
+  return out;
+}
+
+void Connection::DropIfDemoted(const redisReply* reply) {
+  // READONLY: this server was a primary when we connected and is a replica now. Reconnecting
+  // (and, with sentinels, asking them again) is the only way to reach the new primary.
+  if (reply->type == REDIS_REPLY_ERROR &&
+      HasCode(std::string(reply->str, reply->len), "READONLY")) {
+    ctx_.reset();
+  }
 }
 
 Result<std::vector<Result<Reply>>> Connection::Commands(
@@ -297,12 +422,18 @@ Result<std::vector<Result<Reply>>> Connection::Commands(
     }
   }
   out.reserve(cmds.size());
+  std::vector<ReplyPtr> errors;
   for (size_t i = 0; i < cmds.size(); ++i) {
     void* raw = nullptr;
     int rc = redisGetReply(ctx_.get(), &raw);
     ReplyPtr reply(static_cast<redisReply*>(raw));
     if (rc != REDIS_OK || reply == nullptr) return ConnectionError("pipeline");
     out.push_back(TopLevel(reply.get()));
+    if (reply->type == REDIS_REPLY_ERROR) errors.push_back(std::move(reply));
+  }
+  // Every reply is read before the socket is dropped, so none is left behind on it.
+  for (const auto& r : errors) {
+    if (ctx_ != nullptr) DropIfDemoted(r.get());
   }
   return out;
 }

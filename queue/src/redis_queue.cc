@@ -195,6 +195,8 @@ class RedisQueue final : public Queue {
         prefix_(options.key_prefix),
         partitions_(std::max(1, options.partitions)),
         command_timeout_ms_(options.command_timeout_ms),
+        wait_replicas_(options.wait_replicas),
+        wait_timeout_ms_(options.wait_timeout_ms),
         clock_(clock) {}
 
   Result<EnqueueOutcome> EnqueueBatch(const std::vector<Item>& items,
@@ -217,7 +219,8 @@ class RedisQueue final : public Queue {
       std::vector<std::string> values = internal::StreamValues(item);
       for (auto& v : values) args.push_back(std::move(v));
     }
-    Result<Reply> r = pool_.Acquire()->Eval(EnqueueScript(), keys, args);
+    Result<Reply> r = wait_replicas_ > 0 ? EvalAndWait(keys, args)
+                                         : pool_.Acquire()->Eval(EnqueueScript(), keys, args);
     if (!r) {
       // Whatever stopped the write, the webhook sender must try again later (503).
       Error e = r.error();
@@ -231,6 +234,48 @@ class RedisQueue final : public Queue {
     outcome.accepted = static_cast<int>(*counts[0].AsInteger());
     outcome.duplicates = static_cast<int>(*counts[1].AsInteger());
     return outcome;
+  }
+
+  // The enqueue script, a fence write and WAIT, pipelined on one connection: WAIT counts the
+  // replicas that hold everything this connection wrote, so it must follow the script on the same
+  // socket (after a reconnect it would vouch for nothing). The fence is a write of its own
+  // because an all-duplicates batch writes nothing, yet its originals -- written a moment ago on
+  // another connection, whose WAIT may have timed out -- must be on the replicas before a 202.
+  Result<Reply> EvalAndWait(const std::vector<std::string>& keys,
+                            const std::vector<std::string>& args) {
+    const Script& script = EnqueueScript();
+    std::vector<std::vector<std::string>> cmds(3);
+    std::vector<std::string>& eval = cmds[0];
+    eval.reserve(3 + keys.size() + args.size());
+    eval = {"EVALSHA", script.sha1(), std::to_string(keys.size())};
+    eval.insert(eval.end(), keys.begin(), keys.end());
+    eval.insert(eval.end(), args.begin(), args.end());
+    cmds[1] = {"SET", prefix_ + ":wait-fence", "1"};
+    cmds[2] = {"WAIT", std::to_string(wait_replicas_), std::to_string(wait_timeout_ms_)};
+    auto conn = pool_.Acquire();
+    auto replies = conn->Commands(cmds);
+    if (replies.ok() && !(*replies)[0].ok() &&
+        (*replies)[0].error().message.rfind("Redis: NOSCRIPT ", 0) == 0) {
+      // The script cache is empty (restart, failover to a replica that never ran it).
+      cmds[0][0] = "EVAL";
+      cmds[0][1] = script.source();
+      replies = conn->Commands(cmds);
+    }
+    if (!replies.ok()) return replies.error();
+    for (const Result<Reply>& reply : *replies) {
+      if (!reply.ok()) return reply.error();
+    }
+    const int64_t acked = (*replies)[2]->AsInteger().value_or(-1);
+    if (acked < wait_replicas_) {
+      return Error::Transient(
+          "only " + std::to_string(std::max<int64_t>(acked, 0)) + " of the " +
+          std::to_string(wait_replicas_) +
+          " replicas in redis.wait_replicas confirmed the write within " +
+          "redis.wait_timeout_ms (" + std::to_string(wait_timeout_ms_) +
+          " ms); the sender is asked to retry. Check the replicas (INFO replication on " +
+          conn->endpoint() + ")");
+    }
+    return (*replies)[0];
   }
 
   Status Ping() override {
@@ -506,6 +551,8 @@ class RedisQueue final : public Queue {
   const std::string prefix_;
   const int partitions_;
   const int command_timeout_ms_;
+  const int wait_replicas_;
+  const int wait_timeout_ms_;
   const Clock& clock_;
 };
 

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
@@ -154,6 +155,7 @@ bool RedisServer::Start() {
                                    "--daemonize", "no",
                                    "--logfile", dir_.File("redis.log")};
   if (!password_.empty()) argv.insert(argv.end(), {"--requirepass", password_});
+  argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   if (!proc_.Start(argv, dir_.File("redis.out"))) return false;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (std::chrono::steady_clock::now() < deadline) {
@@ -169,6 +171,147 @@ void RedisServer::Stop() {
 }
 
 void RedisServer::Kill() { proc_.Kill(); }
+
+bool RedisServer::StartReplicaOf(const RedisServer& primary) {
+  // The primary would otherwise wait 5 s for more replicas before it sends the first sync.
+  primary.Cli({"CONFIG", "SET", "repl-diskless-sync-delay", "0"});
+  extra_args_ = {"--replicaof", "127.0.0.1 " + std::to_string(primary.port())};
+  if (!primary.password().empty()) {
+    extra_args_.insert(extra_args_.end(), {"--masterauth", primary.password()});
+  }
+  if (!Start()) return false;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (Cli({"INFO", "replication"}).find("master_link_status:up") != std::string::npos) {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+void RedisServer::Pause() { proc_.Signal(SIGSTOP); }
+void RedisServer::Resume() { proc_.Signal(SIGCONT); }
+
+namespace {
+
+// Runs a shell command and returns its stdout with trailing newlines trimmed.
+std::string Capture(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return out;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  pclose(p);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+std::string Quoted(const std::vector<std::string>& args) {
+  std::string cmd;
+  for (const auto& a : args) {
+    cmd += " '";
+    for (char c : a) {
+      if (c == '\'') {
+        cmd += "'\\''";
+      } else {
+        cmd += c;
+      }
+    }
+    cmd += "'";
+  }
+  return cmd;
+}
+
+bool OnPath(const std::string& program) {
+  return Capture("command -v " + program + " 2>/dev/null").find(program) != std::string::npos;
+}
+
+}  // namespace
+
+SentinelServer::SentinelServer(std::string master_name, int master_port, int down_after_ms)
+    : master_name_(std::move(master_name)),
+      master_port_(master_port),
+      down_after_ms_(down_after_ms),
+      port_(FreePort()) {}
+
+SentinelServer::~SentinelServer() { Kill(); }
+
+std::string SentinelServer::Unavailable() {
+  if (OnPath("redis-sentinel") || OnPath("redis-server")) return {};
+  return "neither redis-sentinel nor redis-server is installed (Debian: apt-get install "
+         "redis-server redis-sentinel)";
+}
+
+bool SentinelServer::Start(int replicas) {
+  const std::string conf = dir_.File("sentinel.conf");
+  // failover-timeout also spaces two failovers of one primary (twice its value): short, so a
+  // test can fail over more than once.
+  WriteFile(conf, "port " + std::to_string(port_) + "\nbind 127.0.0.1\ndaemonize no\ndir " +
+                      dir_.path() + "\nlogfile " + dir_.File("sentinel.log") +
+                      "\nsentinel monitor " + master_name_ + " 127.0.0.1 " +
+                      std::to_string(master_port_) + " 1\nsentinel down-after-milliseconds " +
+                      master_name_ + " " + std::to_string(down_after_ms_) +
+                      "\nsentinel failover-timeout " + master_name_ +
+                      " 3000\nsentinel parallel-syncs " + master_name_ + " 1\n");
+  std::vector<std::string> argv = {"redis-sentinel", conf};
+  if (!OnPath("redis-sentinel")) argv = {"redis-server", conf, "--sentinel"};
+  if (!proc_.Start(argv, dir_.File("sentinel.out"))) return false;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (MasterPort() == master_port_) {
+      std::string known = Cli({"SENTINEL", "replicas", master_name_});
+      int count = 0;
+      for (size_t at = known.find("\nflags\nslave\n"); at != std::string::npos;
+           at = known.find("\nflags\nslave\n", at + 1)) {
+        ++count;
+      }
+      if (count >= replicas) return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+void SentinelServer::Kill() { proc_.Kill(); }
+
+std::string SentinelServer::Cli(const std::vector<std::string>& args) const {
+  return Capture("redis-cli -p " + std::to_string(port_) + Quoted(args) + " 2>/dev/null");
+}
+
+int SentinelServer::MasterPort() const {
+  std::string out = Cli({"SENTINEL", "get-master-addr-by-name", master_name_});
+  auto nl = out.find('\n');
+  if (nl == std::string::npos) return 0;
+  return std::atoi(out.c_str() + nl + 1);
+}
+
+int SentinelServer::WaitForNewMaster(int old_port, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int now = MasterPort();
+    if (now != 0 && now != old_port) {
+      std::string role = Capture("redis-cli -p " + std::to_string(now) + " ROLE 2>/dev/null");
+      if (role.rfind("master", 0) == 0) return now;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return 0;
+}
+
+int SentinelServer::Failover(int timeout_ms) {
+  int old_port = MasterPort();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  // "NOGOODSLAVE" while the sentinel has not yet seen the replica in sync: ask again.
+  while (Cli({"SENTINEL", "failover", master_name_}) != "OK") {
+    if (std::chrono::steady_clock::now() > deadline) return 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+  return WaitForNewMaster(old_port, static_cast<int>(std::max<int64_t>(left.count(), 1)));
+}
 
 std::string RedisServer::Cli(const std::vector<std::string>& args) const {
   std::string cmd = "redis-cli -p " + std::to_string(port_);

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace scimsync::testing {
@@ -69,12 +70,58 @@ class RedisServer {
   const std::string& password() const { return password_; }
   // Runs redis-cli against this server and returns its stdout (trimmed).
   std::string Cli(const std::vector<std::string>& args) const;
+  // Extra redis-server arguments for the next Start(), e.g. {"--replicaof", "127.0.0.1 6379"}.
+  void set_extra_args(std::vector<std::string> args) { extra_args_ = std::move(args); }
+  // Starts as a replica of `primary` (same password) and waits until its link is up.
+  bool StartReplicaOf(const RedisServer& primary);
+  // SIGSTOP / SIGCONT: a server that is alive but answers nothing (a stuck replica).
+  void Pause();
+  void Resume();
+  bool running() const { return proc_.running(); }
 
  private:
   TempDir dir_;
   int port_;
   Process proc_;
   std::string password_;
+  std::vector<std::string> extra_args_;
+};
+
+// A private Redis Sentinel (`redis-sentinel`, or `redis-server --sentinel`, the same program)
+// monitoring one primary on 127.0.0.1 with a quorum of 1, so this one sentinel alone decides a
+// failover. Its config file lives in a temp dir (Sentinel rewrites it).
+class SentinelServer {
+ public:
+  // `down_after_ms`: how long the primary may not answer before it is failed over.
+  SentinelServer(std::string master_name, int master_port, int down_after_ms = 1000);
+  ~SentinelServer();
+  SentinelServer(const SentinelServer&) = delete;
+  SentinelServer& operator=(const SentinelServer&) = delete;
+
+  // Empty when a sentinel can be run here; otherwise why not (for GTEST_SKIP).
+  static std::string Unavailable();
+  // Waits until it answers and names the primary, and knows `replicas` replicas of it.
+  bool Start(int replicas = 0);
+  void Kill();
+  int port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  // The port of the primary it names now; 0 when it names none.
+  int MasterPort() const;
+  // SENTINEL FAILOVER, then waits until it names another primary and that one says it is a
+  // master. Returns the new primary's port (0 on timeout).
+  int Failover(int timeout_ms = 20000);
+  // Waits until it names a primary other than `old_port` that is a master; its port, 0 on timeout.
+  int WaitForNewMaster(int old_port, int timeout_ms);
+  std::string Cli(const std::vector<std::string>& args) const;
+  std::string Log() const { return ReadFile(dir_.File("sentinel.log")); }
+
+ private:
+  TempDir dir_;
+  std::string master_name_;
+  int master_port_;
+  int down_after_ms_;
+  int port_;
+  Process proc_;
 };
 
 // Blocks until a TCP connect to 127.0.0.1:port succeeds or timeout_ms passes.

@@ -9,6 +9,7 @@
 //   P:{pN}:retry:items                  hash: entry id -> the item (JSON) waiting for a retry
 //   P:{pN}:dedup:<profile>:<dedup_id>   "1", SET NX EX <dedup window>: the event was accepted
 //   P:dlq                               stream of dead letters (item, reason, last exchange)
+//   P:wait-fence                        "1", rewritten before each WAIT (redis.wait_replicas)
 //
 // Each partition's keys share the hash tag {pN}, so Redis Cluster would keep them in one slot.
 // Redis Cluster note: EnqueueBatch writes every partition of a request in ONE script, and
@@ -104,6 +105,16 @@ class Queue {
   // (profile, dedup_id) was accepted within dedup_window_s is counted as a duplicate and not
   // written again (also when both are in the same batch); dedup_window_s <= 0 turns dedup off.
   // Redis unreachable or refusing writes: kTransient (the caller answers 503).
+  //
+  // With redis.wait_replicas N > 0 the write is followed by WAIT N redis.wait_timeout_ms, and
+  // fewer than N replicas confirming in time is kTransient too. The trade-off: a success then
+  // means the items survive the primary's death (a failover promotes a replica that has them),
+  // at the price of a replication round trip per call, and of refusing webhooks while fewer than
+  // N replicas are in sync. A refused batch may still be on the primary and be worked on; the
+  // sender's retry is then counted as a duplicate, and is confirmed only once its originals are
+  // on N replicas too. WAIT does not make Redis strongly consistent: Sentinel promotes the
+  // replica with the most data among equal replica-priority ones, so a confirmed write is lost
+  // only if every replica that confirmed it is lost or passed over as well.
   virtual Result<EnqueueOutcome> EnqueueBatch(const std::vector<Item>& items,
                                               int64_t dedup_window_s) = 0;
 

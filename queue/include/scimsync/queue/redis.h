@@ -9,6 +9,14 @@
 //     is dropped so that the next call connects again. The daemon therefore survives Redis
 //     restarts without any action from its callers.
 //
+// With `sentinels` configured, each new connection first asks the sentinels, in order, for
+// `master_name`'s primary (the first that answers wins), connects there, and checks with ROLE
+// that it really is the primary (a sentinel's answer can lag a failover). A connection error or
+// a READONLY reply (the primary was demoted; Sentinel also closes its clients when it does that)
+// drops the connection, so the next call asks the sentinels again: callers see kTransient errors
+// for the seconds a failover takes, and then the new primary, without a restart. READONLY drops
+// the connection without sentinels too, for a primary behind a moving DNS name or address.
+//
 // Before each call the client checks, without blocking, whether the server has closed the socket
 // (a restart does so). If it has, it reconnects first, so the first call after Redis is back
 // succeeds instead of failing on a dead socket. A command is never re-sent after it may have
@@ -24,12 +32,14 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "scimsync/config.h"
 #include "scimsync/result.h"
 
 struct redisContext;
+struct redisReply;
 
 namespace scimsync::redis {
 
@@ -89,7 +99,9 @@ class Script {
 // or `host`/`port`, `db` (SELECT when not 0), `url_user`, `connect_timeout_ms`, and
 // `command_timeout_ms`, which is the socket timeout for every reply and must exceed the longest
 // blocking command (XREADGROUP BLOCK). `password` is the resolved secret; when empty, the
-// password from the URL (`url_password`) is used; when both are empty, no AUTH is sent.
+// password from the URL (`url_password`) is used; when both are empty, no AUTH is sent. With
+// `sentinels`, the primary's address comes from them (`master_name`), `sentinel_password` is
+// read each time they are asked, and the sentinels get `connect_timeout_ms` to answer.
 class Connection {
  public:
   Connection(config::RedisOptions options, std::string password);
@@ -117,6 +129,7 @@ class Connection {
                      const std::vector<std::string>& args);
 
   // "127.0.0.1:6379" or "unix:/run/redis.sock" -- for messages; never includes the password.
+  // With sentinels, the primary they named last.
   const std::string& endpoint() const { return endpoint_; }
 
  private:
@@ -125,6 +138,9 @@ class Connection {
   };
   Status EnsureConnected();
   Error ConnectionError(const char* what);
+  // The primary's host and port, from the first sentinel that knows `master_name`.
+  Result<std::pair<std::string, int>> AskSentinels();
+  void DropIfDemoted(const redisReply* reply);
 
   config::RedisOptions options_;
   std::string password_;
