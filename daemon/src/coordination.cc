@@ -139,6 +139,7 @@ Result<std::vector<int>> Leases::Heartbeat() {
   std::vector<int> owned;
   if (!held.empty()) {
     std::vector<std::string> keys;
+    keys.reserve(held.size());
     for (int p : held) keys.push_back(LeaseKey(options_.key_prefix, p));
     auto renewed =
         conn->Eval(RenewScript(), keys, {options_.instance_id, std::to_string(options_.lease_ms)});

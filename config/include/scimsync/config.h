@@ -135,7 +135,7 @@ struct ProfileConfig {
   std::string connector;  // built-in profile name or a path to a profile file
   // Active webhook secrets; several during a rotation. Resolved at start and on SIGHUP.
   std::vector<SecretRef> secrets;
-  int64_t dedup_window_s = 7 * 24 * 3600;
+  int64_t dedup_window_s = int64_t{7} * 24 * 3600;
   // Run a reconciliation (docs/reconcile.md) this often; 0 (the default) never runs one on a
   // schedule. One instance of a fleet runs it per period. Each run lists every employee in the
   // HRIS and every user in JumpCloud, so a period shorter than an hour mostly adds API load.

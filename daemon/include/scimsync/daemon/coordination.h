@@ -89,7 +89,7 @@ class SuspensionGuard {
   Status Record(const std::string& who, bool suspended);
   // `scimsyncd guard release`: let held suspensions through; the guard stays open for
   // kReleaseMs so the rest of the same burst follows, then counts afresh.
-  static constexpr int64_t kReleaseMs = 10 * 60 * 1000;
+  static constexpr int64_t kReleaseMs = int64_t{10} * 60 * 1000;
   Status Release();
   Result<GuardState> State();
   // The number of users scimsync has linked, for max_suspend_percent (cached for 10 minutes).
