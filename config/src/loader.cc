@@ -120,7 +120,7 @@ void ParseRedisUrl(MapReader& r, RedisOptions* o) {
     }
     host = hostport.substr(1, close - 1);
     if (close + 1 < hostport.size() && hostport[close + 1] == ':') {
-      port = std::atoi(hostport.c_str() + close + 2);
+      port = static_cast<int>(std::strtol(hostport.c_str() + close + 2, nullptr, 10));
     }
   } else {
     auto colon = hostport.rfind(':');
@@ -261,7 +261,7 @@ void ReadWorkers(const YAML::Node& node, Problems* p, WorkersOptions* o) {
     rr.Int("base_delay_ms", &o->retry.base_delay_ms, 1, 3'600'000);
     rr.Int("max_delay_ms", &o->retry.max_delay_ms, 1, 86'400'000);
     rr.Int("max_attempts", &o->retry.max_attempts, 1, 1000);
-    rr.Int("max_age_s", &o->retry.max_age_s, 1, 90 * 86400);
+    rr.Int("max_age_s", &o->retry.max_age_s, 1, int64_t{90} * 86400);
     if (o->retry.max_delay_ms < o->retry.base_delay_ms) {
       rr.Error("max_delay_ms", "must be at least base_delay_ms");
     }
@@ -270,7 +270,7 @@ void ReadWorkers(const YAML::Node& node, Problems* p, WorkersOptions* o) {
     MapReader rg(r.Child("guard"), r.PathOf("guard"), p);
     rg.Int("max_suspends", &o->guard.max_suspends, 0, 1'000'000);
     rg.Double("max_suspend_percent", &o->guard.max_suspend_percent, 0, 100);
-    rg.Int("window_s", &o->guard.window_s, 1, 30 * 86400);
+    rg.Int("window_s", &o->guard.window_s, 1, int64_t{30} * 86400);
   }
 }
 
@@ -315,10 +315,10 @@ void ReadProfiles(const YAML::Node& node, Problems* p, std::vector<ProfileConfig
         }
       }
     }
-    r.Int("dedup_window_s", &pc.dedup_window_s, 60, 90 * 86400);
+    r.Int("dedup_window_s", &pc.dedup_window_s, 60, int64_t{90} * 86400);
     // A reconciliation lists the whole HRIS and all of JumpCloud: more often than every five
     // minutes would spend the HRIS's API quota on re-reading unchanged data.
-    if (r.Int("reconcile_every_s", &pc.reconcile_every_s, 0, 30 * 86400) &&
+    if (r.Int("reconcile_every_s", &pc.reconcile_every_s, 0, int64_t{30} * 86400) &&
         pc.reconcile_every_s > 0 && pc.reconcile_every_s < 300) {
       r.Error("reconcile_every_s",
               "must be 0 (off) or at least 300 (got " + std::to_string(pc.reconcile_every_s) + ")");
@@ -431,7 +431,7 @@ bool ParseUrl(const std::string& url, UrlParts* out) {
     u.host = hostport.substr(1, close - 1);
     if (close + 1 < hostport.size()) {
       if (hostport[close + 1] != ':') return false;
-      u.port = std::atoi(hostport.c_str() + close + 2);
+      u.port = static_cast<int>(std::strtol(hostport.c_str() + close + 2, nullptr, 10));
       if (u.port <= 0 || u.port > 65535) return false;
     }
   } else {
