@@ -51,27 +51,6 @@ bool FindLong(const rapidjson::Value& v, int64_t max_bytes, const std::string& a
 
 }  // namespace
 
-bool JsonDepthWithin(std::string_view text, int max_depth) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > max_depth) return false;
-    } else if ((c == '}' || c == ']') && depth > 0) {
-      --depth;
-    }
-  }
-  return true;
-}
 
 std::optional<std::string> FindLongString(const rapidjson::Value& root, int64_t max_bytes) {
   std::string where;

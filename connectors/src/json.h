@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include "scimsync/json_depth.h"
 
 namespace scimsync::connectors::internal {
 
@@ -19,9 +20,6 @@ inline constexpr int kMaxJsonDepth = 128;
 // where and why.
 bool ParseJson(std::string_view text, rapidjson::Document* doc, std::string* error);
 
-// True when no object or array in `text` nests deeper than max_depth (1: a flat object). Reads
-// the bytes only, so it is safe on any input; strings are skipped, escapes included.
-bool JsonDepthWithin(std::string_view text, int max_depth);
 
 // The first string (member name or value) longer than max_bytes, as a JSON pointer to where it
 // is; nullopt when there is none.

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include "scimsync/json_depth.h"
 
 namespace scimsync::scim::json {
 
@@ -17,30 +18,8 @@ namespace scimsync::scim::json {
 // exhaust the worker's stack.
 inline constexpr int kMaxDepth = 128;
 
-inline bool DepthWithin(std::string_view text, int max_depth) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > max_depth) return false;
-    } else if ((c == '}' || c == ']') && depth > 0) {
-      --depth;
-    }
-  }
-  return true;
-}
-
 inline bool Parse(std::string_view text, rapidjson::Document* doc) {
-  if (!DepthWithin(text, kMaxDepth)) {
+  if (!JsonDepthWithin(text, kMaxDepth)) {
     doc->SetNull();
     return false;
   }
