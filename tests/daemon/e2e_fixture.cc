@@ -99,8 +99,9 @@ bool E2E::StartDaemon(int index, const E2EDaemonOptions& options) {
   std::snprintf(rate, sizeof rate, "%g", options.rate);
   std::string yaml =
       "listen: {address: 127.0.0.1, port: " + std::to_string(d->port) + "}\n" + "redis: {url: \"" +
-      redis_.url() + "\", connect_timeout_ms: 300, partitions: 8}\n" + "target:\n  base_url: \"" +
-      base_url + "\"\n  api_key_file: " + dir_.File("api-key-" + std::to_string(index)) +
+      redis_.url() + "\", connect_timeout_ms: 300, partitions: 8" + options.extra_redis_keys +
+      "}\n" + "target:\n  base_url: \"" + base_url +
+      "\"\n  api_key_file: " + dir_.File("api-key-" + std::to_string(index)) +
       "\n  timeout_ms: 2000\n  max_requests_per_second: " + rate + "\n" +
       "workers:\n  threads: " + std::to_string(options.workers) +
       "\n  drain_timeout_s: 5\n  retry: {base_delay_ms: 20, max_delay_ms: 500, max_attempts: 100}\n"

@@ -21,6 +21,7 @@ struct E2EDaemonOptions {
   std::string base_url;              // default: the fake SCIM server
   int guard_max_suspends = 100000;
   std::string extra_profile_keys;  // appended inside the profile entry
+  std::string extra_redis_keys;    // appended inside the redis map: ", wait_replicas: 1"
   std::vector<std::string> env;    // extra "NAME=value" for the process
 };
 

@@ -4,8 +4,11 @@
 // (redis.wait_replicas) refuses a batch that the replicas do not confirm.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "queue_test_util.h"
 #include "scimsync/clock.h"
@@ -241,6 +244,43 @@ TEST_F(WaitReplicasTest, MoreReplicasThanThereAreIsRefusedAndZeroDoesNotWait) {
   auto ok = none->EnqueueBatch({MakeItem("E2", "b")}, kWeek);
   ASSERT_TRUE(ok.ok()) << ok.error().message;
   EXPECT_EQ(ok->accepted, 1);
+}
+
+TEST_F(WaitReplicasTest, ConcurrentBatchesWithBusyReadersAreAllConfirmed) {
+  auto q = NewQueue(1);
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> readers;
+  for (int p = 0; p < 4; ++p) {
+    readers.emplace_back([&, p] {
+      while (!stop) {
+        auto items = q->Read(p, "w", 10, 200);
+        if (items.ok()) {
+          for (const Item& item : *items) (void)q->Ack(item);
+        }
+      }
+    });
+  }
+  std::atomic<int> failed{0};
+  std::string last_error;
+  std::mutex mu;
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 8; ++t) {
+    writers.emplace_back([&, t] {
+      for (int i = 0; i < 40; ++i) {
+        std::string id = std::to_string(t) + "-" + std::to_string(i);
+        auto r = q->EnqueueBatch({MakeItem("E" + id, id)}, kWeek);
+        if (!r.ok()) {
+          ++failed;
+          std::lock_guard lock(mu);
+          last_error = r.error().message;
+        }
+      }
+    });
+  }
+  for (auto& w : writers) w.join();
+  stop = true;
+  for (auto& r : readers) r.join();
+  EXPECT_EQ(failed.load(), 0) << last_error;
 }
 
 TEST_F(WaitReplicasTest, WorksAfterTheScriptCacheIsEmpty) {

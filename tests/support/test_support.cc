@@ -172,6 +172,10 @@ void RedisServer::Stop() {
 
 void RedisServer::Kill() { proc_.Kill(); }
 
+namespace {
+std::string Capture(const std::string& cmd);
+}  // namespace
+
 bool RedisServer::StartReplicaOf(const RedisServer& primary) {
   // The primary would otherwise wait 5 s for more replicas before it sends the first sync.
   primary.Cli({"CONFIG", "SET", "repl-diskless-sync-delay", "0"});
@@ -180,11 +184,17 @@ bool RedisServer::StartReplicaOf(const RedisServer& primary) {
     extra_args_.insert(extra_args_.end(), {"--masterauth", primary.password()});
   }
   if (!Start()) return false;
+  // Up means synced, not yet acknowledging: the primary streams writes to a new replica only
+  // after its first REPLCONF ACK (up to a second later), and WAIT counts nobody until then.
+  std::string cli = "redis-cli -p " + std::to_string(primary.port());
+  if (!primary.password().empty()) cli += " --no-auth-warning -a '" + primary.password() + "'";
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (std::chrono::steady_clock::now() < deadline) {
-    if (Cli({"INFO", "replication"}).find("master_link_status:up") != std::string::npos) {
-      return true;
-    }
+    std::string out = Capture(
+        "printf 'SET scimsync-test:replica-ready 1\\r\\nWAIT 1 100\\r\\n"
+        "DEL scimsync-test:replica-ready\\r\\n' | " +
+        cli + " 2>/dev/null");
+    if (out.find("\n1\n") != std::string::npos) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return false;
