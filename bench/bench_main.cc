@@ -70,6 +70,11 @@ struct Options {
   std::vector<int64_t> growth = {1000, 10000, 100000};
   int workers = 4;
   int listen_threads = 64;
+  // Which phases to run (profiling one phase): ingest, ack, e2e, growth, backlog.
+  std::string phases = "ingest,ack,e2e,growth,backlog";
+  bool Has(const std::string& phase) const {
+    return ("," + phases + ",").find("," + phase + ",") != std::string::npos;
+  }
 };
 
 std::string HmacHex(const std::string& data) {
@@ -190,6 +195,28 @@ class Redis {
       total += std::max<int64_t>(0, Integer("ZCARD", tag + "retry"));
     }
     return total;
+  }
+  // INFO commandstats as "command calls" lines, and the total of calls.
+  int64_t CommandCalls(std::string* detail) {
+    std::unique_ptr<redisReply, RedisReplyDeleter> r(
+        static_cast<redisReply*>(redisCommand(ctx_.get(), "INFO commandstats")));
+    if (!r || r->type != REDIS_REPLY_STRING) return -1;
+    std::istringstream in(std::string(r->str, r->len));
+    std::string line;
+    int64_t total = 0;
+    while (std::getline(in, line)) {
+      auto colon = line.find(":calls=");
+      if (line.rfind("cmdstat_", 0) != 0 || colon == std::string::npos) continue;
+      int64_t calls = std::atoll(line.c_str() + colon + 7);
+      total += calls;
+      if (detail != nullptr)
+        *detail += line.substr(8, colon - 8) + "=" + std::to_string(calls) + " ";
+    }
+    return total;
+  }
+  void ResetStats() {
+    std::unique_ptr<redisReply, RedisReplyDeleter> r(
+        static_cast<redisReply*>(redisCommand(ctx_.get(), "CONFIG RESETSTAT")));
   }
   int64_t UsedMemoryMb() {
     std::unique_ptr<redisReply, RedisReplyDeleter> r(
@@ -345,7 +372,7 @@ struct RunResult {
   int64_t ingest_non2xx = 0;
   double ack_p50 = 0, ack_p99 = 0, ack_rate = 0;
   double e2e_eps = 0, e2e_p50 = 0, e2e_p99 = 0, e2e_send_s = 0;
-  int64_t e2e_writes = 0, e2e_requests = 0, e2e_unmatched = 0;
+  int64_t e2e_writes = 0, e2e_requests = 0, e2e_unmatched = 0, e2e_redis_calls = 0;
   int64_t stale = 0;
   double idle_mb = 0, peak_mb = 0, backlog_mb = 0, backlog_peak_mb = 0;
   int64_t backlog_items = 0, backlog_redis_mb = 0;
@@ -454,7 +481,7 @@ class Bench {
     TempDir ddir;
 
     // 1. The ceiling, then scimsyncd's ingest with the same wrk settings.
-    {
+    if (o_.Has("ingest")) {
       int port = testing::FreePort();
       Process bare;
       bare.Start({o_.bare, std::to_string(port), std::to_string(o_.listen_threads), "100"},
@@ -466,7 +493,7 @@ class Bench {
       if (!w.ok) return Fail(r, "wrk against the bare server failed");
       r.bare_rps = w.rps;
     }
-    {
+    if (o_.Has("ingest")) {
       Sink sink;
       if (!sink.Start()) return Fail(r, "the sink did not start");
       Daemon d(o_, redis, ddir);
@@ -487,7 +514,7 @@ class Bench {
     }
 
     // 2. Ack latency at a fixed rate (open loop: requests leave on schedule).
-    {
+    if (o_.Has("ack")) {
       Sink sink;
       sink.Start();
       Daemon d(o_, redis, ddir);
@@ -531,17 +558,21 @@ class Bench {
     }
 
     // 3. End to end: the workload through to the sink, then every user's final state.
-    {
+    if (o_.Has("e2e")) {
       Sink sink;
       sink.Start();
       Daemon d(o_, redis, ddir);
       if (!d.Start(o_.workers, sink.base_url())) return Fail(r, "scimsyncd did not start");
       Workload w = MakeWorkload("E", o_.employees, o_.events_per_employee, 42 + run);
+      redis.ResetStats();
       std::vector<std::vector<int64_t>> sent;
       int64_t t0 = NowUs();
       if (!SendWorkload(o_, d.port(), w, &sent)) return Fail(r, "the workload was not accepted");
       r.e2e_send_s = static_cast<double>(NowUs() - t0) / 1e6;
       if (!WaitDrained(redis, 600)) return Fail(r, "the workers did not drain the workload");
+      std::string commands;
+      r.e2e_redis_calls = redis.CommandCalls(&commands);
+      std::cerr << "bench: Redis commands during end to end: " << commands << "\n";
       SinkSummary s = sink.Summarize();
       int64_t first_send = INT64_MAX;
       for (const auto& v : sent) {
@@ -584,7 +615,7 @@ class Bench {
     }
 
     // 4. Cost growth: drain a backlog of N items (N/10 employees) built while no worker ran.
-    for (int64_t n : o_.growth) {
+    for (int64_t n : o_.Has("growth") ? o_.growth : std::vector<int64_t>{}) {
       double eps = Drain(redis, ddir, n, run, &r, nullptr);
       if (eps <= 0) return Fail(r, "draining a backlog of " + std::to_string(n) + " failed");
       r.growth_eps.push_back(eps);
@@ -717,6 +748,14 @@ std::string Table(const Options& o, const std::vector<RunResult>& runs) {
       "SCIM requests for the workload", [](const RunResult& r) { return double(r.e2e_requests); },
       0, "");
   row(
+      "Redis commands for the workload",
+      [](const RunResult& r) { return double(r.e2e_redis_calls); }, 0, "");
+  row(
+      "time to send the workload (s)", [](const RunResult& r) { return r.e2e_send_s; }, 2, "");
+  row(
+      "events without a matching write (latency)",
+      [](const RunResult& r) { return double(r.e2e_unmatched); }, 0, "0");
+  row(
       "stale users (all phases)", [](const RunResult& r) { return double(r.stale); }, 0, "0");
   row(
       "RSS idle (MB)", [](const RunResult& r) { return r.idle_mb; }, 1, "<= 30");
@@ -770,6 +809,8 @@ int Main(int argc, char** argv) {
       o.workers = std::atoi(next().c_str());
     else if (a == "--backlog")
       o.backlog_big = std::atoll(next().c_str());
+    else if (a == "--phases")
+      o.phases = next();
     else if (a == "--smoke") {
       o.smoke = true;
       o.runs = 1;
@@ -784,9 +825,11 @@ int Main(int argc, char** argv) {
       o.backlog_big = 1000;
       o.growth = {100, 500};
     } else {
-      std::cerr << "unknown argument " << a
-                << "\nusage: scimsync_bench --scimsyncd PATH --bare PATH --lua PATH [--wrk PATH] "
-                   "[--runs N] [--workers N] [--backlog N] [--out FILE] [--smoke]\n";
+      std::cerr
+          << "unknown argument " << a
+          << "\nusage: scimsync_bench --scimsyncd PATH --bare PATH --lua PATH [--wrk PATH] "
+             "[--runs N] [--workers N] [--backlog N] [--phases ingest,ack,e2e,growth,backlog] "
+             "[--out FILE] [--smoke]\n";
       return 2;
     }
   }
