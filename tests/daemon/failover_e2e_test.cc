@@ -25,17 +25,6 @@ std::string Join(const std::vector<std::string>& v, size_t max = 10) {
   return out;
 }
 
-// Items queued or waiting for a retry, as `server` has them (the daemon's 8 partitions).
-int64_t PendingOn(const RedisServer& server) {
-  int64_t total = 0;
-  for (int p = 0; p < 8; ++p) {
-    const std::string tag = "scimsync:{p" + std::to_string(p) + "}";
-    total += std::atoll(server.Cli({"XLEN", tag + ":stream"}).c_str());
-    total += std::atoll(server.Cli({"ZCARD", tag + ":retry"}).c_str());
-  }
-  return total;
-}
-
 // What is left, per partition, for a failure message.
 std::string Leftovers(const RedisServer& server) {
   std::string out;
@@ -48,15 +37,17 @@ std::string Leftovers(const RedisServer& server) {
   return out;
 }
 
-bool WaitIdleOn(const RedisServer& server, int timeout_ms) {
+// Polls until every employee is in the expected state; the last problems found otherwise. The
+// queue itself may keep an item for a while: a worker whose ack was cut off by the failover
+// leaves its (already applied) item pending until workers claim it again after claim_idle_ms.
+std::vector<std::string> WaitForUsers(const E2E& e2e, const Workload& w, int timeout_ms) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  int idle_rounds = 0;
-  while (std::chrono::steady_clock::now() < deadline) {
-    idle_rounds = PendingOn(server) == 0 ? idle_rounds + 1 : 0;
-    if (idle_rounds >= 3) return true;
+  std::vector<std::string> problems = e2e.CheckUsers(w.expected);
+  while (!problems.empty() && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    problems = e2e.CheckUsers(w.expected);
   }
-  return false;
+  return problems;
 }
 
 class FailoverE2E : public ::testing::Test {
@@ -121,10 +112,8 @@ TEST_F(FailoverE2E, SentinelFailoverMidRunLosesNoAcknowledgedEvent) {
   ASSERT_EQ(new_primary, replica_.port()) << sentinel_->Log();
   EXPECT_EQ(accepted, w.total) << e2e_.Log(0);
 
-  // The old primary is a replica of the new one now, so it too shows the queue draining.
-  ASSERT_TRUE(WaitIdleOn(replica_, 30000)) << Leftovers(replica_);
-  auto problems = e2e_.CheckUsers(w.expected);
-  EXPECT_TRUE(problems.empty()) << Join(problems);
+  auto problems = WaitForUsers(e2e_, w, 30000);
+  EXPECT_TRUE(problems.empty()) << Join(problems) << Leftovers(replica_);
   // The workers went on after the failover, on the same process.
   EXPECT_GT(e2e_.scim().requests().size(), scim_requests_at_failover);
   EXPECT_EQ(e2e_.redis().Cli({"ROLE"}).rfind("slave", 0), 0u);
@@ -146,9 +135,8 @@ TEST_F(FailoverE2E, KilledPrimaryIsReplacedAndEveryAcknowledgedEventIsApplied) {
   ASSERT_EQ(new_primary, replica_.port()) << sentinel_->Log();
   EXPECT_EQ(accepted, w.total) << e2e_.Log(0);
 
-  ASSERT_TRUE(WaitIdleOn(replica_, 30000)) << Leftovers(replica_);
-  auto problems = e2e_.CheckUsers(w.expected);
-  EXPECT_TRUE(problems.empty()) << Join(problems);
+  auto problems = WaitForUsers(e2e_, w, 30000);
+  EXPECT_TRUE(problems.empty()) << Join(problems) << Leftovers(replica_);
   // The same process all along (the fixture never restarts it): it stops cleanly now.
   EXPECT_EQ(e2e_.StopDaemon(0), 0) << e2e_.Log(0);
 }
