@@ -257,13 +257,23 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
         if (deferred.count(i) == 0) mine[group[i].entry_id] = wait_until;
       }
     }
+    // A coalesced burst ends in one round trip.
+    Status acked;
+    if (result.kind == SyncResult::Kind::kDone) {
+      std::vector<queue::Item> done;
+      done.reserve(group.size());
+      for (size_t i = 0; i < group.size(); ++i) {
+        if (deferred.count(i) == 0) done.push_back(group[i]);
+      }
+      acked = queue_.AckMany(done);
+    }
     for (size_t i = 0; i < group.size(); ++i) {
       if (deferred.count(i) != 0) continue;
       const queue::Item& item = group[i];
       Status s;
       switch (result.kind) {
         case SyncResult::Kind::kDone:
-          s = queue_.Ack(item);
+          s = acked;
           break;
         case SyncResult::Kind::kRetry:
           s = result.count_attempt ? queue_.RetryLater(item, after + result.delay_ms, result.reason)

@@ -81,6 +81,24 @@ return 1
   return kScript;
 }
 
+const Script& AckManyScript() {
+  static const Script kScript(R"lua(
+-- KEYS: stream, retry set, retry items. ARGV: group, then pairs of entry id and "1" when from
+-- the retry set.
+for i = 2, #ARGV - 1, 2 do
+  if ARGV[i + 1] == '1' then
+    redis.call('ZREM', KEYS[2], ARGV[i])
+    redis.call('HDEL', KEYS[3], ARGV[i])
+  else
+    redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
+    redis.call('XDEL', KEYS[1], ARGV[i])
+  end
+end
+return 1
+)lua");
+  return kScript;
+}
+
 const Script& RetryScript() {
   static const Script kScript(R"lua(
 -- KEYS: stream, retry set, retry items.
@@ -316,6 +334,24 @@ class RedisQueue final : public Queue {
     Result<Reply> r = pool_.Acquire()->Eval(AckScript(), PartitionKeys(item.partition),
                                             {kConsumerGroup, item.entry_id, Flag(item)});
     if (!r) return r.error();
+    return {};
+  }
+
+  Status AckMany(const std::vector<Item>& items) override {
+    // One script per partition (its keys share a hash tag); a group is one employee's, so
+    // usually one.
+    std::map<int, std::vector<std::string>> args;
+    for (const Item& item : items) {
+      if (Status s = CheckItem(item); !s) return s;
+      auto& a = args[item.partition];
+      if (a.empty()) a.emplace_back(kConsumerGroup);
+      a.push_back(item.entry_id);
+      a.push_back(Flag(item));
+    }
+    for (const auto& [partition, argv] : args) {
+      Result<Reply> r = pool_.Acquire()->Eval(AckManyScript(), PartitionKeys(partition), argv);
+      if (!r) return r.error();
+    }
     return {};
   }
 

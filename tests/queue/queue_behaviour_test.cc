@@ -243,6 +243,29 @@ TEST_P(QueueBehaviour, ReadDeliversEachItemOnceAndAckRemovesIt) {
   EXPECT_TRUE(q().Ack(rest[0]).ok());
 }
 
+TEST_P(QueueBehaviour, AckManyEndsStreamAndRetryItemsTogether) {
+  // A coalesced burst: some items fresh from the stream, one back from the retry set.
+  Enqueue({MakeItem("E1", "a"), MakeItem("E1", "b"), MakeItem("E1", "c")});
+  const int p = PartitionOf("hr", "E1", kPartitions);
+  std::vector<Item> items = ReadAll(p);
+  ASSERT_EQ(items.size(), 3u);
+  const int64_t now = 1'800'000'000'000;
+  ASSERT_TRUE(q().RetryLater(items[2], now, "503").ok());
+  auto due = q().TakeDue(p, now, 10, 60'000);
+  ASSERT_TRUE(due.ok());
+  ASSERT_EQ(due->size(), 1u);
+
+  Status s = q().AckMany({items[0], items[1], (*due)[0]});
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  EXPECT_EQ(Depth(p), 0);
+  EXPECT_EQ(*q().RetryDepth(p), 0);
+  auto stale = q().ClaimStale(p, "w3", 0, 10);
+  ASSERT_TRUE(stale.ok());
+  EXPECT_TRUE(stale->empty());
+  EXPECT_TRUE(q().TakeDue(p, now + 10'000'000, 10, 60'000)->empty());
+  EXPECT_TRUE(q().AckMany({}).ok());
+}
+
 TEST_P(QueueBehaviour, AnUnendedItemCanBeClaimedByAnotherWorker) {
   Enqueue({MakeItem("E1", "a"), MakeItem("E1", "b")});
   const int p = PartitionOf("hr", "E1", kPartitions);

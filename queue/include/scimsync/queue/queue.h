@@ -131,6 +131,15 @@ class Queue {
                                          int block_ms) = 0;
   // The item is done (its outcome is recorded): remove it from the stream or the retry set.
   virtual Status Ack(const Item& item) = 0;
+  // Ack for several items, in one round trip per partition where the implementation can: a
+  // coalesced burst of one employee ends together. Stops at the first failure; items not
+  // removed stay pending and are handed out again.
+  virtual Status AckMany(const std::vector<Item>& items) {
+    for (const Item& item : items) {
+      if (Status s = Ack(item); !s) return s;
+    }
+    return {};
+  }
   // Atomically: store the item in the partition's retry set, due at due_ms, with attempts + 1 and
   // last_error = reason, and remove it from where it came from.
   virtual Status RetryLater(const Item& item, int64_t due_ms, const std::string& reason) = 0;
