@@ -35,7 +35,7 @@ std::string ItemJson(const queue::Item& item) {
 
 int RedisDown(std::ostream& err, const Error& e) {
   err << "scimsyncd: Redis is not reachable: " << e.message
-      << " (check redis.url and that redis-server runs)\n";
+      << " (check redis.url, or redis.sentinels and redis.master_name, and that Redis runs)\n";
   return kExitUnavailable;
 }
 
