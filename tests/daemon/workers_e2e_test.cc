@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <set>
 #include <thread>
 
 #include "daemon_fixture.h"
@@ -162,6 +163,19 @@ TEST_F(WorkersE2E, TwoInstancesShareTheWorkWithoutOverlap) {
   e2e_.scim().SetRandomFaults(faults);
   ASSERT_TRUE(e2e_.StartDaemon(0)) << e2e_.Log(0);
   ASSERT_TRUE(e2e_.StartDaemon(1)) << e2e_.Log(1);
+  // The second instance gets its share at the next lease heartbeats: wait until both own some.
+  auto owners = [&] {
+    std::set<std::string> ids;
+    for (int p = 0; p < 8; ++p) {
+      std::string owner = e2e_.redis().Cli({"GET", "scimsync:lease:{p" + std::to_string(p) + "}"});
+      if (!owner.empty()) ids.insert(owner);
+    }
+    return ids.size();
+  };
+  for (int i = 0; i < 150 && owners() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(owners(), 2u) << "the partitions were not split between the two instances";
   Workload w = MakeWorkload(200, 10, 4);
   EXPECT_EQ(e2e_.SendWorkload(w), w.total);
   ASSERT_TRUE(e2e_.WaitIdle(240000)) << "still pending: " << e2e_.Pending();
@@ -179,7 +193,10 @@ TEST_F(WorkersE2E, AuthFailurePausesWithoutLosingAnythingAndResumesAfterTheKeyIs
   ASSERT_TRUE(e2e_.StartDaemon(0, options)) << e2e_.Log(0);
   Workload w = MakeWorkload(20, 3, 6);
   EXPECT_EQ(e2e_.SendWorkload(w, 4), w.total);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  for (int i = 0; i < 100 && e2e_.Log(0).find("SCIM work paused") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_EQ(e2e_.scim().user_count(), 0u);
   EXPECT_GT(e2e_.Pending(), 0) << "items were consumed while paused";
   EXPECT_EQ(e2e_.redis().Cli({"XLEN", "scimsync:dlq"}), "0") << "an item was dead-lettered";
@@ -213,11 +230,18 @@ TEST_F(WorkersE2E, GuardHoldsAMassTerminationUntilReleased) {
         202);
   }
   // Five go through; the rest are held, kept in Redis, and logged.
-  std::this_thread::sleep_for(std::chrono::milliseconds(3000));
-  int suspended = 0;
-  for (const auto& json : e2e_.scim().Users()) {
-    if (json.find("\"active\":false") != std::string::npos) ++suspended;
+  auto count_suspended = [&] {
+    int n = 0;
+    for (const auto& json : e2e_.scim().Users()) {
+      if (json.find("\"active\":false") != std::string::npos) ++n;
+    }
+    return n;
+  };
+  for (int i = 0; i < 100 && count_suspended() < 5; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // a sixth would show by now
+  int suspended = count_suspended();
   EXPECT_EQ(suspended, 5);
   EXPECT_EQ(e2e_.Pending(), 7);
 
