@@ -122,23 +122,14 @@ Workload MakeWorkload(const std::string& prefix, int64_t employees, int per, uin
   w.events.resize(static_cast<size_t>(employees));
   for (int64_t e = 0; e < employees; ++e) {
     std::string id = prefix + std::to_string(e);
-    bool active = true;
+    const std::vector<std::string> types = scimsync::testing::LifecycleEventTypes(per, rng);
     for (int k = 0; k < per; ++k) {
-      std::string type = "employee.updated";
-      if (k == 0) {
-        type = "employee.created";
-      } else {
-        int roll = static_cast<int>(rng() % 100);
-        if (active && roll < 15) type = "employee.terminated";
-        if (!active && roll < 40) type = "employee.rehired";
-      }
-      if (type == "employee.terminated") active = false;
-      if (type == "employee.rehired" || type == "employee.created") active = true;
+      const std::string& type = types[static_cast<size_t>(k)];
       w.events[static_cast<size_t>(e)].push_back(
           EventJson(id + "-" + std::to_string(k), type, id, k));
       ++w.total;
     }
-    w.expected[id] = Sink::Expected{per - 1, active};
+    w.expected[id] = Sink::Expected{per - 1, scimsync::testing::EndsActive(types)};
   }
   return w;
 }

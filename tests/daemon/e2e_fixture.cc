@@ -35,25 +35,16 @@ Workload MakeWorkload(int employees, int events_per_employee, uint64_t seed) {
   const int64_t base = 1'790'000'000;
   for (int e = 0; e < employees; ++e) {
     std::string id = "E" + std::to_string(e);
-    bool active = true;
     std::string title;
+    const std::vector<std::string> types = LifecycleEventTypes(events_per_employee, rng);
     for (int k = 0; k < events_per_employee; ++k) {
-      std::string type = "employee.updated";
-      if (k == 0) {
-        type = "employee.created";
-      } else {
-        int roll = static_cast<int>(rng() % 100);
-        if (active && roll < 15) type = "employee.terminated";
-        if (!active && roll < 40) type = "employee.rehired";
-      }
-      if (type == "employee.terminated") active = false;
-      if (type == "employee.rehired" || type == "employee.created") active = true;
+      const std::string& type = types[static_cast<size_t>(k)];
       title = "Title " + std::to_string(k);
       w.bodies[static_cast<size_t>(e)].push_back(
           GenericBody(id + "-" + std::to_string(k), type, id, title, base + k * 60 + e));
       ++w.total;
     }
-    w.expected[id] = ExpectedUser{title, active};
+    w.expected[id] = ExpectedUser{title, EndsActive(types)};
   }
   return w;
 }

@@ -121,6 +121,34 @@ void Process::Kill() {
   pid_ = -1;
 }
 
+std::vector<std::string> LifecycleEventTypes(int events, std::mt19937_64& rng) {
+  std::vector<std::string> out;
+  bool active = true;
+  for (int k = 0; k < events; ++k) {
+    std::string type = "employee.updated";
+    if (k == 0) {
+      type = "employee.created";
+    } else {
+      int roll = static_cast<int>(rng() % 100);
+      if (active && roll < 15) type = "employee.terminated";
+      if (!active && roll < 40) type = "employee.rehired";
+    }
+    if (type == "employee.terminated") active = false;
+    if (type == "employee.rehired" || type == "employee.created") active = true;
+    out.push_back(type);
+  }
+  return out;
+}
+
+bool EndsActive(const std::vector<std::string>& types) {
+  bool active = true;
+  for (const auto& type : types) {
+    if (type == "employee.terminated") active = false;
+    if (type == "employee.rehired" || type == "employee.created") active = true;
+  }
+  return active;
+}
+
 bool WaitForPort(int port, int timeout_ms) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (std::chrono::steady_clock::now() < deadline) {

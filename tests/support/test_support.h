@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -123,6 +124,13 @@ class SentinelServer {
   int port_;
   Process proc_;
 };
+
+// The event types of one employee's synthetic history for the generic profile, oldest first: a
+// hire, then updates, with terminations (15% of events while active) and rehires (40% while
+// terminated). Shared by the end-to-end tests and the benchmarks so both load the same shape.
+std::vector<std::string> LifecycleEventTypes(int events, std::mt19937_64& rng);
+// Whether the employee is active after that history (the newest hire/rehire/termination).
+bool EndsActive(const std::vector<std::string>& types);
 
 // Blocks until a TCP connect to 127.0.0.1:port succeeds or timeout_ms passes.
 bool WaitForPort(int port, int timeout_ms);
