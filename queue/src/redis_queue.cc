@@ -66,25 +66,10 @@ return {accepted, duplicates}
 // Removing an item from where it came from frees memory, so these scripts have no "#!lua" line:
 // Redis then lets them run under maxmemory pressure. Writes that need memory come first, so an
 // out-of-memory error stops the script before it has changed anything.
-const Script& AckScript() {
-  static const Script kScript(R"lua(
--- KEYS: stream, retry set, retry items. ARGV: group, entry id, "1" when from the retry set.
-if ARGV[3] == '1' then
-  redis.call('ZREM', KEYS[2], ARGV[2])
-  redis.call('HDEL', KEYS[3], ARGV[2])
-else
-  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-  redis.call('XDEL', KEYS[1], ARGV[2])
-end
-return 1
-)lua");
-  return kScript;
-}
-
 const Script& AckManyScript() {
   static const Script kScript(R"lua(
--- KEYS: stream, retry set, retry items. ARGV: group, then pairs of entry id and "1" when from
--- the retry set.
+-- Ends items (Ack is the one-item case). KEYS: stream, retry set, retry items.
+-- ARGV: group, then pairs of entry id and "1" when from the retry set.
 for i = 2, #ARGV - 1, 2 do
   if ARGV[i + 1] == '1' then
     redis.call('ZREM', KEYS[2], ARGV[i])
@@ -331,7 +316,7 @@ class RedisQueue final : public Queue {
 
   Status Ack(const Item& item) override {
     if (Status s = CheckItem(item); !s) return s;
-    Result<Reply> r = pool_.Acquire()->Eval(AckScript(), PartitionKeys(item.partition),
+    Result<Reply> r = pool_.Acquire()->Eval(AckManyScript(), PartitionKeys(item.partition),
                                             {kConsumerGroup, item.entry_id, Flag(item)});
     if (!r) return r.error();
     return {};
