@@ -245,6 +245,63 @@ TEST_F(RedisQueueTest, ConcurrentBatchesAreStoredExactlyOnce) {
   EXPECT_EQ(seen.size(), static_cast<size_t>(kThreads * kBatches * 3));
 }
 
+// Calls that arrive while a write is in flight are written together in one script (group
+// commit), and each caller still gets its own outcome and its own dedup window.
+TEST_F(RedisQueueTest, CallsWaitingTogetherShareOneScriptWithTheirOwnOutcomes) {
+  ASSERT_TRUE(q_->EnqueueBatch({MakeItem("E0", "old-0"), MakeItem("E1", "old-1")}, kWeek).ok());
+  ASSERT_EQ(server_.Cli({"CONFIG", "RESETSTAT"}), "OK");
+  // Redis holds every command for 500 ms: the first caller's script waits in Redis, the others
+  // line up behind it in the queue.
+  ASSERT_EQ(server_.Cli({"CLIENT", "PAUSE", "500", "ALL"}), "OK");
+  constexpr int kCallers = 10;
+  std::vector<Result<EnqueueOutcome>> outcomes(kCallers, Error::Transient("not run"));
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kCallers; ++t) {
+    threads.emplace_back([&, t] {
+      // Even callers: dedup on, one item already queued and one new. Odd callers: dedup off
+      // (window 0), so the same already-queued id is accepted again.
+      std::string old = "old-" + std::to_string(t % 2);
+      std::vector<Item> batch = {MakeItem("E" + std::to_string(t % 2), old),
+                                 MakeItem("E" + std::to_string(t), "new-" + std::to_string(t))};
+      outcomes[static_cast<size_t>(t)] = q_->EnqueueBatch(batch, t % 2 == 0 ? kWeek : 0);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int t = 0; t < kCallers; ++t) {
+    const auto& r = outcomes[static_cast<size_t>(t)];
+    ASSERT_TRUE(r.ok()) << t << ": " << r.error().message;
+    EXPECT_EQ(r->accepted, t % 2 == 0 ? 1 : 2) << "caller " << t;
+    EXPECT_EQ(r->duplicates, t % 2 == 0 ? 1 : 0) << "caller " << t;
+  }
+  // The first caller's script, then one for the nine that waited behind it.
+  std::string stats = server_.Cli({"INFO", "commandstats"});
+  EXPECT_NE(stats.find("cmdstat_evalsha:calls=2,"), std::string::npos) << stats;
+  size_t stored = 0;
+  for (int p = 0; p < kPartitions; ++p) stored += ReadAll(p).size();
+  EXPECT_EQ(stored, 2u + 5u * 1u + 5u * 2u);
+}
+
+// A failed group write answers every caller in it, and the line does not stall afterwards.
+TEST_F(RedisQueueTest, AFailedGroupWriteFailsEveryWaitingCallerAndTheNextCallsWork) {
+  ASSERT_TRUE(q_->EnqueueBatch({MakeItem("E0", "warm")}, kWeek).ok());
+  server_.Stop();
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      auto r =
+          q_->EnqueueBatch({MakeItem("E" + std::to_string(t), "x" + std::to_string(t))}, kWeek);
+      if (!r.ok() && r.error().kind == ErrorKind::kTransient) ++failed;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failed.load(), 8);
+  ASSERT_TRUE(server_.Start());
+  auto r = q_->EnqueueBatch({MakeItem("E1", "x1"), MakeItem("E2", "x2")}, kWeek);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->accepted, 2);
+}
+
 TEST_F(RedisQueueTest, ReadBlockStaysBelowTheCommandTimeout) {
   config::RedisOptions options = RedisOptionsFor(server_.url(), kPartitions);
   options.command_timeout_ms = 400;

@@ -106,6 +106,11 @@ class Queue {
   // written again (also when both are in the same batch); dedup_window_s <= 0 turns dedup off.
   // Redis unreachable or refusing writes: kTransient (the caller answers 503).
   //
+  // Thread-safe. The Redis queue commits concurrent calls as a group: calls that arrive while a
+  // write is in flight are written together by the next one script (up to 1,000 items), each
+  // still all-or-none, with its own window and its own outcome. A failed group write fails every
+  // call in it.
+  //
   // With redis.wait_replicas N > 0 the write is followed by WAIT N redis.wait_timeout_ms, and
   // fewer than N replicas confirming in time is kTransient too. The trade-off: a success then
   // means the items survive the primary's death (a failover promotes a replica that has them),
