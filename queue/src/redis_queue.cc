@@ -31,12 +31,17 @@ const Script& EnqueueScript() {
 local nf = tonumber(ARGV[1])
 local group = ARGV[2]
 local first = 2 + nf
--- Check before writing: a script that fails half-way keeps what it already wrote.
+-- Check before writing: a script that fails half-way keeps what it already wrote. A group of
+-- webhooks repeats each partition's stream many times: each is checked (and created) once.
+local ready = {}
 for i = 1, #KEYS, 2 do
-  local t = redis.call('TYPE', KEYS[i]).ok
-  if t ~= 'stream' and t ~= 'none' then
-    return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. t ..
-                             ', not a stream; nothing was enqueued')
+  if ready[KEYS[i]] == nil then
+    local t = redis.call('TYPE', KEYS[i]).ok
+    if t ~= 'stream' and t ~= 'none' then
+      return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. t ..
+                               ', not a stream; nothing was enqueued')
+    end
+    ready[KEYS[i]] = (t == 'stream')
   end
 end
 local added = {}
@@ -49,9 +54,10 @@ for i = 1, #KEYS / 2 do
     fresh = redis.call('SET', dedup, '1', 'NX', 'EX', window)
   end
   if fresh then
-    if redis.call('EXISTS', stream) == 0 then
+    if not ready[stream] then
       -- From id 0: entries added before any worker started are still delivered.
       redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
+      ready[stream] = true
     end
     local args = {stream, '*'}
     for j = 1, nf do
