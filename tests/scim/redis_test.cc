@@ -91,6 +91,38 @@ TEST_F(RedisTest, InstancesSharingTheKeyShareTheRate) {
   EXPECT_LE(ttl, 5000 + 60000 + 60000);
 }
 
+// Without pacing, the shared bucket is only read every kUnpacedRefreshMs: requests do not pay
+// a Redis round trip each, and another instance's 429 reaches this one within that interval.
+TEST_F(RedisTest, UnpacedLimiterReadsTheShared429BlockPeriodically) {
+  FakeClock clock;
+  RateLimitOptions o = cases::TenPerSecond();
+  o.requests_per_second = 0;
+  auto a = NewRedisRateLimiter(*pool_, RateLimitKey("scimsync"), o, clock);
+  auto b = NewRedisRateLimiter(*pool_, RateLimitKey("scimsync"), o, clock);
+  ASSERT_EQ(server_.Cli({"CONFIG", "RESETSTAT"}), "OK");
+  for (int i = 0; i < 100; ++i) EXPECT_TRUE(cases::MustReserve(*b, 0).granted);
+  std::string stats = server_.Cli({"INFO", "commandstats"});
+  // One read of the bucket (HMGET inside the script), no write.
+  EXPECT_NE(stats.find("cmdstat_hmget:calls=1,"), std::string::npos) << stats;
+  EXPECT_EQ(stats.find("cmdstat_hset:"), std::string::npos) << stats;
+
+  ASSERT_TRUE(a->Throttled(5000).ok());
+  // a's own requests are held at once.
+  auto held = cases::MustReserve(*a, 1000);
+  EXPECT_FALSE(held.granted);
+  EXPECT_EQ(held.wait_ms, 5000);
+  // b read the bucket just before the 429: it learns of it at its next read.
+  clock.AdvanceMs(kUnpacedRefreshMs - 1);
+  EXPECT_TRUE(cases::MustReserve(*b, 0).granted);
+  clock.AdvanceMs(1);
+  auto b_held = cases::MustReserve(*b, 1000);
+  EXPECT_FALSE(b_held.granted);
+  EXPECT_EQ(b_held.wait_ms, 5000 - kUnpacedRefreshMs);
+  auto b_waits = cases::MustReserve(*b, 5000);
+  EXPECT_TRUE(b_waits.granted);
+  EXPECT_EQ(b_waits.wait_ms, 5000 - kUnpacedRefreshMs);
+}
+
 TEST_F(RedisTest, RateLimiterFailsTransientlyWhileRedisIsDown) {
   FakeClock clock;
   auto l = NewRedisRateLimiter(*pool_, RateLimitKey("scimsync"), cases::TenPerSecond(), clock);

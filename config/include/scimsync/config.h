@@ -100,7 +100,8 @@ struct TargetOptions {
   std::string auth_header = "x-api-key";
   std::string org_id;  // sent as x-org-id for multi-tenant admins
   int timeout_ms = 10000;
-  // Summed over every worker of every instance sharing one Redis. 0 disables the limit.
+  // Summed over every worker of every instance sharing one Redis. 0 disables the limit; a 429
+  // still holds every instance (others learn of it within 250 ms).
   double max_requests_per_second = 10;
   // No network: each request that would be sent is logged and appended to dry_run_file.
   bool dry_run = false;

@@ -24,7 +24,8 @@ class Pool;
 namespace scimsync::scim {
 
 struct RateLimitOptions {
-  // Summed over everyone sharing the bucket. 0 disables pacing (a 429's block still applies).
+  // Summed over everyone sharing the bucket. 0 disables pacing (a 429's block still applies; the
+  // Redis limiter then reads another instance's block at most kUnpacedRefreshMs late).
   double requests_per_second = 10;
   // After a 429's block, how long the rate takes to climb back from the reduced rate to
   // requests_per_second. Longer is gentler on a server that just pushed back.
@@ -37,6 +38,9 @@ struct RateLimitOptions {
   // requests_per_second from target.max_requests_per_second; the rest keep their defaults.
   static RateLimitOptions From(const config::TargetOptions& target);
 };
+
+// Without pacing, how often the Redis limiter re-reads the shared 429 block.
+inline constexpr int64_t kUnpacedRefreshMs = 250;
 
 // The Redis key of the shared bucket: "<redis.key_prefix>:ratelimit".
 inline std::string RateLimitKey(const std::string& key_prefix) { return key_prefix + ":ratelimit"; }
