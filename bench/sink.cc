@@ -28,6 +28,9 @@ Sink::Sink(int threads) {
   testing::FakeScimOptions o;
   o.api_key = "bench-key";
   o.threads = threads;
+  // cpp-httplib closes a connection after 5 requests by default, which made the workers
+  // reconnect every few SCIM requests; JumpCloud's front end, like nginx, keeps it far longer.
+  o.keep_alive_max_requests = 1000;
   // The latency analysis needs each write's arrival time and body.
   o.record_requests = true;
   server_ = std::make_unique<testing::FakeScimServer>(o);

@@ -453,6 +453,9 @@ bool FakeScimServer::Start() {
   // connections behind each other.
   int threads = impl->options.threads;
   s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  if (impl->options.keep_alive_max_requests > 0) {
+    s.set_keep_alive_max_count(static_cast<size_t>(impl->options.keep_alive_max_requests));
+  }
   std::string pattern = impl->options.base_path + "(/.*)";
   s.Get(pattern, [impl](const auto& req, auto& res) { impl->Serve("GET", req, res); });
   s.Post(pattern, [impl](const auto& req, auto& res) { impl->Serve("POST", req, res); });

@@ -33,6 +33,9 @@ struct FakeScimOptions {
   bool record_requests = true;
   // HTTP threads: each keep-alive client connection holds one.
   int threads = 32;
+  // Requests per keep-alive connection before the server closes it; 0: cpp-httplib's default
+  // (5). Benchmarks use 1,000, nginx's default, as a real HTTPS front end would.
+  int keep_alive_max_requests = 0;
 };
 
 // A fault applies to the next `times` requests that match `method` and `path_prefix` (relative
