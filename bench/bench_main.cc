@@ -361,6 +361,9 @@ WrkResult RunWrk(const Options& o, int port, const std::string& bodies, TempDir&
 struct RunResult {
   double bare_rps = 0, ingest_rps = 0, ingest_p50 = 0, ingest_p99 = 0;
   int64_t ingest_non2xx = 0;
+  // An ingest-only instance (workers.threads 0): the ingest path alone against the ceiling.
+  double ingest_only_rps = 0, ingest_only_p99 = 0;
+  int64_t ingest_only_non2xx = 0;
   double ack_p50 = 0, ack_p99 = 0, ack_rate = 0;
   double e2e_eps = 0, e2e_p50 = 0, e2e_p99 = 0, e2e_send_s = 0;
   int64_t e2e_writes = 0, e2e_requests = 0, e2e_unmatched = 0, e2e_redis_calls = 0;
@@ -501,6 +504,19 @@ class Bench {
       r.peak_mb = static_cast<double>(d.PeakKb()) / 1024;
       d.Stop();
       sink.Stop();
+      redis.FlushAll();
+
+      // The same load on an ingest-only instance: what the ingest path costs by itself, without
+      // the workers converging (and their Redis and SCIM traffic) on the same two cores.
+      Daemon only(o_, redis, ddir);
+      if (!only.Start(0, "http://127.0.0.1:1")) return Fail(r, "scimsyncd did not start");
+      WrkResult wo = RunWrk(o_, only.port(), bodies_, ddir);
+      if (!wo.ok) return Fail(r, "wrk against the ingest-only scimsyncd failed");
+      r.ingest_only_rps = wo.rps;
+      r.ingest_only_p99 = wo.p99_ms;
+      r.ingest_only_non2xx = wo.non2xx;
+      r.peak_mb = std::max(r.peak_mb, static_cast<double>(only.PeakKb()) / 1024);
+      only.Stop();
       redis.FlushAll();
     }
 
@@ -718,6 +734,18 @@ std::string Table(const Options& o, const std::vector<RunResult>& runs) {
       "ingest ack p50 under wrk (ms)", [](const RunResult& r) { return r.ingest_p50; }, 2, "");
   row(
       "ingest ack p99 under wrk (ms)", [](const RunResult& r) { return r.ingest_p99; }, 2, "");
+  row(
+      "ingest-only instance, workers.threads 0 (req/s)",
+      [](const RunResult& r) { return r.ingest_only_rps; }, 0, "");
+  row(
+      "  its answers other than 2xx",
+      [](const RunResult& r) { return double(r.ingest_only_non2xx); }, 0, "0");
+  row(
+      "  ingest-only / ceiling (%)",
+      [](const RunResult& r) { return r.bare_rps > 0 ? 100 * r.ingest_only_rps / r.bare_rps : 0; },
+      1, "");
+  row(
+      "  its ack p99 under wrk (ms)", [](const RunResult& r) { return r.ingest_only_p99; }, 2, "");
   row(
       "ack p50 at " + std::to_string(o.ack_rate) + " req/s (ms)",
       [](const RunResult& r) { return r.ack_p50; }, 2, "");
