@@ -246,8 +246,10 @@ int RunDaemon(const std::string& file) {
   SuspensionGuard guard(redis_pool, cfg.redis.key_prefix, cfg.workers.guard, clock);
   Versions versions(redis_pool, cfg.redis.key_prefix);
   auto links = scim::NewRedisLinkStore(redis_pool, cfg.redis.key_prefix);
-  auto limiter = scim::NewRedisRateLimiter(redis_pool, scim::RateLimitKey(cfg.redis.key_prefix),
-                                           scim::RateLimitOptions::From(cfg.target), clock);
+  auto shared_limiter =
+      scim::NewRedisRateLimiter(redis_pool, scim::RateLimitKey(cfg.redis.key_prefix),
+                                scim::RateLimitOptions::From(cfg.target), clock);
+  auto limiter = NewMeteredRateLimiter(shared_limiter.get(), Metrics::Global());
   connectors::HttpFetcherOptions fetcher_options;
   fetcher_options.ca_file = cfg.target.ca_file;
   auto fetcher = connectors::NewHttpFetcher(fetcher_options);

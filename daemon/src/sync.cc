@@ -127,7 +127,30 @@ class MeteredTransport final : public scim::Transport {
   const Clock& clock_;
 };
 
+class MeteredRateLimiter final : public scim::RateLimiter {
+ public:
+  MeteredRateLimiter(scim::RateLimiter* inner, Metrics& metrics)
+      : inner_(inner), metrics_(metrics) {}
+  Result<scim::Reservation> Reserve(int64_t max_wait_ms) override {
+    auto r = inner_->Reserve(max_wait_ms);
+    if (r.ok() && r->granted && r->wait_ms > 0) {
+      metrics_.RateLimitWaited(static_cast<double>(r->wait_ms) / 1000.0);
+    }
+    return r;
+  }
+  Status Throttled(int64_t block_ms) override { return inner_->Throttled(block_ms); }
+
+ private:
+  scim::RateLimiter* inner_;
+  Metrics& metrics_;
+};
+
 }  // namespace
+
+std::unique_ptr<scim::RateLimiter> NewMeteredRateLimiter(scim::RateLimiter* inner,
+                                                         Metrics& metrics) {
+  return std::make_unique<MeteredRateLimiter>(inner, metrics);
+}
 
 ProfileSyncer::ProfileSyncer(const config::TargetOptions& target, const config::RetryOptions& retry,
                              int threads, SyncerDeps deps)

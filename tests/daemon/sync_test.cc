@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "fake_scim_server.h"
+#include "scimsync/daemon/metrics.h"
 #include "scimsync/scim/link_store.h"
 #include "scimsync/scim/rate_limiter.h"
 #include "scimsync/scim/retry.h"
@@ -54,7 +55,8 @@ class SyncTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(scim_.Start()); }
 
-  SyncResult Run(bool carries, std::vector<std::tuple<std::string, std::string, std::string>> events) {
+  SyncResult Run(bool carries,
+                 std::vector<std::tuple<std::string, std::string, std::string>> events) {
     std::map<std::string, ActiveProfile> m;
     m["hr"] = ActiveProfile{std::make_shared<ScriptedProfile>(carries), {}};
     profiles_.Replace(std::move(m));
@@ -105,8 +107,8 @@ class SyncTest : public ::testing::Test {
 
 TEST_F(SyncTest, PayloadItemsFoldInVersionOrderIntoOneWrite) {
   // Sent out of order: the newest record wins, the suspension in between is kept.
-  SyncResult r = Run(true, {{"hire", "Analyst", "1"}, {"hire", "Director", "3"},
-                            {"leave", "Manager", "2"}});
+  SyncResult r =
+      Run(true, {{"hire", "Analyst", "1"}, {"hire", "Director", "3"}, {"leave", "Manager", "2"}});
   EXPECT_EQ(r.kind, SyncResult::Kind::kDone) << r.reason;
   EXPECT_EQ(r.result, "created");
   EXPECT_EQ(scim_.CountRequests("POST"), 1);
@@ -148,6 +150,27 @@ TEST_F(SyncTest, TheWrongKeyPauses) {
   SyncResult r = Run(true, {{"hire", "Analyst", "1"}});
   EXPECT_EQ(r.kind, SyncResult::Kind::kPause) << r.reason;
   EXPECT_EQ(scim_.user_count(), 0u);
+}
+
+// Each reservation that makes a worker wait is counted with its wait; a refused one is not (the
+// job goes back to its retry set and shows as a retry).
+TEST(MeteredRateLimiter, CountsTheWaitsOfGrantedReservations) {
+  FakeClock clock;
+  scim::RateLimitOptions o;
+  o.requests_per_second = 4;  // slots 250 ms apart: the seconds add up exactly in binary
+  auto inner = scim::NewMemoryRateLimiter(o, clock);
+  Metrics metrics("test");
+  auto limiter = NewMeteredRateLimiter(inner.get(), metrics);
+  EXPECT_EQ(limiter->Reserve(1000)->wait_ms, 0);
+  EXPECT_EQ(limiter->Reserve(1000)->wait_ms, 250);
+  EXPECT_EQ(limiter->Reserve(1000)->wait_ms, 500);
+  EXPECT_FALSE(limiter->Reserve(100)->granted);  // 750 ms away: refused, no wait
+  ASSERT_TRUE(limiter->Throttled(2000).ok());    // passed through: everyone is held
+  EXPECT_FALSE(limiter->Reserve(1000)->granted);
+  std::string text = metrics.Render();
+  EXPECT_NE(text.find("\nscimsync_rate_limit_waits_total 2\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\nscimsync_rate_limit_wait_seconds_total 0.75\n"), std::string::npos)
+      << text;
 }
 
 }  // namespace

@@ -112,6 +112,16 @@ TEST_F(WorkersE2E, FlakyJumpCloudEveryUserEndsInTheLastStateWithinTheRateLimit) 
   // The limiter spaces requests 1/rate apart; one more can land at a window's edge.
   EXPECT_LE(e2e_.MaxRequestsPerSecond(), 401);
   EXPECT_EQ(e2e_.redis().Cli({"XLEN", "scimsync:dlq"}), "0");
+  // The 429s' blocks and the pacing made workers wait, and /metrics says how often and how long.
+  httplib::Client http("127.0.0.1", e2e_.port(0));
+  auto metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  auto sample = [&](const std::string& name) {
+    size_t at = metrics->body.find("\n" + name + " ");
+    return at == std::string::npos ? -1.0 : std::stod(metrics->body.substr(at + name.size() + 2));
+  };
+  EXPECT_GT(sample("scimsync_rate_limit_waits_total"), 0) << metrics->body;
+  EXPECT_GT(sample("scimsync_rate_limit_wait_seconds_total"), 0) << metrics->body;
 }
 
 TEST_F(WorkersE2E, KilledThreeTimesNothingLostNothingDuplicated) {

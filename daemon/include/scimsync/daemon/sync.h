@@ -24,6 +24,15 @@
 
 namespace scimsync::daemon {
 
+class Metrics;
+
+// The shared SCIM rate limiter, recording in `metrics` each reservation that makes its caller
+// wait (RateLimitWaited). A reservation that is refused (the job goes back to its retry set) is
+// not a wait: it shows as a retry. `inner` and `metrics` must outlive it; thread-safe if `inner`
+// is.
+std::unique_ptr<scim::RateLimiter> NewMeteredRateLimiter(scim::RateLimiter* inner,
+                                                         Metrics& metrics);
+
 struct SyncerDeps {
   const ProfileSet* profiles = nullptr;
   connectors::Fetcher* fetcher = nullptr;
