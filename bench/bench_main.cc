@@ -205,6 +205,15 @@ class Redis {
     }
     return total;
   }
+  // AOF rewrites since Redis started (Redis forks and writes the whole dataset for each).
+  int64_t AofRewrites() {
+    std::unique_ptr<redisReply, RedisReplyDeleter> r(
+        static_cast<redisReply*>(redisCommand(ctx_.get(), "INFO persistence")));
+    if (!r || r->type != REDIS_REPLY_STRING) return -1;
+    std::string text(r->str, r->len);
+    auto at = text.find("aof_rewrites:");
+    return at == std::string::npos ? -1 : std::atoll(text.c_str() + at + 13);
+  }
   void ResetStats() {
     std::unique_ptr<redisReply, RedisReplyDeleter> r(
         static_cast<redisReply*>(redisCommand(ctx_.get(), "CONFIG RESETSTAT")));
@@ -367,6 +376,7 @@ struct RunResult {
   double ack_p50 = 0, ack_p99 = 0, ack_rate = 0;
   double e2e_eps = 0, e2e_p50 = 0, e2e_p99 = 0, e2e_send_s = 0;
   int64_t e2e_writes = 0, e2e_requests = 0, e2e_unmatched = 0, e2e_redis_calls = 0;
+  int64_t e2e_aof_rewrites = 0;  // Redis's automatic AOF rewrites that ran during the phase
   int64_t stale = 0;
   double idle_mb = 0, peak_mb = 0, backlog_mb = 0, backlog_peak_mb = 0;
   int64_t backlog_items = 0, backlog_redis_mb = 0;
@@ -572,6 +582,7 @@ class Bench {
       if (!d.Start(o_.workers, sink.base_url())) return Fail(r, "scimsyncd did not start");
       Workload w = MakeWorkload("E", o_.employees, o_.events_per_employee, 42 + run);
       redis.ResetStats();
+      const int64_t rewrites_before = redis.AofRewrites();
       std::vector<std::vector<int64_t>> sent;
       int64_t t0 = NowUs();
       if (!SendWorkload(o_, d.port(), w, &sent)) return Fail(r, "the workload was not accepted");
@@ -579,6 +590,7 @@ class Bench {
       if (!WaitDrained(redis, 600)) return Fail(r, "the workers did not drain the workload");
       std::string commands;
       r.e2e_redis_calls = redis.CommandCalls(&commands);
+      r.e2e_aof_rewrites = redis.AofRewrites() - rewrites_before;
       std::cerr << "bench: Redis commands during end to end: " << commands << "\n";
       SinkSummary s = sink.Summarize();
       int64_t first_send = INT64_MAX;
@@ -769,6 +781,9 @@ std::string Table(const Options& o, const std::vector<RunResult>& runs) {
   row(
       "Redis commands for the workload",
       [](const RunResult& r) { return double(r.e2e_redis_calls); }, 0, "");
+  row(
+      "  AOF rewrites by Redis during it",
+      [](const RunResult& r) { return double(r.e2e_aof_rewrites); }, 0, "");
   row(
       "time to send the workload (s)", [](const RunResult& r) { return r.e2e_send_s; }, 2, "");
   row(
