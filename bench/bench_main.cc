@@ -8,6 +8,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -144,6 +146,32 @@ int64_t ProcStatusKb(pid_t pid, const std::string& field) {
   return -1;
 }
 
+// CPU time (user + system) a process has used so far, in seconds; its own threads included,
+// forked children (Redis's AOF rewrites) not.
+double ProcCpuSeconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto close = text.rfind(')');  // the command name may contain spaces
+  if (close == std::string::npos) return -1;
+  std::istringstream fields(text.substr(close + 2));
+  std::string f;
+  int64_t utime = 0, stime = 0;
+  // After the name: state(3) ... utime is field 14, stime 15 (1-based, counting pid and name).
+  for (int i = 3; i <= 15 && fields >> f; ++i) {
+    if (i == 14) utime = std::atoll(f.c_str());
+    if (i == 15) stime = std::atoll(f.c_str());
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// This process's CPU time (the driver: senders, the sink), in seconds.
+double SelfCpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return sec(u.ru_utime) + sec(u.ru_stime);
+}
+
 struct RedisReplyDeleter {
   void operator()(redisReply* r) const { freeReplyObject(r); }
 };
@@ -168,6 +196,7 @@ class Redis {
     return ctx_ && ctx_->err == 0;
   }
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
+  pid_t pid() const { return proc_.pid(); }
   int64_t Integer(const std::string& cmd, const std::string& key) {
     std::unique_ptr<redisReply, RedisReplyDeleter> r(
         static_cast<redisReply*>(redisCommand(ctx_.get(), "%s %s", cmd.c_str(), key.c_str())));
@@ -187,7 +216,8 @@ class Redis {
     }
     return total;
   }
-  // INFO commandstats as "command calls" lines, and the total of calls.
+  // INFO commandstats as "command=calls/usec" (usec: Redis's time in the command, including the
+  // commands a script runs), and the total of calls.
   int64_t CommandCalls(std::string* detail) {
     std::unique_ptr<redisReply, RedisReplyDeleter> r(
         static_cast<redisReply*>(redisCommand(ctx_.get(), "INFO commandstats")));
@@ -200,8 +230,14 @@ class Redis {
       if (line.rfind("cmdstat_", 0) != 0 || colon == std::string::npos) continue;
       int64_t calls = std::atoll(line.c_str() + colon + 7);
       total += calls;
-      if (detail != nullptr)
-        *detail += line.substr(8, colon - 8) + "=" + std::to_string(calls) + " ";
+      auto usec = line.find(",usec=");
+      if (detail != nullptr) {
+        *detail +=
+            line.substr(8, colon - 8) + "=" + std::to_string(calls) + "/" +
+            (usec == std::string::npos ? "?"
+                                       : std::to_string(std::atoll(line.c_str() + usec + 6))) +
+            " ";
+      }
     }
     return total;
   }
@@ -377,6 +413,8 @@ struct RunResult {
   double e2e_eps = 0, e2e_p50 = 0, e2e_p99 = 0, e2e_send_s = 0;
   int64_t e2e_writes = 0, e2e_requests = 0, e2e_unmatched = 0, e2e_redis_calls = 0;
   int64_t e2e_aof_rewrites = 0;  // Redis's automatic AOF rewrites that ran during the phase
+  // CPU seconds spent during the phase by scimsyncd, Redis and the driver (senders and sink).
+  double e2e_cpu_daemon = 0, e2e_cpu_redis = 0, e2e_cpu_driver = 0;
   int64_t stale = 0;
   double idle_mb = 0, peak_mb = 0, backlog_mb = 0, backlog_peak_mb = 0;
   int64_t backlog_items = 0, backlog_redis_mb = 0;
@@ -583,6 +621,9 @@ class Bench {
       Workload w = MakeWorkload("E", o_.employees, o_.events_per_employee, 42 + run);
       redis.ResetStats();
       const int64_t rewrites_before = redis.AofRewrites();
+      const double cpu_daemon = ProcCpuSeconds(d.pid());
+      const double cpu_redis = ProcCpuSeconds(redis.pid());
+      const double cpu_driver = SelfCpuSeconds();
       std::vector<std::vector<int64_t>> sent;
       int64_t t0 = NowUs();
       if (!SendWorkload(o_, d.port(), w, &sent)) return Fail(r, "the workload was not accepted");
@@ -591,6 +632,9 @@ class Bench {
       std::string commands;
       r.e2e_redis_calls = redis.CommandCalls(&commands);
       r.e2e_aof_rewrites = redis.AofRewrites() - rewrites_before;
+      r.e2e_cpu_daemon = ProcCpuSeconds(d.pid()) - cpu_daemon;
+      r.e2e_cpu_redis = ProcCpuSeconds(redis.pid()) - cpu_redis;
+      r.e2e_cpu_driver = SelfCpuSeconds() - cpu_driver;
       std::cerr << "bench: Redis commands during end to end: " << commands << "\n";
       SinkSummary s = sink.Summarize();
       int64_t first_send = INT64_MAX;
@@ -784,6 +828,13 @@ std::string Table(const Options& o, const std::vector<RunResult>& runs) {
   row(
       "  AOF rewrites by Redis during it",
       [](const RunResult& r) { return double(r.e2e_aof_rewrites); }, 0, "");
+  row(
+      "CPU during end to end (s): scimsyncd", [](const RunResult& r) { return r.e2e_cpu_daemon; },
+      2, "");
+  row(
+      "  Redis", [](const RunResult& r) { return r.e2e_cpu_redis; }, 2, "");
+  row(
+      "  the driver (senders, sink)", [](const RunResult& r) { return r.e2e_cpu_driver; }, 2, "");
   row(
       "time to send the workload (s)", [](const RunResult& r) { return r.e2e_send_s; }, 2, "");
   row(
