@@ -241,26 +241,24 @@ class Redis {
     }
     return total;
   }
-  // AOF rewrites since Redis started (Redis forks and writes the whole dataset for each).
-  int64_t AofRewrites() {
+  // An integer field of an INFO section (e.g. "persistence", "aof_rewrites"); -1 if missing.
+  int64_t InfoInteger(const std::string& section, const std::string& field) {
     std::unique_ptr<redisReply, RedisReplyDeleter> r(
-        static_cast<redisReply*>(redisCommand(ctx_.get(), "INFO persistence")));
+        static_cast<redisReply*>(redisCommand(ctx_.get(), "INFO %s", section.c_str())));
     if (!r || r->type != REDIS_REPLY_STRING) return -1;
     std::string text(r->str, r->len);
-    auto at = text.find("aof_rewrites:");
-    return at == std::string::npos ? -1 : std::atoll(text.c_str() + at + 13);
+    auto at = text.find("\n" + field + ":");
+    return at == std::string::npos ? -1 : std::atoll(text.c_str() + at + field.size() + 2);
   }
+  // AOF rewrites since Redis started (Redis forks and writes the whole dataset for each).
+  int64_t AofRewrites() { return InfoInteger("persistence", "aof_rewrites"); }
   void ResetStats() {
     std::unique_ptr<redisReply, RedisReplyDeleter> r(
         static_cast<redisReply*>(redisCommand(ctx_.get(), "CONFIG RESETSTAT")));
   }
   int64_t UsedMemoryMb() {
-    std::unique_ptr<redisReply, RedisReplyDeleter> r(
-        static_cast<redisReply*>(redisCommand(ctx_.get(), "INFO memory")));
-    if (!r || r->type != REDIS_REPLY_STRING) return -1;
-    std::string s(r->str, r->len);
-    auto at = s.find("used_memory:");
-    return at == std::string::npos ? -1 : std::atoll(s.c_str() + at + 12) / (1024 * 1024);
+    int64_t bytes = InfoInteger("memory", "used_memory");
+    return bytes < 0 ? -1 : bytes / (1024 * 1024);
   }
 
  private:
