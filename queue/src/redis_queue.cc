@@ -254,90 +254,6 @@ class RedisQueue final : public Queue {
     return std::move(outcomes[0]);
   }
 
- private:
-  // One EnqueueBatch call waiting in line. Shared between the caller and the leader that wakes
-  // it, so the leader never touches a Writer whose caller has already returned.
-  struct Writer {
-    const std::vector<Item>* items = nullptr;
-    int64_t window = 0;
-    std::optional<Result<EnqueueOutcome>> result;
-
-    void Wait() {
-      std::unique_lock lock(mu);
-      cv.wait(lock, [&] { return woken; });
-    }
-    void Wake(std::optional<Result<EnqueueOutcome>> outcome) {
-      {
-        std::lock_guard lock(mu);
-        result = std::move(outcome);
-        woken = true;
-      }
-      cv.notify_one();
-    }
-
-   private:
-    std::mutex mu;
-    std::condition_variable cv;
-    bool woken = false;
-  };
-  // One script runs while Redis serves nobody else: a bound keeps that short. A single call
-  // larger than this (a webhook with more events) still goes in one script, alone.
-  static constexpr size_t kMaxGroupItems = 1000;
-
-  // One script for the group; every caller gets the same error when it fails (all or nothing).
-  std::vector<Result<EnqueueOutcome>> WriteGroup(
-      const std::vector<std::shared_ptr<Writer>>& group) {
-    const auto& names = internal::StreamFieldNames();
-    std::vector<std::string> keys;
-    std::vector<std::string> args;
-    size_t n = 0;
-    for (const auto& w : group) n += w->items->size();
-    keys.reserve(n * 2);
-    args.reserve(2 + names.size() + n * (names.size() + 1));
-    args.push_back(std::to_string(names.size()));
-    args.emplace_back(kConsumerGroup);
-    args.insert(args.end(), names.begin(), names.end());
-    for (const auto& w : group) {
-      const std::string window = std::to_string(w->window);
-      for (const Item& item : *w->items) {
-        int p = PartitionOf(item.profile, item.employee_key, partitions_);
-        keys.push_back(Keys::Stream(prefix_, p));
-        keys.push_back(Keys::Dedup(prefix_, p, item.profile, item.dedup_id));
-        args.push_back(window);
-        std::vector<std::string> values = internal::StreamValues(item);
-        for (auto& v : values) args.push_back(std::move(v));
-      }
-    }
-    Result<Reply> r = wait_replicas_ > 0 ? EvalAndWait(keys, args)
-                                         : pool_.Acquire()->Eval(EnqueueScript(), keys, args);
-    auto fail_all = [&](Error e) {
-      // Whatever stopped the write, the webhook sender must try again later (503).
-      e.kind = ErrorKind::kTransient;
-      return std::vector<Result<EnqueueOutcome>>(group.size(), Result<EnqueueOutcome>(e));
-    };
-    if (!r) return fail_all(r.error());
-    const auto& added = r->elements();
-    if (added.size() != n) {
-      return fail_all(Error::Transient("unexpected Redis reply to the enqueue script"));
-    }
-    std::vector<Result<EnqueueOutcome>> outcomes;
-    outcomes.reserve(group.size());
-    size_t next = 0;
-    for (const auto& w : group) {
-      EnqueueOutcome outcome;
-      for (size_t i = 0; i < w->items->size(); ++i, ++next) {
-        if (added[next].AsInteger().value_or(0) == 1) {
-          ++outcome.accepted;
-        } else {
-          ++outcome.duplicates;
-        }
-      }
-      outcomes.emplace_back(outcome);
-    }
-    return outcomes;
-  }
-
- public:
   // The enqueue script, a fence write and WAIT, pipelined on one connection: WAIT counts the
   // replicas that hold everything this connection wrote, so it must follow the script on the same
   // socket (after a reconnect it would vouch for nothing). The fence is a write of its own
@@ -666,6 +582,88 @@ class RedisQueue final : public Queue {
     auto n = r->AsInteger();
     if (!n) return Malformed(what);
     return *n;
+  }
+
+  // One EnqueueBatch call waiting in line. Shared between the caller and the leader that wakes
+  // it, so the leader never touches a Writer whose caller has already returned.
+  struct Writer {
+    const std::vector<Item>* items = nullptr;
+    int64_t window = 0;
+    std::optional<Result<EnqueueOutcome>> result;
+
+    void Wait() {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return woken; });
+    }
+    void Wake(std::optional<Result<EnqueueOutcome>> outcome) {
+      {
+        std::lock_guard lock(mu);
+        result = std::move(outcome);
+        woken = true;
+      }
+      cv.notify_one();
+    }
+
+   private:
+    std::mutex mu;
+    std::condition_variable cv;
+    bool woken = false;
+  };
+  // One script runs while Redis serves nobody else: a bound keeps that short. A single call
+  // larger than this (a webhook with more events) still goes in one script, alone.
+  static constexpr size_t kMaxGroupItems = 1000;
+
+  // One script for the group; every caller gets the same error when it fails (all or nothing).
+  std::vector<Result<EnqueueOutcome>> WriteGroup(
+      const std::vector<std::shared_ptr<Writer>>& group) {
+    const auto& names = internal::StreamFieldNames();
+    std::vector<std::string> keys;
+    std::vector<std::string> args;
+    size_t n = 0;
+    for (const auto& w : group) n += w->items->size();
+    keys.reserve(n * 2);
+    args.reserve(2 + names.size() + n * (names.size() + 1));
+    args.push_back(std::to_string(names.size()));
+    args.emplace_back(kConsumerGroup);
+    args.insert(args.end(), names.begin(), names.end());
+    for (const auto& w : group) {
+      const std::string window = std::to_string(w->window);
+      for (const Item& item : *w->items) {
+        int p = PartitionOf(item.profile, item.employee_key, partitions_);
+        keys.push_back(Keys::Stream(prefix_, p));
+        keys.push_back(Keys::Dedup(prefix_, p, item.profile, item.dedup_id));
+        args.push_back(window);
+        std::vector<std::string> values = internal::StreamValues(item);
+        for (auto& v : values) args.push_back(std::move(v));
+      }
+    }
+    Result<Reply> r = wait_replicas_ > 0 ? EvalAndWait(keys, args)
+                                         : pool_.Acquire()->Eval(EnqueueScript(), keys, args);
+    auto fail_all = [&](Error e) {
+      // Whatever stopped the write, the webhook sender must try again later (503).
+      e.kind = ErrorKind::kTransient;
+      return std::vector<Result<EnqueueOutcome>>(group.size(), Result<EnqueueOutcome>(e));
+    };
+    if (!r) return fail_all(r.error());
+    const auto& added = r->elements();
+    if (added.size() != n) {
+      return fail_all(Error::Transient("unexpected Redis reply to the enqueue script"));
+    }
+    std::vector<Result<EnqueueOutcome>> outcomes;
+    outcomes.reserve(group.size());
+    size_t next = 0;
+    for (const auto& w : group) {
+      EnqueueOutcome outcome;
+      for (size_t i = 0; i < w->items->size(); ++i, ++next) {
+        if (added[next].AsInteger().value_or(0) == 1) {
+          ++outcome.accepted;
+        } else {
+          ++outcome.duplicates;
+        }
+      }
+      outcomes.emplace_back(outcome);
+    }
+    return outcomes;
   }
 
   redis::Pool pool_;
