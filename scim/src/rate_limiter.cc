@@ -157,7 +157,7 @@ class RedisRateLimiter final : public RateLimiter {
  private:
   // Without pacing the bucket only holds the shared 429 block, which changes rarely: it is read
   // from Redis at most every kUnpacedRefreshMs instead of before every request (a script per
-  // SCIM request was a tenth of the Redis commands of the end-to-end bench). Another instance's
+  // SCIM request was ~15% of the Redis commands of the end-to-end bench). Another instance's
   // 429 therefore holds this one's requests up to that much later.
   Result<Reservation> ReserveUnpaced(int64_t max_wait_ms) {
     const int64_t now = clock_.NowMs();
@@ -171,7 +171,9 @@ class RedisRateLimiter final : public RateLimiter {
         return Error::Transient("rate limiter: unexpected answer from the Redis script");
       }
       lock.lock();
-      blocked_until_ = *e[1].AsInteger();
+      // max: a 429 this instance recorded while the peek was on its way must not be forgotten.
+      // Blocks only move forward, so the larger value is the newer one.
+      blocked_until_ = std::max(blocked_until_, *e[1].AsInteger());
       checked_at_ms_ = now;
     }
     const int64_t wait = std::max<int64_t>(0, blocked_until_ - now);
