@@ -172,16 +172,26 @@ RedisServer::~RedisServer() { Kill(); }
 
 bool RedisServer::Start() {
   std::vector<std::string> argv = {"redis-server",
-                                   "--port", std::to_string(port_),
-                                   "--bind", "127.0.0.1",
-                                   "--unixsocket", socket_path(),
-                                   "--unixsocketperm", "700",
-                                   "--dir", dir_.path(),
-                                   "--appendonly", "yes",
-                                   "--appendfsync", "always",
-                                   "--save", "",
-                                   "--daemonize", "no",
-                                   "--logfile", dir_.File("redis.log")};
+                                   "--port",
+                                   std::to_string(port_),
+                                   "--bind",
+                                   "127.0.0.1",
+                                   "--unixsocket",
+                                   socket_path(),
+                                   "--unixsocketperm",
+                                   "700",
+                                   "--dir",
+                                   dir_.path(),
+                                   "--appendonly",
+                                   "yes",
+                                   "--appendfsync",
+                                   "always",
+                                   "--save",
+                                   "",
+                                   "--daemonize",
+                                   "no",
+                                   "--logfile",
+                                   dir_.File("redis.log")};
   if (!password_.empty()) argv.insert(argv.end(), {"--requirepass", password_});
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   if (!proc_.Start(argv, dir_.File("redis.out"))) return false;
@@ -353,25 +363,8 @@ int SentinelServer::Failover(int timeout_ms) {
 
 std::string RedisServer::Cli(const std::vector<std::string>& args) const {
   std::string cmd = "redis-cli -p " + std::to_string(port_);
-  if (!password_.empty()) cmd += " --no-auth-warning -a '" + password_ + "'";
-  for (const auto& a : args) {
-    cmd += " '";
-    for (char c : a) {
-      if (c == '\'') cmd += "'\\''";
-      else cmd += c;
-    }
-    cmd += "'";
-  }
-  cmd += " 2>/dev/null";
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  pclose(p);
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return out;
+  if (!password_.empty()) cmd += " --no-auth-warning -a" + Quoted({password_});
+  return Capture(cmd + Quoted(args) + " 2>/dev/null");
 }
 
 }  // namespace scimsync::testing
