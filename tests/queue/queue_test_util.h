@@ -7,6 +7,7 @@
 #include <string>
 
 #include "scimsync/config.h"
+#include "scimsync/queue/queue.h"
 
 namespace scimsync::testing {
 
@@ -21,6 +22,20 @@ inline config::RedisOptions RedisOptionsFor(const std::string& url, int partitio
     EXPECT_NE(p.path.rfind("redis", 0), 0u) << p.ToString();
   }
   return cfg.redis;
+}
+
+constexpr int64_t kWeek = int64_t{7} * 24 * 3600;
+
+// A minimal item of profile "hr" for the Redis-only queue tests.
+inline queue::Item MinimalItem(const std::string& employee, const std::string& dedup_id) {
+  queue::Item item;
+  item.profile = "hr";
+  item.employee_key = employee;
+  item.dedup_id = dedup_id;
+  item.event_type = "employee.created";
+  item.payload = "{}";
+  item.received_at_ms = 1;
+  return item;
 }
 
 }  // namespace scimsync::testing

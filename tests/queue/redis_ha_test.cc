@@ -157,17 +157,10 @@ namespace {
 using scimsync::testing::RedisOptionsFor;
 using scimsync::testing::RedisServer;
 
-constexpr int64_t kWeek = int64_t{7} * 24 * 3600;
+using scimsync::testing::kWeek;
 
 Item MakeItem(const std::string& employee, const std::string& dedup_id) {
-  Item item;
-  item.profile = "hr";
-  item.employee_key = employee;
-  item.dedup_id = dedup_id;
-  item.event_type = "employee.created";
-  item.payload = "{}";
-  item.received_at_ms = 1;
-  return item;
+  return scimsync::testing::MinimalItem(employee, dedup_id);
 }
 
 class WaitReplicasTest : public ::testing::Test {
