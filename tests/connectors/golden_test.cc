@@ -27,19 +27,8 @@ namespace fs = std::filesystem;
 
 const fs::path kFixtures = fs::path(SCIMSYNC_SOURCE_DIR) / "tests/connectors/fixtures";
 
-std::string Slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string Compact(const rapidjson::Value& v) {
-  rapidjson::StringBuffer buf;
-  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-  v.Accept(w);
-  return buf.GetString();
-}
+using testing::Compact;
+using testing::Slurp;
 
 // Answers each named request from its recorded file and remembers what was asked.
 class FixtureFetcher final : public Fetcher {

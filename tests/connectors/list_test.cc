@@ -31,19 +31,8 @@ namespace fs = std::filesystem;
 
 const fs::path kConnectorTests = fs::path(SCIMSYNC_SOURCE_DIR) / "tests/connectors";
 
-std::string Slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string Compact(const rapidjson::Value& v) {
-  rapidjson::StringBuffer buf;
-  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-  v.Accept(w);
-  return buf.GetString();
-}
+using testing::Compact;
+using testing::Slurp;
 
 // Answers list requests from a script, in order, and fetch-back requests from a webhook golden
 // case's recorded answers.

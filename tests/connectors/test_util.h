@@ -1,9 +1,15 @@
-// Shared helpers for connector tests: config entries from YAML, signed requests.
+// Shared helpers for connector tests: config entries from YAML, signed requests, fixture files.
 #pragma once
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "scimsync/config.h"
@@ -41,6 +47,22 @@ inline std::string ProblemsText(const config::Problems& p) {
   std::string out;
   for (const auto& x : p.list()) out += x.ToString() + "\n";
   return out;
+}
+
+// A fixture file's bytes ("" when it cannot be read: the comparison that follows fails).
+inline std::string Slurp(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// JSON without whitespace, to compare documents as text.
+inline std::string Compact(const rapidjson::Value& v) {
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  v.Accept(w);
+  return buf.GetString();
 }
 
 }  // namespace scimsync::connectors::testing
