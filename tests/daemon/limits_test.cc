@@ -208,27 +208,32 @@ class TlsListenerTest : public ::testing::Test {
     ASSERT_TRUE(fx_.StartRedis());
   }
 
+  // Writes a config whose listener uses this certificate and `key_file`, and starts the daemon.
+  bool StartDaemon(const std::string& key_file) {
+    const std::string yaml = "listen: {address: 127.0.0.1, port: " + std::to_string(fx_.port()) +
+                             ", tls_cert_file: " + cert_ + ", tls_key_file: " + key_file +
+                             "}\n"
+                             "redis: {url: \"" +
+                             fx_.redis().url() +
+                             "\"}\n"
+                             "target: {dry_run: true, dry_run_file: " +
+                             fx_.dir().File("dry-run.jsonl") +
+                             "}\n"
+                             "profiles:\n"
+                             "  - {name: hr, connector: generic, secret_env: TEST_HR_SECRET}\n";
+    WriteFile(fx_.config_path(), yaml);
+    return fx_.daemon().Start({fx_.Binary(), "--config", fx_.config_path()},
+                              fx_.dir().File("daemon.log"),
+                              {std::string("TEST_HR_SECRET=") + kWebhookSecret});
+  }
+
   DaemonFixture fx_;
   std::string cert_;
   std::string key_;
 };
 
 TEST_F(TlsListenerTest, ServesWebhooksOverHttpsAndNotOverPlainHttp) {
-  const std::string yaml = "listen: {address: 127.0.0.1, port: " + std::to_string(fx_.port()) +
-                           ", tls_cert_file: " + cert_ + ", tls_key_file: " + key_ +
-                           "}\n"
-                           "redis: {url: \"" +
-                           fx_.redis().url() +
-                           "\"}\n"
-                           "target: {dry_run: true, dry_run_file: " +
-                           fx_.dir().File("dry-run.jsonl") +
-                           "}\n"
-                           "profiles:\n"
-                           "  - {name: hr, connector: generic, secret_env: TEST_HR_SECRET}\n";
-  WriteFile(fx_.config_path(), yaml);
-  ASSERT_TRUE(fx_.daemon().Start({fx_.Binary(), "--config", fx_.config_path()},
-                                 fx_.dir().File("daemon.log"),
-                                 {std::string("TEST_HR_SECRET=") + kWebhookSecret}));
+  ASSERT_TRUE(StartDaemon(key_));
   ASSERT_TRUE(WaitForPort(fx_.port(), 15000)) << fx_.log();
 
   httplib::SSLClient tls("127.0.0.1", fx_.port());
@@ -258,22 +263,7 @@ TEST_F(TlsListenerTest, ServesWebhooksOverHttpsAndNotOverPlainHttp) {
 }
 
 TEST_F(TlsListenerTest, AnUnreadableKeyStopsTheStartWithTheSettingsNamed) {
-  const std::string yaml = "listen: {address: 127.0.0.1, port: " + std::to_string(fx_.port()) +
-                           ", tls_cert_file: " + cert_ +
-                           ", tls_key_file: " + fx_.dir().File("missing-key.pem") +
-                           "}\n"
-                           "redis: {url: \"" +
-                           fx_.redis().url() +
-                           "\"}\n"
-                           "target: {dry_run: true, dry_run_file: " +
-                           fx_.dir().File("dry-run.jsonl") +
-                           "}\n"
-                           "profiles:\n"
-                           "  - {name: hr, connector: generic, secret_env: TEST_HR_SECRET}\n";
-  WriteFile(fx_.config_path(), yaml);
-  ASSERT_TRUE(fx_.daemon().Start({fx_.Binary(), "--config", fx_.config_path()},
-                                 fx_.dir().File("daemon.log"),
-                                 {std::string("TEST_HR_SECRET=") + kWebhookSecret}));
+  ASSERT_TRUE(StartDaemon(fx_.dir().File("missing-key.pem")));
   EXPECT_EQ(fx_.daemon().Wait(15000), 78) << fx_.log();
   EXPECT_NE(fx_.log().find("listen.tls_key_file"), std::string::npos) << fx_.log();
 }
