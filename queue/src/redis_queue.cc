@@ -221,21 +221,45 @@ class RedisQueue final : public Queue {
   // sleep on their own Writer, never on writers_mu_, so waking a group costs one wake-up each.
   Result<EnqueueOutcome> EnqueueBatch(const std::vector<Item>& items,
                                       int64_t dedup_window_s) override {
-    if (items.empty()) return EnqueueOutcome{};
-    auto self = std::make_shared<Writer>();
-    self->items = &items;
-    self->window = std::max<int64_t>(0, dedup_window_s);
-    std::unique_lock lock(writers_mu_);
-    writers_.push_back(self);
-    if (writers_.front() != self) {
-      // Woken either with an outcome (a leader wrote our items) or as the new front: lead.
-      lock.unlock();
-      self->Wait();
-      if (self->result) return std::move(*self->result);
-      lock.lock();
-    }
+    return std::move(EnqueueBatches({Batch{&items, dedup_window_s}})[0]);
+  }
 
-    // The leader: everyone in line, up to kMaxGroupItems (its own batch always goes).
+  // Several callers' batches from one thread: they join the line together, and this thread leads
+  // whenever one of them reaches the front, so they usually share one script with each other and
+  // with whoever else is waiting.
+  std::vector<Result<EnqueueOutcome>> EnqueueBatches(const std::vector<Batch>& batches) override {
+    std::vector<Result<EnqueueOutcome>> out(batches.size(),
+                                            Result<EnqueueOutcome>(EnqueueOutcome{}));
+    std::vector<std::pair<size_t, std::shared_ptr<Writer>>> mine;
+    for (size_t i = 0; i < batches.size(); ++i) {
+      if (batches[i].items == nullptr || batches[i].items->empty()) continue;
+      auto w = std::make_shared<Writer>();
+      w->items = batches[i].items;
+      w->window = std::max<int64_t>(0, batches[i].dedup_window_s);
+      mine.emplace_back(i, std::move(w));
+    }
+    if (mine.empty()) return out;
+    std::unique_lock lock(writers_mu_);
+    for (const auto& [i, w] : mine) writers_.push_back(w);
+    for (const auto& [i, w] : mine) {
+      if (w->Written()) continue;  // in a group this thread led for an earlier batch
+      if (writers_.front() != w) {
+        // Woken either with an outcome (a leader wrote our items) or as the new front: lead.
+        lock.unlock();
+        w->Wait();
+        lock.lock();
+        if (w->Written()) continue;
+      }
+      LeadGroup(lock);
+    }
+    lock.unlock();
+    for (auto& [i, w] : mine) out[i] = w->TakeResult();
+    return out;
+  }
+
+  // The front of the line writes everyone in line, up to kMaxGroupItems (its own batch always
+  // goes), then hands the front to whoever is next. Called and returns with `lock` held.
+  void LeadGroup(std::unique_lock<std::mutex>& lock) {
     std::vector<std::shared_ptr<Writer>> group;
     size_t total = 0;
     for (const auto& w : writers_) {
@@ -249,9 +273,9 @@ class RedisQueue final : public Queue {
     writers_.erase(writers_.begin(), writers_.begin() + static_cast<ptrdiff_t>(group.size()));
     std::shared_ptr<Writer> next = writers_.empty() ? nullptr : writers_.front();
     lock.unlock();
-    for (size_t i = 1; i < group.size(); ++i) group[i]->Wake(std::move(outcomes[i]));
+    for (size_t i = 0; i < group.size(); ++i) group[i]->Wake(std::move(outcomes[i]));
     if (next) next->Wake(std::nullopt);
-    return std::move(outcomes[0]);
+    lock.lock();
   }
 
   // The enqueue script, a fence write and WAIT, pipelined on one connection: WAIT counts the
@@ -598,10 +622,18 @@ class RedisQueue final : public Queue {
     void Wake(std::optional<Result<EnqueueOutcome>> outcome) {
       {
         std::lock_guard lock(mu);
-        result = std::move(outcome);
+        if (outcome) result = std::move(outcome);
         woken = true;
       }
       cv.notify_one();
+    }
+    bool Written() {
+      std::lock_guard lock(mu);
+      return result.has_value();
+    }
+    Result<EnqueueOutcome> TakeResult() {
+      std::lock_guard lock(mu);
+      return std::move(*result);
     }
 
    private:

@@ -274,6 +274,53 @@ TEST_F(RedisQueueTest, CallsWaitingTogetherShareOneScriptWithTheirOwnOutcomes) {
   EXPECT_EQ(stored, 2u + 5u * 1u + 5u * 2u);
 }
 
+// The listener's event loop hands over every webhook it read in one call: one script for all,
+// an outcome per batch in order, and an empty batch is answered without a write.
+TEST_F(RedisQueueTest, BatchesFromOneCallShareOneScriptWithTheirOwnOutcomes) {
+  ASSERT_TRUE(q_->EnqueueBatch({MakeItem("E0", "old-0")}, kWeek).ok());
+  ASSERT_EQ(server_.Cli({"CONFIG", "RESETSTAT"}), "OK");
+  std::vector<Item> first = {MakeItem("E1", "a"), MakeItem("E2", "b")};
+  std::vector<Item> empty;
+  std::vector<Item> dup = {MakeItem("E0", "old-0"), MakeItem("E3", "c")};
+  std::vector<Item> undeduped = {MakeItem("E0", "old-0")};
+  auto out = q_->EnqueueBatches({{&first, kWeek}, {&empty, kWeek}, {&dup, kWeek}, {&undeduped, 0}});
+  ASSERT_EQ(out.size(), 4u);
+  for (const auto& r : out) ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(out[0]->accepted, 2);
+  EXPECT_EQ(out[1]->accepted, 0);
+  EXPECT_EQ(out[2]->accepted, 1);
+  EXPECT_EQ(out[2]->duplicates, 1);
+  EXPECT_EQ(out[3]->accepted, 1);
+  std::string stats = server_.Cli({"INFO", "commandstats"});
+  EXPECT_NE(stats.find("cmdstat_evalsha:calls=1,"), std::string::npos) << stats;
+}
+
+// Batches over the group bound (1,000 items) are written in several scripts, the caller leading
+// each in turn, and none is lost or written twice.
+TEST_F(RedisQueueTest, BatchesOverTheGroupBoundAreWrittenInTurn) {
+  ASSERT_EQ(server_.Cli({"CONFIG", "RESETSTAT"}), "OK");
+  std::vector<std::vector<Item>> batches(3);
+  std::vector<Queue::Batch> refs;
+  for (int b = 0; b < 3; ++b) {
+    for (int i = 0; i < 600; ++i) {
+      batches[static_cast<size_t>(b)].push_back(
+          MakeItem("E" + std::to_string(i), std::to_string(b) + "-" + std::to_string(i)));
+    }
+  }
+  for (const auto& b : batches) refs.push_back({&b, kWeek});
+  auto out = q_->EnqueueBatches(refs);
+  ASSERT_EQ(out.size(), 3u);
+  for (const auto& r : out) {
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->accepted, 600);
+  }
+  std::string stats = server_.Cli({"INFO", "commandstats"});
+  EXPECT_NE(stats.find("cmdstat_evalsha:calls=3,"), std::string::npos) << stats;
+  size_t stored = 0;
+  for (int p = 0; p < kPartitions; ++p) stored += ReadAll(p).size();
+  EXPECT_EQ(stored, 1800u);
+}
+
 // A failed group write answers every caller in it, and the line does not stall afterwards.
 TEST_F(RedisQueueTest, AFailedGroupWriteFailsEveryWaitingCallerAndTheNextCallsWork) {
   ASSERT_TRUE(q_->EnqueueBatch({MakeItem("E0", "warm")}, kWeek).ok());

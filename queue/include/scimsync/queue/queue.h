@@ -123,6 +123,21 @@ class Queue {
   virtual Result<EnqueueOutcome> EnqueueBatch(const std::vector<Item>& items,
                                               int64_t dedup_window_s) = 0;
 
+  // One EnqueueBatch call's arguments, for EnqueueBatches.
+  struct Batch {
+    const std::vector<Item>* items = nullptr;
+    int64_t dedup_window_s = 0;
+  };
+  // As many EnqueueBatch calls at once, each all-or-none with its own outcome, in order. The HTTP
+  // listener's event loop answers every webhook it has read with one call, so the webhooks share
+  // a write (the Redis queue puts them in one group commit) without a thread each.
+  virtual std::vector<Result<EnqueueOutcome>> EnqueueBatches(const std::vector<Batch>& batches) {
+    std::vector<Result<EnqueueOutcome>> out;
+    out.reserve(batches.size());
+    for (const Batch& b : batches) out.push_back(EnqueueBatch(*b.items, b.dedup_window_s));
+    return out;
+  }
+
   // Round trip to Redis: ok when reachable and answering.
   virtual Status Ping() = 0;
 
