@@ -211,8 +211,8 @@ int RunDaemon(const std::string& file) {
   // Thread-safe: it keeps a pool of connections, one per concurrent call.
   std::unique_ptr<queue::Queue> queue = queue::NewRedisQueue(cfg.redis, *redis_password);
   redis::Pool redis_pool(cfg.redis, *redis_password);
-  auto enqueue = [&queue](const std::vector<queue::Item>& items, int64_t window) {
-    return queue->EnqueueBatch(items, window);
+  auto enqueue = [&queue](const std::vector<queue::Queue::Batch>& batches) {
+    return queue->EnqueueBatches(batches);
   };
   Ingest ingest(&profile_set, enqueue, &clock);
 

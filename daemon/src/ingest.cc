@@ -1,6 +1,7 @@
 #include "scimsync/daemon/ingest.h"
 
 #include <algorithm>
+#include <optional>
 #include <random>
 
 #include "scimsync/daemon/metrics.h"
@@ -62,40 +63,120 @@ Ingest::Ingest(const ProfileSet* profiles, WithQueue enqueue, const Clock* clock
                IngestOptions options)
     : profiles_(profiles), enqueue_(std::move(enqueue)), clock_(clock), options_(options) {}
 
-WebhookResponse Ingest::Handle(const std::string& profile_name,
-                               const connectors::Request& request) {
-  const int64_t started_ms = clock_->NowMs();
-  const std::string trace_id = NewTraceId();
-  WebhookResponse response;
+// One webhook on its way through Ingest::Run.
+struct Ingest::Call {
+  const std::string* profile_name = nullptr;
+  const connectors::Request* request = nullptr;
+  int64_t started_ms = 0;
+  std::string trace_id;
   int accepted = 0;
   int duplicates = 0;
-  std::string failure;  // the detail of an error answer, for the log line
+  std::string failure;                    // the detail of an error answer, for the log line
+  std::optional<WebhookResponse> answer;  // set once the webhook is answered without the queue
+  std::vector<queue::Item> items;
+  int64_t window = 0;
+};
 
-  auto finish = [&](WebhookResponse r) {
+WebhookResponse Ingest::Handle(const std::string& profile_name,
+                               const connectors::Request& request) {
+  std::vector<WebhookResponse> out = Run({{&profile_name, &request}});
+  return std::move(out[0]);
+}
+
+std::vector<WebhookResponse> Ingest::HandleBatch(const std::vector<WebhookCall>& calls) {
+  std::vector<std::pair<const std::string*, const connectors::Request*>> refs;
+  refs.reserve(calls.size());
+  for (const WebhookCall& c : calls) refs.emplace_back(&c.profile, &c.request);
+  return Run(refs);
+}
+
+std::vector<WebhookResponse> Ingest::Run(
+    const std::vector<std::pair<const std::string*, const connectors::Request*>>& refs) {
+  std::vector<Call> calls(refs.size());
+  // One snapshot for the whole batch: every webhook in it sees the same profiles.
+  auto snapshot = profiles_->Snapshot();
+  for (size_t i = 0; i < refs.size(); ++i) {
+    Call& c = calls[i];
+    c.profile_name = refs[i].first;
+    c.request = refs[i].second;
+    c.started_ms = clock_->NowMs();
+    c.trace_id = NewTraceId();
+    Admit(*snapshot, c);
+  }
+
+  std::vector<queue::Queue::Batch> batches;
+  std::vector<Call*> writing;
+  for (Call& c : calls) {
+    if (c.answer || c.items.empty()) continue;
+    batches.push_back(queue::Queue::Batch{&c.items, c.window});
+    writing.push_back(&c);
+  }
+  if (!batches.empty()) {
+    std::vector<Result<queue::EnqueueOutcome>> outcomes = enqueue_(batches);
+    for (size_t i = 0; i < writing.size(); ++i) {
+      Call& c = *writing[i];
+      const Result<queue::EnqueueOutcome>& outcome = outcomes[i];
+      if (!outcome.ok()) {
+        c.failure = outcome.error().message;
+        c.answer = Fail(503, "queue_unavailable",
+                        "the event could not be stored durably (Redis unreachable); nothing was "
+                        "accepted: retry after the Retry-After delay");
+        c.answer->headers.emplace_back("Retry-After", std::to_string(options_.retry_after_s));
+        continue;
+      }
+      c.accepted = outcome->accepted;
+      c.duplicates = outcome->duplicates;
+    }
+  }
+
+  std::vector<WebhookResponse> responses;
+  responses.reserve(calls.size());
+  for (Call& c : calls) {
+    WebhookResponse r;
+    if (c.answer) {
+      r = std::move(*c.answer);
+    } else {
+      r.status = 202;
+      r.body = "{\"accepted\":" + std::to_string(c.accepted) +
+               ",\"duplicates\":" + std::to_string(c.duplicates) + ",\"trace_id\":\"" + c.trace_id +
+               "\"}";
+    }
+    const std::string& profile_name = *c.profile_name;
     log::Level level = r.status >= 500   ? log::Level::kError
                        : r.status >= 400 ? log::Level::kWarn
                                          : log::Level::kInfo;
     log::Write(level, "webhook",
                {{"profile", profile_name},
-                {"tenant", request.tenant},
+                {"tenant", c.request->tenant},
                 {"status", r.status},
-                {"accepted", accepted},
-                {"duplicates", duplicates},
-                {"bytes", request.body.size()},
-                {"trace_id", trace_id},
-                {"latency_ms", clock_->NowMs() - started_ms},
-                {"detail", failure}});
+                {"accepted", c.accepted},
+                {"duplicates", c.duplicates},
+                {"bytes", c.request->body.size()},
+                {"trace_id", c.trace_id},
+                {"latency_ms", clock_->NowMs() - c.started_ms},
+                {"detail", c.failure}});
     // An unknown profile's name is caller-controlled text: it never becomes a label.
     Metrics::Global().WebhookAnswered(r.status == 404 ? std::string() : profile_name, r.status);
-    if (r.status == 202) Metrics::Global().ItemsEnqueued(profile_name, accepted, duplicates);
-    return r;
+    if (r.status == 202) Metrics::Global().ItemsEnqueued(profile_name, c.accepted, c.duplicates);
+    responses.push_back(std::move(r));
+  }
+  return responses;
+}
+
+// Everything before the queue: answers the call (c.answer) or leaves its items to be written.
+void Ingest::Admit(const std::map<std::string, ActiveProfile>& profiles, Call& c) const {
+  const connectors::Request& request = *c.request;
+  const std::string& profile_name = *c.profile_name;
+  auto answer = [&c](int status, const std::string& code, const std::string& detail,
+                     std::string failure) {
+    c.failure = std::move(failure);
+    c.answer = Fail(status, code, detail);
   };
 
   if (draining_) {
-    failure = "shutting down";
-    auto r = Fail(503, "shutting_down", "scimsyncd is stopping; retry shortly");
-    r.headers.emplace_back("Retry-After", std::to_string(options_.retry_after_s));
-    return finish(std::move(r));
+    answer(503, "shutting_down", "scimsyncd is stopping; retry shortly", "shutting down");
+    c.answer->headers.emplace_back("Retry-After", std::to_string(options_.retry_after_s));
+    return;
   }
 
   // Checked before anything looks at a header: the sender is not authenticated yet.
@@ -105,64 +186,66 @@ WebhookResponse Ingest::Handle(const std::string& profile_name,
     header_bytes += static_cast<int64_t>(name.size() + value.size());
   }
   if (request.headers.size() > static_cast<size_t>(std::max(limits.max_headers, 0))) {
-    failure = "too many headers";
-    return finish(Fail(431, "headers_too_large",
-                       "the request has " + std::to_string(request.headers.size()) +
-                           " header lines; at most " + std::to_string(limits.max_headers) +
-                           " are accepted (listen.max_headers)"));
+    answer(431, "headers_too_large",
+           "the request has " + std::to_string(request.headers.size()) + " header lines; at most " +
+               std::to_string(limits.max_headers) + " are accepted (listen.max_headers)",
+           "too many headers");
+    return;
   }
   if (header_bytes > limits.max_header_bytes) {
-    failure = "headers too large";
-    return finish(Fail(431, "headers_too_large",
-                       "the request's headers take " + std::to_string(header_bytes) +
-                           " bytes; at most " + std::to_string(limits.max_header_bytes) +
-                           " are accepted (listen.max_header_bytes)"));
+    answer(431, "headers_too_large",
+           "the request's headers take " + std::to_string(header_bytes) + " bytes; at most " +
+               std::to_string(limits.max_header_bytes) + " are accepted (listen.max_header_bytes)",
+           "headers too large");
+    return;
   }
 
-  auto snapshot = profiles_->Snapshot();
-  auto it = snapshot->find(profile_name);
-  if (it == snapshot->end()) {
-    failure = "unknown profile";
-    return finish(Fail(404, "unknown_profile",
-                       "no profile named '" + profile_name +
-                           "' is configured: check the webhook URL against profiles[].name"));
+  auto it = profiles.find(profile_name);
+  if (it == profiles.end()) {
+    answer(404, "unknown_profile",
+           "no profile named '" + profile_name +
+               "' is configured: check the webhook URL against profiles[].name",
+           "unknown profile");
+    return;
   }
   if (!IsSafeTenant(request.tenant)) {
-    failure = "bad tenant segment";
-    return finish(Fail(400, "bad_tenant",
-                       "the tenant segment may contain only letters, digits, '.', '_' and '-'"));
+    answer(400, "bad_tenant",
+           "the tenant segment may contain only letters, digits, '.', '_' and '-'",
+           "bad tenant segment");
+    return;
   }
   const ActiveProfile& active = it->second;
 
   Status verified = active.profile->Verify(request, active.secrets, clock_->NowSeconds());
   if (!verified.ok()) {
-    failure = verified.error().message;
-    return finish(Fail(401, "unauthorized", verified.error().message));
+    answer(401, "unauthorized", verified.error().message, verified.error().message);
+    return;
   }
 
   Result<connectors::Decoded> decoded = active.profile->Decode(request);
   if (!decoded.ok()) {
-    failure = decoded.error().message;
+    const std::string& message = decoded.error().message;
     if (decoded.error().http_status == 415) {
-      return finish(Fail(415, "unsupported_media_type", decoded.error().message));
+      answer(415, "unsupported_media_type", message, message);
+    } else if (decoded.error().http_status == 413) {
+      answer(413, "payload_too_large", message, message);
+    } else {
+      answer(400, "malformed_body", message, message);
     }
-    if (decoded.error().http_status == 413) {
-      return finish(Fail(413, "payload_too_large", decoded.error().message));
-    }
-    return finish(Fail(400, "malformed_body", decoded.error().message));
+    return;
   }
 
   if (decoded->handshake) {
     if (!decoded->handshake_note.empty()) {
-      log::Warn(
-          "webhook handshake",
-          {{"profile", profile_name}, {"trace_id", trace_id}, {"detail", decoded->handshake_note}});
+      log::Warn("webhook handshake", {{"profile", profile_name},
+                                      {"trace_id", c.trace_id},
+                                      {"detail", decoded->handshake_note}});
     }
-    return finish(WebhookResponse{decoded->handshake_status, "{\"handshake\":true}", {}});
+    c.answer = WebhookResponse{decoded->handshake_status, "{\"handshake\":true}", {}};
+    return;
   }
 
-  std::vector<queue::Item> items;
-  items.reserve(decoded->items.size());
+  c.items.reserve(decoded->items.size());
   const int64_t now_ms = clock_->NowMs();
   for (size_t i = 0; i < decoded->items.size(); ++i) {
     auto& d = decoded->items[i];
@@ -174,29 +257,11 @@ WebhookResponse Ingest::Handle(const std::string& profile_name,
     item.event_type = std::move(d.event_type);
     item.occurred_at = std::move(d.occurred_at);
     item.payload = std::move(d.payload);
-    item.trace_id = decoded->items.size() == 1 ? trace_id : trace_id + "-" + std::to_string(i);
+    item.trace_id = decoded->items.size() == 1 ? c.trace_id : c.trace_id + "-" + std::to_string(i);
     item.received_at_ms = now_ms;
-    items.push_back(std::move(item));
+    c.items.push_back(std::move(item));
   }
-
-  if (!items.empty()) {
-    Result<queue::EnqueueOutcome> outcome = enqueue_(items, active.profile->dedup_window_s());
-    if (!outcome.ok()) {
-      failure = outcome.error().message;
-      auto r = Fail(503, "queue_unavailable",
-                    "the event could not be stored durably (Redis unreachable); nothing was "
-                    "accepted: retry after the Retry-After delay");
-      r.headers.emplace_back("Retry-After", std::to_string(options_.retry_after_s));
-      return finish(std::move(r));
-    }
-    accepted = outcome->accepted;
-    duplicates = outcome->duplicates;
-  }
-  response.status = 202;
-  response.body = "{\"accepted\":" + std::to_string(accepted) +
-                  ",\"duplicates\":" + std::to_string(duplicates) + ",\"trace_id\":\"" + trace_id +
-                  "\"}";
-  return finish(std::move(response));
+  c.window = active.profile->dedup_window_s();
 }
 
 }  // namespace scimsync::daemon

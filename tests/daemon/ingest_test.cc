@@ -60,8 +60,11 @@ class IngestTest : public ::testing::Test {
   IngestTest()
       : ingest_(
             &profiles_,
-            [this](const std::vector<queue::Item>& items, int64_t window) {
-              return Enqueue(items, window);
+            [this](const std::vector<queue::Queue::Batch>& batches) {
+              ++enqueue_calls_;
+              std::vector<Result<queue::EnqueueOutcome>> out;
+              for (const auto& b : batches) out.push_back(Enqueue(*b.items, b.dedup_window_s));
+              return out;
             },
             &clock_) {
     std::map<std::string, ActiveProfile> m;
@@ -96,6 +99,7 @@ class IngestTest : public ::testing::Test {
   ProfileSet profiles_;
   Ingest ingest_;
   bool redis_down_ = false;
+  int enqueue_calls_ = 0;
   int64_t last_window_ = 0;
   std::set<std::string> seen_;
   std::vector<queue::Item> stored_;
@@ -190,6 +194,44 @@ TEST_F(IngestTest, ReloadSwapsProfilesForNewRequests) {
   profiles_.Replace(std::move(m));
   EXPECT_EQ(ingest_.Handle("hr", Req("E1,d1", "old")).status, 401);
   EXPECT_EQ(ingest_.Handle("hr", Req("E1,d1", "rotated")).status, 202);
+}
+
+TEST_F(IngestTest, ABatchIsAnsweredInOrderWithOneQueueWriteForTheValidOnes) {
+  // What the listener's event loop does with the webhooks it read together.
+  ASSERT_EQ(ingest_.Handle("hr", Req("E9,d9")).status, 202);
+  enqueue_calls_ = 0;
+  std::vector<WebhookCall> calls;
+  calls.push_back({"hr", Req("E1,d1\nE2,d2")});
+  calls.push_back({"hr", Req("E3,d3", "wrong")});
+  calls.push_back({"payroll", Req("E4,d4")});
+  calls.push_back({"hr", Req("E9,d9")});
+  calls.push_back({"hr", Req("ping")});
+  calls.push_back({"hr", Req("E5,d5")});
+  std::vector<WebhookResponse> out = ingest_.HandleBatch(calls);
+  ASSERT_EQ(out.size(), 6u);
+  EXPECT_EQ(out[0].status, 202);
+  EXPECT_EQ(out[0].body.rfind("{\"accepted\":2,\"duplicates\":0", 0), 0u) << out[0].body;
+  EXPECT_EQ(out[1].status, 401);
+  EXPECT_EQ(out[2].status, 404);
+  EXPECT_EQ(out[3].body.rfind("{\"accepted\":0,\"duplicates\":1", 0), 0u) << out[3].body;
+  EXPECT_EQ(out[4].status, 200);
+  EXPECT_EQ(out[5].body.rfind("{\"accepted\":1,\"duplicates\":0", 0), 0u) << out[5].body;
+  EXPECT_EQ(enqueue_calls_, 1);
+  ASSERT_EQ(stored_.size(), 4u);  // E9 earlier, then E1, E2, E5
+  EXPECT_EQ(stored_[3].employee_key, "E5");
+}
+
+TEST_F(IngestTest, RedisDownFailsEveryWebhookOfTheBatchWith503) {
+  redis_down_ = true;
+  std::vector<WebhookCall> calls;
+  calls.push_back({"hr", Req("E1,d1")});
+  calls.push_back({"hr", Req("E2,d2", "wrong")});
+  calls.push_back({"hr", Req("E3,d3")});
+  std::vector<WebhookResponse> out = ingest_.HandleBatch(calls);
+  EXPECT_EQ(out[0].status, 503);
+  EXPECT_EQ(out[1].status, 401);
+  EXPECT_EQ(out[2].status, 503);
+  EXPECT_TRUE(stored_.empty());
 }
 
 TEST(ErrorBodyTest, EscapesDetail) {

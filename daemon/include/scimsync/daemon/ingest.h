@@ -49,21 +49,35 @@ struct IngestOptions {
   int retry_after_s = 5;
 };
 
+// One webhook as the listener read it: POST /webhooks/{profile}[/{tenant}].
+struct WebhookCall {
+  std::string profile;
+  connectors::Request request;
+};
+
 class Ingest {
  public:
-  // Writes one request's items (the listener routes it to a per-thread Redis connection).
-  using WithQueue = std::function<Result<queue::EnqueueOutcome>(
-      const std::vector<queue::Item>& items, int64_t dedup_window_s)>;
+  // Writes several requests' items, each all-or-none with its own outcome (Queue::EnqueueBatches).
+  using WithQueue = std::function<std::vector<Result<queue::EnqueueOutcome>>(
+      const std::vector<queue::Queue::Batch>& batches)>;
 
   Ingest(const ProfileSet* profiles, WithQueue enqueue, const Clock* clock,
          IngestOptions options = {});
 
   WebhookResponse Handle(const std::string& profile_name, const connectors::Request& request);
+  // The webhooks an event loop read in one go: checked one by one, written to the queue in one
+  // call, answered in order (responses[i] answers calls[i]).
+  std::vector<WebhookResponse> HandleBatch(const std::vector<WebhookCall>& calls);
 
   // While draining, every webhook is answered 503 so the sender retries elsewhere or later.
   void SetDraining(bool draining) { draining_ = draining; }
 
  private:
+  std::vector<WebhookResponse> Run(
+      const std::vector<std::pair<const std::string*, const connectors::Request*>>& calls);
+  struct Call;
+  void Admit(const std::map<std::string, ActiveProfile>& profiles, Call& call) const;
+
   const ProfileSet* profiles_;
   WithQueue enqueue_;
   const Clock* clock_;
