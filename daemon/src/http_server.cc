@@ -1,25 +1,169 @@
 #include "scimsync/daemon/http_server.h"
 
-#include <httplib.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
 
+#include "http1.h"
 #include "scimsync/daemon/metrics.h"
 #include "scimsync/log.h"
 
 namespace scimsync::daemon {
 
-class HttpServer::Impl {
- public:
-  std::unique_ptr<httplib::Server> server;
-};
-
 namespace {
 
-void SetJson(httplib::Response& res, int status, const std::string& body) {
-  res.status = status;
-  res.set_content(body, "application/json");
+// strerror is not thread-safe and the loops run on several threads; GNU strerror_r is.
+std::string ErrnoText(int err) {
+  char buf[256];
+  return strerror_r(err, buf, sizeof(buf));
+}
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+const char* Reason(int status) {
+  switch (status) {
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 202:
+      return "Accepted";
+    case 204:
+      return "No Content";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 413:
+      return "Payload Too Large";
+    case 414:
+      return "URI Too Long";
+    case 415:
+      return "Unsupported Media Type";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+  }
+}
+
+// The code in our JSON error body for a status the HTTP layer itself answers.
+const char* ErrorCode(int status) {
+  switch (status) {
+    case 408:
+      return "request_timeout";
+    case 413:
+      return "payload_too_large";
+    case 414:
+      return "uri_too_long";
+    case 431:
+      return "headers_too_large";
+    case 501:
+      return "not_implemented";
+    case 505:
+      return "http_version_not_supported";
+    default:
+      return "bad_request";
+  }
+}
+
+bool StartsWithNoCase(std::string_view s, std::string_view prefix) {
+  if (s.size() < prefix.size()) return false;
+  for (size_t i = 0; i < prefix.size(); ++i) {
+    char a = s[i];
+    if (a >= 'A' && a <= 'Z') a = static_cast<char>(a - 'A' + 'a');
+    if (a != prefix[i]) return false;
+  }
+  return true;
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// %XX in a path segment, as cpp-httplib did: the profile name in the URL may be escaped.
+std::string PercentDecode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size()) {
+      int hi = HexValue(s[i + 1]);
+      int lo = HexValue(s[i + 2]);
+      if (hi >= 0 && lo >= 0) {
+        out.push_back(static_cast<char>(hi * 16 + lo));
+        i += 2;
+        continue;
+      }
+    }
+    out.push_back(s[i]);
+  }
+  return out;
+}
+
+// /webhooks/{profile}[/{tenant}][/]: false for any other path.
+bool MatchWebhookPath(std::string_view path, std::string* profile, std::string* tenant) {
+  constexpr std::string_view kPrefix = "/webhooks/";
+  if (path.substr(0, kPrefix.size()) != kPrefix) return false;
+  std::string_view rest = path.substr(kPrefix.size());
+  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  size_t slash = rest.find('/');
+  std::string_view first = rest.substr(0, slash);
+  std::string_view second =
+      slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+  if (first.empty()) return false;
+  if (slash != std::string_view::npos &&
+      (second.empty() || second.find('/') != std::string_view::npos)) {
+    return false;
+  }
+  *profile = PercentDecode(first);
+  *tenant = PercentDecode(second);
+  return true;
 }
 
 connectors::RequestLimits Limits(const config::ListenOptions& o) {
@@ -33,177 +177,687 @@ connectors::RequestLimits Limits(const config::ListenOptions& o) {
   return l;
 }
 
-connectors::Request ToRequest(const httplib::Request& req, std::string tenant,
-                              const connectors::RequestLimits& limits) {
-  connectors::Request out;
-  out.limits = limits;
-  out.method = req.method;
-  out.content_type = req.get_header_value("Content-Type");
-  out.headers.reserve(req.headers.size());
-  for (const auto& [name, value] : req.headers) out.headers.emplace_back(name, value);
-  out.body = req.body;
-  out.tenant = std::move(tenant);
-  return out;
+http1::Limits ParserLimits(const config::ListenOptions& o) {
+  http1::Limits l;
+  l.max_body_bytes = o.max_body_bytes;
+  // Room beyond listen.max_header_bytes so that Ingest, which counts header names and values,
+  // answers with the setting to change; this bound only caps memory.
+  l.max_header_section_bytes =
+      static_cast<size_t>(std::max<int64_t>(o.max_header_bytes, 0)) * 2 + 16384;
+  return l;
 }
+
+struct SslCtxFree {
+  void operator()(SSL_CTX* ctx) const { SSL_CTX_free(ctx); }
+};
+struct SslFree {
+  void operator()(SSL* ssl) const { SSL_free(ssl); }
+};
+
+// One client connection, owned by the loop that accepted it.
+struct Conn {
+  int fd = -1;
+  std::unique_ptr<SSL, SslFree> ssl;
+  http1::Parser parser;
+  std::string in;   // read, not yet given to the parser
+  std::string out;  // answers not yet written
+  size_t out_pos = 0;
+  int requests = 0;
+  bool close_after_flush = false;          // answer what is in `out`, then close
+  bool peer_closed = false;                // the client sent EOF (or TLS close_notify)
+  bool dead = false;                       // closed at the end of this loop iteration
+  bool tls_wants_write = false;            // an SSL_read needs the socket writable to go on
+  uint32_t events = EPOLLIN | EPOLLRDHUP;  // what epoll watches for
+  bool touched = false;                    // in this iteration's list already
+  int64_t last_active_ms = 0;
+  int64_t request_started_ms = 0;  // 0: between requests
+  int64_t write_started_ms = 0;    // 0: nothing waiting to be written
+
+  explicit Conn(http1::Limits limits) : parser(limits) {}
+  bool HasOutput() const { return out_pos < out.size(); }
+};
+
+// Marks in epoll_event.data.ptr for the two descriptors that are not connections.
+char listen_mark;
+char stop_mark;
 
 }  // namespace
 
-HttpServer::HttpServer(const config::ListenOptions& options, HttpHandlers handlers)
-    : impl_(std::make_unique<Impl>()), options_(options) {
-  if (!options.tls_cert_file.empty()) {
-    impl_->server = std::make_unique<httplib::SSLServer>(options.tls_cert_file.c_str(),
-                                                         options.tls_key_file.c_str());
-  } else {
-    impl_->server = std::make_unique<httplib::Server>();
+class HttpServer::Impl {
+ public:
+  Impl(const config::ListenOptions& options, HttpHandlers handlers, HttpTimeouts timeouts)
+      : options_(options),
+        handlers_(std::move(handlers)),
+        timeouts_(timeouts),
+        request_limits_(Limits(options)),
+        parser_limits_(ParserLimits(options)) {}
+
+  ~Impl() {
+    if (listen_fd_ >= 0) close(listen_fd_);
+    if (stop_fd_ >= 0) close(stop_fd_);
   }
-  httplib::Server& svr = *impl_->server;
 
-  // Without TCP_NODELAY, Nagle plus the client's delayed ACK cap a keep-alive client near 25
-  // requests/s per connection (measured; DESIGN.md).
-  svr.set_tcp_nodelay(true);
-  const size_t threads = static_cast<size_t>(options.threads);
-  svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  svr.set_keep_alive_timeout(options.keep_alive_timeout_s);
-  svr.set_keep_alive_max_count(static_cast<size_t>(options.keep_alive_max_requests));
-  svr.set_read_timeout(10, 0);
-  svr.set_write_timeout(10, 0);
-  svr.set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
+  Status Bind(int* port);
+  void Serve();
+  void Stop();
 
-  Ingest* ingest = handlers.ingest;
-  // The body is read here, not by cpp-httplib: its own limit (set_payload_max_length) covers a
-  // declared Content-Length but not a chunked body, which it would read to any size.
-  auto webhook = [ingest, limits = Limits(options), max_body = options.max_body_bytes](
-                     const httplib::Request& req, httplib::Response& res,
-                     const httplib::ContentReader& read) {
-    if (req.is_multipart_form_data()) {
-      SetJson(res, 415,
-              ErrorBody("unsupported_media_type",
-                        "multipart bodies are not accepted: send the webhook as JSON or "
-                        "application/x-www-form-urlencoded"));
-      res.set_header("Connection", "close");
-      return;
-    }
-    std::string body;
-    bool too_large = false;
-    const bool complete = read([&](const char* data, size_t n) {
-      if (static_cast<int64_t>(body.size() + n) > max_body) {
-        too_large = true;
-        return false;
+ private:
+  class Loop;
+
+  Status LoadTls();
+
+  const config::ListenOptions options_;
+  const HttpHandlers handlers_;
+  const HttpTimeouts timeouts_;
+  const connectors::RequestLimits request_limits_;
+  const http1::Limits parser_limits_;
+  std::unique_ptr<SSL_CTX, SslCtxFree> ssl_ctx_;
+  int listen_fd_ = -1;
+  int stop_fd_ = -1;
+  std::atomic<bool> stopping_{false};
+  std::mutex serve_mu_;
+  std::condition_variable serve_cv_;
+  bool serving_ = false;
+};
+
+// One event loop: its own epoll set and connections; shares the listening socket with the
+// other loops (EPOLLEXCLUSIVE wakes one of them per new connection).
+class HttpServer::Impl::Loop {
+ public:
+  explicit Loop(Impl* server) : s_(server) {}
+  ~Loop() {
+    for (auto& [fd, conn] : conns_) close(fd);
+    if (epoll_fd_ >= 0) close(epoll_fd_);
+  }
+
+  bool Init() {
+    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_fd_ < 0) return false;
+    if (!WatchListener()) return false;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = &stop_mark;
+    return epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, s_->stop_fd_, &ev) == 0;
+  }
+
+  void Run() {
+    std::vector<epoll_event> events(256);
+    int64_t next_sweep = NowMs() + kSweepMs;
+    int64_t stop_deadline = 0;
+    while (true) {
+      const bool stopping = s_->stopping_.load();
+      if (stopping) {
+        if (stop_deadline == 0) {
+          stop_deadline = NowMs() + kStopFlushMs;
+          StopListening();
+        }
+        bool pending = false;
+        for (auto& [fd, c] : conns_) pending = pending || c->HasOutput();
+        if (!pending || NowMs() >= stop_deadline) break;
       }
-      body.append(data, n);
+      const int timeout = stopping ? 10
+                                   : static_cast<int>(std::max<int64_t>(
+                                         0, std::min<int64_t>(kSweepMs, next_sweep - NowMs())));
+      int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout);
+      if (n < 0 && errno != EINTR) {
+        log::Error("http listener: epoll_wait failed", {{"detail", ErrnoText(errno)}});
+        break;
+      }
+      const int64_t now = NowMs();
+      touched_.clear();
+      for (int i = 0; i < n; ++i) {
+        void* mark = events[static_cast<size_t>(i)].data.ptr;
+        if (mark == &listen_mark) {
+          if (!s_->stopping_.load()) Accept(now);
+          continue;
+        }
+        if (mark == &stop_mark) continue;
+        Conn* c = static_cast<Conn*>(mark);
+        if (c->dead) continue;
+        if (!s_->stopping_.load() && !c->close_after_flush && !c->peer_closed) Read(c, now);
+        Touch(c);
+      }
+      if (!s_->stopping_.load()) Process(now);
+      for (Conn* c : touched_) {
+        c->touched = false;
+        Finish(c, now);
+      }
+      if (now >= next_sweep) {
+        Sweep(now);
+        next_sweep = now + kSweepMs;
+        if (accept_paused_until_ != 0 && now >= accept_paused_until_) {
+          accept_paused_until_ = 0;
+          WatchListener();
+        }
+      }
+      Reap();
+    }
+    for (auto& [fd, c] : conns_) c->dead = true;
+    Reap();
+  }
+
+ private:
+  static constexpr int64_t kSweepMs = 250;
+  static constexpr int64_t kStopFlushMs = 1000;
+  // Bytes read from one connection per loop iteration: one busy sender cannot starve the rest.
+  static constexpr size_t kReadPerIteration = size_t{256} * 1024;
+
+  bool WatchListener() {
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+    ev.data.ptr = &listen_mark;
+    listening_ = epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, s_->listen_fd_, &ev) == 0;
+    return listening_;
+  }
+
+  void StopListening() {
+    if (!listening_) return;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, s_->listen_fd_, nullptr);
+    listening_ = false;
+  }
+
+  void Touch(Conn* c) {
+    if (c->touched) return;
+    c->touched = true;
+    touched_.push_back(c);
+  }
+
+  void Accept(int64_t now) {
+    // A bounded number per wake-up, so a burst of connections spreads over the loops.
+    for (int i = 0; i < 64; ++i) {
+      int fd = accept4(s_->listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          // Out of descriptors: stop watching the socket for a moment instead of spinning on
+          // it; the connections wait in the kernel's backlog meanwhile.
+          if (now - last_emfile_log_ms_ > 60000) {
+            last_emfile_log_ms_ = now;
+            log::Error(
+                "http listener: cannot accept connections",
+                {{"detail", ErrnoText(errno) + ": raise LimitNOFILE in the unit (or ulimit -n)"}});
+          }
+          StopListening();
+          accept_paused_until_ = now + 100;
+        }
+        return;
+      }
+      int one = 1;
+      // Without TCP_NODELAY, Nagle plus the client's delayed ACK cap a keep-alive client near
+      // 25 requests/s per connection (measured; DESIGN.md).
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      auto conn = std::make_unique<Conn>(s_->parser_limits_);
+      conn->fd = fd;
+      conn->last_active_ms = now;
+      if (s_->ssl_ctx_) {
+        conn->ssl.reset(SSL_new(s_->ssl_ctx_.get()));
+        if (!conn->ssl || SSL_set_fd(conn->ssl.get(), fd) != 1) {
+          ERR_clear_error();
+          close(fd);
+          continue;
+        }
+        SSL_set_accept_state(conn->ssl.get());
+      }
+      epoll_event ev{};
+      ev.events = conn->events;
+      ev.data.ptr = conn.get();
+      if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        close(fd);
+        continue;
+      }
+      conns_.emplace(fd, std::move(conn));
+    }
+  }
+
+  void Read(Conn* c, int64_t now) {
+    char buf[65536];
+    size_t got = 0;
+    c->tls_wants_write = false;
+    while (got < kReadPerIteration) {
+      ssize_t n;
+      if (c->ssl) {
+        ERR_clear_error();
+        int r = SSL_read(c->ssl.get(), buf, sizeof(buf));
+        if (r <= 0) {
+          int err = SSL_get_error(c->ssl.get(), r);
+          if (err == SSL_ERROR_WANT_READ) break;
+          if (err == SSL_ERROR_WANT_WRITE) {
+            c->tls_wants_write = true;
+            break;
+          }
+          if (err == SSL_ERROR_ZERO_RETURN) {
+            c->peer_closed = true;
+            break;
+          }
+          // A client speaking plain HTTP to the TLS port, a failed handshake, a reset.
+          ERR_clear_error();
+          c->dead = true;
+          return;
+        }
+        n = r;
+      } else {
+        n = recv(c->fd, buf, sizeof(buf), 0);
+        if (n == 0) {
+          c->peer_closed = true;
+          break;
+        }
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+          c->dead = true;
+          return;
+        }
+      }
+      c->in.append(buf, static_cast<size_t>(n));
+      got += static_cast<size_t>(n);
+      c->last_active_ms = now;
+    }
+  }
+
+  // Parses what each touched connection has read, one request per connection per round; the
+  // webhooks of a round go to Ingest together (one queue write), the rest is answered at once.
+  // Rounds repeat while pipelined requests remain, so answers keep each connection's order.
+  void Process(int64_t now) {
+    std::vector<Conn*> ready;
+    for (Conn* c : touched_) {
+      if (!c->dead && !c->close_after_flush && !c->in.empty()) ready.push_back(c);
+    }
+    std::vector<Conn*> next;
+    while (!ready.empty()) {
+      calls_.clear();
+      owners_.clear();
+      next.clear();
+      for (Conn* c : ready) {
+        if (ParseOne(c, now) && !c->in.empty() && !c->close_after_flush) next.push_back(c);
+      }
+      if (!calls_.empty()) {
+        std::vector<WebhookResponse> responses = s_->handlers_.ingest->HandleBatch(calls_);
+        for (size_t i = 0; i < responses.size(); ++i) {
+          const WebhookResponse& r = responses[i];
+          Respond(owners_[i].conn, owners_[i].request, r.status, "application/json", r.body,
+                  r.headers);
+        }
+      }
+      ready.swap(next);
+    }
+  }
+
+  // true: a whole request was taken (answered or added to this round's webhooks).
+  bool ParseOne(Conn* c, int64_t now) {
+    size_t consumed = 0;
+    http1::Parser::State st = c->parser.Feed(c->in, &consumed);
+    c->in.erase(0, consumed);
+    if (c->parser.WantsContinue()) {
+      c->out += "HTTP/1.1 100 Continue\r\n\r\n";
+      c->parser.ContinueSent();
+    }
+    if (st == http1::Parser::State::kNeedMore) {
+      if (c->parser.InRequest() && c->request_started_ms == 0) c->request_started_ms = now;
+      return false;
+    }
+    c->request_started_ms = 0;
+    if (st == http1::Parser::State::kError) {
+      const http1::Error& e = c->parser.error();
+      if (e.status == 413) {
+        log::Warn("webhook", {{"status", 413}, {"detail", e.detail}});
+      }
+      RequestInfo none;
+      none.keep_alive = false;
+      Respond(c, none, e.status, "application/json", ErrorBody(ErrorCode(e.status), e.detail), {});
+      return false;
+    }
+    http1::Request req = c->parser.TakeRequest();
+    ++c->requests;
+    RequestInfo info;
+    // Decided now, not when the answer is written: a webhook is answered after the round's queue
+    // write, and nothing pipelined behind the last request may be read meanwhile (RFC 9112 9.6;
+    // a client that sees the close would send it again on a new connection).
+    info.keep_alive = req.keep_alive && c->requests < s_->options_.keep_alive_max_requests &&
+                      !s_->stopping_.load();
+    if (!info.keep_alive) c->close_after_flush = true;
+    info.minor_version = req.minor_version;
+    info.head = req.method == "HEAD";
+    std::string profile;
+    std::string tenant;
+    if (MatchWebhookPath(req.path, &profile, &tenant)) {
+      if (req.method != "POST") {
+        Respond(c, info, 405, "application/json",
+                ErrorBody("method_not_allowed",
+                          req.method + " is not accepted here: webhooks are POSTed"),
+                {{"Allow", "POST"}});
+        return true;
+      }
+      const std::string* type = req.Header("Content-Type");
+      if (type != nullptr && StartsWithNoCase(*type, "multipart/form-data")) {
+        Respond(c, info, 415, "application/json",
+                ErrorBody("unsupported_media_type",
+                          "multipart bodies are not accepted: send the webhook as JSON or "
+                          "application/x-www-form-urlencoded"),
+                {});
+        return true;
+      }
+      WebhookCall call;
+      call.profile = std::move(profile);
+      call.request.method = std::move(req.method);
+      call.request.content_type = type != nullptr ? *type : std::string();
+      call.request.headers = std::move(req.headers);
+      call.request.body = std::move(req.body);
+      call.request.tenant = std::move(tenant);
+      call.request.limits = s_->request_limits_;
+      calls_.push_back(std::move(call));
+      owners_.push_back({c, info});
       return true;
-    });
-    // A declared Content-Length over the limit fails the read with 413 before any byte is read.
-    if (too_large || res.status == 413) {
-      SetJson(res, 413,
-              ErrorBody("payload_too_large", "the body is larger than listen.max_body_bytes (" +
-                                                 std::to_string(max_body) + " bytes)"));
-      // The rest of the body is still on the wire: the connection cannot be reused.
-      res.set_header("Connection", "close");
-      log::Warn("webhook", {{"path", req.path}, {"status", 413}, {"detail", "body too large"}});
-      return;
     }
-    if (!complete) {
-      SetJson(res, 400, ErrorBody("bad_request", "the request body could not be read completely"));
-      res.set_header("Connection", "close");
-      return;
-    }
-    std::string profile = req.matches[1];
-    std::string tenant = req.matches.size() > 3 ? std::string(req.matches[3]) : std::string();
-    connectors::Request request = ToRequest(req, std::move(tenant), limits);
-    request.body = std::move(body);
-    WebhookResponse r = ingest->Handle(profile, request);
-    for (const auto& [k, v] : r.headers) res.set_header(k, v);
-    SetJson(res, r.status, r.body);
-  };
-  const char* kWebhookPath = R"(/webhooks/([^/]+)(/([^/]+))?/?)";
-  svr.Post(kWebhookPath, webhook);
-  // cpp-httplib routes a POST without a body (no Content-Length, no chunks) to the plain
-  // handlers only: it gets the same treatment, with an empty body.
-  svr.Post(kWebhookPath, [webhook](const httplib::Request& req, httplib::Response& res) {
-    webhook(req, res,
-            httplib::ContentReader(
-                [](httplib::ContentReceiver) { return true; },
-                [](httplib::MultipartContentHeader, httplib::ContentReceiver) { return true; }));
-  });
-  auto not_allowed = [](const httplib::Request& req, httplib::Response& res) {
-    res.set_header("Allow", "POST");
-    SetJson(
-        res, 405,
-        ErrorBody("method_not_allowed", req.method + " is not accepted here: webhooks are POSTed"));
-  };
-  svr.Get(kWebhookPath, not_allowed);
-  svr.Put(kWebhookPath, not_allowed);
-  svr.Patch(kWebhookPath, not_allowed);
-  svr.Delete(kWebhookPath, not_allowed);
-
-  svr.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-    SetJson(res, 200, "{\"status\":\"alive\"}");
-  });
-  svr.Get("/metrics", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(Metrics::Global().Render(), kMetricsContentType);
-  });
-  auto not_ready = handlers.not_ready_reason;
-  svr.Get("/readyz", [not_ready](const httplib::Request&, httplib::Response& res) {
-    std::string reason = not_ready ? not_ready() : std::string();
-    if (reason.empty()) {
-      SetJson(res, 200, "{\"status\":\"ready\"}");
+    const bool get = req.method == "GET" || req.method == "HEAD";
+    if (get && req.path == "/healthz") {
+      Respond(c, info, 200, "application/json", "{\"status\":\"alive\"}", {});
+    } else if (get && req.path == "/metrics") {
+      Respond(c, info, 200, kMetricsContentType, Metrics::Global().Render(), {});
+    } else if (get && req.path == "/readyz") {
+      std::string reason = s_->handlers_.not_ready_reason ? s_->handlers_.not_ready_reason() : "";
+      if (reason.empty()) {
+        Respond(c, info, 200, "application/json", "{\"status\":\"ready\"}", {});
+      } else {
+        Respond(c, info, 503, "application/json", ErrorBody("not_ready", reason), {});
+      }
     } else {
-      SetJson(res, 503, ErrorBody("not_ready", reason));
+      Respond(c, info, 404, "application/json",
+              ErrorBody("not_found",
+                        "no such path: webhooks go to POST /webhooks/{profile}[/{tenant}]"),
+              {});
     }
-  });
+    return true;
+  }
 
-  // Statuses cpp-httplib produces itself (404 no route, 413 too large, 400 bad request line)
-  // arrive here with an empty body; give them the same JSON shape as ours.
-  httplib::Server::HandlerWithResponse on_error = [max = options.max_body_bytes](
-                                                      const httplib::Request& req,
-                                                      httplib::Response& res) {
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    switch (res.status) {
-      case 404:
-        SetJson(res, 404,
-                ErrorBody("not_found",
-                          "no such path: webhooks go to POST "
-                          "/webhooks/{profile}[/{tenant}]"));
-        break;
-      case 413:
-        SetJson(res, 413,
-                ErrorBody("payload_too_large", "the body is larger than listen.max_body_bytes (" +
-                                                   std::to_string(max) + " bytes)"));
-        log::Warn("webhook", {{"path", req.path}, {"status", 413}, {"detail", "body too large"}});
-        break;
-      default:
-        SetJson(res, res.status, ErrorBody("bad_request", "the HTTP request could not be read"));
-    }
-    return httplib::Server::HandlerResponse::Handled;
+  struct RequestInfo {
+    bool keep_alive = true;
+    int minor_version = 1;
+    bool head = false;
   };
-  svr.set_error_handler(std::move(on_error));
-}
 
-HttpServer::~HttpServer() { Stop(); }
+  void Respond(Conn* c, const RequestInfo& info, int status, std::string_view content_type,
+               const std::string& body,
+               const std::vector<std::pair<std::string, std::string>>& headers) {
+    // A client that has half-closed still gets every answer it asked for; Finish closes after.
+    const bool keep = info.keep_alive;
+    std::string& out = c->out;
+    out += "HTTP/1.1 ";
+    out += std::to_string(status);
+    out += ' ';
+    out += Reason(status);
+    out += "\r\nContent-Type: ";
+    out += content_type;
+    out += "\r\nContent-Length: ";
+    out += std::to_string(body.size());
+    out += "\r\n";
+    for (const auto& [name, value] : headers) {
+      out += name;
+      out += ": ";
+      out += value;
+      out += "\r\n";
+    }
+    if (!keep) {
+      out += "Connection: close\r\n";
+    } else if (info.minor_version == 0) {
+      out += "Connection: keep-alive\r\n";
+    }
+    out += "\r\n";
+    if (!info.head) out += body;
+    if (!keep) c->close_after_flush = true;
+  }
 
-Status HttpServer::Bind() {
-  errno = 0;
-  if (!impl_->server->is_valid()) {
+  // Writes what can be written now and updates the connection's interest and state.
+  void Finish(Conn* c, int64_t now) {
+    if (c->dead) return;
+    Flush(c, now);
+    if (c->dead) return;
+    // Everything answered: a connection to close, or one whose client has sent EOF (between
+    // requests, or half-way through one that can no longer complete), is done.
+    if (!c->HasOutput() && (c->close_after_flush || c->peer_closed)) {
+      c->dead = true;
+      return;
+    }
+    // Stop reading a connection that is only waiting to be closed: level-triggered readiness
+    // would otherwise wake the loop for bytes it will never read.
+    const bool reading = !c->close_after_flush && !c->peer_closed;
+    const bool writing = c->HasOutput() || c->tls_wants_write;
+    const uint32_t events = (reading ? (EPOLLIN | EPOLLRDHUP) : 0u) | (writing ? EPOLLOUT : 0u);
+    if (events != c->events) {
+      epoll_event ev{};
+      ev.events = events;
+      ev.data.ptr = c;
+      epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c->fd, &ev);
+      c->events = events;
+    }
+  }
+
+  void Flush(Conn* c, int64_t now) {
+    while (c->HasOutput()) {
+      const char* data = c->out.data() + c->out_pos;
+      const size_t left = c->out.size() - c->out_pos;
+      ssize_t n;
+      if (c->ssl) {
+        ERR_clear_error();
+        int r = SSL_write(c->ssl.get(), data, static_cast<int>(std::min<size_t>(left, 1 << 30)));
+        if (r <= 0) {
+          int err = SSL_get_error(c->ssl.get(), r);
+          if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) break;
+          ERR_clear_error();
+          c->dead = true;
+          return;
+        }
+        n = r;
+      } else {
+        n = send(c->fd, data, left, MSG_NOSIGNAL);
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+          c->dead = true;
+          return;
+        }
+      }
+      c->out_pos += static_cast<size_t>(n);
+      c->last_active_ms = now;
+      c->write_started_ms = now;
+    }
+    if (!c->HasOutput()) {
+      c->out.clear();
+      c->out_pos = 0;
+      c->write_started_ms = 0;
+    } else if (c->write_started_ms == 0) {
+      c->write_started_ms = now;
+    }
+  }
+
+  // Timeouts: a request that does not arrive whole, an answer that is not taken, an idle
+  // keep-alive connection.
+  void Sweep(int64_t now) {
+    for (auto& [fd, c] : conns_) {
+      if (c->dead) continue;
+      if (c->HasOutput()) {
+        if (now - c->write_started_ms > s_->timeouts_.write_ms) c->dead = true;
+        continue;
+      }
+      if (c->request_started_ms != 0 || c->parser.InRequest()) {
+        if (c->request_started_ms == 0) c->request_started_ms = now;
+        if (now - c->request_started_ms > s_->timeouts_.read_ms) {
+          RequestInfo info;
+          info.keep_alive = false;
+          Respond(c.get(), info, 408, "application/json",
+                  ErrorBody("request_timeout", "the request did not arrive whole within " +
+                                                   std::to_string(s_->timeouts_.read_ms) + " ms"),
+                  {});
+          Touch(c.get());
+        }
+        continue;
+      }
+      if (now - c->last_active_ms > int64_t{s_->options_.keep_alive_timeout_s} * 1000) {
+        c->dead = true;
+      }
+    }
+    for (Conn* c : touched_) {
+      c->touched = false;
+      Finish(c, now);
+    }
+    touched_.clear();
+  }
+
+  void Reap() {
+    for (auto it = conns_.begin(); it != conns_.end();) {
+      if (!it->second->dead) {
+        ++it;
+        continue;
+      }
+      // The kernel removes a closed descriptor from the epoll set.
+      close(it->first);
+      it = conns_.erase(it);
+    }
+  }
+
+  struct Owner {
+    Conn* conn;
+    RequestInfo request;
+  };
+
+  Impl* s_;
+  int epoll_fd_ = -1;
+  bool listening_ = false;
+  int64_t accept_paused_until_ = 0;
+  int64_t last_emfile_log_ms_ = 0;
+  std::unordered_map<int, std::unique_ptr<Conn>> conns_;
+  std::vector<Conn*> touched_;
+  std::vector<WebhookCall> calls_;
+  std::vector<Owner> owners_;
+};
+
+Status HttpServer::Impl::LoadTls() {
+  auto fail = [] {
+    ERR_clear_error();
     return Error::Invalid(
         "cannot load listen.tls_cert_file / listen.tls_key_file: check both "
         "paths and that the key matches the certificate");
+  };
+  ssl_ctx_.reset(SSL_CTX_new(TLS_server_method()));
+  if (!ssl_ctx_) return fail();
+  SSL_CTX_set_min_proto_version(ssl_ctx_.get(), TLS1_2_VERSION);
+  SSL_CTX_set_mode(ssl_ctx_.get(),
+                   SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  if (SSL_CTX_use_certificate_chain_file(ssl_ctx_.get(), options_.tls_cert_file.c_str()) != 1 ||
+      SSL_CTX_use_PrivateKey_file(ssl_ctx_.get(), options_.tls_key_file.c_str(),
+                                  SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(ssl_ctx_.get()) != 1) {
+    ssl_ctx_.reset();
+    return fail();
   }
-  if (!impl_->server->bind_to_port(options_.address.c_str(), options_.port)) {
-    int err = errno;
-    return Error::Invalid("cannot listen on " + options_.address + ":" +
-                          std::to_string(options_.port) + ": " +
-                          (err != 0 ? std::strerror(err) : "address in use or not available") +
-                          " (listen.address / listen.port)");
-  }
-  port_ = options_.port;
   return {};
 }
 
-void HttpServer::Serve() { impl_->server->listen_after_bind(); }
+Status HttpServer::Impl::Bind(int* port) {
+  if (!options_.tls_cert_file.empty() || !options_.tls_key_file.empty()) {
+    if (Status s = LoadTls(); !s.ok()) return s;
+  }
+  auto fail = [&](int err) {
+    return Error::Invalid("cannot listen on " + options_.address + ":" +
+                          std::to_string(options_.port) + ": " +
+                          (err != 0 ? ErrnoText(err) : "address in use or not available") +
+                          " (listen.address / listen.port)");
+  };
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const std::string service = std::to_string(options_.port);
+  int rc = getaddrinfo(options_.address.c_str(), service.c_str(), &hints, &found);
+  if (rc != 0) {
+    return Error::Invalid("cannot listen on " + options_.address + ":" + service + ": " +
+                          gai_strerror(rc) + " (listen.address / listen.port)");
+  }
+  int err = 0;
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) {
+      err = errno;
+      continue;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+      err = errno;
+      close(fd);
+      continue;
+    }
+    listen_fd_ = fd;
+    break;
+  }
+  freeaddrinfo(found);
+  if (listen_fd_ < 0) return fail(err);
+  sockaddr_storage bound{};
+  socklen_t len = sizeof(bound);
+  if (getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&bound), &len) == 0) {
+    *port = bound.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
+                                        : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  }
+  stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (stop_fd_ < 0)
+    return Error::Permanent(std::string("cannot create the listener's stop event: ") +
+                            ErrnoText(errno));
+  return {};
+}
+
+void HttpServer::Impl::Serve() {
+  {
+    std::lock_guard lock(serve_mu_);
+    if (stopping_.load() || listen_fd_ < 0) return;
+    serving_ = true;
+  }
+  // A TLS write to a client that has gone raises SIGPIPE (OpenSSL writes with write(2)); the
+  // error return is handled, the signal would end the process.
+  signal(SIGPIPE, SIG_IGN);
+  const int n = std::max(1, options_.threads);
+  std::vector<std::unique_ptr<Loop>> loops;
+  for (int i = 0; i < n; ++i) {
+    auto loop = std::make_unique<Loop>(this);
+    if (!loop->Init()) {
+      log::Error("http listener: cannot create an event loop", {{"detail", ErrnoText(errno)}});
+      break;
+    }
+    loops.push_back(std::move(loop));
+  }
+  std::vector<std::thread> threads;
+  for (size_t i = 1; i < loops.size(); ++i) threads.emplace_back([&loops, i] { loops[i]->Run(); });
+  if (!loops.empty()) loops[0]->Run();
+  for (auto& t : threads) t.join();
+  loops.clear();
+  close(listen_fd_);
+  listen_fd_ = -1;
+  std::lock_guard lock(serve_mu_);
+  serving_ = false;
+  serve_cv_.notify_all();
+}
+
+void HttpServer::Impl::Stop() {
+  std::unique_lock lock(serve_mu_);
+  stopping_ = true;
+  if (stop_fd_ >= 0) {
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t w = write(stop_fd_, &one, sizeof(one));
+  }
+  serve_cv_.wait(lock, [&] { return !serving_; });
+}
+
+HttpServer::HttpServer(const config::ListenOptions& options, HttpHandlers handlers,
+                       HttpTimeouts timeouts)
+    : impl_(std::make_unique<Impl>(options, std::move(handlers), timeouts)) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+Status HttpServer::Bind() { return impl_->Bind(&port_); }
+
+void HttpServer::Serve() { impl_->Serve(); }
 
 void HttpServer::Stop() {
-  if (impl_ && impl_->server) impl_->server->stop();
+  if (impl_) impl_->Stop();
 }
 
 }  // namespace scimsync::daemon

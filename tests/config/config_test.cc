@@ -39,7 +39,7 @@ TEST(ConfigTest, MinimalConfigGetsDocumentedDefaults) {
   EXPECT_EQ(c.listen.address, "127.0.0.1");
   EXPECT_EQ(c.listen.port, 8080);
   EXPECT_EQ(c.listen.max_body_bytes, 1048576);
-  EXPECT_EQ(c.listen.threads, 16);
+  EXPECT_EQ(c.listen.threads, 4);
   EXPECT_EQ(c.redis.host, "127.0.0.1");
   EXPECT_EQ(c.redis.port, 6379);
   EXPECT_EQ(c.redis.db, 0);

@@ -33,13 +33,14 @@ struct ListenOptions {
   int port = 8080;
   // A larger body is answered 413 before it is read into memory.
   int64_t max_body_bytes = 1 << 20;
-  // HTTP worker threads. Each keep-alive connection holds one while it is open, so this bounds
-  // concurrent senders; requests beyond it wait in the accept queue.
-  int threads = 16;
-  // An idle keep-alive connection holds its thread this long; short, so a few idle senders
-  // cannot starve the pool (Personio gives up after 3 s).
+  // Event-loop threads of the listener. Each serves any number of connections; the webhooks a
+  // loop has read are written to Redis together while the other loops go on reading, so a few
+  // per core are enough (bench/README.md). Connections are bounded by the open-file limit only.
+  int threads = 4;
+  // An idle keep-alive connection is closed after this long (Personio gives up after 3 s).
   int keep_alive_timeout_s = 2;
-  // Requests served on one connection before it is closed: lets queued connections take turns.
+  // Requests served on one connection before it is closed, so that a load balancer in front
+  // gets to spread long-lived senders again.
   int keep_alive_max_requests = 100;
   // Optional: serve HTTPS directly. Both or neither.
   std::string tls_cert_file;
