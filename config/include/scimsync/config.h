@@ -47,7 +47,7 @@ struct ListenOptions {
   std::string tls_key_file;
   // Limits on one webhook, each answered with a 4xx that names the key. Real HRIS webhooks are
   // far below every default; the point is that a hostile sender cannot make the daemon spend
-  // memory or stack on it. cpp-httplib also refuses any single header line over 8 KiB.
+  // memory or stack on it. The listener also refuses any single header line over 8 KiB.
   int max_headers = 100;             // header lines: 431 beyond
   int64_t max_header_bytes = 32768;  // header names and values summed: 431 beyond
   int max_json_depth = 32;           // nesting of JSON objects/arrays or form brackets: 400
