@@ -255,6 +255,7 @@ void ReadTarget(const YAML::Node& node, Problems* p, TargetOptions* o) {
 void ReadWorkers(const YAML::Node& node, Problems* p, WorkersOptions* o) {
   MapReader r(node, "workers", p);
   r.Int("threads", &o->threads, 0, 256);
+  r.Int("nice", &o->nice, 0, 19);
   r.Int("drain_timeout_s", &o->drain_timeout_s, 0, 3600);
   {
     MapReader rr(r.Child("retry"), r.PathOf("retry"), p);

@@ -268,6 +268,7 @@ int RunDaemon(const std::string& file) {
 
   WorkerOptions worker_options;
   worker_options.threads = cfg.workers.threads;
+  worker_options.nice = cfg.workers.nice;
   worker_options.consumer = instance_id;
   WorkerPool workers(
       worker_options, *queue, syncer, clock, [&leases](int p) { return leases.Owns(p); },

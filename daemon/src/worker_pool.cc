@@ -1,4 +1,8 @@
+#include <sys/resource.h>
+
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <set>
@@ -46,12 +50,39 @@ WorkerPool::WorkerPool(WorkerOptions options, queue::Queue& queue, Syncer& synce
 
 WorkerPool::~WorkerPool() { Stop(0); }
 
+namespace {
+
+// On Linux setpriority(PRIO_PROCESS, 0) sets the calling thread only, which is what we want: the
+// listener keeps the process's priority. Raising niceness needs no privilege.
+void LowerPriority(int nice) {
+  if (nice <= 0) return;
+  errno = 0;
+  const int current = getpriority(PRIO_PROCESS, 0);
+  if (current == -1 && errno != 0) return;
+  if (setpriority(PRIO_PROCESS, 0, std::min(19, current + nice)) != 0) {
+    static std::atomic<bool> warned{false};
+    if (!warned.exchange(true)) {
+      log::Warn(
+          "cannot lower the worker threads' priority (workers.nice); they run at the "
+          "listener's",
+          {{"errno", errno}});
+    }
+  }
+}
+
+}  // namespace
+
 uint64_t WorkerPool::progress(int thread) const {
   return progress_[static_cast<size_t>(thread)].load();
 }
 
 void WorkerPool::Start() {
-  for (int t = 0; t < options_.threads; ++t) threads_.emplace_back([this, t] { Loop(t); });
+  for (int t = 0; t < options_.threads; ++t) {
+    threads_.emplace_back([this, t] {
+      LowerPriority(options_.nice);
+      Loop(t);
+    });
+  }
 }
 
 bool WorkerPool::Stop(int64_t drain_ms) {

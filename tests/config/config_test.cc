@@ -39,7 +39,8 @@ TEST(ConfigTest, MinimalConfigGetsDocumentedDefaults) {
   EXPECT_EQ(c.listen.address, "127.0.0.1");
   EXPECT_EQ(c.listen.port, 8080);
   EXPECT_EQ(c.listen.max_body_bytes, 1048576);
-  EXPECT_EQ(c.listen.threads, 4);
+  EXPECT_EQ(c.listen.threads, 2);
+  EXPECT_EQ(c.workers.nice, 10);
   EXPECT_EQ(c.redis.host, "127.0.0.1");
   EXPECT_EQ(c.redis.port, 6379);
   EXPECT_EQ(c.redis.db, 0);
@@ -134,6 +135,8 @@ TEST(ConfigTest, NumbersAreRangeChecked) {
             "listen.port (line 3): must be a whole number");
   EXPECT_EQ(OnlyProblem(base + "workers: {threads: 300}\n"),
             "workers.threads (line 3): must be between 0 and 256 (got 300)");
+  EXPECT_EQ(OnlyProblem(base + "workers: {nice: 20}\n"),
+            "workers.nice (line 3): must be between 0 and 19 (got 20)");
   EXPECT_EQ(OnlyProblem(base + "workers: {retry: {base_delay_ms: 5000, max_delay_ms: 1000}}\n"),
             "workers.retry.max_delay_ms (line 3): must be at least base_delay_ms");
   EXPECT_EQ(OnlyProblem("profiles: [{name: hr, connector: generic}]\ntarget: {dry_run: maybe}\n"),

@@ -2,8 +2,11 @@
 // pass at a time on a fake clock: coalescing, nothing overtaking a waiting item, other employees
 // going on, dead letters, deferral, the auth pause, and partition ownership.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
+#include <chrono>
 #include <deque>
+#include <mutex>
 #include <set>
 
 #include "scimsync/daemon/worker.h"
@@ -216,6 +219,35 @@ TEST_F(WorkerPoolTest, GuardHoldIsKeptAndLookedAtAgain) {
   pool_.RunOnce();
   EXPECT_EQ(Waiting(), 0);
   EXPECT_EQ(syncer_.calls.size(), 2u);
+}
+
+// workers.nice: the worker threads run below the listener, the rest of the process does not.
+TEST(WorkerPoolPriorityTest, WorkerThreadsAddTheirNicenessAndTheProcessKeepsItsOwn) {
+  FakeClock clock(1'800'000'000'000);
+  auto queue = queue::NewMemoryQueue(kPartitions, clock);
+  ScriptedSyncer syncer;
+  WorkerOptions o;
+  o.threads = 2;
+  o.nice = 5;
+  o.consumer = "test";
+  WorkerPool pool(
+      o, *queue, syncer, clock, [](int) { return true; }, [](int) {});
+  std::mutex mu;
+  std::set<int> seen;
+  pool.SetIterationHook([&](int) {
+    std::lock_guard lock(mu);
+    seen.insert(getpriority(PRIO_PROCESS, 0));
+  });
+  const int before = getpriority(PRIO_PROCESS, 0);
+  pool.Start();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::lock_guard lock(mu);
+    if (!seen.empty()) break;
+  }
+  pool.Stop(0);
+  EXPECT_EQ(seen, (std::set<int>{std::min(19, before + 5)}));
+  EXPECT_EQ(getpriority(PRIO_PROCESS, 0), before);
 }
 
 TEST(EntryIdTest, OrdersNumerically) {

@@ -36,7 +36,7 @@ struct ListenOptions {
   // Event-loop threads of the listener. Each serves any number of connections; the webhooks a
   // loop has read are written to Redis together while the other loops go on reading, so a few
   // per core are enough (bench/README.md). Connections are bounded by the open-file limit only.
-  int threads = 4;
+  int threads = 2;
   // An idle keep-alive connection is closed after this long (Personio gives up after 3 s).
   int keep_alive_timeout_s = 2;
   // Requests served on one connection before it is closed, so that a load balancer in front
@@ -127,6 +127,11 @@ struct GuardOptions {
 struct WorkersOptions {
   // 0 runs an ingest-only instance: it answers webhooks and leaves the queue to other instances.
   int threads = 4;
+  // Niceness the worker threads add to the process's (0-19). When the CPU is short, webhooks are
+  // then answered first (an HRIS that waits too long retries, adding load) and the workers catch
+  // up from the durable queue right after; when it is not short this changes nothing. At 10 a
+  // busy listener still leaves the workers about a tenth of a contended core. 0: same priority.
+  int nice = 10;
   RetryOptions retry;
   GuardOptions guard;
   int drain_timeout_s = 30;

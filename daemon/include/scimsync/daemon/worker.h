@@ -77,6 +77,8 @@ class Syncer {
 
 struct WorkerOptions {
   int threads = 4;
+  // Added to each worker thread's niceness when it starts (workers.nice).
+  int nice = 0;
   std::string consumer;  // stream consumer name: the instance id
   // Stream items read per pass: large, so that under a backlog an employee's burst falls into
   // one batch and coalesces into one sync instead of one sync per event (bench/: 64 read one
