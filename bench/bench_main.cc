@@ -71,7 +71,11 @@ struct Options {
   int64_t backlog_big = 1000000;
   std::vector<int64_t> growth = {1000, 10000, 100000};
   int workers = 4;
-  int listen_threads = 64;
+  // scimsyncd's event loops (listen.threads).
+  int listen_threads = 2;
+  // The ceiling's thread pool: cpp-httplib holds a thread per keep-alive connection, so it needs
+  // one per wrk connection to serve them all at once.
+  int bare_threads = 64;
   // Which phases to run (profiling one phase): ingest, ack, e2e, growth, backlog.
   std::string phases = "ingest,ack,e2e,growth,backlog";
   bool Has(const std::string& phase) const {
@@ -524,7 +528,7 @@ class Bench {
     if (o_.Has("ingest")) {
       int port = testing::FreePort();
       Process bare;
-      bare.Start({o_.bare, std::to_string(port), std::to_string(o_.listen_threads), "100"},
+      bare.Start({o_.bare, std::to_string(port), std::to_string(o_.bare_threads), "100"},
                  ddir.File("bare.log"));
       if (!testing::WaitForPort(port, 10000)) return Fail(r, "the bare server did not start");
       WrkResult w = RunWrk(o_, port, bodies_, ddir);
@@ -764,7 +768,8 @@ std::string Table(const Options& o, const std::vector<RunResult>& runs) {
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", &tm);
   t << "scimsync bench, " << date << ", " << runs.size() << " run(s), "
     << std::thread::hardware_concurrency() << " cores; workers " << o.workers << ", partitions "
-    << kPartitions << ", listen threads " << o.listen_threads << ", wrk -t" << o.wrk_threads
+    << kPartitions << ", listen threads " << o.listen_threads << " (bare server "
+    << o.bare_threads << "), wrk -t" << o.wrk_threads
     << " -c" << o.wrk_connections << " -d" << o.wrk_seconds << "s\n\n";
   t << "| figure | median | runs | target |\n|---|---|---|---|\n";
   auto row = [&](const std::string& name, const std::function<double(const RunResult&)>& f, int dec,
@@ -890,6 +895,8 @@ int Main(int argc, char** argv) {
       o.runs = std::atoi(next().c_str());
     else if (a == "--workers")
       o.workers = std::atoi(next().c_str());
+    else if (a == "--listen-threads")
+      o.listen_threads = std::atoi(next().c_str());
     else if (a == "--backlog")
       o.backlog_big = std::atoll(next().c_str());
     else if (a == "--phases")
@@ -911,7 +918,7 @@ int Main(int argc, char** argv) {
       std::cerr
           << "unknown argument " << a
           << "\nusage: scimsync_bench --scimsyncd PATH --bare PATH --lua PATH [--wrk PATH] "
-             "[--runs N] [--workers N] [--backlog N] [--phases ingest,ack,e2e,growth,backlog] "
+             "[--runs N] [--workers N] [--listen-threads N] [--backlog N] [--phases ingest,ack,e2e,growth,backlog] "
              "[--out FILE] [--smoke]\n";
       return 2;
     }
