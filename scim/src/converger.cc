@@ -109,8 +109,15 @@ struct Converger::Run {
   const Job& job;
   int64_t first_ms = 0;
   std::optional<std::string> link;  // what the link table held at the start
-  std::string last_request;
-  std::string last_response;
+  // The last exchange, raw: redacted and truncated only in Finish and only for a failed job
+  // (the dead letter shows it); a converged job drops it, and redacting every body cost ~2% of
+  // the daemon's CPU under load (bench/README.md).
+  struct Exchange {
+    std::string request_line;
+    std::string request_body;
+    std::string response_line;
+    std::string response_body;
+  } last;
   Change change = Change::kNone;
   std::string id;
   std::vector<std::string> written;
@@ -181,23 +188,25 @@ Result<HttpResponse> Converger::Call(Run& run, const std::string& method, const 
   }
 
   HttpRequest req{method, target, body};
-  run.last_request = deps_.transport->Describe(req);
-  if (!body.empty()) run.last_request += "\n" + Truncate(RedactBody(body));
+  run.last.request_line = deps_.transport->Describe(req);
+  run.last.request_body = body;
+  run.last.response_line.clear();
+  run.last.response_body.clear();
   auto started = std::chrono::steady_clock::now();
   auto resp = deps_.transport->Send(req, timeout);
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
                                                                   started)
                 .count();
   if (!resp.ok()) {
-    run.last_response = "no answer: " + resp.error().message;
+    run.last.response_line = "no answer: " + resp.error().message;
     log::Warn("SCIM request failed", {{"trace_id", run.job.trace_id},
                                       {"method", method},
                                       {"error", resp.error().message},
                                       {"ms", static_cast<int64_t>(ms)}});
     return resp.error();
   }
-  run.last_response = "HTTP " + std::to_string(resp->status);
-  if (!resp->body.empty()) run.last_response += "\n" + Truncate(RedactBody(resp->body));
+  run.last.response_line = "HTTP " + std::to_string(resp->status);
+  run.last.response_body = resp->body;
   log::Debug("SCIM request", {{"trace_id", run.job.trace_id},
                               {"method", method},
                               {"target", target},
@@ -371,8 +380,7 @@ Status Converger::Update(Run& run, const RemoteUser& remote, const std::vector<P
 Error Converger::UserNameTaken(Run& run, const Error& error, const RemoteUser& remote) {
   const std::string& name = run.job.desired.user_name;
   std::string holder;
-  std::string saved_request = run.last_request;
-  std::string saved_response = run.last_response;
+  Run::Exchange saved = run.last;
   auto others = Search(run, "userName", name);
   if (others.ok()) {
     for (const auto& u : *others) {
@@ -381,8 +389,7 @@ Error Converger::UserNameTaken(Run& run, const Error& error, const RemoteUser& r
     }
   }
   // The dead letter should show the write that failed, not the lookup made to explain it.
-  run.last_request = std::move(saved_request);
-  run.last_response = std::move(saved_response);
+  run.last = std::move(saved);
   run.rate_limited = false;
   Error e = error;
   e.kind = ErrorKind::kConflict;
@@ -479,8 +486,13 @@ Status Converger::Converge(Run& run) {
 
 Outcome Converger::Finish(Run& run, const Status& status) {
   Outcome o;
-  o.last_request = run.last_request;
-  o.last_response = run.last_response;
+  if (!status.ok()) {
+    auto shown = [](const std::string& line, const std::string& body) {
+      return body.empty() ? line : line + "\n" + Truncate(RedactBody(body));
+    };
+    o.last_request = shown(run.last.request_line, run.last.request_body);
+    o.last_response = shown(run.last.response_line, run.last.response_body);
+  }
   const Job& job = run.job;
   if (status.ok()) {
     o.decision = Decision::kDone;

@@ -156,6 +156,9 @@ TEST_F(ConvergerTest, CreatesAnAbsentUserAndStoresTheLink) {
   EXPECT_EQ(reqs[3].headers["content-type"], "application/scim+json");
   EXPECT_EQ(reqs[3].headers["accept"], "application/scim+json");
   EXPECT_EQ(reqs[3].headers.count("x-org-id"), 0u);
+  // Only a failed job carries its last exchange (for the dead letter).
+  EXPECT_EQ(o.last_request, "");
+  EXPECT_EQ(o.last_response, "");
 }
 
 TEST_F(ConvergerTest, SecondSyncOfTheSameStateWritesNothing) {

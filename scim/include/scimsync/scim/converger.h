@@ -88,7 +88,8 @@ struct Outcome {
   bool rate_limited = false;
 
   // kRetry, kGiveUp, kPause: the error (its kind goes into the dead letter), the reason in words,
-  // and the last request and response, secrets redacted ("" when nothing was sent).
+  // and the last request and response, secrets redacted ("" when nothing was sent; always ""
+  // for kDone).
   std::optional<Error> error;
   std::string reason;
   std::string last_request;
