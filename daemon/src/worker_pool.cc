@@ -211,6 +211,11 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
   }
 
   int ended = 0;
+  // Converged employees' items are acknowledged together when the pass ends: one script for
+  // the pass instead of one per employee. An employee's next items come in a later pass, after
+  // this write; a crash before it hands the items out again, and syncing a state JumpCloud
+  // already has writes nothing.
+  std::vector<queue::Item> acks;
   for (size_t g = 0; g < order.size(); ++g) {
     const std::string& key = order[g];
     std::vector<queue::Item>& group = groups[key];
@@ -288,23 +293,14 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
         if (deferred.count(i) == 0) mine[group[i].entry_id] = wait_until;
       }
     }
-    // A coalesced burst ends in one round trip.
-    Status acked;
-    if (result.kind == SyncResult::Kind::kDone) {
-      std::vector<queue::Item> done;
-      done.reserve(group.size());
-      for (size_t i = 0; i < group.size(); ++i) {
-        if (deferred.count(i) == 0) done.push_back(group[i]);
-      }
-      acked = queue_.AckMany(done);
-    }
+    if (result.kind == SyncResult::Kind::kDone && acks.empty()) ++busy_;  // until they are written
     for (size_t i = 0; i < group.size(); ++i) {
       if (deferred.count(i) != 0) continue;
       const queue::Item& item = group[i];
       Status s;
       switch (result.kind) {
         case SyncResult::Kind::kDone:
-          s = acked;
+          acks.push_back(item);
           break;
         case SyncResult::Kind::kRetry:
           s = result.count_attempt ? queue_.RetryLater(item, after + result.delay_ms, result.reason)
@@ -333,6 +329,18 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
     --busy_;
     ended += static_cast<int>(group.size());
     if (result.kind == SyncResult::Kind::kPause) Pause(result.reason);
+  }
+  if (!acks.empty()) {
+    Status s = queue_.AckMany(acks);
+    --busy_;
+    if (!s.ok()) {
+      // They stay pending in Redis and are handed out again: at least once.
+      st.loaded = false;
+      log::Error("cannot record converged items as done; they will be processed again",
+                 {{"partition", partition},
+                  {"items", static_cast<int64_t>(acks.size())},
+                  {"detail", s.error().message}});
+    }
   }
   return ended;
 }

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <set>
 
@@ -20,6 +21,7 @@ constexpr int kPartitions = 4;
 class ScriptedSyncer : public Syncer {
  public:
   SyncResult Sync(int, const EmployeeWork& work) override {
+    if (before) before(work);
     std::vector<std::string> ids;
     for (const auto& item : work.items) ids.push_back(item.dedup_id);
     calls.emplace_back(work.employee_key, ids);
@@ -34,6 +36,7 @@ class ScriptedSyncer : public Syncer {
     return probe_ok ? Status() : Status(Error::Auth("401"));
   }
 
+  std::function<void(const EmployeeWork&)> before;  // runs at the start of each sync
   std::vector<std::pair<std::string, std::vector<std::string>>> calls;
   std::map<std::string, std::deque<SyncResult>> answers;
   bool probe_ok = false;
@@ -98,6 +101,37 @@ TEST_F(WorkerPoolTest, ABurstForOneEmployeeIsOneSync) {
   EXPECT_EQ(pool_.RunOnce(), 3);
   ASSERT_EQ(syncer_.calls.size(), 1u);
   EXPECT_EQ(syncer_.calls[0].second, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(Waiting(), 0);
+}
+
+// The employees converged in one pass are acknowledged together when it ends (one script), and
+// when that write fails their items come back: processed again, never lost.
+TEST_F(WorkerPoolTest, APassAcknowledgesItsConvergedEmployeesTogetherAndALostAckRedelivers) {
+  // Two employees of one partition.
+  const int p = queue::PartitionOf("hr", "E1", kPartitions);
+  std::string other;
+  for (int i = 2; other.empty(); ++i) {
+    std::string key = "E" + std::to_string(i);
+    if (queue::PartitionOf("hr", key, kPartitions) == p) other = key;
+  }
+  Enqueue("E1", "a");
+  Enqueue(other, "b");
+  std::vector<int64_t> depth_seen;
+  syncer_.before = [&](const EmployeeWork& work) {
+    depth_seen.push_back(*queue_->Depth(p));
+    if (work.employee_key == other) queue_->set_unavailable(true);  // the ack write will fail
+  };
+  EXPECT_EQ(pool_.RunOnce(), 2);
+  queue_->set_unavailable(false);
+  // While the second employee synced, the first one's item was not yet acknowledged.
+  EXPECT_EQ(depth_seen, (std::vector<int64_t>{2, 2}));
+  EXPECT_EQ(*queue_->Depth(p), 2);  // the pass's ack was lost
+
+  // Delivered but never ended: claimed again once idle long enough, and converged again.
+  syncer_.before = nullptr;
+  clock_.AdvanceMs(60'000);
+  pool_.RunOnce();
+  EXPECT_EQ(syncer_.calls.size(), 4u);
   EXPECT_EQ(Waiting(), 0);
 }
 
