@@ -6,54 +6,10 @@
 
 #include <set>
 
+#include "fake_profile.h"
+
 namespace scimsync::daemon {
 namespace {
-
-// A profile whose auth is "header X-Key equals a secret" and whose body is one item per line
-// "employee,dedup". Line "bad" is malformed; a content type "text/csv" is refused with 415.
-class FakeProfile : public connectors::Profile {
- public:
-  const std::string& name() const override { return name_; }
-  int64_t dedup_window_s() const override { return 3600; }
-  Status Verify(const connectors::Request& r, const std::vector<std::string>& secrets,
-                int64_t) const override {
-    for (const auto& [k, v] : r.headers) {
-      if (k == "X-Key") {
-        for (const auto& s : secrets) {
-          if (v == s) return {};
-        }
-        return Error::Auth("X-Key does not match any active secret");
-      }
-    }
-    return Error::Auth("missing header X-Key");
-  }
-  Result<connectors::Decoded> Decode(const connectors::Request& r) const override {
-    if (r.content_type == "text/csv") {
-      return Error::Make(ErrorKind::kInvalid, "text/csv is not accepted", 415);
-    }
-    connectors::Decoded d;
-    if (r.body == "ping") {
-      d.handshake = true;
-      d.handshake_note = "answered a ping";
-      return d;
-    }
-    size_t start = 0;
-    while (start < r.body.size()) {
-      size_t end = r.body.find('\n', start);
-      if (end == std::string::npos) end = r.body.size();
-      std::string line = r.body.substr(start, end - start);
-      start = end + 1;
-      auto comma = line.find(',');
-      if (comma == std::string::npos) return Error::Invalid("item is malformed: " + line);
-      d.items.push_back(
-          {line.substr(0, comma), line.substr(comma + 1), "employee.updated", "", "{}"});
-    }
-    return d;
-  }
-
- private:
-  std::string name_ = "hr";
-};
 
 class IngestTest : public ::testing::Test {
  protected:
