@@ -232,10 +232,7 @@ class HttpServer::Impl {
         request_limits_(Limits(options)),
         parser_limits_(ParserLimits(options)) {}
 
-  ~Impl() {
-    if (listen_fd_ >= 0) close(listen_fd_);
-    if (stop_fd_ >= 0) close(stop_fd_);
-  }
+  ~Impl();
 
   Status Bind(int* port);
   void Serve();
@@ -254,6 +251,9 @@ class HttpServer::Impl {
   std::unique_ptr<SSL_CTX, SslCtxFree> ssl_ctx_;
   int listen_fd_ = -1;
   int stop_fd_ = -1;
+  // Created by Bind, so that running out of descriptors is a start-up error, not a daemon that
+  // runs without a listener.
+  std::vector<std::unique_ptr<Loop>> loops_;
   std::atomic<bool> stopping_{false};
   std::mutex serve_mu_;
   std::condition_variable serve_cv_;
@@ -730,6 +730,12 @@ class HttpServer::Impl::Loop {
   std::vector<Owner> owners_;
 };
 
+HttpServer::Impl::~Impl() {
+  loops_.clear();
+  if (listen_fd_ >= 0) close(listen_fd_);
+  if (stop_fd_ >= 0) close(stop_fd_);
+}
+
 Status HttpServer::Impl::LoadTls() {
   auto fail = [] {
     ERR_clear_error();
@@ -802,33 +808,34 @@ Status HttpServer::Impl::Bind(int* port) {
   if (stop_fd_ < 0)
     return Error::Permanent(std::string("cannot create the listener's stop event: ") +
                             ErrnoText(errno));
+  for (int i = 0; i < std::max(1, options_.threads); ++i) {
+    auto loop = std::make_unique<Loop>(this);
+    if (!loop->Init()) {
+      int err = errno;
+      loops_.clear();
+      return Error::Permanent("cannot create the listener's event loops (listen.threads " +
+                              std::to_string(options_.threads) + "): " + ErrnoText(err) +
+                              "; raise LimitNOFILE or lower listen.threads");
+    }
+    loops_.push_back(std::move(loop));
+  }
   return {};
 }
 
 void HttpServer::Impl::Serve() {
   {
     std::lock_guard lock(serve_mu_);
-    if (stopping_.load() || listen_fd_ < 0) return;
+    if (stopping_.load() || listen_fd_ < 0 || loops_.empty()) return;
     serving_ = true;
   }
   // A TLS write to a client that has gone raises SIGPIPE (OpenSSL writes with write(2)); the
   // error return is handled, the signal would end the process.
   signal(SIGPIPE, SIG_IGN);
-  const int n = std::max(1, options_.threads);
-  std::vector<std::unique_ptr<Loop>> loops;
-  for (int i = 0; i < n; ++i) {
-    auto loop = std::make_unique<Loop>(this);
-    if (!loop->Init()) {
-      log::Error("http listener: cannot create an event loop", {{"detail", ErrnoText(errno)}});
-      break;
-    }
-    loops.push_back(std::move(loop));
-  }
   std::vector<std::thread> threads;
-  for (size_t i = 1; i < loops.size(); ++i) threads.emplace_back([&loops, i] { loops[i]->Run(); });
-  if (!loops.empty()) loops[0]->Run();
+  for (size_t i = 1; i < loops_.size(); ++i) threads.emplace_back([this, i] { loops_[i]->Run(); });
+  loops_[0]->Run();
   for (auto& t : threads) t.join();
-  loops.clear();
+  loops_.clear();
   close(listen_fd_);
   listen_fd_ = -1;
   std::lock_guard lock(serve_mu_);

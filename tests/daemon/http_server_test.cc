@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -853,6 +855,75 @@ TEST_F(HttpServerTest, ManyIdleKeepAliveConnectionsDoNotDelayANewOne) {
     RawClient& c = *idle[static_cast<size_t>(i)];
     ASSERT_TRUE(c.Send(Get("/healthz")));
     ASSERT_EQ(c.ReadOne().status, 200) << i;
+  }
+}
+
+// Not enough descriptors for the event loops at start: Bind fails and says what to change,
+// rather than a daemon that runs without a listener.
+TEST_F(HttpServerTest, TooFewDescriptorsForTheLoopsFailBindNamingTheSettings) {
+  rlimit old{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+  int open_fds = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    (void)entry;
+    ++open_fds;
+  }
+  HttpHandlers handlers;
+  handlers.ingest = &ingest_;
+  HttpServer server(Options(64), std::move(handlers));
+  rlimit low = old;
+  low.rlim_cur = static_cast<rlim_t>(open_fds + 8);  // the socket, the stop event, a few loops
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  const Status bound = server.Bind();
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+  ASSERT_FALSE(bound.ok());
+  EXPECT_NE(bound.error().message.find("listen.threads 64"), std::string::npos)
+      << bound.error().message;
+  EXPECT_NE(bound.error().message.find("LimitNOFILE"), std::string::npos);
+}
+
+// Out of descriptors (EMFILE): the listener stops accepting for a moment instead of spinning on
+// the listening socket, and the connections that waited in the kernel's backlog meanwhile are
+// served once descriptors are free again.
+TEST_F(HttpServerTest, OutOfDescriptorsPausesAcceptingWithoutSpinningAndRecovers) {
+  // One loop, and serving before the limit drops: every thread is running by then (the
+  // sanitizers need descriptors of their own when a thread starts).
+  ASSERT_NO_FATAL_FAILURE(Start(Options(1)));
+  ASSERT_EQ(Exchange(Get("/healthz")).status, 200);
+  rlimit old{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+  int open_fds = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    (void)entry;
+    ++open_fds;
+  }
+  rlimit low = old;
+  low.rlim_cur = static_cast<rlim_t>(open_fds + 8);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  // Clients and the connections the server accepts share this process's descriptors: the server
+  // runs out while clients still wait in its backlog.
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < 16; ++i) {
+    auto c = Connect();
+    if (!c->connected()) break;
+    clients.push_back(std::move(c));
+  }
+  ASSERT_FALSE(clients.empty());
+  rusage before{};
+  getrusage(RUSAGE_SELF, &before);
+  std::this_thread::sleep_for(300ms);
+  rusage after{};
+  getrusage(RUSAGE_SELF, &after);
+  auto cpu_ms = [](const rusage& u) {
+    return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1000 +
+           (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1000;
+  };
+  // A loop spinning on the readable listening socket would burn the whole 300 ms.
+  EXPECT_LT(cpu_ms(after) - cpu_ms(before), 150);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+  for (size_t i = 0; i < clients.size(); ++i) {
+    ASSERT_TRUE(clients[i]->Send(Get("/healthz"))) << i;
+    EXPECT_EQ(clients[i]->ReadOne(5000ms).status, 200) << "client " << i;
   }
 }
 
