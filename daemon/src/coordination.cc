@@ -62,16 +62,21 @@ return 1
 // KEYS: versions hash. ARGV: field, version.
 const redis::Script& RaiseScript() {
   static const redis::Script kScript(R"lua(
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if cur then
-  local a, b = tonumber(cur), tonumber(ARGV[2])
-  if a and b then
-    if b <= a then return 0 end
-  elseif ARGV[2] <= cur then
-    return 0
+-- KEYS[1]: a partition's versions hash. ARGV: pairs of employee and version; each is stored
+-- unless a larger version is stored already (numbers compared as numbers, else as strings).
+for i = 1, #ARGV - 1, 2 do
+  local cur = redis.call('HGET', KEYS[1], ARGV[i])
+  local raise = true
+  if cur then
+    local a, b = tonumber(cur), tonumber(ARGV[i + 1])
+    if a and b then
+      raise = b > a
+    else
+      raise = ARGV[i + 1] > cur
+    end
   end
+  if raise then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 )lua");
   return kScript;
@@ -330,9 +335,21 @@ Result<std::string> Versions::Get(int partition, const std::string& who) {
 }
 
 Status Versions::Raise(int partition, const std::string& who, const std::string& version) {
-  if (version.empty()) return {};
+  return RaiseMany(partition, {{who, version}});
+}
+
+Status Versions::RaiseMany(int partition,
+                           const std::vector<std::pair<std::string, std::string>>& raises) {
+  std::vector<std::string> args;
+  args.reserve(raises.size() * 2);
+  for (const auto& [who, version] : raises) {
+    if (version.empty()) continue;
+    args.push_back(who);
+    args.push_back(version);
+  }
+  if (args.empty()) return {};
   auto r = pool_.Acquire()->Eval(
-      RaiseScript(), {prefix_ + ":{p" + std::to_string(partition) + "}:versions"}, {who, version});
+      RaiseScript(), {prefix_ + ":{p" + std::to_string(partition) + "}:versions"}, args);
   if (!r) return r.error();
   return {};
 }

@@ -368,8 +368,9 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
       result.kind = SyncResult::Kind::kDone;
       result.result = scim::ChangeName(out.change);
       if (deps_.versions && !folded.version.empty()) {
-        Status s = deps_.versions->Raise(work.partition, who, folded.version);
-        if (!s.ok()) log::Warn("cannot store the applied version", {{"detail", s.error().message}});
+        // Written with the pass's other versions, before its items are acknowledged (EndPass).
+        PerThread& t = threads_[static_cast<size_t>(thread) % threads_.size()];
+        t.raises[work.partition].emplace_back(who, folded.version);
       }
       if (deps_.guard && out.change != scim::Change::kAbsent) {
         if (suspending) {
@@ -396,6 +397,23 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
       break;
   }
   return result;
+}
+
+Status ProfileSyncer::EndPass(int thread) {
+  PerThread& t = threads_[static_cast<size_t>(thread) % threads_.size()];
+  Status out;
+  for (const auto& [partition, raises] : t.raises) {
+    Status s = deps_.versions ? deps_.versions->RaiseMany(partition, raises) : Status();
+    if (!s.ok()) {
+      log::Warn("cannot store the applied versions",
+                {{"partition", partition},
+                 {"employees", static_cast<int64_t>(raises.size())},
+                 {"detail", s.error().message}});
+      out = s;
+    }
+  }
+  t.raises.clear();
+  return out;
 }
 
 }  // namespace scimsync::daemon

@@ -330,6 +330,9 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
     ended += static_cast<int>(group.size());
     if (result.kind == SyncResult::Kind::kPause) Pause(result.reason);
   }
+  // The applied versions first: an item acknowledged without its version stored could let an
+  // older event of the employee be applied after it.
+  (void)syncer_.EndPass(thread);
   if (!acks.empty()) {
     Status s = queue_.AckMany(acks);
     --busy_;

@@ -116,6 +116,8 @@ class Versions {
   Result<std::string> Get(int partition, const std::string& who);
   // Stores `version` unless a larger one is stored already.
   Status Raise(int partition, const std::string& who, const std::string& version);
+  // Raise for several employees of one partition, in one script.
+  Status RaiseMany(int partition, const std::vector<std::pair<std::string, std::string>>& raises);
 
  private:
   redis::Pool& pool_;

@@ -10,6 +10,7 @@
 // already applied is dropped, so an old event never overwrites a newer one.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -55,12 +56,16 @@ class ProfileSyncer final : public Syncer {
 
   SyncResult Sync(int thread, const EmployeeWork& work) override;
   Status Probe(int thread) override;
+  // Raises the versions the pass's syncs applied, one script per partition.
+  Status EndPass(int thread) override;
 
  private:
   struct PerThread {
     uint64_t generation = 0;
     std::unique_ptr<scim::Transport> transport;
     std::unique_ptr<scim::Converger> converger;
+    // Versions applied in this pass, raised at its end: partition -> (employee, version).
+    std::map<int, std::vector<std::pair<std::string, std::string>>> raises;
   };
   Result<scim::Converger*> ConvergerFor(int thread);
   SyncResult FromPlanError(scim::Converger& converger, const EmployeeWork& work,

@@ -73,6 +73,9 @@ class Syncer {
   virtual SyncResult Sync(int thread, const EmployeeWork& work) = 0;
   // While paused: does the target accept the credentials now? ok = resume.
   virtual Status Probe(int thread) = 0;
+  // A worker's pass over a partition has ended; its converged items are acknowledged right
+  // after. Writes what the pass's syncs left to write together (the applied versions).
+  virtual Status EndPass(int /*thread*/) { return {}; }
 };
 
 struct WorkerOptions {
