@@ -768,9 +768,9 @@ std::string Table(const Options& o, const std::vector<RunResult>& runs) {
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", &tm);
   t << "scimsync bench, " << date << ", " << runs.size() << " run(s), "
     << std::thread::hardware_concurrency() << " cores; workers " << o.workers << ", partitions "
-    << kPartitions << ", listen threads " << o.listen_threads << " (bare server "
-    << o.bare_threads << "), wrk -t" << o.wrk_threads
-    << " -c" << o.wrk_connections << " -d" << o.wrk_seconds << "s\n\n";
+    << kPartitions << ", listen threads " << o.listen_threads << " (bare server " << o.bare_threads
+    << "), wrk -t" << o.wrk_threads << " -c" << o.wrk_connections << " -d" << o.wrk_seconds
+    << "s\n\n";
   t << "| figure | median | runs | target |\n|---|---|---|---|\n";
   auto row = [&](const std::string& name, const std::function<double(const RunResult&)>& f, int dec,
                  const std::string& target) {
@@ -915,11 +915,11 @@ int Main(int argc, char** argv) {
       o.backlog_big = 1000;
       o.growth = {100, 500};
     } else {
-      std::cerr
-          << "unknown argument " << a
-          << "\nusage: scimsync_bench --scimsyncd PATH --bare PATH --lua PATH [--wrk PATH] "
-             "[--runs N] [--workers N] [--listen-threads N] [--backlog N] [--phases ingest,ack,e2e,growth,backlog] "
-             "[--out FILE] [--smoke]\n";
+      std::cerr << "unknown argument " << a
+                << "\nusage: scimsync_bench --scimsyncd PATH --bare PATH --lua PATH [--wrk PATH] "
+                   "[--runs N] [--workers N] [--listen-threads N] [--backlog N] [--phases "
+                   "ingest,ack,e2e,growth,backlog] "
+                   "[--out FILE] [--smoke]\n";
       return 2;
     }
   }

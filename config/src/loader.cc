@@ -37,9 +37,9 @@ void ReadSecretRef(MapReader& r, const std::string& prefix, SecretRef* ref) {
   if (has_env) *ref = SecretRef{env, ""};
   if (has_file) *ref = SecretRef{"", file};
   if (r.Has(prefix)) {
-    r.Error(prefix,
-            "secrets are never written in the config file: use " + prefix +
-                "_env (an environment variable's name) or " + prefix + "_file (a file's path)");
+    r.Error(prefix, "secrets are never written in the config file: use " + prefix +
+                        "_env (an environment variable's name) or " + prefix +
+                        "_file (a file's path)");
   }
   r.Ignore(prefix);
 }
@@ -56,8 +56,9 @@ void ParseRedisUrl(MapReader& r, RedisOptions* o) {
       rest = rest.substr(0, q);
     }
     if (rest.empty()) {
-      r.Error(key, "a unix URL needs a socket path: unix:///run/redis/redis.sock (absolute) or "
-                   "unix://var/redis.sock (relative to the working directory)");
+      r.Error(key,
+              "a unix URL needs a socket path: unix:///run/redis/redis.sock (absolute) or "
+              "unix://var/redis.sock (relative to the working directory)");
       return;
     }
     o->unix_path = rest;
@@ -78,8 +79,9 @@ void ParseRedisUrl(MapReader& r, RedisOptions* o) {
     return;
   }
   if (url.rfind("redis://", 0) != 0) {
-    r.Error(key, "must start with redis:// or unix:// (rediss:// is not supported: use stunnel "
-                 "or a unix socket)");
+    r.Error(key,
+            "must start with redis:// or unix:// (rediss:// is not supported: use stunnel "
+            "or a unix socket)");
     return;
   }
   std::string rest = url.substr(8);
@@ -173,8 +175,7 @@ void ReadRedis(const YAML::Node& node, Problems* p, RedisOptions* o) {
   ParseRedisUrl(r, o);
   ReadSecretRef(r, "password", &o->password);
   r.String("key_prefix", &o->key_prefix);
-  if (o->key_prefix.empty() ||
-      o->key_prefix.find_first_of("{} \t\r\n") != std::string::npos) {
+  if (o->key_prefix.empty() || o->key_prefix.find_first_of("{} \t\r\n") != std::string::npos) {
     r.Error("key_prefix", "must be non-empty without spaces or braces (braces are hash tags)");
   }
   r.Int("partitions", &o->partitions, 1, 4096);
@@ -247,8 +248,9 @@ void ReadTarget(const YAML::Node& node, Problems* p, TargetOptions* o) {
   r.String("ca_file", &o->ca_file);
   r.Bool("insecure_skip_verify", &o->insecure_skip_verify);
   if (!o->dry_run && o->api_key.empty()) {
-    r.Error("api_key_env", "the JumpCloud API key is required: set api_key_env or api_key_file "
-                           "(or dry_run: true)");
+    r.Error("api_key_env",
+            "the JumpCloud API key is required: set api_key_env or api_key_file "
+            "(or dry_run: true)");
   }
 }
 
@@ -311,8 +313,10 @@ void ReadProfiles(const YAML::Node& node, Problems* p, std::vector<ProfileConfig
           SecretRef ref;
           sr.String("env", &ref.env);
           sr.String("file", &ref.file);
-          if (ref.env.empty() == ref.file.empty()) sr.Error("env", "give exactly one of env or file");
-          else pc.secrets.push_back(ref);
+          if (ref.env.empty() == ref.file.empty())
+            sr.Error("env", "give exactly one of env or file");
+          else
+            pc.secrets.push_back(ref);
         }
       }
     }

@@ -51,7 +51,6 @@ bool FindLong(const rapidjson::Value& v, int64_t max_bytes, const std::string& a
 
 }  // namespace
 
-
 std::optional<std::string> FindLongString(const rapidjson::Value& root, int64_t max_bytes) {
   std::string where;
   if (!FindLong(root, max_bytes, "", &where)) return std::nullopt;

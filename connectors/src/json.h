@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+
 #include "scimsync/json_depth.h"
 
 namespace scimsync::connectors::internal {
@@ -19,7 +20,6 @@ inline constexpr int kMaxJsonDepth = 128;
 // Parses strictly (valid UTF-8 required; at most kMaxJsonDepth levels). On failure *error says
 // where and why.
 bool ParseJson(std::string_view text, rapidjson::Document* doc, std::string* error);
-
 
 // The first string (member name or value) longer than max_bytes, as a JSON pointer to where it
 // is; nullopt when there is none.

@@ -687,7 +687,8 @@ void ReadPagination(const YAML::Node& node, const std::string& path, Problems* p
   ReadPointer(r, "has_more", &g->has_more);
   switch (g->style) {
     case PaginationSpec::Style::kNone:
-      for (const char* k : {"param", "size_param", "size", "start", "cursor", "next_url", "total"}) {
+      for (const char* k :
+           {"param", "size_param", "size", "start", "cursor", "next_url", "total"}) {
         if (r.Has(k)) r.Error(k, "style none reads one answer: remove " + std::string(k));
       }
       break;
@@ -793,8 +794,9 @@ void ReadList(const YAML::Node& node, const FetchSpec& fetch, Problems* p, ListS
   }
   r.String("content_type", &l->content_type);
   if (!r.Has("records")) {
-    r.Error("records", "is required: a pointer to the array of records in each answer (\"\" "
-                       "when the answer is the array)");
+    r.Error("records",
+            "is required: a pointer to the array of records in each answer (\"\" "
+            "when the answer is the array)");
   }
   ReadPointer(r, "records", &l->records);
   ReadPointer(r, "employee_key", &l->employee_key);
@@ -803,15 +805,17 @@ void ReadList(const YAML::Node& node, const FetchSpec& fetch, Problems* p, ListS
   if (yields == "records") {
     l->yields_records = true;
   } else if (yields != "keys") {
-    r.Error("yields", "must be keys (the worker fetches each record) or records (each listed "
-                      "record is the employee's record)");
+    r.Error("yields",
+            "must be keys (the worker fetches each record) or records (each listed "
+            "record is the employee's record)");
   }
   if (!fetch.enabled && !l->yields_records) {
     r.Error("yields", "a profile without fetch cannot read a record per key: use records");
   }
   if (fetch.enabled && l->yields_records && fetch.requests.size() > 1) {
-    r.Error("yields", "the fetch section assembles each record from several requests; a listed "
-                      "record cannot stand in for it: use keys");
+    r.Error("yields",
+            "the fetch section assembles each record from several requests; a listed "
+            "record cannot stand in for it: use keys");
   }
   ReadPointer(r, "record_at", &l->record_at);
   ReadPointer(r, "version", &l->version);

@@ -51,8 +51,8 @@ class SpecProfile final : public Profile {
                      std::string* gone_request) const;
   // One page of the list endpoint: the request for `url`, with the list's auth.
   Result<HttpResponse> ListRequest(const std::string& url,
-                                   const std::map<std::string, std::string>& vars,
-                                   Fetcher& fetcher, int64_t now_s, int timeout_ms) const;
+                                   const std::map<std::string, std::string>& vars, Fetcher& fetcher,
+                                   int64_t now_s, int timeout_ms) const;
   Result<std::string> AccessToken(const std::map<std::string, std::string>& vars, Fetcher& fetcher,
                                   int64_t now_s, int timeout_ms, bool force_refresh) const;
 

@@ -169,11 +169,11 @@ struct PaginationSpec {
   std::string param;       // query parameter: page number, offset, or cursor
   std::string size_param;  // query parameter for the page size; empty: not sent
   int size = 100;
-  int64_t start = 0;       // first page number (page style; default 1) or offset (0)
-  std::string cursor;      // cursor style: pointer to the next cursor in each answer
-  std::string next_url;    // cursor style: pointer to the next page's whole URL instead
-  std::string has_more;    // optional pointer: a false value ends the listing
-  std::string total;       // optional pointer (page/offset): records in the whole listing
+  int64_t start = 0;     // first page number (page style; default 1) or offset (0)
+  std::string cursor;    // cursor style: pointer to the next cursor in each answer
+  std::string next_url;  // cursor style: pointer to the next page's whole URL instead
+  std::string has_more;  // optional pointer: a false value ends the listing
+  std::string total;     // optional pointer (page/offset): records in the whole listing
   int max_pages = 10000;
 };
 
@@ -192,11 +192,11 @@ struct ListSpec {
   std::string body;
   std::string content_type = "application/json";
   // The answer.
-  std::string records;                // pointer to the array of records in each page
-  std::string employee_key = "/id";   // pointer into a record
-  bool yields_records = false;        // false: only keys; the worker fetches each record
-  std::string record_at;              // payload-carrying profiles: the record's place in a payload
-  std::string version;                // optional pointer into a record: its ordering key
+  std::string records;               // pointer to the array of records in each page
+  std::string employee_key = "/id";  // pointer into a record
+  bool yields_records = false;       // false: only keys; the worker fetches each record
+  std::string record_at;             // payload-carrying profiles: the record's place in a payload
+  std::string version;               // optional pointer into a record: its ordering key
   PaginationSpec pagination;
 };
 

@@ -389,8 +389,8 @@ void Metrics::ReconcileRan(std::string_view profile, std::string_view result) {
 }
 
 void Metrics::SetReconcileDrift(std::string_view profile, std::string_view kind, int64_t n) {
-  impl_->Get(kReconcileDrift, {profile, kind}).value.store(static_cast<double>(n),
-                                                          std::memory_order_relaxed);
+  impl_->Get(kReconcileDrift, {profile, kind})
+      .value.store(static_cast<double>(n), std::memory_order_relaxed);
 }
 
 void Metrics::ReconcileEnqueued(std::string_view profile, int64_t n) {
@@ -398,8 +398,7 @@ void Metrics::ReconcileEnqueued(std::string_view profile, int64_t n) {
 }
 
 void Metrics::SetReconcileLastSuccess(std::string_view profile, double unix_seconds) {
-  impl_->Get(kReconcileLastSuccess, {profile}).value.store(unix_seconds,
-                                                          std::memory_order_relaxed);
+  impl_->Get(kReconcileLastSuccess, {profile}).value.store(unix_seconds, std::memory_order_relaxed);
 }
 
 void Metrics::SetGuardTripped(bool tripped) {

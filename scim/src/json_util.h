@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+
 #include "scimsync/json_depth.h"
 
 namespace scimsync::scim::json {

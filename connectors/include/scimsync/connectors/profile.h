@@ -187,8 +187,7 @@ class Profile {
   // record without a key (a partial list must never pass for a whole one); kInvalid when the
   // profile has no list section.
   virtual Result<std::vector<ListedEmployee>> ListEmployees(const std::string& tenant,
-                                                            Fetcher& fetcher,
-                                                            int64_t now_s) const;
+                                                            Fetcher& fetcher, int64_t now_s) const;
   // The item that makes a worker sync `employee`: event kReconcileEventType, occurred_at its
   // version, and as payload the record (placed at list.record_at) for profiles whose payload
   // carries it, else {}.
