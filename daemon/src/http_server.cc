@@ -290,6 +290,21 @@ class HttpServer::Impl::Loop {
         if (stop_deadline == 0) {
           stop_deadline = NowMs() + kStopFlushMs;
           StopListening();
+          // From here on only answers already written are sent: nothing more is read, so a
+          // level-triggered stop event or a client still sending must not wake the loop again.
+          epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, s_->stop_fd_, nullptr);
+          for (auto& [fd, c] : conns_) {
+            if (!c->HasOutput()) {
+              c->dead = true;
+              continue;
+            }
+            epoll_event ev{};
+            ev.events = EPOLLOUT;
+            ev.data.ptr = c.get();
+            epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+            c->events = EPOLLOUT;
+          }
+          Reap();
         }
         bool pending = false;
         for (auto& [fd, c] : conns_) pending = pending || c->HasOutput();
@@ -613,13 +628,14 @@ class HttpServer::Impl::Loop {
     if (c->dead) return;
     // Everything answered: a connection to close, or one whose client has sent EOF (between
     // requests, or half-way through one that can no longer complete), is done.
-    if (!c->HasOutput() && (c->close_after_flush || c->peer_closed)) {
+    const bool stopping = s_->stopping_.load();
+    if (!c->HasOutput() && (c->close_after_flush || c->peer_closed || stopping)) {
       c->dead = true;
       return;
     }
     // Stop reading a connection that is only waiting to be closed: level-triggered readiness
     // would otherwise wake the loop for bytes it will never read.
-    const bool reading = !c->close_after_flush && !c->peer_closed;
+    const bool reading = !c->close_after_flush && !c->peer_closed && !stopping;
     const bool writing = c->HasOutput() || c->tls_wants_write;
     const uint32_t events = (reading ? (EPOLLIN | EPOLLRDHUP) : 0u) | (writing ? EPOLLOUT : 0u);
     if (events != c->events) {

@@ -962,6 +962,28 @@ TEST_F(HttpServerTest, StopReturnsWithIdleConnectionsOpenAndClientsSeeEof) {
   EXPECT_FALSE(late.connected()) << "the port still accepts connections after Stop()";
 }
 
+// A client half-way through a request, and one that keeps sending, do not hold Stop(): nothing
+// more is read once it is called, and their connections are closed at once.
+TEST_F(HttpServerTest, StopClosesConnectionsInTheMiddleOfARequestAtOnce) {
+  ASSERT_NO_FATAL_FAILURE(Start(Options(1)));
+  RawClient half(port_);
+  ASSERT_TRUE(half.Send("POST /webhooks/hr HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"));
+  RawClient chatty(port_);
+  ASSERT_TRUE(chatty.Send("POST /webhooks/hr HTTP/1.1\r\nHost: x\r\nX-Filler: "));
+  ASSERT_EQ(Exchange(Get("/healthz")).status, 200);  // both have been read by now
+  std::atomic<bool> sending{true};
+  std::thread feeder([&] {
+    while (sending.load() && chatty.Send("a")) std::this_thread::sleep_for(1ms);
+  });
+  const auto start = SteadyClock::now();
+  server_->Stop();
+  EXPECT_LT(SteadyClock::now() - start, 1500ms);
+  sending = false;
+  feeder.join();
+  EXPECT_TRUE(half.WaitClosed(2000ms));
+  serve_thread_.join();
+}
+
 // ---------------------------------------------------------------------------------------------
 // 13. Half-close
 
