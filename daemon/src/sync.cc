@@ -165,8 +165,12 @@ void ProfileSyncer::SetApiKey(std::string api_key) {
   ++generation_;
 }
 
+ProfileSyncer::PerThread& ProfileSyncer::StateOf(int thread) {
+  return threads_[static_cast<size_t>(thread) % threads_.size()];
+}
+
 Result<scim::Converger*> ProfileSyncer::ConvergerFor(int thread) {
-  PerThread& t = threads_[static_cast<size_t>(thread) % threads_.size()];
+  PerThread& t = StateOf(thread);
   const uint64_t gen = generation_.load();
   if (t.converger && t.generation == gen) return t.converger.get();
   std::string key;
@@ -369,7 +373,7 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
       result.result = scim::ChangeName(out.change);
       if (deps_.versions && !folded.version.empty()) {
         // Written with the pass's other versions, before its items are acknowledged (EndPass).
-        PerThread& t = threads_[static_cast<size_t>(thread) % threads_.size()];
+        PerThread& t = StateOf(thread);
         t.raises[work.partition].emplace_back(who, folded.version);
       }
       if (deps_.guard && out.change != scim::Change::kAbsent) {
@@ -400,7 +404,7 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
 }
 
 Status ProfileSyncer::EndPass(int thread) {
-  PerThread& t = threads_[static_cast<size_t>(thread) % threads_.size()];
+  PerThread& t = StateOf(thread);
   Status out;
   for (const auto& [partition, raises] : t.raises) {
     Status s = deps_.versions ? deps_.versions->RaiseMany(partition, raises) : Status();

@@ -67,6 +67,8 @@ class ProfileSyncer final : public Syncer {
     // Versions applied in this pass, raised at its end: partition -> (employee, version).
     std::map<int, std::vector<std::pair<std::string, std::string>>> raises;
   };
+  // The worker thread's own state: only that thread touches it.
+  PerThread& StateOf(int thread);
   Result<scim::Converger*> ConvergerFor(int thread);
   SyncResult FromPlanError(scim::Converger& converger, const EmployeeWork& work,
                            const Error& error);
