@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -339,7 +340,10 @@ int RunDaemon(const std::string& file) {
       if (now >= next_gauges) {
         next_gauges = now + 5000;
         int64_t total = 0;
+        const std::vector<int> held = leases.Owned();
         for (int p = 0; p < cfg.redis.partitions; ++p) {
+          Metrics::Global().SetPartitionHeld(p,
+                                             std::find(held.begin(), held.end(), p) != held.end());
           auto d = queue->Depth(p);
           auto r = queue->RetryDepth(p);
           if (d) {

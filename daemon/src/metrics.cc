@@ -36,6 +36,7 @@ enum Id : size_t {
   kRetriesWaiting,
   kQueueDepth,
   kQueueOldestAge,
+  kPartitionHeld,
   kPaused,
   kGuardTripped,
   kReconcileRuns,
@@ -137,6 +138,12 @@ const std::vector<Def>& Families() {
        Type::kGauge,
        "scimsync_queue_oldest_age_seconds",
        "Age of the oldest item in a partition's stream; 0 when empty.",
+       {"partition"},
+       {}},
+      {kPartitionHeld,
+       Type::kGauge,
+       "scimsync_partition_held",
+       "1 while this instance holds the partition's lease (works its items), else 0.",
        {"partition"},
        {}},
       {kPaused,
@@ -413,6 +420,11 @@ void Metrics::SetQueueDepth(int partition, int64_t items) {
 void Metrics::SetQueueOldestAge(int partition, double seconds) {
   std::string p = std::to_string(partition);
   impl_->Get(kQueueOldestAge, {p}).value.store(seconds, std::memory_order_relaxed);
+}
+
+void Metrics::SetPartitionHeld(int partition, bool held) {
+  std::string p = std::to_string(partition);
+  impl_->Get(kPartitionHeld, {p}).value.store(held ? 1 : 0, std::memory_order_relaxed);
 }
 
 void Metrics::SetRetriesWaiting(int partition, int64_t items) {

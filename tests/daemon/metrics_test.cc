@@ -101,6 +101,9 @@ TEST(MetricsTest, FreshRegistryRendersEveryFamilyExactly) {
       "# HELP scimsync_queue_oldest_age_seconds Age of the oldest item in a partition's "
       "stream; 0 when empty.\n"
       "# TYPE scimsync_queue_oldest_age_seconds gauge\n"
+      "# HELP scimsync_partition_held 1 while this instance holds the partition's lease "
+      "(works its items), else 0.\n"
+      "# TYPE scimsync_partition_held gauge\n"
       "# HELP scimsync_paused 1 while SCIM work is paused because the SCIM server rejected "
       "the API key (401/403).\n"
       "# TYPE scimsync_paused gauge\n"
@@ -145,6 +148,8 @@ TEST(MetricsTest, CountersAndGaugesCarryTheirLabelsSorted) {
   metrics.SetQueueDepth(0, 4);  // a gauge: the last value wins
   metrics.SetQueueOldestAge(0, 2.5);
   metrics.SetRetriesWaiting(3, 2);
+  metrics.SetPartitionHeld(0, true);
+  metrics.SetPartitionHeld(1, false);
   metrics.SetPaused(true);
   metrics.SetGuardTripped(true);
   metrics.SetGuardTripped(false);
@@ -166,6 +171,8 @@ TEST(MetricsTest, CountersAndGaugesCarryTheirLabelsSorted) {
   EXPECT_EQ(s["scimsync_queue_depth{partition=\"10\"}"], "1");
   EXPECT_EQ(s["scimsync_queue_oldest_age_seconds{partition=\"0\"}"], "2.5");
   EXPECT_EQ(s["scimsync_retries_waiting{partition=\"3\"}"], "2");
+  EXPECT_EQ(s["scimsync_partition_held{partition=\"0\"}"], "1");
+  EXPECT_EQ(s["scimsync_partition_held{partition=\"1\"}"], "0");
   EXPECT_EQ(s["scimsync_paused"], "1");
   EXPECT_EQ(s["scimsync_guard_tripped"], "0");
 

@@ -81,6 +81,9 @@ class Metrics {
   // Age of the oldest item still in the partition's stream; 0 when it is empty.
   void SetQueueOldestAge(int partition, double seconds);
   void SetRetriesWaiting(int partition, int64_t items);
+  // Whether this instance holds the partition's lease now. Every instance reports every
+  // partition, 0 or 1, so "max over instances is 0" means nobody works it (an alert).
+  void SetPartitionHeld(int partition, bool held);
   // Dead letters stored in Redis (shared by every instance), waiting for a human.
   void SetDeadLettersStored(int64_t items);
 
