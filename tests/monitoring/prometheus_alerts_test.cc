@@ -1,0 +1,181 @@
+// The shipped alert rules against the real thing: Debian's Prometheus server (loopback, private
+// data dir, 1 s scrape and evaluation) loads monitoring/scimsync-alerts.yml and scrapes a real
+// scimsyncd (redis + fake SCIM server, tests/daemon/e2e_fixture.h). The daemon is driven into a
+// dead letter (the SCIM server answers 400), an auth pause (the SCIM server's key changes under
+// it) and a backlog, and Prometheus's /api/v1/alerts must show the matching alerts firing.
+//
+// Two concessions to a test that must take seconds: every `for:` is rewritten to 0s (promtool's
+// unit test, monitoring/scimsync-alerts.test.yml, covers the durations), and the backlog is an
+// entry written into an idle partition's stream with an hour-old id, since the rule's threshold
+// is 15 minutes of real age.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <rapidjson/document.h>
+
+#include <chrono>
+#include <regex>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "e2e_fixture.h"
+#include "scimsync/queue/queue.h"
+#include "test_support.h"
+
+namespace scimsync::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+const std::string kSource = SCIMSYNC_SOURCE_DIR;
+
+class Prometheus {
+ public:
+  bool Start(const std::string& rules_yaml, int target_port) {
+    port_ = FreePort();
+    WriteFile(dir_.File("rules.yml"), rules_yaml);
+    WriteFile(dir_.File("prometheus.yml"),
+              "global: {scrape_interval: 1s, evaluation_interval: 1s, scrape_timeout: 1s}\n"
+              "rule_files: [" +
+                  dir_.File("rules.yml") +
+                  "]\n"
+                  "scrape_configs:\n"
+                  "  - job_name: scimsync\n"
+                  "    static_configs: [{targets: [\"127.0.0.1:" +
+                  std::to_string(target_port) + "\"]}]\n");
+    if (!proc_.Start(
+            {"prometheus", "--config.file=" + dir_.File("prometheus.yml"),
+             "--storage.tsdb.path=" + dir_.File("data"),
+             "--web.listen-address=127.0.0.1:" + std::to_string(port_), "--log.level=warn"},
+            dir_.File("prometheus.log"))) {
+      return false;
+    }
+    auto deadline = Clock::now() + std::chrono::seconds(20);
+    while (Clock::now() < deadline) {
+      if (Get("/-/ready").find("Ready") != std::string::npos) return true;
+      if (proc_.Wait(0) >= 0) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
+
+  std::string Get(const std::string& path) const {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_connection_timeout(1, 0);
+    c.set_read_timeout(2, 0);
+    auto res = c.Get(path);
+    return res && res->status == 200 ? res->body : "";
+  }
+
+  // Names of the alerts in state "firing".
+  std::set<std::string> Firing() const {
+    std::set<std::string> out;
+    std::string body = Get("/api/v1/alerts");
+    rapidjson::Document d;
+    d.Parse(body.c_str(), body.size());
+    if (d.HasParseError() || !d.IsObject() || !d.HasMember("data")) return out;
+    for (const auto& a : d["data"]["alerts"].GetArray()) {
+      if (std::string(a["state"].GetString()) == "firing") {
+        out.insert(a["labels"]["alertname"].GetString());
+      }
+    }
+    return out;
+  }
+
+  // The value of a one-sample instant query, or "" when there is none.
+  std::string Query(const std::string& expr) const {
+    std::string body = Get("/api/v1/query?query=" + httplib::detail::encode_query_param(expr));
+    rapidjson::Document d;
+    d.Parse(body.c_str(), body.size());
+    if (d.HasParseError() || !d.IsObject() || !d.HasMember("data")) return "";
+    const auto& r = d["data"]["result"];
+    if (!r.IsArray() || r.Size() != 1) return "";
+    return r[0]["value"][1].GetString();
+  }
+
+  std::string Log() const { return ReadFile(dir_.File("prometheus.log")); }
+
+ private:
+  TempDir dir_;
+  Process proc_;
+  int port_ = 0;
+};
+
+template <typename Pred>
+bool WaitFor(Pred pred, int timeout_ms) {
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (Clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  return pred();
+}
+
+TEST(PrometheusAlertsTest, AuthPauseDeadLettersAndBacklogFire) {
+  E2E e2e;
+  ASSERT_TRUE(e2e.StartRedis());
+  ASSERT_TRUE(e2e.StartScim());
+  E2EDaemonOptions options;
+  options.workers = 1;
+  ASSERT_TRUE(e2e.StartDaemon(0, options));
+
+  const std::string rules =
+      std::regex_replace(ReadFile(kSource + "/monitoring/scimsync-alerts.yml"),
+                         std::regex("for: [0-9]+[smhdwy]"), "for: 0s");
+  Prometheus prom;
+  ASSERT_TRUE(prom.Start(rules, e2e.port(0))) << prom.Log();
+  // Healthy first: Prometheus has seen no dead letters, so a new one is growth.
+  ASSERT_TRUE(WaitFor([&] { return prom.Query("scimsync_dead_letters") == "0"; }, 20000))
+      << prom.Log();
+  EXPECT_EQ(prom.Firing().count("ScimsyncDeadLettersGrowing"), 0u);
+
+  // JumpCloud refuses the user: a dead letter.
+  e2e.scim().InjectFault(Fault::Status(400).On("POST", "/Users"));
+  ASSERT_EQ(e2e.PostUntilAccepted(
+                0, GenericBody("ev-1", "employee.created", "E1", "Engineer", 1790000000)),
+            202);
+  const std::string dlq = queue::Keys::DeadLetters("scimsync");
+  ASSERT_TRUE(WaitFor([&] { return e2e.redis().Cli({"XLEN", dlq}) == "1"; }, 15000)) << e2e.Log(0);
+
+  // The key is rotated at JumpCloud but not here: the next item pauses all SCIM work.
+  e2e.scim().SetApiKey("rotated-elsewhere");
+  ASSERT_EQ(e2e.PostUntilAccepted(
+                0, GenericBody("ev-2", "employee.created", "E2", "Engineer", 1790000000)),
+            202);
+  ASSERT_TRUE(WaitFor([&] { return prom.Query("scimsync_paused") == "1"; }, 20000)) << e2e.Log(0);
+
+  // An hour-old item in an idle partition: the backlog the paused workers leave behind.
+  int idle = -1;
+  for (int p = 0; p < 8 && idle < 0; ++p) {
+    if (e2e.redis().Cli({"XLEN", queue::Keys::Stream("scimsync", p)}) == "0") idle = p;
+  }
+  ASSERT_GE(idle, 0);
+  const int64_t hour_ago_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count() -
+                              3'600'000;
+  e2e.redis().Cli({"XADD", queue::Keys::Stream("scimsync", idle),
+                   std::to_string(hour_ago_ms) + "-0", "test", "backdated"});
+
+  const std::set<std::string> want = {"ScimsyncDeadLettersGrowing", "ScimsyncPaused",
+                                      "ScimsyncBacklog"};
+  std::set<std::string> firing;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        firing = prom.Firing();
+        for (const auto& w : want) {
+          if (!firing.count(w)) return false;
+        }
+        return true;
+      },
+      30000))
+      << "firing: " << ::testing::PrintToString(firing) << "\n"
+      << prom.Log();
+  // A live, lease-holding daemon with its guard closed is neither down nor missing an owner.
+  EXPECT_EQ(firing.count("ScimsyncDown"), 0u);
+  EXPECT_EQ(firing.count("ScimsyncGuardHolding"), 0u);
+  EXPECT_EQ(firing.count("ScimsyncPartitionUnowned"), 0u);
+}
+
+}  // namespace
+}  // namespace scimsync::testing
