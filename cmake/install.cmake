@@ -7,6 +7,10 @@
 #   /usr/lib/sysusers.d/scimsync.conf            the scimsync system user
 #   /usr/lib/tmpfiles.d/scimsync.conf            /etc/credstore for LoadCredential=
 #   /usr/share/scimsync/profiles/*.yaml          built-in connector profiles (for reading)
+#   /usr/share/scimsync/prometheus/scimsync-alerts.yml   alert rules (monitoring/)
+#   /usr/share/scimsync/grafana/scimsync-dashboard.json  Grafana dashboard (monitoring/)
+#   /usr/share/man/man8/scimsyncd.8.gz, man5/scimsync.yaml.5.gz   generated at build time
+#   /usr/share/bash-completion/completions/scimsyncd     bash completion
 #   /usr/share/doc/scimsync/                     README.md, operations.md, examples/
 #   /etc/scimsync/scimsync.yaml                  the example config (a conffile in the .deb)
 # Another prefix moves all of these under it, the config to <prefix>/etc/scimsync/.
@@ -25,7 +29,72 @@ install(FILES ${SCIMSYNC_SYSTEMD_DIR}/scimsync.sysusers
         DESTINATION lib/sysusers.d RENAME scimsync.conf)
 install(FILES ${SCIMSYNC_SYSTEMD_DIR}/scimsync.tmpfiles
         DESTINATION lib/tmpfiles.d RENAME scimsync.conf)
+install(FILES ${PROJECT_SOURCE_DIR}/monitoring/scimsync-alerts.yml
+        DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/scimsync/prometheus)
+install(FILES ${PROJECT_SOURCE_DIR}/monitoring/scimsync-dashboard.json
+        DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/scimsync/grafana)
+install(FILES ${PROJECT_SOURCE_DIR}/packaging/bash-completion/scimsyncd
+        DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/bash-completion/completions)
+
+# Man pages, generated from the sources they document so they cannot drift: scimsyncd(8)'s
+# synopsis is the built binary's `--help`, scimsync.yaml(5)'s keys are the example config.
+# Installed gzipped (-n: no timestamp, so rebuilds are byte-identical), as Debian wants.
+set(SCIMSYNC_MAN_DIR ${PROJECT_BINARY_DIR}/man)
+set(_gen_man ${PROJECT_SOURCE_DIR}/packaging/man/gen-man.sh)
+add_custom_command(
+  OUTPUT ${SCIMSYNC_MAN_DIR}/scimsyncd.8 ${SCIMSYNC_MAN_DIR}/scimsyncd.8.gz
+  COMMAND ${CMAKE_COMMAND} -E make_directory ${SCIMSYNC_MAN_DIR}
+  COMMAND sh ${_gen_man} scimsyncd.8 ${PROJECT_SOURCE_DIR}/packaging/man/scimsyncd.8.in
+          ${PROJECT_VERSION} ${SCIMSYNC_MAN_DIR}/scimsyncd.8 $<TARGET_FILE:scimsyncd>
+  COMMAND gzip -9nf -k ${SCIMSYNC_MAN_DIR}/scimsyncd.8
+  DEPENDS scimsyncd ${_gen_man} ${PROJECT_SOURCE_DIR}/packaging/man/scimsyncd.8.in
+  COMMENT "Generating scimsyncd.8 from scimsyncd --help")
+add_custom_command(
+  OUTPUT ${SCIMSYNC_MAN_DIR}/scimsync.yaml.5 ${SCIMSYNC_MAN_DIR}/scimsync.yaml.5.gz
+  COMMAND ${CMAKE_COMMAND} -E make_directory ${SCIMSYNC_MAN_DIR}
+  COMMAND sh ${_gen_man} scimsync.yaml.5 ${PROJECT_SOURCE_DIR}/packaging/man/scimsync.yaml.5.in
+          ${PROJECT_VERSION} ${SCIMSYNC_MAN_DIR}/scimsync.yaml.5
+          ${PROJECT_SOURCE_DIR}/config/examples/scimsync.yaml
+  COMMAND gzip -9nf -k ${SCIMSYNC_MAN_DIR}/scimsync.yaml.5
+  DEPENDS ${_gen_man} ${PROJECT_SOURCE_DIR}/packaging/man/scimsync.yaml.5.in
+          ${PROJECT_SOURCE_DIR}/config/examples/scimsync.yaml
+  COMMENT "Generating scimsync.yaml.5 from config/examples/scimsync.yaml")
+# The package's Debian changelog: one entry for the version being packaged. A native version
+# (no revision) has changelog.gz, one with a revision (-DSCIMSYNC_DEB_RELEASE=2, how the
+# package test builds its upgrade) changelog.Debian.gz.
+set(SCIMSYNC_DEB_RELEASE "" CACHE STRING "Debian revision of the package (empty: native 0.1.0)")
+set(SCIMSYNC_DEB_MAINTAINER "scimsync maintainers <scimsync@localhost>"
+    CACHE STRING "Maintainer field of the .deb")
+set(_deb_version "${PROJECT_VERSION}")
+set(_changelog_name changelog)
+if(SCIMSYNC_DEB_RELEASE)
+  set(_deb_version "${PROJECT_VERSION}-${SCIMSYNC_DEB_RELEASE}")
+  set(_changelog_name changelog.Debian)
+endif()
+file(WRITE ${SCIMSYNC_MAN_DIR}/${_changelog_name}
+"scimsync (${_deb_version}) unstable; urgency=medium
+
+  * Built with CPack from the scimsync source tree; the project's history is its git log.
+
+ -- ${SCIMSYNC_DEB_MAINTAINER}  Thu, 01 Jan 2026 00:00:00 +0000
+")
+set(SCIMSYNC_CHANGELOG_GZ ${SCIMSYNC_MAN_DIR}/${_changelog_name}.gz)
+add_custom_command(
+  OUTPUT ${SCIMSYNC_CHANGELOG_GZ}
+  COMMAND gzip -9nf -k ${SCIMSYNC_MAN_DIR}/${_changelog_name}
+  DEPENDS ${SCIMSYNC_MAN_DIR}/${_changelog_name})
+add_custom_target(scimsync_man ALL
+  DEPENDS ${SCIMSYNC_MAN_DIR}/scimsyncd.8.gz ${SCIMSYNC_MAN_DIR}/scimsync.yaml.5.gz
+          ${SCIMSYNC_CHANGELOG_GZ})
+install(FILES ${SCIMSYNC_MAN_DIR}/scimsyncd.8.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
+install(FILES ${SCIMSYNC_MAN_DIR}/scimsync.yaml.5.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man5)
+
 install(FILES ${PROJECT_SOURCE_DIR}/README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
+# Debian wants a copyright file and a changelog in every package's doc directory (lintian).
+install(FILES ${PROJECT_SOURCE_DIR}/packaging/debian/copyright DESTINATION ${CMAKE_INSTALL_DOCDIR})
+install(FILES ${SCIMSYNC_CHANGELOG_GZ} DESTINATION ${CMAKE_INSTALL_DOCDIR})
+install(FILES ${PROJECT_SOURCE_DIR}/packaging/debian/lintian-overrides
+        DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/lintian/overrides RENAME scimsync)
 install(FILES ${PROJECT_SOURCE_DIR}/docs/operations.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
 install(FILES ${PROJECT_SOURCE_DIR}/config/examples/scimsync.yaml
               ${SCIMSYNC_SYSTEMD_DIR}/scimsync.env.example
@@ -63,9 +132,6 @@ install(CODE "
 ")
 
 # --- Debian package (cpack -G DEB). ---
-set(SCIMSYNC_DEB_MAINTAINER "scimsync maintainers <scimsync@localhost>"
-    CACHE STRING "Maintainer field of the .deb")
-
 set(CPACK_GENERATOR "DEB")
 set(CPACK_PACKAGE_NAME "scimsync")
 set(CPACK_PACKAGE_VERSION "${PROJECT_VERSION}")
@@ -82,6 +148,9 @@ set(CPACK_PACKAGING_INSTALL_PREFIX "/usr")
 set(CPACK_STRIP_FILES ON)
 
 set(CPACK_DEBIAN_PACKAGE_NAME "scimsync")
+if(SCIMSYNC_DEB_RELEASE)
+  set(CPACK_DEBIAN_PACKAGE_RELEASE "${SCIMSYNC_DEB_RELEASE}")
+endif()
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_MAINTAINER "${SCIMSYNC_DEB_MAINTAINER}")
 set(CPACK_DEBIAN_PACKAGE_SECTION "admin")

@@ -90,6 +90,23 @@ TEST(InstallLayoutTest, DebianLayoutUnderPrefixUsr) {
             ReadFile(kSource + "/docs/operations.md"));
   EXPECT_EQ(ReadFile(r + "usr/share/doc/scimsync/README.md"), ReadFile(kSource + "/README.md"));
 
+  // The operator's kit: alert rules, dashboard, man pages generated at build time, completion.
+  EXPECT_EQ(ReadFile(r + "usr/share/scimsync/prometheus/scimsync-alerts.yml"),
+            ReadFile(kSource + "/monitoring/scimsync-alerts.yml"));
+  EXPECT_EQ(ReadFile(r + "usr/share/scimsync/grafana/scimsync-dashboard.json"),
+            ReadFile(kSource + "/monitoring/scimsync-dashboard.json"));
+  EXPECT_EQ(ReadFile(r + "usr/share/bash-completion/completions/scimsyncd"),
+            ReadFile(kSource + "/packaging/bash-completion/scimsyncd"));
+  EXPECT_EQ(ReadFile(r + "usr/share/man/man8/scimsyncd.8.gz"),
+            ReadFile(std::string(SCIMSYNC_BINARY_DIR) + "/man/scimsyncd.8.gz"));
+  EXPECT_EQ(ReadFile(r + "usr/share/man/man5/scimsync.yaml.5.gz"),
+            ReadFile(std::string(SCIMSYNC_BINARY_DIR) + "/man/scimsync.yaml.5.gz"));
+  EXPECT_EQ(ReadFile(r + "usr/share/doc/scimsync/copyright"),
+            ReadFile(kSource + "/packaging/debian/copyright"));
+  EXPECT_TRUE(fs::exists(r + "usr/share/doc/scimsync/changelog.gz"));
+  EXPECT_EQ(ReadFile(r + "usr/share/lintian/overrides/scimsync"),
+            ReadFile(kSource + "/packaging/debian/lintian-overrides"));
+
   // Every built-in profile, for admins to read and copy.
   int profiles = 0;
   for (const auto& e : fs::directory_iterator(kSource + "/connectors/profiles")) {
