@@ -74,7 +74,7 @@ endif()
 file(WRITE ${SCIMSYNC_MAN_DIR}/${_changelog_name}
 "scimsync (${_deb_version}) unstable; urgency=medium
 
-  * Built with CPack from the scimsync source tree; the project's history is its git log.
+  * Built by CPack from the scimsync source tree; its history is the git log.
 
  -- ${SCIMSYNC_DEB_MAINTAINER}  Thu, 01 Jan 2026 00:00:00 +0000
 ")
@@ -136,10 +136,12 @@ set(CPACK_GENERATOR "DEB")
 set(CPACK_PACKAGE_NAME "scimsync")
 set(CPACK_PACKAGE_VERSION "${PROJECT_VERSION}")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "HR-system webhooks to JumpCloud users over SCIM 2.0")
+# Lines under 80 columns: dpkg shows them as written (lintian: extended-description-line-too-long).
 set(CPACK_PACKAGE_DESCRIPTION
-    "scimsyncd receives HR-system webhooks (BambooHR, HiBob, Personio, Rippling, Gusto, Deel, \
-Merge, Finch, Factorial or any JSON sender), stores each event durably in Redis Streams and \
-converges the employee's JumpCloud user through JumpCloud's SCIM 2.0 API.")
+    "scimsyncd receives HR-system webhooks (BambooHR, HiBob, Personio, Rippling,
+Gusto, Deel, Merge, Finch, Factorial or any JSON sender), stores each event
+durably in Redis Streams and converges the employee's JumpCloud user through
+JumpCloud's SCIM 2.0 API.")
 set(CPACK_PACKAGE_CONTACT "${SCIMSYNC_DEB_MAINTAINER}")
 # Install with DESTDIR and prefix /usr, so the absolute /etc destination lands in the package.
 set(CPACK_SET_DESTDIR ON)
