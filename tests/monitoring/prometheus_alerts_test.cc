@@ -7,7 +7,7 @@
 // Two concessions to a test that must take seconds: every `for:` is rewritten to 0s (promtool's
 // unit test, monitoring/scimsync-alerts.test.yml, covers the durations), and the backlog is an
 // entry written into an idle partition's stream with an hour-old id, since the rule's threshold
-// is 15 minutes of real age.
+// is 15 minutes of real age. The same server also runs every query of the Grafana dashboard.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <rapidjson/document.h>
@@ -80,6 +80,19 @@ class Prometheus {
       }
     }
     return out;
+  }
+
+  // Prometheus's verdict on an instant query: "" when it runs, else its error.
+  std::string QueryError(const std::string& expr) const {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_read_timeout(5, 0);
+    auto res = c.Get("/api/v1/query?query=" + httplib::detail::encode_query_param(expr));
+    if (!res) return "no answer";
+    rapidjson::Document d;
+    d.Parse(res->body.c_str(), res->body.size());
+    if (d.HasParseError() || !d.IsObject() || !d.HasMember("status")) return res->body;
+    if (std::string(d["status"].GetString()) == "success") return "";
+    return d.HasMember("error") ? d["error"].GetString() : res->body;
   }
 
   // The value of a one-sample instant query, or "" when there is none.
@@ -175,6 +188,25 @@ TEST(PrometheusAlertsTest, AuthPauseDeadLettersAndBacklogFire) {
   EXPECT_EQ(firing.count("ScimsyncDown"), 0u);
   EXPECT_EQ(firing.count("ScimsyncGuardHolding"), 0u);
   EXPECT_EQ(firing.count("ScimsyncPartitionUnowned"), 0u);
+
+  // Every query of the Grafana dashboard parses and runs, with its variables as Grafana would
+  // fill them in.
+  const std::string text = ReadFile(kSource + "/monitoring/scimsync-dashboard.json");
+  rapidjson::Document dash;
+  dash.Parse(text.c_str(), text.size());
+  ASSERT_FALSE(dash.HasParseError());
+  int queries = 0;
+  for (const auto& panel : dash["panels"].GetArray()) {
+    if (!panel.HasMember("targets")) continue;
+    for (const auto& target : panel["targets"].GetArray()) {
+      std::string expr = target["expr"].GetString();
+      expr = std::regex_replace(expr, std::regex("\\$__rate_interval"), "1m");
+      expr = std::regex_replace(expr, std::regex("\\$(job|instance)"), ".*");
+      EXPECT_EQ(prom.QueryError(expr), "") << panel["title"].GetString() << ": " << expr;
+      ++queries;
+    }
+  }
+  EXPECT_GT(queries, 20);
 }
 
 }  // namespace
