@@ -175,13 +175,23 @@ daemon_pid=""
 [ "$rc" -eq 0 ] || fail "scimsyncd exited $rc on SIGTERM"
 
 # --- Upgrade to a rebuilt package; the admin's edit of the conffile stays. ---
+# The rebuilt package's example config changes too (as a release's would), so dpkg meets the
+# case it asks about: both sides changed. --force-confold is the answer operations.md gives;
+# the new example lands next to the kept file as .dpkg-dist.
 printf '# edited by the admin before the upgrade\n' >>/etc/scimsync/scimsync.yaml
 edited="$(sha256sum /etc/scimsync/scimsync.yaml)"
 deb2="$(package 2)"
+dpkg-deb -R "$deb2" "$work/deb2"
+printf '# changed in the new release\n' >>"$work/deb2/etc/scimsync/scimsync.yaml"
+(cd "$work/deb2" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' |
+  xargs -0 md5sum >DEBIAN/md5sums)
+dpkg-deb -b --root-owner-group "$work/deb2" "$deb2" >/dev/null
 apt_get install -y -qq -o Dpkg::Options::=--force-confold "$deb2" >"$work/apt2.log" 2>&1 ||
   { cat "$work/apt2.log" >&2; fail "upgrade"; }
 [ "$(dpkg-query -W -f='${Version}' scimsync)" != "$version" ] || fail "version did not change on upgrade"
 [ "$(sha256sum /etc/scimsync/scimsync.yaml)" = "$edited" ] || fail "the upgrade replaced the edited conffile"
+grep -q 'changed in the new release' /etc/scimsync/scimsync.yaml.dpkg-dist ||
+  fail "the new release's config is not beside the kept one (.dpkg-dist)"
 /usr/bin/scimsyncd --version >/dev/null || fail "upgraded binary does not run"
 getent passwd scimsync >/dev/null || fail "user gone after upgrade"
 
