@@ -141,6 +141,15 @@ TEST(PrometheusAlertsTest, AuthPauseDeadLettersAndBacklogFire) {
   ASSERT_TRUE(WaitFor([&] { return prom.Query("scimsync_dead_letters") == "0"; }, 20000))
       << prom.Log();
   EXPECT_EQ(prom.Firing().count("ScimsyncDeadLettersGrowing"), 0u);
+  // The only instance holds every partition, and says so for each (what the unowned-partition
+  // alert reads).
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return prom.Query("count(scimsync_partition_held == 1)") == "8" &&
+               prom.Query("count(scimsync_partition_held)") == "8";
+      },
+      20000))
+      << prom.Query("count(scimsync_partition_held == 1)");
 
   // JumpCloud refuses the user: a dead letter.
   e2e.scim().InjectFault(Fault::Status(400).On("POST", "/Users"));
