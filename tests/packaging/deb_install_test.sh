@@ -35,8 +35,8 @@ fail() {
   exit 1
 }
 cleanup() {
-  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
-  [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null || true
+  if [ -n "$daemon_pid" ]; then kill "$daemon_pid" 2>/dev/null || true; fi
+  if [ -n "$redis_pid" ]; then kill "$redis_pid" 2>/dev/null || true; fi
   wait 2>/dev/null || true
   if dpkg-query -W -f='${Status}' scimsync 2>/dev/null | grep -q 'ok installed\|config-files'; then
     apt-get purge -y -qq scimsync >/dev/null 2>&1 || true
