@@ -100,6 +100,7 @@ ConvergerOptions ConvergerOptions::From(const config::TargetOptions& target,
   ConvergerOptions o;
   o.timeout_ms = target.timeout_ms;
   o.retry = RetryOptions::From(retry);
+  o.create_leavers = target.create_leavers;
   return o;
 }
 
@@ -122,6 +123,7 @@ struct Converger::Run {
   std::string id;
   std::vector<std::string> written;
   bool rate_limited = false;  // the last Call found no rate-limit slot
+  bool suspended = false;     // active=false was written (sent on its own, before the rest)
 };
 
 Converger::Converger(ConvergerOptions options, ConvergerDeps deps)
@@ -143,6 +145,20 @@ Result<ServiceProviderConfig> Converger::Probe() {
   Run run(job);
   run.first_ms = job.first_attempt_ms;
   return Probe(run);
+}
+
+Status Converger::CheckKey() {
+  Job job;
+  job.first_attempt_ms = deps_.clock->NowMs();
+  job.trace_id = "auth-probe";
+  Run run(job);
+  run.first_ms = job.first_attempt_ms;
+  auto resp = Call(run, "GET", ListUsersTarget(1, 1), "");
+  if (!resp.ok()) return resp.error();
+  if (!Is2xx(resp->status)) {
+    return ErrorFromResponse(resp->status, resp->body, resp->retry_after, deps_.clock->NowMs());
+  }
+  return {};
 }
 
 Result<ServiceProviderConfig> Converger::Probe(Run& run) {
@@ -400,10 +416,25 @@ Error Converger::UserNameTaken(Run& run, const Error& error, const RemoteUser& r
   return e;
 }
 
+Status Converger::Suspend(Run& run, const RemoteUser& remote) {
+  // Always sent, whatever `active` reads: JumpCloud reports active = !suspended &&
+  // !passwordExpired, so a user whose password expired or is still pending reads inactive but
+  // gets access back with a password reset. And sent alone, so that nothing else in the request
+  // (a taken userName, an attribute JumpCloud refuses) can keep it from landing.
+  Status s = Update(run, remote, {{PatchOp::Kind::kReplace, "active", "false"}});
+  if (!s.ok()) return s;
+  run.suspended = true;
+  run.change = Change::kUpdated;
+  run.written = {"active"};
+  return {};
+}
+
 Status Converger::Converge(Run& run) {
   const Action action = run.job.action;
   User desired = run.job.desired;
   if (action == Action::kReactivate) desired.active = true;
+  // A suspension, or a sync of a record whose newest state is terminated.
+  const bool suspending = action == Action::kSuspend || desired.active == false;
 
   for (int round = 0; round < kMaxRounds; ++round) {
     auto found = Resolve(run);
@@ -411,6 +442,16 @@ Status Converger::Converge(Run& run) {
 
     if (!*found) {
       if (action == Action::kSuspend || action == Action::kDelete) {
+        run.change = Change::kAbsent;
+        return {};
+      }
+      if (desired.active == false && !options_.create_leavers) {
+        // No account for a leaver: nobody needs a login that starts out suspended, and one
+        // that exists can be reactivated by mistake (target.create_leavers allows it).
+        log::Info("not creating a JumpCloud user for a terminated employee",
+                  {{"trace_id", run.job.trace_id},
+                   {"employee", desired.external_id},
+                   {"detail", "target.create_leavers is false"}});
         run.change = Change::kAbsent;
         return {};
       }
@@ -451,21 +492,31 @@ Status Converger::Converge(Run& run) {
       return {};
     }
 
-    User wanted = desired;
-    if (action == Action::kSuspend) {
-      // Only the access changes: a leaver's record is often half-emptied by the HRIS.
-      wanted = User{};
-      wanted.active = false;
+    if (suspending && !run.suspended) {
+      Status s = Suspend(run, remote);
+      if (!s.ok()) {
+        if (s.error().kind == ErrorKind::kNotFound && round + 1 < kMaxRounds) {
+          log::Info("JumpCloud user vanished during the suspension; resolving again",
+                    {{"trace_id", run.job.trace_id}, {"jumpcloud_id", remote.id}});
+          Unlink(run);
+          continue;
+        }
+        return s;
+      }
+      remote.attributes.active = false;
     }
-    auto ops = Diff(wanted, remote);
+    // Only the access changes: a leaver's record is often half-emptied by the HRIS.
+    if (action == Action::kSuspend) return {};
+
+    auto ops = Diff(desired, remote);
     if (ops.empty()) {
-      run.change = Change::kNone;
+      if (!run.suspended) run.change = Change::kNone;
       return {};
     }
     Status s = Update(run, remote, ops);
     if (s.ok()) {
       run.change = Change::kUpdated;
-      run.written = Paths(ops);
+      for (auto& path : Paths(ops)) run.written.push_back(std::move(path));
       return {};
     }
     if (s.error().kind == ErrorKind::kNotFound && round + 1 < kMaxRounds) {
@@ -474,18 +525,29 @@ Status Converger::Converge(Run& run) {
       Unlink(run);
       continue;
     }
-    if (s.error().kind == ErrorKind::kConflict) {
+    Error e = s.error();
+    if (e.kind == ErrorKind::kConflict) {
       for (const auto& op : ops) {
-        if (op.path == "userName") return UserNameTaken(run, s.error(), remote);
+        if (op.path == "userName") {
+          e = UserNameTaken(run, s.error(), remote);
+          break;
+        }
       }
     }
-    return s;
+    if (run.suspended) {
+      e.message = "JumpCloud user " + remote.id +
+                  " is suspended (active=false was applied on its own), but the record's other "
+                  "changes failed: " +
+                  e.message;
+    }
+    return e;
   }
   return Error::Transient("the JumpCloud user kept changing while it was being converged");
 }
 
 Outcome Converger::Finish(Run& run, const Status& status) {
   Outcome o;
+  o.suspended = run.suspended;
   if (!status.ok()) {
     auto shown = [](const std::string& line, const std::string& body) {
       return body.empty() ? line : line + "\n" + Truncate(RedactBody(body));

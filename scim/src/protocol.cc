@@ -440,10 +440,10 @@ std::string CreateBody(const User& d) {
   opt("title", d.title);
   opt("locale", d.locale);
   opt("userType", d.user_type);
-  if (d.active) {
-    w.Key("active");
-    w.Bool(*d.active);
-  }
+  // Always explicit: a server's default for a missing `active` is its own choice (JumpCloud's
+  // is active), and a create must never depend on it.
+  w.Key("active");
+  w.Bool(d.active.value_or(true));
   opt("password", d.password);
   w.Key(kEnterpriseUrn);
   w.StartObject();

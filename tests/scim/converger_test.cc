@@ -41,6 +41,12 @@ rapidjson::Document Json(const std::string& text) {
   return d;
 }
 
+// The user reads active=false (absent counts as active: JumpCloud's default).
+bool Inactive(const rapidjson::Value& user) {
+  return user.IsObject() && user.HasMember("active") && user["active"].IsBool() &&
+         !user["active"].GetBool();
+}
+
 std::string Str(const rapidjson::Value& v, const char* key) {
   return v.IsObject() && v.HasMember(key) && v[key].IsString() ? v[key].GetString() : "";
 }
@@ -213,14 +219,121 @@ TEST_F(ConvergerTest, SuspendTouchesOnlyActiveAndWorksOnAHalfEmptyRecord) {
   EXPECT_FALSE(user["active"].GetBool());
   EXPECT_EQ(Str(user, "userName"), "jdoe");
 
-  // Suspending again: already inactive, nothing written.
-  EXPECT_EQ(Run(leaver, Action::kSuspend).change, Change::kNone);
+  // Suspending again: sent again (see AlwaysSendsTheSuspension...).
+  EXPECT_EQ(Run(leaver, Action::kSuspend).change, Change::kUpdated);
 
   // Rehire: the same user comes back.
   Outcome back = Run(Jane(), Action::kReactivate);
   ASSERT_EQ(back.decision, Decision::kDone) << back.reason;
   EXPECT_EQ(back.jumpcloud_id, id);
   EXPECT_TRUE(Json(OnlyUser())["active"].GetBool());
+}
+
+// JumpCloud reads active = !suspended && !passwordExpired: a user whose password expired (or is
+// still pending) reads inactive but is not suspended, and a password reset gives access back.
+TEST_F(ConvergerTest, AlwaysSendsTheSuspensionEvenWhenTheUserReadsInactive) {
+  std::string id = server_->AddUser(
+      R"({"userName":"jdoe","externalId":"E1","active":false,
+          "emails":[{"value":"jane.doe@example.com","primary":true}]})");
+  User leaver;
+  leaver.external_id = "E1";
+  Outcome o = Run(leaver, Action::kSuspend);
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  EXPECT_EQ(o.change, Change::kUpdated);
+  EXPECT_TRUE(o.suspended);
+  ASSERT_EQ(server_->CountRequests("PATCH"), 1);
+  EXPECT_EQ(server_->requests().back().body,
+            R"({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],)"
+            R"("Operations":[{"op":"replace","path":"active","value":false}]})");
+
+  // The same for a termination that carries the record (a sync to active=false).
+  User terminated = Jane();
+  terminated.active = false;
+  server_->ClearRequests();
+  o = Run(terminated);
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  EXPECT_EQ(server_->CountRequests("PATCH"), 2);  // active=false, then the record
+  EXPECT_EQ(o.jumpcloud_id, id);
+}
+
+// A termination with its record: active=false goes alone and first, so a record JumpCloud
+// refuses (the new email's local part is another employee's userName) cannot keep it active.
+TEST_F(ConvergerTest, ASuspensionLandsWhenTheRecordsRenameIsAConflict) {
+  Run(Jane());
+  std::string holder = server_->AddUser(R"({"userName":"jsmith","externalId":"E2"})");
+  User leaver = Jane();
+  leaver.user_name = "jsmith";
+  leaver.title = "Former";
+  leaver.active = false;
+  server_->ClearRequests();
+  Outcome o = Run(leaver);
+  EXPECT_EQ(o.decision, Decision::kGiveUp);
+  ASSERT_TRUE(o.error.has_value());
+  EXPECT_EQ(o.error->kind, ErrorKind::kConflict);
+  EXPECT_TRUE(o.suspended);
+  EXPECT_NE(o.reason.find("is suspended"), std::string::npos) << o.reason;
+  EXPECT_NE(o.reason.find(holder), std::string::npos) << o.reason;
+  auto patches = server_->requests();
+  std::erase_if(patches, [](const auto& r) { return r.method != "PATCH"; });
+  ASSERT_EQ(patches.size(), 2u);
+  EXPECT_EQ(patches[0].body, R"({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],)"
+                             R"("Operations":[{"op":"replace","path":"active","value":false}]})");
+  auto users = server_->FindUsers("externalId", "E1");
+  ASSERT_EQ(users.size(), 1u);
+  auto user = Json(users[0]);
+  EXPECT_TRUE(Inactive(user));
+  EXPECT_EQ(Str(user, "userName"), "jdoe");
+}
+
+TEST_F(ConvergerTest, ASuspensionLandsWhenOneAttributeIsRefused) {
+  Run(Jane());
+  C();
+  // JumpCloud refuses the record's title with a 400; the suspension is a request of its own.
+  hook_->answer = [](const HttpRequest& r) -> std::optional<HttpResponse> {
+    if (r.method == "PATCH" && r.body.find("title") != std::string::npos) {
+      HttpResponse bad;
+      bad.status = 400;
+      bad.body = R"({"detail":"title: invalid value","status":"400"})";
+      return bad;
+    }
+    return std::nullopt;
+  };
+  User leaver = Jane();
+  leaver.title = "Former";
+  leaver.active = false;
+  Outcome o = Run(leaver);
+  EXPECT_EQ(o.decision, Decision::kGiveUp);
+  EXPECT_TRUE(o.suspended);
+  EXPECT_NE(o.last_request.find("title"), std::string::npos) << o.last_request;
+  EXPECT_TRUE(Inactive(Json(OnlyUser())));
+
+  // A suspension that itself fails is retried on its own, and nothing else is sent.
+  server_->ClearRequests();
+  server_->InjectFault(Fault::Status(503).On("PATCH"));
+  o = Run(leaver, Action::kSync, 2);
+  EXPECT_EQ(o.decision, Decision::kRetry);
+  EXPECT_FALSE(o.suspended);
+  EXPECT_EQ(server_->CountRequests("PATCH"), 1);
+}
+
+TEST_F(ConvergerTest, NoAccountIsCreatedForALeaver) {
+  User leaver = Jane();
+  leaver.active = false;  // a termination that carries the record
+  Outcome o = Run(leaver);
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  EXPECT_EQ(o.change, Change::kAbsent);
+  EXPECT_EQ(server_->CountRequests("POST"), 0);
+  EXPECT_EQ(server_->user_count(), 0u);
+}
+
+TEST_F(ConvergerTest, ALeaverAccountIsCreatedSuspendedOnlyWhenAllowed) {
+  options_.create_leavers = true;  // audit accounts
+  User leaver = Jane();
+  leaver.active = false;
+  Outcome o = Run(leaver);
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  EXPECT_EQ(o.change, Change::kCreated);
+  EXPECT_TRUE(Inactive(Json(OnlyUser())));
 }
 
 TEST_F(ConvergerTest, SuspendOrDeleteOfAnUnknownEmployeeDoesNothing) {

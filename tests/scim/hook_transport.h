@@ -1,9 +1,11 @@
 // A Transport decorator for staging races: runs `before_post` once, just before the next POST
-// leaves ("someone created this user a moment ago").
+// leaves ("someone created this user a moment ago"); `answer` may answer a request itself
+// instead of sending it (a server refusing one particular write).
 #pragma once
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -20,11 +22,15 @@ class HookTransport final : public Transport {
       before_post = nullptr;
       hook();
     }
+    if (answer) {
+      if (auto canned = answer(r)) return *canned;
+    }
     return inner_->Send(r, timeout_ms);
   }
   std::string Describe(const HttpRequest& r) const override { return inner_->Describe(r); }
 
   std::function<void()> before_post;
+  std::function<std::optional<HttpResponse>(const HttpRequest&)> answer;
 
  private:
   std::unique_ptr<Transport> inner_;

@@ -283,14 +283,17 @@ TEST(PatchBody, ExactDocument) {
       R"({"op":"remove","path":"title"}]})");
 }
 
-TEST(CreateBody, CarriesAnchorEmployeeNumberAndOnlyMappedAttributes) {
+TEST(CreateBody, CarriesAnchorEmployeeNumberActiveAndOnlyMappedAttributes) {
   User d = Desired();
   d.department = "Eng";
+  // `active` is always explicit: JumpCloud's default for a missing one is active, whatever the
+  // desired state meant.
   EXPECT_EQ(CreateBody(d),
             R"({"schemas":["urn:ietf:params:scim:schemas:core:2.0:User",)"
             R"("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],)"
             R"("externalId":"E1","userName":"jdoe","name":{"givenName":"Jane","familyName":"Doe"},)"
             R"("emails":[{"value":"jane.doe@example.com","type":"work","primary":true}],)"
+            R"("active":true,)"
             R"("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":)"
             R"({"employeeNumber":"E1","department":"Eng"}})");
 }

@@ -402,7 +402,8 @@ struct FakeScimServer::Impl {
         return it == rec.headers.end() ? std::string() : it->second;
       };
       bool authorized = options.api_key.empty() || header("x-api-key") == options.api_key ||
-                        header("authorization") == "Bearer " + options.api_key;
+                        header("authorization") == "Bearer " + options.api_key ||
+                        (options.public_discovery && rec.path == "/ServiceProviderConfig");
       if (fault && fault->kind == Fault::Kind::kStatus) {
         answer = Err(fault->status, "", "injected fault");
         answer.retry_after = fault->retry_after;

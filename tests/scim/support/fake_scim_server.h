@@ -24,6 +24,9 @@ struct FakeScimOptions {
   bool patch_supported = true;
   // false: /ServiceProviderConfig answers 404, like servers that lack it.
   bool service_provider_config = true;
+  // true: /ServiceProviderConfig answers without checking the API key, as discovery endpoints
+  // may (RFC 7644 lets them be public).
+  bool public_discovery = false;
   // Where the SCIM endpoints live.
   std::string base_path = "/scim/v2";
   // Added to every answer, like JumpCloud's round trip (benchmarks).

@@ -4,11 +4,16 @@
 //   resolve:  link table -> filter externalId eq -> filter userName eq. More than one match, or a
 //             match that carries another employee's externalId, is a conflict: nothing is
 //             guessed, the ids are reported.
-//   absent:   POST (externalId = HRIS id, enterprise employeeNumber), store the link. A 409
-//             resolves again and converges what it finds.
-//   present:  diff against the user as GET returned it; PATCH only what differs (nothing differs:
-//             no write), or GET-merge-PUT when the server has no PATCH. A 404 on a linked id
-//             drops the link and resolves again.
+//   absent:   POST (externalId = HRIS id, enterprise employeeNumber, `active` always explicit),
+//             store the link. A 409 resolves again and converges what it finds. A leaver
+//             (desired active=false) is not created unless ConvergerOptions::create_leavers.
+//   present:  a suspension (kSuspend, or desired active=false) first sends `active=false` alone,
+//             always, even when the user already reads inactive (JumpCloud reads a user with an
+//             expired or pending password as inactive); the record's other changes follow in a
+//             request of their own, so their failure cannot keep the suspension from landing.
+//             Then diff against the user as GET returned it; PATCH only what differs (nothing
+//             differs: no write), or GET-merge-PUT when the server has no PATCH. A 404 on a
+//             linked id drops the link and resolves again.
 //
 // Every job starts with a lookup, and a failed POST is never repeated within a job: a POST that
 // timed out (JumpCloud may have created the user anyway) is followed by a lookup on the next
@@ -79,6 +84,9 @@ struct Outcome {
   Change change = Change::kNone;
   std::string jumpcloud_id;          // empty when the user does not exist
   std::vector<std::string> written;  // SCIM paths written ("userName", "active", ...)
+  // active=false landed (its own request). Also set for kRetry and kGiveUp when the record's
+  // other changes failed after it: the user is suspended whatever the rest of the job did.
+  bool suspended = false;
 
   // kRetry: wait this long. Includes Retry-After, capped by max_delay_ms.
   int64_t retry_after_ms = 0;
@@ -102,6 +110,9 @@ struct ConvergerOptions {
   // kRetry so the worker can serve other employees meanwhile.
   int64_t max_rate_wait_ms = 5000;
   RetryOptions retry;
+  // A leaver (desired active=false) JumpCloud does not know: false (default) creates nothing,
+  // true creates the user suspended (an audit account). config: target.create_leavers.
+  bool create_leavers = false;
 
   static ConvergerOptions From(const config::TargetOptions& target,
                                const config::RetryOptions& retry);
@@ -129,6 +140,11 @@ class Converger {
   // document means PATCH (JumpCloud has it). kAuth when the key is refused, kTransient when the
   // server cannot be reached; Converge probes by itself until one probe got an answer.
   Result<ServiceProviderConfig> Probe();
+  // Does the server accept the API key? One `GET /Users?startIndex=1&count=1`: an endpoint that
+  // always needs the key, unlike /ServiceProviderConfig (discovery may be public, and a 404 there
+  // says nothing about the key). ok on 2xx; kAuth on 401/403; other statuses and no answer are
+  // errors of their kind. The pause ends only when this succeeds.
+  Status CheckKey();
   // For callers that probed once and share the answer between workers.
   void SetCapabilities(const ServiceProviderConfig& capabilities);
 
@@ -146,6 +162,7 @@ class Converger {
                             const std::string& body);
   Result<RemoteUser> Create(Run& run, const User& desired);
   Status Update(Run& run, const RemoteUser& remote, const std::vector<PatchOp>& ops);
+  Status Suspend(Run& run, const RemoteUser& remote);
   Error UserNameTaken(Run& run, const Error& error, const RemoteUser& remote);
   Outcome Finish(Run& run, const Status& status);
   void Link(Run& run, const std::string& id);

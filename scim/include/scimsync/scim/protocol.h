@@ -78,8 +78,9 @@ std::vector<PatchOp> Diff(const User& desired, const RemoteUser& remote);
 std::string PatchBody(const std::vector<PatchOp>& ops);
 
 // The POST body creating `desired`: core and enterprise schemas, externalId, the enterprise
-// employeeNumber (defaulting to externalId when the profile maps none), and only the attributes
-// `desired` sets. The password is included only when a profile mapped one.
+// employeeNumber (defaulting to externalId when the profile maps none), `active` always
+// (true when `desired` leaves it unset), and otherwise only the attributes `desired` sets. The
+// password is included only when a profile mapped one.
 std::string CreateBody(const User& desired);
 
 // The PUT body for servers without PATCH: the remote resource with `ops` applied. Attributes
