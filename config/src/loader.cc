@@ -247,6 +247,7 @@ void ReadTarget(const YAML::Node& node, Problems* p, TargetOptions* o) {
   }
   r.String("ca_file", &o->ca_file);
   r.Bool("insecure_skip_verify", &o->insecure_skip_verify);
+  r.Bool("create_leavers", &o->create_leavers);
   if (!o->dry_run && o->api_key.empty()) {
     r.Error("api_key_env",
             "the JumpCloud API key is required: set api_key_env or api_key_file "
@@ -259,6 +260,7 @@ void ReadWorkers(const YAML::Node& node, Problems* p, WorkersOptions* o) {
   r.Int("threads", &o->threads, 0, 256);
   r.Int("nice", &o->nice, 0, 19);
   r.Int("drain_timeout_s", &o->drain_timeout_s, 0, 3600);
+  r.Int("max_future_skew_s", &o->max_future_skew_s, 0, int64_t{365} * 86400);
   {
     MapReader rr(r.Child("retry"), r.PathOf("retry"), p);
     rr.Int("base_delay_ms", &o->retry.base_delay_ms, 1, 3'600'000);

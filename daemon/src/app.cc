@@ -264,6 +264,7 @@ int RunDaemon(const std::string& file) {
   deps.guard = &guard;
   deps.clock = &clock;
   deps.random = &random;
+  deps.max_future_skew_ms = cfg.workers.max_future_skew_s * 1000;
   ProfileSyncer syncer(cfg.target, cfg.workers.retry, cfg.workers.threads, deps);
   syncer.SetApiKey(*api_key);
 

@@ -43,16 +43,19 @@ return 0
 // KEYS: events, tripped, suspended, released. ARGV: now, window_ms, limit, who.
 const redis::Script& AdmitScript() {
   static const redis::Script kScript(R"lua(
+-- KEYS[1]: employees admitted in the window (member: the employee, score: first admission).
+-- The count is of employees, not attempts: a termination retried after 503s is one.
 if redis.call('SISMEMBER', KEYS[3], ARGV[4]) == 1 then return 1 end
 if redis.call('EXISTS', KEYS[4]) == 1 then return 1 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local now = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+if redis.call('ZSCORE', KEYS[1], ARGV[4]) then return 1 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 if redis.call('ZCARD', KEYS[1]) + 1 > tonumber(ARGV[3]) then
   redis.call('SET', KEYS[2], ARGV[1])
   return 0
 end
-redis.call('ZADD', KEYS[1], now, ARGV[4] .. '@' .. ARGV[1])
+redis.call('ZADD', KEYS[1], now, ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 )lua");
@@ -298,6 +301,12 @@ Status SuspensionGuard::Record(const std::string& who, bool suspended) {
       pool_.Acquire()->Command({suspended ? "SADD" : "SREM", prefix_ + ":guard:suspended", who});
   if (!r) return r.error();
   return {};
+}
+
+Result<bool> SuspensionGuard::Suspended(const std::string& who) {
+  auto r = pool_.Acquire()->Command({"SISMEMBER", prefix_ + ":guard:suspended", who});
+  if (!r) return r.error();
+  return r->AsInteger().value_or(0) == 1;
 }
 
 Status SuspensionGuard::Release() {

@@ -27,6 +27,8 @@ enum Id : size_t {
   kItemsEnqueued,
   kItemsDuplicate,
   kSyncs,
+  kItemsDropped,
+  kFutureVersions,
   kScimRequests,
   kScimDuration,
   kRateLimitWaits,
@@ -85,6 +87,20 @@ const std::vector<Def>& Families() {
        "scimsync_syncs_total",
        "Item outcomes of the workers, by action and result.",
        {"action", "result"},
+       {}},
+      {kItemsDropped,
+       Type::kCounter,
+       "scimsync_items_dropped_total",
+       "Items the workers dropped without applying them, by profile and reason "
+       "(older_than_applied: a newer version of the employee was already applied).",
+       {"profile", "reason"},
+       {}},
+      {kFutureVersions,
+       Type::kCounter,
+       "scimsync_future_versions_total",
+       "Versions dated beyond workers.max_future_skew_s: item_clamped (the item was applied as "
+       "of now), stored_ignored (a stored applied version was disregarded).",
+       {"profile", "what"},
        {}},
       {kScimRequests,
        Type::kCounter,
@@ -364,6 +380,14 @@ void Metrics::ItemsEnqueued(std::string_view profile, int64_t accepted, int64_t 
 
 void Metrics::SyncFinished(std::string_view action, std::string_view result) {
   Add(impl_->Get(kSyncs, {action, result}).value, 1);
+}
+
+void Metrics::ItemDropped(std::string_view profile, std::string_view reason) {
+  Add(impl_->Get(kItemsDropped, {profile, reason}).value, 1);
+}
+
+void Metrics::FutureVersion(std::string_view profile, std::string_view what) {
+  Add(impl_->Get(kFutureVersions, {profile, what}).value, 1);
 }
 
 void Metrics::ScimRequest(std::string_view method, int http_status, double seconds) {

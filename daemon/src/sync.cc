@@ -1,6 +1,9 @@
 #include "scimsync/daemon/sync.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <string>
 #include <thread>
 
 #include "scimsync/daemon/metrics.h"
@@ -105,6 +108,48 @@ void Fold(Folded& f, const connectors::Plan& plan, bool carries_record) {
   }
 }
 
+// A deferred item whose effective time has come. It is never dropped for being older than the
+// applied version: it was entered before later updates but takes effect after them. When its
+// record is older than what is applied (or folded), only its action lands: a suspension sets
+// active=false and keeps the newer attributes.
+void FoldDue(Folded& f, const connectors::Plan& plan, const std::string& applied) {
+  const bool older = !plan.version.empty() &&
+                     (CompareVersions(plan.version, applied) < 0 ||
+                      (!f.version.empty() && CompareVersions(plan.version, f.version) < 0));
+  if (!older || plan.action != connectors::Action::kSuspend) {
+    Fold(f, plan, /*carries_record=*/true);
+    return;
+  }
+  f.active = false;
+  f.action = f.user ? connectors::Action::kSync : connectors::Action::kSuspend;
+  f.any = true;
+}
+
+// The Unix time (ms) a version stands for, when it is a number: connectors turn timestamps into
+// zero-padded milliseconds; a bare number below 1e11 reads as seconds (1e11 s is the year 5138,
+// 1e11 ms is 1973), anything larger as milliseconds.
+std::optional<int64_t> VersionTimeMs(const std::string& version) {
+  if (version.empty() || version.size() > 40) return std::nullopt;
+  for (char c : version) {
+    if (c < '0' || c > '9') return std::nullopt;
+  }
+  size_t start = version.find_first_not_of('0');
+  if (start == std::string::npos) return 0;
+  if (version.size() - start > 18) return INT64_MAX;  // beyond any clock
+  const int64_t n = std::stoll(version.substr(start));
+  return n < 100'000'000'000 ? n * 1000 : n;
+}
+
+// `version` with its time replaced by `now_ms`, in its own unit and width.
+std::string ClampVersion(const std::string& version, int64_t now_ms) {
+  const size_t start = version.find_first_not_of('0');
+  const bool seconds = start != std::string::npos && version.size() - start <= 18 &&
+                       std::stoll(version.substr(start)) < 100'000'000'000;
+  std::string out = std::to_string(seconds ? now_ms / 1000 : now_ms);
+  if (out.size() < version.size()) out.insert(0, version.size() - out.size(), '0');
+  return out;
+}
+
 // Counts every SCIM exchange for /metrics: method, status (0 = no answer) and latency.
 class MeteredTransport final : public scim::Transport {
  public:
@@ -201,9 +246,8 @@ Result<scim::Converger*> ProfileSyncer::ConvergerFor(int thread) {
 Status ProfileSyncer::Probe(int thread) {
   auto conv = ConvergerFor(thread);
   if (!conv) return conv.error();
-  auto caps = (*conv)->Probe();
-  if (!caps) return caps.error();
-  return {};
+  // The key itself, on an endpoint that needs it; the capabilities are learnt by the first job.
+  return (*conv)->CheckKey();
 }
 
 SyncResult ProfileSyncer::FromPlanError(scim::Converger& converger, const EmployeeWork& work,
@@ -261,6 +305,7 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
 
   SyncResult result;
   Folded folded;
+  Metrics& metrics = deps_.metrics ? *deps_.metrics : Metrics::Global();
   if (profile.payload_carries_record()) {
     std::string applied;
     if (deps_.versions) {
@@ -269,24 +314,86 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
         return FromPlanError(converger, work, Error::Transient("redis: " + v.error().message));
       applied = *v;
     }
-    std::vector<std::pair<size_t, connectors::Plan>> plans;
+    if (auto t = VersionTimeMs(applied); t && *t > now_ms + deps_.max_future_skew_ms) {
+      // Stored from an event dated in the future before that was refused (or by a sender that
+      // changed units): it would drop every later event of the employee, terminations included.
+      log::Warn("ignoring a stored version dated in the future (workers.max_future_skew_s)",
+                {{"employee", work.employee_key}, {"profile", work.profile}, {"version", applied}});
+      metrics.FutureVersion(work.profile, "stored_ignored");
+      applied.clear();
+    }
+    // (item index, plan, due deferred item)
+    struct Planned {
+      size_t index;
+      connectors::Plan plan;
+      bool due;
+      std::string key;  // orders the fold: the version, or a due item's effective time
+    };
+    std::vector<Planned> plans;
+    int dropped = 0;
     for (size_t i = 0; i < work.items.size(); ++i) {
-      auto plan = profile.PlanItem(ToWorkItem(work.items[i]), *deps_.fetcher, now_ms / 1000);
+      const queue::Item& item = work.items[i];
+      auto plan = profile.PlanItem(ToWorkItem(item), *deps_.fetcher, now_ms / 1000);
       if (!plan) return FromPlanError(converger, work, plan.error());
-      if (plan->effective_at_s && *plan->effective_at_s * 1000 > now_ms) {
-        result.deferred.emplace_back(i, *plan->effective_at_s * 1000);
+      if (auto t = VersionTimeMs(plan->version); t && *t > now_ms + deps_.max_future_skew_ms) {
+        // A bogus future date (or milliseconds read as seconds) would outrank every later event
+        // for good: the item counts as happening now.
+        std::string clamped = ClampVersion(plan->version, now_ms);
+        log::Warn("event dated too far in the future: its version is clamped to now",
+                  {{"trace_id", item.trace_id},
+                   {"employee", work.employee_key},
+                   {"occurred_at", item.occurred_at},
+                   {"clamped_to", clamped},
+                   {"max_future_skew_s", deps_.max_future_skew_ms / 1000}});
+        metrics.FutureVersion(work.profile, "item_clamped");
+        plan->version = clamped;
+      }
+      if (plan->effective_at_s) {
+        const int64_t effective_ms = *plan->effective_at_s * 1000;
+        if (effective_ms > now_ms) {
+          result.deferred.emplace_back(i, effective_ms);
+          continue;
+        }
+        std::string key = std::to_string(effective_ms);
+        key.insert(0, key.size() < 20 ? 20 - key.size() : 0, '0');
+        plans.push_back({i, std::move(plan.value()), true, key});
         continue;
       }
       if (!applied.empty() && !plan->version.empty() &&
           CompareVersions(plan->version, applied) < 0) {
-        continue;  // older than what JumpCloud already has: dropped
+        // Older than what JumpCloud already has: an old event never overwrites newer state.
+        ++dropped;
+        log::Info("item dropped: older than the version already applied",
+                  {{"trace_id", item.trace_id},
+                   {"employee", work.employee_key},
+                   {"event_type", item.event_type},
+                   {"version", plan->version},
+                   {"applied", applied}});
+        metrics.ItemDropped(work.profile, "older_than_applied");
+        continue;
       }
-      plans.emplace_back(i, std::move(plan.value()));
+      std::string key = plan->version;
+      plans.push_back({i, std::move(plan.value()), false, std::move(key)});
     }
-    std::stable_sort(plans.begin(), plans.end(), [](const auto& a, const auto& b) {
-      return CompareVersions(a.second.version, b.second.version) < 0;
+    std::stable_sort(plans.begin(), plans.end(), [](const Planned& a, const Planned& b) {
+      return CompareVersions(a.key, b.key) < 0;
     });
-    for (const auto& [i, plan] : plans) Fold(folded, plan, /*carries_record=*/true);
+    for (const Planned& p : plans) {
+      if (p.due) {
+        FoldDue(folded, p.plan, applied);
+      } else {
+        Fold(folded, p.plan, /*carries_record=*/true);
+      }
+    }
+    if (dropped > 0 && !folded.any) {
+      result.kind = SyncResult::Kind::kDone;
+      result.action = "ignore";
+      result.result = "dropped";
+      result.reason = std::to_string(dropped) +
+                      " item(s) older than the version already applied (" + applied +
+                      "): dropped, an older event never overwrites newer state";
+      return result;
+    }
   } else {
     // Level-triggered: the newest item that means something; the fetched record is the state.
     for (size_t k = work.items.size(); k-- > 0;) {
@@ -296,7 +403,10 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
         result.deferred.emplace_back(k, *plan->effective_at_s * 1000);
         continue;
       }
-      if (plan->action == connectors::Action::kIgnore) continue;
+      if (plan->action == connectors::Action::kIgnore) {
+        if (result.reason.empty()) result.reason = plan->reason;
+        continue;
+      }
       Fold(folded, *plan, /*carries_record=*/false);
       break;
     }
@@ -306,6 +416,7 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
     result.kind = SyncResult::Kind::kDone;
     result.action = "ignore";
     result.result = "ignored";
+    if (result.reason.empty()) result.reason = "no item of the employee maps to an action";
     return result;
   }
 
@@ -338,6 +449,17 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
     }
   }
 
+  if (job.action == scim::Action::kSync && !job.desired.active && deps_.guard) {
+    // The newest state scimsync applied is terminated and this event does not say otherwise
+    // (a rehire sets active=true): it stays terminated. JumpCloud may have lost the user (an
+    // admin deleted it), and a create without `active` would make it active.
+    auto terminated = deps_.guard->Suspended(who);
+    if (!terminated) {
+      return FromPlanError(converger, work,
+                           Error::Transient("redis: " + terminated.error().message));
+    }
+    if (*terminated) job.desired.active = false;
+  }
   const bool suspending = job.action == scim::Action::kSuspend ||
                           (job.action == scim::Action::kSync && job.desired.active == false);
   if (suspending && deps_.guard) {
@@ -367,19 +489,29 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
     result.error_kind = ErrorKindName(out.error->kind);
     result.http_status = out.error->http_status;
   }
+  auto raise_version = [&] {
+    if (deps_.versions && !folded.version.empty()) {
+      // Written with the pass's other versions, before its items are acknowledged (EndPass).
+      PerThread& t = StateOf(thread);
+      t.raises[work.partition].emplace_back(who, folded.version);
+    }
+  };
+  if (out.decision != scim::Decision::kDone && out.suspended) {
+    // The suspension landed on its own; only the record's other changes failed. Nothing older
+    // may undo it while the rest is retried or waits in the dead letters.
+    raise_version();
+    if (deps_.guard) (void)deps_.guard->Record(who, true);
+  }
   switch (out.decision) {
     case scim::Decision::kDone:
       result.kind = SyncResult::Kind::kDone;
       result.result = scim::ChangeName(out.change);
-      if (deps_.versions && !folded.version.empty()) {
-        // Written with the pass's other versions, before its items are acknowledged (EndPass).
-        PerThread& t = StateOf(thread);
-        t.raises[work.partition].emplace_back(who, folded.version);
-      }
-      if (deps_.guard && out.change != scim::Change::kAbsent) {
+      raise_version();
+      if (deps_.guard) {
         if (suspending) {
+          // Also when JumpCloud has no user: a later event must not create an active one.
           (void)deps_.guard->Record(who, true);
-        } else if (job.desired.active == true) {
+        } else if (job.desired.active == true && out.change != scim::Change::kAbsent) {
           (void)deps_.guard->Record(who, false);
         }
       }

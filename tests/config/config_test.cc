@@ -143,6 +143,26 @@ TEST(ConfigTest, NumbersAreRangeChecked) {
             "target.dry_run (line 2): must be true or false");
 }
 
+// The offboarding options: no accounts for leavers by default, and how far ahead an event may be
+// dated before it counts as "now".
+TEST(ConfigTest, LeaverAccountsAndFutureSkew) {
+  Config c;
+  ASSERT_TRUE(Load(kMinimal, &c).empty());
+  EXPECT_FALSE(c.target.create_leavers);
+  EXPECT_EQ(c.workers.max_future_skew_s, 86400);
+  const std::string base = "profiles: [{name: hr, connector: generic}]\n";
+  ASSERT_TRUE(Load(base + "target: {dry_run: true, create_leavers: true}\n"
+                          "workers: {max_future_skew_s: 600}\n",
+                   &c)
+                  .empty());
+  EXPECT_TRUE(c.target.create_leavers);
+  EXPECT_EQ(c.workers.max_future_skew_s, 600);
+  EXPECT_EQ(OnlyProblem(base + "target: {dry_run: true, create_leavers: sometimes}\n"),
+            "target.create_leavers (line 2): must be true or false");
+  EXPECT_EQ(OnlyProblem(base + "target: {dry_run: true}\nworkers: {max_future_skew_s: -1}\n"),
+            "workers.max_future_skew_s (line 3): must be between 0 and 31536000 (got -1)");
+}
+
 TEST(ConfigTest, RedisUrls) {
   const std::string base = kMinimal;
   Config c;

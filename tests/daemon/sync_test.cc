@@ -6,9 +6,11 @@
 
 #include "fake_scim_server.h"
 #include "scimsync/daemon/metrics.h"
+#include "scimsync/queue/redis.h"
 #include "scimsync/scim/link_store.h"
 #include "scimsync/scim/rate_limiter.h"
 #include "scimsync/scim/retry.h"
+#include "test_support.h"
 
 namespace scimsync::daemon {
 namespace {
@@ -38,10 +40,16 @@ class ScriptedProfile : public connectors::Profile {
       u.email = "user." + item.employee_key + "@example.com";
       u.title = item.payload;
     }
-    if (item.event_type == "hire") plan.action = connectors::Action::kSync;
-    if (item.event_type == "leave") plan.action = connectors::Action::kSuspend;
-    if (item.event_type == "rehire") plan.action = connectors::Action::kReactivate;
-    if (item.event_type == "leave" && item.payload.empty()) u.active = false;
+    std::string type = item.event_type;
+    if (auto at = type.find('@'); at != std::string::npos) {
+      // "leave@SECONDS": a termination effective at that Unix time.
+      plan.effective_at_s = std::stoll(type.substr(at + 1));
+      type.resize(at);
+    }
+    if (type == "hire") plan.action = connectors::Action::kSync;
+    if (type == "leave") plan.action = connectors::Action::kSuspend;
+    if (type == "rehire") plan.action = connectors::Action::kReactivate;
+    if (type == "leave" && item.payload.empty()) u.active = false;
     plan.user = u;
     return plan;
   }
@@ -55,8 +63,10 @@ class SyncTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(scim_.Start()); }
 
-  SyncResult Run(bool carries,
-                 std::vector<std::tuple<std::string, std::string, std::string>> events) {
+  // What tests with a Redis add (the applied versions, the guard).
+  virtual void AddDeps(SyncerDeps&) {}
+
+  std::unique_ptr<ProfileSyncer> Syncer(bool carries) {
     std::map<std::string, ActiveProfile> m;
     m["hr"] = ActiveProfile{std::make_shared<ScriptedProfile>(carries), {}};
     profiles_.Replace(std::move(m));
@@ -65,39 +75,67 @@ class SyncTest : public ::testing::Test {
     target.max_requests_per_second = 0;
     SyncerDeps deps;
     deps.profiles = &profiles_;
-    auto fetcher = connectors::NewRecordedFetcher("{}");
-    deps.fetcher = fetcher.get();
+    deps.fetcher = fetcher_.get();
     deps.limiter = limiter_.get();
     deps.links = &links_;
     deps.clock = &clock_;
     deps.random = &random_;
-    ProfileSyncer syncer(target, config::RetryOptions{}, 1, deps);
-    syncer.SetApiKey("test-key");
+    deps.metrics = &metrics_;
+    AddDeps(deps);
+    auto syncer = std::make_unique<ProfileSyncer>(target, config::RetryOptions{}, 1, deps);
+    syncer->SetApiKey("test-key");
+    return syncer;
+  }
+
+  SyncResult Run(bool carries,
+                 std::vector<std::tuple<std::string, std::string, std::string>> events,
+                 const std::string& employee = "E1") {
+    auto syncer = Syncer(carries);
     EmployeeWork work;
     work.partition = 0;
     work.profile = "hr";
-    work.employee_key = "E1";
-    int n = 0;
+    work.employee_key = employee;
     for (const auto& [type, title, version] : events) {
       queue::Item item;
       item.profile = "hr";
-      item.employee_key = "E1";
+      item.employee_key = employee;
       item.event_type = type;
       item.payload = title;
       item.occurred_at = version;
-      item.entry_id = "1-" + std::to_string(n++);
+      item.entry_id = "1-" + std::to_string(entries_++);
+      item.trace_id = "t-" + item.entry_id;
       work.items.push_back(item);
     }
-    return syncer.Sync(0, work);
+    SyncResult r = syncer->Sync(0, work);
+    Status s = syncer->EndPass(0);
+    EXPECT_TRUE(s.ok()) << s.error().message;
+    return r;
   }
 
-  std::string User() {
-    auto users = scim_.FindUsers("externalId", "E1");
+  std::string User(const std::string& employee = "E1") {
+    auto users = scim_.FindUsers("externalId", employee);
     return users.size() == 1 ? users[0] : "";
+  }
+
+  std::string IdOf(const std::string& employee) {
+    std::string u = User(employee);
+    size_t at = u.find("\"id\":\"");
+    if (at == std::string::npos) return "";
+    at += 6;
+    return u.substr(at, u.find('"', at) - at);
+  }
+
+  bool Active(const std::string& employee = "E1") {
+    std::string u = User(employee);
+    EXPECT_FALSE(u.empty()) << "no user for " << employee;
+    return u.find("\"active\":false") == std::string::npos;
   }
 
   testing::FakeScimServer scim_;
   ProfileSet profiles_;
+  std::unique_ptr<connectors::Fetcher> fetcher_ = connectors::NewRecordedFetcher("{}");
+  Metrics metrics_{"test"};
+  int entries_ = 0;
   FakeClock clock_;
   scim::SequenceRandom random_{{0.5}};
   scim::MemoryLinkStore links_;
@@ -105,17 +143,28 @@ class SyncTest : public ::testing::Test {
       scim::NewMemoryRateLimiter(scim::RateLimitOptions{0, 60000, 1.0 / 16, 1000}, clock_);
 };
 
-TEST_F(SyncTest, PayloadItemsFoldInVersionOrderIntoOneWrite) {
-  // Sent out of order: the newest record wins, the suspension in between is kept.
-  SyncResult r =
-      Run(true, {{"hire", "Analyst", "1"}, {"hire", "Director", "3"}, {"leave", "Manager", "2"}});
+TEST_F(SyncTest, PayloadItemsFoldInVersionOrderIntoOneSync) {
+  ASSERT_EQ(Run(true, {{"hire", "Analyst", "1"}}).result, "created");
+  // Sent out of order: the newest record wins, the suspension in between is kept. The
+  // suspension is its own request, first; the record follows.
+  SyncResult r = Run(true, {{"hire", "Director", "3"}, {"leave", "Manager", "2"}});
   EXPECT_EQ(r.kind, SyncResult::Kind::kDone) << r.reason;
-  EXPECT_EQ(r.result, "created");
+  EXPECT_EQ(r.result, "updated");
   EXPECT_EQ(scim_.CountRequests("POST"), 1);
-  EXPECT_EQ(scim_.CountRequests("PATCH"), 0);
+  EXPECT_EQ(scim_.CountRequests("PATCH"), 2);
   std::string u = User();
   EXPECT_NE(u.find("\"title\":\"Director\""), std::string::npos) << u;
   EXPECT_NE(u.find("\"active\":false"), std::string::npos) << u;
+}
+
+TEST_F(SyncTest, ALeaversBurstCreatesNoAccount) {
+  // Hired and terminated before JumpCloud ever saw the employee: the newest state is terminated.
+  SyncResult r =
+      Run(true, {{"hire", "Analyst", "1"}, {"hire", "Director", "3"}, {"leave", "Manager", "2"}});
+  EXPECT_EQ(r.kind, SyncResult::Kind::kDone) << r.reason;
+  EXPECT_EQ(r.result, "absent");
+  EXPECT_EQ(scim_.CountRequests("POST"), 0);
+  EXPECT_EQ(scim_.user_count(), 0u);
 }
 
 TEST_F(SyncTest, ATerminationWithItsRecordAppliesTheRecord) {
@@ -150,6 +199,213 @@ TEST_F(SyncTest, TheWrongKeyPauses) {
   SyncResult r = Run(true, {{"hire", "Analyst", "1"}});
   EXPECT_EQ(r.kind, SyncResult::Kind::kPause) << r.reason;
   EXPECT_EQ(scim_.user_count(), 0u);
+}
+
+TEST_F(SyncTest, TheAuthProbeUsesAnEndpointThatNeedsTheKey) {
+  // Discovery answers without the key (or not at all): only a request that needs the key says
+  // whether the key is good, or a bad key pauses and resumes all work every few seconds.
+  for (bool has_config : {true, false}) {
+    testing::FakeScimServer server(
+        {.api_key = "rotated", .service_provider_config = has_config, .public_discovery = true});
+    ASSERT_TRUE(server.Start());
+    config::TargetOptions target;
+    target.base_url = server.base_url();
+    target.max_requests_per_second = 0;
+    SyncerDeps deps;
+    deps.profiles = &profiles_;
+    deps.fetcher = fetcher_.get();
+    deps.limiter = limiter_.get();
+    deps.links = &links_;
+    deps.clock = &clock_;
+    deps.random = &random_;
+    ProfileSyncer syncer(target, config::RetryOptions{}, 1, deps);
+    syncer.SetApiKey("test-key");
+    Status probe = syncer.Probe(0);
+    ASSERT_FALSE(probe.ok()) << "a refused key passed the probe (ServiceProviderConfig "
+                             << (has_config ? "public" : "404") << ")";
+    EXPECT_EQ(probe.error().kind, ErrorKind::kAuth) << probe.error().message;
+    syncer.SetApiKey("rotated");
+    probe = syncer.Probe(0);
+    EXPECT_TRUE(probe.ok()) << probe.error().message;
+    EXPECT_EQ(server.user_count(), 0u);  // a probe reads, never writes
+  }
+}
+
+// With a real Redis: the applied versions across passes, and the mass-suspension guard.
+class SyncRedisTest : public SyncTest {
+ protected:
+  SyncRedisTest() : pool_(RedisOptions(redis_.url()), "") {}
+
+  static config::RedisOptions RedisOptions(const std::string& url) {
+    config::Config cfg;
+    config::LoadString("redis: {url: \"" + url + "\", connect_timeout_ms: 500}\n", "test.yaml",
+                       &cfg);
+    return cfg.redis;
+  }
+
+  void SetUp() override {
+    SyncTest::SetUp();
+    ASSERT_TRUE(redis_.Start());
+  }
+
+  void AddDeps(SyncerDeps& deps) override {
+    deps.versions = &versions_;
+    deps.guard = &guard_;
+  }
+
+  std::string Metric(const std::string& line) {
+    std::string text = metrics_.Render();
+    return text.find("\n" + line + "\n") != std::string::npos ? line : text;
+  }
+
+  static config::GuardOptions Guard() {
+    config::GuardOptions o;
+    o.max_suspends = 3;
+    o.max_suspend_percent = 0;
+    o.window_s = 3600;
+    return o;
+  }
+
+  scimsync::testing::RedisServer redis_;
+  redis::Pool pool_;
+  Versions versions_{pool_, "st"};
+  SuspensionGuard guard_{pool_, "st", Guard(), clock_};
+};
+
+// Monday: a termination effective Friday is entered (deferred). Tuesday: an update raises the
+// applied version. Friday: the termination must land, and Tuesday's title stay.
+TEST_F(SyncRedisTest, ADeferredTerminationLandsAfterALaterUpdate) {
+  const int64_t monday_ms = clock_.NowMs();
+  const int64_t day = 86'400'000;
+  const std::string friday_s = std::to_string((monday_ms + 4 * day) / 1000);
+  ASSERT_EQ(Run(true, {{"hire", "Analyst", std::to_string(monday_ms - day)}}).kind,
+            SyncResult::Kind::kDone);
+  SyncResult entered = Run(true, {{"leave@" + friday_s, "Analyst", std::to_string(monday_ms)}});
+  ASSERT_EQ(entered.deferred.size(), 1u);
+  EXPECT_TRUE(Active());
+
+  clock_.AdvanceMs(day);
+  ASSERT_EQ(Run(true, {{"hire", "Manager", std::to_string(monday_ms + day)}}).kind,
+            SyncResult::Kind::kDone);
+
+  clock_.AdvanceMs(3 * day + 1000);
+  SyncResult due = Run(true, {{"leave@" + friday_s, "Analyst", std::to_string(monday_ms)}});
+  EXPECT_EQ(due.kind, SyncResult::Kind::kDone) << due.reason;
+  EXPECT_TRUE(due.deferred.empty());
+  EXPECT_EQ(due.action, "suspend") << due.result << ": " << due.reason;
+  EXPECT_FALSE(Active()) << User();
+  EXPECT_NE(User().find("\"title\":\"Manager\""), std::string::npos) << User();
+
+  // Due in the same pass as a newer update: the update's record, then the suspension.
+  ASSERT_EQ(Run(true, {{"rehire", "Manager", std::to_string(monday_ms + 5 * day)}}, "E2").kind,
+            SyncResult::Kind::kDone);
+  SyncResult both = Run(true,
+                        {{"leave@" + friday_s, "Analyst", std::to_string(monday_ms)},
+                         {"hire", "Director", std::to_string(monday_ms + 5 * day + 1)}},
+                        "E2");
+  EXPECT_EQ(both.kind, SyncResult::Kind::kDone) << both.reason;
+  EXPECT_FALSE(Active("E2")) << User("E2");
+  EXPECT_NE(User("E2").find("\"title\":\"Director\""), std::string::npos) << User("E2");
+}
+
+TEST_F(SyncRedisTest, AnItemOlderThanTheAppliedVersionIsDroppedWithAReasonAndCounted) {
+  ASSERT_EQ(Run(true, {{"hire", "New", "5"}}).kind, SyncResult::Kind::kDone);
+  SyncResult r = Run(true, {{"hire", "Old", "4"}});
+  EXPECT_EQ(r.kind, SyncResult::Kind::kDone);
+  EXPECT_EQ(r.result, "dropped");
+  EXPECT_NE(r.reason.find("older than the version already applied"), std::string::npos) << r.reason;
+  EXPECT_NE(User().find("\"title\":\"New\""), std::string::npos) << User();
+  const std::string line =
+      "scimsync_items_dropped_total{profile=\"hr\",reason=\"older_than_applied\"} 1";
+  EXPECT_EQ(Metric(line), line);
+}
+
+// One event dated a year ahead (or milliseconds where the sender used seconds) must not make
+// every later event of the employee, its termination included, "older".
+TEST_F(SyncRedisTest, AFutureDatedEventCannotOutrankLaterEvents) {
+  const int64_t now = clock_.NowMs();
+  const int64_t year = int64_t{365} * 86'400'000;
+  ASSERT_EQ(Run(true, {{"hire", "Analyst", std::to_string(now + year)}}).kind,
+            SyncResult::Kind::kDone);
+  EXPECT_NE(User().find("\"title\":\"Analyst\""), std::string::npos) << User();
+  const std::string line = "scimsync_future_versions_total{profile=\"hr\",what=\"item_clamped\"} 1";
+  EXPECT_EQ(Metric(line), line);
+
+  clock_.AdvanceMs(60'000);
+  SyncResult leave = Run(true, {{"leave", "Analyst", std::to_string(now + 30'000)}});
+  EXPECT_EQ(leave.kind, SyncResult::Kind::kDone) << leave.reason;
+  EXPECT_FALSE(Active()) << User();
+
+  // Seconds: the same rule in the sender's unit.
+  ASSERT_EQ(Run(true, {{"hire", "Analyst", std::to_string((now + year) / 1000)}}, "E2").kind,
+            SyncResult::Kind::kDone);
+  SyncResult leave2 = Run(true, {{"leave", "Analyst", std::to_string(now / 1000 + 90)}}, "E2");
+  EXPECT_EQ(leave2.kind, SyncResult::Kind::kDone) << leave2.reason;
+  EXPECT_FALSE(Active("E2")) << User("E2");
+}
+
+TEST_F(SyncRedisTest, AFutureVersionStoredEarlierIsDisregarded) {
+  // Stored before the clamp existed: a year ahead.
+  const int64_t now = clock_.NowMs();
+  ASSERT_EQ(Run(true, {{"hire", "Analyst", std::to_string(now)}}).kind, SyncResult::Kind::kDone);
+  ASSERT_TRUE(versions_
+                  .Raise(0,
+                         "hr\x1f"
+                         "E1",
+                         std::to_string(now + int64_t{365} * 86'400'000))
+                  .ok());
+  SyncResult leave = Run(true, {{"leave", "Analyst", std::to_string(now + 1000)}});
+  EXPECT_EQ(leave.kind, SyncResult::Kind::kDone) << leave.reason;
+  EXPECT_FALSE(Active()) << User();
+}
+
+// No account for a leaver: a termination for an unknown employee creates nothing, and a later
+// update for a terminated employee whose JumpCloud user was deleted creates nothing either.
+TEST_F(SyncRedisTest, NoAccountIsCreatedForALeaver) {
+  SyncResult r = Run(true, {{"leave", "Analyst", "1"}});
+  EXPECT_EQ(r.kind, SyncResult::Kind::kDone) << r.reason;
+  EXPECT_EQ(r.result, "absent");
+  EXPECT_EQ(scim_.CountRequests("POST"), 0);
+
+  ASSERT_EQ(Run(true, {{"hire", "Analyst", "1"}}, "E2").kind, SyncResult::Kind::kDone);
+  ASSERT_EQ(Run(true, {{"leave", "Analyst", "2"}}, "E2").kind, SyncResult::Kind::kDone);
+  ASSERT_FALSE(Active("E2"));
+  ASSERT_TRUE(scim_.RemoveUser(IdOf("E2")));  // an admin deleted the suspended user
+  const int posts = scim_.CountRequests("POST");
+  SyncResult later = Run(true, {{"hire", "Analyst II", "3"}}, "E2");
+  EXPECT_EQ(later.kind, SyncResult::Kind::kDone) << later.reason;
+  EXPECT_EQ(scim_.CountRequests("POST"), posts) << User("E2");
+  EXPECT_EQ(scim_.FindUsers("externalId", "E2").size(), 0u);
+
+  // A rehire says otherwise: the account comes back, active.
+  SyncResult back = Run(true, {{"rehire", "Analyst II", "4"}}, "E2");
+  EXPECT_EQ(back.kind, SyncResult::Kind::kDone) << back.reason;
+  EXPECT_TRUE(Active("E2"));
+}
+
+// The guard counts employees: one termination retried after 503s is one suspension.
+TEST_F(SyncRedisTest, TheGuardCountsEmployeesNotAttempts) {
+  for (const char* e : {"E1", "E2", "E3"}) {
+    ASSERT_EQ(Run(true, {{"hire", "Analyst", "1"}}, e).kind, SyncResult::Kind::kDone);
+  }
+  scim_.InjectFault(testing::Fault::Status(503).On("PATCH").Times(3));
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    clock_.AdvanceMs(1000);  // the retry's backoff
+    SyncResult r = Run(true, {{"leave", "Analyst", "2"}}, "E1");
+    EXPECT_EQ(r.kind, SyncResult::Kind::kRetry) << r.result << ": " << r.reason;
+  }
+  EXPECT_EQ(Run(true, {{"leave", "Analyst", "2"}}, "E1").kind, SyncResult::Kind::kDone);
+  SyncResult other = Run(true, {{"leave", "Analyst", "2"}}, "E2");
+  EXPECT_EQ(other.kind, SyncResult::Kind::kDone) << other.result << ": " << other.reason;
+  EXPECT_FALSE(Active("E2"));
+  auto state = guard_.State();
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(state->recent, 2);
+  EXPECT_FALSE(state->tripped);
+  // The limit still holds for distinct employees: a fourth is held.
+  ASSERT_EQ(Run(true, {{"hire", "Analyst", "1"}}, "E4").kind, SyncResult::Kind::kDone);
+  EXPECT_EQ(Run(true, {{"leave", "Analyst", "2"}}, "E3").kind, SyncResult::Kind::kDone);
+  EXPECT_EQ(Run(true, {{"leave", "Analyst", "2"}}, "E4").kind, SyncResult::Kind::kHold);
 }
 
 // Each reservation that makes a worker wait is counted with its wait; a refused one is not (the

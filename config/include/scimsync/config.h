@@ -109,6 +109,10 @@ struct TargetOptions {
   std::string dry_run_file = "/var/lib/scimsync/dry-run.jsonl";
   std::string ca_file;  // extra CA bundle; default is the system store
   bool insecure_skip_verify = false;
+  // A leaver JumpCloud does not know (a termination, or a later event for an employee whose
+  // newest known state is terminated): false (default) creates no account; true creates it
+  // suspended, e.g. to keep an audit account per employee. Never an active one either way.
+  bool create_leavers = false;
 };
 
 struct RetryOptions {
@@ -135,6 +139,12 @@ struct WorkersOptions {
   RetryOptions retry;
   GuardOptions guard;
   int drain_timeout_s = 30;
+  // Items of profiles whose payload carries the record are ordered by their time (occurred_at).
+  // One dated further ahead than this (a bogus date, or milliseconds sent where seconds were)
+  // is applied as if it happened now, logged and counted, and a stored version that far ahead
+  // is disregarded: otherwise it would drop every later event of the employee, terminations
+  // included. Default 24 h; lower trusts senders' clocks less, 0 clamps anything in the future.
+  int64_t max_future_skew_s = 86400;
 };
 
 struct ProfileConfig {

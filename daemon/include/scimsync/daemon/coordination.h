@@ -72,7 +72,7 @@ class Leases {
 struct GuardState {
   bool tripped = false;
   int64_t tripped_at_ms = 0;
-  int64_t recent = 0;  // suspensions admitted within the window
+  int64_t recent = 0;  // employees whose suspension was admitted within the window
   int64_t limit = 0;
 };
 
@@ -83,10 +83,16 @@ class SuspensionGuard {
   SuspensionGuard(redis::Pool& pool, std::string key_prefix, config::GuardOptions options,
                   const Clock& clock);
   // A suspension of `who` ("<scope>\x1f<employee>") is about to be applied. True: go ahead
-  // (counted, or the user is already suspended by us). False: the guard holds it.
+  // (counted, or the user is already suspended by us). False: the guard holds it. The limit is
+  // on distinct employees within the window: another attempt for an employee admitted in the
+  // window (a retry after a 503) is admitted again without counting, even once tripped.
   Result<bool> Admit(const std::string& who);
-  // After a successful sync: remember whether the user is now suspended.
+  // After a successful sync: remember whether the employee's newest applied state is
+  // suspended (also when JumpCloud had no user to suspend).
   Status Record(const std::string& who, bool suspended);
+  // Whether the newest state scimsync applied for `who` is suspended: a later event without an
+  // explicit active=true must not create or reactivate the account.
+  Result<bool> Suspended(const std::string& who);
   // `scimsyncd guard release`: let held suspensions through; the guard stays open for
   // kReleaseMs so the rest of the same burst follows, then counts afresh.
   static constexpr int64_t kReleaseMs = int64_t{10} * 60 * 1000;

@@ -56,6 +56,10 @@ class Metrics {
   // done (created, updated, none, deleted, absent), else scim::DecisionName() (retry, give_up,
   // pause) -- so `result="none"` counts syncs that found JumpCloud already right.
   void SyncFinished(std::string_view action, std::string_view result);
+  // An item acknowledged without being applied, and why: "older_than_applied".
+  void ItemDropped(std::string_view profile, std::string_view reason);
+  // A version dated beyond workers.max_future_skew_s: "item_clamped" or "stored_ignored".
+  void FutureVersion(std::string_view profile, std::string_view what);
   // One HTTP exchange with the SCIM server. http_status 0: no answer (connect error, timeout,
   // TLS), recorded as status="error". seconds: from sending to the whole answer read.
   void ScimRequest(std::string_view method, int http_status, double seconds);

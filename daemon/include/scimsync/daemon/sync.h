@@ -7,7 +7,11 @@
 // the current state. For profiles whose payload carries the record, every item is planned and
 // folded in version order -- later records replace earlier ones, a suspension or rehire sets
 // `active` until a later item says otherwise -- and an item older than the newest version
-// already applied is dropped, so an old event never overwrites a newer one.
+// already applied is dropped (logged with its reason, counted in scimsync_items_dropped_total),
+// so an old event never overwrites a newer one. Items deferred to an effective date are never
+// dropped by version: when due they are folded after the newest state (a suspension lands,
+// newer attributes stay). An employee whose newest applied state is terminated stays so: a
+// later event without active=true keeps active=false and never creates an account.
 #pragma once
 
 #include <map>
@@ -43,6 +47,10 @@ struct SyncerDeps {
   SuspensionGuard* guard = nullptr;  // null: no guard
   const Clock* clock = nullptr;
   scim::Random* random = nullptr;
+  Metrics* metrics = nullptr;  // null: Metrics::Global()
+  // workers.max_future_skew_s: an item whose version is a time further ahead than this is
+  // applied as if it happened now (logged and counted), so it cannot outrank later events.
+  int64_t max_future_skew_ms = int64_t{24} * 3600 * 1000;
 };
 
 class ProfileSyncer final : public Syncer {
