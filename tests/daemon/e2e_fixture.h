@@ -69,7 +69,8 @@ class E2E {
   int64_t Pending() const;
 
   // Checks the SCIM store against the expected states: exactly one user per employee with the
-  // expected title and active flag. Returns the problems, empty when all match.
+  // expected title and active flag (or none for an employee expected inactive: no account is
+  // created for a leaver), and no other users. Returns the problems, empty when all match.
   std::vector<std::string> CheckUsers(const std::map<std::string, ExpectedUser>& expected) const;
   // Pairs of overlapping requests about one employee (two workers at once); empty when none.
   std::vector<std::string> ConcurrentWork() const;

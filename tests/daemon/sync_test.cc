@@ -383,6 +383,18 @@ TEST_F(SyncRedisTest, NoAccountIsCreatedForALeaver) {
   EXPECT_TRUE(Active("E2"));
 }
 
+TEST_F(SyncRedisTest, ALeaverRehiredGetsAnAccount) {
+  // Hired and terminated in one burst (no account), then rehired and updated.
+  EXPECT_EQ(Run(true, {{"hire", "Analyst", "1"}, {"leave", "Analyst", "2"}}).result, "absent");
+  SyncResult r = Run(true, {{"rehire", "Manager", "3"}});
+  EXPECT_EQ(r.result, "created") << r.reason;
+  EXPECT_TRUE(Active());
+  r = Run(true, {{"hire", "Director", "4"}});
+  EXPECT_EQ(r.kind, SyncResult::Kind::kDone) << r.reason;
+  EXPECT_TRUE(Active());
+  EXPECT_NE(User().find("Director"), std::string::npos) << User();
+}
+
 // The guard counts employees: one termination retried after 503s is one suspension.
 TEST_F(SyncRedisTest, TheGuardCountsEmployeesNotAttempts) {
   for (const char* e : {"E1", "E2", "E3"}) {

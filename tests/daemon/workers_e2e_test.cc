@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -364,6 +365,90 @@ TEST_F(WorkersE2E, LifecycleAgainstTheScimmyServer) {
     EXPECT_EQ(active, std::string(steps[i][2]) == "true") << "step " << i;
   }
   node.Kill();
+}
+
+// The offboarding guarantee through the real binary: a termination is sent on its own and
+// always, a record JumpCloud refuses does not keep the user active, and no account is created
+// for a leaver.
+TEST_F(WorkersE2E, TerminationsAlwaysLandAndNeverCreateAnAccount) {
+  ASSERT_TRUE(e2e_.StartDaemon(0)) << e2e_.Log(0);
+  const int64_t t0 = 1'790'000'000;
+  auto active_of = [&](const std::string& employee) -> std::string {
+    auto users = e2e_.scim().FindUsers("externalId", employee);
+    if (users.size() != 1) return "users: " + std::to_string(users.size());
+    return users[0].find("\"active\":false") == std::string::npos ? "active" : "suspended";
+  };
+  // P1 exists and reads inactive (its password is pending), but is not suspended.
+  e2e_.scim().AddUser(R"({"userName":"emp.p1","externalId":"P1","active":false,)"
+                      R"("emails":[{"value":"emp.p1@example.com","primary":true}]})");
+  // P3 is hired; its termination's record renames it onto another employee's userName.
+  ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody("p3-1", "employee.created", "P3", "T", t0)), 202);
+  // P4 is hired, terminated, then deleted by an admin; a later update must not bring it back.
+  ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody("p4-1", "employee.created", "P4", "T", t0)), 202);
+  ASSERT_TRUE(e2e_.WaitIdle(30000)) << e2e_.Log(0);
+  e2e_.scim().AddUser(R"({"userName":"taken","externalId":"X9"})");
+  e2e_.scim().ClearRequests();
+
+  ASSERT_EQ(
+      e2e_.PostUntilAccepted(0, GenericBody("p1-2", "employee.terminated", "P1", "T", t0 + 1)),
+      202);
+  // P2: never seen by JumpCloud.
+  ASSERT_EQ(
+      e2e_.PostUntilAccepted(0, GenericBody("p2-2", "employee.terminated", "P2", "T", t0 + 1)),
+      202);
+  std::string p3 = GenericBody("p3-2", "employee.terminated", "P3", "T", t0 + 1);
+  p3.replace(p3.find("emp.p3@example.com"), 18, "taken@example.com");
+  ASSERT_EQ(e2e_.PostUntilAccepted(0, p3), 202);
+  ASSERT_EQ(
+      e2e_.PostUntilAccepted(0, GenericBody("p4-2", "employee.terminated", "P4", "T", t0 + 1)),
+      202);
+  ASSERT_TRUE(e2e_.WaitIdle(30000)) << e2e_.Log(0);
+
+  EXPECT_EQ(active_of("P1"), "suspended");
+  // Each user's first write is the suspension, alone.
+  const std::string alone = R"({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],)"
+                            R"("Operations":[{"op":"replace","path":"active","value":false}]})";
+  std::map<std::string, std::string> first_patch;
+  for (const auto& r : e2e_.scim().requests()) {
+    if (r.method == "PATCH" && first_patch.count(r.path) == 0) first_patch[r.path] = r.body;
+  }
+  EXPECT_EQ(first_patch.size(), 3u) << "P1, P3 and P4 are written";
+  for (const auto& [path, body] : first_patch) EXPECT_EQ(body, alone) << path;
+  EXPECT_EQ(active_of("P2"), "users: 0");
+  EXPECT_EQ(active_of("P3"), "suspended");
+  EXPECT_EQ(e2e_.redis().Cli({"XLEN", "scimsync:dlq"}), "1") << "P3's rename is for a human";
+  EXPECT_EQ(active_of("P4"), "suspended");
+
+  auto p4 = e2e_.scim().FindUsers("externalId", "P4");
+  ASSERT_EQ(p4.size(), 1u);
+  size_t at = p4[0].find("\"id\":\"") + 6;
+  ASSERT_TRUE(e2e_.scim().RemoveUser(p4[0].substr(at, p4[0].find('"', at) - at)));
+  ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody("p4-3", "employee.updated", "P4", "T2", t0 + 2)),
+            202);
+  ASSERT_TRUE(e2e_.WaitIdle(30000)) << e2e_.Log(0);
+  EXPECT_EQ(active_of("P4"), "users: 0");
+  EXPECT_EQ(e2e_.scim().CountRequests("POST"), 0) << "an account was created for a leaver";
+}
+
+// Discovery that answers without the key (or 404s) cannot tell a good key from a bad one: the
+// pause must hold until a request that needs the key succeeds.
+TEST_F(WorkersE2E, ABadKeyStaysPausedWhenDiscoveryIsPublic) {
+  ASSERT_TRUE(e2e_.StartScim({.public_discovery = true}));
+  E2EDaemonOptions options;
+  options.api_key = "wrong-key";
+  ASSERT_TRUE(e2e_.StartDaemon(0, options)) << e2e_.Log(0);
+  const int64_t t0 = 1'790'000'000;
+  ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody("k1", "employee.created", "K1", "T", t0)), 202);
+  for (int i = 0; i < 100 && e2e_.Log(0).find("SCIM work paused") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_NE(e2e_.Log(0).find("SCIM work paused"), std::string::npos) << e2e_.Log(0);
+  // The workers probe every 5 s.
+  std::this_thread::sleep_for(std::chrono::milliseconds(6500));
+  EXPECT_EQ(e2e_.Log(0).find("SCIM work resumed"), std::string::npos) << e2e_.Log(0);
+  EXPECT_EQ(e2e_.redis().Cli({"EXISTS", "scimsync:paused"}), "1");
+  EXPECT_EQ(e2e_.scim().user_count(), 0u);
+  EXPECT_GT(e2e_.Pending(), 0);
 }
 
 }  // namespace
