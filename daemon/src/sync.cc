@@ -150,6 +150,15 @@ std::string ClampVersion(const std::string& version, int64_t now_ms) {
   return out;
 }
 
+// For planning items only to learn their action and date: fetches nothing.
+class NoFetch final : public connectors::Fetcher {
+ public:
+  Result<connectors::HttpResponse> Fetch(const std::string&,
+                                         const connectors::HttpRequest&) override {
+    return Error::Transient("not fetched: an older item of a coalesced burst");
+  }
+};
+
 // Counts every SCIM exchange for /metrics: method, status (0 = no answer) and latency.
 class MeteredTransport final : public scim::Transport {
  public:
@@ -396,19 +405,39 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
     }
   } else {
     // Level-triggered: the newest item that means something; the fetched record is the state.
+    // Older items are planned without fetching, only to find deferred ones: one whose date is
+    // ahead is held (not acknowledged with the burst), one that fell due takes effect now.
+    NoFetch no_fetch;
+    bool chosen = false;
+    connectors::Action chosen_action = connectors::Action::kIgnore;
     for (size_t k = work.items.size(); k-- > 0;) {
-      auto plan = profile.PlanItem(ToWorkItem(work.items[k]), *deps_.fetcher, now_ms / 1000);
-      if (!plan) return FromPlanError(converger, work, plan.error());
+      auto plan = profile.PlanItem(
+          ToWorkItem(work.items[k]),
+          chosen ? static_cast<connectors::Fetcher&>(no_fetch) : *deps_.fetcher, now_ms / 1000);
+      if (!plan) {
+        if (chosen) continue;  // it needed its record: not a deferred suspension
+        return FromPlanError(converger, work, plan.error());
+      }
       if (plan->effective_at_s && *plan->effective_at_s * 1000 > now_ms) {
         result.deferred.emplace_back(k, *plan->effective_at_s * 1000);
         continue;
       }
-      if (plan->action == connectors::Action::kIgnore) {
-        if (result.reason.empty()) result.reason = plan->reason;
+      if (!chosen) {
+        if (plan->action == connectors::Action::kIgnore) {
+          if (result.reason.empty()) result.reason = plan->reason;
+          continue;
+        }
+        Fold(folded, *plan, /*carries_record=*/false);
+        chosen = true;
+        chosen_action = plan->action;
         continue;
       }
-      Fold(folded, *plan, /*carries_record=*/false);
-      break;
+      if (plan->effective_at_s && plan->action == connectors::Action::kSuspend &&
+          chosen_action != connectors::Action::kReactivate) {
+        // A termination that fell due under newer events: it lands, the newer record stays.
+        folded.active = false;
+        folded.action = folded.user ? connectors::Action::kSync : connectors::Action::kSuspend;
+      }
     }
   }
 

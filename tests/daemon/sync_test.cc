@@ -187,6 +187,27 @@ TEST_F(SyncTest, ASuspensionWithoutARecordSuspendsAndLeavesAttributesAlone) {
   EXPECT_NE(u.find("\"title\":\"Analyst\""), std::string::npos) << u;
 }
 
+// Level-triggered: a burst is one sync of the newest item, but a deferred termination among the
+// older items is neither lost (its date ahead: held) nor ignored (its date passed: it lands).
+TEST_F(SyncTest, ADeferredTerminationInALevelTriggeredBurstIsHeldOrApplied) {
+  ASSERT_EQ(Run(false, {{"hire", "Analyst", ""}}).kind, SyncResult::Kind::kDone);
+  const int64_t now_s = clock_.NowMs() / 1000;
+  SyncResult ahead =
+      Run(false, {{"leave@" + std::to_string(now_s + 3600), "", ""}, {"hire", "Manager", ""}});
+  EXPECT_EQ(ahead.kind, SyncResult::Kind::kDone) << ahead.reason;
+  ASSERT_EQ(ahead.deferred.size(), 1u);
+  EXPECT_EQ(ahead.deferred[0].first, 0u);
+  EXPECT_TRUE(Active());
+
+  clock_.AdvanceMs(3'601'000);
+  SyncResult due =
+      Run(false, {{"leave@" + std::to_string(now_s + 3600), "", ""}, {"hire", "Director", ""}});
+  EXPECT_EQ(due.kind, SyncResult::Kind::kDone) << due.reason;
+  EXPECT_TRUE(due.deferred.empty());
+  EXPECT_FALSE(Active()) << User();
+  EXPECT_NE(User().find("\"title\":\"Director\""), std::string::npos) << User();
+}
+
 TEST_F(SyncTest, AnOlderVersionThanTheAppliedOneIsDropped) {
   // No Versions store here: within one batch, ordering is by version.
   SyncResult r = Run(true, {{"hire", "New", "5"}, {"hire", "Old", "4"}});
