@@ -73,6 +73,14 @@ TEST(MetricsTest, FreshRegistryRendersEveryFamilyExactly) {
       "# TYPE scimsync_items_duplicate_total counter\n"
       "# HELP scimsync_syncs_total Item outcomes of the workers, by action and result.\n"
       "# TYPE scimsync_syncs_total counter\n"
+      "# HELP scimsync_items_dropped_total Items the workers dropped without applying them, by "
+      "profile and reason (older_than_applied: a newer version of the employee was already "
+      "applied).\n"
+      "# TYPE scimsync_items_dropped_total counter\n"
+      "# HELP scimsync_future_versions_total Versions dated beyond workers.max_future_skew_s: "
+      "item_clamped (the item was applied as of now), stored_ignored (a stored applied version "
+      "was disregarded).\n"
+      "# TYPE scimsync_future_versions_total counter\n"
       "# HELP scimsync_scim_requests_total HTTP requests to the SCIM server, by method and "
       "status (error: no answer).\n"
       "# TYPE scimsync_scim_requests_total counter\n"
@@ -142,6 +150,9 @@ TEST(MetricsTest, CountersAndGaugesCarryTheirLabelsSorted) {
   metrics.RateLimitWaited(0.25);
   metrics.RateLimitWaited(0.5);
   metrics.DeadLettered("hr", "permanent");
+  metrics.ItemDropped("hr", "older_than_applied");
+  metrics.FutureVersion("hr", "item_clamped");
+  metrics.FutureVersion("hr", "item_clamped");
   metrics.SetDeadLettersStored(7);
   metrics.SetQueueDepth(0, 12);
   metrics.SetQueueDepth(10, 1);
@@ -166,6 +177,8 @@ TEST(MetricsTest, CountersAndGaugesCarryTheirLabelsSorted) {
   EXPECT_EQ(s["scimsync_rate_limit_waits_total"], "2");
   EXPECT_EQ(s["scimsync_rate_limit_wait_seconds_total"], "0.75");
   EXPECT_EQ(s["scimsync_dead_letters_total{profile=\"hr\",kind=\"permanent\"}"], "1");
+  EXPECT_EQ(s["scimsync_items_dropped_total{profile=\"hr\",reason=\"older_than_applied\"}"], "1");
+  EXPECT_EQ(s["scimsync_future_versions_total{profile=\"hr\",what=\"item_clamped\"}"], "2");
   EXPECT_EQ(s["scimsync_dead_letters"], "7");
   EXPECT_EQ(s["scimsync_queue_depth{partition=\"0\"}"], "4");
   EXPECT_EQ(s["scimsync_queue_depth{partition=\"10\"}"], "1");
