@@ -478,16 +478,15 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
     }
   }
 
-  if (job.action == scim::Action::kSync && !job.desired.active && deps_.guard) {
+  if (job.action == scim::Action::kSync && deps_.guard) {
     // The newest state scimsync applied is terminated and this event does not say otherwise
-    // (a rehire sets active=true): it stays terminated. JumpCloud may have lost the user (an
-    // admin deleted it), and a create without `active` would make it active.
-    auto terminated = deps_.guard->Suspended(who);
-    if (!terminated) {
-      return FromPlanError(converger, work,
-                           Error::Transient("redis: " + terminated.error().message));
-    }
-    if (*terminated) job.desired.active = false;
+    // (a rehire sets active=true): if JumpCloud has no user (never had, or an admin deleted
+    // the suspended one), none is created. Asked by the converger only before a create.
+    job.known_terminated = [this, &who]() -> Result<bool> {
+      auto terminated = deps_.guard->Suspended(who);
+      if (!terminated) return Error::Transient("redis: " + terminated.error().message);
+      return *terminated;
+    };
   }
   const bool suspending = job.action == scim::Action::kSuspend ||
                           (job.action == scim::Action::kSync && job.desired.active == false);

@@ -445,6 +445,11 @@ Status Converger::Converge(Run& run) {
         run.change = Change::kAbsent;
         return {};
       }
+      if (!desired.active && run.job.known_terminated) {
+        auto terminated = run.job.known_terminated();
+        if (!terminated.ok()) return terminated.error();
+        if (*terminated) desired.active = false;
+      }
       if (desired.active == false && !options_.create_leavers) {
         // No account for a leaver: nobody needs a login that starts out suspended, and one
         // that exists can be reactivated by mistake (target.create_leavers allows it).

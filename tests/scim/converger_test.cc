@@ -326,6 +326,39 @@ TEST_F(ConvergerTest, NoAccountIsCreatedForALeaver) {
   EXPECT_EQ(server_->user_count(), 0u);
 }
 
+// An update for an employee whose newest known state is terminated (its user deleted by an
+// admin) creates nothing; the question is asked only before a create.
+TEST_F(ConvergerTest, NoAccountIsCreatedForAKnownLeaversUpdate) {
+  int asked = 0;
+  Job job;
+  job.scope = kScope;
+  job.desired = Jane();
+  job.first_attempt_ms = clock_.NowMs();
+  job.known_terminated = [&asked]() -> Result<bool> {
+    ++asked;
+    return true;
+  };
+  Outcome o = C().Converge(job);
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  EXPECT_EQ(o.change, Change::kAbsent);
+  EXPECT_EQ(server_->CountRequests("POST"), 0);
+  EXPECT_EQ(asked, 1);
+
+  // Its store unreachable: retried, never created.
+  job.known_terminated = []() -> Result<bool> { return Error::Transient("redis: down"); };
+  EXPECT_EQ(C().Converge(job).decision, Decision::kRetry);
+  EXPECT_EQ(server_->CountRequests("POST"), 0);
+
+  // An existing user is synced without asking.
+  server_->AddUser(R"({"userName":"jdoe","externalId":"E1"})");
+  job.known_terminated = [&asked]() -> Result<bool> {
+    ++asked;
+    return true;
+  };
+  EXPECT_EQ(C().Converge(job).change, Change::kUpdated);
+  EXPECT_EQ(asked, 1);
+}
+
 TEST_F(ConvergerTest, ALeaverAccountIsCreatedSuspendedOnlyWhenAllowed) {
   options_.create_leavers = true;  // audit accounts
   User leaver = Jane();

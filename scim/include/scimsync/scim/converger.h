@@ -58,6 +58,11 @@ struct Job {
   int attempt = 1;               // this attempt's number, 1 for the first
   int64_t first_attempt_ms = 0;  // when attempt 1 started; 0 means now
   std::string trace_id;          // logged with every request
+  // Asked only before creating a user whose desired `active` is unset: is the employee's newest
+  // known state terminated? Then no account is created (or, with create_leavers, a suspended
+  // one): an update for a leaver whose user an admin deleted must not bring back an active one.
+  // Unset: not terminated. Asked only there, so a sync of an existing user costs nothing more.
+  std::function<Result<bool>()> known_terminated;
 };
 
 enum class Decision {
