@@ -44,7 +44,8 @@ class Sink {
     int event_index = 0;  // the newest event's index (its title is "Title <index>")
     bool active = true;
   };
-  // Users whose final state differs from their newest event (or who have no user, or several).
+  // Users whose final state differs from their newest event (or who have no user, or several;
+  // an employee expected inactive may have none: no account is created for a leaver).
   std::vector<std::string> Stale(const std::map<std::string, Expected>& expected) const;
 
  private:
