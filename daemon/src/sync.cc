@@ -344,6 +344,9 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
       const queue::Item& item = work.items[i];
       auto plan = profile.PlanItem(ToWorkItem(item), *deps_.fetcher, now_ms / 1000);
       if (!plan) return FromPlanError(converger, work, plan.error());
+      if (plan->action == connectors::Action::kIgnore && result.reason.empty()) {
+        result.reason = plan->reason;
+      }
       if (auto t = VersionTimeMs(plan->version); t && *t > now_ms + deps_.max_future_skew_ms) {
         // A bogus future date (or milliseconds read as seconds) would outrank every later event
         // for good: the item counts as happening now.

@@ -215,6 +215,15 @@ TEST_F(SyncTest, AnOlderVersionThanTheAppliedOneIsDropped) {
   EXPECT_NE(User().find("\"title\":\"New\""), std::string::npos) << User();
 }
 
+TEST_F(SyncTest, AnIgnoredItemSaysWhy) {
+  for (bool carries : {true, false}) {
+    SyncResult r = Run(carries, {{"payroll.run", "", "1"}});
+    EXPECT_EQ(r.kind, SyncResult::Kind::kDone);
+    EXPECT_EQ(r.result, "ignored");
+    EXPECT_FALSE(r.reason.empty());
+  }
+}
+
 TEST_F(SyncTest, TheWrongKeyPauses) {
   scim_.SetApiKey("rotated");
   SyncResult r = Run(true, {{"hire", "Analyst", "1"}});
