@@ -261,6 +261,7 @@ void ReadWorkers(const YAML::Node& node, Problems* p, WorkersOptions* o) {
   r.Int("nice", &o->nice, 0, 19);
   r.Int("drain_timeout_s", &o->drain_timeout_s, 0, 3600);
   r.Int("max_future_skew_s", &o->max_future_skew_s, 0, int64_t{365} * 86400);
+  r.Int("lease_ms", &o->lease_ms, 1000, 600000);
   {
     MapReader rr(r.Child("retry"), r.PathOf("retry"), p);
     rr.Int("base_delay_ms", &o->retry.base_delay_ms, 1, 3'600'000);

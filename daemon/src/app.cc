@@ -243,6 +243,7 @@ int RunDaemon(const std::string& file) {
   lease_options.key_prefix = cfg.redis.key_prefix;
   lease_options.partitions = cfg.redis.partitions;
   lease_options.instance_id = instance_id;
+  lease_options.lease_ms = cfg.workers.lease_ms;
   Leases leases(redis_pool, lease_options, clock);
   SuspensionGuard guard(redis_pool, cfg.redis.key_prefix, cfg.workers.guard, clock);
   Versions versions(redis_pool, cfg.redis.key_prefix);
@@ -272,6 +273,9 @@ int RunDaemon(const std::string& file) {
   worker_options.threads = cfg.workers.threads;
   worker_options.nice = cfg.workers.nice;
   worker_options.consumer = instance_id;
+  // A dead worker's items come back after a few leases (60 s at the default 10 s lease).
+  worker_options.claim_idle_ms = 6 * cfg.workers.lease_ms;
+  worker_options.retry_lease_ms = 6 * cfg.workers.lease_ms;
   WorkerPool workers(
       worker_options, *queue, syncer, clock, [&leases](int p) { return leases.Owns(p); },
       [&leases](int p) { leases.ReleaseIfMarked(p); });

@@ -41,6 +41,7 @@ TEST(ConfigTest, MinimalConfigGetsDocumentedDefaults) {
   EXPECT_EQ(c.listen.max_body_bytes, 1048576);
   EXPECT_EQ(c.listen.threads, 2);
   EXPECT_EQ(c.workers.nice, 10);
+  EXPECT_EQ(c.workers.lease_ms, 10000);
   EXPECT_EQ(c.redis.host, "127.0.0.1");
   EXPECT_EQ(c.redis.port, 6379);
   EXPECT_EQ(c.redis.db, 0);
@@ -137,6 +138,8 @@ TEST(ConfigTest, NumbersAreRangeChecked) {
             "workers.threads (line 3): must be between 0 and 256 (got 300)");
   EXPECT_EQ(OnlyProblem(base + "workers: {nice: 20}\n"),
             "workers.nice (line 3): must be between 0 and 19 (got 20)");
+  EXPECT_EQ(OnlyProblem(base + "workers: {lease_ms: 500}\n"),
+            "workers.lease_ms (line 3): must be between 1000 and 600000 (got 500)");
   EXPECT_EQ(OnlyProblem(base + "workers: {retry: {base_delay_ms: 5000, max_delay_ms: 1000}}\n"),
             "workers.retry.max_delay_ms (line 3): must be at least base_delay_ms");
   EXPECT_EQ(OnlyProblem("profiles: [{name: hr, connector: generic}]\ntarget: {dry_run: maybe}\n"),

@@ -145,6 +145,12 @@ struct WorkersOptions {
   // is disregarded: otherwise it would drop every later event of the employee, terminations
   // included. Default 24 h; lower trusts senders' clocks less, 0 clamps anything in the future.
   int64_t max_future_skew_s = 86400;
+  // Partition lease, renewed every lease_ms / 4: a dead or frozen instance's partitions (and the
+  // items it had in hand) move to the others this long after its last renewal. Shorter fails
+  // over faster but costs more Redis round trips and lets a short stall (a long GC-like pause,
+  // a slow disk) hand partitions over. Items a dead worker had taken from the retry set come
+  // back after 6 leases. Default 10000; tests use about 1000.
+  int64_t lease_ms = 10000;
 };
 
 struct ProfileConfig {
