@@ -93,14 +93,14 @@ bool E2E::StartDaemon(int index, const E2EDaemonOptions& options) {
       redis_.url() + "\", connect_timeout_ms: 300, partitions: 8" + options.extra_redis_keys +
       "}\n" + "target:\n  base_url: \"" + base_url +
       "\"\n  api_key_file: " + dir_.File("api-key-" + std::to_string(index)) +
-      "\n  timeout_ms: 2000\n  max_requests_per_second: " + rate + "\n" +
+      "\n  timeout_ms: " + std::to_string(options.target_timeout_ms) +
+      "\n  max_requests_per_second: " + rate + "\n" +
       "workers:\n  threads: " + std::to_string(options.workers) +
       "\n  drain_timeout_s: 5\n  retry: {base_delay_ms: 20, max_delay_ms: 500, max_attempts: 100}\n"
       "  guard: {max_suspends: " +
-      std::to_string(options.guard_max_suspends) +
-      ", max_suspend_percent: 0, window_s: 3600}\n"
-      "profiles:\n  - name: hr\n    connector: generic\n    secret_env: TEST_HR_SECRET\n" +
-      options.extra_profile_keys;
+      std::to_string(options.guard_max_suspends) + ", max_suspend_percent: 0, window_s: 3600}\n" +
+      options.extra_workers_keys + "profiles:\n  - name: hr\n    connector: " + options.connector +
+      "\n    secret_env: TEST_HR_SECRET\n" + options.extra_profile_keys;
   WriteFile(config_path(index), yaml);
   std::vector<std::string> env = options.env;
   env.push_back(std::string("TEST_HR_SECRET=") + kWebhookSecret);
@@ -122,6 +122,8 @@ int E2E::StopDaemon(int index) {
 }
 
 void E2E::ReloadDaemon(int index) { daemons_.at(index)->process.Signal(SIGHUP); }
+
+void E2E::SendSignalToDaemon(int index, int sig) { daemons_.at(index)->process.Signal(sig); }
 
 int E2E::PostUntilAccepted(int index, const std::string& body, int timeout_ms) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);

@@ -23,6 +23,10 @@ struct E2EDaemonOptions {
   std::string extra_profile_keys;  // appended inside the profile entry
   std::string extra_redis_keys;    // appended inside the redis map: ", wait_replicas: 1"
   std::vector<std::string> env;    // extra "NAME=value" for the process
+  // The profile entry's connector: a built-in name or a profile file's path.
+  std::string connector = "generic";
+  std::string extra_workers_keys;  // appended inside the workers map: "  lease_ms: 1000\n"
+  int64_t target_timeout_ms = 2000;
 };
 
 // One employee's expected final state, from the newest event sent for them.
@@ -56,6 +60,8 @@ class E2E {
   int StopDaemon(int index);   // SIGTERM; exit status
   void SetDaemonApiKey(int index, const std::string& key);
   void ReloadDaemon(int index);  // SIGHUP
+  // Any signal to daemon `index` (the model-based test: SIGSTOP / SIGCONT past the lease).
+  void SendSignalToDaemon(int index, int sig);
 
   // POSTs a signed webhook, retrying (like an HRIS) on 503 and connection errors for up to
   // `timeout_ms`. Returns the final status (202 when accepted).

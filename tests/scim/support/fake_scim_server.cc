@@ -395,6 +395,11 @@ struct FakeScimServer::Impl {
           fault = Fault::Status(429, rf.retry_after_429);
         } else if (x < rf.status500 + rf.status429 + rf.drop) {
           fault = Fault::Drop();
+        } else if (x < rf.status500 + rf.status429 + rf.drop + rf.apply_then_drop) {
+          if (method != "GET") fault = Fault::ApplyThenDrop();
+        } else if (x < rf.status500 + rf.status429 + rf.drop + rf.apply_then_drop + rf.delay) {
+          fault = Fault::Delay(std::uniform_int_distribution<int64_t>(
+              rf.delay_min_ms, std::max(rf.delay_min_ms, rf.delay_max_ms))(rng));
         }
       }
       auto header = [&rec](const char* name) {
@@ -414,8 +419,13 @@ struct FakeScimServer::Impl {
       } else {
         answer = Handle(method, rec.path, req);
         if (fault && fault->kind == Fault::Kind::kDelay) answer.delay_ms = fault->delay_ms;
+        if (fault && fault->kind == Fault::Kind::kApplyThenDrop) {
+          answer.drop = true;
+          rec.dropped = true;
+        }
       }
-      rec.status = answer.drop ? 0 : answer.status;
+      rec.status = answer.drop && !rec.dropped ? 0 : answer.status;
+      rec.response = answer.body;
       rec.answered_us = std::chrono::duration_cast<std::chrono::microseconds>(
                             std::chrono::steady_clock::now().time_since_epoch())
                             .count() +
@@ -491,6 +501,11 @@ std::string FakeScimServer::base_url() const {
 void FakeScimServer::InjectFault(const Fault& fault) {
   std::lock_guard lock(impl_->mu);
   impl_->faults.push_back(fault);
+}
+
+size_t FakeScimServer::PendingFaults() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->faults.size();
 }
 
 void FakeScimServer::SetRandomFaults(const RandomFaults& faults) {

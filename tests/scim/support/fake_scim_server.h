@@ -48,6 +48,9 @@ struct Fault {
     kStatus,  // answer `status` (with `retry_after` when set) without touching the store
     kDelay,   // handle the request normally, then hold the answer for delay_ms
     kDrop,    // close the connection without an answer, without touching the store
+    // Handle the request normally (the store changes), then close the connection without an
+    // answer: the client cannot tell whether its write happened (a timeout after the fact).
+    kApplyThenDrop,
   };
   Kind kind = Kind::kStatus;
   int status = 500;
@@ -75,6 +78,11 @@ struct Fault {
     f.kind = Kind::kDrop;
     return f;
   }
+  static Fault ApplyThenDrop() {
+    Fault f;
+    f.kind = Kind::kApplyThenDrop;
+    return f;
+  }
   Fault& On(std::string m, std::string prefix = "") {
     method = std::move(m);
     path_prefix = std::move(prefix);
@@ -93,7 +101,13 @@ struct RecordedRequest {
   std::string filter;  // the decoded filter parameter, if any
   std::string body;
   std::map<std::string, std::string> headers;  // names lower-cased
-  int status = 0;                              // what the server answered (0: dropped)
+  // What the server answered (0: dropped). A kApplyThenDrop request keeps the status it would
+  // have had, with `dropped` set: its write happened though the client saw no answer.
+  int status = 0;
+  bool dropped = false;
+  // The answer's body as the server produced it; for a successful write, the user after it
+  // (a history of every state a user went through, for the model-based test's oracle).
+  std::string response;
   // Steady-clock microseconds: when the request arrived and when its answer was ready. Two
   // requests about one user that overlap mean two workers handled that user at once.
   int64_t arrived_us = 0;
@@ -107,6 +121,12 @@ struct RandomFaults {
   double status429 = 0;
   std::string retry_after_429 = "1";
   double drop = 0;
+  // Writes (POST, PUT, PATCH) applied, then their connection closed without an answer.
+  double apply_then_drop = 0;
+  // Answers held for a time drawn uniformly from [delay_min_ms, delay_max_ms] (slow JumpCloud).
+  double delay = 0;
+  int64_t delay_min_ms = 0;
+  int64_t delay_max_ms = 0;
   uint64_t seed = 1;
 };
 
@@ -124,6 +144,8 @@ class FakeScimServer {
   std::string base_url() const;  // http://127.0.0.1:PORT/scim/v2
 
   void InjectFault(const Fault& fault);
+  // Queued faults not consumed yet.
+  size_t PendingFaults() const;
   void ClearFaults();
   void SetRandomFaults(const RandomFaults& faults);
   // Changes the API key the server accepts (an admin rotated it).
