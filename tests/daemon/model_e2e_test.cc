@@ -136,6 +136,7 @@ struct Plan {
   std::vector<Delivery> deliveries;
   std::vector<Wave> waves;
   RandomFaults random;
+  double pending_password = 0;  // share of users whose reads say inactive (JumpCloud's rule)
   std::string Describe() const;
 };
 
@@ -145,7 +146,8 @@ std::string Plan::Describe() const {
     << deliveries.size() << " deliveries in " << waves.size() << " waves\n";
   o << "background SCIM faults: 500 " << random.status500 << ", 429 " << random.status429
     << ", drop " << random.drop << ", apply-then-drop " << random.apply_then_drop << ", slow "
-    << random.delay << " (" << random.delay_min_ms << "-" << random.delay_max_ms << " ms)\n";
+    << random.delay << " (" << random.delay_min_ms << "-" << random.delay_max_ms
+    << " ms); pending passwords " << pending_password << "\n";
   o << "histories (occurred order):\n";
   for (int e = 0; e < employees; ++e) {
     o << "  E" << e << ":";
@@ -356,6 +358,7 @@ Plan Generate(uint64_t seed, const ModelOptions& options) {
   plan.random.delay = static_cast<double>(between(0, 5)) / 100;
   plan.random.delay_min_ms = 20;
   plan.random.delay_max_ms = 300;
+  plan.pending_password = chance(0.5) ? 0.2 : 0;
   return plan;
 }
 
@@ -445,6 +448,7 @@ std::vector<std::string> ModelRun::Run() {
   origin_us_ = NowUs();
   if (!e2e_.StartRedis()) return {"[setup] redis-server did not start"};
   FakeScimOptions scim_options;
+  scim_options.pending_password = plan_.pending_password;
   if (!e2e_.StartScim(scim_options)) return {"[setup] the fake SCIM server did not start"};
   e2e_.scim().SetRandomFaults(plan_.random);
 
@@ -602,7 +606,7 @@ std::string ModelRun::WritesOf(const std::string& employee) const {
   const int64_t origin = origin_us_;
   for (const auto& r : requests_) {
     if (r.method == "GET") continue;
-    Snapshot s = Parse(r.response);
+    Snapshot s = Parse(r.state.empty() ? r.response : r.state);
     bool about = s.ok && s.external_id == employee;
     if (!about && r.method == "POST") about = Parse(r.body).external_id == employee;
     if (!about) continue;
@@ -674,7 +678,7 @@ std::vector<std::string> ModelRun::Check() {
     std::vector<W> writes;
     for (const auto& r : requests_) {
       if (!IsWrite(r)) continue;
-      Snapshot s = Parse(r.response);
+      Snapshot s = Parse(r.state);
       if (s.ok && s.external_id == who) writes.push_back({&r, s});
     }
 
@@ -821,6 +825,20 @@ std::vector<std::string> ModelRun::Check() {
                       who + ": " + x.type + " " + x.title + " was delivered after the newer " +
                       overtaken_by + " and never applied: active " + (active ? "true" : "false") +
                       " at the end");
+      }
+    }
+    if (active && !want_active) {
+      // Did JumpCloud's answers say inactive (a pending password) while it was never suspended?
+      bool read_inactive = false;
+      for (const auto& r : requests_) {
+        if (r.response.find("\"id\":\"" + s.id + "\"") != std::string::npos) {
+          read_inactive = r.response.find("\"active\":false") != std::string::npos;
+        }
+      }
+      if (read_inactive) {
+        fail(who, "[suspension-skipped] " + who +
+                      ": never suspended; JumpCloud read it as inactive (a pending password), so "
+                      "the suspension was not sent");
       }
     }
     if (active && !want_active && effective) {

@@ -93,6 +93,7 @@ struct Answer {
   std::string retry_after;
   bool drop = false;
   int64_t delay_ms = 0;
+  std::string state;  // a write's stored result
 };
 
 Answer Err(int status, const std::string& scim_type, const std::string& detail) {
@@ -129,6 +130,7 @@ struct FakeScimServer::Impl {
     std::string json;
     std::string user_name;  // lower-cased, for the uniqueness check and userName filters
     std::optional<std::string> external_id;
+    bool pending = false;  // password pending: reads say active false
   };
   std::map<std::string, Entry> users;  // id -> user
   // Indexes, so searches stay cheap with thousands of users (benchmarks).
@@ -173,11 +175,28 @@ struct FakeScimServer::Impl {
     e.user_name = Lower(StringOf(d, "userName"));
     Value* ext = Find(d, "externalId");
     if (ext != nullptr && ext->IsString()) e.external_id = ext->GetString();
+    if (auto old = users.find(id); old != users.end()) e.pending = old->second.pending;
     Erase(id);
     by_user_name[e.user_name].insert(id);
     if (e.external_id) by_external_id[*e.external_id].insert(id);
     users[id] = e;
     return e.json;
+  }
+
+  // A user as answers show it: a pending password reads inactive.
+  std::string Render(const Entry& e) const {
+    if (!e.pending) return e.json;
+    Document d;
+    d.Parse(e.json.c_str());
+    Set(d, "active", Value(false), d.GetAllocator());
+    return Compact(d);
+  }
+
+  // A write's answer: the rendered user, and the stored state for the request log.
+  Answer Written(int status, const std::string& id) {
+    Answer a(status, Render(users.at(id)));
+    a.state = users.at(id).json;
+    return a;
   }
 
   bool Erase(const std::string& id) {
@@ -199,13 +218,16 @@ struct FakeScimServer::Impl {
     return "";
   }
 
-  std::vector<std::string> Matching(const std::string& attr, const std::string& value) const {
+  std::vector<std::string> Matching(const std::string& attr, const std::string& value,
+                                    bool render = false) const {
     bool by_name = IEquals(attr, "userName");
     const auto& index = by_name ? by_user_name : by_external_id;
     std::vector<std::string> out;
     auto it = index.find(by_name ? Lower(value) : value);
     if (it == index.end()) return out;
-    for (const auto& id : it->second) out.push_back(users.at(id).json);
+    for (const auto& id : it->second) {
+      out.push_back(render ? Render(users.at(id)) : users.at(id).json);
+    }
     return out;
   }
 
@@ -310,7 +332,7 @@ struct FakeScimServer::Impl {
     if (path == "/Users" && method == "GET") {
       if (!req.has_param("filter")) {
         std::vector<std::string> all;
-        for (const auto& [id, user] : users) all.push_back(user.json);
+        for (const auto& [id, user] : users) all.push_back(Render(user));
         return List(all);
       }
       std::string attr;
@@ -319,7 +341,7 @@ struct FakeScimServer::Impl {
           !(IEquals(attr, "userName") || IEquals(attr, "externalId"))) {
         return Err(400, "invalidFilter", "unsupported filter: " + req.get_param_value("filter"));
       }
-      return List(Matching(attr, value));
+      return List(Matching(attr, value, /*render=*/true));
     }
     if (path == "/Users" && method == "POST") {
       Document d;
@@ -327,7 +349,12 @@ struct FakeScimServer::Impl {
       Answer bad = CheckUser(d, "");
       if (bad.status != 0) return bad;
       std::string id = NewId();
-      return {201, Store(id, d, Now())};
+      Store(id, d, Now());
+      if (options.pending_password > 0) {
+        users.at(id).pending =
+            std::uniform_real_distribution<double>(0, 1)(rng) < options.pending_password;
+      }
+      return Written(201, id);
     }
     if (path.rfind("/Users/", 0) != 0) return Err(404, "", "Endpoint Not Found");
     std::string id = path.substr(7);
@@ -337,7 +364,7 @@ struct FakeScimServer::Impl {
     current.Parse(it->second.json.c_str());
     std::string created;
     if (Value* meta = Find(current, "meta")) created = StringOf(*meta, "created");
-    if (method == "GET") return {200, it->second.json};
+    if (method == "GET") return {200, Render(it->second)};
     if (method == "DELETE") {
       Erase(id);
       return {204, ""};
@@ -347,7 +374,8 @@ struct FakeScimServer::Impl {
       d.Parse(req.body.c_str(), req.body.size());
       Answer bad = CheckUser(d, id);
       if (bad.status != 0) return bad;
-      return {200, Store(id, d, created)};
+      Store(id, d, created);
+      return Written(200, id);
     }
     if (method == "PATCH") {
       if (!options.patch_supported) return Err(501, "", "PATCH is not supported");
@@ -358,7 +386,8 @@ struct FakeScimServer::Impl {
       if (bad.status != 0) return bad;
       bad = CheckUser(current, id);
       if (bad.status != 0) return bad;
-      return {200, Store(id, current, created)};
+      Store(id, current, created);
+      return Written(200, id);
     }
     return Err(405, "", "method not allowed");
   }
@@ -426,6 +455,7 @@ struct FakeScimServer::Impl {
       }
       rec.status = answer.drop && !rec.dropped ? 0 : answer.status;
       rec.response = answer.body;
+      rec.state = answer.state;
       rec.answered_us = std::chrono::duration_cast<std::chrono::microseconds>(
                             std::chrono::steady_clock::now().time_since_epoch())
                             .count() +

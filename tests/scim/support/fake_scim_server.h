@@ -39,6 +39,11 @@ struct FakeScimOptions {
   // Requests per keep-alive connection before the server closes it; 0: cpp-httplib's default
   // (5). Benchmarks use 1,000, nginx's default, as a real HTTPS front end would.
   int keep_alive_max_requests = 0;
+  // Share of created users (drawn with the RandomFaults seed) whose password stays pending: like
+  // JumpCloud, which reports active = !suspended && !passwordExpired, they read "active": false
+  // in every answer, whatever was written. The store (GetUser, Users, FindUsers) keeps what was
+  // written. 0: answers show what was written.
+  double pending_password = 0;
 };
 
 // A fault applies to the next `times` requests that match `method` and `path_prefix` (relative
@@ -108,6 +113,9 @@ struct RecordedRequest {
   // The answer's body as the server produced it; for a successful write, the user after it
   // (a history of every state a user went through, for the model-based test's oracle).
   std::string response;
+  // For a successful write: the user as stored after it (`active` as written, not as a pending
+  // password makes it read).
+  std::string state;
   // Steady-clock microseconds: when the request arrived and when its answer was ready. Two
   // requests about one user that overlap mean two workers handled that user at once.
   int64_t arrived_us = 0;
