@@ -99,7 +99,7 @@ bool E2E::StartDaemon(int index, const E2EDaemonOptions& options) {
       "\n  drain_timeout_s: 5\n  retry: {base_delay_ms: 20, max_delay_ms: 500, max_attempts: 100}\n"
       "  guard: {max_suspends: " +
       std::to_string(options.guard_max_suspends) + ", max_suspend_percent: 0, window_s: 3600}\n" +
-      options.extra_workers_keys + "profiles:\n  - name: hr\n    connector: " + options.connector +
+      options.extra_worker_keys + "profiles:\n  - name: hr\n    connector: " + options.connector +
       "\n    secret_env: TEST_HR_SECRET\n" + options.extra_profile_keys;
   WriteFile(config_path(index), yaml);
   std::vector<std::string> env = options.env;

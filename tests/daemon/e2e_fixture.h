@@ -25,7 +25,7 @@ struct E2EDaemonOptions {
   std::vector<std::string> env;    // extra "NAME=value" for the process
   // The profile entry's connector: a built-in name or a profile file's path.
   std::string connector = "generic";
-  std::string extra_workers_keys;  // appended inside the workers map: "  lease_ms: 1000\n"
+  std::string extra_worker_keys;  // lines appended inside workers: "  lease_ms: 2000\n"
   int64_t target_timeout_ms = 2000;
 };
 

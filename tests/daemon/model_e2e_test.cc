@@ -466,7 +466,7 @@ std::vector<std::string> ModelRun::Run() {
   E2EDaemonOptions options;
   options.workers = 2;
   options.connector = e2e_.dir().File("model-profile.yaml");
-  options.extra_workers_keys = "  lease_ms: " + std::to_string(kLeaseMs) + "\n";
+  options.extra_worker_keys = "  lease_ms: " + std::to_string(kLeaseMs) + "\n";
   for (int i = 0; i < 2; ++i) {
     if (!e2e_.StartDaemon(i, options)) return {"[setup] scimsyncd did not start: " + e2e_.Log(i)};
   }
