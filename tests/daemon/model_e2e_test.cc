@@ -18,6 +18,11 @@
 //                        undone by anything older is a failure whether or not it was acked)
 //   [stale-write]        no write brings back an older record than one already written
 //   [suspension-not-alone] a suspension is its own PATCH (active=false alone)
+// Refinements that name a likely cause: [stale-write-after-thaw] and [duplicate-after-thaw] (a
+// write within a second of SIGCONT: a write from a lost lease), [effective-termination-lost],
+// [late-termination-dropped] / [late-rehire-dropped] (the event deciding access was delivered
+// after a newer one and dropped as older), [suspension-skipped] (the user read inactive because
+// of a pending password, FakeScimOptions::pending_password, so no active=false was sent).
 //   [dead-letter]        nothing is dead-lettered: every injected fault is one to retry
 //   [not-idle] [delivery] [sanitizer]  the queue drains, webhooks are accepted, nothing crashes
 //
@@ -395,6 +400,17 @@ class ModelRun {
     timeline_.emplace_back(NowUs(), what);
   }
   std::string Timeline() const;
+  // ", N ms after instance I was thawed ..." when a write arrived within a second of a SIGCONT.
+  std::string AfterThaw(int64_t arrived_us) const {
+    std::string out;
+    for (const auto& [at, instance] : thaws_) {
+      if (arrived_us >= at && arrived_us - at < 1'000'000) {
+        out = ", " + std::to_string((arrived_us - at) / 1000) + " ms after instance " +
+              std::to_string(instance) + " was thawed (a write from a lost lease?)";
+      }
+    }
+    return out;
+  }
 };
 
 std::string ModelRun::Body(int delivery) {
@@ -717,14 +733,7 @@ std::vector<std::string> ModelRun::Check() {
         // This write carried the record of event `ev`.
         const int k = plan_.events[static_cast<size_t>(ev)].k;
         if (k < newest_written_k) {
-          std::string after_thaw;
-          for (const auto& [at, instance] : thaws_) {
-            if (r->arrived_us >= at && r->arrived_us - at < 1'000'000) {
-              after_thaw = ", " + std::to_string((r->arrived_us - at) / 1000) +
-                           " ms after instance " + std::to_string(instance) +
-                           " was thawed (a write from a lost lease?)";
-            }
-          }
+          const std::string after_thaw = AfterThaw(r->arrived_us);
           fail(who,
                std::string(after_thaw.empty() ? "[stale-write] " : "[stale-write-after-thaw] ") +
                    who + ": " + r->method + " at " + Us(r->arrived_us, origin) +
@@ -739,6 +748,12 @@ std::vector<std::string> ModelRun::Check() {
         for (int j : hist) {
           const Event& x = plan_.events[static_cast<size_t>(j)];
           if (x.type != "employee.terminated") continue;
+          if (x.effective_delay_ms >= 0) {
+            // Not a leaver before its date: a rehire older than it may still reactivate.
+            std::lock_guard lock(mu_);
+            auto due = effective_steady_us_.find(j);
+            if (due == effective_steady_us_.end() || due->second > r->arrived_us) continue;
+          }
           for (const auto& d : plan_.deliveries) {
             if (d.event == j && d.status == 202 && d.accepted_us > 0 &&
                 d.accepted_us < r->arrived_us) {
@@ -766,8 +781,10 @@ std::vector<std::string> ModelRun::Check() {
       }
       was_active = active;
       if (!previous_user.empty() && previous_user != s.id && r->method == "POST") {
-        fail(who, "[count] " + who + ": a second account " + s.id + " was created at " +
-                      Us(r->arrived_us, origin) + " (the first was " + previous_user + ")");
+        const std::string thaw = AfterThaw(r->arrived_us);
+        fail(who, std::string(thaw.empty() ? "[count] " : "[duplicate-after-thaw] ") + who +
+                      ": a second account " + s.id + " was created at " +
+                      Us(r->arrived_us, origin) + " (the first was " + previous_user + ")" + thaw);
       }
       if (previous_user.empty()) previous_user = s.id;
     }
