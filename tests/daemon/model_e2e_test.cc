@@ -773,9 +773,11 @@ std::vector<std::string> ModelRun::Check() {
           }
         }
         if (!justified) {
-          fail(who, "[reactivated] " + who + ": " + r->method + " at " + Us(r->arrived_us, origin) +
+          const std::string thaw = AfterThaw(r->arrived_us);
+          fail(who, std::string(thaw.empty() ? "[reactivated] " : "[reactivated-after-thaw] ") +
+                        who + ": " + r->method + " at " + Us(r->arrived_us, origin) +
                         " left the user active (" + s.title + ") after the suspension for " +
-                        term.title + " was written; no newer rehire had been delivered");
+                        term.title + " was written; no newer rehire had been delivered" + thaw);
         }
         anchor = -1;
       }
