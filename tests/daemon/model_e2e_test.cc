@@ -58,6 +58,9 @@ namespace scimsync::testing {
 namespace {
 
 constexpr int64_t kLeaseMs = 1000;
+// How long a new owner waits before working a partition it took from a dead instance (0: no
+// such wait). A freeze lasts past the lease and this, so that the other instance takes over.
+constexpr int64_t kTakeoverGraceMs = 0;
 constexpr int64_t kBaseTime = 1'790'000'000;  // 2026-09-21: in the past, like real HR events
 
 int64_t NowUs() {
@@ -523,7 +526,7 @@ std::vector<std::string> ModelRun::Run() {
         const int64_t frozen = NowUs();
         down.insert(victim);
         SendWave(wave, down);
-        const int64_t thaw_at = frozen + (2 * kLeaseMs + 500) * 1000;
+        const int64_t thaw_at = frozen + (2 * kLeaseMs + kTakeoverGraceMs + 500) * 1000;
         if (NowUs() < thaw_at) Sleep((thaw_at - NowUs()) / 1000);
         e2e_.SendSignalToDaemon(victim, SIGCONT);
         Mark("SIGCONT instance " + std::to_string(victim));
