@@ -19,7 +19,7 @@
 //   [stale-write]        no write brings back an older record than one already written
 //   [suspension-not-alone] a suspension is its own PATCH (active=false alone)
 // Refinements that name a likely cause: [stale-write-after-thaw] and [duplicate-after-thaw] (a
-// write within a second of SIGCONT: a write from a lost lease), [effective-termination-lost],
+// write within 3 s of SIGCONT: a write from a lost lease), [effective-termination-lost],
 // [late-termination-dropped] / [late-rehire-dropped] (the event deciding access was delivered
 // after a newer one and dropped as older), [suspension-skipped] (the user read inactive because
 // of a pending password, FakeScimOptions::pending_password, so no active=false was sent).
@@ -405,11 +405,12 @@ class ModelRun {
     timeline_.emplace_back(NowUs(), what);
   }
   std::string Timeline() const;
-  // ", N ms after instance I was thawed ..." when a write arrived within a second of a SIGCONT.
+  // ", N ms after instance I was thawed ..." when a write arrived within 3 s of a SIGCONT (a held
+  // answer of up to 1.5 s, then the write).
   std::string AfterThaw(int64_t arrived_us) const {
     std::string out;
     for (const auto& [at, instance] : thaws_) {
-      if (arrived_us >= at && arrived_us - at < 1'000'000) {
+      if (arrived_us >= at && arrived_us - at < 3'000'000) {
         out = ", " + std::to_string((arrived_us - at) / 1000) + " ms after instance " +
               std::to_string(instance) + " was thawed (a write from a lost lease?)";
       }
