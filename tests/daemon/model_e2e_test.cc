@@ -33,7 +33,8 @@
 //     --gtest_filter=ModelE2EReplay.Seeds
 // SCIMSYNC_MODEL_SEED also takes a range, "100-199". SCIMSYNC_MODEL_ARTIFACTS=DIR keeps the
 // daemons' logs of failing seeds in DIR/seed-N/. scripts/model-test runs thousands of seeds
-// against a Release build and sums the failures up by tag. ctest runs ModelE2E/Seeds.Seed/*.
+// against a Release build and sums the failures up by tag. ctest runs Seeds/ModelE2E.Seed/*,
+// and ModelE2EFound.*: plain reproductions of failures the model found beyond issue 14's list.
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 #include <signal.h>
