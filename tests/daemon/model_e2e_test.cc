@@ -51,6 +51,7 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "daemon_fixture.h"
 #include "e2e_fixture.h"
@@ -1022,6 +1023,35 @@ TEST(ModelE2EFound, LateTerminationAfterANewerUpdateStillSuspends) {
   ASSERT_EQ(users.size(), 1u);
   EXPECT_EQ(Parse(users[0]).active, std::optional<bool>(false))
       << "a terminated employee is active: " << users[0];
+}
+
+// The same for a rehire (seeds 6, 34, 46 of the first run): a returning employee delivered after
+// a newer update stays suspended, locked out of everything until someone notices.
+TEST(ModelE2EFound, LateRehireAfterANewerUpdateStillReactivates) {
+  E2E e2e;
+  ASSERT_TRUE(e2e.StartRedis());
+  ASSERT_TRUE(e2e.StartScim());
+  ASSERT_TRUE(e2e.StartDaemon(0)) << e2e.Log(0);
+  const std::vector<std::tuple<std::string, std::string, int64_t>> first = {
+      {"R-0", "employee.created", 0}, {"R-1", "employee.terminated", 60}};
+  for (const auto& [id, type, at] : first) {
+    ASSERT_EQ(e2e.PostUntilAccepted(0, GenericBody(id, type, "R1", "Analyst", kBaseTime + at)),
+              202);
+    ASSERT_TRUE(e2e.WaitIdle(30000));
+  }
+  ASSERT_EQ(e2e.PostUntilAccepted(
+                0, GenericBody("R-3", "employee.updated", "R1", "Analyst II", kBaseTime + 180)),
+            202);
+  ASSERT_TRUE(e2e.WaitIdle(30000));
+  // The rehire happened before that update, and arrives last.
+  ASSERT_EQ(e2e.PostUntilAccepted(
+                0, GenericBody("R-2", "employee.rehired", "R1", "Analyst", kBaseTime + 120)),
+            202);
+  ASSERT_TRUE(e2e.WaitIdle(30000));
+  auto users = e2e.scim().FindUsers("externalId", "R1");
+  ASSERT_EQ(users.size(), 1u);
+  EXPECT_NE(Parse(users[0]).active, std::optional<bool>(false))
+      << "a rehired employee is still suspended: " << users[0];
 }
 
 // SCIMSYNC_MODEL_SEED=N or N-M: replay seeds (scripts/model-test runs this).
