@@ -18,15 +18,16 @@
 //                        undone by anything older is a failure whether or not it was acked)
 //   [stale-write]        no write brings back an older record than one already written
 //   [suspension-not-alone] a suspension is its own PATCH (active=false alone)
-// Refinements that name a likely cause: [stale-write-after-thaw] and [duplicate-after-thaw] (a
-// write within 3 s of SIGCONT: a write from a lost lease), [effective-termination-lost],
-// [late-termination-dropped] / [late-rehire-dropped] (the event deciding access was delivered
-// after a newer one and dropped as older), [suspension-skipped] (the user read inactive because
-// of a pending password, FakeScimOptions::pending_password, so no active=false was sent).
 //   [dead-letter]        nothing is dead-lettered: every injected fault is one to retry
 //   [guard-held]         the mass-suspension guard, set to the number of employees the plan
 //                        terminates, never holds a suspension (it counts employees, not attempts)
 //   [not-idle] [delivery] [sanitizer]  the queue drains, webhooks are accepted, nothing crashes
+// Refinements that name a likely cause: [stale-write-after-thaw], [duplicate-after-thaw],
+// [reactivated-after-thaw] (within 3 s of a SIGCONT: a write from a lost lease) and the same
+// with "-after-redis-restart" (leases expire during an outage), [effective-termination-lost],
+// [late-termination-dropped] / [late-rehire-dropped] (the event deciding access was delivered
+// after a newer one and dropped as older), [suspension-skipped] (the user read inactive because
+// of a pending password, FakeScimOptions::pending_password, so no active=false was sent).
 //
 // Replay a seed (prints the history, the schedule and what went wrong):
 //   SCIMSYNC_MODEL_SEED=1234 build/test/tests/daemon/daemon_model_e2e_test
@@ -401,20 +402,26 @@ class ModelRun {
   std::string logs_;
   int64_t origin_us_ = 0;  // the run's start: times in reports are "t+Nms" from here
   std::vector<std::pair<int64_t, std::string>> timeline_;  // the fault actions, when they hit
-  std::vector<std::pair<int64_t, int>> thaws_;             // SIGCONT times and instances
+  // When leases were lost: SIGCONT of a frozen instance, Redis back after a restart.
+  struct LeaseLoss {
+    int64_t at_us;
+    std::string what;  // "instance 1 was thawed"
+    std::string tag;   // "-after-thaw"
+  };
+  std::vector<LeaseLoss> lease_losses_;
   void Mark(const std::string& what) {
     std::lock_guard lock(mu_);
     timeline_.emplace_back(NowUs(), what);
   }
   std::string Timeline() const;
-  // ", N ms after instance I was thawed ..." when a write arrived within 3 s of a SIGCONT (a held
-  // answer of up to 1.5 s, then the write).
-  std::string AfterThaw(int64_t arrived_us) const {
-    std::string out;
-    for (const auto& [at, instance] : thaws_) {
-      if (arrived_us >= at && arrived_us - at < 3'000'000) {
-        out = ", " + std::to_string((arrived_us - at) / 1000) + " ms after instance " +
-              std::to_string(instance) + " was thawed (a write from a lost lease?)";
+  // Whether a write arrived within 3 s of a lease loss (a held answer of up to 1.5 s, then the
+  // write): {tag suffix, ", N ms after instance I was thawed ..."}; empty when not.
+  std::pair<std::string, std::string> AfterLeaseLoss(int64_t arrived_us) const {
+    std::pair<std::string, std::string> out;
+    for (const auto& loss : lease_losses_) {
+      if (arrived_us >= loss.at_us && arrived_us - loss.at_us < 3'000'000) {
+        out = {loss.tag, ", " + std::to_string((arrived_us - loss.at_us) / 1000) + " ms after " +
+                             loss.what + " (a write from a lost lease?)"};
       }
     }
     return out;
@@ -533,7 +540,8 @@ std::vector<std::string> ModelRun::Run() {
         if (NowUs() < thaw_at) Sleep((thaw_at - NowUs()) / 1000);
         e2e_.SendSignalToDaemon(victim, SIGCONT);
         Mark("SIGCONT instance " + std::to_string(victim));
-        thaws_.emplace_back(NowUs(), victim);
+        lease_losses_.push_back(
+            {NowUs(), "instance " + std::to_string(victim) + " was thawed", "-after-thaw"});
         break;
       }
       case Action::kRedisRestart:
@@ -542,6 +550,10 @@ std::vector<std::string> ModelRun::Run() {
         background = std::thread([this, &wave, &problems] {
           Sleep(wave.param);
           if (!e2e_.redis().Start()) problems.push_back("[setup] redis did not restart");
+          {
+            std::lock_guard lock(mu_);
+            lease_losses_.push_back({NowUs(), "Redis came back", "-after-redis-restart"});
+          }
           Mark("Redis started");
         });
         SendWave(wave, down);  // 503s meanwhile: the senders retry like an HRIS
@@ -765,12 +777,10 @@ std::vector<std::string> ModelRun::Check() {
         // This write carried the record of event `ev`.
         const int k = plan_.events[static_cast<size_t>(ev)].k;
         if (k < newest_written_k) {
-          const std::string after_thaw = AfterThaw(r->arrived_us);
-          fail(who,
-               std::string(after_thaw.empty() ? "[stale-write] " : "[stale-write-after-thaw] ") +
-                   who + ": " + r->method + " at " + Us(r->arrived_us, origin) +
-                   " wrote the record of " + s.title + " over the newer " + who + "v" +
-                   std::to_string(newest_written_k) + after_thaw);
+          const auto [suffix, after] = AfterLeaseLoss(r->arrived_us);
+          fail(who, "[stale-write" + suffix + "] " + who + ": " + r->method + " at " +
+                        Us(r->arrived_us, origin) + " wrote the record of " + s.title +
+                        " over the newer " + who + "v" + std::to_string(newest_written_k) + after);
         }
         newest_written_k = std::max(newest_written_k, k);
       }
@@ -805,18 +815,18 @@ std::vector<std::string> ModelRun::Check() {
           }
         }
         if (!justified) {
-          const std::string thaw = AfterThaw(r->arrived_us);
-          fail(who, std::string(thaw.empty() ? "[reactivated] " : "[reactivated-after-thaw] ") +
-                        who + ": " + r->method + " at " + Us(r->arrived_us, origin) +
-                        " left the user active (" + s.title + ") after the suspension for " +
-                        term.title + " was written; no newer rehire had been delivered" + thaw);
+          const auto [suffix, thaw] = AfterLeaseLoss(r->arrived_us);
+          fail(who, "[reactivated" + suffix + "] " + who + ": " + r->method + " at " +
+                        Us(r->arrived_us, origin) + " left the user active (" + s.title +
+                        ") after the suspension for " + term.title +
+                        " was written; no newer rehire had been delivered" + thaw);
         }
         anchor = -1;
       }
       was_active = active;
       if (!previous_user.empty() && previous_user != s.id && r->method == "POST") {
-        const std::string thaw = AfterThaw(r->arrived_us);
-        fail(who, std::string(thaw.empty() ? "[count] " : "[duplicate-after-thaw] ") + who +
+        const auto [suffix, thaw] = AfterLeaseLoss(r->arrived_us);
+        fail(who, std::string(suffix.empty() ? "[count] " : "[duplicate" + suffix + "] ") + who +
                       ": a second account " + s.id + " was created at " +
                       Us(r->arrived_us, origin) + " (the first was " + previous_user + ")" + thaw);
       }
