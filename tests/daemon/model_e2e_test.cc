@@ -841,7 +841,26 @@ std::vector<std::string> ModelRun::Check() {
     }
     const bool want_active = newest.active_after;
     if (users.empty()) {
-      if (want_active) fail(who, "[final] " + who + ": no user at the end, want " + newest.title);
+      if (want_active) {
+        // A rehire delivered after a newer update: the update found a leaver, the rehire was
+        // dropped as older, and nobody created the account.
+        const Event* rehire = nullptr;
+        for (int j : hist) {
+          const Event& x = plan_.events[static_cast<size_t>(j)];
+          if (x.type == "employee.rehired") rehire = &x;
+        }
+        if (rehire != nullptr) {
+          for (const auto& d : plan_.deliveries) {
+            const Event& x = plan_.events[static_cast<size_t>(d.event)];
+            if (x.employee == e && x.type == "employee.rehired" && x.k == rehire->k && d.late) {
+              fail(who, "[late-rehire-dropped] " + who + ": " + rehire->title +
+                            " was delivered late and never applied: no account at the end");
+              break;
+            }
+          }
+        }
+        fail(who, "[final] " + who + ": no user at the end, want " + newest.title);
+      }
       continue;
     }
     Snapshot s = Parse(users[0]);
