@@ -343,6 +343,17 @@ Result<std::string> Versions::Get(int partition, const std::string& who) {
   return r->AsString().value_or("");
 }
 
+Result<Versions::Applied> Versions::GetApplied(int partition, const std::string& who) {
+  auto r = pool_.Acquire()->Command(
+      {"HMGET", prefix_ + ":{p" + std::to_string(partition) + "}:versions", who, StatusField(who)});
+  if (!r) return r.error();
+  Applied out;
+  const auto& e = r->elements();
+  if (e.size() > 0) out.version = e[0].AsString().value_or("");
+  if (e.size() > 1) out.status_version = e[1].AsString().value_or("");
+  return out;
+}
+
 Status Versions::Raise(int partition, const std::string& who, const std::string& version) {
   return RaiseMany(partition, {{who, version}});
 }

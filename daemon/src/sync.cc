@@ -61,8 +61,30 @@ struct Folded {
   std::optional<scim::User> user;
   std::optional<bool> active;
   std::vector<scim::ValidationProblem> problems;
-  std::string version;
+  std::string version;         // the newest record folded: orders attributes
+  std::string status_version;  // the newest item that set access (active): orders status
+  // `user` is an older record than JumpCloud's (a late rehire): only `active` is meant, the
+  // record serves only to create a user JumpCloud does not have.
+  bool status_only = false;
 };
+
+void RaiseTo(std::string& to, const std::string& version) {
+  if (!version.empty() && CompareVersions(version, to) > 0) to = version;
+}
+
+// A suspension, reactivation or deletion, or a record that says whether access is on.
+bool SetsStatus(const connectors::Plan& plan) {
+  switch (plan.action) {
+    case connectors::Action::kSuspend:
+    case connectors::Action::kReactivate:
+    case connectors::Action::kDelete:
+      return true;
+    case connectors::Action::kSync:
+      return plan.user && plan.user->active.has_value();
+    default:
+      return false;
+  }
+}
 
 // `carries_record`: the plan's user is a whole record (fetched, or the payload carries it).
 // Otherwise a suspension's user holds only the anchor and must not become a sync.
@@ -70,14 +92,18 @@ void Fold(Folded& f, const connectors::Plan& plan, bool carries_record) {
   switch (plan.action) {
     case connectors::Action::kIgnore:
       return;
-    case connectors::Action::kDelete:
+    case connectors::Action::kDelete: {
+      std::string status_version = f.status_version;
       f = Folded{};
+      f.status_version = status_version;
       f.action = connectors::Action::kDelete;
       f.user = plan.user;
       break;
+    }
     case connectors::Action::kSync:
       if (plan.user) {
         f.user = plan.user;
+        f.status_only = false;
         f.problems = plan.problems;
         if (plan.user->active) f.active = plan.user->active;
       }
@@ -86,6 +112,7 @@ void Fold(Folded& f, const connectors::Plan& plan, bool carries_record) {
     case connectors::Action::kReactivate:
       if (plan.user) {
         f.user = plan.user;
+        f.status_only = false;
         f.problems = plan.problems;
       }
       f.active = true;
@@ -96,6 +123,7 @@ void Fold(Folded& f, const connectors::Plan& plan, bool carries_record) {
       // whole with active=false. Without a record, only active changes.
       if (plan.user && (carries_record || plan.fetched) && !plan.user->user_name.empty()) {
         f.user = plan.user;
+        f.status_only = false;
         f.problems = plan.problems;
       }
       f.active = false;
@@ -103,9 +131,34 @@ void Fold(Folded& f, const connectors::Plan& plan, bool carries_record) {
       break;
   }
   f.any = true;
-  if (!plan.version.empty() && CompareVersions(plan.version, f.version) > 0) {
-    f.version = plan.version;
+  RaiseTo(f.version, plan.version);
+  if (SetsStatus(plan)) RaiseTo(f.status_version, plan.version);
+}
+
+// A suspension or reactivation older than the record JumpCloud has (or the fold holds) but newer
+// than the access it has: access is ordered by status events, not by attribute updates, so
+// its `active` lands and its older attributes do not.
+void FoldStatusOnly(Folded& f, const connectors::Plan& plan) {
+  if (plan.action == connectors::Action::kSuspend) {
+    if (f.status_only) {
+      // An older rehire's record folded before: nothing of it remains meant.
+      f.user.reset();
+      f.problems.clear();
+      f.status_only = false;
+    }
+    f.active = false;
+    f.action = f.user ? connectors::Action::kSync : connectors::Action::kSuspend;
+  } else {
+    if (!f.user && plan.user) {
+      // Only for a create: JumpCloud has no user to reactivate.
+      f.user = plan.user;
+      f.status_only = true;
+    }
+    f.active = true;
+    f.action = connectors::Action::kSync;
   }
+  f.any = true;
+  RaiseTo(f.status_version, plan.version);
 }
 
 // A deferred item whose effective time has come. It is never dropped for being older than the
@@ -123,6 +176,7 @@ void FoldDue(Folded& f, const connectors::Plan& plan, const std::string& applied
   f.active = false;
   f.action = f.user ? connectors::Action::kSync : connectors::Action::kSuspend;
   f.any = true;
+  RaiseTo(f.status_version, plan.version);
 }
 
 // The Unix time (ms) a version stands for, when it is a number: connectors turn timestamps into
@@ -316,27 +370,34 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
   Folded folded;
   Metrics& metrics = deps_.metrics ? *deps_.metrics : Metrics::Global();
   if (profile.payload_carries_record()) {
-    std::string applied;
+    std::string applied;         // the newest record applied
+    std::string status_applied;  // the newest status event applied (terminate, rehire, ...)
     if (deps_.versions) {
-      auto v = deps_.versions->Get(work.partition, who);
+      auto v = deps_.versions->GetApplied(work.partition, who);
       if (!v)
         return FromPlanError(converger, work, Error::Transient("redis: " + v.error().message));
-      applied = *v;
+      applied = v->version;
+      status_applied = v->status_version;
     }
-    if (auto t = VersionTimeMs(applied); t && *t > now_ms + deps_.max_future_skew_ms) {
-      // Stored from an event dated in the future before that was refused (or by a sender that
-      // changed units): it would drop every later event of the employee, terminations included.
-      log::Warn("ignoring a stored version dated in the future (workers.max_future_skew_s)",
-                {{"employee", work.employee_key}, {"profile", work.profile}, {"version", applied}});
-      metrics.FutureVersion(work.profile, "stored_ignored");
-      applied.clear();
+    for (std::string* stored : {&applied, &status_applied}) {
+      if (auto t = VersionTimeMs(*stored); t && *t > now_ms + deps_.max_future_skew_ms) {
+        // Stored from an event dated in the future before that was refused (or by a sender that
+        // changed units): it would drop every later event of the employee, terminations
+        // included.
+        log::Warn(
+            "ignoring a stored version dated in the future (workers.max_future_skew_s)",
+            {{"employee", work.employee_key}, {"profile", work.profile}, {"version", *stored}});
+        metrics.FutureVersion(work.profile, "stored_ignored");
+        stored->clear();
+      }
     }
     // (item index, plan, due deferred item)
     struct Planned {
       size_t index;
       connectors::Plan plan;
       bool due;
-      std::string key;  // orders the fold: the version, or a due item's effective time
+      bool status_only;  // older than the applied record, newer than the applied status
+      std::string key;   // orders the fold: the version, or a due item's effective time
     };
     std::vector<Planned> plans;
     int dropped = 0;
@@ -368,11 +429,27 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
         }
         std::string key = std::to_string(effective_ms);
         key.insert(0, key.size() < 20 ? 20 - key.size() : 0, '0');
-        plans.push_back({i, std::move(plan.value()), true, key});
+        plans.push_back({i, std::move(plan.value()), true, false, key});
         continue;
       }
       if (!applied.empty() && !plan->version.empty() &&
           CompareVersions(plan->version, applied) < 0) {
+        const bool status = plan->action == connectors::Action::kSuspend ||
+                            plan->action == connectors::Action::kReactivate;
+        if (status && CompareVersions(plan->version, status_applied) > 0) {
+          // A termination or rehire delivered after a newer update: access is ordered against
+          // other status events only, so its `active` lands; its older record does not.
+          log::Info("late status event: only its access change is applied",
+                    {{"trace_id", item.trace_id},
+                     {"employee", work.employee_key},
+                     {"event_type", item.event_type},
+                     {"version", plan->version},
+                     {"applied", applied},
+                     {"status_applied", status_applied}});
+          std::string key = plan->version;
+          plans.push_back({i, std::move(plan.value()), false, true, std::move(key)});
+          continue;
+        }
         // Older than what JumpCloud already has: an old event never overwrites newer state.
         ++dropped;
         log::Info("item dropped: older than the version already applied",
@@ -385,7 +462,7 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
         continue;
       }
       std::string key = plan->version;
-      plans.push_back({i, std::move(plan.value()), false, std::move(key)});
+      plans.push_back({i, std::move(plan.value()), false, false, std::move(key)});
     }
     std::stable_sort(plans.begin(), plans.end(), [](const Planned& a, const Planned& b) {
       return CompareVersions(a.key, b.key) < 0;
@@ -393,6 +470,8 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
     for (const Planned& p : plans) {
       if (p.due) {
         FoldDue(folded, p.plan, applied);
+      } else if (p.status_only) {
+        FoldStatusOnly(folded, p.plan);
       } else {
         Fold(folded, p.plan, /*carries_record=*/true);
       }
@@ -465,6 +544,7 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
   if (folded.user) job.desired = *folded.user;
   if (job.desired.external_id.empty()) job.desired.external_id = work.employee_key;
   if (folded.active) job.desired.active = folded.active;
+  job.status_only = folded.status_only;
   result.action = scim::ActionName(job.action);
 
   if (job.action == scim::Action::kSync && !folded.problems.empty() && folded.active == false) {
@@ -521,10 +601,12 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
     result.http_status = out.error->http_status;
   }
   auto raise_version = [&] {
-    if (deps_.versions && !folded.version.empty()) {
-      // Written with the pass's other versions, before its items are acknowledged (EndPass).
-      PerThread& t = StateOf(thread);
-      t.raises[work.partition].emplace_back(who, folded.version);
+    if (!deps_.versions) return;
+    // Written with the pass's other versions, before its items are acknowledged (EndPass).
+    PerThread& t = StateOf(thread);
+    if (!folded.version.empty()) t.raises[work.partition].emplace_back(who, folded.version);
+    if (!folded.status_version.empty()) {
+      t.raises[work.partition].emplace_back(Versions::StatusField(who), folded.status_version);
     }
   };
   if (out.decision != scim::Decision::kDone && out.suspended) {

@@ -514,6 +514,10 @@ Status Converger::Converge(Run& run) {
     if (action == Action::kSuspend) return {};
 
     auto ops = Diff(desired, remote);
+    if (run.job.status_only) {
+      // The record is older than the attributes JumpCloud has: they must not go back.
+      std::erase_if(ops, [](const PatchOp& op) { return op.path != "active"; });
+    }
     if (ops.empty()) {
       if (!run.suspended) run.change = Change::kNone;
       return {};

@@ -425,6 +425,70 @@ TEST_F(SyncRedisTest, ALeaverRehiredGetsAnAccount) {
   EXPECT_NE(User().find("Director"), std::string::npos) << User();
 }
 
+// Access is ordered against other status events, not against attribute updates: a termination
+// delivered after a newer update (an HRIS retry after a timeout) still suspends, and the newer
+// attributes stay.
+TEST_F(SyncRedisTest, ALateTerminationOlderThanAnAppliedUpdateStillSuspends) {
+  ASSERT_EQ(Run(true, {{"hire", "Analyst", "1"}}).result, "created");
+  ASSERT_EQ(Run(true, {{"hire", "Analyst II", "3"}}).result, "updated");
+  SyncResult late = Run(true, {{"leave", "Analyst", "2"}});
+  EXPECT_EQ(late.kind, SyncResult::Kind::kDone) << late.result << ": " << late.reason;
+  EXPECT_EQ(late.action, "suspend") << late.result << ": " << late.reason;
+  EXPECT_FALSE(Active()) << User();
+  EXPECT_NE(User().find("\"title\":\"Analyst II\""), std::string::npos) << User();
+  // Delivered again: its status is no newer than the applied one.
+  EXPECT_EQ(Run(true, {{"leave", "Analyst", "2"}}).result, "dropped");
+
+  // In one burst with a newer update: the update's record, suspended.
+  ASSERT_EQ(Run(true, {{"hire", "Analyst", "1"}}, "E2").result, "created");
+  ASSERT_EQ(Run(true, {{"hire", "Analyst II", "3"}}, "E2").result, "updated");
+  SyncResult both = Run(true, {{"leave", "Analyst", "2"}, {"hire", "Director", "4"}}, "E2");
+  EXPECT_EQ(both.kind, SyncResult::Kind::kDone) << both.result << ": " << both.reason;
+  EXPECT_FALSE(Active("E2")) << User("E2");
+  EXPECT_NE(User("E2").find("\"title\":\"Director\""), std::string::npos) << User("E2");
+}
+
+// The same for a rehire: a returning employee delivered after a newer update gets access back
+// (only `active` is written: the newer attributes stay), or an account when none exists.
+TEST_F(SyncRedisTest, ALateRehireOlderThanAnAppliedUpdateStillReactivates) {
+  ASSERT_EQ(Run(true, {{"hire", "Analyst", "1"}}).result, "created");
+  ASSERT_EQ(Run(true, {{"leave", "Analyst", "2"}}).kind, SyncResult::Kind::kDone);
+  ASSERT_EQ(Run(true, {{"hire", "Analyst II", "4"}}).kind, SyncResult::Kind::kDone);
+  ASSERT_FALSE(Active()) << User();
+  SyncResult late = Run(true, {{"rehire", "Analyst", "3"}});
+  EXPECT_EQ(late.kind, SyncResult::Kind::kDone) << late.result << ": " << late.reason;
+  EXPECT_TRUE(Active()) << User();
+  EXPECT_NE(User().find("\"title\":\"Analyst II\""), std::string::npos) << User();
+
+  // Terminated before JumpCloud saw the employee (no account), updated, then the late rehire:
+  // the account is created, active.
+  ASSERT_EQ(Run(true, {{"hire", "Analyst", "1"}, {"leave", "Analyst", "2"}}, "E2").result,
+            "absent");
+  ASSERT_EQ(Run(true, {{"hire", "Analyst II", "4"}}, "E2").kind, SyncResult::Kind::kDone);
+  ASSERT_EQ(scim_.FindUsers("externalId", "E2").size(), 0u);
+  SyncResult back = Run(true, {{"rehire", "Analyst", "3"}}, "E2");
+  EXPECT_EQ(back.result, "created") << back.reason;
+  EXPECT_TRUE(Active("E2")) << User("E2");
+}
+
+// A termination older than an applied rehire is still dropped: the rehire is the newer status.
+TEST_F(SyncRedisTest, ALateTerminationOlderThanAnAppliedRehireIsDropped) {
+  ASSERT_EQ(Run(true, {{"hire", "Analyst", "1"}}).result, "created");
+  ASSERT_EQ(Run(true, {{"leave", "Analyst", "2"}}).kind, SyncResult::Kind::kDone);
+  ASSERT_EQ(Run(true, {{"rehire", "Analyst", "4"}}).kind, SyncResult::Kind::kDone);
+  ASSERT_EQ(Run(true, {{"hire", "Analyst II", "5"}}).kind, SyncResult::Kind::kDone);
+  ASSERT_TRUE(Active()) << User();
+  SyncResult late = Run(true, {{"leave", "Analyst", "3"}});
+  EXPECT_EQ(late.kind, SyncResult::Kind::kDone);
+  EXPECT_EQ(late.result, "dropped") << late.reason;
+  EXPECT_TRUE(Active()) << User();
+  EXPECT_NE(User().find("\"title\":\"Analyst II\""), std::string::npos) << User();
+  // Nor does a late rehire undo a newer termination.
+  ASSERT_EQ(Run(true, {{"leave", "Analyst II", "6"}}).kind, SyncResult::Kind::kDone);
+  EXPECT_EQ(Run(true, {{"rehire", "Analyst", "4"}}).result, "dropped");
+  EXPECT_FALSE(Active()) << User();
+}
+
 // The guard counts employees: one termination retried after 503s is one suspension.
 TEST_F(SyncRedisTest, TheGuardCountsEmployeesNotAttempts) {
   for (const char* e : {"E1", "E2", "E3"}) {

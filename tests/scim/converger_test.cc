@@ -229,6 +229,41 @@ TEST_F(ConvergerTest, SuspendTouchesOnlyActiveAndWorksOnAHalfEmptyRecord) {
   EXPECT_TRUE(Json(OnlyUser())["active"].GetBool());
 }
 
+// A late rehire (status_only): an existing user gets `active` alone, its newer attributes stay;
+// a user JumpCloud does not have is created from the record.
+TEST_F(ConvergerTest, AStatusOnlyJobWritesOnlyActiveOrCreatesFromTheRecord) {
+  User newer = Jane();
+  newer.title = "Director";
+  ASSERT_EQ(Run(newer).change, Change::kCreated);
+  User leaver;
+  leaver.external_id = "E1";
+  ASSERT_EQ(Run(leaver, Action::kSuspend).change, Change::kUpdated);
+
+  Job job;
+  job.scope = kScope;
+  job.desired = Jane();
+  job.desired.title = "Analyst";
+  job.desired.user_name = "jane.old";
+  job.desired.active = true;
+  job.status_only = true;
+  job.trace_id = "t-2";
+  server_->ClearRequests();
+  Outcome o = C().Converge(job);
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  EXPECT_EQ(o.written, (std::vector<std::string>{"active"}));
+  auto user = Json(OnlyUser());
+  EXPECT_TRUE(user["active"].GetBool());
+  EXPECT_EQ(Str(user, "title"), "Director");
+  EXPECT_EQ(Str(user, "userName"), "jdoe");
+
+  job.desired.external_id = "E2";
+  job.desired.email = "e2@example.com";
+  Outcome created = C().Converge(job);
+  ASSERT_EQ(created.decision, Decision::kDone) << created.reason;
+  EXPECT_EQ(created.change, Change::kCreated);
+  EXPECT_EQ(server_->FindUsers("externalId", "E2").size(), 1u);
+}
+
 // JumpCloud reads active = !suspended && !passwordExpired: a user whose password expired (or is
 // still pending) reads inactive but is not suspended, and a password reset gives access back.
 TEST_F(ConvergerTest, AlwaysSendsTheSuspensionEvenWhenTheUserReadsInactive) {

@@ -120,6 +120,22 @@ class Versions {
   Versions(redis::Pool& pool, std::string key_prefix)
       : pool_(pool), prefix_(std::move(key_prefix)) {}
   Result<std::string> Get(int partition, const std::string& who);
+
+  // An employee's two applied versions. Attributes are ordered by the newest record applied;
+  // access (active) by the newest status event (terminate, rehire, a record that sets active),
+  // so a late termination still lands after a newer attribute update. Empty: none stored.
+  struct Applied {
+    std::string version;
+    std::string status_version;
+  };
+  // Both in one round trip.
+  Result<Applied> GetApplied(int partition, const std::string& who);
+  // The hash field of `who`'s status version, for Raise/RaiseMany.
+  static std::string StatusField(const std::string& who) {
+    return who +
+           "\x1e"
+           "active";
+  }
   // Stores `version` unless a larger one is stored already.
   Status Raise(int partition, const std::string& who, const std::string& version);
   // Raise for several employees of one partition, in one script.

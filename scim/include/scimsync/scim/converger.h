@@ -63,6 +63,10 @@ struct Job {
   // one): an update for a leaver whose user an admin deleted must not bring back an active one.
   // Unset: not terminated. Asked only there, so a sync of an existing user costs nothing more.
   std::function<Result<bool>()> known_terminated;
+  // Only `active` is meant: the record is older than the attributes JumpCloud already has (a
+  // rehire delivered after a newer update). An existing user gets `active` alone; the record is
+  // used only to create a user JumpCloud does not have. False: the whole record is desired.
+  bool status_only = false;
 };
 
 enum class Decision {
