@@ -13,6 +13,7 @@
 
 #include "codec.h"
 #include "eval.h"
+#include "events.h"
 #include "json.h"
 
 namespace scimsync::connectors::internal {
@@ -328,6 +329,14 @@ bool IsUtf8(std::string_view s) {
   return true;
 }
 
+// A tenant named in a body becomes part of Redis keys and log fields, like the URL segment.
+bool IsSafeTenant(const std::string& tenant) {
+  if (tenant.empty() || tenant.size() > 128) return false;
+  return std::all_of(tenant.begin(), tenant.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+  });
+}
+
 // A field's name as quoted in an error: bounded, since the name is the sender's.
 std::string Shown(const std::string& name) {
   return name.size() <= 64 ? name : name.substr(0, 64) + "...";
@@ -341,8 +350,21 @@ bool IsIndex(const std::string& k) {
 
 rapidjson::Value ToJson(const FormNode& node, rapidjson::Document::AllocatorType& alloc) {
   if (node.leaf) return StringValue(node.value, alloc);
+  // Only 0..n-1 (or `[]`) is a list: `employees[12345][...]` keys an object by employee id,
+  // and reading it as a list would lose the id.
   bool array = std::all_of(node.children.begin(), node.children.end(),
                            [](const auto& kv) { return IsIndex(kv.first); });
+  if (array) {
+    std::vector<bool> seen(node.children.size(), false);
+    for (const auto& kv : node.children) {
+      const unsigned long i = std::stoul(kv.first);
+      if (i >= seen.size() || seen[i] || (kv.first.size() > 1 && kv.first[0] == '0')) {
+        array = false;
+        break;
+      }
+      seen[i] = true;
+    }
+  }
   if (array) {
     std::vector<std::pair<long, const FormNode*>> sorted;
     for (const auto& [k, v] : node.children) sorted.emplace_back(std::stol(k), v.get());
@@ -624,6 +646,9 @@ Result<Decoded> DecodeRequest(const ProfileSpec& spec, const IngestOptions& opti
 
   const ItemsSpec& it = spec.items;
   std::vector<const rapidjson::Value*> items;
+  // An object keyed by employee id (BambooHR's form posts: employees[12345][...]): each member
+  // is an item, its name available as {var: item_key}.
+  std::vector<std::string> item_keys;
   if (it.array.empty()) {
     items.push_back(&doc);
   } else {
@@ -633,10 +658,15 @@ Result<Decoded> DecodeRequest(const ProfileSpec& spec, const IngestOptions& opti
         return InvalidError("the body has no item list at " + it.array);
       }
       items.push_back(&doc);
-    } else if (!arr->IsArray()) {
-      return InvalidError(it.array + " must be an array of items");
-    } else {
+    } else if (arr->IsArray()) {
       for (const auto& v : arr->GetArray()) items.push_back(&v);
+    } else if (arr->IsObject()) {
+      for (const auto& m : arr->GetObject()) {
+        items.push_back(&m.value);
+        item_keys.emplace_back(m.name.GetString(), m.name.GetStringLength());
+      }
+    } else {
+      return InvalidError(it.array + " must be an array of items (or an object of them)");
     }
   }
   if (items.size() > static_cast<size_t>(std::max(limits.max_items, 0))) {
@@ -648,22 +678,65 @@ Result<Decoded> DecodeRequest(const ProfileSpec& spec, const IngestOptions& opti
   ctx.body = &doc;
   ctx.request = &request;
   ctx.default_scope = Scope::kItem;
+  std::map<std::string, std::string> vars;
+  ctx.variables = &vars;
   for (size_t i = 0; i < items.size(); ++i) {
     const rapidjson::Value& item = *items[i];
-    const std::string where =
-        it.array.empty() || items[i] == &doc
-            ? std::string("the body")
-            : "item " + std::to_string(i) + " (" + it.array + "/" + std::to_string(i) + ")";
+    const std::string where = it.array.empty() || items[i] == &doc
+                                  ? std::string("the body")
+                                  : "item " + std::to_string(i) + " (" + it.array + "/" +
+                                        (item_keys.empty() ? std::to_string(i) : item_keys[i]) +
+                                        ")";
     if (!item.IsObject()) return InvalidError(where + " is not a JSON object");
     ctx.item = &item;
+    if (item_keys.empty()) {
+      vars.erase("item_key");
+    } else {
+      vars["item_key"] = item_keys[i];
+    }
     DecodedItem di;
+    if (it.event_type.configured) di.event_type = Evaluate(it.event_type, ctx).value_or("");
+    // Not about an employee: acknowledged whatever else the item holds.
+    if (IsOtherEvent(spec, di.event_type)) {
+      out.acknowledged.push_back(
+          {di.event_type, di.event_type + " is not about an employee (events.other)"});
+      continue;
+    }
+    const bool employee_event = IsEmployeeEvent(spec, di.event_type);
+    if (std::string failed = FailedShape(spec, item); !failed.empty()) {
+      if (employee_event) {
+        return InvalidError(where + " is a " + di.event_type +
+                            " event but does not have an employee's shape: expected " + failed +
+                            " (events.shape)");
+      }
+      out.acknowledged.push_back(
+          {di.event_type, "not an employee's shape: expected " + failed + " (events.shape)"});
+      continue;
+    }
     auto key = Evaluate(it.employee_key, ctx);
     if (!key || key->empty()) {
-      return InvalidError(where + " has no employee key at " + DescribeSource(it.employee_key));
+      if (employee_event) {
+        return InvalidError(where + " is a " + di.event_type +
+                            " event but has no employee key at " + DescribeSource(it.employee_key));
+      }
+      // A ping, a test or a notification: signed and well-formed, just not about anyone.
+      out.acknowledged.push_back(
+          {di.event_type,
+           (di.event_type.empty() ? std::string("an item without event type") : di.event_type) +
+               " has no employee key at " + DescribeSource(it.employee_key) +
+               " and is not an employee event of this profile"});
+      continue;
     }
     di.employee_key = std::move(*key);
-    if (it.event_type.configured) di.event_type = Evaluate(it.event_type, ctx).value_or("");
     if (it.occurred_at.configured) di.occurred_at = Evaluate(it.occurred_at, ctx).value_or("");
+    if (it.tenant.configured && request.tenant.empty()) {
+      di.tenant = Evaluate(it.tenant, ctx).value_or("");
+      if (!IsSafeTenant(di.tenant)) {
+        return InvalidError(where + " names tenant '" + Shown(di.tenant) + "' at " +
+                            DescribeSource(it.tenant) +
+                            ", which may contain only letters, digits, '.', '_' and '-'");
+      }
+    }
     di.payload = Compact(item);
     std::optional<std::string> dedup;
     if (it.dedup_id.configured) dedup = Evaluate(it.dedup_id, ctx);
@@ -675,7 +748,8 @@ Result<Decoded> DecodeRequest(const ProfileSpec& spec, const IngestOptions& opti
          {std::pair<const char*, const std::string*>{"employee key", &di.employee_key},
           {"dedup id", &*dedup},
           {"event type", &di.event_type},
-          {"occurred_at", &di.occurred_at}}) {
+          {"occurred_at", &di.occurred_at},
+          {"tenant", &di.tenant}}) {
       if (value->size() > max_id) {
         return InvalidError(where + " has a " + what + " of " + std::to_string(value->size()) +
                             " bytes; at most " + std::to_string(max_id) +
@@ -683,7 +757,8 @@ Result<Decoded> DecodeRequest(const ProfileSpec& spec, const IngestOptions& opti
       }
     }
     // Ids are unique per sender; two tenants may reuse one.
-    di.dedup_id = request.tenant.empty() ? *dedup : request.tenant + "/" + *dedup;
+    const std::string& tenant = request.tenant.empty() ? di.tenant : request.tenant;
+    di.dedup_id = tenant.empty() ? *dedup : tenant + "/" + *dedup;
     out.items.push_back(std::move(di));
   }
   return out;

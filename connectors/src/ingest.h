@@ -24,8 +24,8 @@ bool IsHandshake(const DecodeSpec& decode, const Request& request);
 Status VerifyAuth(const AuthSpec& auth, const DecodeSpec& decode, const Request& request,
                   const std::vector<std::string>& secrets, int64_t now_s);
 
-// Parses `a=1&b[c]=2&list[0][id]=3` into a JSON tree: brackets nest objects, all-numeric keys
-// (or `[]`) make arrays. Values stay strings. A name with more than max_depth bracket groups is
+// Parses `a=1&b[c]=2&list[0][id]=3` into a JSON tree: brackets nest objects, keys 0..n-1
+// (or `[]`) make arrays; other numeric keys (`employees[12345]`) stay object member names. Values stay strings. A name with more than max_depth bracket groups is
 // an error: the tree is built and walked recursively.
 bool DecodeForm(const std::string& body, rapidjson::Document* doc, std::string* error,
                 int max_depth = kMaxJsonDepth);

@@ -224,7 +224,11 @@ bool ReadSource(const YAML::Node& node, const std::string& path, const SourceRul
     r.String("var", &out->text);
     if (!rules.allow_variable)
       r.Error("var", "variables are not available here");
-    else if (out->text != "employee_key" && out->text != "tenant" && out->text != "event_type") {
+    else if (rules.item_variables) {
+      if (out->text != "item_key") {
+        r.Error("var", "must be item_key (an object-keyed batch's member name)");
+      }
+    } else if (out->text != "employee_key" && out->text != "tenant" && out->text != "event_type") {
       r.Error("var", "must be employee_key, tenant or event_type");
     }
   } else if (kind == "template") {
@@ -393,6 +397,8 @@ void ReadItems(const YAML::Node& node, Problems* p, ItemsSpec* it) {
   SourceRules rules;
   rules.allow_header = true;
   rules.allow_hash = true;
+  rules.allow_variable = true;  // {var: item_key}: the member name of an object-keyed batch
+  rules.item_variables = true;
   struct Field {
     const char* key;
     Source* out;
@@ -405,7 +411,8 @@ void ReadItems(const YAML::Node& node, Problems* p, ItemsSpec* it) {
   r.Ignore("version");
   for (const Field& f :
        {Field{"employee_key", &it->employee_key, true}, Field{"dedup_id", &it->dedup_id, false},
-        Field{"event_type", &it->event_type, false}, Field{order_key, &it->occurred_at, false}}) {
+        Field{"event_type", &it->event_type, false}, Field{order_key, &it->occurred_at, false},
+        Field{"tenant", &it->tenant, false}}) {
     YAML::Node n = r.Child(f.key);
     if (!n.IsDefined() || n.IsNull()) {
       if (f.required) r.Error(f.key, "is required");
@@ -456,6 +463,41 @@ void ReadCondition(const YAML::Node& node, const std::string& path, Problems* p,
     r.Bool("exists", &exists);
     c->op = exists ? Condition::Op::kExists : Condition::Op::kMissing;
   }
+}
+
+void ReadEvents(const YAML::Node& node, Problems* p, EventsSpec* out) {
+  if (!node.IsDefined() || node.IsNull()) return;
+  MapReader r(node, "events", p);
+  if (!node.IsMap()) {
+    p->Add("events", node,
+           "must be a map: {employee: [employee.*], other: [payroll.*], shape: [conditions]}");
+    return;
+  }
+  for (const char* key : {"employee", "other"}) {
+    auto* list = std::string(key) == "employee" ? &out->employee : &out->other;
+    YAML::Node n = r.Child(key);
+    if (!n.IsDefined() || n.IsNull()) continue;
+    if (n.IsScalar()) {
+      list->push_back(n.Scalar());
+    } else if (n.IsSequence()) {
+      r.StringList(key, list);
+    } else {
+      r.Error(key, "must be an event type pattern or a list of them ('*' matches any text)");
+    }
+  }
+  YAML::Node shape = r.Child("shape");
+  if (!shape.IsDefined() || shape.IsNull()) {
+  } else if (shape.IsSequence()) {
+    size_t k = 0;
+    for (const auto& cn : shape) {
+      Condition c;
+      ReadCondition(cn, Index(r.PathOf("shape"), k++), p, &c);
+      out->shape.push_back(c);
+    }
+  } else {
+    r.Error("shape", "must be a list of conditions: [{pointer: /employee_id, exists: false}]");
+  }
+  r.Finish();
 }
 
 void ReadActions(const YAML::Node& node, Problems* p, std::vector<ActionRule>* out) {
@@ -942,9 +984,24 @@ bool ParseProfile(const std::string& text, const std::string& file, Problems* pr
   ReadAuth(r.Child("auth"), problems, &out->auth);
   ReadDecode(r.Child("decode"), problems, &out->decode);
   ReadItems(r.Child("items"), problems, &out->items);
+  ReadEvents(r.Child("events"), problems, &out->events);
   ReadActions(r.Child("actions"), problems, &out->actions);
+  out->default_action_set = r.Has("default_action");
   ReadEnum(r, "default_action", kActions, &out->default_action);
   ReadFetch(r.Child("fetch"), problems, &out->fetch);
+  if (out->fetch.enabled) {
+    // Level-triggered: the worker fetches the current record, so an employee item whose event
+    // type no rule names is synced, never silently dropped. Irrelevant types are named instead.
+    if (!out->default_action_set) {
+      out->default_action = Action::kSync;
+    } else if (out->default_action == Action::kIgnore) {
+      problems->Add("default_action", r.LineOf("default_action"),
+                    "ignore would drop employee events no rule names, and this profile fetches "
+                    "the current record (a sync is safe): remove it, and list the event types "
+                    "that are not about an employee under events.other (or in a rule with "
+                    "action: ignore)");
+    }
+  }
   ReadList(r.Child("list"), out->fetch, problems, &out->list);
   ReadMapping(r.Child("mapping"), problems, &out->mapping);
   if (out->mapping.from == Scope::kDefault) {

@@ -13,6 +13,7 @@ struct SourceRules {
   bool allow_header = false;  // ingest side: the request's headers exist
   bool allow_hash = false;
   bool allow_variable = false;
+  bool item_variables = false;  // items: the variables are the ingest side's (item_key)
   bool allow_transforms = true;
 };
 

@@ -100,6 +100,9 @@ struct ItemsSpec {
   Source dedup_id;
   Source event_type;
   Source occurred_at;  // or `version`: either fills DecodedItem::occurred_at
+  // Optional: the tenant named in the body (Finch's connection_id), so one URL serves every
+  // tenant. A /webhooks/{profile}/{tenant} segment, when present, wins.
+  Source tenant;
 };
 
 // ---- actions ------------------------------------------------------------------------------
@@ -117,6 +120,23 @@ struct ActionRule {
   Action action = Action::kIgnore;
   Source effective_at;  // deferred actions: not before this time
   size_t index = 0;
+};
+
+// ---- event classes ------------------------------------------------------------------------
+
+// Which items are about an employee (acted on) and which are not (acknowledged: answered 2xx,
+// counted, never enqueued). Vendors count a 4xx as a failed delivery, retry and eventually
+// disable the webhook, so an event that is merely not ours must never be answered 4xx.
+struct EventsSpec {
+  // Patterns ('*' wildcards) of event types about an employee: such an item without its
+  // employee key is malformed (400). Empty: the patterns of the action rules other than "*".
+  std::vector<std::string> employee;
+  // Patterns of event types that are not about an employee. Checked after `employee`, so
+  // `other: ["*"]` acknowledges every type the profile does not name as an employee's.
+  std::vector<std::string> other;
+  // Conditions (on the item) an employee item meets; an item that fails one is acknowledged
+  // as "not an employee's shape" (Factorial sends every subscription's bodies untyped).
+  std::vector<Condition> shape;
 };
 
 // ---- fetch-back ---------------------------------------------------------------------------
@@ -218,8 +238,12 @@ struct ProfileSpec {
   AuthSpec auth;
   DecodeSpec decode;
   ItemsSpec items;
+  EventsSpec events;
   std::vector<ActionRule> actions;
+  // Without a matching rule: ignore for payload-carrying profiles; sync for profiles that fetch
+  // the record (the fetch makes it safe, and an unknown employee event must not be lost).
   Action default_action = Action::kIgnore;
+  bool default_action_set = false;
   FetchSpec fetch;
   ListSpec list;
   MappingSpec mapping;

@@ -4,6 +4,7 @@
 
 #include "codec.h"
 #include "eval.h"
+#include "events.h"
 #include "json.h"
 #include "profile_impl.h"
 #include "scimsync/log.h"
@@ -153,29 +154,6 @@ std::string Expand(const std::string& tmpl, const std::map<std::string, std::str
     out += tmpl[i++];
   }
   return out;
-}
-
-bool ConditionHolds(const Condition& c, const rapidjson::Value& payload) {
-  EvalContext ctx;
-  ctx.payload = &payload;
-  ctx.item = &payload;
-  ctx.default_scope = Scope::kPayload;
-  std::optional<std::string> v = Evaluate(c.value, ctx);
-  switch (c.op) {
-    case Condition::Op::kExists:
-      return v.has_value() && !v->empty();
-    case Condition::Op::kMissing:
-      return !v.has_value() || v->empty();
-    case Condition::Op::kEquals:
-      return v && !c.values.empty() && *v == c.values[0];
-    case Condition::Op::kNotEquals:
-      return !v || c.values.empty() || *v != c.values[0];
-    case Condition::Op::kIn:
-      return v && std::find(c.values.begin(), c.values.end(), *v) != c.values.end();
-    case Condition::Op::kNotIn:
-      return !v || std::find(c.values.begin(), c.values.end(), *v) == c.values.end();
-  }
-  return false;
 }
 
 Error StatusError(int status, const std::string& what, const HttpResponse& response) {
@@ -522,10 +500,17 @@ Result<Plan> SpecProfile::PlanItem(const WorkItem& item, Fetcher& fetcher, int64
         if (auto t = ParseTimeSeconds(*when)) plan.effective_at_s = *t;
       }
     }
+  } else if (IsOtherEvent(s, item.event_type)) {
+    // Queued before the profile listed it (ingest acknowledges these without enqueueing).
+    plan.action = Action::kIgnore;
+    plan.reason = event + " is not about an employee (events.other) -> ignore";
   } else {
     plan.action = s.default_action;
     plan.reason =
-        "no rule matches " + event + " -> " + ActionName(s.default_action) + " (default_action)";
+        "no rule matches " + event + " -> " + ActionName(s.default_action) + " (default_action" +
+        (s.fetch.enabled && !s.default_action_set
+             ? std::string(": the profile fetches the current record, so syncing is safe)")
+             : std::string(")"));
   }
   if (!s.fetch.enabled) plan.version = OrderingKey(item.occurred_at);
   if (plan.action == Action::kIgnore) return plan;

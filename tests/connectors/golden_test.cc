@@ -5,8 +5,9 @@
 //   request.json | request.form | request.txt   the body (the extension picks the Content-Type)
 //   headers.txt       optional "Name: value" lines
 //   response.json     the HRIS answer (profiles with one request), or response-<name>.json
-//   expected.json     {"now", "tenant", "handshake", "items": [{employee_key, event_type,
-//                      dedup_id, action, requests, user, version, problems}]}
+//   expected.json     {"now", "tenant", "handshake", "acknowledged": [event types answered 2xx
+//                      without enqueueing], "items": [{employee_key, event_type, tenant,
+//                      dedup_id, action, effective_at, requests, user, version, problems}]}
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
@@ -93,6 +94,14 @@ void RunCase(const fs::path& dir) {
   ASSERT_TRUE(decoded.ok()) << decoded.error().message;
   bool handshake = expected.HasMember("handshake") && expected["handshake"].GetBool();
   EXPECT_EQ(decoded->handshake, handshake);
+  std::vector<std::string> acknowledged, want_acknowledged;
+  for (const AcknowledgedItem& a : decoded->acknowledged) acknowledged.push_back(a.event_type);
+  if (expected.HasMember("acknowledged")) {
+    for (const auto& a : expected["acknowledged"].GetArray()) {
+      want_acknowledged.emplace_back(a.GetString());
+    }
+  }
+  EXPECT_EQ(acknowledged, want_acknowledged);
   const auto& items = expected["items"].GetArray();
   ASSERT_EQ(decoded->items.size(), items.Size());
   for (rapidjson::SizeType i = 0; i < items.Size(); ++i) {
@@ -104,9 +113,13 @@ void RunCase(const fs::path& dir) {
     if (want.HasMember("dedup_id")) {
       EXPECT_EQ(got.dedup_id, want["dedup_id"].GetString());
     }
+    if (want.HasMember("tenant")) {
+      EXPECT_EQ(got.tenant, want["tenant"].GetString());
+    }
 
     FixtureFetcher fetcher(dir);
-    WorkItem work{request.tenant, got.employee_key, got.event_type, got.occurred_at, got.payload};
+    WorkItem work{got.tenant.empty() ? request.tenant : got.tenant, got.employee_key,
+                  got.event_type, got.occurred_at, got.payload};
     auto plan = profile->PlanItem(work, fetcher, now);
     ASSERT_TRUE(plan.ok()) << plan.error().message;
     EXPECT_STREQ(ActionName(plan->action), want["action"].GetString()) << plan->reason;
@@ -115,6 +128,10 @@ void RunCase(const fs::path& dir) {
       for (const auto& r : want["requests"].GetArray()) want_requests.emplace_back(r.GetString());
     }
     EXPECT_EQ(fetcher.requests, want_requests);
+    if (want.HasMember("effective_at")) {
+      ASSERT_TRUE(plan->effective_at_s.has_value());
+      EXPECT_EQ(*plan->effective_at_s, want["effective_at"].GetInt64());
+    }
     if (want.HasMember("version")) {
       EXPECT_EQ(plan->version, want["version"].GetString());
     }
@@ -151,6 +168,26 @@ TEST(Golden, EveryBuiltinProfileFixture) {
             (std::set<std::string>{"bamboohr", "deel", "factorial", "finch", "generic", "gusto",
                                    "hibob", "merge", "personio", "rippling"}));
   EXPECT_GE(cases, 10u);
+}
+
+// Every built-in vendor has golden cases for an employee create, update and termination and for
+// at least two events it acknowledges (issue 16): a case directory is named after what it shows.
+TEST(Golden, EveryVendorCoversTheEmployeeLifecycleAndTwoAcknowledgedEvents) {
+  for (const auto& profile_dir : fs::directory_iterator(kFixtures)) {
+    if (!profile_dir.is_directory()) continue;
+    const std::string vendor = profile_dir.path().filename().string();
+    if (vendor == "generic") continue;
+    size_t acknowledging = 0;
+    for (const auto& case_dir : fs::directory_iterator(profile_dir.path())) {
+      rapidjson::Document expected;
+      expected.Parse(Slurp(case_dir.path() / "expected.json").c_str());
+      if (!expected.HasParseError() && expected.HasMember("acknowledged") &&
+          expected["acknowledged"].Size() > 0) {
+        ++acknowledging;
+      }
+    }
+    EXPECT_GE(acknowledging, 2u) << vendor << ": fewer than two acknowledged-event cases";
+  }
 }
 
 }  // namespace

@@ -144,13 +144,26 @@ TEST_F(GenericIngest, FansOutABatch) {
 }
 
 TEST_F(GenericIngest, ItemWithoutEmployeeKeyNamesIndexAndPointer) {
-  auto d = profile_->Decode(
-      Signed(R"({"events":[{"id":"a","employee":{"id":"E1"}},{"id":"b","employee":{}}]})"));
+  auto d = profile_->Decode(Signed(
+      R"({"events":[{"id":"a","type":"employee.updated","employee":{"id":"E1"}},)"
+      R"({"id":"b","type":"employee.updated","employee":{}}]})"));
   ASSERT_FALSE(d.ok());
   EXPECT_EQ(d.error().kind, ErrorKind::kInvalid);
   EXPECT_EQ(d.error().http_status, 400);
   EXPECT_NE(d.error().message.find("item 1"), std::string::npos) << d.error().message;
   EXPECT_NE(d.error().message.find("/employee/id"), std::string::npos) << d.error().message;
+}
+
+// A body that is no employee event (a ping, a test, a notification) is acknowledged, not
+// refused: a 4xx makes the sender retry, alert and eventually disable the webhook.
+TEST_F(GenericIngest, AnUntypedItemWithoutEmployeeKeyIsAcknowledged) {
+  auto d = profile_->Decode(Signed(
+      R"({"events":[{"id":"a","type":"employee.updated","employee":{"id":"E1"}},{"id":"b"}]})"));
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  ASSERT_EQ(d->items.size(), 1u);
+  ASSERT_EQ(d->acknowledged.size(), 1u);
+  EXPECT_EQ(d->acknowledged[0].event_type, "");
+  EXPECT_NE(d->acknowledged[0].reason.find("/employee/id"), std::string::npos);
 }
 
 TEST_F(GenericIngest, MalformedJsonIsInvalid) {

@@ -45,10 +45,20 @@ struct DecodedItem {
   std::string event_type;
   std::string occurred_at;  // or a version; empty when the HRIS sends neither
   std::string payload;      // the item's JSON, compact
+  // The tenant the body names (a profile's items.tenant); empty: the URL's segment, if any.
+  std::string tenant;
+};
+
+// An item that is validly signed and well-formed but not about an employee (a ping, a test, an
+// account, payroll or sync notification): answered 2xx and counted, never enqueued.
+struct AcknowledgedItem {
+  std::string event_type;  // "" when the item has none
+  std::string reason;      // "account.updated is listed under events.other"
 };
 
 struct Decoded {
   std::vector<DecodedItem> items;
+  std::vector<AcknowledgedItem> acknowledged;
   // A handshake (HiBob's "Ping test", Gusto's verification token) is answered with
   // handshake_status and enqueues nothing.
   bool handshake = false;
