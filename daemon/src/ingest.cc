@@ -71,6 +71,7 @@ struct Ingest::Call {
   std::string trace_id;
   int accepted = 0;
   int duplicates = 0;
+  int ignored = 0;
   std::string failure;                    // the detail of an error answer, for the log line
   std::optional<WebhookResponse> answer;  // set once the webhook is answered without the queue
   std::vector<queue::Item> items;
@@ -136,9 +137,12 @@ std::vector<WebhookResponse> Ingest::Run(
     if (c.answer) {
       r = std::move(*c.answer);
     } else {
-      r.status = 202;
+      // 202: the items are stored. 200 when nothing needed storing because every item was
+      // acknowledged (not about an employee): the sender must see success either way.
+      r.status = c.items.empty() && c.ignored > 0 ? 200 : 202;
       r.body = "{\"accepted\":" + std::to_string(c.accepted) +
-               ",\"duplicates\":" + std::to_string(c.duplicates) + ",\"trace_id\":\"" + c.trace_id +
+               ",\"duplicates\":" + std::to_string(c.duplicates) +
+               ",\"ignored\":" + std::to_string(c.ignored) + ",\"trace_id\":\"" + c.trace_id +
                "\"}";
     }
     const std::string& profile_name = *c.profile_name;
@@ -150,6 +154,7 @@ std::vector<WebhookResponse> Ingest::Run(
                 {"tenant", c.request->tenant},
                 {"status", r.status},
                 {"accepted", c.accepted},
+                {"ignored", c.ignored},
                 {"duplicates", c.duplicates},
                 {"bytes", c.request->body.size()},
                 {"trace_id", c.trace_id},
@@ -245,13 +250,20 @@ void Ingest::Admit(const std::map<std::string, ActiveProfile>& profiles, Call& c
     return;
   }
 
+  for (const connectors::AcknowledgedItem& a : decoded->acknowledged) {
+    Metrics::Global().ItemsIgnored(profile_name, a.event_type, 1);
+    NoteAcknowledged(profile_name, a, c.trace_id);
+  }
+  c.ignored = static_cast<int>(decoded->acknowledged.size());
+
   c.items.reserve(decoded->items.size());
   const int64_t now_ms = clock_->NowMs();
   for (size_t i = 0; i < decoded->items.size(); ++i) {
     auto& d = decoded->items[i];
     queue::Item item;
     item.profile = profile_name;
-    item.tenant = request.tenant;
+    // The URL's segment, else the tenant the body names (Finch's connection_id).
+    item.tenant = request.tenant.empty() ? std::move(d.tenant) : request.tenant;
     item.employee_key = std::move(d.employee_key);
     item.dedup_id = std::move(d.dedup_id);
     item.event_type = std::move(d.event_type);
@@ -262,6 +274,30 @@ void Ingest::Admit(const std::map<std::string, ActiveProfile>& profiles, Call& c
     c.items.push_back(std::move(item));
   }
   c.window = active.profile->dedup_window_s();
+}
+
+void Ingest::NoteAcknowledged(const std::string& profile, const connectors::AcknowledgedItem& item,
+                              const std::string& trace_id) const {
+  constexpr int64_t kEveryS = 3600;
+  constexpr size_t kMaxRemembered = 4096;  // event types are the sender's text: bounded
+  const int64_t now_s = clock_->NowSeconds();
+  {
+    std::lock_guard lock(acknowledged_mu_);
+    auto key = std::make_pair(profile, item.event_type.substr(0, 64));
+    auto it = acknowledged_logged_s_.find(key);
+    if (it != acknowledged_logged_s_.end() && now_s - it->second < kEveryS) return;
+    if (it == acknowledged_logged_s_.end() && acknowledged_logged_s_.size() >= kMaxRemembered) {
+      acknowledged_logged_s_.clear();
+    }
+    acknowledged_logged_s_[key] = now_s;
+  }
+  log::Info(
+      "webhook item acknowledged, not enqueued (not about an employee; logged once an hour "
+      "per event type)",
+      {{"profile", profile},
+       {"event_type", item.event_type},
+       {"reason", item.reason},
+       {"trace_id", trace_id}});
 }
 
 }  // namespace scimsync::daemon

@@ -26,6 +26,7 @@ enum Id : size_t {
   kWebhooks,
   kItemsEnqueued,
   kItemsDuplicate,
+  kItemsIgnored,
   kSyncs,
   kItemsDropped,
   kFutureVersions,
@@ -81,6 +82,14 @@ const std::vector<Def>& Families() {
        "scimsync_items_duplicate_total",
        "Employee events dropped because the same event was accepted within the dedup window.",
        {"profile"},
+       {}},
+      {kItemsIgnored,
+       Type::kCounter,
+       "scimsync_items_ignored_total",
+       "Validly signed items that are not about an employee (pings, tests, account, payroll or "
+       "sync notifications), acknowledged with 2xx and not enqueued, by profile and event type "
+       "(\"\" when the item has none).",
+       {"profile", "event_type"},
        {}},
       {kSyncs,
        Type::kCounter,
@@ -376,6 +385,12 @@ void Metrics::WebhookAnswered(std::string_view profile, int http_status) {
 void Metrics::ItemsEnqueued(std::string_view profile, int64_t accepted, int64_t duplicates) {
   Add(impl_->Get(kItemsEnqueued, {profile}).value, static_cast<double>(accepted));
   Add(impl_->Get(kItemsDuplicate, {profile}).value, static_cast<double>(duplicates));
+}
+
+void Metrics::ItemsIgnored(std::string_view profile, std::string_view event_type, int64_t n) {
+  // The sender is authenticated, but its event types are still its text: bounded here, and by
+  // the family's label-set cap.
+  Add(impl_->Get(kItemsIgnored, {profile, event_type.substr(0, 64)}).value, static_cast<double>(n));
 }
 
 void Metrics::SyncFinished(std::string_view action, std::string_view result) {

@@ -1,5 +1,6 @@
 // A profile for listener and ingest tests, with no HRIS format behind it: auth is "header X-Key
-// equals a secret", the body is one item per line "employee,dedup" ("bad" is malformed), body
+// equals a secret", the body is one item per line "employee,dedup" ("bad" is malformed;
+// "ack:<event type>" is an item acknowledged as not about an employee), body
 // "ping" is a handshake (answered 200), and content type text/csv is refused with 415.
 #pragma once
 
@@ -42,10 +43,14 @@ class FakeProfile : public connectors::Profile {
       if (end == std::string::npos) end = r.body.size();
       std::string line = r.body.substr(start, end - start);
       start = end + 1;
+      if (line.rfind("ack:", 0) == 0) {
+        d.acknowledged.push_back({line.substr(4), "not about an employee"});
+        continue;
+      }
       auto comma = line.find(',');
       if (comma == std::string::npos) return Error::Invalid("item is malformed: " + line);
       d.items.push_back(
-          {line.substr(0, comma), line.substr(comma + 1), "employee.updated", "", "{}"});
+          {line.substr(0, comma), line.substr(comma + 1), "employee.updated", "", "{}", ""});
     }
     return d;
   }

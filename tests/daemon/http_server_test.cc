@@ -252,7 +252,8 @@ std::string Get(std::string_view path, std::string_view extra_headers = "",
          std::string(extra_headers) + "\r\n";
 }
 
-constexpr std::string_view kAccepted1 = "{\"accepted\":1,\"duplicates\":0,\"trace_id\":\"";
+constexpr std::string_view kAccepted1 =
+    "{\"accepted\":1,\"duplicates\":0,\"ignored\":0,\"trace_id\":\"";
 
 class HttpServerTest : public ::testing::Test {
  protected:

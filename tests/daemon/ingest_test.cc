@@ -7,6 +7,7 @@
 #include <set>
 
 #include "fake_profile.h"
+#include "scimsync/daemon/metrics.h"
 
 namespace scimsync::daemon {
 namespace {
@@ -66,7 +67,8 @@ TEST_F(IngestTest, AcceptedItemsAreStoredWithContext) {
   r.tenant = "acme";
   auto resp = ingest_.Handle("hr", r);
   EXPECT_EQ(resp.status, 202);
-  EXPECT_EQ(resp.body.rfind("{\"accepted\":2,\"duplicates\":0,\"trace_id\":\"", 0), 0u)
+  EXPECT_EQ(resp.body.rfind("{\"accepted\":2,\"duplicates\":0,\"ignored\":0,\"trace_id\":\"", 0),
+            0u)
       << resp.body;
   ASSERT_EQ(stored_.size(), 2u);
   EXPECT_EQ(stored_[0].profile, "hr");
@@ -76,6 +78,26 @@ TEST_F(IngestTest, AcceptedItemsAreStoredWithContext) {
   EXPECT_EQ(stored_[0].received_at_ms, clock_.NowMs());
   EXPECT_NE(stored_[0].trace_id, stored_[1].trace_id);
   EXPECT_EQ(last_window_, 3600);
+}
+
+// Vendors count a 4xx as a failed delivery (retry, alert, disable the webhook): what is not about
+// an employee is answered 2xx, counted by event type, and never reaches the queue.
+TEST_F(IngestTest, AcknowledgedItemsAre2xxCountedAndNotEnqueued) {
+  WebhookResponse resp = ingest_.Handle("hr", Req("ack:account.updated\nack:account.updated"));
+  EXPECT_EQ(resp.status, 200);
+  EXPECT_EQ(resp.body.rfind("{\"accepted\":0,\"duplicates\":0,\"ignored\":2,", 0), 0u) << resp.body;
+  EXPECT_TRUE(stored_.empty());
+  EXPECT_EQ(enqueue_calls_, 0);
+  EXPECT_NE(Metrics::Global().Render().find(
+                "scimsync_items_ignored_total{profile=\"hr\",event_type=\"account.updated\"}"),
+            std::string::npos);
+
+  WebhookResponse mixed = ingest_.Handle("hr", Req("E1,d1\nack:payroll.updated"));
+  EXPECT_EQ(mixed.status, 202);
+  EXPECT_EQ(mixed.body.rfind("{\"accepted\":1,\"duplicates\":0,\"ignored\":1,", 0), 0u)
+      << mixed.body;
+  ASSERT_EQ(stored_.size(), 1u);
+  EXPECT_EQ(stored_[0].employee_key, "E1");
 }
 
 TEST_F(IngestTest, DuplicatesAreCounted) {

@@ -78,11 +78,18 @@ class Ingest {
   struct Call;
   void Admit(const std::map<std::string, ActiveProfile>& profiles, Call& call) const;
 
+  // Logs an acknowledged event type at info once per profile, type and hour: a vendor that posts
+  // payroll events all day must not flood the log, and a new kind must still be seen.
+  void NoteAcknowledged(const std::string& profile, const connectors::AcknowledgedItem& item,
+                        const std::string& trace_id) const;
+
   const ProfileSet* profiles_;
   WithQueue enqueue_;
   const Clock* clock_;
   IngestOptions options_;
   std::atomic<bool> draining_{false};
+  mutable std::mutex acknowledged_mu_;
+  mutable std::map<std::pair<std::string, std::string>, int64_t> acknowledged_logged_s_;
 };
 
 // {"error":"<code>","detail":"<detail>"}

@@ -49,6 +49,9 @@ class Metrics {
   void WebhookAnswered(std::string_view profile, int http_status);
   // Items of one accepted request: newly enqueued, and dropped as duplicates of earlier events.
   void ItemsEnqueued(std::string_view profile, int64_t accepted, int64_t duplicates);
+  // Items of a validly signed request acknowledged without enqueueing: not about an employee.
+  // event_type is the sender's (authenticated) text, cut to 64 bytes; "" when absent.
+  void ItemsIgnored(std::string_view profile, std::string_view event_type, int64_t n);
 
   // --- Workers. ---
   // One item's outcome. action: scim::ActionName() (sync, suspend, reactivate, delete), or
