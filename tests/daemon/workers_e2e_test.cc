@@ -3,6 +3,8 @@
 // state, exactly one JumpCloud user each, nothing applied out of order, through faults, crashes
 // and outages.
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <rapidjson/document.h>
 #include <signal.h>
 
@@ -32,6 +34,124 @@ class WorkersE2E : public ::testing::Test {
   }
   E2E e2e_;
 };
+
+std::string Base64HmacSha256(const std::string& key, const std::string& msg, bool url = false) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), mac, &len);
+  std::string out(4 * ((len + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), mac, static_cast<int>(len));
+  out.resize(static_cast<size_t>(n));
+  if (url) {
+    for (char& c : out) c = c == '+' ? '-' : c == '/' ? '_' : c;
+  }
+  return out;
+}
+
+// Issue 16, through the real binary: a Merge "Send test" ping and a Finch account.updated are
+// answered 2xx and queue nothing (a 4xx would make the vendor retry, alert and disable the
+// webhook); a BambooHR form post keyed by employee id reaches JumpCloud as that employee.
+TEST_F(WorkersE2E, VendorEventsNotAboutAnEmployeeAre2xxAndABambooHrFormPostSyncsTheRightUser) {
+  // BambooHR's API, answering the fetch-back for employee 12345.
+  httplib::Server bamboo;
+  std::atomic<int> fetches{0};
+  bamboo.Get("/v1/employees/12345", [&](const httplib::Request&, httplib::Response& res) {
+    ++fetches;
+    res.set_content(
+        R"({"id":"12345","firstName":"John","lastName":"Doe","workEmail":"john.doe@example.com",)"
+        R"("jobTitle":"Engineer","status":"Active","employeeNumber":"9"})",
+        "application/json");
+  });
+  const int bamboo_port = FreePort();
+  std::thread serve([&] { bamboo.listen("127.0.0.1", bamboo_port); });
+  ASSERT_TRUE(WaitForPort(bamboo_port, 5000));
+  struct Stop {
+    httplib::Server& s;
+    std::thread& t;
+    ~Stop() {
+      s.stop();
+      t.join();
+    }
+  } stop{bamboo, serve};
+
+  const std::string finch_key = "c2VjcmV0LWZpbmNoLWtleS0xMjM0";  // base64("secret-finch-key-1234")
+  E2EDaemonOptions options;
+  options.extra_profile_keys =
+      "  - {name: merge, connector: merge, secret_env: MERGE_SECRET}\n"
+      "  - {name: finch, connector: finch, secret_env: FINCH_SECRET}\n"
+      "  - name: bamboohr\n    connector: bamboohr\n    secret_env: BAMBOO_SECRET\n"
+      "    api: {base_url: \"http://127.0.0.1:" +
+      std::to_string(bamboo_port) + "\", tenant: acme, key_env: BAMBOO_API_KEY}\n";
+  options.env = {"MERGE_SECRET=merge-key", "FINCH_SECRET=" + finch_key, "BAMBOO_SECRET=bamboo-key",
+                 "BAMBOO_API_KEY=api-key"};
+  ASSERT_TRUE(e2e_.StartDaemon(0, options)) << e2e_.Log(0);
+  httplib::Client http("127.0.0.1", e2e_.port(0));
+
+  const std::string ping = ReadFile(std::string(SCIMSYNC_SOURCE_DIR) +
+                                    "/tests/connectors/fixtures/merge/send-test/request.json");
+  auto merge = http.Post("/webhooks/merge",
+                         {{"X-Merge-Webhook-Signature", Base64HmacSha256("merge-key", ping, true)}},
+                         ping, "application/json");
+  ASSERT_TRUE(merge);
+  EXPECT_EQ(merge->status, 200) << merge->body;
+  EXPECT_EQ(merge->body.rfind(R"({"accepted":0,"duplicates":0,"ignored":1,)", 0), 0u)
+      << merge->body;
+
+  const std::string account =
+      ReadFile(std::string(SCIMSYNC_SOURCE_DIR) +
+               "/tests/connectors/fixtures/finch/account-updated/request.json");
+  const std::string ts = std::to_string(time(nullptr));
+  std::string raw_key;
+  {
+    std::string decoded(finch_key.size(), '\0');
+    int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(decoded.data()),
+                            reinterpret_cast<const unsigned char*>(finch_key.data()),
+                            static_cast<int>(finch_key.size()));
+    decoded.resize(static_cast<size_t>(n));
+    while (!decoded.empty() && decoded.back() == '\0') decoded.pop_back();  // padding
+    raw_key = decoded;
+  }
+  auto finch = http.Post(
+      "/webhooks/finch",
+      {{"Finch-Event-Id", "msg_1"},
+       {"Finch-Timestamp", ts},
+       {"Finch-Signature", "v1," + Base64HmacSha256(raw_key, "msg_1." + ts + "." + account)}},
+      account, "application/json");
+  ASSERT_TRUE(finch);
+  EXPECT_EQ(finch->status, 200) << finch->body;
+  EXPECT_EQ(finch->body.rfind(R"({"accepted":0,"duplicates":0,"ignored":1,)", 0), 0u)
+      << finch->body;
+  EXPECT_EQ(e2e_.Pending(), 0);
+
+  const std::string form =
+      ReadFile(std::string(SCIMSYNC_SOURCE_DIR) +
+               "/tests/connectors/fixtures/bamboohr/field-based-form/request.form");
+  auto post =
+      http.Post("/webhooks/bamboohr",
+                {{"X-BambooHR-Timestamp", "1769884920"},
+                 {"X-BambooHR-Signature", HmacSha256Hex("bamboo-key", form + "1769884920")}},
+                form, "application/x-www-form-urlencoded");
+  ASSERT_TRUE(post);
+  EXPECT_EQ(post->status, 202) << post->body;
+  ASSERT_TRUE(e2e_.WaitIdle(30000)) << e2e_.Log(0);
+  // One user, and it is employee 12345 (the form's key), not "0" (the decoder's old reading).
+  std::vector<std::string> users = e2e_.scim().Users();
+  ASSERT_EQ(users.size(), 1u) << e2e_.Log(0);
+  EXPECT_NE(users[0].find("\"userName\":\"john.doe\""), std::string::npos) << users[0];
+  EXPECT_NE(users[0].find("12345"), std::string::npos) << users[0];
+  EXPECT_EQ(fetches.load(), 1);
+
+  auto metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find(
+                R"(scimsync_items_ignored_total{profile="finch",event_type="account.updated"} 1)"),
+            std::string::npos)
+      << metrics->body;
+  EXPECT_NE(metrics->body.find(R"(scimsync_items_ignored_total{profile="merge",event_type=""} 1)"),
+            std::string::npos);
+  EXPECT_NE(e2e_.Log(0).find("webhook item acknowledged"), std::string::npos);
+}
 
 TEST_F(WorkersE2E, HireUpdateTerminateRehireArriveInOrder) {
   ASSERT_TRUE(e2e_.StartDaemon(0)) << e2e_.Log(0);
