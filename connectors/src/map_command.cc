@@ -35,7 +35,10 @@ constexpr char kUsage[] =
     "  --verify       check the request's auth with the profile's configured secret\n"
     "  --now          the time to check timestamps and dates against (default: now)\n"
     "  --tenant       the /webhooks/{profile}/{tenant} segment\n"
-    "Prints JSON; exits 0, or 65 on a decoding, mapping or verification error.\n";
+    "Prints JSON: the HTTP status scimsyncd would answer, each item's outcome (act,\n"
+    "acknowledge: answered 2xx but not about an employee, or refuse: the request is answered\n"
+    "4xx) and why. Exits 0 (also when items are only acknowledged), or 65 on a decoding,\n"
+    "mapping or verification error.\n";
 
 struct Options {
   std::string config;
@@ -264,12 +267,27 @@ int RunMapCommand(const std::vector<std::string>& args, std::ostream& out, std::
   auto decoded = profile->Decode(request);
   if (!decoded.ok()) {
     failed = true;
+    // What scimsyncd would answer: the request is refused whole, nothing is queued.
+    Str(w, "outcome", "refuse");
     Str(w, "error", decoded.error().message);
-    if (decoded.error().http_status != 0) {
-      w.Key("http_status");
-      w.Int(decoded.error().http_status);
-    }
+    w.Key("http_status");
+    w.Int(decoded.error().http_status != 0 ? decoded.error().http_status : 400);
   } else {
+    w.Key("http_status");
+    w.Int(decoded->handshake                                         ? decoded->handshake_status
+          : decoded->items.empty() && !decoded->acknowledged.empty() ? 200
+                                                                     : 202);
+    // Validly signed, well-formed, not about an employee: answered 2xx, counted, not queued.
+    w.Key("acknowledged");
+    w.StartArray();
+    for (const AcknowledgedItem& a : decoded->acknowledged) {
+      w.StartObject();
+      Str(w, "event_type", a.event_type);
+      Str(w, "outcome", "acknowledge");
+      Str(w, "why", a.reason);
+      w.EndObject();
+    }
+    w.EndArray();
     w.Key("handshake");
     w.Bool(decoded->handshake);
     if (decoded->handshake) {
@@ -293,14 +311,17 @@ int RunMapCommand(const std::vector<std::string>& args, std::ostream& out, std::
       Str(w, "dedup_id", item.dedup_id);
       Str(w, "event_type", item.event_type);
       Str(w, "occurred_at", item.occurred_at);
-      WorkItem work{request.tenant, item.employee_key, item.event_type, item.occurred_at,
-                    item.payload};
+      const std::string& tenant = request.tenant.empty() ? item.tenant : request.tenant;
+      if (!tenant.empty()) Str(w, "tenant", tenant);
+      WorkItem work{tenant, item.employee_key, item.event_type, item.occurred_at, item.payload};
       auto plan = profile->PlanItem(work, *fetcher, now);
       if (!plan.ok()) {
         failed = true;
         Str(w, "error", plan.error().message);
         Str(w, "error_kind", ErrorKindName(plan.error().kind));
       } else {
+        // act: queued and applied; acknowledge: queued, but a rule says there is nothing to do.
+        Str(w, "outcome", plan->action == Action::kIgnore ? "acknowledge" : "act");
         Str(w, "action", ActionName(plan->action));
         Str(w, "reason", plan->reason);
         if (plan->effective_at_s) {

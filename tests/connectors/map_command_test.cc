@@ -104,12 +104,40 @@ TEST_F(MapCommand, MapsEveryVendorSample) {
       ASSERT_TRUE(json_.HasMember("items")) << out_;
       for (const auto& item : json_["items"].GetArray()) {
         EXPECT_TRUE(item.HasMember("action")) << out_;
+        EXPECT_TRUE(item.HasMember("outcome")) << out_;
         EXPECT_FALSE(item.HasMember("error")) << out_;
       }
       ++samples;
     }
   }
   EXPECT_GE(samples, 15u);
+}
+
+// Issue 16: each item says whether scimsyncd would act on it, acknowledge it or refuse the
+// request, and why; acknowledged items exit 0.
+TEST_F(MapCommand, ShowsActOrAcknowledgeOrRefuseAndWhy) {
+  EXPECT_EQ(
+      Run({"--profile", "finch", (kFixtures / "finch/account-updated/request.json").string()}), 0)
+      << out_ << err_;
+  EXPECT_EQ(json_["http_status"].GetInt(), 200) << out_;
+  ASSERT_EQ(json_["acknowledged"].Size(), 1u) << out_;
+  EXPECT_STREQ(json_["acknowledged"][0]["outcome"].GetString(), "acknowledge");
+  EXPECT_STREQ(json_["acknowledged"][0]["event_type"].GetString(), "account.updated");
+  EXPECT_NE(std::string(json_["acknowledged"][0]["why"].GetString()).find("events.other"),
+            std::string::npos);
+  EXPECT_EQ(json_["items"].Size(), 0u);
+
+  WriteFile(dir_.File("p.json"),
+            R"({"id":"e","type":"employee.created","employee":{"id":"E9","workEmail":"a@b.c"}})");
+  EXPECT_EQ(Run({"--profile", "generic", dir_.File("p.json")}), 0) << out_ << err_;
+  EXPECT_EQ(json_["http_status"].GetInt(), 202);
+  EXPECT_STREQ(json_["items"][0]["outcome"].GetString(), "act");
+
+  WriteFile(dir_.File("nokey.json"), R"({"id":"e","type":"employee.created","employee":{}})");
+  EXPECT_EQ(Run({"--profile", "generic", dir_.File("nokey.json")}), 65);
+  EXPECT_STREQ(json_["outcome"].GetString(), "refuse");
+  EXPECT_EQ(json_["http_status"].GetInt(), 400);
+  EXPECT_NE(std::string(json_["error"].GetString()).find("/employee/id"), std::string::npos);
 }
 
 TEST_F(MapCommand, ShowsActionUserAndProblems) {
