@@ -51,7 +51,20 @@ Status SpecProfile::Verify(const Request& request, const std::vector<std::string
 }
 
 Result<Decoded> SpecProfile::Decode(const Request& request) const {
-  return DecodeRequest(*spec_, ingest_, request);
+  auto decoded = DecodeRequest(*spec_, ingest_, request);
+  if (!decoded.ok() || settings_.tenants.empty()) return decoded;
+  // A tenant named in the body (items.tenant) must be one this entry configures, as a URL
+  // segment must: its credentials are what the worker would use.
+  for (const DecodedItem& item : decoded->items) {
+    if (item.tenant.empty() || settings_.tenants.count(item.tenant) != 0) continue;
+    Error e = Error::Invalid("the body names tenant '" + item.tenant + "' (" +
+                             DescribeSource(spec_->items.tenant) +
+                             "), which this profile's config entry does not configure: add it "
+                             "under tenants with its api credentials");
+    e.http_status = 404;
+    return e;
+  }
+  return decoded;
 }
 
 std::shared_ptr<const ProfileSpec> LoadSpec(const std::string& connector,

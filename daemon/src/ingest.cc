@@ -234,6 +234,8 @@ void Ingest::Admit(const std::map<std::string, ActiveProfile>& profiles, Call& c
       answer(415, "unsupported_media_type", message, message);
     } else if (decoded.error().http_status == 413) {
       answer(413, "payload_too_large", message, message);
+    } else if (decoded.error().http_status == 404) {
+      answer(404, "unknown_tenant", message, message);
     } else {
       answer(400, "malformed_body", message, message);
     }

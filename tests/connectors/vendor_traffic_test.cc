@@ -99,6 +99,15 @@ TEST(VendorTraffic, FinchRoutesTheTenantFromTheBodysConnectionId) {
   EXPECT_EQ(by_url.items[0].dedup_id.rfind("acme/", 0), 0u);
 }
 
+TEST(VendorTraffic, FinchBodyTenantThatIsNotConfiguredIs404) {
+  auto finch = Builtin("finch", ", tenants: {other-connection: {api: {key_env: K}}}");
+  auto d = finch->Decode(Json(Slurp(kFixtures / "finch/individual-updated/request.json")));
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.error().http_status, 404);
+  EXPECT_NE(d.error().message.find("4ab15e51-11ad-49f4-acae-f343b7794375"), std::string::npos);
+  EXPECT_NE(d.error().message.find("tenants"), std::string::npos) << d.error().message;
+}
+
 TEST(VendorTraffic, MergeSendTestIsAcknowledged) {
   auto merge = Builtin("merge");
   Decoded d = MustDecode(*merge, Json(R"({"response": "Success! This URL will be notified."})"));
