@@ -46,9 +46,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_EXPECT(status == 0 || (status >= 400 && status <= 499));
     return 0;
   }
-  FUZZ_EXPECT(decoded->items.size() <= static_cast<size_t>(request.limits.max_items));
+  // Acknowledged items count against the fan-out limit too.
+  FUZZ_EXPECT(decoded->items.size() + decoded->acknowledged.size() <=
+              static_cast<size_t>(request.limits.max_items));
   for (const auto& item : decoded->items) {
     FUZZ_EXPECT(!item.employee_key.empty());
+    // A tenant from the body becomes part of Redis keys, like the URL segment.
+    FUZZ_EXPECT(item.tenant.size() <= 128);
+    FUZZ_EXPECT(item.tenant.find_first_of("/:{} \n") == std::string::npos);
     FUZZ_EXPECT(item.employee_key.size() <= static_cast<size_t>(request.limits.max_id_bytes));
     // The payload is what the worker parses later: it must be JSON.
     rapidjson::Document doc;
