@@ -190,6 +190,17 @@ TEST(VendorTraffic, FactorialAttendanceIsAcknowledgedWithoutAFetch) {
   EXPECT_EQ(d.acknowledged.size(), 1u);
 }
 
+TEST(VendorTraffic, GenericAcknowledgesTypesItDoesNotName) {
+  auto generic = Builtin("generic");
+  Decoded d = MustDecode(
+      *generic, Json(R"({"events":[{"id":"a","type":"payroll.completed","employee":{"id":"E1"}},)"
+                     R"({"id":"b","type":"employee.updated","employee":{"id":"E2"}}]})"));
+  ASSERT_EQ(d.items.size(), 1u);
+  EXPECT_EQ(d.items[0].employee_key, "E2");
+  ASSERT_EQ(d.acknowledged.size(), 1u);
+  EXPECT_EQ(d.acknowledged[0].event_type, "payroll.completed");
+}
+
 TEST(VendorTraffic, LevelTriggeredUnknownEventTypeIsSynced) {
   auto gusto = Builtin("rippling", ", api: {key_env: K}");
   Decoded d = MustDecode(*gusto, Json(R"({"event_name":"employee.role_changed","id":"E9"})"));
