@@ -729,7 +729,7 @@ Result<Decoded> DecodeRequest(const ProfileSpec& spec, const IngestOptions& opti
     }
     di.employee_key = std::move(*key);
     if (it.occurred_at.configured) di.occurred_at = Evaluate(it.occurred_at, ctx).value_or("");
-    if (it.tenant.configured && request.tenant.empty()) {
+    if (it.tenant.configured && options.tenant_from_body && request.tenant.empty()) {
       di.tenant = Evaluate(it.tenant, ctx).value_or("");
       if (!IsSafeTenant(di.tenant)) {
         return InvalidError(where + " names tenant '" + Shown(di.tenant) + "' at " +

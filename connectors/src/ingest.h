@@ -25,13 +25,17 @@ Status VerifyAuth(const AuthSpec& auth, const DecodeSpec& decode, const Request&
                   const std::vector<std::string>& secrets, int64_t now_s);
 
 // Parses `a=1&b[c]=2&list[0][id]=3` into a JSON tree: brackets nest objects, keys 0..n-1
-// (or `[]`) make arrays; other numeric keys (`employees[12345]`) stay object member names. Values stay strings. A name with more than max_depth bracket groups is
-// an error: the tree is built and walked recursively.
+// (or `[]`) make arrays; other numeric keys (`employees[12345]`) stay object member names. Values
+// stay strings. A name with more than max_depth bracket groups is an error: the tree is built and
+// walked recursively.
 bool DecodeForm(const std::string& body, rapidjson::Document* doc, std::string* error,
                 int max_depth = kMaxJsonDepth);
 
 struct IngestOptions {
   std::string verification_token_file;  // where a verification-token handshake stores the token
+  // items.tenant is read only when the config entry configures tenants: with none, the entry's
+  // own api settings serve whatever connection the body names.
+  bool tenant_from_body = false;
 };
 
 Result<Decoded> DecodeRequest(const ProfileSpec& spec, const IngestOptions& options,

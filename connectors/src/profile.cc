@@ -52,7 +52,7 @@ Status SpecProfile::Verify(const Request& request, const std::vector<std::string
 
 Result<Decoded> SpecProfile::Decode(const Request& request) const {
   auto decoded = DecodeRequest(*spec_, ingest_, request);
-  if (!decoded.ok() || settings_.tenants.empty()) return decoded;
+  if (!decoded.ok() || !ingest_.tenant_from_body) return decoded;
   // A tenant named in the body (items.tenant) must be one this entry configures, as a URL
   // segment must: its credentials are what the worker would use.
   for (const DecodedItem& item : decoded->items) {
@@ -166,6 +166,7 @@ std::shared_ptr<const Profile> LoadProfile(const config::ProfileConfig& entry,
   }
   r.Finish();
   if (!spec || problems->list().size() != before) return nullptr;
+  ingest.tenant_from_body = spec->items.tenant.configured && !settings.tenants.empty();
   return std::make_shared<internal::SpecProfile>(entry.name, entry.dedup_window_s, spec,
                                                  std::move(ingest), std::move(settings));
 }

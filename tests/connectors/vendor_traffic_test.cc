@@ -85,7 +85,8 @@ TEST(VendorTraffic, FinchEmployeeEventWithoutItsKeyIsStillMalformed) {
 }
 
 TEST(VendorTraffic, FinchRoutesTheTenantFromTheBodysConnectionId) {
-  auto finch = Builtin("finch");
+  auto finch = Builtin(
+      "finch", ", tenants: {4ab15e51-11ad-49f4-acae-f343b7794375: {api: {key_env: K}}, acme: {}}");
   Decoded d = MustDecode(*finch, Json(Slurp(kFixtures / "finch/individual-updated/request.json")));
   ASSERT_EQ(d.items.size(), 1u);
   EXPECT_EQ(d.items[0].tenant, "4ab15e51-11ad-49f4-acae-f343b7794375");
@@ -97,6 +98,14 @@ TEST(VendorTraffic, FinchRoutesTheTenantFromTheBodysConnectionId) {
   ASSERT_EQ(by_url.items.size(), 1u);
   EXPECT_EQ(by_url.items[0].tenant, "");
   EXPECT_EQ(by_url.items[0].dedup_id.rfind("acme/", 0), 0u);
+}
+
+// One connection, no tenants: the entry's own api settings serve it, whatever the body names.
+TEST(VendorTraffic, FinchWithoutTenantsIgnoresTheBodysConnectionId) {
+  auto finch = Builtin("finch", ", api: {key_env: K}");
+  Decoded d = MustDecode(*finch, Json(Slurp(kFixtures / "finch/individual-updated/request.json")));
+  ASSERT_EQ(d.items.size(), 1u);
+  EXPECT_EQ(d.items[0].tenant, "");
 }
 
 TEST(VendorTraffic, FinchBodyTenantThatIsNotConfiguredIs404) {
