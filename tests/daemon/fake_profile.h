@@ -1,6 +1,7 @@
 // A profile for listener and ingest tests, with no HRIS format behind it: auth is "header X-Key
 // equals a secret", the body is one item per line "employee,dedup" ("bad" is malformed;
-// "ack:<event type>" is an item acknowledged as not about an employee), body
+// "ack:<event type>" is an item acknowledged as not about an employee; "employee,dedup,tenant"
+// names its tenant in the body), body
 // "ping" is a handshake (answered 200), and content type text/csv is refused with 415.
 #pragma once
 
@@ -49,8 +50,12 @@ class FakeProfile : public connectors::Profile {
       }
       auto comma = line.find(',');
       if (comma == std::string::npos) return Error::Invalid("item is malformed: " + line);
-      d.items.push_back(
-          {line.substr(0, comma), line.substr(comma + 1), "employee.updated", "", "{}", ""});
+      // "employee,dedup,tenant": a tenant named in the body (Finch's connection_id).
+      std::string rest = line.substr(comma + 1);
+      const auto second = rest.find(',');
+      std::string tenant = second == std::string::npos ? "" : rest.substr(second + 1);
+      if (second != std::string::npos) rest.resize(second);
+      d.items.push_back({line.substr(0, comma), rest, "employee.updated", "", "{}", tenant});
     }
     return d;
   }

@@ -100,6 +100,19 @@ TEST_F(IngestTest, AcknowledgedItemsAre2xxCountedAndNotEnqueued) {
   EXPECT_EQ(stored_[0].employee_key, "E1");
 }
 
+// Finch routes tenants from the body's connection_id: the item's tenant is the body's when the
+// URL has none, and the URL segment wins when it has one.
+TEST_F(IngestTest, ATenantNamedInTheBodyIsTheItemsTenant) {
+  EXPECT_EQ(ingest_.Handle("hr", Req("E1,d1,conn-1")).status, 202);
+  ASSERT_EQ(stored_.size(), 1u);
+  EXPECT_EQ(stored_[0].tenant, "conn-1");
+  connectors::Request r = Req("E2,d2,conn-1");
+  r.tenant = "acme";
+  EXPECT_EQ(ingest_.Handle("hr", r).status, 202);
+  ASSERT_EQ(stored_.size(), 2u);
+  EXPECT_EQ(stored_[1].tenant, "acme");
+}
+
 TEST_F(IngestTest, DuplicatesAreCounted) {
   EXPECT_EQ(ingest_.Handle("hr", Req("E1,d1")).status, 202);
   auto resp = ingest_.Handle("hr", Req("E1,d1\nE1,d3"));
