@@ -8,14 +8,17 @@
 //
 // Labels are bounded by the config (profile, partition) or by small fixed vocabularies (method,
 // status, action, result, error kind). Never pass request-controlled text: an unknown profile's
-// URL segment would let any caller create label sets without bound. As a safety net, a family
+// URL segment would let any caller create label sets without bound. The one exception is
+// ItemsIgnored's event_type, taken only from requests whose signature verified (the vendor's own
+// event names) and cut to 64 bytes. As a safety net, a family
 // that reaches 1000 label sets records every further new one under the value "overflow".
 //
 // How to wire it:
 //   - daemon/src/http_server.cc: GET /metrics answers 200 with Metrics::Global().Render() and
 //     Content-Type kMetricsContentType. Each webhook answer: WebhookAnswered(profile, status),
 //     with an empty profile when the URL names no configured profile (404).
-//   - ingest, after a successful enqueue: ItemsEnqueued(profile, accepted, duplicates).
+//   - ingest, after a successful enqueue: ItemsEnqueued(profile, accepted, duplicates); for each
+//     item acknowledged without enqueueing (not about an employee): ItemsIgnored(...).
 //   - workers: SyncFinished(action, result) once per item outcome; ScimRequest(...) per HTTP
 //     exchange with JumpCloud; RateLimitWaited(seconds) when a reservation made a worker wait;
 //     DeadLettered(profile, ErrorKindName(kind)); SetPaused / SetGuardTripped when they change.
