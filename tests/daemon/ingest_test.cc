@@ -8,6 +8,7 @@
 
 #include "fake_profile.h"
 #include "scimsync/daemon/metrics.h"
+#include "scimsync/log.h"
 
 namespace scimsync::daemon {
 namespace {
@@ -111,6 +112,34 @@ TEST_F(IngestTest, ATenantNamedInTheBodyIsTheItemsTenant) {
   EXPECT_EQ(ingest_.Handle("hr", r).status, 202);
   ASSERT_EQ(stored_.size(), 2u);
   EXPECT_EQ(stored_[1].tenant, "acme");
+}
+
+std::vector<std::string>* g_log_lines = nullptr;
+
+// One info line per profile, event type and hour: a vendor posting payroll events all day must
+// not flood the log, and each kind is still seen.
+TEST_F(IngestTest, AnAcknowledgedEventTypeIsLoggedOnceAnHour) {
+  std::vector<std::string> lines;
+  g_log_lines = &lines;
+  log::SetSink([](std::string_view line) { g_log_lines->emplace_back(line); });
+  auto acknowledged = [&] {
+    size_t n = 0;
+    for (const auto& l : lines) n += l.find("webhook item acknowledged") != std::string::npos;
+    return n;
+  };
+  ingest_.Handle("hr", Req("ack:payroll.updated\nack:payroll.updated"));
+  ingest_.Handle("hr", Req("ack:payroll.updated"));
+  EXPECT_EQ(acknowledged(), 1u);
+  ingest_.Handle("hr", Req("ack:company.updated"));
+  EXPECT_EQ(acknowledged(), 2u);
+  clock_.AdvanceMs(3600 * 1000);
+  ingest_.Handle("hr", Req("ack:payroll.updated"));
+  EXPECT_EQ(acknowledged(), 3u);
+  log::SetSink(nullptr);
+  g_log_lines = nullptr;
+  bool has_reason = false;
+  for (const auto& l : lines) has_reason |= l.find("not about an employee") != std::string::npos;
+  EXPECT_TRUE(has_reason);
 }
 
 TEST_F(IngestTest, DuplicatesAreCounted) {
