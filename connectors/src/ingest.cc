@@ -331,7 +331,7 @@ bool IsUtf8(std::string_view s) {
 
 // A tenant named in a body becomes part of Redis keys and log fields, like the URL segment.
 bool IsSafeTenant(const std::string& tenant) {
-  if (tenant.empty() || tenant.size() > 128) return false;
+  if (tenant.size() > 128) return false;
   return std::all_of(tenant.begin(), tenant.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
   });
@@ -696,6 +696,13 @@ Result<Decoded> DecodeRequest(const ProfileSpec& spec, const IngestOptions& opti
     }
     DecodedItem di;
     if (it.event_type.configured) di.event_type = Evaluate(it.event_type, ctx).value_or("");
+    const size_t max_id = static_cast<size_t>(std::max(limits.max_id_bytes, 0));
+    // Checked before anything quotes it: an acknowledged type is logged and labels a metric.
+    if (di.event_type.size() > max_id) {
+      return InvalidError(where + " has an event type of " + std::to_string(di.event_type.size()) +
+                          " bytes; at most " + std::to_string(max_id) +
+                          " are accepted (listen.max_id_bytes)");
+    }
     // Not about an employee: acknowledged whatever else the item holds.
     if (IsOtherEvent(spec, di.event_type)) {
       out.acknowledged.push_back(
@@ -731,7 +738,7 @@ Result<Decoded> DecodeRequest(const ProfileSpec& spec, const IngestOptions& opti
     if (it.occurred_at.configured) di.occurred_at = Evaluate(it.occurred_at, ctx).value_or("");
     if (it.tenant.configured && options.tenant_from_body && request.tenant.empty()) {
       di.tenant = Evaluate(it.tenant, ctx).value_or("");
-      if (!IsSafeTenant(di.tenant)) {
+      if (!di.tenant.empty() && !IsSafeTenant(di.tenant)) {
         return InvalidError(where + " names tenant '" + Shown(di.tenant) + "' at " +
                             DescribeSource(it.tenant) +
                             ", which may contain only letters, digits, '.', '_' and '-'");
@@ -743,7 +750,6 @@ Result<Decoded> DecodeRequest(const ProfileSpec& spec, const IngestOptions& opti
     // No id from the sender: identical items are the same event, so the content is the id.
     if (!dedup || dedup->empty()) dedup = "sha256:" + HexEncode(Sha256(di.payload));
     // Ids become Redis keys and log fields: an id the size of a record is a mistake or an attack.
-    const size_t max_id = static_cast<size_t>(std::max(limits.max_id_bytes, 0));
     for (const auto& [what, value] :
          {std::pair<const char*, const std::string*>{"employee key", &di.employee_key},
           {"dedup id", &*dedup},

@@ -117,6 +117,15 @@ TEST(VendorTraffic, FinchBodyTenantThatIsNotConfiguredIs404) {
   EXPECT_NE(d.error().message.find("tenants"), std::string::npos) << d.error().message;
 }
 
+// An acknowledged type is logged and labels a metric: its length is bounded like any id.
+TEST(VendorTraffic, AnOversizedEventTypeIsRefusedNotAcknowledged) {
+  auto merge = Builtin("merge");
+  auto d = merge->Decode(Json(R"({"hook":{"event":")" + std::string(600, 'x') + R"("}})"));
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.error().http_status, 400);
+  EXPECT_NE(d.error().message.find("max_id_bytes"), std::string::npos) << d.error().message;
+}
+
 TEST(VendorTraffic, MergeSendTestIsAcknowledged) {
   auto merge = Builtin("merge");
   Decoded d = MustDecode(*merge, Json(R"({"response": "Success! This URL will be notified."})"));
