@@ -380,5 +380,33 @@ mapping: {email: /email}
   EXPECT_EQ(text.find("hunter2"), std::string::npos);
 }
 
+// The events section is read strictly: a typo or a wrong shape names its key path.
+TEST_F(Format, EventsSectionIsStrict) {
+  EXPECT_EQ(Load(std::string("name: x\nauth: {type: bearer}\nevents: {employe: [a]}") + kTail),
+            nullptr);
+  EXPECT_NE(testing::ProblemsText(problems_).find("events.employe"), std::string::npos)
+      << testing::ProblemsText(problems_);
+  EXPECT_EQ(Load(std::string("name: x\nauth: {type: bearer}\nevents: [a]") + kTail), nullptr);
+  EXPECT_NE(testing::ProblemsText(problems_).find("events"), std::string::npos);
+  EXPECT_EQ(
+      Load(std::string("name: x\nauth: {type: bearer}\nevents: {shape: {pointer: /a}}") + kTail),
+      nullptr);
+  EXPECT_NE(testing::ProblemsText(problems_).find("events.shape"), std::string::npos);
+  EXPECT_EQ(Load(std::string("name: x\nauth: {type: bearer}\nitems: {employee_key: {var: tenant}}"
+                             "\nmapping: {email: /email}\n")),
+            nullptr);
+  EXPECT_NE(testing::ProblemsText(problems_).find("item_key"), std::string::npos)
+      << testing::ProblemsText(problems_);
+  auto ok = MustLoad(std::string("name: x\nauth: {type: bearer}\nevents: {employee: emp.*, "
+                                 "other: [\"*\"], shape: [{pointer: /kind, equals: person}]}") +
+                     kTail);
+  ASSERT_NE(ok, nullptr);
+  auto d = ok->Decode(Req(R"({"id":"1","kind":"robot"})", {}));
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_TRUE(d->items.empty());
+  ASSERT_EQ(d->acknowledged.size(), 1u);
+  EXPECT_NE(d->acknowledged[0].reason.find("/kind"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace scimsync::connectors
