@@ -189,6 +189,19 @@ TEST(VendorTraffic, GustoPayrollIsAcknowledged) {
   EXPECT_EQ(d.acknowledged[0].event_type, "payroll.updated");
 }
 
+// docs.gusto.com's employee events guide says employee.terminated_effective; the changelog that
+// announced it says employee.termination_effective. Either is the termination taking effect.
+TEST(VendorTraffic, GustoTerminationEffectiveSuspendsUnderEitherSpelling) {
+  auto gusto = Builtin("gusto", ", api: {key_env: K}");
+  for (const char* type : {"employee.terminated_effective", "employee.termination_effective"}) {
+    SCOPED_TRACE(type);
+    Decoded d = MustDecode(*gusto, Json(std::string(R"({"uuid":"u","event_type":")") + type +
+                                        R"(","entity_type":"Employee","entity_uuid":"E1"})"));
+    ASSERT_EQ(d.items.size(), 1u);
+    EXPECT_EQ(MustPlan(*gusto, d.items[0]).action, Action::kSuspend);
+  }
+}
+
 TEST(VendorTraffic, HiBobV1ShapeIsDecoded) {
   auto hibob = Builtin("hibob");
   Decoded d = MustDecode(
