@@ -64,12 +64,14 @@ TEST(VendorTraffic, FinchAccountUpdatedIsAcknowledgedNotRefused) {
 
 TEST(VendorTraffic, FinchJobAndPaymentEventsAreAcknowledged) {
   auto finch = Builtin("finch");
-  for (const char* type : {"job.data_sync_all.completed", "company.updated", "payment.created",
-                           "pay_statement.updated", "job.benefit_create.completed"}) {
+  // The finch-api SDKs' WebhookEvent union; pay statements name an individual, yet are payroll.
+  for (const char* type :
+       {"job.data_sync_all.completed", "job.data_sync_all.updated", "company.updated",
+        "payment.created", "pay_statement.updated", "job.benefit_create.updated"}) {
     SCOPED_TRACE(type);
     Decoded d = MustDecode(
         *finch, Json(std::string(R"({"company_id":"c","connection_id":"k","event_type":")") + type +
-                     R"(","data":{"job_id":"j","payment_id":"p"}})"));
+                     R"(","data":{"job_id":"j","payment_id":"p","individual_id":"i"}})"));
     EXPECT_TRUE(d.items.empty());
     EXPECT_EQ(d.acknowledged.size(), 1u);
   }
