@@ -86,9 +86,8 @@ const std::vector<Def>& Families() {
       {kItemsIgnored,
        Type::kCounter,
        "scimsync_items_ignored_total",
-       "Validly signed items that are not about an employee (pings, tests, account, payroll or "
-       "sync notifications), acknowledged with 2xx and not enqueued, by profile and event type "
-       "(\"\" when the item has none).",
+       "Validly signed items not about an employee (pings, tests, account, payroll or sync "
+       "notifications), answered 2xx and not queued, by profile and event type.",
        {"profile", "event_type"},
        {}},
       {kSyncs,
