@@ -144,9 +144,9 @@ TEST_F(GenericIngest, FansOutABatch) {
 }
 
 TEST_F(GenericIngest, ItemWithoutEmployeeKeyNamesIndexAndPointer) {
-  auto d = profile_->Decode(Signed(
-      R"({"events":[{"id":"a","type":"employee.updated","employee":{"id":"E1"}},)"
-      R"({"id":"b","type":"employee.updated","employee":{}}]})"));
+  auto d = profile_->Decode(
+      Signed(R"({"events":[{"id":"a","type":"employee.updated","employee":{"id":"E1"}},)"
+             R"({"id":"b","type":"employee.updated","employee":{}}]})"));
   ASSERT_FALSE(d.ok());
   EXPECT_EQ(d.error().kind, ErrorKind::kInvalid);
   EXPECT_EQ(d.error().http_status, 400);
