@@ -1,39 +1,122 @@
 #include "http1.h"
 
 #include <algorithm>
+#include <array>
 #include <string>
 
 namespace scimsync::daemon::http1 {
 namespace {
 
-// RFC 9110 tchar; ASCII only, so no locale can change what a token is.
-bool IsTchar(unsigned char c) {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
-  switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-      return true;
+// Byte classes as one table, so each check on the fast path is a load, not a branch chain. ASCII
+// only, so no locale can change them.
+enum : uint8_t {
+  kTchar = 1,       // RFC 9110 tchar
+  kFieldByte = 2,   // field-value: HTAB, SP, VCHAR, obs-text (no control byte, no DEL)
+  kTargetByte = 4,  // request-target: VCHAR (no space, control byte, DEL or non-ASCII)
+  kQdtext = 8,      // quoted-string text: HTAB, SP, VCHAR except '"' and '\\'
+};
+
+constexpr std::array<uint8_t, 256> MakeClasses() {
+  std::array<uint8_t, 256> t{};
+  for (int c = 0; c < 256; ++c) {
+    uint8_t v = 0;
+    const bool vchar = c > 0x20 && c < 0x7f;
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) v |= kTchar;
+    for (const char x : std::string_view("!#$%&'*+-.^_`|~")) {
+      if (c == static_cast<unsigned char>(x)) v |= kTchar;
+    }
+    if (c == '\t' || c == ' ' || vchar || c >= 0x80) v |= kFieldByte;
+    if (vchar) v |= kTargetByte;
+    if ((c == '\t' || c == ' ' || vchar) && c != '"' && c != '\\') v |= kQdtext;
+    t[static_cast<size_t>(c)] = v;
+  }
+  return t;
+}
+constexpr std::array<uint8_t, 256> kClasses = MakeClasses();
+
+bool Is(char c, uint8_t cls) { return (kClasses[static_cast<unsigned char>(c)] & cls) != 0; }
+
+bool IsTchar(unsigned char c) { return (kClasses[c] & kTchar) != 0; }
+
+bool AllOf(std::string_view s, uint8_t cls) {
+  for (const char c : s) {
+    if (!Is(c, cls)) return false;
+  }
+  return true;
+}
+
+bool IsToken(std::string_view s) { return !s.empty() && AllOf(s, kTchar); }
+
+// The methods served. Everything else a proxy might forward (CONNECT switches to a tunnel, WebDAV
+// methods carry bodies by their own rules) is 501: nothing here would act on it anyway.
+bool IsServedMethod(std::string_view m) {
+  switch (m.size()) {
+    case 3:
+      return m == "GET" || m == "PUT";
+    case 4:
+      return m == "POST" || m == "HEAD";
+    case 5:
+      return m == "PATCH" || m == "TRACE";
+    case 6:
+      return m == "DELETE";
+    case 7:
+      return m == "OPTIONS";
     default:
       return false;
   }
 }
 
-bool IsToken(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(),
-                                   [](char c) { return IsTchar(static_cast<unsigned char>(c)); });
+// Reads one chunk-ext (RFC 9112 7.1.1) from the front of `s`: ";" name [ "=" (token |
+// quoted-string) ]. No BWS: llhttp refuses whitespace around the parts, so a proxy that accepted
+// it would frame the body differently.
+bool TakeChunkExtension(std::string_view* s) {
+  if (s->empty() || s->front() != ';') return false;
+  s->remove_prefix(1);
+  size_t n = 0;
+  while (n < s->size() && IsTchar(static_cast<unsigned char>((*s)[n]))) ++n;
+  if (n == 0) return false;
+  s->remove_prefix(n);
+  if (s->empty() || s->front() != '=') return true;
+  s->remove_prefix(1);
+  if (!s->empty() && s->front() == '"') {
+    for (size_t i = 1; i < s->size(); ++i) {
+      const char c = (*s)[i];
+      if (c == '"') {
+        s->remove_prefix(i + 1);
+        return true;
+      }
+      if (c == '\\') {
+        // quoted-pair: HTAB, SP or VCHAR (obs-text is refused as well: llhttp does)
+        if (++i == s->size() || !Is((*s)[i], kQdtext | kTargetByte)) return false;
+        continue;
+      }
+      if (!Is(c, kQdtext)) return false;
+    }
+    return false;  // unterminated
+  }
+  n = 0;
+  while (n < s->size() && IsTchar(static_cast<unsigned char>((*s)[n]))) ++n;
+  if (n == 0) return false;
+  s->remove_prefix(n);
+  return true;
+}
+
+// Headers that must not come after the body: they would change how the request is framed, routed,
+// authorized or interpreted after those decisions were made (RFC 9110 6.5.1).
+bool IsForbiddenTrailer(std::string_view name) {
+  for (const std::string_view f :
+       {"Content-Length", "Transfer-Encoding", "Host", "Trailer", "Content-Type",
+        "Content-Encoding", "Content-Range", "Connection", "Keep-Alive", "Upgrade", "TE", "Expect",
+        "Authorization", "Proxy-Authorization", "Cookie", "Range", "Max-Forwards"}) {
+    if (name.size() == f.size() &&
+        std::equal(name.begin(), name.end(), f.begin(), [](char a, char b) {
+          return (a >= 'A' && a <= 'Z' ? static_cast<char>(a - 'A' + 'a') : a) ==
+                 (b >= 'A' && b <= 'Z' ? static_cast<char>(b - 'A' + 'a') : b);
+        })) {
+      return true;
+    }
+  }
+  return false;
 }
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
@@ -116,6 +199,8 @@ void Parser::Reset() {
   body_left_ = 0;
   expect_continue_ = false;
   continue_sent_ = false;
+  started_ = false;
+  empty_lines_ = 0;
 }
 
 Request Parser::TakeRequest() {
@@ -141,11 +226,14 @@ bool Parser::WantsContinue() const {
 
 void Parser::ContinueSent() { continue_sent_ = true; }
 
+bool Parser::OnlyEmptyLines() const {
+  return phase_ == Phase::kRequestLine && started_ && (line_.empty() || line_ == "\r");
+}
+
 bool Parser::InRequest() const {
   switch (phase_) {
     case Phase::kRequestLine:
-      // A lone buffered CR is most likely half of an empty line's CRLF, not a request yet.
-      return !line_.empty() && line_ != "\r";
+      return started_;
     case Phase::kComplete:
     case Phase::kError:
       return false;
@@ -202,7 +290,7 @@ Parser::State Parser::Feed(std::string_view data, size_t* consumed) {
           return State::kNeedMore;
         }
         const char c = data[pos++];
-        if (c == '\n') {
+        if (c == '\n' && phase_ == Phase::kChunkDataLf) {
           phase_ = Phase::kChunkSize;
         } else if (c == '\r' && phase_ == Phase::kChunkDataCr) {
           phase_ = Phase::kChunkDataLf;
@@ -217,6 +305,7 @@ Parser::State Parser::Feed(std::string_view data, size_t* consumed) {
 
 Parser::LineResult Parser::ReadLine(std::string_view data, size_t* pos, std::string_view* line) {
   if (*pos == data.size()) return LineResult::kNeedMore;
+  if (phase_ == Phase::kRequestLine) started_ = true;
   const std::string_view rest = data.substr(*pos);
   // Chunk-size lines are bounded one by one; the body limit bounds how many there can be.
   const bool in_section = phase_ != Phase::kChunkSize;
@@ -260,7 +349,12 @@ Parser::LineResult Parser::ReadLine(std::string_view data, size_t* pos, std::str
     line_.append(piece);
     *line = line_;
   }
-  if (cr) line->remove_suffix(1);
+  // llhttp refuses a bare LF; a lenient parser in front would split lines where we do not.
+  if (!cr) {
+    Fail(400, "a line ends with a bare LF; end lines with CRLF");
+    return LineResult::kError;
+  }
+  line->remove_suffix(1);
   // A CR that does not end a line is a line end to some parsers and not to others.
   if (line->find('\r') != std::string_view::npos) {
     Fail(400, "a line contains a CR that is not followed by LF; end lines with CRLF");
@@ -300,8 +394,13 @@ void Parser::OnLine(std::string_view line) {
   switch (phase_) {
     case Phase::kRequestLine:
       // RFC 9112 2.2: empty lines before a request line are skipped (some clients send a CRLF
-      // after a POST body). They still count toward the header section, which bounds them.
-      if (!line.empty()) OnRequestLine(line);
+      // after a POST body), a few of them: more is a client holding the connection with junk.
+      if (!line.empty()) {
+        OnRequestLine(line);
+      } else if (++empty_lines_ > kMaxLeadingEmptyLines) {
+        Fail(400, "more than " + std::to_string(kMaxLeadingEmptyLines) +
+                      " empty lines before the request line");
+      }
       break;
     case Phase::kHeaders:
       if (line.empty()) {
@@ -337,11 +436,15 @@ void Parser::OnRequestLine(std::string_view line) {
   if (!IsToken(method)) {
     return Fail(400, "the method \"" + Printable(method) + "\" is not a token");
   }
-  const bool target_ok = !target.empty() && std::none_of(target.begin(), target.end(), [](char c) {
-    const auto u = static_cast<unsigned char>(c);
-    return u <= 0x20 || u == 0x7f;
-  });
-  if (!target_ok) return Fail(400, std::string(kShape));
+  // origin-form, absolute-form (http/https) or OPTIONS' asterisk-form; VCHARs only.
+  if (target.empty()) return Fail(400, std::string(kShape));
+  const bool form_ok = (target.front() == '/' || (target == "*" && method == "OPTIONS") ||
+                        target.substr(0, 7) == "http://" || target.substr(0, 8) == "https://");
+  if (!form_ok || !AllOf(target, kTargetByte)) {
+    return Fail(400,
+                "the request-target must be a path starting with \"/\" (or an absolute http URL), "
+                "in printable ASCII");
+  }
   if (version == "HTTP/1.1") {
     request_.minor_version = 1;
   } else if (version == "HTTP/1.0") {
@@ -351,6 +454,10 @@ void Parser::OnRequestLine(std::string_view line) {
     return Fail(505, "only HTTP/1.0 and HTTP/1.1 are served");
   } else {
     return Fail(400, std::string(kShape));
+  }
+  if (!IsServedMethod(method)) {
+    return Fail(501, "the method " + Printable(method) +
+                         " is not served: webhooks are POSTed, health checks are GET");
   }
   request_.method.assign(method);
   request_.target.assign(target);
@@ -377,22 +484,33 @@ void Parser::OnHeaderLine(std::string_view line, bool trailer) {
                          "\" is not a token; no whitespace is allowed before the colon");
   }
   const std::string_view value = TrimOws(line.substr(colon + 1));
-  if (value.find('\0') != std::string_view::npos) {
-    return Fail(
-        400, std::string("the value of ") + what + " " + Printable(name) + " contains a NUL byte");
+  // NUL, other control bytes and DEL: llhttp refuses them, and a value that holds them means
+  // different things to different readers.
+  if (!AllOf(value, kFieldByte)) {
+    return Fail(400, std::string("the value of ") + what + " " + Printable(name) +
+                         " contains a control byte");
   }
-  if (!trailer) request_.headers.emplace_back(name, value);
+  if (trailer) {
+    if (IsForbiddenTrailer(name)) {
+      return Fail(400, "the trailer " + Printable(name) + " is not allowed: send it as a header");
+    }
+    return;
+  }
+  if (request_.headers.size() >= limits_.max_headers) {
+    return Fail(431, "more than " + std::to_string(limits_.max_headers) +
+                         " header lines (listen.max_headers)");
+  }
+  request_.headers.emplace_back(name, value);
 }
 
 void Parser::OnHeadersComplete() {
   bool has_te = false;
   size_t te_codings = 0;
   bool te_chunked = false;
-  bool has_cl = false;
-  bool cl_seen = false;
+  int cl_count = 0;
   std::string_view cl;  // canonical: no leading zeros
   bool cl_bad = false;
-  bool cl_differ = false;
+  int hosts = 0;
   bool conn_close = false;
   bool conn_keep_alive = false;
   bool expect_continue = false;
@@ -404,19 +522,17 @@ void Parser::OnHeadersComplete() {
         te_chunked = EqualsIgnoreCase(coding, "chunked");
       });
     } else if (EqualsIgnoreCase(name, "Content-Length")) {
-      has_cl = true;
-      ForEachListElement(value, [&](std::string_view v) {
-        if (v.empty() || !std::all_of(v.begin(), v.end(), IsDigit)) {
-          cl_bad = true;
-          return;
-        }
-        // "007" and "7" announce the same length: compare without leading zeros.
-        const size_t nonzero = v.find_first_not_of('0');
-        v = nonzero == std::string_view::npos ? v.substr(v.size() - 1) : v.substr(nonzero);
-        if (cl_seen && v != cl) cl_differ = true;
-        cl_seen = true;
-        cl = v;
-      });
+      // One value, digits only: llhttp refuses a list and a second header even when equal.
+      ++cl_count;
+      std::string_view v = value;
+      if (v.empty() || !std::all_of(v.begin(), v.end(), IsDigit)) {
+        cl_bad = true;
+        continue;
+      }
+      const size_t nonzero = v.find_first_not_of('0');
+      cl = nonzero == std::string_view::npos ? v.substr(v.size() - 1) : v.substr(nonzero);
+    } else if (EqualsIgnoreCase(name, "Host")) {
+      ++hosts;
     } else if (EqualsIgnoreCase(name, "Connection")) {
       ForEachListElement(value, [&](std::string_view option) {
         if (EqualsIgnoreCase(option, "close")) conn_close = true;
@@ -433,6 +549,7 @@ void Parser::OnHeadersComplete() {
   if (has_te && http10) {
     return Fail(400, "Transfer-Encoding is not allowed in an HTTP/1.0 request");
   }
+  const bool has_cl = cl_count > 0;
   if (has_te && has_cl) {
     return Fail(400, "the request has both Transfer-Encoding and Content-Length; send only one");
   }
@@ -446,8 +563,14 @@ void Parser::OnHeadersComplete() {
     return Fail(501, "Transfer-Encoding " + Printable(codings) +
                          " is not supported; send chunked or a Content-Length");
   }
+  if (cl_count > 1) {
+    return Fail(400, "the request has more than one Content-Length; send exactly one");
+  }
   if (cl_bad) return Fail(400, "Content-Length must be a decimal number of bytes");
-  if (cl_differ) return Fail(400, "the request has several different Content-Length values");
+  // RFC 9112 3.2: a server must answer 400 to an HTTP/1.1 request without exactly one Host.
+  if ((!http10 && hosts != 1) || hosts > 1) {
+    return Fail(400, "an HTTP/1.1 request must carry one Host header");
+  }
 
   const uint64_t max_body = MaxBody();
   expect_continue_ = expect_continue && !http10;
@@ -484,14 +607,14 @@ void Parser::OnChunkSizeLine(std::string_view line) {
     }
     size = size * 16 + static_cast<uint64_t>(HexValue(line[digits]));
   }
-  const std::string_view after = line.substr(digits);
-  // Only chunk extensions may follow the size (RFC 9112 7.1.1); their content is ignored.
-  const size_t ext = after.find_first_not_of(" \t");
-  const bool after_ok = after.empty() || (ext != std::string_view::npos && after[ext] == ';');
-  if (digits == 0 || !after_ok) {
+  std::string_view after = line.substr(digits);
+  // Only chunk extensions may follow the size (RFC 9112 7.1.1); they are checked, then ignored.
+  bool after_ok = digits > 0;
+  while (after_ok && !after.empty()) after_ok = TakeChunkExtension(&after);
+  if (!after_ok) {
     return Fail(400,
                 "a chunk-size line must be a hexadecimal size, optionally followed by "
-                ";extensions");
+                ";name[=value] extensions");
   }
   if (size == 0) {
     phase_ = Phase::kTrailers;

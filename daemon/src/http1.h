@@ -1,8 +1,15 @@
 // An incremental HTTP/1.1 request parser (RFC 9112) for the epoll listener: bytes go in as a
 // non-blocking socket delivers them, complete requests come out one at a time. Framing is strict
 // wherever leniency would let a proxy in front of us and this parser disagree about where a request
-// ends (request smuggling): no obs-fold, no whitespace before a header colon, no bare CR, a single
-// exact Content-Length, and Transfer-Encoding only as "chunked" and never together with a length.
+// ends (request smuggling), at least as strict as llhttp (Node's parser) in strict mode: lines end
+// with CRLF only (no bare LF or CR), no obs-fold, no whitespace before a header colon, no control
+// bytes in names or values, methods from a fixed set, Host required on HTTP/1.1, one exact
+// Content-Length, Transfer-Encoding only as "chunked" and never together with a length, chunk
+// extensions checked against their grammar, and no framing or routing headers in trailers.
+// tests/daemon/http1_differential_test.cc compares it request by request with llhttp.
+//
+// Memory per connection is bounded as bytes arrive, not after the header section: header lines
+// are counted (max_headers) and the section's bytes summed line by line.
 //
 // Partial lines are buffered inside the parser, so Feed consumes every byte it is given up to the
 // end of one request and the caller can drop consumed bytes at once.
@@ -21,6 +28,8 @@ struct Limits {
   size_t max_line_bytes = 8192;             // request line or any one header/trailer line
   size_t max_header_section_bytes = 65536;  // request line + all header lines together
   int64_t max_body_bytes = 1 << 20;         // decoded body (Content-Length or sum of chunks)
+  // Header lines (not trailers, which are dropped): 431 at the first line over. listen.max_headers.
+  size_t max_headers = 100;
 };
 
 struct Request {
@@ -45,6 +54,8 @@ struct Error {
 
 class Parser {
  public:
+  // RFC 9112 2.2 asks a server to skip at least one empty line before a request line.
+  static constexpr int kMaxLeadingEmptyLines = 4;
   explicit Parser(Limits limits = {});
   enum class State { kNeedMore, kRequest, kError };
   // Consumes bytes from the front of `data`, stores how many in *consumed, and stops right after
@@ -69,9 +80,14 @@ class Parser {
   bool WantsContinue() const;
   void ContinueSent();
   // True when some bytes of a request have been consumed but the request is not complete (the
-  // server uses it to tell an idle keep-alive connection from a slow request). Empty lines before
-  // a request line do not count: some clients send a stray CRLF after a body. False at kError.
+  // server uses it to tell an idle keep-alive connection from a slow request and to start the
+  // request timer). Empty lines before a request line count: some clients send a stray CRLF
+  // after a body, but a client sending only CRLFs must not hold a connection as if it were idle.
+  // At most kMaxLeadingEmptyLines are skipped. False at kError.
   bool InRequest() const;
+  // InRequest(), and nothing but (part of) empty lines so far: a stray CRLF, not a request. The
+  // server closes such a connection at the request timeout without answering.
+  bool OnlyEmptyLines() const;
 
  private:
   enum class Phase {
@@ -113,6 +129,8 @@ class Parser {
   size_t section_bytes_ = 0;
   uint64_t body_left_ = 0;
   bool expect_continue_ = false;
+  bool started_ = false;  // a byte of the current request was consumed
+  int empty_lines_ = 0;   // skipped before the request line
   bool continue_sent_ = false;
 };
 

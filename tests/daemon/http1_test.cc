@@ -158,7 +158,7 @@ const std::string kChunked =
     "\r\n"
     "5;name=value\r\n"
     "hello\r\n"
-    "6 ; a=\"b;c\" ; d\r\n"
+    "6;a=\"b;c\";d\r\n"
     " world\r\n"
     "a\r\n"
     "0123456789\r\n"
@@ -331,13 +331,14 @@ TEST(Http1ParserTest, ChunkedFedByteByByte) {
   EXPECT_EQ(parser.TakeRequest().body, "hello world0123456789abcdefghijklmnopqrstuvwxyz");
 }
 
-TEST(Http1ParserTest, ChunkedWithoutTrailersAndWithBareLf) {
+TEST(Http1ParserTest, ChunkedWithoutTrailers) {
   EXPECT_EQ(ExpectRequest(ChunkedHead() + "3\r\nabc\r\n0\r\n\r\n").body, "abc");
-  EXPECT_EQ(ExpectRequest(ChunkedHead() + "3\nabc\n0\n\n").body, "abc");
   EXPECT_EQ(ExpectRequest(ChunkedHead() + "0\r\n\r\n").body, "");
   EXPECT_EQ(ExpectRequest(ChunkedHead() + "00003\r\nabc\r\n000\r\n\r\n").body, "abc");
-  EXPECT_EQ(ExpectRequest("POST /w HTTP/1.1\r\nTransfer-Encoding: CHUNKED \r\n\r\n0\r\n\r\n").body,
-            "");
+  EXPECT_EQ(
+      ExpectRequest("POST /w HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED \r\n\r\n0\r\n\r\n")
+          .body,
+      "");
 }
 
 TEST(Http1ParserTest, Http10KeepsAliveOnlyWhenAsked) {
@@ -378,56 +379,72 @@ TEST(Http1ParserTest, HeaderIsCaseInsensitiveAndReturnsTheFirst) {
   EXPECT_EQ(r.headers[2].first, "x-hook-signature");
 }
 
-TEST(Http1ParserTest, HeaderValuesAreTrimmedAndMayHoldAnyOtherByte) {
+TEST(Http1ParserTest, HeaderValuesAreTrimmedAndMayHoldObsText) {
   const Request r =
       ExpectRequest(Get("X-Spaces: \t a  b \t \r\nX-Empty:\r\nX-Blank:   \r\nX-Tight:v\r\n"
-                        "X-Bytes: \x80\xff\x01\x7f\r\n"));
+                        "X-Bytes: \x80\xff\t\"\r\n"));
   EXPECT_EQ(*r.Header("X-Spaces"), "a  b");
   EXPECT_EQ(*r.Header("X-Empty"), "");
   EXPECT_EQ(*r.Header("X-Blank"), "");
   EXPECT_EQ(*r.Header("X-Tight"), "v");
-  EXPECT_EQ(*r.Header("X-Bytes"), "\x80\xff\x01\x7f");
+  EXPECT_EQ(*r.Header("X-Bytes"), "\x80\xff\t\"");
   EXPECT_EQ(*ExpectRequest(Get("X-Colon: a:b: c\r\n")).Header("X-Colon"), "a:b: c");
 }
 
 TEST(Http1ParserTest, PathIsTheTargetUpToTheQuery) {
-  EXPECT_EQ(ExpectRequest("GET /a/b?x=1&y=? HTTP/1.1\r\n\r\n").path, "/a/b");
-  EXPECT_EQ(ExpectRequest("GET /a/b? HTTP/1.1\r\n\r\n").path, "/a/b");
-  EXPECT_EQ(ExpectRequest("GET /a/%20b HTTP/1.1\r\n\r\n").path, "/a/%20b");
-  const Request options = ExpectRequest("OPTIONS * HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(ExpectRequest("GET /a/b?x=1&y=? HTTP/1.1\r\nHost: a\r\n\r\n").path, "/a/b");
+  EXPECT_EQ(ExpectRequest("GET /a/b? HTTP/1.1\r\nHost: a\r\n\r\n").path, "/a/b");
+  EXPECT_EQ(ExpectRequest("GET /a/%20b HTTP/1.1\r\nHost: a\r\n\r\n").path, "/a/%20b");
+  const Request options = ExpectRequest("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
   EXPECT_EQ(options.method, "OPTIONS");
   EXPECT_EQ(options.target, "*");
   EXPECT_EQ(options.path, "*");
-  EXPECT_EQ(ExpectRequest("GET http://h/p?q HTTP/1.1\r\n\r\n").path, "http://h/p");
-  // Methods are case-sensitive tokens, kept as sent.
-  EXPECT_EQ(ExpectRequest("m-SEARCH.x / HTTP/1.1\r\n\r\n").method, "m-SEARCH.x");
+  EXPECT_EQ(ExpectRequest("GET http://h/p?q HTTP/1.1\r\nHost: a\r\n\r\n").path, "http://h/p");
 }
 
 TEST(Http1ParserTest, LeadingEmptyLinesBeforeARequestLineAreSkipped) {
   EXPECT_EQ(ExpectRequest("\r\n\r\n" + kPost).body, "{\"id\":\"e-42\"}");
-  EXPECT_EQ(ExpectRequest("\n\r\n" + Get()).method, "GET");
   // A client's stray CRLF after a body does not disturb the next request.
   const std::vector<Request> requests = ParseAll(kPost + "\r\n" + Get(), 7);
   ASSERT_EQ(requests.size(), 2u);
   EXPECT_EQ(requests[1].method, "GET");
 }
 
-TEST(Http1ParserTest, BareLfLineEndsAreAccepted) {
-  const Request r = ExpectRequest("POST /w HTTP/1.1\nHost: a\r\nContent-Length: 2\n\nhi");
-  EXPECT_EQ(*r.Header("Host"), "a");
-  EXPECT_EQ(r.body, "hi");
-  EXPECT_EQ(ExpectRequest("GET / HTTP/1.1\n\n").method, "GET");
+// A bare LF is a line end to some parsers and not to others (llhttp refuses it): every line ends
+// with CRLF, or the request is refused.
+TEST(Http1ParserTest, BareLfLineEndsAre400) {
+  const std::string detail = "a line ends with a bare LF; end lines with CRLF";
+  EXPECT_EQ(ExpectError("POST /w HTTP/1.1\nHost: a\r\nContent-Length: 2\r\n\r\nhi", 400), detail);
+  EXPECT_EQ(ExpectError("POST /w HTTP/1.1\r\nHost: a\nContent-Length: 2\r\n\r\nhi", 400), detail);
+  EXPECT_EQ(ExpectError("POST /w HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\nhi", 400), detail);
+  EXPECT_EQ(ExpectError("GET / HTTP/1.1\n\n", 400), detail);
+  EXPECT_EQ(ExpectError("\n" + Get(), 400), detail);
+  EXPECT_EQ(ExpectError(ChunkedHead() + "3\nabc\r\n0\r\n\r\n", 400), detail);
+  EXPECT_EQ(ExpectError(ChunkedHead() + "3\r\nabc\r\n0\n\r\n", 400), detail);
+  EXPECT_EQ(ExpectError(ChunkedHead() + "3\r\nabc\r\n0\r\nX-T: 1\n\r\n", 400), detail);
+  EXPECT_EQ(ExpectError(ChunkedHead() + "3\r\nabc\r\n0\r\n\n", 400), detail);
+  // After chunk data.
+  EXPECT_EQ(ExpectError(ChunkedHead() + "3\r\nabc\n0\r\n\r\n", 400),
+            "chunk data is not followed by CRLF; check the chunk size");
 }
 
+// Any byte starts a request for the server's request timer, stray empty lines included: a client
+// sending only CRLFs must not be treated as an idle keep-alive connection forever.
 TEST(Http1ParserTest, InRequestTellsIdleFromStarted) {
   Parser parser;
   size_t consumed = 0;
   EXPECT_FALSE(parser.InRequest());
-  parser.Feed("\r\n\r", &consumed);
-  EXPECT_FALSE(parser.InRequest()) << "empty lines are not a request";
+  EXPECT_FALSE(parser.OnlyEmptyLines());
+  parser.Feed("\r", &consumed);
+  EXPECT_TRUE(parser.InRequest()) << "a stray CR starts the request timer";
+  EXPECT_TRUE(parser.OnlyEmptyLines());
+  parser.Feed("\n\r", &consumed);
+  EXPECT_TRUE(parser.InRequest());
+  EXPECT_TRUE(parser.OnlyEmptyLines());
   parser.Feed("\nG", &consumed);
   EXPECT_TRUE(parser.InRequest());
-  parser.Feed("ET / HTTP/1.1\r\nContent-Length: 3\r\n\r\nab", &consumed);
+  EXPECT_FALSE(parser.OnlyEmptyLines());
+  parser.Feed("ET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nab", &consumed);
   EXPECT_TRUE(parser.InRequest());
   ASSERT_EQ(parser.Feed("c", &consumed), State::kRequest);
   EXPECT_FALSE(parser.InRequest());
@@ -438,7 +455,8 @@ TEST(Http1ParserTest, InRequestTellsIdleFromStarted) {
 // --- 100-continue. ---
 
 TEST(Http1ParserTest, WantsContinueAfterHeadersUntilContinueSent) {
-  const std::string head = "POST /w HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n";
+  const std::string head =
+      "POST /w HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n";
   Parser parser;
   size_t consumed = 0;
   ASSERT_EQ(parser.Feed(head.substr(0, head.size() - 1), &consumed), State::kNeedMore);
@@ -491,19 +509,21 @@ TEST(Http1ParserTest, NeverWantsContinueForOtherExpectationsOrHttp10) {
   EXPECT_FALSE(http10.WantsContinue());
 
   Parser other;
-  ASSERT_EQ(other.Feed("POST / HTTP/1.1\r\nExpect: 200-ok\r\nContent-Length: 5\r\n\r\n", &consumed),
+  ASSERT_EQ(other.Feed("POST / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\nContent-Length: 5\r\n\r\n",
+                       &consumed),
             State::kNeedMore);
   EXPECT_FALSE(other.WantsContinue());
 
   Parser plain;
-  ASSERT_EQ(plain.Feed("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n", &consumed),
+  ASSERT_EQ(plain.Feed("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", &consumed),
             State::kNeedMore);
   EXPECT_FALSE(plain.WantsContinue());
 
   // Too large: the answer is 413, never 100 Continue.
   Parser large(Limits{.max_body_bytes = 4});
   ASSERT_EQ(
-      large.Feed("POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", &consumed),
+      large.Feed("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+                 &consumed),
       State::kError);
   EXPECT_FALSE(large.WantsContinue());
 }
@@ -535,8 +555,9 @@ TEST(Http1ParserTest, MalformedRequestLineIs400) {
   }
   ExpectError(std::string("GET / HTTP/1.1\0\r\n\r\n", 18), 400);
   ExpectError(std::string("GET /\0 HTTP/1.1\r\n\r\n", 19), 400);
-  EXPECT_EQ(ExpectError("G(T / HTTP/1.1\r\n\r\n", 400), "the method \"G(T\" is not a token");
-  EXPECT_EQ(ExpectError("GET  / HTTP/1.1\r\n\r\n", 400),
+  EXPECT_EQ(ExpectError("G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            "the method \"G(T\" is not a token");
+  EXPECT_EQ(ExpectError("GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
             "the request line must be METHOD, one space, the request-target, one space, "
             "HTTP/1.1");
 }
@@ -551,8 +572,7 @@ TEST(Http1ParserTest, RequestLineAtTheLimitIsAcceptedOneMoreByteIs414) {
   const Limits limits{.max_line_bytes = 64};
   const std::string at_limit = "GET /" + std::string(50, 'a') + " HTTP/1.1";
   ASSERT_EQ(at_limit.size(), 64u);
-  ExpectRequest(at_limit + "\r\n\r\n", limits);
-  ExpectRequest(at_limit + "\n\n", limits);
+  ExpectRequest(at_limit + "\r\nHost: a\r\n\r\n", limits);
   const std::string over = "GET /" + std::string(51, 'a') + " HTTP/1.1";
   EXPECT_EQ(ExpectError(over + "\r\n\r\n", 414, limits),
             "the request line is longer than 64 bytes");
@@ -573,7 +593,7 @@ TEST(Http1ParserTest, EndlessRequestLineIs414WithoutANewline) {
 TEST(Http1ParserTest, EndlessHeaderLineIs431WithoutANewline) {
   Parser parser;  // default limits: 8192-byte lines
   size_t consumed = 0;
-  ASSERT_EQ(parser.Feed("POST / HTTP/1.1\r\nX-Long: ", &consumed), State::kNeedMore);
+  ASSERT_EQ(parser.Feed("POST / HTTP/1.1\r\nHost: a\r\nX-Long: ", &consumed), State::kNeedMore);
   size_t line = 8;  // "X-Long: "
   const std::string piece(1000, 'a');
   while (line + piece.size() <= 8192) {
@@ -590,8 +610,8 @@ TEST(Http1ParserTest, HeaderLineAtTheLimitIsAccepted) {
   const Limits limits{.max_line_bytes = 32};
   const std::string at_limit = "X-A: " + std::string(27, 'v');
   ASSERT_EQ(at_limit.size(), 32u);
-  ExpectRequest("GET / HTTP/1.1\r\n" + at_limit + "\r\n\r\n", limits);
-  EXPECT_EQ(ExpectError("GET / HTTP/1.1\r\n" + at_limit + "v\r\n\r\n", 431, limits),
+  ExpectRequest("GET / HTTP/1.1\r\nHost: a\r\n" + at_limit + "\r\n\r\n", limits);
+  EXPECT_EQ(ExpectError("GET / HTTP/1.1\r\nHost: a\r\n" + at_limit + "v\r\n\r\n", 431, limits),
             "a header line is longer than 32 bytes");
 }
 
@@ -604,14 +624,10 @@ TEST(Http1ParserTest, HeaderSectionTooLargeIs431) {
   // Streamed without a line end: reported once the partial line takes the section past the limit.
   Parser parser(limits);
   size_t consumed = 0;
-  ASSERT_EQ(parser.Feed("GET / HTTP/1.1\r\nX-A: ", &consumed), State::kNeedMore);
+  ASSERT_EQ(parser.Feed("GET / HTTP/1.1\r\nHost: a\r\nX-A: ", &consumed), State::kNeedMore);
   ASSERT_EQ(parser.Feed(std::string(200, 'a'), &consumed), State::kNeedMore);
   EXPECT_EQ(parser.Feed(std::string(100, 'a'), &consumed), State::kError);
   EXPECT_EQ(parser.error().status, 431);
-
-  // Empty lines before the request line are bounded the same way.
-  EXPECT_EQ(ExpectError(std::string(300, '\n') + Get(), 431, limits),
-            "the header section is larger than 256 bytes");
 }
 
 TEST(Http1ParserTest, ObsFoldIs400) {
@@ -637,7 +653,7 @@ TEST(Http1ParserTest, HeaderWithoutColonOrNameIs400) {
 
 TEST(Http1ParserTest, NulInHeaderValueIs400) {
   EXPECT_EQ(ExpectError(Get(std::string("X-A: a\0b\r\n", 10)), 400),
-            "the value of header X-A contains a NUL byte");
+            "the value of header X-A contains a control byte");
   ExpectError(Get(std::string("X-A: \0\r\n", 8)), 400);
 }
 
@@ -646,7 +662,7 @@ TEST(Http1ParserTest, BareCrIs400) {
   EXPECT_EQ(ExpectError("GET / HTTP/1.1\rHost: a\r\n\r\n", 400), detail);
   EXPECT_EQ(ExpectError(Get("X-A: a\rb\r\n"), 400), detail);
   EXPECT_EQ(ExpectError(Get("X-A: a\r\r\n"), 400), detail);
-  EXPECT_EQ(ExpectError("GET / HTTP/1.1\r\n\r\r\n", 400), detail);
+  EXPECT_EQ(ExpectError("GET / HTTP/1.1\r\nHost: a\r\n\r\r\n", 400), detail);
   EXPECT_EQ(ExpectError(ChunkedHead() + "1\r\r\na\r\n0\r\n\r\n", 400), detail);
 }
 
@@ -664,9 +680,10 @@ TEST(Http1ParserTest, ContentLengthTooLargeIs413BeforeAnyBodyByte) {
   EXPECT_EQ(FeedOnce(too_large, limits).consumed, head);
   EXPECT_EQ(FeedBytewise(too_large, limits).consumed, head);
 
-  ExpectError("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999999\r\n\r\n", 413);
-  ExpectError("POST / HTTP/1.1\r\nContent-Length: 18446744073709551617\r\n\r\n", 413);
-  EXPECT_EQ(ExpectError("POST / HTTP/1.1\r\nContent-Length: 1048577\r\n\r\n", 413),
+  ExpectError("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999999\r\n\r\n",
+              413);
+  ExpectError("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551617\r\n\r\n", 413);
+  EXPECT_EQ(ExpectError("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1048577\r\n\r\n", 413),
             "the body is larger than listen.max_body_bytes (1048576 bytes)");
 }
 
@@ -686,17 +703,20 @@ TEST(Http1ParserTest, ChunkedBodyPastTheLimitIs413AsSoonAsTheSizeSaysSo) {
 }
 
 TEST(Http1ParserTest, TransferEncodingOtherThanChunkedIs501) {
-  EXPECT_EQ(ExpectError("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+  EXPECT_EQ(ExpectError("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
             "Transfer-Encoding gzip is not supported; send chunked or a Content-Length");
-  EXPECT_EQ(ExpectError("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
-            "Transfer-Encoding gzip, chunked is not supported; send chunked or a Content-Length");
-  EXPECT_EQ(ExpectError("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: "
-                        "chunked\r\n\r\n",
-                        501),
-            "Transfer-Encoding gzip, chunked is not supported; send chunked or a Content-Length");
+  EXPECT_EQ(
+      ExpectError("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+      "Transfer-Encoding gzip, chunked is not supported; send chunked or a Content-Length");
+  EXPECT_EQ(
+      ExpectError("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: "
+                  "chunked\r\n\r\n",
+                  501),
+      "Transfer-Encoding gzip, chunked is not supported; send chunked or a Content-Length");
   for (const char* te : {"chunked, gzip", "chunked, chunked", "identity", "xchunked", "chunked;q=1",
                          "chunked,", "\"chunked\""}) {
-    ExpectError("POST / HTTP/1.1\r\nTransfer-Encoding: " + std::string(te) + "\r\n\r\n", 501);
+    ExpectError("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: " + std::string(te) + "\r\n\r\n",
+                501);
   }
 }
 
@@ -705,12 +725,13 @@ TEST(Http1ParserTest, ContentLengthAndTransferEncodingIs400) {
       "the request has both Transfer-Encoding and Content-Length; send only one";
   EXPECT_EQ(ExpectError(ChunkedHead("Content-Length: 5\r\n") + "5\r\nhello\r\n0\r\n\r\n", 400),
             detail);
-  EXPECT_EQ(ExpectError("POST / HTTP/1.1\r\nContent-Length: 0\r\nTransfer-Encoding: "
+  EXPECT_EQ(ExpectError("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nTransfer-Encoding: "
                         "chunked\r\n\r\n0\r\n\r\n",
                         400),
             detail);
   // Even with a coding we would refuse anyway.
-  ExpectError("POST / HTTP/1.1\r\nContent-Length: 0\r\nTransfer-Encoding: gzip\r\n\r\n", 400);
+  ExpectError("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nTransfer-Encoding: gzip\r\n\r\n",
+              400);
 }
 
 TEST(Http1ParserTest, TransferEncodingInHttp10Is400) {
@@ -719,32 +740,35 @@ TEST(Http1ParserTest, TransferEncodingInHttp10Is400) {
 }
 
 TEST(Http1ParserTest, DifferingDuplicateContentLengthIs400) {
-  const std::string detail = "the request has several different Content-Length values";
   EXPECT_EQ(
-      ExpectError("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400),
-      detail);
-  EXPECT_EQ(ExpectError("POST / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\nhello!", 400), detail);
-  ExpectError("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5, 0\r\n\r\nhello", 400);
+      ExpectError(
+          "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+          400),
+      "the request has more than one Content-Length; send exactly one");
+  ExpectError("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\nhello!", 400);
+  ExpectError(
+      "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5, 0\r\n\r\nhello", 400);
 }
 
-TEST(Http1ParserTest, EqualDuplicateContentLengthIsAccepted) {
-  EXPECT_EQ(
-      ExpectRequest("POST / HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\nhello").body,
-      "hello");
-  EXPECT_EQ(ExpectRequest("POST / HTTP/1.1\r\nContent-Length: 5,5 , 5\r\n\r\nhello").body, "hello");
-  EXPECT_EQ(
-      ExpectRequest("POST / HTTP/1.1\r\nContent-Length: 005\r\nContent-Length: 5\r\n\r\nhello")
-          .body,
-      "hello");
-  EXPECT_EQ(ExpectRequest("POST / HTTP/1.1\r\nContent-Length:  5 \t\r\n\r\nhello").body, "hello");
+// llhttp refuses any second Content-Length, even an equal one: so do we.
+TEST(Http1ParserTest, EqualDuplicateContentLengthIs400) {
+  ExpectError("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\nhello",
+              400);
+  ExpectError("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5,5 , 5\r\n\r\nhello", 400);
+  ExpectError("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 005\r\nContent-Length: 5\r\n\r\nhello",
+              400);
+  EXPECT_EQ(ExpectRequest("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 005\r\n\r\nhello").body,
+            "hello");
+  EXPECT_EQ(ExpectRequest("POST / HTTP/1.1\r\nHost: a\r\nContent-Length:  5 \t\r\n\r\nhello").body,
+            "hello");
 }
 
 TEST(Http1ParserTest, MalformedContentLengthIs400) {
   for (const char* value : {"+5", "-1", "5 5", "0x5", "", "5,", ",5", "five", "5.0", "1e3"}) {
-    EXPECT_EQ(
-        ExpectError("POST / HTTP/1.1\r\nContent-Length: " + std::string(value) + "\r\n\r\nhello",
-                    400),
-        "Content-Length must be a decimal number of bytes");
+    EXPECT_EQ(ExpectError("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: " + std::string(value) +
+                              "\r\n\r\nhello",
+                          400),
+              "Content-Length must be a decimal number of bytes");
   }
 }
 
@@ -752,12 +776,13 @@ TEST(Http1ParserTest, MalformedContentLengthIs400) {
 
 TEST(Http1ParserTest, BadChunkSizeIs400) {
   const std::string detail =
-      "a chunk-size line must be a hexadecimal size, optionally followed by ;extensions";
+      "a chunk-size line must be a hexadecimal size, optionally followed by ;name[=value] "
+      "extensions";
   for (const char* size : {"g", "", " 5", "5 ", "5x", "-5", "+5", "0x5", "5,", "5\t"}) {
     EXPECT_EQ(ExpectError(ChunkedHead() + size + "\r\nhello\r\n0\r\n\r\n", 400), detail);
   }
-  // Whitespace may come before a ';' extension.
-  EXPECT_EQ(ExpectRequest(ChunkedHead() + "5 \t;x\r\nhello\r\n0\r\n\r\n").body, "hello");
+  // No whitespace before a ';' extension either: llhttp refuses it.
+  ExpectError(ChunkedHead() + "5 \t;x\r\nhello\r\n0\r\n\r\n", 400);
 }
 
 TEST(Http1ParserTest, OverflowingChunkSizeIs400) {
@@ -806,6 +831,118 @@ TEST(Http1ParserTest, TrailersAreCheckedAndBounded) {
   ExpectRequest(ChunkedHead() + body + trailers + "\r\n", section_limit);
   EXPECT_EQ(ExpectError(ChunkedHead() + body + trailers + trailers + "\r\n", 431, section_limit),
             "the trailer section is larger than 128 bytes");
+}
+
+// --- Strictness as llhttp's (issue 17): what a proxy in front could read differently. ---
+
+TEST(Http1ParserTest, MethodsOutsideTheServedSetAre501) {
+  for (const char* m : {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE"}) {
+    EXPECT_EQ(ExpectRequest(std::string(m) + " / HTTP/1.1\r\nHost: a\r\n\r\n").method, m);
+  }
+  for (const char* m : {"FOO", "get", "Post", "CONNECT", "PROPFIND", "M-SEARCH", "m-SEARCH.x",
+                        "PRI", "GETS", "POS"}) {
+    const std::string detail = ExpectError(std::string(m) + " / HTTP/1.1\r\nHost: a\r\n\r\n", 501);
+    EXPECT_NE(detail.find("is not served"), std::string::npos) << detail;
+  }
+}
+
+TEST(Http1ParserTest, TargetMustBeOriginAbsoluteOrAsteriskForm) {
+  EXPECT_EQ(ExpectRequest("GET http://h/p?q HTTP/1.1\r\nHost: h\r\n\r\n").path, "http://h/p");
+  ExpectRequest("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
+  for (const char* target : {"abc", "*", "h:80", "/a\x80", "/a\tb", "/a\x0c"}) {
+    ExpectError("GET " + std::string(target) + " HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+  }
+}
+
+TEST(Http1ParserTest, Http11WithoutHostIs400) {
+  EXPECT_EQ(ExpectError("GET / HTTP/1.1\r\n\r\n", 400),
+            "an HTTP/1.1 request must carry one Host header");
+  ExpectError("POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi", 400);
+  EXPECT_EQ(ExpectError("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+            "an HTTP/1.1 request must carry one Host header");
+  // HTTP/1.0 predates Host.
+  EXPECT_EQ(ExpectRequest("GET / HTTP/1.0\r\n\r\n").method, "GET");
+}
+
+TEST(Http1ParserTest, ControlBytesInHeaderValuesAre400) {
+  for (const char c : {'\x01', '\x08', '\x0b', '\x0c', '\x1f', '\x7f'}) {
+    const std::string detail = ExpectError(Get(std::string("X-A: a") + c + "b\r\n"), 400);
+    EXPECT_EQ(detail, "the value of header X-A contains a control byte");
+  }
+  ExpectError(Get("X-A: \x7f\r\n"), 400);
+  ExpectError(Get("X-\x01: a\r\n"), 400);
+}
+
+TEST(Http1ParserTest, LeadingEmptyLinesAreCapped) {
+  ExpectRequest("\r\n\r\n\r\n\r\n" + Get());
+  EXPECT_EQ(ExpectError("\r\n\r\n\r\n\r\n\r\n" + Get(), 400),
+            "more than 4 empty lines before the request line");
+  // The cap holds without any request line ever coming.
+  Parser parser;
+  size_t consumed = 0;
+  std::string crlfs;
+  for (int i = 0; i < 100; ++i) crlfs += "\r\n";
+  EXPECT_EQ(parser.Feed(crlfs, &consumed), State::kError);
+  EXPECT_EQ(consumed, 10u);
+}
+
+TEST(Http1ParserTest, ChunkExtensionsAreValidated) {
+  for (const char* ok : {"5;a", "5;a=b", "5;a=\"b;c\"", "5;a=\"q\\\"x\";b", "5;a;b=c;d=\"\"",
+                         "5;a=\"sp ace\ttab\""}) {
+    EXPECT_EQ(ExpectRequest(ChunkedHead() + ok + "\r\nhello\r\n0\r\n\r\n").body, "hello") << ok;
+  }
+  for (const char* bad : {"5;", "5;;a", "5; a", "5 ;a", "5;a=", "5;a=\"b", "5;a=\"b\"c", "5;a\x01",
+                          "5;a=\"\x01\"", "5;a=b c", "5;=b", "5;a =b", "5;a= b", "5;a=b;",
+                          "5;a=\"\x7f\"", "5;a=\"\\\x01\"", "5;a=\"\x80\"", "0;"}) {
+    EXPECT_EQ(ExpectError(ChunkedHead() + bad + "\r\nhello\r\n0\r\n\r\n", 400),
+              "a chunk-size line must be a hexadecimal size, optionally followed by "
+              ";name[=value] extensions")
+        << bad;
+  }
+  // An LF inside a quoted value ends the line there: the quote is unterminated.
+  ExpectError(ChunkedHead() + "5;a=\"b\nc\"\r\nhello\r\n0\r\n\r\n", 400);
+}
+
+TEST(Http1ParserTest, FramingHeadersInTrailersAre400) {
+  const std::string body = ChunkedHead() + "3\r\nabc\r\n0\r\n";
+  for (const char* name :
+       {"Content-Length", "content-length", "Transfer-Encoding", "Host", "Trailer", "Content-Type",
+        "Content-Encoding", "Connection", "Expect", "Authorization"}) {
+    EXPECT_EQ(ExpectError(body + name + ": 1\r\n\r\n", 400),
+              std::string("the trailer ") + name + " is not allowed: send it as a header")
+        << name;
+  }
+  ExpectRequest(body + "X-Checksum: 1\r\n\r\n");
+}
+
+// listen.max_headers holds while the lines arrive: a flood of tiny header lines never piles up in
+// memory waiting for the end of the section.
+TEST(Http1ParserTest, MaxHeadersIsEnforcedAsTheLinesArrive) {
+  const Limits limits{.max_headers = 10};
+  std::string ten;
+  for (int i = 0; i < 9; ++i) ten += "a:\r\n";  // + Host = 10
+  ExpectRequest(Get(ten), limits);
+  EXPECT_EQ(ExpectError(Get(ten + "a:\r\n"), 431, limits),
+            "more than 10 header lines (listen.max_headers)");
+  Parser parser(limits);
+  size_t consumed = 0;
+  const std::string head = "POST / HTTP/1.1\r\nHost: a\r\n" + ten;
+  std::string flood = head;
+  for (int i = 0; i < 19000; ++i) flood += "a:\r\n";
+  EXPECT_EQ(parser.Feed(flood, &consumed), State::kError);
+  EXPECT_EQ(parser.error().status, 431);
+  EXPECT_EQ(consumed, head.size() + 4) << "nothing past the line that broke the limit is read";
+}
+
+// Whatever follows an error is never parsed: the connection answers once and closes.
+TEST(Http1ParserTest, NothingAfterAFramingErrorIsParsed) {
+  Parser parser;
+  size_t consumed = 0;
+  const std::string bad = "GET / HTTP/1.1\r\nHost: a\r\nX: \x01\r\n";
+  EXPECT_EQ(parser.Feed(bad + "\r\n" + Get(), &consumed), State::kError);
+  EXPECT_EQ(consumed, bad.size());
+  EXPECT_EQ(parser.Feed(Get(), &consumed), State::kError);
+  EXPECT_EQ(consumed, 0u);
 }
 
 // --- After an error. ---
