@@ -161,6 +161,14 @@ void ReadListen(const YAML::Node& node, Problems* p, ListenOptions* o) {
   r.Int("max_items", &o->max_items, 1, 100000);
   r.Int("max_field_bytes", &o->max_field_bytes, 256, int64_t{64} << 20);
   r.Int("max_id_bytes", &o->max_id_bytes, 64, 65536);
+  // 0: derived from the open-file limit at start (config.h).
+  r.Int("max_connections", &o->max_connections, 0, 1 << 20);
+  r.String("tls_ciphers", &o->tls_ciphers);
+  if (o->tls_ciphers.empty()) {
+    r.Error("tls_ciphers",
+            "must not be empty: leave it out for Mozilla's intermediate list, or give an "
+            "OpenSSL cipher list");
+  }
   r.String("tls_cert_file", &o->tls_cert_file);
   r.String("tls_key_file", &o->tls_key_file);
   if (o->tls_cert_file.empty() != o->tls_key_file.empty()) {

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -180,12 +181,25 @@ connectors::RequestLimits Limits(const config::ListenOptions& o) {
 http1::Limits ParserLimits(const config::ListenOptions& o) {
   http1::Limits l;
   l.max_body_bytes = o.max_body_bytes;
-  // Room beyond listen.max_header_bytes so that Ingest, which counts header names and values,
-  // answers with the setting to change; this bound only caps memory.
-  l.max_header_section_bytes =
-      static_cast<size_t>(std::max<int64_t>(o.max_header_bytes, 0)) * 2 + 16384;
+  l.max_headers = static_cast<size_t>(std::max(o.max_headers, 1));
+  // Room beyond listen.max_header_bytes (which Ingest checks on names and values, answering with
+  // the setting to change) for the request line and each line's ": " and CRLF; this bound caps
+  // the memory one connection can hold before its headers are complete.
+  l.max_header_section_bytes = static_cast<size_t>(std::max<int64_t>(o.max_header_bytes, 0)) +
+                               l.max_line_bytes + 4 * l.max_headers;
   return l;
 }
+
+// The 503 a new connection gets when listen.max_connections are open and none can be shed.
+constexpr std::string_view kFullResponse =
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 90\r\n"
+    "Retry-After: 1\r\nConnection: close\r\n\r\n"
+    "{\"error\":\"too_many_connections\",\"detail\":\"listen.max_connections are open; retry "
+    "shortly\"}";
+
+// Buffers above this are released once empty: a burst on one connection must not stay allocated
+// while it idles (1,000 hostile connections x a 256 KiB read would be 256 MB).
+constexpr size_t kKeepCapacity = 16 * 1024;
 
 struct SslCtxFree {
   void operator()(SSL_CTX* ctx) const { SSL_CTX_free(ctx); }
@@ -212,6 +226,7 @@ struct Conn {
   int64_t last_active_ms = 0;
   int64_t request_started_ms = 0;  // 0: between requests
   int64_t write_started_ms = 0;    // 0: nothing waiting to be written
+  bool counted = true;             // still counted in the server's open connections
 
   explicit Conn(http1::Limits limits) : parser(limits) {}
   bool HasOutput() const { return out_pos < out.size(); }
@@ -248,6 +263,9 @@ class HttpServer::Impl {
   const HttpTimeouts timeouts_;
   const connectors::RequestLimits request_limits_;
   const http1::Limits parser_limits_;
+  // listen.max_connections, resolved by Bind; open_ counts connections over all loops.
+  int max_connections_ = 0;
+  std::atomic<int> open_{0};
   std::unique_ptr<SSL_CTX, SslCtxFree> ssl_ctx_;
   int listen_fd_ = -1;
   int stop_fd_ = -1;
@@ -329,7 +347,7 @@ class HttpServer::Impl::Loop {
         if (mark == &stop_mark) continue;
         Conn* c = static_cast<Conn*>(mark);
         if (c->dead) continue;
-        if (!s_->stopping_.load() && !c->close_after_flush && !c->peer_closed) Read(c, now);
+        if (!s_->stopping_.load() && !c->close_after_flush && !c->peer_closed) Read(c);
         Touch(c);
       }
       if (!s_->stopping_.load()) Process(now);
@@ -354,6 +372,7 @@ class HttpServer::Impl::Loop {
  private:
   static constexpr int64_t kSweepMs = 250;
   static constexpr int64_t kStopFlushMs = 1000;
+  static constexpr int64_t kShedAfterMs = 1000;
   // Bytes read from one connection per loop iteration: one busy sender cannot starve the rest.
   static constexpr size_t kReadPerIteration = size_t{256} * 1024;
 
@@ -397,6 +416,21 @@ class HttpServer::Impl::Loop {
         }
         return;
       }
+      if (!MakeRoom(now)) {
+        // Best effort: the socket's send buffer is empty, so this does not block.
+        if (!s_->ssl_ctx_) {
+          [[maybe_unused]] ssize_t w =
+              send(fd, kFullResponse.data(), kFullResponse.size(), MSG_NOSIGNAL);
+          shutdown(fd, SHUT_WR);
+        }
+        close(fd);
+        if (now - last_full_log_ms_ > 60000) {
+          last_full_log_ms_ = now;
+          log::Warn("http listener: listen.max_connections are open; new connections get 503",
+                    {{"max_connections", s_->max_connections_}});
+        }
+        continue;
+      }
       int one = 1;
       // Without TCP_NODELAY, Nagle plus the client's delayed ACK cap a keep-alive client near
       // 25 requests/s per connection (measured; DESIGN.md).
@@ -420,11 +454,42 @@ class HttpServer::Impl::Loop {
         close(fd);
         continue;
       }
+      s_->open_.fetch_add(1);
       conns_.emplace(fd, std::move(conn));
     }
   }
 
-  void Read(Conn* c, int64_t now) {
+  // At listen.max_connections: closes the oldest idle keep-alive connection of this loop, else
+  // the one whose request has been arriving longest (for at least kShedAfterMs: a hostile holder,
+  // or a sender too slow to matter more than a new client). False: nothing to shed.
+  bool MakeRoom(int64_t now) {
+    if (s_->open_.load() < s_->max_connections_) return true;
+    Conn* idle = nullptr;
+    Conn* slow = nullptr;
+    int64_t slow_started = 0;
+    for (auto& [fd, c] : conns_) {
+      if (c->dead || !c->counted || c->HasOutput() || c->close_after_flush) continue;
+      const bool between = c->request_started_ms == 0 && !c->parser.InRequest();
+      if (between && c->requests > 0) {
+        if (idle == nullptr || c->last_active_ms < idle->last_active_ms) idle = c.get();
+        continue;
+      }
+      // A request under way, or a connection that has sent nothing yet since it was accepted.
+      const int64_t started = between ? c->last_active_ms : c->request_started_ms;
+      if (now - started >= kShedAfterMs && (slow == nullptr || started < slow_started)) {
+        slow = c.get();
+        slow_started = started;
+      }
+    }
+    Conn* victim = idle != nullptr ? idle : slow;
+    if (victim == nullptr) return false;
+    victim->dead = true;
+    victim->counted = false;
+    s_->open_.fetch_sub(1);
+    return true;
+  }
+
+  void Read(Conn* c) {
     char buf[65536];
     size_t got = 0;
     c->tls_wants_write = false;
@@ -463,9 +528,10 @@ class HttpServer::Impl::Loop {
           return;
         }
       }
+      // Bytes alone do not refresh the keep-alive timer: the request timer covers a request
+      // under way, and only a completed request (or an answer written) counts as activity.
       c->in.append(buf, static_cast<size_t>(n));
       got += static_cast<size_t>(n);
-      c->last_active_ms = now;
     }
   }
 
@@ -495,6 +561,9 @@ class HttpServer::Impl::Loop {
       }
       ready.swap(next);
     }
+    for (Conn* c : touched_) {
+      if (c->in.empty() && c->in.capacity() > kKeepCapacity) std::string().swap(c->in);
+    }
   }
 
   // true: a whole request was taken (answered or added to this round's webhooks).
@@ -523,6 +592,7 @@ class HttpServer::Impl::Loop {
     }
     http1::Request req = c->parser.TakeRequest();
     ++c->requests;
+    c->last_active_ms = now;
     RequestInfo info;
     // Decided now, not when the answer is written: a webhook is answered after the round's queue
     // write, and nothing pipelined behind the last request may be read meanwhile (RFC 9112 9.6;
@@ -678,6 +748,7 @@ class HttpServer::Impl::Loop {
     }
     if (!c->HasOutput()) {
       c->out.clear();
+      if (c->out.capacity() > kKeepCapacity) std::string().swap(c->out);
       c->out_pos = 0;
       c->write_started_ms = 0;
     } else if (c->write_started_ms == 0) {
@@ -697,6 +768,11 @@ class HttpServer::Impl::Loop {
       if (c->request_started_ms != 0 || c->parser.InRequest()) {
         if (c->request_started_ms == 0) c->request_started_ms = now;
         if (now - c->request_started_ms > s_->timeouts_.read_ms) {
+          // Nothing but stray CRLFs: not a request to answer, a connection to drop.
+          if (c->parser.OnlyEmptyLines()) {
+            c->dead = true;
+            continue;
+          }
           RequestInfo info;
           info.keep_alive = false;
           Respond(c.get(), info, 408, "application/json",
@@ -726,6 +802,7 @@ class HttpServer::Impl::Loop {
       }
       // The kernel removes a closed descriptor from the epoll set.
       close(it->first);
+      if (it->second->counted) s_->open_.fetch_sub(1);
       it = conns_.erase(it);
     }
   }
@@ -740,6 +817,7 @@ class HttpServer::Impl::Loop {
   bool listening_ = false;
   int64_t accept_paused_until_ = 0;
   int64_t last_emfile_log_ms_ = 0;
+  int64_t last_full_log_ms_ = 0;
   std::unordered_map<int, std::unique_ptr<Conn>> conns_;
   std::vector<Conn*> touched_;
   std::vector<WebhookCall> calls_;
@@ -762,6 +840,17 @@ Status HttpServer::Impl::LoadTls() {
   ssl_ctx_.reset(SSL_CTX_new(TLS_server_method()));
   if (!ssl_ctx_) return fail();
   SSL_CTX_set_min_proto_version(ssl_ctx_.get(), TLS1_2_VERSION);
+  // Forward secrecy only (listen.tls_ciphers, Mozilla "intermediate" by default); DHE suites get
+  // OpenSSL's built-in groups sized to the certificate's key.
+  if (SSL_CTX_set_cipher_list(ssl_ctx_.get(), options_.tls_ciphers.c_str()) != 1) {
+    ERR_clear_error();
+    ssl_ctx_.reset();
+    return Error::Invalid("listen.tls_ciphers \"" + options_.tls_ciphers +
+                          "\" names no cipher OpenSSL supports: use an OpenSSL cipher list, e.g. "
+                          "the default (Mozilla intermediate)");
+  }
+  SSL_CTX_set_dh_auto(ssl_ctx_.get(), 1);
+  SSL_CTX_set_options(ssl_ctx_.get(), SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
   SSL_CTX_set_mode(ssl_ctx_.get(),
                    SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   if (SSL_CTX_use_certificate_chain_file(ssl_ctx_.get(), options_.tls_cert_file.c_str()) != 1 ||
@@ -775,6 +864,20 @@ Status HttpServer::Impl::LoadTls() {
 }
 
 Status HttpServer::Impl::Bind(int* port) {
+  max_connections_ = options_.max_connections;
+  if (max_connections_ <= 0) {
+    // Descriptors kept back for Redis, the SCIM and HRIS clients, logs, the config and the loops.
+    constexpr rlim_t kReserve = 128;
+    rlimit nofile{};
+    rlim_t limit = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) {
+      limit = nofile.rlim_cur;
+    } else if (nofile.rlim_cur == RLIM_INFINITY) {
+      limit = 1 << 20;
+    }
+    max_connections_ = static_cast<int>(
+        std::min<rlim_t>(limit > 2 * kReserve ? limit - kReserve : limit / 2, 1 << 20));
+  }
   if (!options_.tls_cert_file.empty() || !options_.tls_key_file.empty()) {
     if (Status s = LoadTls(); !s.ok()) return s;
   }

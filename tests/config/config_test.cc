@@ -91,9 +91,9 @@ TEST(ConfigTest, ShippedExampleConfigsAreValid) {
 TEST(ConfigTest, UnknownKeyIsAnErrorWithPathAndLine) {
   EXPECT_EQ(OnlyProblem(std::string(kMinimal) + "listen:\n  prot: 8080\n"),
             "listen.prot (line 6): unknown key (known here: address, keep_alive_max_requests, "
-            "keep_alive_timeout_s, max_body_bytes, max_field_bytes, max_header_bytes, "
-            "max_headers, max_id_bytes, max_items, max_json_depth, port, threads, tls_cert_file, "
-            "tls_key_file)");
+            "keep_alive_timeout_s, max_body_bytes, max_connections, max_field_bytes, "
+            "max_header_bytes, max_headers, max_id_bytes, max_items, max_json_depth, port, "
+            "threads, tls_cert_file, tls_ciphers, tls_key_file)");
   EXPECT_EQ(OnlyProblem(std::string(kMinimal) + "colour: blue\n").substr(0, 25),
             "colour (line 5): unknown ");
 }
@@ -398,6 +398,27 @@ TEST(ConfigTest, RequestLimitsHaveSafeDefaultsAndAreConfigurable) {
   EXPECT_EQ(c.listen.max_items, 50);
   EXPECT_EQ(c.listen.max_field_bytes, 2048);
   EXPECT_EQ(c.listen.max_id_bytes, 128);
+}
+
+TEST(ConfigTest, ConnectionCapAndTlsCiphersHaveSafeDefaultsAndAreConfigurable) {
+  Config c;
+  ASSERT_TRUE(Load(kMinimal, &c).empty());
+  EXPECT_EQ(c.listen.max_connections, 0) << "0: derived from the open-file limit";
+  EXPECT_EQ(c.listen.tls_ciphers, kIntermediateTlsCiphers);
+  EXPECT_EQ(c.listen.tls_ciphers.find("AES128-SHA:"), std::string::npos);
+  ASSERT_TRUE(Load(std::string("listen: {max_connections: 500, tls_ciphers: "
+                               "\"ECDHE-RSA-AES128-GCM-SHA256\"}\n") +
+                       kMinimal,
+                   &c)
+                  .empty());
+  EXPECT_EQ(c.listen.max_connections, 500);
+  EXPECT_EQ(c.listen.tls_ciphers, "ECDHE-RSA-AES128-GCM-SHA256");
+  EXPECT_NE(OnlyProblem(std::string("listen: {max_connections: -1}\n") + kMinimal)
+                .find("listen.max_connections"),
+            std::string::npos);
+  EXPECT_NE(OnlyProblem(std::string("listen: {tls_ciphers: \"\"}\n") + kMinimal)
+                .find("listen.tls_ciphers"),
+            std::string::npos);
 }
 
 TEST(ConfigTest, RequestLimitsRefuseValuesThatWouldDisableThem) {

@@ -773,6 +773,95 @@ TEST_F(HttpServerTest, IdleKeepAliveConnectionIsClosedAfterKeepAliveTimeout) {
   EXPECT_LT(elapsed, 5000ms);
 }
 
+// A client sending only CRLFs used to look idle and refresh the keep-alive timer with each one,
+// holding a connection for hours (issue 17). The request timer starts at its first byte; at the
+// timeout a connection that sent nothing but empty lines is closed without an answer.
+TEST_F(HttpServerTest, StrayCrlfHolderIsClosedWithinTheReadTimeout) {
+  ASSERT_NO_FATAL_FAILURE(Start(Options(), HttpTimeouts{500, 500}));
+  RawClient c(port_);
+  const auto start = SteadyClock::now();
+  ASSERT_TRUE(c.Send("\r\n"));
+  std::this_thread::sleep_for(250ms);
+  ASSERT_TRUE(c.Send("\r\n"));
+  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(c.Send("\r"));
+  EXPECT_TRUE(c.WaitClosed(3000ms));
+  EXPECT_LT(SteadyClock::now() - start, 1500ms);
+  EXPECT_EQ(c.raw(), "") << "no answer to a request that never began";
+}
+
+// More stray empty lines than a client could plausibly send: 400 at once.
+TEST_F(HttpServerTest, ManyLeadingEmptyLinesAre400AndClose) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  RawClient c(port_);
+  ASSERT_TRUE(c.Send("\r\n\r\n\r\n\r\n\r\n\r\n" + Get("/healthz")));
+  EXPECT_EQ(c.ReadOne().status, 400);
+  EXPECT_TRUE(c.WaitClosed());
+  EXPECT_EQ(c.pending(), "");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8b. The connection cap (listen.max_connections)
+
+// Full of idle keep-alive connections: the oldest one makes room for a new client.
+TEST_F(HttpServerTest, AtTheCapTheOldestIdleKeepAliveConnectionIsShed) {
+  config::ListenOptions o = Options(1);
+  o.max_connections = 4;
+  ASSERT_NO_FATAL_FAILURE(Start(o));
+  std::vector<std::unique_ptr<RawClient>> idle;
+  for (int i = 0; i < 4; ++i) {
+    idle.push_back(Connect());
+    ASSERT_TRUE(idle.back()->Send(Get("/healthz")));
+    ASSERT_EQ(idle.back()->ReadOne().status, 200) << i;
+    std::this_thread::sleep_for(20ms);  // distinct last-activity times
+  }
+  RawClient fresh(port_);
+  ASSERT_TRUE(fresh.Send(Get("/healthz")));
+  EXPECT_EQ(fresh.ReadOne().status, 200);
+  EXPECT_TRUE(idle[0]->WaitClosed(2000ms)) << "the oldest idle connection is closed";
+  for (size_t i = 1; i < idle.size(); ++i) {
+    ASSERT_TRUE(idle[i]->Send(Get("/healthz")));
+    EXPECT_EQ(idle[i]->ReadOne().status, 200) << i;
+  }
+}
+
+// Full of connections whose requests never finish (stray CRLFs, half-sent headers): /healthz and
+// /readyz are still answered for a fresh client, by shedding the oldest of the slow senders.
+TEST_F(HttpServerTest, HealthChecksAreAnsweredWhileTheCapIsFullOfHostileConnections) {
+  config::ListenOptions o = Options(1);
+  o.max_connections = 16;
+  ASSERT_NO_FATAL_FAILURE(Start(o));
+  std::vector<std::unique_ptr<RawClient>> hostile;
+  for (int i = 0; i < 16; ++i) {
+    hostile.push_back(Connect());
+    ASSERT_TRUE(hostile.back()->connected());
+    ASSERT_TRUE(hostile.back()->Send(i % 2 == 0 ? std::string("\r\n")
+                                                : std::string("POST /webhooks/hr HTTP/1.1\r\nX-")));
+  }
+  // Freshly started requests are not shed: the cap answers 503 and closes.
+  {
+    RawClient early(port_);
+    HttpResponse r = early.ReadOne(2000ms);
+    EXPECT_EQ(r.status, 503) << early.raw();
+    EXPECT_EQ(r.Header("Connection"), "close");
+    EXPECT_EQ(r.body,
+              "{\"error\":\"too_many_connections\",\"detail\":\"listen.max_connections are open; "
+              "retry shortly\"}");
+    EXPECT_TRUE(early.WaitClosed());
+  }
+  std::this_thread::sleep_for(1200ms);
+  for (const char* path : {"/healthz", "/readyz", "/healthz"}) {
+    RawClient c(port_);
+    ASSERT_TRUE(c.Send(Get(path)));
+    EXPECT_EQ(c.ReadOne(2000ms).status, 200) << path << ": " << c.raw();
+  }
+  int closed = 0;
+  for (auto& h : hostile) closed += h->WaitClosed(100ms) ? 1 : 0;
+  // The first check's slot is freed when its client leaves; a later one may find it taken still.
+  EXPECT_GE(closed, 1) << "the oldest slow sender is shed for a new client";
+  EXPECT_LE(closed, 3);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 9. Malformed requests
 
@@ -789,6 +878,29 @@ TEST_F(HttpServerTest, MalformedRequestLineIs400ThenEofAndTheServerGoesOn) {
   }
   EXPECT_EQ(Exchange(Get("/healthz")).status, 200);
   EXPECT_EQ(Exchange(Webhook("E1,d1")).status, 202);
+}
+
+// After a framing error the connection answers once and closes: what was pipelined behind the
+// bad request is never parsed as a request of its own.
+TEST_F(HttpServerTest, NothingPipelinedAfterAFramingErrorIsParsed) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  RawClient c(port_);
+  ASSERT_TRUE(c.Send("GET /healthz HTTP/1.1\r\nHost: a\r\nX-A: \x01\r\n\r\n" + Webhook("E1,d1")));
+  std::vector<HttpResponse> r = c.Read(2, 2000ms);
+  ASSERT_EQ(r.size(), 1u) << c.raw();
+  EXPECT_EQ(r[0].status, 400);
+  EXPECT_TRUE(c.WaitClosed());
+  EXPECT_TRUE(Stored().empty());
+}
+
+TEST_F(HttpServerTest, UnservedMethodIs501AndHostlessHttp11Is400) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  HttpResponse r = Exchange("PROPFIND /webhooks/hr HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_EQ(r.status, 501);
+  EXPECT_TRUE(StartsWith(r.body, "{\"error\":\"not_implemented\"")) << r.body;
+  r = Exchange("GET /healthz HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_TRUE(Contains(r.body, "Host")) << r.body;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -28,6 +28,12 @@ struct SecretRef {
 // Errors name the variable or file and what to do; they never contain the value.
 Result<std::string> ResolveSecret(const SecretRef& ref);
 
+// Mozilla's "intermediate" TLS 1.2 cipher list (ssl-config.mozilla.org, version 5.7).
+inline constexpr const char* kIntermediateTlsCiphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305";
+
 struct ListenOptions {
   std::string address = "127.0.0.1";
   int port = 8080;
@@ -35,16 +41,28 @@ struct ListenOptions {
   int64_t max_body_bytes = 1 << 20;
   // Event-loop threads of the listener. Each serves any number of connections; the webhooks a
   // loop has read are written to Redis together while the other loops go on reading, so a few
-  // per core are enough (bench/README.md). Connections are bounded by the open-file limit only.
+  // per core are enough (bench/README.md). Connections are bounded by max_connections.
   int threads = 2;
   // An idle keep-alive connection is closed after this long (Personio gives up after 3 s).
   int keep_alive_timeout_s = 2;
   // Requests served on one connection before it is closed, so that a load balancer in front
   // gets to spread long-lived senders again.
   int keep_alive_max_requests = 100;
+  // Connections held open at once, over all listener threads. When full, the oldest idle
+  // keep-alive connection is closed to make room, else the oldest request that has been arriving
+  // for over a second (a slow or hostile sender), else the new connection is answered 503 and
+  // closed. 0 (default): the open-file limit (RLIMIT_NOFILE) less 128 descriptors kept for Redis,
+  // the SCIM and HRIS clients, logs and the config; so the daemon never runs out of descriptors
+  // and /healthz stays answerable however many connections a client opens.
+  int max_connections = 0;
   // Optional: serve HTTPS directly. Both or neither.
   std::string tls_cert_file;
   std::string tls_key_file;
+  // OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are all forward-secret and left to OpenSSL).
+  // The default is Mozilla's "intermediate" profile: ECDHE/DHE key exchange with AEAD ciphers
+  // only, so no suite without forward secrecy (AES128-SHA, AES256-SHA256...) is negotiated.
+  // TLS 1.0 and 1.1 are never offered.
+  std::string tls_ciphers = kIntermediateTlsCiphers;
   // Limits on one webhook, each answered with a 4xx that names the key. Real HRIS webhooks are
   // far below every default; the point is that a hostile sender cannot make the daemon spend
   // memory or stack on it. The listener also refuses any single header line over 8 KiB.
