@@ -296,9 +296,10 @@ class TlsListenerTest : public ::testing::Test {
   }
 
   // Writes a config whose listener uses this certificate and `key_file`, and starts the daemon.
-  bool StartDaemon(const std::string& key_file) {
+  bool StartDaemon(const std::string& key_file, const std::string& listen_extra = "") {
     const std::string yaml = "listen: {address: 127.0.0.1, port: " + std::to_string(fx_.port()) +
                              ", tls_cert_file: " + cert_ + ", tls_key_file: " + key_file +
+                             listen_extra +
                              "}\n"
                              "redis: {url: \"" +
                              fx_.redis().url() +
@@ -367,6 +368,12 @@ TEST_F(TlsListenerTest, OnlyForwardSecretSuitesAreNegotiated) {
   EXPECT_FALSE(handshake("-tls1_2 -cipher 'AES256-SHA256:@SECLEVEL=0'"));
   EXPECT_FALSE(handshake("-tls1_2 -cipher 'RSA:@SECLEVEL=0'"));
   EXPECT_FALSE(handshake("-tls1_1 -cipher 'ALL:@SECLEVEL=0'"));
+}
+
+TEST_F(TlsListenerTest, ACipherListOpenSslCannotUseStopsTheStartNamingTheSetting) {
+  ASSERT_TRUE(StartDaemon(key_, ", tls_ciphers: \"NO-SUCH-CIPHER\""));
+  EXPECT_EQ(fx_.daemon().Wait(15000), 78) << fx_.log();
+  EXPECT_NE(fx_.log().find("listen.tls_ciphers"), std::string::npos) << fx_.log();
 }
 
 TEST_F(TlsListenerTest, AnUnreadableKeyStopsTheStartWithTheSettingsNamed) {
