@@ -384,9 +384,9 @@ void Parser::LineTooLong() {
 void Parser::SectionTooLarge() {
   const std::string n = std::to_string(limits_.max_header_section_bytes);
   if (phase_ == Phase::kTrailers) {
-    Fail(431, "the trailer section is larger than " + n + " bytes");
+    Fail(431, "the trailer section is larger than " + n + " bytes (raise listen.max_header_bytes)");
   } else {
-    Fail(431, "the header section is larger than " + n + " bytes");
+    Fail(431, "the header section is larger than " + n + " bytes (raise listen.max_header_bytes)");
   }
 }
 

@@ -619,7 +619,8 @@ TEST(Http1ParserTest, HeaderSectionTooLargeIs431) {
   const Limits limits{.max_header_section_bytes = 256};
   std::string headers;
   for (int i = 0; i < 30; ++i) headers += "X-H" + std::to_string(i) + ": value\r\n";
-  EXPECT_EQ(ExpectError(Get(headers), 431, limits), "the header section is larger than 256 bytes");
+  EXPECT_EQ(ExpectError(Get(headers), 431, limits),
+            "the header section is larger than 256 bytes (raise listen.max_header_bytes)");
 
   // Streamed without a line end: reported once the partial line takes the section past the limit.
   Parser parser(limits);
@@ -830,7 +831,7 @@ TEST(Http1ParserTest, TrailersAreCheckedAndBounded) {
   ASSERT_LT(trailers.size(), 128u);
   ExpectRequest(ChunkedHead() + body + trailers + "\r\n", section_limit);
   EXPECT_EQ(ExpectError(ChunkedHead() + body + trailers + trailers + "\r\n", 431, section_limit),
-            "the trailer section is larger than 128 bytes");
+            "the trailer section is larger than 128 bytes (raise listen.max_header_bytes)");
 }
 
 // --- Strictness as llhttp's (issue 17): what a proxy in front could read differently. ---
