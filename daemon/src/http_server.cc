@@ -877,7 +877,7 @@ Status HttpServer::Impl::Bind(int* port) {
     }
     max_connections_ = static_cast<int>(
         std::min<rlim_t>(limit > 2 * kReserve ? limit - kReserve : limit / 2, 1 << 20));
-    log::Info("http listener: connections capped at the open-file limit less 128",
+    log::Info("http listener: connections capped below the open-file limit",
               {{"max_connections", max_connections_}});
   }
   if (!options_.tls_cert_file.empty() || !options_.tls_key_file.empty()) {

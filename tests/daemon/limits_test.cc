@@ -36,7 +36,8 @@ class LimitsTest : public ::testing::Test {
   }
 
   // Starts scimsyncd with the limits above; `listen_extra` adds keys to listen:.
-  bool Start(const std::string& listen_extra, std::vector<std::string> env = {}) {
+  // `nofile`: the daemon's open-file limit (ulimit -n) when not 0.
+  bool Start(const std::string& listen_extra, std::vector<std::string> env = {}, int nofile = 0) {
     const std::string yaml = "listen: {address: 127.0.0.1, port: " + std::to_string(fx_.port()) +
                              ", " + kLimits + listen_extra +
                              "}\n"
@@ -49,11 +50,16 @@ class LimitsTest : public ::testing::Test {
                              "profiles:\n"
                              "  - {name: hr, connector: generic, secret_env: TEST_HR_SECRET}\n";
     WriteFile(fx_.config_path(), yaml);
-    if (!fx_.daemon().Start({fx_.Binary(), "--config", fx_.config_path()},
-                            fx_.dir().File("daemon.log"), [&] {
-                              env.push_back(std::string("TEST_HR_SECRET=") + kWebhookSecret);
-                              return env;
-                            }())) {
+    std::vector<std::string> argv = {fx_.Binary(), "--config", fx_.config_path()};
+    if (nofile != 0) {
+      argv = {
+          "sh", "-c",
+          "ulimit -n " + std::to_string(nofile) + " && exec " + argv[0] + " --config " + argv[2]};
+    }
+    if (!fx_.daemon().Start(argv, fx_.dir().File("daemon.log"), [&] {
+          env.push_back(std::string("TEST_HR_SECRET=") + kWebhookSecret);
+          return env;
+        }())) {
       return false;
     }
     return WaitForPort(fx_.port(), 15000);
@@ -278,6 +284,36 @@ TEST_F(LimitsTest, HeaderLineFloodFromAThousandConnectionsKeepsMemoryBounded) {
   std::cerr << "daemon RSS: " << before / 1024 << " MB idle, " << peak / 1024
             << " MB peak with 3,000 hostile connections\n";
   EXPECT_LT(peak - before, 64 * 1024) << "KiB over the idle size";
+}
+
+// Issue 17: 700 held connections against a 600-descriptor limit made every request, /healthz
+// included, time out. With a 256-descriptor limit, listen.max_connections defaults to 128; 300
+// connections holding half-sent requests fill the cap (the rest are answered 503), and a fresh
+// client still gets /healthz and /readyz within 3 s (the oldest holder is shed for it).
+TEST_F(LimitsTest, HealthChecksAnswerWhileHostileClientsHoldMoreConnectionsThanDescriptors) {
+  fx_.daemon().Signal(SIGTERM);
+  ASSERT_EQ(fx_.daemon().Wait(15000), 0) << fx_.log();
+  ASSERT_TRUE(Start(", threads: 1", {}, 256)) << fx_.log();
+  std::vector<int> fds;
+  for (int i = 0; i < 300; ++i) {
+    const int fd = ConnectRaw(fx_.port());
+    ASSERT_GE(fd, 0) << i;
+    fds.push_back(fd);
+    // A request that never completes holds its connection for the 10 s read timeout.
+    const std::string data = "POST /webhooks/hr HTTP/1.1\r\nHost: x\r\nX-";
+    [[maybe_unused]] ssize_t n = send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  auto client = fx_.Client();
+  client->set_connection_timeout(3, 0);
+  client->set_read_timeout(3, 0);
+  for (const char* path : {"/healthz", "/readyz", "/healthz"}) {
+    auto res = client->Get(path);
+    ASSERT_TRUE(res) << path << ": " << httplib::to_string(res.error()) << "\n" << fx_.log();
+    EXPECT_EQ(res->status, 200) << path << ": " << res->body;
+  }
+  for (const int fd : fds) close(fd);
+  ExpectStillServing();
 }
 
 // ---- HTTPS listener -------------------------------------------------------------------------
