@@ -52,8 +52,9 @@ struct ListenOptions {
   // keep-alive connection is closed to make room, else the oldest request that has been arriving
   // for over a second (a slow or hostile sender), else the new connection is answered 503 and
   // closed. 0 (default): the open-file limit (RLIMIT_NOFILE) less 128 descriptors kept for Redis,
-  // the SCIM and HRIS clients, logs and the config; so the daemon never runs out of descriptors
-  // and /healthz stays answerable however many connections a client opens.
+  // the SCIM and HRIS clients, logs and the config (half the limit when it is 256 or less); so
+  // the daemon never runs out of descriptors and /healthz stays answerable however many
+  // connections a client opens.
   int max_connections = 0;
   // Optional: serve HTTPS directly. Both or neither.
   std::string tls_cert_file;
