@@ -286,6 +286,11 @@ void ReadWorkers(const YAML::Node& node, Problems* p, WorkersOptions* o) {
     rg.Double("max_suspend_percent", &o->guard.max_suspend_percent, 0, 100);
     rg.Int("window_s", &o->guard.window_s, 1, int64_t{30} * 86400);
   }
+  {
+    MapReader rh(r.Child("history"), r.PathOf("history"), p);
+    rh.Int("max_entries", &o->history.max_entries, 0, 1000);
+    rh.Int("max_age_days", &o->history.max_age_days, 1, 3650);
+  }
 }
 
 void ReadProfiles(const YAML::Node& node, Problems* p, std::vector<ProfileConfig>* out) {

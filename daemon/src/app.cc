@@ -17,6 +17,8 @@
 #include "scimsync/connectors/profile.h"
 #include "scimsync/daemon/admin.h"
 #include "scimsync/daemon/coordination.h"
+#include "scimsync/daemon/employee.h"
+#include "scimsync/daemon/history.h"
 #include "scimsync/daemon/http_server.h"
 #include "scimsync/daemon/ingest.h"
 #include "scimsync/daemon/metrics.h"
@@ -50,6 +52,12 @@ constexpr char kUsage[] = R"(Usage:
   scimsyncd dlq list | show ID | replay ID | replay --all | drop ID [--config FILE]
                                          inspect and manage dead letters
   scimsyncd guard release [--config FILE] let suspensions held by the mass-suspension guard go on
+  scimsyncd employee --config FILE --profile NAME [--tenant T] [--last N] [--json] EMPLOYEE_ID
+                                         one person: link, what is waiting, dead letters and
+                                         the last outcomes
+  scimsyncd sync --config FILE --profile NAME [--tenant T] [--dry-run] [--timeout S] EMPLOYEE_ID
+                                         provision one person now through the workers and show
+                                         each step; --dry-run plans without writing
   scimsyncd reconcile --config FILE --profile NAME [--dry-run] [--json]
                                          find drift between the HRIS and JumpCloud; without
                                          --dry-run, queue a sync for each drifted employee
@@ -268,6 +276,9 @@ int RunDaemon(const std::string& file) {
   deps.max_future_skew_ms = cfg.workers.max_future_skew_s * 1000;
   ProfileSyncer syncer(cfg.target, cfg.workers.retry, cfg.workers.threads, deps);
   syncer.SetApiKey(*api_key);
+  // Every outcome also goes to the employee's history (`scimsyncd employee`), once per pass.
+  History history(redis_pool, cfg.redis.key_prefix, cfg.workers.history);
+  auto recording = NewRecordingSyncer(syncer, history, clock);
 
   WorkerOptions worker_options;
   worker_options.threads = cfg.workers.threads;
@@ -277,7 +288,7 @@ int RunDaemon(const std::string& file) {
   worker_options.claim_idle_ms = 6 * cfg.workers.lease_ms;
   worker_options.retry_lease_ms = 6 * cfg.workers.lease_ms;
   WorkerPool workers(
-      worker_options, *queue, syncer, clock, [&leases](int p) { return leases.Owns(p); },
+      worker_options, *queue, *recording, clock, [&leases](int p) { return leases.Owns(p); },
       [&leases](int p) { leases.ReleaseIfMarked(p); });
   workers.SetOutcomeHook(&LogOutcome);
   workers.SetPauseHook([&](const std::string& reason) {
@@ -491,6 +502,7 @@ int Main(int argc, char** argv) {
   }
   if (command == "map") return connectors::RunMapCommand(args, std::cout, std::cerr);
   if (command == "reconcile") return RunReconcileCommand(args, std::cout, std::cerr);
+  if (command == "sync") return RunSyncCommand(args, std::cout, std::cerr);
 
   std::string file = kDefaultConfig;
   std::vector<std::string> rest;
@@ -499,14 +511,15 @@ int Main(int argc, char** argv) {
     std::cerr << "scimsyncd: " << error << "\n" << kUsage;
     return kExitUsage;
   }
-  const bool takes_args = command == "status" || command == "dlq" || command == "guard";
+  const bool takes_args =
+      command == "status" || command == "dlq" || command == "guard" || command == "employee";
   if (!rest.empty() && !takes_args) {
     std::cerr << "scimsyncd: unexpected argument '" << rest[0] << "'\n" << kUsage;
     return kExitUsage;
   }
   if (command == "run") return RunDaemon(file);
   if (command == "check-config") return CheckConfig(file);
-  if (command == "status" || command == "dlq" || command == "guard") {
+  if (takes_args) {
     config::Config cfg;
     std::vector<config::Problem> problems = config::LoadFile(file, &cfg);
     if (!problems.empty()) {
@@ -515,6 +528,7 @@ int Main(int argc, char** argv) {
     }
     if (command == "status") return RunStatusCommand(cfg, rest, std::cout, std::cerr);
     if (command == "dlq") return RunDlqCommand(cfg, rest, std::cout, std::cerr);
+    if (command == "employee") return RunEmployeeCommand(cfg, file, rest, std::cout, std::cerr);
     return RunGuardCommand(cfg, rest, std::cout, std::cerr);
   }
   std::cerr << "scimsyncd: unknown command '" << command << "'\n" << kUsage;

@@ -360,6 +360,28 @@ Result<int64_t> MemoryQueue::RetryDepth(int partition) {
   return static_cast<int64_t>(s.parts[partition].retry.size());
 }
 
+Result<std::vector<Item>> MemoryQueue::ListStream(int partition, const std::string& after_id,
+                                                  int max) {
+  State& s = *state_;
+  std::lock_guard lock(s.mu);
+  if (Status st = s.Check(); !st) return st.error();
+  if (Status st = CheckPartition(partition, s.partitions); !st) return st.error();
+  StreamId after;
+  if (!after_id.empty() && !ParseId(after_id, &after)) {
+    return Error::Invalid("'" + after_id + "' is not a stream entry id");
+  }
+  std::vector<Item> out;
+  for (const Entry& e : s.parts[partition].entries) {
+    if (static_cast<int>(out.size()) >= max) break;
+    if (!after_id.empty() && !(after < e.id)) continue;
+    Item item = e.item;
+    item.entry_id = e.id.ToString();
+    item.partition = partition;
+    out.push_back(std::move(item));
+  }
+  return out;
+}
+
 Result<std::vector<DeadLetterEntry>> MemoryQueue::ListDeadLetters(const std::string& after_id,
                                                                   int max) {
   State& s = *state_;

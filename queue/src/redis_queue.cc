@@ -499,6 +499,17 @@ class RedisQueue final : public Queue {
     return Count({"ZCARD", Keys::Retry(prefix_, partition)}, "ZCARD");
   }
 
+  Result<std::vector<Item>> ListStream(int partition, const std::string& after_id,
+                                       int max) override {
+    if (Status s = CheckPartition(partition, partitions_); !s) return s.error();
+    if (max <= 0) return std::vector<Item>();
+    std::string start = after_id.empty() ? "-" : "(" + after_id;
+    Result<Reply> r = pool_.Acquire()->Command(
+        {"XRANGE", Keys::Stream(prefix_, partition), start, "+", "COUNT", std::to_string(max)});
+    if (!r) return r.error();
+    return DecodeEntries(*r, partition);
+  }
+
   Result<std::vector<DeadLetterEntry>> ListDeadLetters(const std::string& after_id,
                                                        int max) override {
     std::vector<DeadLetterEntry> out;

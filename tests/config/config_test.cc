@@ -315,6 +315,27 @@ TEST(ConfigTest, ReconcileEveryIsACommonProfileKeyAndOffByDefault) {
   EXPECT_EQ(c.profiles[0].reconcile_every_s, 0);
 }
 
+TEST(ConfigTest, HistoryIsBoundedByDefaultAndConfigurable) {
+  Config c;
+  ASSERT_TRUE(Load(kMinimal, &c).empty());
+  EXPECT_EQ(c.workers.history.max_entries, 50);
+  EXPECT_EQ(c.workers.history.max_age_days, 90);
+  ASSERT_TRUE(
+      Load("target: {dry_run: true}\nworkers: {history: {max_entries: 0, max_age_days: 7}}\n"
+           "profiles:\n  - {name: hr, connector: generic}\n",
+           &c)
+          .empty());
+  EXPECT_EQ(c.workers.history.max_entries, 0);
+  EXPECT_EQ(c.workers.history.max_age_days, 7);
+  EXPECT_EQ(OnlyProblem("target: {dry_run: true}\nworkers: {history: {max_entries: 5000}}\n"
+                        "profiles:\n  - {name: hr, connector: generic}\n"),
+            "workers.history.max_entries (line 2): must be between 0 and 1000 (got 5000)");
+  EXPECT_EQ(OnlyProblem("target: {dry_run: true}\nworkers: {history: {max_age: 7}}\n"
+                        "profiles:\n  - {name: hr, connector: generic}\n")
+                .rfind("workers.history.max_age", 0),
+            0u);
+}
+
 TEST(ConfigTest, EveryProblemIsReportedNotJustTheFirst) {
   auto problems = Load("listen: {port: 0, threads: 0}\ntarget: {dry_run: true}\n");
   EXPECT_EQ(problems.size(), 3u);  // port, threads, missing profiles

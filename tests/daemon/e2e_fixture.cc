@@ -111,6 +111,27 @@ bool E2E::StartDaemon(int index, const E2EDaemonOptions& options) {
   return WaitForPort(d->port, 20000);
 }
 
+std::string E2E::Command(int index, std::vector<std::string> args, int* status, std::string* err,
+                         int timeout_ms) {
+  static int counter = 0;
+  const std::string n = std::to_string(++counter);
+  const std::string out_file = dir_.File("cmd-" + n + ".out");
+  const std::string err_file = dir_.File("cmd-" + n + ".err");
+  std::string line = Scimsyncd();
+  for (const auto& a : args) line += " '" + a + "'";
+  line += " --config '" + config_path(index) + "' >'" + out_file + "' 2>'" + err_file + "'";
+  std::vector<std::string> env =
+      daemons_.count(index) ? daemons_.at(index)->options.env : std::vector<std::string>{};
+  env.push_back(std::string("TEST_HR_SECRET=") + kWebhookSecret);
+  Process p;
+  int rc = -1;
+  if (p.Start({"sh", "-c", line}, dir_.File("cmd-" + n + ".sh.log"), env)) rc = p.Wait(timeout_ms);
+  if (rc < 0) p.Kill();
+  if (status != nullptr) *status = rc;
+  if (err != nullptr) *err = ReadFile(err_file);
+  return ReadFile(out_file);
+}
+
 void E2E::KillDaemon(int index) { daemons_.at(index)->process.Kill(); }
 
 int E2E::StopDaemon(int index) {

@@ -88,6 +88,10 @@ class E2E {
   std::string Log(int index) const;
   int port(int index) const { return daemons_.at(index)->port; }
   std::string config_path(int index) const;
+  // Runs `scimsyncd ARGS --config <daemon index's config>` with the daemon's environment and
+  // waits for it; returns its stdout (stderr in *err when given) and the exit status in *status.
+  std::string Command(int index, std::vector<std::string> args, int* status = nullptr,
+                      std::string* err = nullptr, int timeout_ms = 60000);
   std::string Scimsyncd() const;
   TempDir& dir() { return dir_; }
 

@@ -177,6 +177,28 @@ TEST_P(QueueBehaviour, OneEmployeesItemsStayInArrivalOrder) {
   EXPECT_EQ(ids, (std::vector<std::string>{"a", "b", "c", "d", "e"}));
 }
 
+TEST_P(QueueBehaviour, ListStreamPagesThroughNewAndDeliveredItemsWithoutTakingThem) {
+  Enqueue({MakeItem("E1", "a"), MakeItem("E5", "b"), MakeItem("E1", "c")});
+  const int p = PartitionOf("hr", "E1", kPartitions);
+  ASSERT_EQ(ReadAll(p).size(), 3u);  // delivered, not ended: still in the stream
+  Enqueue({MakeItem("E1", "d")});
+  auto first = q().ListStream(p, "", 2);
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  ASSERT_EQ(first->size(), 2u);
+  EXPECT_EQ((*first)[0].dedup_id, "a");
+  EXPECT_EQ((*first)[1].dedup_id, "b");
+  EXPECT_EQ((*first)[0].partition, p);
+  auto rest = q().ListStream(p, (*first)[1].entry_id, 10);
+  ASSERT_TRUE(rest.ok());
+  ASSERT_EQ(rest->size(), 2u);
+  EXPECT_EQ((*rest)[0].dedup_id, "c");
+  EXPECT_EQ((*rest)[1].dedup_id, "d");
+  EXPECT_EQ((*rest)[1].trace_id, "trace-d");
+  // Listing took nothing: the new item is still handed to a reader.
+  EXPECT_EQ(ReadAll(p).size(), 1u);
+  EXPECT_EQ(Depth(p), 4);
+}
+
 TEST_P(QueueBehaviour, ItemsLandInTheirEmployeesPartition) {
   // With 4 partitions: E1 -> 3, E2 -> 2, E3 -> 1, E4 -> 0, E5 -> 3.
   Enqueue({MakeItem("E1", "1"), MakeItem("E2", "2"), MakeItem("E3", "3"), MakeItem("E4", "4"),

@@ -147,6 +147,17 @@ struct GuardOptions {
   int64_t window_s = 3600;
 };
 
+// Per-employee outcome history (`scimsyncd employee`, `scimsyncd sync`; docs/operations.md).
+struct HistoryOptions {
+  // Outcomes kept per employee, newest first; 0 keeps none (the commands then show no history).
+  // An entry is 200-400 bytes of Redis memory, so the default bounds an employee at ~20 KB;
+  // more entries answer "what happened" further back at that cost per busy employee.
+  int max_entries = 50;
+  // An employee's history disappears this long after their last outcome, and entries older than
+  // this are not shown. Longer keeps leavers' records longer (they stop changing).
+  int64_t max_age_days = 90;
+};
+
 struct WorkersOptions {
   // 0 runs an ingest-only instance: it answers webhooks and leaves the queue to other instances.
   int threads = 4;
@@ -157,6 +168,7 @@ struct WorkersOptions {
   int nice = 10;
   RetryOptions retry;
   GuardOptions guard;
+  HistoryOptions history;
   int drain_timeout_s = 30;
   // Items of profiles whose payload carries the record are ordered by their time (occurred_at).
   // One dated further ahead than this (a bogus date, or milliseconds sent where seconds were)

@@ -192,6 +192,11 @@ class Queue {
   virtual Result<int64_t> Depth(int partition) = 0;
   // Items in a partition's retry set (waiting or leased).
   virtual Result<int64_t> RetryDepth(int partition) = 0;
+  // Up to `max` items of a partition's stream (new and delivered-but-not-ended), oldest first,
+  // after the entry `after_id` ("" = from the start). Read-only: for `scimsyncd employee`, which
+  // pages through a partition looking for one employee's items.
+  virtual Result<std::vector<Item>> ListStream(int partition, const std::string& after_id,
+                                               int max) = 0;
 
   // --- Dead letters (`scimsyncd dlq list|show|replay|drop`). ---
 
@@ -247,6 +252,8 @@ class MemoryQueue final : public Queue {
                                        int64_t min_idle_ms, int max) override;
   Result<int64_t> Depth(int partition) override;
   Result<int64_t> RetryDepth(int partition) override;
+  Result<std::vector<Item>> ListStream(int partition, const std::string& after_id,
+                                       int max) override;
   Result<std::vector<DeadLetterEntry>> ListDeadLetters(const std::string& after_id,
                                                        int max) override;
   Result<DeadLetterEntry> GetDeadLetter(const std::string& id) override;

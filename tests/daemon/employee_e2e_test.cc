@@ -1,0 +1,208 @@
+// "What happened to Alice?" end to end: the real scimsyncd binary and redis-server, the fake
+// SCIM server as JumpCloud, and the `employee` / `sync` commands run as an admin would run them,
+// from outside the daemon (they talk to Redis only).
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+
+#include <chrono>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "daemon_fixture.h"
+#include "e2e_fixture.h"
+
+namespace scimsync::testing {
+namespace {
+
+class EmployeeE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(e2e_.StartRedis());
+    FakeScimOptions scim;
+    scim.api_key = kApiKey;
+    ASSERT_TRUE(e2e_.StartScim(scim));
+  }
+
+  // Runs a command and checks that nothing it printed carries a secret.
+  std::string Run(std::vector<std::string> args, int* status = nullptr) {
+    std::string err;
+    int rc = 0;
+    std::string out = e2e_.Command(0, std::move(args), &rc, &err);
+    if (status != nullptr) *status = rc;
+    for (const std::string& secret : {std::string(kApiKey), std::string(kWebhookSecret)}) {
+      EXPECT_EQ(out.find(secret), std::string::npos) << out;
+      EXPECT_EQ(err.find(secret), std::string::npos) << err;
+    }
+    return out + err;
+  }
+
+  static constexpr char kApiKey[] = "jc-api-key-5b0e7d1f";
+  E2E e2e_;
+};
+
+E2EDaemonOptions Options() {
+  E2EDaemonOptions o;
+  o.api_key = "jc-api-key-5b0e7d1f";
+  o.workers = 2;
+  return o;
+}
+
+TEST_F(EmployeeE2E, ShowsTheLinkAndTheOutcomesOfHireUpdateTerminationInOrder) {
+  ASSERT_TRUE(e2e_.StartDaemon(0, Options())) << e2e_.Log(0);
+  const int64_t t0 = 1'790'000'000;
+  const std::vector<std::pair<std::string, std::string>> events = {
+      {"employee.created", "Analyst"},
+      {"employee.updated", "Manager"},
+      {"employee.terminated", "Manager"}};
+  for (size_t i = 0; i < events.size(); ++i) {
+    ASSERT_EQ(
+        e2e_.PostUntilAccepted(0, GenericBody("h" + std::to_string(i), events[i].first, "E1",
+                                              events[i].second, t0 + static_cast<int64_t>(i))),
+        202);
+    ASSERT_TRUE(e2e_.WaitIdle(30000)) << e2e_.Log(0);
+  }
+  auto users = e2e_.scim().FindUsers("externalId", "E1");
+  ASSERT_EQ(users.size(), 1u);
+  EXPECT_NE(users[0].find("\"active\":false"), std::string::npos) << users[0];
+  rapidjson::Document user;
+  user.Parse(users[0].c_str());
+  const std::string id = user["id"].GetString();
+
+  int rc = -1;
+  std::string text = Run({"employee", "--profile", "hr", "E1"}, &rc);
+  EXPECT_EQ(rc, 0) << text;
+  EXPECT_NE(text.find("JumpCloud user: " + id + " (linked)"), std::string::npos) << text;
+  EXPECT_NE(text.find("waiting: nothing"), std::string::npos) << text;
+  EXPECT_NE(text.find("dead letters: none"), std::string::npos) << text;
+  const size_t created = text.find("employee.created  sync  created");
+  const size_t updated = text.find("employee.updated  sync  updated");
+  // The generic profile's termination is a sync with active=false: an update of the user.
+  const size_t suspended = text.find("employee.terminated  sync  updated");
+  EXPECT_NE(created, std::string::npos) << text;
+  EXPECT_NE(updated, std::string::npos) << text;
+  EXPECT_NE(suspended, std::string::npos) << text;
+  EXPECT_LT(created, updated) << text;
+  EXPECT_LT(updated, suspended) << text;
+
+  std::string json = Run({"employee", "--profile", "hr", "E1", "--json"}, &rc);
+  EXPECT_EQ(rc, 0);
+  rapidjson::Document d;
+  d.Parse(json.c_str());
+  ASSERT_TRUE(d.IsObject()) << json;
+  EXPECT_STREQ(d["link"]["jumpcloud_id"].GetString(), id.c_str());
+  ASSERT_EQ(d["history"].Size(), 3u) << json;
+  EXPECT_STREQ(d["history"][0]["event_type"].GetString(), "employee.created");
+  EXPECT_STREQ(d["history"][0]["result"].GetString(), "created");
+  EXPECT_STREQ(d["history"][1]["result"].GetString(), "updated");
+  EXPECT_STREQ(d["history"][2]["event_type"].GetString(), "employee.terminated");
+  EXPECT_STREQ(d["history"][2]["outcome"].GetString(), "done");
+  EXPECT_TRUE(d["history"][0].HasMember("trace_id"));
+
+  // Someone nobody has heard of: exit 0, nothing known.
+  text = Run({"employee", "--profile", "hr", "NOBODY"}, &rc);
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(text.find("not linked"), std::string::npos) << text;
+  EXPECT_NE(text.find("none recorded"), std::string::npos) << text;
+}
+
+TEST_F(EmployeeE2E, ADeadLetterShowsItsReasonAndTheReplayCommand) {
+  ASSERT_TRUE(e2e_.StartDaemon(0, Options())) << e2e_.Log(0);
+  e2e_.scim().InjectFault(Fault::Status(400).On("POST", "/Users"));
+  ASSERT_EQ(e2e_.PostUntilAccepted(
+                0, GenericBody("d1", "employee.created", "E2", "Analyst", 1'790'000'000)),
+            202);
+  ASSERT_TRUE(e2e_.WaitIdle(30000)) << e2e_.Log(0);
+  int rc = -1;
+  std::string text = Run({"employee", "--profile", "hr", "E2"}, &rc);
+  EXPECT_EQ(rc, 0) << text;
+  EXPECT_NE(text.find("dead letters: 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("reason: "), std::string::npos) << text;
+  EXPECT_NE(text.find("last request: POST"), std::string::npos) << text;
+  EXPECT_NE(text.find("replay once fixed: scimsyncd dlq replay "), std::string::npos) << text;
+  EXPECT_NE(text.find("dead_letter"), std::string::npos) << text;
+  EXPECT_NE(text.find("HTTP 400"), std::string::npos) << text;
+
+  std::string json = Run({"employee", "--profile", "hr", "--json", "E2"}, &rc);
+  rapidjson::Document d;
+  d.Parse(json.c_str());
+  ASSERT_TRUE(d.IsObject()) << json;
+  ASSERT_EQ(d["dead_letters"].Size(), 1u);
+  EXPECT_STREQ(d["dead_letters"][0]["error_kind"].GetString(), "permanent");
+  const std::string replay = d["dead_letters"][0]["replay"].GetString();
+  EXPECT_EQ(replay.rfind(
+                "scimsyncd dlq replay " + std::string(d["dead_letters"][0]["id"].GetString()), 0),
+            0u)
+      << replay;
+}
+
+TEST_F(EmployeeE2E, AHeldTerminationIsShownAsWaitingWithItsReason) {
+  E2EDaemonOptions o = Options();
+  o.guard_max_suspends = 0;
+  ASSERT_TRUE(e2e_.StartDaemon(0, o)) << e2e_.Log(0);
+  ASSERT_EQ(e2e_.PostUntilAccepted(
+                0, GenericBody("g1", "employee.created", "E3", "Analyst", 1'790'000'000)),
+            202);
+  ASSERT_TRUE(e2e_.WaitIdle(30000)) << e2e_.Log(0);
+  ASSERT_EQ(e2e_.PostUntilAccepted(
+                0, GenericBody("g2", "employee.terminated", "E3", "Analyst", 1'790'000'001)),
+            202);
+  std::string text;
+  for (int i = 0; i < 100; ++i) {
+    text = Run({"employee", "--profile", "hr", "E3"});
+    if (text.find("  held  ") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(text.find("  held  "), std::string::npos) << text;
+  EXPECT_NE(text.find("held by the mass-suspension guard"), std::string::npos) << text;
+  EXPECT_NE(text.find("guard release"), std::string::npos) << text;
+}
+
+TEST_F(EmployeeE2E, HistoryIsCappedInCount) {
+  E2EDaemonOptions o = Options();
+  o.extra_worker_keys = "  history: {max_entries: 3, max_age_days: 1}\n";
+  ASSERT_TRUE(e2e_.StartDaemon(0, o)) << e2e_.Log(0);
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_EQ(
+        e2e_.PostUntilAccepted(0, GenericBody("c" + std::to_string(i), "employee.updated", "E4",
+                                              "Title" + std::to_string(i), 1'790'000'000 + i)),
+        202);
+    ASSERT_TRUE(e2e_.WaitIdle(30000)) << e2e_.Log(0);
+  }
+  int rc = -1;
+  std::string json = Run({"employee", "--profile", "hr", "--json", "--last", "50", "E4"}, &rc);
+  rapidjson::Document d;
+  d.Parse(json.c_str());
+  ASSERT_TRUE(d.IsObject()) << json;
+  ASSERT_EQ(d["history"].Size(), 3u) << json;
+  // The newest three, oldest first: c3, c4, c5 (their trace ids differ; their titles too).
+  EXPECT_STREQ(d["history"][2]["result"].GetString(), "updated");
+  const std::string key = e2e_.redis().Cli({"--scan", "--pattern", "*history*E4*"});
+  ASSERT_FALSE(key.empty());
+  std::string k = key.substr(0, key.find('\n'));
+  EXPECT_EQ(e2e_.redis().Cli({"LLEN", k}), "3");
+  const int64_t ttl = std::stoll(e2e_.redis().Cli({"TTL", k}));
+  EXPECT_GT(ttl, 0);
+  EXPECT_LE(ttl, 86400);
+  std::cerr << "history memory for 3 entries: " << e2e_.redis().Cli({"MEMORY", "USAGE", k})
+            << " bytes\n";
+}
+
+TEST_F(EmployeeE2E, UsageErrorsHaveDocumentedExitCodes) {
+  ASSERT_TRUE(e2e_.StartDaemon(0, Options())) << e2e_.Log(0);
+  int rc = -1;
+  std::string text = Run({"employee", "E1"}, &rc);
+  EXPECT_EQ(rc, 64) << text;
+  EXPECT_NE(text.find("--profile NAME is required"), std::string::npos) << text;
+  text = Run({"employee", "--profile", "nope", "E1"}, &rc);
+  EXPECT_EQ(rc, 64) << text;
+  EXPECT_NE(text.find("no profile named 'nope'"), std::string::npos) << text;
+  e2e_.redis().Stop();
+  text = Run({"employee", "--profile", "hr", "E1"}, &rc);
+  EXPECT_EQ(rc, 69) << text;
+  EXPECT_NE(text.find("Redis is not reachable"), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace scimsync::testing
