@@ -305,10 +305,3 @@ int RunEmployeeCommand(const config::Config& cfg, const std::string& config_file
 }
 
 }  // namespace scimsync::daemon
-
-namespace scimsync::daemon {
-int RunSyncCommand(const std::vector<std::string>&, std::ostream&, std::ostream& err) {
-  err << "scimsyncd sync: not implemented yet\n";
-  return kExitUsage;
-}
-}  // namespace scimsync::daemon

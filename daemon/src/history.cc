@@ -113,6 +113,21 @@ std::string HistoryKey(const std::string& key_prefix, const std::string& profile
   return key_prefix + ":history:" + ScopeOf(profile, tenant) + ":" + employee;
 }
 
+std::string LastItemKey(const std::string& key_prefix, const std::string& profile,
+                        const std::string& tenant, const std::string& employee) {
+  return key_prefix + ":last-item:" + ScopeOf(profile, tenant) + ":" + employee;
+}
+
+namespace {
+std::string LastItemJson(const queue::Item& item) {
+  std::string out = "{";
+  Field(out, "event_type", item.event_type);
+  Field(out, "occurred_at", item.occurred_at);
+  Field(out, "payload", item.payload);
+  return out + "}";
+}
+}  // namespace
+
 std::vector<OutcomeRecord> OutcomesOf(const EmployeeWork& work, const SyncResult& result,
                                       int64_t now_ms) {
   std::set<size_t> deferred;
@@ -165,6 +180,7 @@ Status History::Append(const std::vector<Write>& writes) {
     cmds.push_back(std::move(push));
     cmds.push_back({"LTRIM", w.key, "0", keep});
     cmds.push_back({"EXPIRE", w.key, ttl});
+    if (!w.last_item_key.empty()) cmds.push_back({"SET", w.last_item_key, w.last_item, "EX", ttl});
   }
   if (cmds.empty()) return {};
   auto r = pool_.Acquire()->Commands(cmds);
@@ -194,6 +210,26 @@ Result<std::vector<OutcomeRecord>> History::Read(const std::string& profile,
   return out;
 }
 
+Result<std::optional<queue::Item>> History::ReadLastItem(const std::string& profile,
+                                                         const std::string& tenant,
+                                                         const std::string& employee) {
+  auto r = pool_.Acquire()->Command({"GET", LastItemKey(prefix_, profile, tenant, employee)});
+  if (!r) return r.error();
+  if (r->is_nil()) return std::optional<queue::Item>();
+  rapidjson::Document d;
+  const std::string& text = r->text();
+  d.Parse(text.data(), text.size());
+  if (d.HasParseError() || !d.IsObject()) return std::optional<queue::Item>();
+  queue::Item item;
+  item.profile = profile;
+  item.tenant = tenant;
+  item.employee_key = employee;
+  item.event_type = Str(d, "event_type");
+  item.occurred_at = Str(d, "occurred_at");
+  item.payload = Str(d, "payload");
+  return std::optional<queue::Item>(std::move(item));
+}
+
 namespace {
 
 class RecordingSyncer final : public Syncer {
@@ -207,6 +243,11 @@ class RecordingSyncer final : public Syncer {
       History::Write w;
       w.key = HistoryKey(history_.key_prefix(), work.profile, work.tenant, work.employee_key);
       w.records = OutcomesOf(work, result, clock_.NowMs());
+      if (result.kind == SyncResult::Kind::kDone && result.result != "ignored") {
+        w.last_item_key =
+            LastItemKey(history_.key_prefix(), work.profile, work.tenant, work.employee_key);
+        w.last_item = LastItemJson(work.items.back());
+      }
       std::lock_guard lock(mu_);
       pending_[thread].push_back(std::move(w));
     }

@@ -189,6 +189,69 @@ TEST_F(EmployeeE2E, HistoryIsCappedInCount) {
             << " bytes\n";
 }
 
+// Changes a user behind scimsync's back, as an admin in the JumpCloud console would.
+void Drift(FakeScimServer& scim, const std::string& id, const std::string& title) {
+  const std::string base = scim.base_url();  // http://127.0.0.1:PORT/scim/v2
+  const std::string host_port = base.substr(7, base.find('/', 7) - 7);
+  httplib::Client c("127.0.0.1", std::stoi(host_port.substr(host_port.find(':') + 1)));
+  auto r = c.Patch(("/scim/v2/Users/" + id).c_str(), {{"x-api-key", "jc-api-key-5b0e7d1f"}},
+                   R"({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],)"
+                   R"("Operations":[{"op":"replace","path":"title","value":")" +
+                       title + R"("}]})",
+                   "application/scim+json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status / 100, 2) << r->body;
+}
+
+TEST_F(EmployeeE2E, SyncRepairsADriftedUserThroughTheWorkersAndDryRunWritesNothing) {
+  ASSERT_TRUE(e2e_.StartDaemon(0, Options())) << e2e_.Log(0);
+  ASSERT_EQ(e2e_.PostUntilAccepted(
+                0, GenericBody("s1", "employee.created", "E6", "Analyst", 1'790'000'000)),
+            202);
+  ASSERT_TRUE(e2e_.WaitIdle(30000)) << e2e_.Log(0);
+  auto users = e2e_.scim().FindUsers("externalId", "E6");
+  ASSERT_EQ(users.size(), 1u);
+  rapidjson::Document user;
+  user.Parse(users[0].c_str());
+  const std::string id = user["id"].GetString();
+  Drift(e2e_.scim(), id, "Hacked");
+  ASSERT_NE(e2e_.scim().GetUser(id)->find("Hacked"), std::string::npos);
+
+  // --dry-run: shows the PATCH it would send, sends nothing, enqueues nothing.
+  const int writes_before = e2e_.scim().CountRequests("PATCH") + e2e_.scim().CountRequests("POST") +
+                            e2e_.scim().CountRequests("PUT");
+  int rc = -1;
+  std::string text = Run({"sync", "--profile", "hr", "--dry-run", "E6"}, &rc);
+  EXPECT_EQ(rc, 0) << text;
+  EXPECT_NE(text.find("JumpCloud user: " + id), std::string::npos) << text;
+  EXPECT_NE(text.find("PATCH"), std::string::npos) << text;
+  EXPECT_NE(text.find("Analyst"), std::string::npos) << text;
+  EXPECT_NE(text.find("nothing was sent"), std::string::npos) << text;
+  EXPECT_EQ(e2e_.scim().CountRequests("PATCH") + e2e_.scim().CountRequests("POST") +
+                e2e_.scim().CountRequests("PUT"),
+            writes_before);
+  EXPECT_EQ(e2e_.Pending(), 0);
+  EXPECT_NE(e2e_.scim().GetUser(id)->find("Hacked"), std::string::npos);
+
+  // The real thing: through the queue and a worker, with each step printed.
+  text = Run({"sync", "--profile", "hr", "--timeout", "30", "E6"}, &rc);
+  EXPECT_EQ(rc, 0) << text << e2e_.Log(0);
+  EXPECT_NE(text.find("enqueued: trace sync-"), std::string::npos) << text;
+  EXPECT_NE(text.find("requests expected:\n  PATCH "), std::string::npos) << text;
+  EXPECT_NE(text.find("sync  updated"), std::string::npos) << text;
+  EXPECT_NE(e2e_.scim().GetUser(id)->find("Analyst"), std::string::npos)
+      << *e2e_.scim().GetUser(id);
+  EXPECT_EQ(e2e_.scim().FindUsers("externalId", "E6").size(), 1u);
+  // And the history says so.
+  text = Run({"employee", "--profile", "hr", "E6"}, &rc);
+  EXPECT_NE(text.find("sync-"), std::string::npos) << text;
+
+  // Nothing to send again for someone nobody has heard of.
+  text = Run({"sync", "--profile", "hr", "NOBODY"}, &rc);
+  EXPECT_EQ(rc, 65) << text;
+  EXPECT_NE(text.find("no record of employee NOBODY"), std::string::npos) << text;
+}
+
 TEST_F(EmployeeE2E, UsageErrorsHaveDocumentedExitCodes) {
   ASSERT_TRUE(e2e_.StartDaemon(0, Options())) << e2e_.Log(0);
   int rc = -1;

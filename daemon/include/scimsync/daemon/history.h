@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,11 @@ Result<OutcomeRecord> OutcomeFromJson(const std::string& json);
 std::string HistoryKey(const std::string& key_prefix, const std::string& profile,
                        const std::string& tenant, const std::string& employee);
 
+// The key of the newest item worked on for an employee: {event_type, occurred_at, payload}, so
+// `scimsyncd sync` can send again the record a payload-carrying profile last got. Same expiry.
+std::string LastItemKey(const std::string& key_prefix, const std::string& profile,
+                        const std::string& tenant, const std::string& employee);
+
 // The records a SyncResult means for each of the work's items (deferred items get "deferred").
 std::vector<OutcomeRecord> OutcomesOf(const EmployeeWork& work, const SyncResult& result,
                                       int64_t now_ms);
@@ -72,12 +78,20 @@ class History {
   struct Write {
     std::string key;                     // HistoryKey(...)
     std::vector<OutcomeRecord> records;  // oldest first
+    std::string last_item_key;           // LastItemKey(...); empty: not written
+    std::string last_item;               // LastItemJson(...)
   };
   // All writes in one pipelined round trip. No-op when max_entries is 0.
   Status Append(const std::vector<Write>& writes);
   // The newest `max` records of an employee not older than max_age, oldest first.
   Result<std::vector<OutcomeRecord>> Read(const std::string& profile, const std::string& tenant,
                                           const std::string& employee, int max, int64_t now_ms);
+
+  // The employee's newest item as LastItemKey keeps it (event type, occurred_at, payload);
+  // empty when none is kept.
+  Result<std::optional<queue::Item>> ReadLastItem(const std::string& profile,
+                                                  const std::string& tenant,
+                                                  const std::string& employee);
 
   const config::HistoryOptions& options() const { return options_; }
   const std::string& key_prefix() const { return prefix_; }

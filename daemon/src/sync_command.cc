@@ -1,0 +1,410 @@
+// `scimsyncd sync`: provision one employee on demand (employee.h has the contract).
+#include <time.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "scimsync/clock.h"
+#include "scimsync/connectors/profile.h"
+#include "scimsync/daemon/admin.h"
+#include "scimsync/daemon/app.h"
+#include "scimsync/daemon/employee.h"
+#include "scimsync/daemon/history.h"
+#include "scimsync/daemon/reconcile.h"
+#include "scimsync/daemon/worker.h"
+#include "scimsync/log.h"
+#include "scimsync/queue/queue.h"
+#include "scimsync/queue/redis.h"
+#include "scimsync/scim/converger.h"
+#include "scimsync/scim/link_store.h"
+#include "scimsync/scim/protocol.h"
+#include "scimsync/scim/rate_limiter.h"
+#include "scimsync/scim/transport.h"
+
+namespace scimsync::daemon {
+namespace {
+
+constexpr char kSyncUsage[] =
+    "usage: scimsyncd sync --config FILE --profile NAME [--tenant T] [--dry-run] [--timeout S] "
+    "EMPLOYEE_ID\n";
+
+std::string NewTraceId() {
+  std::random_device rd;
+  std::mt19937_64 rng((static_cast<uint64_t>(rd()) << 32) ^ rd());
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
+  return std::string("sync-") + buf;
+}
+
+// Masks every configured secret that resolves here (defence in depth: what is printed was
+// redacted when recorded).
+class Masker {
+ public:
+  explicit Masker(const config::Config& cfg) {
+    std::vector<config::SecretRef> refs = {cfg.target.api_key, cfg.redis.password,
+                                           cfg.redis.sentinel_password};
+    for (const auto& p : cfg.profiles) refs.insert(refs.end(), p.secrets.begin(), p.secrets.end());
+    for (const auto& ref : refs) {
+      if (ref.empty()) continue;
+      auto v = config::ResolveSecret(ref);
+      if (v.ok() && v->size() >= 4) secrets_.push_back(*v);
+    }
+  }
+  std::string operator()(std::string text) const {
+    for (const auto& s : secrets_) {
+      for (size_t at = text.find(s); at != std::string::npos; at = text.find(s, at)) {
+        text.replace(at, s.size(), "[redacted]");
+      }
+    }
+    return text;
+  }
+
+ private:
+  std::vector<std::string> secrets_;
+};
+
+// Reads go to JumpCloud; writes are recorded and answered as if they had succeeded, so the
+// converger plans against the real user and nothing changes.
+class ReadOnlyTransport final : public scim::Transport {
+ public:
+  explicit ReadOnlyTransport(scim::Transport& inner) : inner_(inner) {}
+  Result<scim::HttpResponse> Send(const scim::HttpRequest& request, int64_t timeout_ms) override {
+    if (request.method == "GET") return inner_.Send(request, timeout_ms);
+    writes.push_back(request);
+    scim::HttpResponse r;
+    if (request.method == "POST") {
+      r.status = 201;
+      r.body = request.body;
+      if (!r.body.empty() && r.body[0] == '{') r.body.insert(1, "\"id\":\"dry-run\",");
+    } else if (request.method == "DELETE") {
+      r.status = 204;
+    } else {
+      r.status = 200;
+    }
+    return r;
+  }
+  std::string Describe(const scim::HttpRequest& request) const override {
+    return inner_.Describe(request);
+  }
+  bool dry_run() const override { return true; }
+
+  std::vector<scim::HttpRequest> writes;
+
+ private:
+  scim::Transport& inner_;
+};
+
+scim::Action ToScimAction(connectors::Action a) {
+  switch (a) {
+    case connectors::Action::kSuspend:
+      return scim::Action::kSuspend;
+    case connectors::Action::kReactivate:
+      return scim::Action::kReactivate;
+    case connectors::Action::kDelete:
+      return scim::Action::kDelete;
+    default:
+      return scim::Action::kSync;
+  }
+}
+
+const char* PlanActionName(connectors::Action a) {
+  switch (a) {
+    case connectors::Action::kIgnore:
+      return "ignore";
+    case connectors::Action::kSuspend:
+      return "suspend";
+    case connectors::Action::kReactivate:
+      return "reactivate";
+    case connectors::Action::kDelete:
+      return "delete";
+    default:
+      return "sync";
+  }
+}
+
+std::string IsoTime(int64_t ms) {
+  time_t secs = static_cast<time_t>(ms / 1000);
+  struct tm tm {};
+  gmtime_r(&secs, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return stamp;
+}
+
+std::string Step(const OutcomeRecord& r) {
+  std::string s = IsoTime(r.at_ms) + "  attempt " + std::to_string(r.attempt) + "  " +
+                  (r.action.empty() ? "-" : r.action) + "  " + r.result;
+  if (r.outcome != "done" && r.outcome != r.result) s += " (" + r.outcome + ")";
+  if (r.http_status != 0) s += "  HTTP " + std::to_string(r.http_status);
+  if (!r.jumpcloud_id.empty()) s += "  JumpCloud user " + r.jumpcloud_id;
+  if (!r.request.empty()) s += "\n    request: " + r.request;
+  if (!r.reason.empty()) s += "\n    reason: " + r.reason;
+  return s;
+}
+
+}  // namespace
+
+int RunSyncCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  std::string file = "/etc/scimsync/scimsync.yaml";
+  std::string name, tenant, employee;
+  bool dry_run = false;
+  int64_t timeout_s = 60;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&](std::string* target) {
+      if (i + 1 >= args.size()) return false;
+      *target = args[++i];
+      return true;
+    };
+    std::string t;
+    if (a == "--config" || a == "-c") {
+      if (!value(&file))
+        return err << "scimsyncd sync: " << a << " needs a file path\n" << kSyncUsage, kExitUsage;
+    } else if (a.rfind("--config=", 0) == 0) {
+      file = a.substr(9);
+    } else if (a == "--profile") {
+      if (!value(&name))
+        return err << "scimsyncd sync: --profile needs a name\n" << kSyncUsage, kExitUsage;
+    } else if (a == "--tenant") {
+      if (!value(&tenant))
+        return err << "scimsyncd sync: --tenant needs a tenant\n" << kSyncUsage, kExitUsage;
+    } else if (a == "--dry-run") {
+      dry_run = true;
+    } else if (a == "--timeout") {
+      char* end = nullptr;
+      if (!value(&t))
+        return err << "scimsyncd sync: --timeout needs seconds\n" << kSyncUsage, kExitUsage;
+      timeout_s = std::strtoll(t.c_str(), &end, 10);
+      if (end == t.c_str() || *end != '\0' || timeout_s < 1 || timeout_s > 3600) {
+        err << "scimsyncd sync: --timeout must be 1 to 3600 seconds (got '" << t << "')\n";
+        return kExitUsage;
+      }
+    } else if (a.rfind("--", 0) == 0) {
+      err << "scimsyncd sync: unexpected option '" << a << "'\n" << kSyncUsage;
+      return kExitUsage;
+    } else if (employee.empty()) {
+      employee = a;
+    } else {
+      err << "scimsyncd sync: one EMPLOYEE_ID only\n" << kSyncUsage;
+      return kExitUsage;
+    }
+  }
+  if (name.empty() || employee.empty()) {
+    err << "scimsyncd sync: --profile NAME and EMPLOYEE_ID are required\n" << kSyncUsage;
+    return kExitUsage;
+  }
+
+  config::Config cfg;
+  std::vector<config::Problem> problems = config::LoadFile(file, &cfg);
+  std::map<std::string, std::shared_ptr<const connectors::Profile>> profiles;
+  if (problems.empty()) {
+    config::Problems profile_problems(file);
+    for (const auto& entry : cfg.profiles) {
+      auto p = connectors::LoadProfile(entry, &profile_problems);
+      if (p) profiles[entry.name] = std::move(p);
+    }
+    problems = profile_problems.list();
+  }
+  if (!problems.empty()) {
+    err << file << ": " << problems.size() << (problems.size() == 1 ? " problem" : " problems")
+        << ":\n";
+    for (const auto& p : problems) err << "  " << p.ToString() << "\n";
+    return kExitConfig;
+  }
+  log::SetLevel(log::Level::kWarn);
+  auto it = profiles.find(name);
+  if (it == profiles.end()) {
+    err << "scimsyncd sync: no profile named '" << name << "' in " << file << "\n";
+    return kExitUsage;
+  }
+  const connectors::Profile& profile = *it->second;
+  auto password = RedisPassword(cfg);
+  if (!password) {
+    err << "scimsyncd sync: redis password: " << password.error().message << "\n";
+    return kExitConfig;
+  }
+  const Masker mask(cfg);
+  const Clock& clock = SystemClock::Instance();
+  redis::Pool pool(cfg.redis, *password, 4);
+  History history(pool, cfg.redis.key_prefix, cfg.workers.history);
+  auto q = queue::NewRedisQueue(cfg.redis, *password, clock);
+  if (Status s = q->Ping(); !s.ok()) {
+    err << "scimsyncd: Redis is not reachable: " << s.error().message
+        << " (check redis.url and that Redis runs)\n";
+    return kExitUnavailable;
+  }
+
+  // The item: the current record is fetched by the worker (level-triggered profiles), or the
+  // last record the employee's HR source sent is sent again (profiles whose payload carries it).
+  queue::Item item;
+  if (profile.payload_carries_record()) {
+    auto last = history.ReadLastItem(name, tenant, employee);
+    if (!last) {
+      err << "scimsyncd: Redis: " << last.error().message << "\n";
+      return kExitUnavailable;
+    }
+    if (!*last) {
+      err << "scimsyncd sync: profile '" << name
+          << "' gets the record in the webhook, and no record of employee " << employee
+          << " is kept (none was applied within workers.history.max_age_days); have the HR "
+             "system send an event for them\n";
+      return kExitDataErr;
+    }
+    item = **last;
+    out << "record: the last one received (" << item.event_type
+        << (item.occurred_at.empty() ? "" : ", " + item.occurred_at) << ")\n";
+  } else {
+    connectors::ListedEmployee listed;
+    listed.tenant = tenant;
+    listed.employee_key = employee;
+    connectors::WorkItem w = profile.ReconcileItem(listed);
+    item.event_type = w.event_type;
+    item.occurred_at = w.occurred_at;
+    item.payload = w.payload;
+    out << "record: fetched from the HR system's API when the sync runs\n";
+  }
+  item.profile = name;
+  item.tenant = tenant;
+  item.employee_key = employee;
+  item.trace_id = NewTraceId();
+  item.dedup_id = item.trace_id;
+  item.received_at_ms = clock.NowMs();
+
+  // Plans locally what a worker would do: fetch (or the last record), map, validate, read the
+  // JumpCloud user, and the writes it would send -- with writes recorded, never sent.
+  auto plan_locally = [&]() -> int {
+    auto api_key = config::ResolveSecret(cfg.target.api_key);
+    if (!api_key.ok()) {
+      err << "scimsyncd sync: reading the JumpCloud user needs the API key: "
+          << api_key.error().message << "\n";
+      return kExitConfig;
+    }
+    connectors::HttpFetcherOptions fetcher_options;
+    fetcher_options.ca_file = cfg.target.ca_file;
+    auto fetcher = connectors::NewHttpFetcher(fetcher_options);
+    connectors::WorkItem w;
+    w.tenant = tenant;
+    w.employee_key = employee;
+    w.event_type = item.event_type;
+    w.occurred_at = item.occurred_at;
+    w.payload = item.payload;
+    auto plan = profile.PlanItem(w, *fetcher, clock.NowMs() / 1000);
+    if (!plan) {
+      err << "scimsyncd sync: planning failed: " << mask(plan.error().message) << "\n";
+      return plan.error().kind == ErrorKind::kTransient ? kExitUnavailable : kExitDataErr;
+    }
+    out << "plan: " << PlanActionName(plan->action)
+        << (plan->reason.empty() ? "" : " (" + plan->reason + ")") << "\n";
+    if (plan->user)
+      out << "mapped user: " << mask(scim::RedactBody(scim::CreateBody(*plan->user))) << "\n";
+    if (!plan->problems.empty()) {
+      out << "validation: the mapped user breaks JumpCloud's rules:";
+      for (const auto& p : plan->problems) out << " " << p.ToString() << ";";
+      out << "\nnothing would be sent (the item would be a dead letter)\n";
+      return kExitDataErr;
+    }
+    if (plan->action == connectors::Action::kIgnore) {
+      out << "nothing to do: the profile ignores this event\n";
+      return kExitOk;
+    }
+    auto http = scim::NewHttpTransport(scim::TransportOptions::From(cfg.target, *api_key));
+    if (!http.ok()) {
+      err << "scimsyncd sync: " << http.error().message << "\n";
+      return kExitConfig;
+    }
+    ReadOnlyTransport transport(**http);
+    auto redis_links = scim::NewRedisLinkStore(pool, cfg.redis.key_prefix);
+    scim::MemoryLinkStore links;  // the dry run may "link"; Redis's table stays as it is
+    auto link = redis_links->Get(ScopeOf(name, tenant), employee);
+    if (link.ok() && *link) (void)links.Put(ScopeOf(name, tenant), employee, **link);
+    auto limiter = scim::NewRedisRateLimiter(pool, scim::RateLimitKey(cfg.redis.key_prefix),
+                                             scim::RateLimitOptions::From(cfg.target), clock);
+    scim::SystemRandom random;
+    scim::ConvergerDeps deps;
+    deps.transport = &transport;
+    deps.limiter = limiter.get();
+    deps.links = &links;
+    deps.clock = &clock;
+    deps.random = &random;
+    scim::Converger converger(scim::ConvergerOptions::From(cfg.target, cfg.workers.retry), deps);
+    scim::Job job;
+    job.scope = ScopeOf(name, tenant);
+    job.trace_id = item.trace_id;
+    job.action = ToScimAction(plan->action);
+    if (plan->user) job.desired = *plan->user;
+    if (job.desired.external_id.empty()) job.desired.external_id = employee;
+    scim::Outcome o = converger.Converge(job);
+    out << "JumpCloud user: " << (o.jumpcloud_id.empty() ? "none" : o.jumpcloud_id) << "\n";
+    if (transport.writes.empty()) {
+      out << "requests " << (dry_run ? "it would send" : "expected")
+          << ": none (JumpCloud already matches)\n";
+    } else {
+      out << "requests " << (dry_run ? "it would send" : "expected") << ":\n";
+      for (const auto& r : transport.writes) {
+        out << "  " << mask(transport.Describe(r)) << "\n";
+        if (!r.body.empty()) out << "    " << mask(scim::RedactBody(r.body)) << "\n";
+      }
+    }
+    if (o.decision != scim::Decision::kDone) {
+      out << "result: " << scim::DecisionName(o.decision) << ": " << mask(o.reason) << "\n";
+      return o.decision == scim::Decision::kGiveUp ? kExitDataErr : kExitUnavailable;
+    }
+    return kExitOk;
+  };
+  if (dry_run) {
+    int rc = plan_locally();
+    if (rc == kExitOk) out << "dry run: nothing was sent or enqueued\n";
+    return rc;
+  }
+  if (int rc = plan_locally(); rc != kExitOk) {
+    out << "(the plan above is only a preview; the worker decides when it runs)\n";
+  }
+
+  auto enq = q->EnqueueBatch({item}, 0);
+  if (!enq.ok()) {
+    err << "scimsyncd: Redis: " << enq.error().message << "\n";
+    return kExitUnavailable;
+  }
+  out << "enqueued: trace " << item.trace_id << ", partition "
+      << queue::PartitionOf(name, employee, cfg.redis.partitions)
+      << "; waiting for a worker (up to " << timeout_s << "s)\n";
+  out.flush();
+
+  const int64_t deadline = clock.NowMs() + timeout_s * 1000;
+  std::set<std::string> shown;
+  while (clock.NowMs() < deadline) {
+    auto recs = history.Read(name, tenant, employee, 50, clock.NowMs());
+    if (recs.ok()) {
+      for (const auto& r : *recs) {
+        if (r.trace_id != item.trace_id) continue;
+        const std::string line = Step(r);
+        if (!shown.insert(line).second) continue;
+        out << mask(line) << "\n";
+        out.flush();
+        if (r.outcome == "done") return kExitOk;
+        if (r.outcome == "dead_letter") {
+          out << "dead-lettered: `scimsyncd employee --profile " << name << " " << employee
+              << "` shows it and the replay command\n";
+          return kExitDataErr;
+        }
+        if (r.outcome == "held") {
+          out << "held by the mass-suspension guard: check `scimsyncd status`, then `scimsyncd "
+                 "guard release`\n";
+          return kExitDataErr;
+        }
+        if (r.outcome == "paused") return kExitUnavailable;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  out << "timed out: the item is still queued and will be worked on; `scimsyncd employee "
+         "--profile "
+      << name << " " << employee << "` shows where it is\n";
+  return kExitTempFail;
+}
+
+}  // namespace scimsync::daemon
