@@ -12,6 +12,8 @@
 
 #include "daemon_fixture.h"
 #include "e2e_fixture.h"
+#include "scimsync/daemon/history.h"
+#include "scimsync/queue/redis.h"
 
 namespace scimsync::testing {
 namespace {
@@ -265,6 +267,95 @@ TEST_F(EmployeeE2E, UsageErrorsHaveDocumentedExitCodes) {
   text = Run({"employee", "--profile", "hr", "E1"}, &rc);
   EXPECT_EQ(rc, 69) << text;
   EXPECT_NE(text.find("Redis is not reachable"), std::string::npos) << text;
+}
+
+config::RedisOptions RedisAt(const std::string& url) {
+  config::Config cfg;
+  config::LoadString("redis: {url: \"" + url + "\", connect_timeout_ms: 500}\n", "test.yaml", &cfg);
+  return cfg.redis;
+}
+
+TEST(HistoryTest, KeepsTheNewestEntriesAndHidesThoseOlderThanTheMaxAge) {
+  RedisServer server;
+  ASSERT_TRUE(server.Start());
+  redis::Pool pool(RedisAt(server.url()), "");
+  config::HistoryOptions options;
+  options.max_entries = 3;
+  options.max_age_days = 1;
+  daemon::History history(pool, "ht", options);
+  const int64_t day = 86'400'000;
+  daemon::History::Write w;
+  w.key = daemon::HistoryKey("ht", "hr", "", "E1");
+  for (int i = 0; i < 5; ++i) {
+    daemon::OutcomeRecord r;
+    r.at_ms = 10 * day + i * 1000;
+    r.trace_id = "t" + std::to_string(i);
+    r.result = "updated";
+    r.reason = std::string(1000, 'x');  // cut, so an entry stays small
+    w.records.push_back(r);
+  }
+  ASSERT_TRUE(history.Append({w}).ok());
+  auto got = history.Read("hr", "", "E1", 50, 10 * day + 5000);
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(got->size(), 3u);
+  EXPECT_EQ((*got)[0].trace_id, "t2");  // oldest first
+  EXPECT_EQ((*got)[2].trace_id, "t4");
+  EXPECT_LT((*got)[2].reason.size(), 400u);
+  // A day later they are past the max age: not shown (the key's expiry removes them).
+  got = history.Read("hr", "", "E1", 50, 11 * day + 5000);
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(got->empty());
+  // Another scope is another person.
+  got = history.Read("hr", "acme", "E1", 50, 10 * day + 5000);
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(got->empty());
+}
+
+TEST(HistoryTest, ZeroEntriesKeepsNothing) {
+  RedisServer server;
+  ASSERT_TRUE(server.Start());
+  redis::Pool pool(RedisAt(server.url()), "");
+  config::HistoryOptions options;
+  options.max_entries = 0;
+  daemon::History history(pool, "ht", options);
+  daemon::History::Write w;
+  w.key = daemon::HistoryKey("ht", "hr", "", "E1");
+  w.records.push_back(daemon::OutcomeRecord{});
+  w.last_item_key = daemon::LastItemKey("ht", "hr", "", "E1");
+  w.last_item = "{}";
+  ASSERT_TRUE(history.Append({w}).ok());
+  EXPECT_EQ(server.Cli({"DBSIZE"}), "0");
+}
+
+TEST(HistoryTest, ADeferredItemIsRecordedAsDeferredAndTheRestWithTheResult) {
+  daemon::EmployeeWork work;
+  work.profile = "hr";
+  work.employee_key = "E1";
+  work.items.resize(2);
+  work.items[0].trace_id = "a";
+  work.items[0].event_type = "employee.terminated";
+  work.items[1].trace_id = "b";
+  work.items[1].attempts = 2;
+  daemon::SyncResult result;
+  result.kind = daemon::SyncResult::Kind::kRetry;
+  result.action = "sync";
+  result.result = "retry";
+  result.http_status = 503;
+  result.reason = "JumpCloud answered 503";
+  result.last_request = "PATCH https://x/Users/1\n{\"body\":1}";
+  result.deferred = {{0, 2'000'000'000'000}};
+  auto recs = daemon::OutcomesOf(work, result, 5);
+  ASSERT_EQ(recs.size(), 2u);
+  EXPECT_EQ(recs[0].outcome, "deferred");
+  EXPECT_EQ(recs[0].trace_id, "a");
+  EXPECT_EQ(recs[1].outcome, "retry");
+  EXPECT_EQ(recs[1].attempt, 3);
+  EXPECT_EQ(recs[1].http_status, 503);
+  EXPECT_EQ(recs[1].request, "PATCH https://x/Users/1");  // the line only, never the body
+  auto back = daemon::OutcomeFromJson(daemon::OutcomeToJson(recs[1]));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->reason, "JumpCloud answered 503");
+  EXPECT_EQ(back->request, recs[1].request);
 }
 
 }  // namespace
