@@ -5,6 +5,7 @@
 #include <rapidjson/document.h>
 
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -252,6 +253,63 @@ TEST_F(EmployeeE2E, SyncRepairsADriftedUserThroughTheWorkersAndDryRunWritesNothi
   text = Run({"sync", "--profile", "hr", "NOBODY"}, &rc);
   EXPECT_EQ(rc, 65) << text;
   EXPECT_NE(text.find("no record of employee NOBODY"), std::string::npos) << text;
+}
+
+// The same against the independent SCIM implementation (scimmy): the history, the dry run and
+// the repair are not only right about our own double.
+TEST_F(EmployeeE2E, EmployeeAndSyncAgainstTheScimmyServer) {
+  const std::string dir = std::string(SCIMSYNC_SOURCE_DIR) + "/tests/scim/scimmy_server";
+  ASSERT_TRUE(std::filesystem::exists(dir + "/node_modules/scimmy"))
+      << "the scimmy test server's packages are missing: run scripts/install-deps";
+  const int port = FreePort();
+  Process node;
+  ASSERT_TRUE(
+      node.Start({"node", dir + "/server.js", "--port", std::to_string(port), "--api-key", kApiKey},
+                 e2e_.dir().File("scimmy.log")));
+  ASSERT_TRUE(WaitForPort(port, 20000)) << ReadFile(e2e_.dir().File("scimmy.log"));
+  E2EDaemonOptions options = Options();
+  options.base_url = "http://127.0.0.1:" + std::to_string(port) + "/scim/v2";
+  ASSERT_TRUE(e2e_.StartDaemon(0, options)) << e2e_.Log(0);
+  ASSERT_EQ(e2e_.PostUntilAccepted(
+                0, GenericBody("m1", "employee.created", "M1", "Analyst", 1'790'000'000)),
+            202);
+  ASSERT_TRUE(e2e_.WaitIdle(30000)) << e2e_.Log(0);
+  httplib::Client scim("127.0.0.1", port);
+  auto title = [&]() {
+    auto res =
+        scim.Get("/scim/v2/Users?filter=externalId%20eq%20%22M1%22", {{"x-api-key", kApiKey}});
+    rapidjson::Document doc;
+    if (res && res->status == 200) doc.Parse(res->body.c_str());
+    if (!doc.IsObject() || !doc.HasMember("Resources") || doc["Resources"].Size() != 1) {
+      return std::string("?");
+    }
+    const auto& u = doc["Resources"][0];
+    return std::string(u["id"].GetString()) + " " +
+           (u.HasMember("title") ? u["title"].GetString() : "");
+  };
+  const std::string before = title();
+  ASSERT_NE(before.find(" Analyst"), std::string::npos) << before;
+  const std::string id = before.substr(0, before.find(' '));
+  auto drift = scim.Patch(("/scim/v2/Users/" + id).c_str(), {{"x-api-key", kApiKey}},
+                          R"({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],)"
+                          R"("Operations":[{"op":"replace","path":"title","value":"Hacked"}]})",
+                          "application/scim+json");
+  ASSERT_TRUE(drift);
+  ASSERT_EQ(title(), id + " Hacked");
+
+  int rc = -1;
+  std::string text = Run({"sync", "--profile", "hr", "--dry-run", "M1"}, &rc);
+  EXPECT_EQ(rc, 0) << text;
+  EXPECT_NE(text.find("PATCH"), std::string::npos) << text;
+  EXPECT_EQ(title(), id + " Hacked");
+  text = Run({"sync", "--profile", "hr", "--timeout", "30", "M1"}, &rc);
+  EXPECT_EQ(rc, 0) << text << e2e_.Log(0);
+  EXPECT_EQ(title(), id + " Analyst");
+  text = Run({"employee", "--profile", "hr", "M1"}, &rc);
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(text.find("JumpCloud user: " + id + " (linked)"), std::string::npos) << text;
+  EXPECT_NE(text.find("employee.created  sync  created"), std::string::npos) << text;
+  EXPECT_NE(text.find("sync  updated"), std::string::npos) << text;
 }
 
 TEST_F(EmployeeE2E, UsageErrorsHaveDocumentedExitCodes) {
