@@ -55,8 +55,17 @@ class HttplibFetcher final : public Fetcher {
                               ? client.Post(target, headers, request.body, content_type)
                               : client.Get(target, headers);
     if (!res) {
-      return Error::Transient(Describe(request) + ": no answer (" +
-                              httplib::to_string(res.error()) + ")");
+      // cpp-httplib says "Connection" for a refused connection and an unreachable host alike;
+      // neither is a timeout, and the admin's next step differs (is the URL right?).
+      const std::string why = res.error() == httplib::Error::Connection
+                                  ? "cannot connect: connection refused or host unreachable "
+                                    "(check the URL and that the API is up)"
+                              : res.error() == httplib::Error::Read
+                                  ? "no complete answer (timed out after " +
+                                        std::to_string(request.timeout_ms) +
+                                        " ms, or the connection was closed)"
+                                  : "no answer (" + httplib::to_string(res.error()) + ")";
+      return Error::Transient(Describe(request) + ": " + why);
     }
     HttpResponse out;
     out.status = res->status;

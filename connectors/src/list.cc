@@ -286,10 +286,11 @@ Result<std::vector<ListedEmployee>> SpecProfile::ListEmployees(const std::string
         std::string message = "profile " + name_ + ": the HRIS API credential '";
         message.append(c).append("' is not configured: set api.").append(c);
         message.append("_env or api.").append(c).append("_file in its config entry");
-        return Error::Auth(message);
+        return Error::Invalid(message);
       }
-      return Error::Auth("profile " + name_ + ": HRIS API credential '" + c +
-                         "': " + secret.error().message);
+      // A secret that cannot be read is a config problem on this host, not a refused key.
+      return Error::Invalid("profile " + name_ + ": HRIS API credential '" + c +
+                            "': " + secret.error().message);
     }
     vars[c] = std::move(secret.value());
   }
@@ -321,9 +322,14 @@ Result<std::vector<ListedEmployee>> SpecProfile::ListEmployees(const std::string
     if (!g.size_param.empty() && next_url.empty()) {
       url = WithParam(url, g.size_param, std::to_string(g.size));
     }
-    const std::string what = "HRIS API " + l.method + " " + url.substr(0, url.find('?'));
+    const std::string what = "HRIS API " + l.method + " " + url.substr(0, url.find('?')) +
+                             " (page " + std::to_string(page + 1) + ")";
     auto res = ListRequest(url, vars, fetcher, now_s, timeout_ms);
-    if (!res.ok()) return res.error();
+    if (!res.ok()) {
+      Error e = res.error();
+      e.message = "page " + std::to_string(page + 1) + " of the list: " + e.message;
+      return e;
+    }
     if (res->status < 200 || res->status > 299) return ListStatusError(res->status, what, *res);
     rapidjson::Document doc;
     std::string error;

@@ -111,7 +111,8 @@ Error TransportError(httplib::Error err, const std::string& what, int64_t timeou
   std::string timeout = " (timeout " + std::to_string(timeout_ms) + " ms)";
   switch (err) {
     case httplib::Error::Connection:
-      return Error::Transient(what + ": cannot connect" + timeout);
+      // Refused or unreachable: no timeout was involved, so none is named.
+      return Error::Transient(what + ": cannot connect: connection refused or host unreachable");
     case httplib::Error::ConnectionTimeout:
       return Error::Transient(what + ": connect timed out" + timeout);
     case httplib::Error::Read:
