@@ -345,6 +345,19 @@ void ReadProfiles(const YAML::Node& node, Problems* p, std::vector<ProfileConfig
               "must be 0 (off) or at least 300 (got " + std::to_string(pc.reconcile_every_s) + ")");
       pc.reconcile_every_s = 0;
     }
+    if (r.Has("reconcile")) {
+      MapReader rr(r.Child("reconcile"), r.PathOf("reconcile"), p);
+      if (rr.String("orphans", &pc.reconcile.orphans) && pc.reconcile.orphans != "report" &&
+          pc.reconcile.orphans != "suspend") {
+        rr.Error("orphans",
+                 "must be report (the default: list them, change nothing) or suspend "
+                 "(got '" +
+                     pc.reconcile.orphans + "')");
+        pc.reconcile.orphans = "report";
+      }
+      rr.Double("max_shrink_percent", &pc.reconcile.max_shrink_percent, 0, 100);
+      rr.Finish();
+    }
     // Connector-specific keys are checked by the connectors library.
     if (entry.IsMap()) {
       for (const auto& kv : entry) r.Ignore(kv.first.Scalar());
@@ -362,8 +375,8 @@ void ReadProfiles(const YAML::Node& node, Problems* p, std::vector<ProfileConfig
 
 const std::vector<std::string>& CommonProfileKeys() {
   static const std::vector<std::string> keys = {
-      "name",    "connector",      "secret_env",       "secret_file",
-      "secrets", "dedup_window_s", "reconcile_every_s"};
+      "name",    "connector",      "secret_env",        "secret_file",
+      "secrets", "dedup_window_s", "reconcile_every_s", "reconcile"};
   return keys;
 }
 

@@ -160,6 +160,23 @@ std::shared_ptr<const Profile> LoadProfile(const config::ProfileConfig& entry,
               "must be a map from tenant (the /webhooks/{profile}/{tenant} segment) "
               "to {api: ..., fields: ...}");
     }
+    // A scheduled reconciliation must be able to build its list URL; say so at load
+    // (check-config) rather than in a failed run a day later. Tenants supply {tenant} themselves.
+    if (entry.reconcile_every_s > 0 && spec->list.enabled && settings.tenants.empty() &&
+        !settings.api.base_url) {
+      const std::string& base =
+          spec->list.base_url.empty() ? spec->fetch.base_url : spec->list.base_url;
+      if (base.empty()) {
+        r.Error("reconcile_every_s", "a reconciliation lists the HRIS, and profile '" +
+                                         entry.connector +
+                                         "' has no list base URL: set api.base_url in this entry");
+      } else if (!settings.api.tenant && (base.find("{tenant}") != std::string::npos ||
+                                          spec->list.path.find("{tenant}") != std::string::npos)) {
+        r.Error("reconcile_every_s",
+                "a reconciliation lists the HRIS, and the list URL of profile '" + entry.connector +
+                    "' needs {tenant}: set api.tenant (or api.base_url) in this entry");
+      }
+    }
   } else {
     // The profile did not load: its own keys cannot be checked against it.
     for (const char* k : {"api", "fields", "tenants"}) r.Ignore(k);

@@ -184,6 +184,19 @@ struct WorkersOptions {
   int64_t lease_ms = 10000;
 };
 
+// profiles[].reconcile: what a reconciliation (docs/reconcile.md) may do on its own.
+struct ProfileReconcileOptions {
+  // What happens to an orphan, an active JumpCloud user in this profile's scope whose externalId
+  // no listed employee has: "report" (default) lists it and leaves it alone -- it may belong to
+  // another provisioning tool or an old HRIS; "suspend" enqueues a sync, which asks the HRIS for
+  // the employee and suspends the user when the HRIS answers 404 (fetch.not_found).
+  std::string orphans = "report";
+  // A run whose HRIS list is more than this many percent shorter than the last successful
+  // run's is refused (exit 3, nothing enqueued) unless `--allow-shrink`: a truncated list must
+  // not read as people leaving. 100 turns the check off; 0 refuses any shrink.
+  double max_shrink_percent = 10;
+};
+
 struct ProfileConfig {
   std::string name;       // URL segment: /webhooks/{name}
   std::string connector;  // built-in profile name or a path to a profile file
@@ -194,6 +207,7 @@ struct ProfileConfig {
   // schedule. One instance of a fleet runs it per period. Each run lists every employee in the
   // HRIS and every user in JumpCloud, so a period shorter than an hour mostly adds API load.
   int64_t reconcile_every_s = 0;
+  ProfileReconcileOptions reconcile;
   // The whole YAML entry, for connector-specific keys (api, fields, tenants...), which the
   // connectors library reads strictly with MapReader.
   YAML::Node node;
