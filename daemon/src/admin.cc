@@ -7,6 +7,7 @@
 #include "scimsync/clock.h"
 #include "scimsync/daemon/app.h"
 #include "scimsync/daemon/coordination.h"
+#include "scimsync/daemon/reconcile.h"
 #include "scimsync/log.h"
 #include "scimsync/queue/queue.h"
 #include "scimsync/queue/redis.h"
@@ -250,6 +251,11 @@ int RunGuardCommand(const config::Config& cfg, const std::vector<std::string>& a
   Status s = guard.Release();
   if (!s.ok()) return RedisDown(err, s.error());
   out << "guard released: held suspensions are applied within a minute; counting starts afresh\n";
+  // Reconciliations held for their plan's suspensions (docs/reconcile.md) go in now, while the
+  // guard is open, so they are not held a second time.
+  auto q = queue::NewRedisQueue(cfg.redis, *password);
+  auto held = ApplyHeldReconciliations(pool, *q, cfg.redis.key_prefix, out);
+  if (!held) return RedisDown(err, held.error());
   return kExitOk;
 }
 

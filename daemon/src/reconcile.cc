@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <ctime>
 #include <iomanip>
@@ -14,6 +15,7 @@
 
 #include "scimsync/daemon/admin.h"
 #include "scimsync/daemon/app.h"
+#include "scimsync/daemon/coordination.h"
 #include "scimsync/daemon/worker.h"
 #include "scimsync/log.h"
 #include "scimsync/scim/protocol.h"
@@ -117,7 +119,127 @@ std::string JsonString(const std::string& s) {
 
 std::string JsonOpt(const std::optional<std::string>& v) { return v ? JsonString(*v) : "null"; }
 
+// The HRIS list requests with the SCIM listing's retry policy: a 5xx, 429 or lost connection on
+// page 30 of 40 should cost a backoff, not the run. Other requests (fetch-backs, tokens) pass
+// through: the workers retry those as items.
+class RetryingListFetcher final : public connectors::Fetcher {
+ public:
+  RetryingListFetcher(connectors::Fetcher& inner, const scim::RetryOptions& options,
+                      const Clock& clock, scim::Random& random, std::function<void(int64_t)> sleep,
+                      const std::atomic<bool>* cancel)
+      : inner_(inner),
+        clock_(clock),
+        policy_(options, clock, random),
+        sleep_(std::move(sleep)),
+        cancel_(cancel) {}
+
+  Result<connectors::HttpResponse> Fetch(const std::string& name,
+                                         const connectors::HttpRequest& request) override {
+    if (name != "list") return inner_.Fetch(name, request);
+    const int64_t first_ms = clock_.NowMs();
+    for (int attempt = 1;; ++attempt) {
+      auto res = inner_.Fetch(name, request);
+      Error e;
+      if (!res.ok()) {
+        if (res.error().kind != ErrorKind::kTransient) return res;
+        e = res.error();
+      } else if (res->status == 408 || res->status == 429 || res->status >= 500) {
+        e = Error::Transient("answered " + std::to_string(res->status));
+        for (const auto& [k, v] : res->headers) {
+          if (Lower(k) != "retry-after") continue;
+          if (auto ms = scim::ParseRetryAfterMs(v, clock_.NowMs())) {
+            e.retry_after = std::chrono::milliseconds(*ms);
+          }
+        }
+      } else {
+        return res;
+      }
+      const scim::RetryDecision d = policy_.Decide(attempt, first_ms, e);
+      // The last answer goes back as it was: the profile classifies it and names the page.
+      if (!d.retry || (cancel_ != nullptr && cancel_->load())) return res;
+      log::Warn("listing the HRIS: retrying a page",
+                {{"url", request.url.substr(0, request.url.find('?'))},
+                 {"attempt", attempt},
+                 {"delay_ms", d.delay_ms},
+                 {"error", e.message}});
+      sleep_(d.delay_ms);
+    }
+  }
+  bool live() const override { return inner_.live(); }
+
+ private:
+  connectors::Fetcher& inner_;
+  const Clock& clock_;
+  scim::RetryPolicy policy_;
+  std::function<void(int64_t)> sleep_;
+  const std::atomic<bool>* cancel_;
+};
+
+const redis::Script& StoreHeldScript() {
+  static const redis::Script s(
+      "redis.call('DEL', KEYS[1]) for i = 1, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end "
+      "return #ARGV");
+  return s;
+}
+
+// A held plan's items, one Redis list element each: the fields joined by \x1f (compact JSON
+// payloads never hold a raw control character).
+constexpr char kSep = '\x1f';
+std::string EncodeItem(const queue::Item& item) {
+  std::string out;
+  for (const std::string* f :
+       {&item.profile, &item.tenant, &item.employee_key, &item.dedup_id, &item.event_type,
+        &item.occurred_at, &item.trace_id, &item.payload}) {
+    out += *f;
+    out += kSep;
+  }
+  return out + std::to_string(item.received_at_ms);
+}
+std::vector<std::string> SplitFields(const std::string& s) {
+  std::vector<std::string> out(1);
+  for (char c : s) {
+    if (c == kSep) {
+      out.emplace_back();
+    } else {
+      out.back() += c;
+    }
+  }
+  return out;
+}
+std::optional<queue::Item> DecodeItem(const std::string& s) {
+  const std::vector<std::string> f = SplitFields(s);
+  if (f.size() != 9) return std::nullopt;
+  queue::Item item;
+  item.profile = f[0];
+  item.tenant = f[1];
+  item.employee_key = f[2];
+  item.dedup_id = f[3];
+  item.event_type = f[4];
+  item.occurred_at = f[5];
+  item.trace_id = f[6];
+  item.payload = f[7];
+  item.received_at_ms = std::strtoll(f[8].c_str(), nullptr, 10);
+  return item;
+}
+
+// Glob characters in a Redis SCAN pattern, escaped.
+std::string GlobEscape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
 }  // namespace
+
+std::optional<std::string> EmployeeKeyInScope(const std::string& external_id,
+                                              const std::string& scope_prefix) {
+  if (external_id.size() <= scope_prefix.size()) return std::nullopt;
+  if (external_id.compare(0, scope_prefix.size(), scope_prefix) != 0) return std::nullopt;
+  return external_id.substr(scope_prefix.size());
+}
 
 const char* DriftKindName(DriftKind kind) {
   switch (kind) {
@@ -163,6 +285,8 @@ int ExitCodeFor(const Error& error) {
 }
 
 int ExitCodeFor(const ReconcileReport& report) {
+  if (!report.refused.empty()) return kExitRefused;
+  if (report.held) return kExitHeld;
   if (!report.problems.empty()) return kExitDrift;
   for (const EmployeeDrift& d : report.drift) {
     if (report.dry_run || !d.enqueued) return kExitDrift;
@@ -177,6 +301,8 @@ Reconciler::Reconciler(ReconcilerOptions options, ReconcilerDeps deps)
   const std::string name = deps_.profile ? deps_.profile->name() : std::string();
   lease_key_ = options_.key_prefix + ":reconcile:" + name;
   last_key_ = lease_key_ + ":last";
+  listed_key_ = lease_key_ + ":listed";
+  held_key_ = lease_key_ + ":held";
   if (!deps_.sleep) {
     deps_.sleep = [](int64_t ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); };
   }
@@ -294,17 +420,29 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
   const int64_t now_s = rep.started_ms / 1000;
   auto cancelled = [&] { return deps_.cancel != nullptr && deps_.cancel->load(); };
   const Error kCancelled = Error::Transient("the reconciliation was stopped (shutdown)");
+  auto Refuse = [&](ReconcileReport r) -> Result<ReconcileReport> {
+    r.finished_ms = clock.NowMs();
+    log::Error("reconciliation refused", {{"profile", r.profile},
+                                          {"run", r.run_id},
+                                          {"dry_run", dry_run},
+                                          {"hris_employees", r.hris_employees},
+                                          {"last_listed", r.last_listed},
+                                          {"reason", r.refused}});
+    return r;
+  };
   if (!profile.can_list()) {
     return Error::Invalid("profile " + profile.name() +
                           " has no list section, so the HRIS side cannot be listed; add one "
                           "(docs/profiles.md, list)");
   }
 
-  // 1. Everyone the HRIS lists.
+  // 1. Everyone the HRIS lists, each page retried like a SCIM page.
+  RetryingListFetcher list_fetcher(*deps_.fetcher, options_.scim_list.retry, clock, *deps_.random,
+                                   deps_.sleep, deps_.cancel);
   std::vector<connectors::ListedEmployee> listed;
   for (const std::string& tenant : profile.list_tenants()) {
     if (cancelled()) return kCancelled;
-    auto part = profile.ListEmployees(tenant, *deps_.fetcher, now_s);
+    auto part = profile.ListEmployees(tenant, list_fetcher, now_s);
     if (!part.ok()) {
       Error e = part.error();
       e.message = "listing the HRIS employees" +
@@ -314,6 +452,30 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
     listed.insert(listed.end(), part->begin(), part->end());
   }
   if (Status s = RenewLease(token); !s.ok()) return s.error();
+  rep.hris_employees = static_cast<int64_t>(listed.size());
+
+  // A list much shorter than the last successful run's is far more often a broken export, a
+  // narrowed API user or a lost page than a wave of departures: refuse it before planning.
+  if (deps_.pool != nullptr) {
+    auto conn = deps_.pool->Acquire();
+    auto last = conn->Command({"GET", listed_key_});
+    if (!last.ok()) return Error::Transient("redis: " + last.error().message);
+    rep.last_listed = last->AsInteger().value_or(-1);
+  }
+  if (rep.last_listed > 0 && !options_.allow_shrink &&
+      static_cast<double>(rep.hris_employees) <
+          static_cast<double>(rep.last_listed) * (1.0 - options_.max_shrink_percent / 100.0)) {
+    const int64_t shrink_pct = (rep.last_listed - rep.hris_employees) * 100 / rep.last_listed;
+    rep.refused = "the HRIS list of profile " + profile.name() + " has " +
+                  std::to_string(rep.hris_employees) + " employees, " + std::to_string(shrink_pct) +
+                  "% fewer than the " + std::to_string(rep.last_listed) +
+                  " of the last successful run (more than reconcile.max_shrink_percent, " +
+                  std::to_string(static_cast<int64_t>(options_.max_shrink_percent)) +
+                  "%); nothing was planned or enqueued. Check the HRIS export and the API "
+                  "user's permissions; if the people really left, run again with "
+                  "--allow-shrink";
+    return Refuse(std::move(rep));
+  }
 
   // 2. Every JumpCloud user.
   if (cancelled()) return kCancelled;
@@ -349,11 +511,11 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
     by_user_name.emplace(Lower(users[i].attributes.user_name), i);
   }
   if (listed.empty() && anchored > 0) {
-    return Error::Permanent(
-        "the HRIS list of profile " + profile.name() + " is empty while " +
-        std::to_string(anchored) +
-        " JumpCloud users carry an externalId; refusing to report them all as orphans. Check "
-        "list.records in the profile and what the API user may see");
+    rep.refused = "the HRIS list of profile " + profile.name() + " is empty while " +
+                  std::to_string(anchored) +
+                  " JumpCloud users carry an externalId; refusing to report them all as "
+                  "orphans. Check list.records in the profile and what the API user may see";
+    return Refuse(std::move(rep));
   }
 
   // 3. Each employee: the desired user, its JumpCloud user, the difference.
@@ -457,6 +619,26 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
       problem(ReconcileProblem::Kind::kConflict, e, conflict);
       continue;
     }
+    // A second account for a linked employee: the workers keep syncing the linked one, but the
+    // other still lets the person in (or confuses the admins). A human decides which goes.
+    if (match) {
+      std::string others;
+      auto range = by_external_id.equal_range(ext);
+      for (auto it = range.first; it != range.second; ++it) {
+        if (it->second == *match) continue;
+        claimed[it->second] = true;
+        const scim::RemoteUser& dup = users[it->second];
+        others += (others.empty() ? "" : ", ") + dup.id + " (userName " + dup.attributes.user_name +
+                  (dup.attributes.active == false ? ", suspended)" : ", active)");
+      }
+      if (!others.empty()) {
+        problem(ReconcileProblem::Kind::kConflict, e,
+                "duplicate account: employee " + ext + " is linked to JumpCloud user " +
+                    users[*match].id + ", and " + others + " also carries externalId " + ext +
+                    "; delete or suspend the duplicate in JumpCloud (the linked user is "
+                    "still synced)");
+      }
+    }
 
     EmployeeDrift d;
     d.tenant = e.tenant;
@@ -517,7 +699,10 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
     source.push_back(&e);
   }
 
-  // 4. Orphans: active JumpCloud users anchored to an employee the HRIS does not list.
+  // 4. Orphans: active JumpCloud users in this profile's scope anchored to an employee the HRIS
+  // does not list.
+  int64_t matched_users = 0;  // this scope's users the join found, active or not
+  for (bool c : claimed) matched_users += c ? 1 : 0;
   const std::vector<std::string> tenants = profile.list_tenants();
   for (size_t i = 0; i < users.size(); ++i) {
     const scim::RemoteUser& u = users[i];
@@ -525,6 +710,9 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
         anchors.count(u.external_id) != 0) {
       continue;
     }
+    const std::optional<std::string> key =
+        EmployeeKeyInScope(u.external_id, options_.external_id_prefix);
+    if (!key) continue;  // another scope's (or another tool's) user: never ours to judge
     bool foreign = false;
     for (const std::string& scope : options_.foreign_scopes) {
       auto link = deps_.links->Get(scope, u.external_id);
@@ -542,19 +730,26 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
         if (*link && **link == u.id) tenant = t;
       }
     }
+    ++matched_users;
     EmployeeDrift d;
     d.tenant = tenant.value_or("");
-    d.employee_key = u.external_id;
+    d.employee_key = *key;
     d.external_id = u.external_id;
     d.user_name = u.attributes.user_name;
     d.email = u.attributes.email.value_or("");
     d.jumpcloud_id = u.id;
     d.kinds = {DriftKind::kOrphan};
-    d.fixable = !profile.payload_carries_record() && tenant.has_value();
+    d.fixable = options_.orphans == OrphanPolicy::kSuspend && !profile.payload_carries_record() &&
+                tenant.has_value();
     if (profile.payload_carries_record()) {
       d.note =
           "no HRIS record to sync it from: suspend it in JumpCloud, or have the HRIS send "
           "the employee's termination";
+    } else if (options_.orphans == OrphanPolicy::kReport) {
+      d.note =
+          "reported only (reconcile.orphans: report): it may belong to another tool or an "
+          "earlier HRIS. Suspend it in JumpCloud, or set reconcile.orphans: suspend to have "
+          "a sync ask the HRIS about it";
     } else if (!tenant) {
       d.note =
           "the profile serves several tenants and no link says whose user this is: not "
@@ -565,7 +760,79 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
     source.push_back(nullptr);
   }
 
-  // 5. One ordinary sync item per drifted employee that a sync can fix.
+  // 5. The plan's suspensions against the threshold. An orphan item suspends only when the HRIS
+  // answers 404 for the employee: ask now, so the count is what the workers will do.
+  for (size_t k = 0; k < rep.drift.size(); ++k) {
+    EmployeeDrift& d = rep.drift[k];
+    if (cancelled()) return kCancelled;
+    if (d.kinds == std::vector{DriftKind::kOrphan}) {
+      if (!d.fixable) continue;
+      connectors::ListedEmployee gone;
+      gone.tenant = d.tenant;
+      gone.employee_key = d.employee_key;
+      auto plan = profile.PlanListed(gone, *deps_.fetcher, now_s);
+      const bool suspends = !plan.ok() || plan->action == connectors::Action::kSuspend ||
+                            plan->action == connectors::Action::kDelete ||
+                            (plan->action != connectors::Action::kIgnore && plan->user &&
+                             plan->user->active == false);
+      if (!suspends) {
+        continue;  // the HRIS still knows the employee: a sync, not a suspension
+      }
+      ++rep.suspensions;  // 404, or unknown: counted as one, to be safe
+      d.changes.push_back({"active", std::string("true"), std::string("false")});
+      continue;
+    }
+    for (const AttributeChange& c : d.changes) {
+      if ((c.attribute == "active" && c.hris == std::optional<std::string>("false")) ||
+          c.attribute == "user") {
+        ++rep.suspensions;
+        break;
+      }
+    }
+  }
+  int64_t linked = 0;
+  if (deps_.pool != nullptr) {
+    // Counted now, not cached: the threshold must follow the table it protects.
+    auto conn = deps_.pool->Acquire();
+    for (const std::string& t : tenants) {
+      const std::string pattern =
+          options_.key_prefix + ":link:" + GlobEscape(ScopeOf(profile.name(), t)) + ":*";
+      std::string cursor = "0";
+      do {
+        auto r = conn->Command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+        if (!r.ok()) return Error::Transient("redis (link table): " + r.error().message);
+        if (r->elements().size() != 2) break;
+        cursor = r->elements()[0].text();
+        linked += static_cast<int64_t>(r->elements()[1].elements().size());
+      } while (cursor != "0");
+    }
+  }
+  rep.scope_users = std::max(linked, matched_users);
+  rep.suspend_limit = options_.max_suspends;
+  if (options_.max_suspend_percent > 0) {
+    // At every size: in a 20-person company 18 suspensions are a broken feed, not a reorg.
+    const auto by_percent = static_cast<int64_t>(
+        std::ceil(static_cast<double>(rep.scope_users) * options_.max_suspend_percent / 100.0));
+    rep.suspend_limit = std::min(rep.suspend_limit, std::max<int64_t>(1, by_percent));
+  }
+  const bool over = rep.suspensions > rep.suspend_limit;
+  rep.held = over && !options_.confirm;
+  rep.confirmed = over && options_.confirm && !dry_run;
+
+  // 6. One ordinary sync item per drifted employee that a sync can fix -- all of them, or, when
+  // the plan is held, none (stored for `scimsyncd guard release`).
+  std::set<std::string> waiting;  // "tenant\x1fkey" with an item in a retry set
+  if (!dry_run && deps_.queue != nullptr) {
+    for (int p = 0; p < deps_.queue->partitions(); ++p) {
+      auto retries = deps_.queue->ListRetries(p);
+      if (!retries.ok()) return Error::Transient("redis (retry sets): " + retries.error().message);
+      for (const auto& sch : *retries) {
+        if (sch.item.profile == profile.name()) {
+          waiting.insert(sch.item.tenant + kSep + sch.item.employee_key);
+        }
+      }
+    }
+  }
   if (!dry_run && deps_.queue != nullptr) {
     std::vector<queue::Item> batch;
     std::vector<size_t> batch_drift;
@@ -580,9 +847,29 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
       batch_drift.clear();
       return {};
     };
+    std::vector<std::string> held_items;
+    if (rep.confirmed && deps_.open_guard) {
+      // The admin confirmed this many suspensions: the workers' guard must not hold them again.
+      if (Status s = deps_.open_guard(); !s.ok()) {
+        return Error::Transient("opening the mass-suspension guard: " + s.error().message);
+      }
+      log::Warn("reconciliation: a plan over the suspension threshold was confirmed",
+                {{"profile", rep.profile},
+                 {"run", rep.run_id},
+                 {"suspensions", rep.suspensions},
+                 {"limit", rep.suspend_limit}});
+    }
     for (size_t k = 0; k < rep.drift.size(); ++k) {
       EmployeeDrift& d = rep.drift[k];
       if (!d.fixable) continue;
+      if (waiting.count(d.tenant + kSep + d.employee_key) != 0) {
+        // One waiting item per employee: it syncs the then-current record when it runs.
+        ++rep.waiting;
+        d.note =
+            "an item for this employee already waits in the queue (held or backing off): "
+            "not enqueued again";
+        continue;
+      }
       connectors::WorkItem work;
       if (source[k] != nullptr) {
         work = profile.ReconcileItem(*source[k]);
@@ -603,6 +890,10 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
       item.trace_id = "reconcile-" + rep.run_id;
       item.payload = work.payload;
       item.received_at_ms = clock.NowMs();
+      if (rep.held) {
+        held_items.push_back(EncodeItem(item));
+        continue;
+      }
       batch.push_back(std::move(item));
       batch_drift.push_back(k);
       if (batch.size() >= options_.enqueue_batch) {
@@ -614,8 +905,27 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
     if (Status s = flush(); !s.ok()) {
       return Error::Transient("enqueueing the fixes: " + s.error().message);
     }
+    if (deps_.pool != nullptr) {
+      auto conn = deps_.pool->Acquire();
+      if (rep.held) {
+        // The plan as planned, for `scimsyncd guard release`: first its summary, then items.
+        std::vector<std::string> args;
+        args.push_back(rep.run_id + kSep + std::to_string(rep.suspensions) + kSep +
+                       std::to_string(rep.suspend_limit) + kSep +
+                       std::to_string(rep.hris_employees) + kSep +
+                       std::to_string(profile.dedup_window_s()) + kSep + profile.name());
+        args.insert(args.end(), held_items.begin(), held_items.end());
+        auto r = conn->Eval(StoreHeldScript(), {held_key_}, args);
+        if (!r.ok()) return Error::Transient("redis (held plan): " + r.error().message);
+      } else {
+        // Applied: an older held plan is superseded, and this list is the one to compare with.
+        auto r = conn->Commands(
+            {{"DEL", held_key_}, {"SET", listed_key_, std::to_string(rep.hris_employees)}});
+        if (!r.ok()) return Error::Transient("redis: " + r.error().message);
+      }
+    }
     for (EmployeeDrift& d : rep.drift) {
-      if (d.fixable && d.kinds == std::vector{DriftKind::kOrphan}) {
+      if (d.fixable && d.note.empty() && d.kinds == std::vector{DriftKind::kOrphan}) {
         d.note = "a sync asks the HRIS for employee " + d.employee_key +
                  "; if it answers 404 the user is suspended (fetch.not_found)";
       }
@@ -643,7 +953,21 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
                                         {"invalid", rep.invalid},
                                         {"errors", rep.errors},
                                         {"enqueued", rep.enqueued},
+                                        {"waiting", rep.waiting},
+                                        {"suspensions", rep.suspensions},
+                                        {"suspend_limit", rep.suspend_limit},
+                                        {"held", rep.held},
                                         {"ms", rep.finished_ms - rep.started_ms}});
+  if (rep.held) {
+    log::Error(
+        "reconciliation held: its plan would suspend more users than workers.guard allows; "
+        "nothing was enqueued. Check the HRIS, then run `scimsyncd guard release` to apply it",
+        {{"profile", rep.profile},
+         {"run", rep.run_id},
+         {"suspensions", rep.suspensions},
+         {"limit", rep.suspend_limit},
+         {"scope_users", rep.scope_users}});
+  }
   return rep;
 }
 
@@ -692,6 +1016,10 @@ std::string FormatReportTable(const ReconcileReport& r) {
   o << "Reconciliation of profile " << r.profile << (r.dry_run ? " (dry run)" : "")
     << (r.run_id.empty() ? "" : ", run " + r.run_id) << ": " << r.hris_employees
     << " HRIS employees, " << r.jumpcloud_users << " JumpCloud users.\n";
+  if (!r.refused.empty()) {
+    o << "\nREFUSED: " << r.refused << "\n";
+    return o.str();
+  }
   o << "  " << r.in_sync << " in sync; " << r.drifted() << " drifted (" << r.missing << " missing, "
     << r.attributes << " attributes, " << r.active << " active, " << r.orphans << " orphans); "
     << r.conflicts << " conflicts, " << r.invalid << " invalid, " << r.errors << " unreadable.\n";
@@ -715,6 +1043,17 @@ std::string FormatReportTable(const ReconcileReport& r) {
         << row[2] << row[3] << "\n";
     }
   }
+  o << "\nPlan: " << r.suspensions << (r.suspensions == 1 ? " suspension" : " suspensions")
+    << " (threshold " << r.suspend_limit << ": workers.guard max_suspends, or max_suspend_percent "
+    << "of this scope's " << r.scope_users << " users).\n";
+  if (r.held) {
+    o << "HELD: the plan exceeds the threshold, so nothing was "
+      << (r.dry_run ? "changed and a real run would enqueue nothing" : "enqueued")
+      << ". Check the HRIS; if these people really left, run `scimsyncd guard release` to "
+         "apply the held plan, or run again with --confirm.\n";
+  } else if (r.confirmed) {
+    o << "CONFIRMED: the plan exceeds the threshold and was applied (--confirm).\n";
+  }
   if (!r.problems.empty()) {
     o << "\nNeeds a human (not enqueued):\n";
     for (const ReconcileProblem& p : r.problems) {
@@ -735,6 +1074,8 @@ std::string FormatReportTable(const ReconcileReport& r) {
       << "\n";
   } else if (r.drift.empty()) {
     o << "Nothing to change.\n";
+  } else if (r.held) {
+    o << "Held " << r.drift.size() << " drifted employees; nothing enqueued.\n";
   } else {
     o << "Enqueued " << r.enqueued << " sync items (dedup ids reconcile-" << r.run_id
       << "-...); the workers apply them as they apply webhooks.\n";
@@ -753,7 +1094,13 @@ std::string FormatReportJson(const ReconcileReport& r) {
     << ",\"orphan\":" << r.orphans << ",\"conflict\":" << r.conflicts
     << ",\"invalid\":" << r.invalid << ",\"error\":" << r.errors << "},\"enqueued\":" << r.enqueued
     << ",\"duplicates\":" << r.duplicates << ",\"scim_requests\":" << r.scim_requests
-    << ",\"exit_code\":" << ExitCodeFor(r) << ",\"drift\":[";
+    << ",\"exit_code\":" << ExitCodeFor(r) << ",\"waiting\":" << r.waiting
+    << ",\"last_listed\":" << r.last_listed
+    << ",\"refused\":" << (r.refused.empty() ? "null" : JsonString(r.refused))
+    << ",\"held\":" << (r.held ? "true" : "false")
+    << ",\"confirmed\":" << (r.confirmed ? "true" : "false")
+    << ",\"plan\":{\"suspensions\":" << r.suspensions << ",\"limit\":" << r.suspend_limit
+    << ",\"scope_users\":" << r.scope_users << "},\"drift\":[";
   for (size_t i = 0; i < r.drift.size(); ++i) {
     const EmployeeDrift& d = r.drift[i];
     o << (i ? "," : "") << "{\"tenant\":" << JsonString(d.tenant)
@@ -793,19 +1140,48 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: scimsyncd reconcile --config FILE --profile NAME [--dry-run] [--json]\n"
+    "                           [--confirm] [--allow-shrink]\n"
     "  lists the HRIS (the profile's list endpoint) and JumpCloud, reports drift and, without\n"
-    "  --dry-run, enqueues one sync per drifted employee. Exit 0: nothing left to do; 1: drift\n"
-    "  or problems remain; 69 unreachable; 75 another run holds the lease; 77 credentials\n"
+    "  --dry-run, enqueues one sync per drifted employee. --confirm applies a plan that would\n"
+    "  suspend more users than workers.guard allows; --allow-shrink accepts an HRIS list that\n"
+    "  shrank by more than reconcile.max_shrink_percent. Exit 0: nothing left to do; 1: drift\n"
+    "  or problems remain; 2 held (too many suspensions); 3 refused (the list shrank);\n"
+    "  65 unreadable answer; 69 unreachable; 75 another run holds the lease; 77 credentials\n"
     "  refused; 78 config (docs/reconcile.md).\n";
+
+int ReconcileCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+                     bool& json);
 
 }  // namespace
 
 int RunReconcileCommand(const std::vector<std::string>& args, std::ostream& out,
                         std::ostream& err) {
+  // With --json a script reads stdout: a failure is an object there too, not just stderr text.
+  bool json = std::find(args.begin(), args.end(), "--json") != args.end();
+  std::ostringstream report, errors;
+  const int code = ReconcileCommand(args, report, errors, json);
+  out << report.str();
+  err << errors.str();
+  if (json && report.str().empty()) {
+    std::string message = errors.str();
+    while (!message.empty() && message.back() == '\n') message.pop_back();
+    if (const size_t usage = message.find("\nusage:"); usage != std::string::npos) {
+      message.resize(usage);
+    }
+    out << "{\"error\":" << JsonString(message) << ",\"exit_code\":" << code << "}\n";
+  }
+  return code;
+}
+
+namespace {
+
+int ReconcileCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+                     bool& json) {
   std::string file = "/etc/scimsync/scimsync.yaml";
   std::string name;
   bool dry_run = false;
-  bool json = false;
+  bool confirm = false;
+  bool allow_shrink = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&](std::string* target) {
@@ -831,6 +1207,10 @@ int RunReconcileCommand(const std::vector<std::string>& args, std::ostream& out,
       dry_run = true;
     } else if (a == "--json") {
       json = true;
+    } else if (a == "--confirm") {
+      confirm = true;
+    } else if (a == "--allow-shrink") {
+      allow_shrink = true;
     } else if (a == "--help" || a == "-h") {
       out << kUsage;
       return kExitOk;
@@ -920,6 +1300,17 @@ int RunReconcileCommand(const std::vector<std::string>& args, std::ostream& out,
     for (const std::string& t : p->list_tenants())
       options.foreign_scopes.push_back(ScopeOf(other, t));
   }
+  for (const config::ProfileConfig& entry : cfg.profiles) {
+    if (entry.name != name) continue;
+    options.orphans =
+        entry.reconcile.orphans == "suspend" ? OrphanPolicy::kSuspend : OrphanPolicy::kReport;
+    options.max_shrink_percent = entry.reconcile.max_shrink_percent;
+  }
+  options.max_suspends = cfg.workers.guard.max_suspends;
+  options.max_suspend_percent = cfg.workers.guard.max_suspend_percent;
+  options.confirm = confirm;
+  options.allow_shrink = allow_shrink;
+  SuspensionGuard guard(pool, cfg.redis.key_prefix, cfg.workers.guard, clock);
   ReconcilerDeps deps;
   deps.profile = it->second;
   deps.fetcher = fetcher.get();
@@ -930,6 +1321,7 @@ int RunReconcileCommand(const std::vector<std::string>& args, std::ostream& out,
   deps.pool = &pool;
   deps.clock = &clock;
   deps.random = &random;
+  deps.open_guard = [&guard] { return guard.Release(); };
   Reconciler reconciler(options, deps);
   auto report = reconciler.Run(dry_run);
   if (!report.ok()) {
@@ -942,6 +1334,64 @@ int RunReconcileCommand(const std::vector<std::string>& args, std::ostream& out,
   }
   out << (json ? FormatReportJson(*report) : FormatReportTable(*report));
   return ExitCodeFor(*report);
+}
+
+}  // namespace
+
+// ---- held plans ---------------------------------------------------------------------------
+
+Result<int64_t> ApplyHeldReconciliations(redis::Pool& pool, queue::Queue& queue,
+                                         const std::string& key_prefix, std::ostream& out) {
+  auto conn = pool.Acquire();
+  std::vector<std::string> keys;
+  std::string cursor = "0";
+  do {
+    auto r = conn->Command(
+        {"SCAN", cursor, "MATCH", GlobEscape(key_prefix) + ":reconcile:*:held", "COUNT", "1000"});
+    if (!r.ok()) return r.error();
+    if (r->elements().size() != 2) break;
+    cursor = r->elements()[0].text();
+    for (const auto& k : r->elements()[1].elements()) keys.push_back(k.text());
+  } while (cursor != "0");
+  std::sort(keys.begin(), keys.end());
+  int64_t total = 0;
+  for (const std::string& key : keys) {
+    auto r = conn->Command({"LRANGE", key, "0", "-1"});
+    if (!r.ok()) return r.error();
+    const auto& elements = r->elements();
+    if (elements.empty()) continue;
+    const std::vector<std::string> head = SplitFields(elements[0].text());
+    if (head.size() != 6) {
+      out << "skipped " << key << ": not a held plan this version can read; delete it\n";
+      continue;
+    }
+    std::vector<queue::Item> items;
+    for (size_t i = 1; i < elements.size(); ++i) {
+      auto item = DecodeItem(elements[i].text());
+      if (item) items.push_back(std::move(*item));
+    }
+    const int64_t window = std::max<int64_t>(60, std::strtoll(head[4].c_str(), nullptr, 10));
+    int64_t accepted = 0;
+    for (size_t i = 0; i < items.size(); i += 500) {
+      std::vector<queue::Item> batch(
+          items.begin() + static_cast<std::ptrdiff_t>(i),
+          items.begin() + static_cast<std::ptrdiff_t>(std::min(items.size(), i + 500)));
+      auto enq = queue.EnqueueBatch(batch, window);
+      if (!enq.ok()) return enq.error();
+      accepted += enq->accepted;
+    }
+    // The plan is applied: its list is now the one a later run is compared with.
+    const std::string base = key.substr(0, key.size() - std::string(":held").size());
+    auto done = conn->Commands({{"DEL", key}, {"SET", base + ":listed", head[3]}});
+    if (!done.ok()) return done.error();
+    log::Warn(
+        "held reconciliation plan released",
+        {{"profile", head[5]}, {"run", head[0]}, {"suspensions", head[1]}, {"enqueued", accepted}});
+    out << "applied the held reconciliation of profile " << head[5] << " (run " << head[0] << ", "
+        << head[1] << " suspensions): " << accepted << " sync items enqueued\n";
+    total += accepted;
+  }
+  return total;
 }
 
 // ---- the schedule ------------------------------------------------------------------------
@@ -971,7 +1421,8 @@ std::vector<ScheduledProfile> ScheduledProfiles(
           {{"profile", entry.name}});
       continue;
     }
-    out.push_back({entry.name, entry.reconcile_every_s, it->second});
+    out.push_back(
+        {entry.name, entry.reconcile_every_s, it->second, entry.reconcile, cfg.workers.guard});
   }
   return out;
 }
@@ -1042,6 +1493,11 @@ int ReconcileScheduler::RunDue() {
     ReconcilerOptions options;
     options.key_prefix = key_prefix_;
     options.scim_list.timeout_ms = target_.timeout_ms;
+    options.orphans =
+        sp.reconcile.orphans == "suspend" ? OrphanPolicy::kSuspend : OrphanPolicy::kReport;
+    options.max_shrink_percent = sp.reconcile.max_shrink_percent;
+    options.max_suspends = sp.guard.max_suspends;
+    options.max_suspend_percent = sp.guard.max_suspend_percent;
     for (const ScheduledProfile& other : profiles) {
       if (other.name == sp.name || !other.profile) continue;
       for (const std::string& t : other.profile->list_tenants()) {

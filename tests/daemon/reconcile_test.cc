@@ -24,6 +24,7 @@
 
 #include "fake_scim_server.h"
 #include "scimsync/clock.h"
+#include "scimsync/daemon/admin.h"
 #include "scimsync/daemon/app.h"
 #include "scimsync/queue/queue.h"
 #include "scimsync/queue/redis.h"
@@ -40,6 +41,11 @@ using scimsync::testing::TempDir;
 
 constexpr char kHrisKey[] = "hris-key-5f2e";
 constexpr char kScimKey[] = "test-key";
+
+std::string LowerCase(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
 
 std::string Compact(const rapidjson::Value& v) {
   rapidjson::StringBuffer buf;
@@ -66,13 +72,18 @@ class FakeHris {
                   std::lock_guard lock(mu_);
                   if (fail_list_with != 0) {
                     res.status = fail_list_with;
+                    res.set_header("Retry-After", "0");  // retried at once: a fast test
+                    return;
+                  }
+                  if (garbage_list) {
+                    res.set_content("<html>maintenance</html>", "text/html");
                     return;
                   }
                   std::string body = "[";
                   size_t i = 0, n = 0;
                   for (const auto& [id, record] : employees_) {
                     if (hidden_.count(id) != 0) continue;
-                    if (i++ < offset || n >= std::min(limit, page_cap)) continue;
+                    if (i++ < offset || n >= std::min(limit, page_cap.load())) continue;
                     body += (n++ ? "," : "") + record;
                   }
                   res.set_content(body + "]", "application/json");
@@ -134,6 +145,10 @@ class FakeHris {
     std::lock_guard lock(mu_);
     hidden_.insert(id);
   }
+  void Unhide(const std::string& id) {
+    std::lock_guard lock(mu_);
+    hidden_.erase(id);
+  }
   // The generic profile's employee record.
   void PutGeneric(const std::string& id, const std::string& first, const std::string& title) {
     std::lock_guard lock(mu_);
@@ -145,8 +160,9 @@ class FakeHris {
 
   std::atomic<int> list_requests{0};
   std::atomic<int> fetch_requests{0};
-  size_t page_cap = 2;
-  int fail_list_with = 0;
+  std::atomic<size_t> page_cap{2};
+  std::atomic<int> fail_list_with{0};
+  std::atomic<bool> garbage_list{false};
   std::string key = kHrisKey;
 
  private:
@@ -291,7 +307,10 @@ class ReconcileWorld {
   }
 
   // The config the CLI and the daemon read. `extra_profiles` are appended under profiles:.
-  std::string WriteConfig(int listen_port, const std::string& extra_profiles = "") {
+  // `recon_extra`: more keys of the recon profile, indented four spaces. `guard`: workers.guard.
+  std::string WriteConfig(int listen_port, const std::string& extra_profiles = "",
+                          const std::string& recon_extra = "",
+                          const std::string& guard = "{max_suspend_percent: 50}") {
     const std::string yaml = "listen: {address: 127.0.0.1, port: " + std::to_string(listen_port) +
                              "}\n"
                              "redis: {url: \"" +
@@ -300,7 +319,9 @@ class ReconcileWorld {
                              "target: {base_url: \"" +
                              scim_->base_url() +
                              "\", api_key_env: TEST_RECON_JC_KEY, max_requests_per_second: 0}\n"
-                             "workers: {threads: 2}\n"
+                             "workers: {threads: 2, guard: " +
+                             guard +
+                             "}\n"
                              "log: {level: warn}\n"
                              "profiles:\n"
                              "  - name: recon\n"
@@ -308,7 +329,7 @@ class ReconcileWorld {
                              "    secret_env: TEST_RECON_WEBHOOK\n"
                              "    api: {base_url: \"" +
                              hris_.base_url() + "\", key_env: TEST_RECON_HRIS_KEY}\n" +
-                             extra_profiles;
+                             recon_extra + extra_profiles;
     scimsync::testing::WriteFile(config(), yaml);
     return config();
   }
@@ -457,7 +478,8 @@ class ReconcileEndToEnd : public ::testing::TestWithParam<std::string> {
 TEST_P(ReconcileEndToEnd, SeededDriftIsFoundEnqueuedAndFixedAndThenTheStateIsClean) {
   ReconcileWorld& w = *world_;
   const int port = scimsync::testing::FreePort();
-  const std::string config = w.WriteConfig(port);
+  // The admin opted in to suspending orphans (the default only reports them).
+  const std::string config = w.WriteConfig(port, "", "    reconcile: {orphans: suspend}\n");
   auto ids = w.SeedDrift();
 
   // 1. --dry-run: every kind of drift, attribute by attribute; nothing written anywhere.
@@ -510,7 +532,11 @@ TEST_P(ReconcileEndToEnd, SeededDriftIsFoundEnqueuedAndFixedAndThenTheStateIsCle
   EXPECT_EQ(w.QueuedItems(), 0);
   // The HRIS capped its pages at two: three pages of records and the empty one that ends it.
   EXPECT_EQ(w.hris().list_requests.load(), 4);
-  EXPECT_EQ(w.hris().fetch_requests.load(), 0);  // the listed records were the records
+  // The listed records were the records; the orphan X9 was asked about once, to plan its
+  // suspension (the HRIS says he left).
+  EXPECT_EQ(w.hris().fetch_requests.load(), 1);
+  EXPECT_EQ(r["plan"]["suspensions"].GetInt(), 2);  // E4, and X9 the orphan
+  EXPECT_FALSE(r["held"].GetBool());
 
   // The same as a table, one line per drifted employee.
   auto table = w.Cli({"--config", config, "--profile", "recon", "--dry-run"});
@@ -629,10 +655,10 @@ TEST_F(ReconcileCli, ConflictsAndRulesJumpCloudWouldRejectAreReportedNotEnqueued
   EXPECT_NE(std::string(r.json["problems"][1]["message"].GetString())
                 .find("userName grace belongs to JumpCloud user"),
             std::string::npos);
-  // Z7 is an orphan: reported and, for a fetching profile, a sync asks the HRIS about it.
+  // Z7 is an orphan: reported, and by default (reconcile.orphans: report) left alone.
   EXPECT_EQ(r.json["counts"]["orphan"].GetInt(), 1);
-  EXPECT_EQ(r.json["enqueued"].GetInt(), 1);
-  EXPECT_EQ(world_.QueuedItems(), 1);
+  EXPECT_EQ(r.json["enqueued"].GetInt(), 0);
+  EXPECT_EQ(world_.QueuedItems(), 0);
   auto table = world_.Cli({"--config", config, "--profile", "recon", "--dry-run"});
   EXPECT_NE(table.out.find("Needs a human"), std::string::npos) << table.out;
 }
@@ -641,8 +667,8 @@ TEST_F(ReconcileCli, AnEmptyHrisListNeverReadsAsEveryoneLeft) {
   const std::string config = world_.WriteConfig(scimsync::testing::FreePort());
   world_.scim().Post(UserJson("E1", "ada", "Ada", "Lovelace", "Analyst", "Engines", true));
   auto r = world_.Cli({"--config", config, "--profile", "recon"});
-  EXPECT_EQ(r.code, kExitDataErr) << r.out << r.err;
-  EXPECT_NE(r.err.find("refusing to report them all as orphans"), std::string::npos) << r.err;
+  EXPECT_EQ(r.code, kExitRefused) << r.out << r.err;
+  EXPECT_NE(r.out.find("refusing to report them all as orphans"), std::string::npos) << r.out;
   EXPECT_EQ(world_.QueuedItems(), 0);
 }
 
@@ -658,9 +684,24 @@ TEST_F(ReconcileCli, FailuresMapToExitCodesAndEnqueueNothing) {
   world_.hris().key = kHrisKey;
   // The HRIS is down.
   world_.hris().fail_list_with = 503;
-  auto down = world_.Cli({"--config", config, "--profile", "recon"});
+  const int before = world_.hris().list_requests.load();
+  auto down = world_.Cli({"--config", config, "--profile", "recon", "--json"});
   EXPECT_EQ(down.code, kExitUnavailable) << down.err;
+  // Retried like a SCIM page (5 attempts), and the page is named.
+  EXPECT_EQ(world_.hris().list_requests.load() - before, 5);
+  EXPECT_NE(down.err.find("(page 1)"), std::string::npos) << down.err;
+  // --json: a failure is an object on stdout too.
+  ASSERT_FALSE(down.json.HasParseError()) << down.out;
+  EXPECT_EQ(down.json["exit_code"].GetInt(), kExitUnavailable);
+  EXPECT_NE(std::string(down.json["error"].GetString()).find("answered 503"), std::string::npos)
+      << down.out;
   world_.hris().fail_list_with = 0;
+  // An answer that is not JSON cannot be read: 65, naming the request.
+  world_.hris().garbage_list = true;
+  auto garbage = world_.Cli({"--config", config, "--profile", "recon"});
+  EXPECT_EQ(garbage.code, kExitDataErr) << garbage.err;
+  EXPECT_NE(garbage.err.find("not JSON"), std::string::npos) << garbage.err;
+  world_.hris().garbage_list = false;
   // JumpCloud refuses the key.
   setenv("TEST_RECON_JC_KEY", "wrong-key", 1);
   auto jc = world_.Cli({"--config", config, "--profile", "recon"});
@@ -804,7 +845,7 @@ TEST_F(ReconcileSchedule, RunsOncePerPeriodAcrossInstancesAndLogsEachRun) {
   ReconcileScheduler b(target, "scimsync", SchedulerDeps(), 1000);
   for (ReconcileScheduler* s : {&a, &b}) {
     s->SetApiKey(kScimKey);
-    s->SetProfiles({{"recon", 3600, profile_}});
+    s->SetProfiles({{"recon", 3600, profile_, {}, {}}});
   }
   EXPECT_EQ(a.RunDue(), 1);  // first ever: due
   EXPECT_EQ(b.RunDue(), 0);  // the other instance: a ran it within the period
@@ -823,7 +864,7 @@ TEST_F(ReconcileSchedule, AFailedRunIsRetriedAfterAQuarterHourNotAtEveryPoll) {
   target.base_url = world_.scim().base_url();
   ReconcileScheduler s(target, "scimsync", SchedulerDeps(), 1000);
   s.SetApiKey(kScimKey);
-  s.SetProfiles({{"recon", 86400, profile_}});
+  s.SetProfiles({{"recon", 86400, profile_, {}, {}}});
   world_.hris().fail_list_with = 503;
   EXPECT_EQ(s.RunDue(), 1);
   EXPECT_EQ(runs_, (std::vector<std::string>{"recon:error"}));
@@ -915,6 +956,282 @@ TEST(ScheduledProfiles, OnlyProfilesWithAPeriodAndAListAreScheduled) {
   EXPECT_EQ(scheduled[0].every_s, 3600);
   cfg.target.dry_run = true;  // no JumpCloud to read
   EXPECT_TRUE(ScheduledProfiles(cfg, profiles).empty());
+}
+
+// ---- what a reconciliation may do on its own (issue 21) -------------------------------------
+
+// By default an orphan is reported and left alone, also once the workers have applied the run.
+TEST_P(ReconcileEndToEnd, OrphansAreReportedNotSuspendedByDefault) {
+  ReconcileWorld& w = *world_;
+  const int port = scimsync::testing::FreePort();
+  const std::string config = w.WriteConfig(port);
+  w.hris().Put("E1", "Ada", "Lovelace", "Analyst", "Engines", true);
+  w.hris().Put("E2", "Grace", "Hopper", "Admiral", "Navy", true);
+  w.scim().Post(UserJson("E1", "ada", "Ada", "Lovelace", "Analyst", "Engines", true));
+  // Another tool's account, or an old HRIS's id: the HRIS answers 404 for it.
+  const std::string x9 =
+      w.scim().Post(UserJson("X9", "bob", "Bob", "Other", "Clerk", "Archive", true));
+  auto run = w.Cli({"--config", config, "--profile", "recon", "--json"});
+  EXPECT_EQ(run.code, kExitDrift) << run.out << run.err;  // an orphan needs a human
+  ASSERT_FALSE(run.json.HasParseError()) << run.out;
+  EXPECT_EQ(run.json["counts"]["orphan"].GetInt(), 1);
+  EXPECT_EQ(run.json["plan"]["suspensions"].GetInt(), 0);
+  const rapidjson::Value* orphan = DriftOf(run.json, "X9");
+  ASSERT_NE(orphan, nullptr);
+  EXPECT_FALSE((*orphan)["enqueued"].GetBool());
+  EXPECT_NE(std::string((*orphan)["note"].GetString()).find("reconcile.orphans: report"),
+            std::string::npos);
+  EXPECT_EQ(run.json["enqueued"].GetInt(), 1);   // E2, missing
+  EXPECT_EQ(w.hris().fetch_requests.load(), 0);  // nobody asked about X9
+  ASSERT_TRUE(StartDaemon(port)) << scimsync::testing::ReadFile(w.dir().File("daemon.log"));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!w.scim().ByExternalId("E2").IsObject() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(w.scim().ByExternalId("E2").IsObject());
+  StopDaemon();
+  auto bob = w.scim().ByExternalId("X9");
+  ASSERT_TRUE(bob.IsObject());
+  EXPECT_EQ(std::string(bob["id"].GetString()), x9);
+  EXPECT_TRUE(bob["active"].GetBool());  // still has access
+}
+
+// "Everyone left": the whole run is held with zero suspensions until the admin confirms.
+TEST_P(ReconcileEndToEnd, AnEveryoneLeftFeedIsHeldWholeUntilReleased) {
+  ReconcileWorld& w = *world_;
+  const int port = scimsync::testing::FreePort();
+  // The defaults: max_suspends 50, max_suspend_percent 10 -- which must apply to 10 people too.
+  const std::string config = w.WriteConfig(port, "", "", "{}");
+  const std::vector<std::string> people = {"Ada",  "Alan", "Barbara", "Edsger",   "Grace",
+                                           "Hedy", "Ken",  "Linus",   "Margaret", "Niklaus"};
+  auto pool = w.Pool();
+  auto links = scim::NewRedisLinkStore(*pool, "scimsync");
+  for (size_t i = 0; i < people.size(); ++i) {
+    const std::string id = "E" + std::to_string(10 + i);
+    w.hris().Put(id, people[i], "Test", "Engineer", "R&D", true);
+    const std::string jc = w.scim().Post(
+        UserJson(id, LowerCase(people[i]), people[i], "Test", "Engineer", "R&D", true));
+    ASSERT_TRUE(links->Put("recon", id, jc).ok());
+  }
+  auto clean = w.Cli({"--config", config, "--profile", "recon", "--json"});
+  ASSERT_EQ(clean.code, kExitOk) << clean.out << clean.err;
+  // The feed breaks: everyone reads as terminated.
+  for (size_t i = 0; i < people.size(); ++i) {
+    w.hris().Put("E" + std::to_string(10 + i), people[i], "Test", "Engineer", "R&D", false);
+  }
+  auto held = w.Cli({"--config", config, "--profile", "recon", "--json"});
+  EXPECT_EQ(held.code, kExitHeld) << held.out << held.err;
+  ASSERT_FALSE(held.json.HasParseError()) << held.out;
+  EXPECT_TRUE(held.json["held"].GetBool());
+  EXPECT_EQ(held.json["plan"]["suspensions"].GetInt(), 10);
+  EXPECT_EQ(held.json["plan"]["limit"].GetInt(), 1);  // 10% of 10 users
+  EXPECT_EQ(held.json["plan"]["scope_users"].GetInt(), 10);
+  EXPECT_EQ(held.json["enqueued"].GetInt(), 0);
+  EXPECT_EQ(held.json["drifted"].GetInt(), 10);  // the plan is reported
+  EXPECT_EQ(w.QueuedItems(), 0);
+  auto table = w.Cli({"--config", config, "--profile", "recon"});
+  EXPECT_EQ(table.code, kExitHeld);
+  EXPECT_NE(table.out.find("HELD"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("scimsyncd guard release"), std::string::npos) << table.out;
+  // The daemon runs meanwhile: nobody loses access.
+  ASSERT_TRUE(StartDaemon(port)) << scimsync::testing::ReadFile(w.dir().File("daemon.log"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  for (size_t i = 0; i < people.size(); ++i) {
+    auto u = w.scim().ByExternalId("E" + std::to_string(10 + i));
+    ASSERT_TRUE(u.IsObject());
+    EXPECT_TRUE(u["active"].GetBool()) << i;
+  }
+  // The admin checked, and they really left: `scimsyncd guard release` applies the held plan.
+  config::Config cfg;
+  ASSERT_TRUE(config::LoadFile(config, &cfg).empty());
+  std::ostringstream out, err;
+  ASSERT_EQ(RunGuardCommand(cfg, {"release"}, out, err), kExitOk) << err.str();
+  EXPECT_NE(out.str().find("applied the held reconciliation of profile recon"), std::string::npos)
+      << out.str();
+  auto all_suspended = [&] {
+    for (size_t i = 0; i < people.size(); ++i) {
+      auto u = w.scim().ByExternalId("E" + std::to_string(10 + i));
+      if (!u.IsObject() || u["active"].GetBool()) return false;
+    }
+    return true;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!all_suspended() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(all_suspended()) << scimsync::testing::ReadFile(w.dir().File("daemon.log"));
+  StopDaemon();
+  EXPECT_EQ(w.redis().Cli({"EXISTS", "scimsync:reconcile:recon:held"}), "0");
+}
+
+TEST_F(ReconcileCli, ConfirmAppliesAPlanOverTheThresholdAndOpensTheGuard) {
+  const std::string config = world_.WriteConfig(scimsync::testing::FreePort(), "", "", "{}");
+  for (const char* id : {"E1", "E2", "E3"}) {
+    world_.hris().Put(id, std::string("P") + id, "Test", "Engineer", "R&D", false);
+    world_.scim().Post(UserJson(id, std::string("p") + id, std::string("P") + id, "Test",
+                                "Engineer", "R&D", true));
+  }
+  auto held = world_.Cli({"--config", config, "--profile", "recon", "--dry-run", "--json"});
+  EXPECT_EQ(held.code, kExitHeld) << held.out;  // a dry run says a real run would hold
+  EXPECT_EQ(world_.redis().Cli({"EXISTS", "scimsync:reconcile:recon:held"}), "0");
+  auto confirmed = world_.Cli({"--config", config, "--profile", "recon", "--confirm", "--json"});
+  EXPECT_EQ(confirmed.code, kExitOk) << confirmed.out << confirmed.err;
+  EXPECT_TRUE(confirmed.json["confirmed"].GetBool());
+  EXPECT_EQ(confirmed.json["enqueued"].GetInt(), 3);
+  EXPECT_EQ(world_.QueuedItems(), 3);
+  EXPECT_EQ(world_.redis().Cli({"EXISTS", "scimsync:guard:released"}), "1");
+}
+
+TEST_F(ReconcileCli, AListThatShrankIsRefusedUnlessAllowed) {
+  const std::string config = world_.WriteConfig(scimsync::testing::FreePort());
+  world_.hris().page_cap = 100;
+  for (int i = 0; i < 50; ++i) {
+    world_.hris().Put("E" + std::to_string(100 + i), "P" + std::to_string(i), "Test", "Engineer",
+                      "R&D", true);
+  }
+  auto first = world_.Cli({"--config", config, "--profile", "recon", "--json"});
+  ASSERT_EQ(first.code, kExitOk) << first.out << first.err;
+  EXPECT_EQ(first.json["enqueued"].GetInt(), 50);
+  for (int i = 10; i < 50; ++i) world_.hris().Hide("E" + std::to_string(100 + i));
+  auto refused = world_.Cli({"--config", config, "--profile", "recon", "--json"});
+  EXPECT_EQ(refused.code, kExitRefused) << refused.out << refused.err;
+  ASSERT_FALSE(refused.json.HasParseError()) << refused.out;
+  EXPECT_EQ(refused.json["hris_employees"].GetInt(), 10);
+  EXPECT_EQ(refused.json["last_listed"].GetInt(), 50);
+  EXPECT_NE(std::string(refused.json["refused"].GetString()).find("80% fewer than the 50"),
+            std::string::npos)
+      << refused.out;
+  EXPECT_EQ(refused.json["enqueued"].GetInt(), 0);
+  EXPECT_EQ(world_.QueuedItems(), 50);  // only the first run's
+  auto dry = world_.Cli({"--config", config, "--profile", "recon", "--dry-run"});
+  EXPECT_EQ(dry.code, kExitRefused);
+  EXPECT_NE(dry.out.find("REFUSED"), std::string::npos) << dry.out;
+  EXPECT_NE(dry.out.find("--allow-shrink"), std::string::npos) << dry.out;
+  auto allowed = world_.Cli({"--config", config, "--profile", "recon", "--allow-shrink", "--json"});
+  EXPECT_NE(allowed.code, kExitRefused) << allowed.out;
+  EXPECT_TRUE(allowed.json["refused"].IsNull());
+  // Accepted: 10 is the count the next run compares with.
+  EXPECT_EQ(world_.redis().Cli({"GET", "scimsync:reconcile:recon:listed"}), "10");
+}
+
+TEST_F(ReconcileCli, ADuplicateAccountOfALinkedEmployeeIsAConflict) {
+  const std::string config = world_.WriteConfig(scimsync::testing::FreePort());
+  world_.hris().Put("E1", "Ada", "Lovelace", "Analyst", "Engines", true);
+  const std::string linked =
+      world_.scim().Post(UserJson("E1", "ada", "Ada", "Lovelace", "Analyst", "Engines", true));
+  const std::string dup =
+      world_.scim().Post(UserJson("E1", "ada.l", "Ada", "Lovelace", "Analyst", "Engines", true));
+  auto pool = world_.Pool();
+  ASSERT_TRUE(scim::NewRedisLinkStore(*pool, "scimsync")->Put("recon", "E1", linked).ok());
+  auto r = world_.Cli({"--config", config, "--profile", "recon", "--json"});
+  EXPECT_EQ(r.code, kExitDrift) << r.out << r.err;
+  ASSERT_FALSE(r.json.HasParseError()) << r.out;
+  EXPECT_EQ(r.json["counts"]["conflict"].GetInt(), 1);
+  ASSERT_EQ(r.json["problems"].Size(), 1u) << r.out;
+  const std::string message = r.json["problems"][0]["message"].GetString();
+  EXPECT_EQ(std::string(r.json["problems"][0]["kind"].GetString()), "conflict");
+  EXPECT_NE(message.find("duplicate account"), std::string::npos) << message;
+  EXPECT_NE(message.find(dup), std::string::npos) << message;
+  EXPECT_EQ(r.json["counts"]["orphan"].GetInt(), 0);
+}
+
+TEST_F(ReconcileCli, AnEmployeeWaitingInTheQueueIsEnqueuedOnlyOnce) {
+  const std::string config = world_.WriteConfig(scimsync::testing::FreePort());
+  world_.hris().Put("E1", "Ada", "Lovelace", "Analyst", "Engines", true);
+  auto first = world_.Cli({"--config", config, "--profile", "recon", "--json"});
+  ASSERT_EQ(first.json["enqueued"].GetInt(), 1) << first.out;
+  // A worker took it and the guard (or a backoff) parked it in the retry set.
+  config::RedisOptions o;
+  o.host = "127.0.0.1";
+  o.port = world_.redis().port();
+  auto q = queue::NewRedisQueue(o, "");
+  int parked = 0;
+  for (int p = 0; p < q->partitions(); ++p) {
+    auto got = q->Read(p, "test", 10, 0);
+    ASSERT_TRUE(got.ok());
+    for (const auto& item : *got) {
+      ASSERT_TRUE(q->RetryLater(item, 4'000'000'000'000, "held by the guard").ok());
+      ++parked;
+    }
+  }
+  ASSERT_EQ(parked, 1);
+  for (int run = 0; run < 2; ++run) {
+    auto again = world_.Cli({"--config", config, "--profile", "recon", "--json"});
+    EXPECT_EQ(again.json["enqueued"].GetInt(), 0) << again.out;
+    EXPECT_EQ(again.json["waiting"].GetInt(), 1) << again.out;
+  }
+  int64_t retries = 0;
+  for (int p = 0; p < q->partitions(); ++p) {
+    auto d = q->RetryDepth(p);
+    retries += d.ok() ? *d : 0;
+  }
+  EXPECT_EQ(retries, 1);
+  EXPECT_EQ(world_.QueuedItems(), 0);
+}
+
+TEST_F(ReconcileCli, RoughEdgesExitAsDocumented) {
+  const std::string config = world_.WriteConfig(scimsync::testing::FreePort());
+  world_.hris().Put("E1", "Ada", "Lovelace", "Analyst", "Engines", true);
+  // An unset HRIS key variable is a config problem on this host: 78, as docs/reconcile.md says.
+  unsetenv("TEST_RECON_HRIS_KEY");
+  auto unset = world_.Cli({"--config", config, "--profile", "recon", "--json"});
+  setenv("TEST_RECON_HRIS_KEY", kHrisKey, 1);
+  EXPECT_EQ(unset.code, kExitConfig) << unset.err;
+  EXPECT_EQ(unset.json["exit_code"].GetInt(), kExitConfig) << unset.out;
+  // A refused connection says so; no timeout was involved.
+  const int closed = scimsync::testing::FreePort();
+  const std::string bad = world_.WriteConfig(scimsync::testing::FreePort(), "");
+  std::string yaml = scimsync::testing::ReadFile(bad);
+  const std::string from = world_.hris().base_url();
+  yaml.replace(yaml.find(from), from.size(), "http://127.0.0.1:" + std::to_string(closed));
+  scimsync::testing::WriteFile(bad, yaml);
+  auto refused = world_.Cli({"--config", bad, "--profile", "recon"});
+  EXPECT_EQ(refused.code, kExitUnavailable) << refused.err;
+  EXPECT_NE(refused.err.find("connection refused"), std::string::npos) << refused.err;
+  EXPECT_EQ(refused.err.find("timeout"), std::string::npos) << refused.err;
+  // Usage with --json: an object too.
+  auto usage = world_.Cli({"--config", config, "--json"});
+  EXPECT_EQ(usage.code, kExitUsage);
+  ASSERT_FALSE(usage.json.HasParseError()) << usage.out;
+  EXPECT_EQ(usage.json["exit_code"].GetInt(), kExitUsage);
+}
+
+TEST(ReconcileConfig, ReconcileRequirementsAreCheckedAtLoad) {
+  config::Config cfg;
+  auto problems = config::LoadString(
+      "target: {api_key_env: X}\nprofiles:\n"
+      "  - {name: a, connector: bamboohr, secret_env: X, reconcile_every_s: 3600,\n"
+      "     api: {key_env: K}}\n"
+      "  - {name: b, connector: bamboohr, secret_env: X, reconcile_every_s: 3600,\n"
+      "     api: {tenant: acme, key_env: K}, reconcile: {orphans: suspend}}\n",
+      "t.yaml", &cfg);
+  ASSERT_TRUE(problems.empty()) << problems[0].ToString();
+  EXPECT_EQ(cfg.profiles[1].reconcile.orphans, "suspend");
+  EXPECT_EQ(cfg.profiles[0].reconcile.orphans, "report");  // the default
+  config::Problems pp("t.yaml");
+  EXPECT_EQ(connectors::LoadProfile(cfg.profiles[0], &pp), nullptr);
+  ASSERT_EQ(pp.list().size(), 1u);
+  EXPECT_NE(pp.list()[0].ToString().find("profiles[0].reconcile_every_s"), std::string::npos)
+      << pp.list()[0].ToString();
+  EXPECT_NE(pp.list()[0].ToString().find("set api.tenant"), std::string::npos);
+  config::Problems ok("t.yaml");
+  EXPECT_NE(connectors::LoadProfile(cfg.profiles[1], &ok), nullptr);
+  auto bad = config::LoadString(
+      "target: {api_key_env: X}\nprofiles:\n"
+      "  - {name: a, connector: rippling, secret_env: X, reconcile: {orphans: delete}}\n",
+      "t.yaml", &cfg);
+  ASSERT_EQ(bad.size(), 1u);
+  EXPECT_NE(bad[0].ToString().find("profiles[0].reconcile.orphans"), std::string::npos)
+      << bad[0].ToString();
+}
+
+TEST(EmployeeKeyInScope, BareIdsByDefaultAndOnlyThePrefixedOnesOtherwise) {
+  EXPECT_EQ(EmployeeKeyInScope("E1", ""), std::optional<std::string>("E1"));
+  EXPECT_EQ(EmployeeKeyInScope("", ""), std::nullopt);
+  EXPECT_EQ(EmployeeKeyInScope("acme:E1", "acme:"), std::optional<std::string>("E1"));
+  EXPECT_EQ(EmployeeKeyInScope("other:E1", "acme:"), std::nullopt);
+  EXPECT_EQ(EmployeeKeyInScope("E1", "acme:"), std::nullopt);
+  EXPECT_EQ(EmployeeKeyInScope("acme:", "acme:"), std::nullopt);
 }
 
 }  // namespace

@@ -59,9 +59,17 @@ namespace scimsync::daemon {
 //   64  usage   65 an answer could not be read (HRIS or JumpCloud; the message names it)
 //   69  the HRIS API, JumpCloud or Redis is unreachable or answers 5xx/429 beyond the retries
 //   70  internal error   75 another reconciliation of this profile is running (its lease)
+//   2   held: the plan would suspend more users than workers.guard allows (max_suspends, or
+//       max_suspend_percent of this scope's users); nothing was enqueued. `scimsyncd guard
+//       release` applies the held plan, `reconcile --confirm` runs and applies a fresh one.
+//   3   refused: the HRIS list shrank by more than reconcile.max_shrink_percent since the last
+//       successful run (or is empty while JumpCloud has anchored users); nothing was enqueued.
+//       `--allow-shrink` accepts it.
 //   77  the HRIS API or JumpCloud refused the credentials (401/403)
 //   78  config problem: the file, the profile (no `list` section), a secret, api.base_url
 inline constexpr int kExitDrift = 1;
+inline constexpr int kExitHeld = 2;
+inline constexpr int kExitRefused = 3;
 inline constexpr int kExitTempFail = 75;  // EX_TEMPFAIL
 inline constexpr int kExitNoPerm = 77;    // EX_NOPERM
 
@@ -69,6 +77,20 @@ inline constexpr int kExitNoPerm = 77;    // EX_NOPERM
 // arguments after "reconcile", --config included (app.cc routes them here unparsed, like `map`).
 // The report goes to `out` (a table, or JSON with --json); errors go to `err`.
 int RunReconcileCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+
+// reconcile.orphans: what becomes of an active JumpCloud user in this profile's scope whose
+// externalId no listed employee has.
+enum class OrphanPolicy {
+  kReport,   // listed in the report, left alone (default): it may be another tool's account
+  kSuspend,  // a sync item, which suspends the user when the HRIS answers 404 for the employee
+};
+
+// The employee key an externalId stands for when it is inside this profile's scope, nullopt
+// when it is not (so it can never be this profile's orphan). `scope_prefix` is what this
+// profile's externalIds start with when several scopes share one JumpCloud ("acme:" say); empty
+// (the default): bare employee ids, every non-empty externalId is in scope.
+std::optional<std::string> EmployeeKeyInScope(const std::string& external_id,
+                                              const std::string& scope_prefix);
 
 enum class DriftKind { kMissing, kAttributes, kActive, kOrphan };
 const char* DriftKindName(DriftKind kind);  // "missing", "attributes", "active", "orphan"
@@ -126,6 +148,20 @@ struct ReconcileReport {
   int64_t enqueued = 0;    // items written to the queue
   int64_t duplicates = 0;  // items the queue already had (same run id: never, in practice)
   int64_t scim_requests = 0;
+  // Employees not enqueued again because an item of theirs still waits in a retry set (held
+  // by the mass-suspension guard, or backing off): one waiting item per employee is enough.
+  int64_t waiting = 0;
+  // The plan: suspensions it would cause (leavers still active, deletions, orphans with
+  // reconcile.orphans: suspend), the threshold, and what it was computed from.
+  int64_t suspensions = 0;
+  int64_t suspend_limit = 0;
+  int64_t scope_users = 0;  // this scope's users: max(links counted now, users this run matched)
+  bool held = false;        // over the threshold and not --confirm: nothing enqueued
+  bool confirmed = false;   // over the threshold and applied with --confirm
+  // Not empty: the run was refused before planning (a shrunken or empty list); nothing was
+  // enqueued. The reason, for the report and the log.
+  std::string refused;
+  int64_t last_listed = -1;          // the last successful run's HRIS count; -1: none recorded
   std::vector<EmployeeDrift> drift;  // ordered by tenant, then employee key; orphans last
   std::vector<ReconcileProblem> problems;
 
@@ -137,7 +173,8 @@ struct ReconcileReport {
 std::string FormatReportTable(const ReconcileReport& report);
 // The same as one JSON object, for scripts (docs/reconcile.md lists the fields).
 std::string FormatReportJson(const ReconcileReport& report);
-// kExitOk or kExitDrift for a finished run; ExitCodeFor(Error) for a failed one.
+// kExitOk, kExitDrift, kExitHeld or kExitRefused for a finished run; ExitCodeFor(Error) for a
+// failed one.
 int ExitCodeFor(const ReconcileReport& report);
 int ExitCodeFor(const Error& error);
 
@@ -151,6 +188,15 @@ struct ReconcilerOptions {
   // Link-table scopes of the other configured profiles: a JumpCloud user linked under one of
   // them belongs to that profile and is never this profile's orphan.
   std::vector<std::string> foreign_scopes;
+  OrphanPolicy orphans = OrphanPolicy::kReport;  // profiles[].reconcile.orphans
+  std::string external_id_prefix;  // this profile's externalId scope prefix; "" = bare ids
+  // The plan's threshold (workers.guard): a run that would suspend more than max_suspends, or
+  // more than max_suspend_percent of this scope's users (at every size; at least 1), is held.
+  int max_suspends = 50;
+  double max_suspend_percent = 10;
+  double max_shrink_percent = 10;  // profiles[].reconcile.max_shrink_percent
+  bool allow_shrink = false;       // --allow-shrink: accept a list that shrank
+  bool confirm = false;            // --confirm: apply a plan over the threshold
 };
 
 // Everything a Reconciler talks to. All must outlive it.
@@ -167,6 +213,10 @@ struct ReconcilerDeps {
   std::function<void(int64_t ms)> sleep;  // backoffs and rate waits; default sleep_for
   // Checked between employees and pages: true ends the run early with kTransient (shutdown).
   const std::atomic<bool>* cancel = nullptr;
+  // Called before a confirmed over-threshold plan is enqueued: opens the workers'
+  // mass-suspension guard (SuspensionGuard::Release) so the confirmed suspensions are not held
+  // a second time. Null: nothing to open.
+  std::function<Status()> open_guard;
 };
 
 class Reconciler {
@@ -186,6 +236,9 @@ class Reconciler {
 
   const std::string& lease_key() const { return lease_key_; }
   const std::string& last_run_key() const { return last_key_; }
+  // The last successful run's HRIS count (for the shrink check) and a held plan.
+  const std::string& listed_key() const { return listed_key_; }
+  const std::string& held_key() const { return held_key_; }
 
  private:
   struct Run;
@@ -198,7 +251,16 @@ class Reconciler {
   ReconcilerDeps deps_;
   std::string lease_key_;
   std::string last_key_;
+  std::string listed_key_;
+  std::string held_key_;
 };
+
+// `scimsyncd guard release` (and nothing else): enqueues every held reconciliation plan
+// (`<prefix>:reconcile:<profile>:held`) as it was planned and deletes it, and records its list
+// count as the last successful one. Writes one line per plan to `out`. Returns the items
+// enqueued.
+Result<int64_t> ApplyHeldReconciliations(redis::Pool& pool, queue::Queue& queue,
+                                         const std::string& key_prefix, std::ostream& out);
 
 // The daemon's schedule: one background thread that runs each profile's reconciliation every
 // profiles[].reconcile_every_s, one instance of the fleet at a time, and logs a summary line
@@ -233,6 +295,8 @@ struct ScheduledProfile {
   std::string name;
   int64_t every_s = 0;  // 0: not scheduled
   std::shared_ptr<const connectors::Profile> profile;
+  config::ProfileReconcileOptions reconcile;  // orphans, max_shrink_percent
+  config::GuardOptions guard;                 // the plan's threshold (workers.guard)
 };
 
 // Every profile of `cfg` with reconcile_every_s > 0 that can list (a profile without a list
