@@ -314,6 +314,11 @@ int RunDaemon(const std::string& file) {
       m.ReconcileRan(profile, "error");
       return;
     }
+    if (!r->refused.empty() || r->held) {
+      // Nothing was applied: the drift gauges keep the last applied run's values.
+      m.ReconcileRan(profile, r->held ? "held" : "refused");
+      return;
+    }
     m.ReconcileRan(profile, ExitCodeFor(*r) == 0 && r->drifted() == 0 ? "clean" : "drift");
     m.SetReconcileDrift(profile, "missing", r->missing);
     m.SetReconcileDrift(profile, "attributes", r->attributes);

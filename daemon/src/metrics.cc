@@ -185,7 +185,7 @@ const std::vector<Def>& Families() {
       {kReconcileRuns,
        Type::kCounter,
        "scimsync_reconcile_runs_total",
-       "Scheduled reconciliations, by profile and result (clean, drift, error).",
+       "Scheduled reconciliations, by profile and result (clean, drift, held, refused, error).",
        {"profile", "result"},
        {}},
       {kReconcileDrift,

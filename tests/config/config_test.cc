@@ -302,6 +302,25 @@ TEST(ConfigTest, ReconcileEveryIsACommonProfileKeyAndOffByDefault) {
   // Connectors skip the common keys when they read an entry strictly.
   const auto& common = CommonProfileKeys();
   EXPECT_NE(std::find(common.begin(), common.end(), "reconcile_every_s"), common.end());
+  EXPECT_NE(std::find(common.begin(), common.end(), "reconcile"), common.end());
+  // profiles[].reconcile: report orphans unless told otherwise; refuse a list 10% shorter.
+  EXPECT_EQ(c.profiles[0].reconcile.orphans, "report");
+  EXPECT_EQ(c.profiles[0].reconcile.max_shrink_percent, 10);
+  ASSERT_TRUE(Load("target: {dry_run: true}\nprofiles:\n"
+                   "  - {name: hr, connector: generic,\n"
+                   "     reconcile: {orphans: suspend, max_shrink_percent: 25}}\n",
+                   &c)
+                  .empty());
+  EXPECT_EQ(c.profiles[0].reconcile.orphans, "suspend");
+  EXPECT_EQ(c.profiles[0].reconcile.max_shrink_percent, 25);
+  EXPECT_EQ(OnlyProblem("target: {dry_run: true}\nprofiles:\n"
+                        "  - {name: hr, connector: generic, reconcile: {orphans: delete}}\n"),
+            "profiles[0].reconcile.orphans (line 3): must be report (the default: list them, "
+            "change nothing) or suspend (got 'delete')");
+  EXPECT_EQ(OnlyProblem("target: {dry_run: true}\nprofiles:\n"
+                        "  - {name: hr, connector: generic, reconcile: {orphan: suspend}}\n"),
+            "profiles[0].reconcile.orphan (line 3): unknown key (known here: "
+            "max_shrink_percent, orphans)");
   EXPECT_EQ(OnlyProblem("target: {dry_run: true}\nprofiles:\n"
                         "  - {name: hr, connector: generic, reconcile_every_s: 60}\n"),
             "profiles[0].reconcile_every_s (line 3): must be 0 (off) or at least 300 (got 60)");

@@ -125,7 +125,7 @@ TEST(MetricsTest, FreshRegistryRendersEveryFamilyExactly) {
       "# TYPE scimsync_guard_tripped gauge\n"
       "scimsync_guard_tripped 0\n"
       "# HELP scimsync_reconcile_runs_total Scheduled reconciliations, by profile and result "
-      "(clean, drift, error).\n"
+      "(clean, drift, held, refused, error).\n"
       "# TYPE scimsync_reconcile_runs_total counter\n"
       "# HELP scimsync_reconcile_drift Employees found drifted by the last reconciliation, by "
       "kind.\n"
