@@ -108,6 +108,20 @@ int RunStatusCommand(const config::Config& cfg, const std::vector<std::string>& 
   SuspensionGuard guard(pool, prefix, cfg.workers.guard, SystemClock::Instance());
   auto gs = guard.State();
   if (!gs) return RedisDown(err, gs.error());
+  // The guard stays tripped until released, but it only holds someone while an item it held
+  // still waits: once those resolved (the HRIS changed its mind, a later sync needed no
+  // suspension), saying HOLDING would send the admin looking for nobody.
+  int64_t held_items = 0;
+  if (gs->tripped) {
+    for (int p = 0; p < cfg.redis.partitions; ++p) {
+      auto waiting = q->ListRetries(p);
+      if (!waiting) return RedisDown(err, waiting.error());
+      for (const auto& w : *waiting) {
+        if (w.item.last_error == "held by the mass-suspension guard") ++held_items;
+      }
+    }
+  }
+  const bool holding = gs->tripped && held_items > 0;
 
   if (json) {
     out << "{\"queued\":" << total << ",\"retries_waiting\":" << total_retries
@@ -115,6 +129,7 @@ int RunStatusCommand(const config::Config& cfg, const std::vector<std::string>& 
         << ",\"paused\":" << (pause_reason.empty() ? "false" : "true")
         << ",\"pause_reason\":" << Json(pause_reason)
         << ",\"guard\":{\"tripped\":" << (gs->tripped ? "true" : "false")
+        << ",\"holding\":" << (holding ? "true" : "false") << ",\"held_items\":" << held_items
         << ",\"recent_suspensions\":" << gs->recent << ",\"limit\":" << gs->limit
         << "},\"instances\":[";
     if (instances) {
@@ -137,7 +152,12 @@ int RunStatusCommand(const config::Config& cfg, const std::vector<std::string>& 
   out << "SCIM work: " << (pause_reason.empty() ? "running" : "PAUSED (" + pause_reason + ")")
       << "\n";
   out << "guard: "
-      << (gs->tripped ? "HOLDING suspensions (run `scimsyncd guard release` once checked)" : "ok")
+      << (holding ? "HOLDING " + std::to_string(held_items) +
+                        " suspensions (run `scimsyncd guard release` once checked)"
+          : gs->tripped
+              ? std::string("tripped, holding nobody now (the held items resolved); the next "
+                            "suspension over the limit is held")
+              : std::string("ok"))
       << ", " << gs->recent << " suspensions in the window (limit " << gs->limit << ")\n";
   out << "instances: ";
   if (instances && !instances->elements().empty()) {

@@ -1169,6 +1169,39 @@ TEST_F(ReconcileCli, AnEmployeeWaitingInTheQueueIsEnqueuedOnlyOnce) {
   EXPECT_EQ(world_.QueuedItems(), 0);
 }
 
+TEST_F(ReconcileCli, TheGuardStopsSayingHoldingOnceItsHeldItemsResolved) {
+  const std::string config = world_.WriteConfig(scimsync::testing::FreePort());
+  world_.hris().Put("E1", "Ada", "Lovelace", "Analyst", "Engines", true);
+  ASSERT_EQ(world_.Cli({"--config", config, "--profile", "recon"}).code, kExitOk);
+  config::Config cfg;
+  ASSERT_TRUE(config::LoadFile(config, &cfg).empty());
+  auto q = queue::NewRedisQueue(cfg.redis, "");
+  queue::Item held;
+  for (int p = 0; p < q->partitions(); ++p) {
+    auto got = q->Read(p, "test", 10, 0);
+    ASSERT_TRUE(got.ok());
+    for (const auto& item : *got) held = item;
+  }
+  ASSERT_FALSE(held.entry_id.empty());
+  // The guard tripped and parked the item, as a worker does.
+  world_.redis().Cli({"SET", "scimsync:guard:tripped", "1800000000000"});
+  ASSERT_TRUE(q->Park(held, 4'000'000'000'000, "held by the mass-suspension guard").ok());
+  auto status = [&] {
+    std::ostringstream out, err;
+    EXPECT_EQ(RunStatusCommand(cfg, {}, out, err), kExitOk) << err.str();
+    return out.str();
+  };
+  EXPECT_NE(status().find("guard: HOLDING 1 suspensions"), std::string::npos) << status();
+  // The held item resolved (synced with no suspension): nobody is held any more.
+  auto due = q->TakeDue(held.partition, 4'000'000'000'001, 10, 60000);
+  ASSERT_TRUE(due.ok());
+  ASSERT_EQ(due->size(), 1u);
+  ASSERT_TRUE(q->Ack((*due)[0]).ok());
+  const std::string after = status();
+  EXPECT_EQ(after.find("HOLDING"), std::string::npos) << after;
+  EXPECT_NE(after.find("holding nobody now"), std::string::npos) << after;
+}
+
 TEST_F(ReconcileCli, RoughEdgesExitAsDocumented) {
   const std::string config = world_.WriteConfig(scimsync::testing::FreePort());
   world_.hris().Put("E1", "Ada", "Lovelace", "Analyst", "Engines", true);
