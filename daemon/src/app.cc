@@ -51,14 +51,15 @@ constexpr char kUsage[] = R"(Usage:
                                          pause and guard state
   scimsyncd dlq list | show ID | replay ID | replay --all | drop ID [--config FILE]
                                          inspect and manage dead letters
-  scimsyncd guard release [--config FILE] let suspensions held by the mass-suspension guard go on
+  scimsyncd guard release [--config FILE] let suspensions held by the mass-suspension guard go on,
+                                         and apply held reconciliation plans
   scimsyncd employee --config FILE --profile NAME [--tenant T] [--last N] [--json] EMPLOYEE_ID
                                          one person: link, what is waiting, dead letters and
                                          the last outcomes
   scimsyncd sync --config FILE --profile NAME [--tenant T] [--dry-run] [--timeout S] EMPLOYEE_ID
                                          provision one person now through the workers and show
                                          each step; --dry-run plans without writing
-  scimsyncd reconcile --config FILE --profile NAME [--dry-run] [--json]
+  scimsyncd reconcile --config FILE --profile NAME [--dry-run] [--json] [--confirm] [--allow-shrink]
                                          find drift between the HRIS and JumpCloud; without
                                          --dry-run, queue a sync for each drifted employee
   scimsyncd --version

@@ -821,7 +821,10 @@ class ReconcileSchedule : public ::testing::Test {
     d.clock = &clock_;
     d.random = &random_;
     d.on_run = [this](const std::string& profile, const Result<ReconcileReport>& r) {
-      runs_.push_back(profile + (r.ok() ? ":" + std::to_string(r->drifted()) : ":error"));
+      runs_.push_back(profile + (!r.ok()               ? ":error"
+                                 : !r->refused.empty() ? ":refused"
+                                 : r->held             ? ":held"
+                                                       : ":" + std::to_string(r->drifted())));
     };
     return d;
   }
@@ -874,6 +877,19 @@ TEST_F(ReconcileSchedule, AFailedRunIsRetriedAfterAQuarterHourNotAtEveryPoll) {
   clock_.AdvanceMs(840'000);
   EXPECT_EQ(s.RunDue(), 1);
   EXPECT_EQ(runs_.back(), "recon:1");
+}
+
+TEST_F(ReconcileSchedule, AScheduledRunRefusesAShrunkenListAndSaysSo) {
+  config::TargetOptions target;
+  target.base_url = world_.scim().base_url();
+  ReconcileScheduler s(target, "scimsync", SchedulerDeps(), 1000);
+  s.SetApiKey(kScimKey);
+  s.SetProfiles({{"recon", 3600, profile_, {}, {}}});
+  // The last applied run listed 10; the HRIS now lists 1.
+  world_.redis().Cli({"SET", "scimsync:reconcile:recon:listed", "10"});
+  EXPECT_EQ(s.RunDue(), 1);
+  EXPECT_EQ(runs_, (std::vector<std::string>{"recon:refused"}));
+  EXPECT_EQ(world_.QueuedItems(), 0);
 }
 
 TEST_F(ReconcileSchedule, ARunHoldsItsLeaseAndAStoppedSchedulerCancelsQuickly) {
@@ -1249,6 +1265,20 @@ TEST(ReconcileConfig, ReconcileRequirementsAreCheckedAtLoad) {
   EXPECT_NE(pp.list()[0].ToString().find("set api.tenant"), std::string::npos);
   config::Problems ok("t.yaml");
   EXPECT_NE(connectors::LoadProfile(cfg.profiles[1], &ok), nullptr);
+  // check-config says so, instead of "ok" and a failed run a day later.
+  TempDir dir;
+  scimsync::testing::WriteFile(
+      dir.File("c.yaml"),
+      "target: {api_key_env: X, dry_run: true}\nprofiles:\n"
+      "  - {name: a, connector: bamboohr, secret_env: TEST_RECON_CHECK_SECRET,\n"
+      "     reconcile_every_s: 3600, api: {key_env: K}}\n");
+  Process check;
+  ASSERT_TRUE(check.Start({std::string(SCIMSYNC_BINARY_DIR) + "/daemon/scimsyncd", "check-config",
+                           "--config", dir.File("c.yaml")},
+                          dir.File("out"), {"TEST_RECON_CHECK_SECRET=s", "K=k", "X=x"}));
+  EXPECT_EQ(check.Wait(20000), kExitConfig) << scimsync::testing::ReadFile(dir.File("out"));
+  EXPECT_NE(scimsync::testing::ReadFile(dir.File("out")).find("set api.tenant"), std::string::npos)
+      << scimsync::testing::ReadFile(dir.File("out"));
   auto bad = config::LoadString(
       "target: {api_key_env: X}\nprofiles:\n"
       "  - {name: a, connector: rippling, secret_env: X, reconcile: {orphans: delete}}\n",
