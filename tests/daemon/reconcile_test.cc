@@ -1114,6 +1114,7 @@ TEST_F(ReconcileCli, AListThatShrankIsRefusedUnlessAllowed) {
   ASSERT_FALSE(refused.json.HasParseError()) << refused.out;
   EXPECT_EQ(refused.json["hris_employees"].GetInt(), 10);
   EXPECT_EQ(refused.json["last_listed"].GetInt(), 50);
+  ASSERT_TRUE(refused.json["refused"].IsString()) << refused.out;
   EXPECT_NE(std::string(refused.json["refused"].GetString()).find("80% fewer than the 50"),
             std::string::npos)
       << refused.out;
