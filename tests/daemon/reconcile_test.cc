@@ -1098,18 +1098,19 @@ TEST_F(ReconcileCli, ConfirmAppliesAPlanOverTheThresholdAndOpensTheGuard) {
   EXPECT_EQ(world_.redis().Cli({"EXISTS", "scimsync:guard:released"}), "1");
 }
 
-TEST_F(ReconcileCli, AListThatShrankIsRefusedUnlessAllowed) {
-  const std::string config = world_.WriteConfig(scimsync::testing::FreePort());
-  world_.hris().page_cap = 100;
+TEST_P(ReconcileEndToEnd, AListThatShrankIsRefusedUnlessAllowed) {
+  ReconcileWorld& w = *world_;
+  const std::string config = w.WriteConfig(scimsync::testing::FreePort());
+  w.hris().page_cap = 100;
   for (int i = 0; i < 50; ++i) {
-    world_.hris().Put("E" + std::to_string(100 + i), "P" + std::to_string(i), "Test", "Engineer",
-                      "R&D", true);
+    w.hris().Put("E" + std::to_string(100 + i), "P" + std::to_string(i), "Test", "Engineer", "R&D",
+                 true);
   }
-  auto first = world_.Cli({"--config", config, "--profile", "recon", "--json"});
+  auto first = w.Cli({"--config", config, "--profile", "recon", "--json"});
   ASSERT_EQ(first.code, kExitOk) << first.out << first.err;
   EXPECT_EQ(first.json["enqueued"].GetInt(), 50);
-  for (int i = 10; i < 50; ++i) world_.hris().Hide("E" + std::to_string(100 + i));
-  auto refused = world_.Cli({"--config", config, "--profile", "recon", "--json"});
+  for (int i = 10; i < 50; ++i) w.hris().Hide("E" + std::to_string(100 + i));
+  auto refused = w.Cli({"--config", config, "--profile", "recon", "--json"});
   EXPECT_EQ(refused.code, kExitRefused) << refused.out << refused.err;
   ASSERT_FALSE(refused.json.HasParseError()) << refused.out;
   EXPECT_EQ(refused.json["hris_employees"].GetInt(), 10);
@@ -1119,28 +1120,29 @@ TEST_F(ReconcileCli, AListThatShrankIsRefusedUnlessAllowed) {
             std::string::npos)
       << refused.out;
   EXPECT_EQ(refused.json["enqueued"].GetInt(), 0);
-  EXPECT_EQ(world_.QueuedItems(), 50);  // only the first run's
-  auto dry = world_.Cli({"--config", config, "--profile", "recon", "--dry-run"});
+  EXPECT_EQ(w.QueuedItems(), 50);  // only the first run's
+  auto dry = w.Cli({"--config", config, "--profile", "recon", "--dry-run"});
   EXPECT_EQ(dry.code, kExitRefused);
   EXPECT_NE(dry.out.find("REFUSED"), std::string::npos) << dry.out;
   EXPECT_NE(dry.out.find("--allow-shrink"), std::string::npos) << dry.out;
-  auto allowed = world_.Cli({"--config", config, "--profile", "recon", "--allow-shrink", "--json"});
+  auto allowed = w.Cli({"--config", config, "--profile", "recon", "--allow-shrink", "--json"});
   EXPECT_NE(allowed.code, kExitRefused) << allowed.out;
   EXPECT_TRUE(allowed.json["refused"].IsNull());
   // Accepted: 10 is the count the next run compares with.
-  EXPECT_EQ(world_.redis().Cli({"GET", "scimsync:reconcile:recon:listed"}), "10");
+  EXPECT_EQ(w.redis().Cli({"GET", "scimsync:reconcile:recon:listed"}), "10");
 }
 
-TEST_F(ReconcileCli, ADuplicateAccountOfALinkedEmployeeIsAConflict) {
-  const std::string config = world_.WriteConfig(scimsync::testing::FreePort());
-  world_.hris().Put("E1", "Ada", "Lovelace", "Analyst", "Engines", true);
+TEST_P(ReconcileEndToEnd, ADuplicateAccountOfALinkedEmployeeIsAConflict) {
+  ReconcileWorld& w = *world_;
+  const std::string config = w.WriteConfig(scimsync::testing::FreePort());
+  w.hris().Put("E1", "Ada", "Lovelace", "Analyst", "Engines", true);
   const std::string linked =
-      world_.scim().Post(UserJson("E1", "ada", "Ada", "Lovelace", "Analyst", "Engines", true));
+      w.scim().Post(UserJson("E1", "ada", "Ada", "Lovelace", "Analyst", "Engines", true));
   const std::string dup =
-      world_.scim().Post(UserJson("E1", "ada.l", "Ada", "Lovelace", "Analyst", "Engines", true));
-  auto pool = world_.Pool();
+      w.scim().Post(UserJson("E1", "ada.l", "Ada", "Lovelace", "Analyst", "Engines", true));
+  auto pool = w.Pool();
   ASSERT_TRUE(scim::NewRedisLinkStore(*pool, "scimsync")->Put("recon", "E1", linked).ok());
-  auto r = world_.Cli({"--config", config, "--profile", "recon", "--json"});
+  auto r = w.Cli({"--config", config, "--profile", "recon", "--json"});
   EXPECT_EQ(r.code, kExitDrift) << r.out << r.err;
   ASSERT_FALSE(r.json.HasParseError()) << r.out;
   EXPECT_EQ(r.json["counts"]["conflict"].GetInt(), 1);
