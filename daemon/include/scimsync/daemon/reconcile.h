@@ -7,7 +7,12 @@
 //   missing     the employee should have an active user and JumpCloud has none
 //   attributes  linked, but managed attributes differ (each one listed, JumpCloud -> HRIS)
 //   active      linked, but active is wrong (a leaver still active, a rehire still suspended)
-//   orphan      an active JumpCloud user claims an externalId no HRIS employee has
+//   orphan      an active JumpCloud user in this profile's scope claims an externalId no HRIS
+//               employee has; reported, and enqueued only with reconcile.orphans: suspend
+//
+// The whole run is planned before anything is enqueued. A list much shorter than the last
+// applied run's is refused (exit 3); a plan that would suspend more users than workers.guard
+// allows is held whole (exit 2) until `scimsyncd guard release` or `--confirm`.
 //
 // Unless it is a dry run, each drifted employee becomes ONE ordinary queue item (event type
 // connectors::kReconcileEventType, which every built-in profile maps to sync; dedup id
@@ -284,8 +289,8 @@ Result<int64_t> ApplyHeldReconciliations(redis::Pool& pool, queue::Queue& queue,
 //   ... on stop, before the queue and pool go away: reconciles.Stop();
 //
 // Metrics (to declare in metrics.cc's table and record from on_run):
-//   scimsync_reconcile_runs_total{profile,result}   counter; result "clean", "drift", "error"
-//       (r.ok() ? (ExitCodeFor(*r) == 0 && r->drifted() == 0 ? "clean" : "drift") : "error")
+//   scimsync_reconcile_runs_total{profile,result}   counter; result "clean", "drift", "held",
+//       "refused", "error" (held/refused: nothing applied, the gauges below are left alone)
 //   scimsync_reconcile_drift{profile,kind}          gauge, last run: kind missing, attributes,
 //       active, orphan (r->missing ...), and conflict/invalid/error (r->conflicts ...)
 //   scimsync_reconcile_enqueued_total{profile}      counter: r->enqueued
