@@ -762,11 +762,15 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
 
   // 5. The plan's suspensions against the threshold. An orphan item suspends only when the HRIS
   // answers 404 for the employee: ask now, so the count is what the workers will do.
+  int64_t orphans_asked = 0;
   for (size_t k = 0; k < rep.drift.size(); ++k) {
     EmployeeDrift& d = rep.drift[k];
     if (cancelled()) return kCancelled;
     if (d.kinds == std::vector{DriftKind::kOrphan}) {
       if (!d.fixable) continue;
+      if (++orphans_asked % 50 == 0) {
+        if (Status s = RenewLease(token); !s.ok()) return s.error();
+      }
       connectors::ListedEmployee gone;
       gone.tenant = d.tenant;
       gone.employee_key = d.employee_key;
