@@ -31,6 +31,17 @@ std::string ErrorOf(const Result<std::unique_ptr<Transport>>& r) {
   return r.ok() ? "" : r.error().message;
 }
 
+TEST(HttpTransport, ARefusedConnectionIsReportedAsRefusedNotAsATimeout) {
+  const int closed = scimsync::testing::FreePort();  // nothing listens there
+  auto t = NewHttpTransport(Options("http://127.0.0.1:" + std::to_string(closed) + "/scim/v2"));
+  ASSERT_TRUE(t.ok());
+  auto r = (*t)->Send({"GET", "/Users?startIndex=1&count=1", ""}, 5000);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().kind, ErrorKind::kTransient);
+  EXPECT_NE(r.error().message.find("connection refused"), std::string::npos) << r.error().message;
+  EXPECT_EQ(r.error().message.find("timeout"), std::string::npos) << r.error().message;
+}
+
 TEST(HttpTransport, SettingsAreCheckedUpFront) {
   auto plain = NewHttpTransport(Options("http://scim.example.com/scim/v2"));
   ASSERT_FALSE(plain.ok());
