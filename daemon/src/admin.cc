@@ -224,18 +224,35 @@ int RunDlqCommand(const config::Config& cfg, const std::vector<std::string>& arg
     return kExitOk;
   }
   if (verb == "replay" && args.size() == 2 && args[1] == "--all") {
-    int n = 0;
+    // The dead letters as they are now, listed first: a replayed item that dies again while this
+    // runs is a new dead letter (a new id) and is not replayed a second time, so each one is
+    // replayed once and the count is true.
+    std::vector<std::string> ids;
+    std::string after;
     while (true) {
-      auto page = q->ListDeadLetters("", 200);
+      auto page = q->ListDeadLetters(after, 200);
       if (!page) return RedisDown(err, page.error());
-      if (page->empty()) break;
-      for (const auto& e : *page) {
-        auto r = q->ReplayDeadLetter(e.id);
-        if (!r) return not_found(r.error());
-        ++n;
+      for (const auto& e : *page) ids.push_back(e.id);
+      if (page->size() < 200) break;
+      after = page->back().id;
+    }
+    int replayed = 0;
+    int gone = 0;
+    for (const std::string& id : ids) {
+      auto r = q->ReplayDeadLetter(id);
+      if (r) {
+        ++replayed;
+      } else if (r.error().kind == ErrorKind::kNotFound) {
+        ++gone;  // replayed or dropped by someone else meanwhile
+      } else {
+        err << "scimsyncd dlq: stopped after replaying " << replayed << " of " << ids.size()
+            << " dead letters: " << r.error().message << " (run it again for the rest)\n";
+        return r.error().kind == ErrorKind::kTransient ? kExitUnavailable : kExitDataErr;
       }
     }
-    out << "replayed " << n << " dead letters into their partitions\n";
+    out << "replayed " << replayed << " dead letters into their partitions";
+    if (gone > 0) out << " (" << gone << " were replayed or dropped by someone else meanwhile)";
+    out << "\n";
     return kExitOk;
   }
   if (verb == "replay" && args.size() == 2) {
