@@ -270,6 +270,8 @@ void ReadWorkers(const YAML::Node& node, Problems* p, WorkersOptions* o) {
   r.Int("drain_timeout_s", &o->drain_timeout_s, 0, 3600);
   r.Int("max_future_skew_s", &o->max_future_skew_s, 0, int64_t{365} * 86400);
   r.Int("lease_ms", &o->lease_ms, 1000, 600000);
+  r.Int("max_deliveries", &o->max_deliveries, 0, 100000);
+  r.Int("takeover_grace_ms", &o->takeover_grace_ms, 0, 600000);
   {
     MapReader rr(r.Child("retry"), r.PathOf("retry"), p);
     rr.Int("base_delay_ms", &o->retry.base_delay_ms, 1, 3'600'000);

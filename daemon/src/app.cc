@@ -253,6 +253,7 @@ int RunDaemon(const std::string& file) {
   lease_options.partitions = cfg.redis.partitions;
   lease_options.instance_id = instance_id;
   lease_options.lease_ms = cfg.workers.lease_ms;
+  lease_options.grace_ms = cfg.workers.takeover_grace_ms;
   Leases leases(redis_pool, lease_options, clock);
   SuspensionGuard guard(redis_pool, cfg.redis.key_prefix, cfg.workers.guard, clock);
   Versions versions(redis_pool, cfg.redis.key_prefix);
@@ -288,10 +289,13 @@ int RunDaemon(const std::string& file) {
   // A dead worker's items come back after a few leases (60 s at the default 10 s lease).
   worker_options.claim_idle_ms = 6 * cfg.workers.lease_ms;
   worker_options.retry_lease_ms = 6 * cfg.workers.lease_ms;
+  worker_options.max_deliveries = cfg.workers.max_deliveries;
   WorkerPool workers(
       worker_options, *queue, *recording, clock, [&leases](int p) { return leases.Owns(p); },
       [&leases](int p) { leases.ReleaseIfMarked(p); });
   workers.SetOutcomeHook(&LogOutcome);
+  workers.SetFencing([&leases](int p) { return leases.Token(p); },
+                     [&leases](int p, int64_t token) { return leases.Holds(p, token); });
   workers.SetPauseHook([&](const std::string& reason) {
     Metrics::Global().SetPaused(!reason.empty());
     Status s = reason.empty() ? ClearPausedFlag(redis_pool, cfg.redis.key_prefix)

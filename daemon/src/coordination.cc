@@ -15,6 +15,16 @@ std::string LeaseKey(const std::string& prefix, int partition) {
   return prefix + ":lease:{p" + std::to_string(partition) + "}";
 }
 
+std::vector<std::string> AcquireKeys(const std::string& prefix, int partition) {
+  const std::string lease = LeaseKey(prefix, partition);
+  return {lease, lease + ":token", lease + ":owner"};
+}
+
+std::vector<std::string> ReleaseKeys(const std::string& prefix, int partition) {
+  const std::string lease = LeaseKey(prefix, partition);
+  return {lease, lease + ":owner"};
+}
+
 // Renews the leases this instance holds; returns, per partition, 1 (renewed) or 0 (lost).
 const redis::Script& RenewScript() {
   static const redis::Script kScript(R"lua(
@@ -32,9 +42,28 @@ return out
   return kScript;
 }
 
+// KEYS: lease, fencing token counter, owner of record. ARGV: instance, lease ms.
+// Takes a free lease: {token, 1 when its last owner did not hand it over (it died or froze with
+// work perhaps in flight), else 0}; nil when another instance holds it.
+const redis::Script& AcquireScript() {
+  static const redis::Script kScript(R"lua(
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+local token = redis.call('INCR', KEYS[2])
+local last = redis.call('GET', KEYS[3])
+redis.call('SET', KEYS[3], ARGV[1])
+if last and last ~= ARGV[1] then return {token, 1} end
+return {token, 0}
+)lua");
+  return kScript;
+}
+
+// KEYS: lease, owner of record. ARGV: instance. A clean hand-over: the next owner starts at once.
 const redis::Script& ReleaseScript() {
   static const redis::Script kScript(R"lua(
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+  return redis.call('DEL', KEYS[1])
+end
 return 0
 )lua");
   return kScript;
@@ -119,7 +148,9 @@ Leases::Leases(redis::Pool& pool, LeaseOptions options, const Clock& clock)
     : pool_(pool),
       options_(std::move(options)),
       clock_(clock),
-      valid_until_ms_(static_cast<size_t>(options_.partitions), 0) {}
+      valid_until_ms_(static_cast<size_t>(options_.partitions), 0),
+      valid_from_ms_(static_cast<size_t>(options_.partitions), 0),
+      token_(static_cast<size_t>(options_.partitions), 0) {}
 
 Result<std::vector<int>> Leases::Heartbeat() {
   const int64_t now = clock_.NowMs();
@@ -178,14 +209,25 @@ Result<std::vector<int>> Leases::Heartbeat() {
     for (int k = 0; k < options_.partitions && static_cast<int>(owned.size()) < share; ++k) {
       int p = (start + k) % options_.partitions;
       if (std::find(owned.begin(), owned.end(), p) != owned.end()) continue;
-      auto set = conn->Command({"SET", LeaseKey(options_.key_prefix, p), options_.instance_id, "NX",
-                                "PX", std::to_string(options_.lease_ms)});
-      if (!set) return set.error();
-      if (set->AsString().value_or("") == "OK") {
-        std::lock_guard lock(mu_);
-        valid_until_ms_[static_cast<size_t>(p)] = now + options_.lease_ms * 3 / 4;
+      auto got = conn->Eval(AcquireScript(), AcquireKeys(options_.key_prefix, p),
+                            {options_.instance_id, std::to_string(options_.lease_ms)});
+      if (!got) return got.error();
+      if (got->elements().size() == 2) {
+        const int64_t token = got->elements()[0].AsInteger().value_or(0);
+        const bool unclean = got->elements()[1].AsInteger().value_or(0) == 1;
+        {
+          std::lock_guard lock(mu_);
+          valid_until_ms_[static_cast<size_t>(p)] = now + options_.lease_ms * 3 / 4;
+          // Its last owner died or froze: a write it sent just before its lease ran out may
+          // still be on its way. Work starts after the grace period.
+          valid_from_ms_[static_cast<size_t>(p)] = unclean ? now + options_.grace_ms : 0;
+          token_[static_cast<size_t>(p)] = token;
+        }
         owned.push_back(p);
-        log::Info("took partition", {{"partition", p}, {"instance", options_.instance_id}});
+        log::Info("took partition", {{"partition", p},
+                                     {"instance", options_.instance_id},
+                                     {"token", token},
+                                     {"grace_ms", unclean ? options_.grace_ms : 0}});
       }
     }
   }
@@ -199,10 +241,24 @@ Result<std::vector<int>> Leases::Heartbeat() {
   return owned;
 }
 
-bool Leases::Owns(int partition) const {
+bool Leases::Owns(int partition) const { return Token(partition) != 0; }
+
+int64_t Leases::Token(int partition) const {
   std::lock_guard lock(mu_);
-  return valid_until_ms_[static_cast<size_t>(partition)] > clock_.NowMs() &&
-         to_release_.count(partition) == 0;
+  const auto p = static_cast<size_t>(partition);
+  const int64_t now = clock_.NowMs();
+  if (valid_until_ms_[p] <= now || valid_from_ms_[p] > now || to_release_.count(partition) != 0) {
+    return 0;
+  }
+  return token_[p];
+}
+
+bool Leases::Holds(int partition, int64_t token) const {
+  if (token == 0) return false;
+  std::lock_guard lock(mu_);
+  const auto p = static_cast<size_t>(partition);
+  // Marked for release is still ours until the worker gives it back: the sync at hand may end.
+  return valid_until_ms_[p] > clock_.NowMs() && token_[p] == token;
 }
 
 void Leases::ReleaseIfMarked(int partition) {
@@ -211,7 +267,7 @@ void Leases::ReleaseIfMarked(int partition) {
     if (to_release_.erase(partition) == 0) return;
     valid_until_ms_[static_cast<size_t>(partition)] = 0;
   }
-  auto r = pool_.Acquire()->Eval(ReleaseScript(), {LeaseKey(options_.key_prefix, partition)},
+  auto r = pool_.Acquire()->Eval(ReleaseScript(), ReleaseKeys(options_.key_prefix, partition),
                                  {options_.instance_id});
   log::Info("handed a partition over", {{"partition", partition}});
   if (!r)
@@ -230,7 +286,7 @@ void Leases::ReleaseAll() {
   }
   auto conn = pool_.Acquire();
   for (int p : held) {
-    (void)conn->Eval(ReleaseScript(), {LeaseKey(options_.key_prefix, p)}, {options_.instance_id});
+    (void)conn->Eval(ReleaseScript(), ReleaseKeys(options_.key_prefix, p), {options_.instance_id});
   }
   (void)conn->Command({"ZREM", options_.key_prefix + ":instances", options_.instance_id});
 }

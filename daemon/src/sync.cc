@@ -534,6 +534,7 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
   scim::Job job;
   job.scope = scope;
   job.trace_id = work.items.back().trace_id;
+  job.fence = work.fence;
   job.first_attempt_ms = work.items.front().received_at_ms;
   job.attempt = 1;
   for (const auto& i : work.items) {

@@ -129,12 +129,88 @@ int WorkerPool::RunOnce(int thread) {
       release_if_marked_(p);
       continue;
     }
+    // Taken again under a new lease since the state was loaded (lost in between): what it
+    // knew may be stale, load afresh.
+    const int64_t token = TokenOf(p);
+    PartitionState& st = partitions_[static_cast<size_t>(p)];
+    if (st.token != token) {
+      st = PartitionState{};
+      st.token = token;
+    }
     done += Step(thread, p);
     release_if_marked_(p);
     if (!owns_(p)) partitions_[static_cast<size_t>(p)] = PartitionState{};
   }
   progress_[static_cast<size_t>(thread)]++;
   return done;
+}
+
+int64_t WorkerPool::TokenOf(int partition) const {
+  if (token_) return token_(partition);
+  return owns_(partition) ? 1 : 0;
+}
+
+bool WorkerPool::Holds(int partition, int64_t token) const {
+  if (holds_) return holds_(partition, token);
+  return owns_(partition);
+}
+
+void WorkerPool::Repair(const EmployeeWork& work) {
+  queue::Item repair;
+  repair.profile = work.profile;
+  repair.tenant = work.tenant;
+  repair.employee_key = work.employee_key;
+  repair.event_type = kRepairEvent;
+  repair.trace_id = work.items.empty() ? "" : work.items.back().trace_id;
+  repair.dedup_id = "repair:" + repair.trace_id + ":" + std::to_string(clock_.NowMs());
+  repair.payload = "{}";
+  repair.received_at_ms = clock_.NowMs();
+  auto r = queue_.EnqueueBatch({repair}, 0);
+  if (!r.ok()) {
+    log::Error(
+        "a sync ended after its partition lease was lost and the repair item could not be "
+        "enqueued; run `scimsyncd reconcile` for this profile to be sure JumpCloud has the newest "
+        "state",
+        {{"trace_id", repair.trace_id},
+         {"partition", work.partition},
+         {"detail", r.error().message}});
+    return;
+  }
+  log::Warn(
+      "a sync ended after this instance lost its partition lease; enqueued a repair so the new "
+      "owner converges the employee again from the newest state",
+      {{"trace_id", repair.trace_id}, {"partition", work.partition}});
+}
+
+bool WorkerPool::ResolveRepair(int partition, queue::Item* item) {
+  auto last = queue_.LastApplied(partition, item->profile, item->tenant, item->employee_key);
+  if (!last && last.error().kind != ErrorKind::kNotFound) {
+    // Left pending: claimed again once Redis answers.
+    partitions_[static_cast<size_t>(partition)].loaded = false;
+    log::Warn("cannot look up the state a repair re-applies; will try again",
+              {{"trace_id", item->trace_id}, {"detail", last.error().message}});
+    return false;
+  }
+  if (!last) {
+    // Nothing was ever applied through the queue for this employee: nothing to restore.
+    Status s = queue_.Ack(*item);
+    if (!s.ok()) partitions_[static_cast<size_t>(partition)].loaded = false;
+    log::Info("repair: no applied state remembered for the employee; nothing to re-apply",
+              {{"trace_id", item->trace_id}});
+    return false;
+  }
+  // The newest state applied, in the repair's place (its entry, its deliveries): converged
+  // again after everything older, it overwrites the late write.
+  queue::Item state = std::move(last.value());
+  state.entry_id = item->entry_id;
+  state.partition = partition;
+  state.from_retry = item->from_retry;
+  state.attempts = item->attempts;
+  state.deliveries = item->deliveries;
+  state.last_error = item->last_error;
+  state.trace_id = item->trace_id;
+  *item = std::move(state);
+  return true;
 }
 
 int WorkerPool::Step(int thread, int partition) {
@@ -156,23 +232,36 @@ int WorkerPool::Step(int thread, int partition) {
       if (s.item.last_error.rfind("deferred", 0) == 0) continue;  // effective dates never block
       st.waiting[EmployeeId(s.item)][s.item.entry_id] = s.due_ms;
     }
-    while (true) {
-      auto claimed = queue_.ClaimStale(partition, options_.consumer, 0, 500);
-      if (!claimed) {
-        log::Warn("cannot claim pending items; will try again",
-                  {{"partition", partition}, {"detail", claimed.error().message}});
-        return 0;
-      }
-      items.insert(items.end(), claimed->begin(), claimed->end());
-      if (claimed->size() < 500) break;
-    }
     st.loaded = true;
+    st.claiming = true;
+    st.claim_cursor = "0-0";
     st.next_claim_ms = now + options_.claim_idle_ms;
+  }
+  if (st.claiming) {
+    // Everything pending in the partition, one page per pass, following the scan's cursor: a
+    // backlog larger than a page is claimed in several passes, each processed before the next.
+    // Nothing new is read until the whole list is claimed, so an employee's pending items are
+    // not overtaken by their newer ones.
+    auto page = queue_.ClaimStalePage(partition, options_.consumer, 0, st.claim_cursor,
+                                      std::max(1, options_.batch));
+    if (!page) {
+      log::Warn("cannot claim pending items; will try again",
+                {{"partition", partition}, {"detail", page.error().message}});
+      st.loaded = false;
+      return 0;
+    }
+    items = std::move(page->items);
+    st.claim_cursor = page->next;
+    st.claiming = page->next != "0-0";
   } else if (now >= st.next_claim_ms) {
-    auto claimed =
-        queue_.ClaimStale(partition, options_.consumer, options_.claim_idle_ms, options_.batch);
-    if (claimed) items.insert(items.end(), claimed->begin(), claimed->end());
-    st.next_claim_ms = now + options_.claim_idle_ms / 2;
+    auto page = queue_.ClaimStalePage(partition, options_.consumer, options_.claim_idle_ms,
+                                      st.idle_cursor, std::max(1, options_.batch));
+    if (page) {
+      items.insert(items.end(), page->items.begin(), page->items.end());
+      st.idle_cursor = page->next;
+    }
+    // Go on at once while the scan is under way, else look again in a while.
+    st.next_claim_ms = st.idle_cursor != "0-0" ? now : now + options_.claim_idle_ms / 2;
   }
 
   auto due = queue_.TakeDue(partition, now, options_.due_batch, options_.retry_lease_ms);
@@ -184,6 +273,10 @@ int WorkerPool::Step(int thread, int partition) {
     st.loaded = false;
     log::Warn("cannot read retries", {{"partition", partition}, {"detail", due.error().message}});
     return 0;
+  }
+  if (st.claiming) {
+    if (items.empty()) return 0;
+    return Process(thread, partition, std::move(items));
   }
   auto fresh = queue_.Read(partition, options_.consumer, options_.batch, 0);
   if (fresh) {
@@ -203,26 +296,118 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
   std::vector<std::string> order;
   std::map<std::string, std::vector<queue::Item>> groups;
   std::set<std::string> seen_entries;
+  std::vector<queue::Item> repairs;
+  int ended = 0;
   for (auto& item : items) {
     if (!seen_entries.insert(item.entry_id).second) continue;
+    if (item.event_type == kRepairEvent) {
+      repairs.push_back(std::move(item));
+      continue;
+    }
+    if (options_.max_deliveries > 0 && item.deliveries > options_.max_deliveries) {
+      // A poison item: each worker that took it died (or froze) before recording an outcome.
+      // Syncing it again would most likely take this process down too.
+      const std::string reason =
+          "delivered " + std::to_string(item.deliveries) +
+          " times without an outcome: each worker that took it crashed or stalled (see the logs "
+          "for its trace_id); dead-lettered after workers.max_deliveries (" +
+          std::to_string(options_.max_deliveries) +
+          ") so the partition goes on. Replay it with `scimsyncd dlq replay ID` once fixed";
+      Status s = queue_.DeadLetter(item, "permanent", reason, "", "");
+      if (!s.ok()) {
+        st.loaded = false;
+        log::Error("cannot dead-letter an item; it will be processed again",
+                   {{"trace_id", item.trace_id}, {"detail", s.error().message}});
+        continue;
+      }
+      log::Error("dead-lettered an item that was delivered too often",
+                 {{"trace_id", item.trace_id},
+                  {"partition", partition},
+                  {"entry_id", item.entry_id},
+                  {"deliveries", item.deliveries}});
+      if (hook_) {
+        EmployeeWork work;
+        work.partition = partition;
+        work.profile = item.profile;
+        work.tenant = item.tenant;
+        work.employee_key = item.employee_key;
+        work.items = {item};
+        SyncResult result;
+        result.kind = SyncResult::Kind::kDeadLetter;
+        result.action = "sync";
+        result.result = "dead_letter";
+        result.reason = reason;
+        result.error_kind = "permanent";
+        hook_(work, item, result, 0);
+      }
+      ++ended;
+      continue;
+    }
     std::string key = EmployeeId(item);
     if (groups.find(key) == groups.end()) order.push_back(key);
     groups[key].push_back(std::move(item));
   }
+  std::set<std::string> repair_copies;
+  for (auto& repair : repairs) {
+    // A repair asks for one more sync of the employee, after everything before it, from the
+    // newest state applied: it stands in for that state's item. In a group with other items
+    // it goes first, so whatever of theirs is newer still wins (by version, or by arrival).
+    std::string key = EmployeeId(repair);
+    if (!ResolveRepair(partition, &repair)) {
+      ++ended;
+      continue;
+    }
+    repair_copies.insert(repair.entry_id);
+    if (groups.find(key) == groups.end()) order.push_back(key);
+    groups[key].push_back(std::move(repair));
+  }
 
-  int ended = 0;
   // Converged employees' items are acknowledged together when the pass ends: one script for
   // the pass instead of one per employee. An employee's next items come in a later pass, after
   // this write; a crash before it hands the items out again, and syncing a state JumpCloud
   // already has writes nothing.
   std::vector<queue::Item> acks;
+  std::set<std::string> applied;  // entry ids of acks whose sync applied the employee's state
+  bool acks_busy = false;
+  bool lost_logged = false;
   for (size_t g = 0; g < order.size(); ++g) {
     const std::string& key = order[g];
     std::vector<queue::Item>& group = groups[key];
     std::sort(group.begin(), group.end(), [](const queue::Item& a, const queue::Item& b) {
       return EntryIdLess(a.entry_id, b.entry_id);
     });
+    if (!repair_copies.empty()) {
+      std::stable_partition(group.begin(), group.end(), [&](const queue::Item& item) {
+        return repair_copies.count(item.entry_id) != 0;
+      });
+    }
     const int64_t now = clock_.NowMs();
+
+    // Between employees: hand over this thread's other partitions that a joining instance is
+    // to get (they are idle while this one is worked), so scale-out does not wait for a pass.
+    const int threads = std::max(1, options_.threads);
+    for (int q = thread % threads; q < static_cast<int>(partitions_.size()); q += threads) {
+      if (q != partition) release_if_marked_(q);
+    }
+    if (!owns_(partition) || !Holds(partition, st.token)) {
+      // The lease was lost, or is marked to be handed over to a joining instance: stop here,
+      // between employees. The rest is left as it is (pending in the stream, leased in the
+      // retry set) for the next owner; retry-set items are made due at once so it need not
+      // wait for their lease.
+      if (!lost_logged) {
+        lost_logged = true;
+        log::Info(
+            "stopping a pass: the partition is no longer ours",
+            {{"partition", partition}, {"employees_left", static_cast<int64_t>(order.size() - g)}});
+      }
+      for (const auto& item : group) {
+        if (!item.from_retry || !Holds(partition, st.token)) continue;
+        Status s = queue_.Park(item, now, item.last_error);
+        if (!s.ok()) log::Warn("cannot hand an item back", {{"detail", s.error().message}});
+      }
+      st.loaded = false;
+      continue;
+    }
 
     if (stopping_ || paused_) {
       // Not started: hand back at once (no attempt counted) so nothing waits for a lease.
@@ -269,12 +454,27 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
     work.tenant = group.front().tenant;
     work.employee_key = group.front().employee_key;
     work.items = group;
+    const int64_t token = st.token;
+    work.fence = [this, partition, token]() -> Status {
+      if (Holds(partition, token)) return {};
+      return Error::Transient("fenced: this instance lost the partition's lease (token " +
+                              std::to_string(token) + "); another instance owns it now");
+    };
 
     ++busy_;
     const int64_t started = clock_.NowMs();
     SyncResult result = syncer_.Sync(thread, work);
     const int64_t latency = clock_.NowMs() - started;
     const int64_t after = clock_.NowMs();
+    if (!Holds(partition, token)) {
+      // The lease was lost during the sync. Its items are the new owner's now: record nothing
+      // for them. A write of this sync may have landed after the new owner's writes, so make
+      // the new owner converge the employee once more.
+      Repair(work);
+      st.loaded = false;
+      --busy_;
+      continue;
+    }
 
     std::set<size_t> deferred;
     for (const auto& [index, when] : result.deferred) {
@@ -293,7 +493,6 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
         if (deferred.count(i) == 0) mine[group[i].entry_id] = wait_until;
       }
     }
-    if (result.kind == SyncResult::Kind::kDone && acks.empty()) ++busy_;  // until they are written
     for (size_t i = 0; i < group.size(); ++i) {
       if (deferred.count(i) != 0) continue;
       const queue::Item& item = group[i];
@@ -301,6 +500,7 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
       switch (result.kind) {
         case SyncResult::Kind::kDone:
           acks.push_back(item);
+          if (result.action != "ignore") applied.insert(item.entry_id);
           break;
         case SyncResult::Kind::kRetry:
           s = result.count_attempt ? queue_.RetryLater(item, after + result.delay_ms, result.reason)
@@ -326,15 +526,39 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
       }
       if (hook_) hook_(work, item, result, latency);
     }
+    // The pass stays busy until its acknowledgements are written (counted once, and only when
+    // there are some: a group whose items were all deferred has none).
+    if (!acks.empty() && !acks_busy) {
+      ++busy_;
+      acks_busy = true;
+    }
     --busy_;
     ended += static_cast<int>(group.size());
     if (result.kind == SyncResult::Kind::kPause) Pause(result.reason);
   }
   // The applied versions first: an item acknowledged without its version stored could let an
   // older event of the employee be applied after it.
-  (void)syncer_.EndPass(thread);
+  Status versions = syncer_.EndPass(thread);
+  if (!versions.ok() && !acks.empty()) {
+    // Acknowledged without their versions, the items would let an older event of the employee
+    // overwrite what they applied. Left pending, they are claimed again and converge again.
+    st.loaded = false;
+    log::Error("cannot store the applied versions; the pass's items will be processed again",
+               {{"partition", partition},
+                {"items", static_cast<int64_t>(acks.size())},
+                {"detail", versions.error().message}});
+    acks.clear();
+    --busy_;
+  }
   if (!acks.empty()) {
-    Status s = queue_.AckMany(acks);
+    // The applied items are remembered for a repair (AckApplied); ignored events are not state.
+    std::vector<queue::Item> plain;
+    std::vector<queue::Item> remembered;
+    for (auto& item : acks) {
+      (applied.count(item.entry_id) != 0 ? remembered : plain).push_back(item);
+    }
+    Status s = remembered.empty() ? Status() : queue_.AckApplied(remembered);
+    if (s.ok() && !plain.empty()) s = queue_.AckMany(plain);
     --busy_;
     if (!s.ok()) {
       // They stay pending in Redis and are handed out again: at least once.

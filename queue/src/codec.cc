@@ -44,6 +44,13 @@ std::string Keys::Dedup(const std::string& prefix, int partition, const std::str
   return Tag(prefix, partition) + "dedup:" + profile + ":" + dedup_id;
 }
 std::string Keys::DeadLetters(const std::string& prefix) { return prefix + ":dlq"; }
+std::string Keys::Applied(const std::string& prefix, int partition) {
+  return Tag(prefix, partition) + "applied";
+}
+std::string AppliedField(const std::string& profile, const std::string& tenant,
+                         const std::string& employee_key) {
+  return profile + '\x1f' + tenant + '\x1f' + employee_key;
+}
 
 namespace internal {
 namespace {

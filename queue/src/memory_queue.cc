@@ -5,6 +5,7 @@
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <utility>
@@ -53,6 +54,7 @@ struct Entry {
   bool delivered = false;
   std::string consumer;
   int64_t delivered_at_ms = 0;
+  int deliveries = 0;
 };
 
 struct Partition {
@@ -88,7 +90,8 @@ struct MemoryQueue::State {
   StreamId last_id;
   std::vector<Partition> parts;
   std::map<std::string, int64_t> dedup_expiry_ms;
-  std::vector<DeadLetterEntry> dlq;  // in id order
+  std::vector<DeadLetterEntry> dlq;                             // in id order
+  std::map<std::string, std::pair<std::string, Item>> applied;  // "<p>/<field>" -> (version, item)
 
   Status Check() const {
     if (unavailable) {
@@ -123,6 +126,7 @@ struct MemoryQueue::State {
     Item item = e.item;
     item.entry_id = e.id.ToString();
     item.partition = p;
+    item.deliveries = e.deliveries;
     return item;
   }
 
@@ -222,6 +226,7 @@ Result<std::vector<Item>> MemoryQueue::Read(int partition, const std::string& co
     e.delivered = true;
     e.consumer = consumer;
     e.delivered_at_ms = now;
+    e.deliveries = 1;
     out.push_back(s.Out(e, partition));
   }
   return out;
@@ -234,6 +239,53 @@ Status MemoryQueue::Ack(const Item& item) {
   if (Status st = s.CheckItem(item); !st) return st;
   s.Remove(item);
   return {};
+}
+
+Status MemoryQueue::AckApplied(const std::vector<Item>& items) {
+  State& s = *state_;
+  std::lock_guard lock(s.mu);
+  if (Status st = s.Check(); !st) return st;
+  for (const Item& item : items) {
+    if (Status st = s.CheckItem(item); !st) return st;
+  }
+  for (const Item& item : items) {
+    const std::string key = std::to_string(item.partition) + "/" +
+                            AppliedField(item.profile, item.tenant, item.employee_key);
+    auto it = s.applied.find(key);
+    bool store = true;
+    if (it != s.applied.end() && !item.occurred_at.empty() && !it->second.first.empty()) {
+      const std::string& cur = it->second.first;
+      char* end_a = nullptr;
+      char* end_b = nullptr;
+      const double a = std::strtod(cur.c_str(), &end_a);
+      const double b = std::strtod(item.occurred_at.c_str(), &end_b);
+      if (*end_a == 0 && *end_b == 0) {
+        store = b >= a;
+      } else {
+        store = item.occurred_at >= cur;
+      }
+    }
+    if (store) {
+      Item stored = item;
+      stored.attempts = 0;
+      stored.last_error.clear();
+      s.applied[key] = {item.occurred_at, stored};
+    }
+    s.Remove(item);
+  }
+  return {};
+}
+
+Result<Item> MemoryQueue::LastApplied(int partition, const std::string& profile,
+                                      const std::string& tenant, const std::string& employee_key) {
+  State& s = *state_;
+  std::lock_guard lock(s.mu);
+  if (Status st = s.Check(); !st) return st.error();
+  auto it =
+      s.applied.find(std::to_string(partition) + "/" + AppliedField(profile, tenant, employee_key));
+  if (it == s.applied.end())
+    return Error::NotFound("no applied item remembered for " + employee_key);
+  return it->second.second;
 }
 
 Status MemoryQueue::RetryLater(const Item& item, int64_t due_ms, const std::string& reason) {
@@ -326,22 +378,34 @@ Status MemoryQueue::DeadLetter(const Item& item, const std::string& error_kind,
   return {};
 }
 
-Result<std::vector<Item>> MemoryQueue::ClaimStale(int partition, const std::string& consumer,
-                                                  int64_t min_idle_ms, int max) {
+Result<Queue::ClaimPage> MemoryQueue::ClaimStalePage(int partition, const std::string& consumer,
+                                                     int64_t min_idle_ms, const std::string& start,
+                                                     int max) {
   State& s = *state_;
   std::lock_guard lock(s.mu);
   if (Status st = s.Check(); !st) return st.error();
   if (Status st = CheckPartition(partition, s.partitions); !st) return st.error();
-  std::vector<Item> out;
+  StreamId from;
+  if (!ParseId(start, &from)) {
+    return Error::Invalid("'" + start +
+                          "' is not a stream entry id (they look like 1700000000000-0)");
+  }
+  ClaimPage page;
+  if (max <= 0) return page;
   const int64_t now = s.clock.NowMs();
   for (Entry& e : s.parts[partition].entries) {
-    if (static_cast<int>(out.size()) >= max) break;
-    if (!e.delivered || now - e.delivered_at_ms < min_idle_ms) continue;
+    if (!e.delivered || e.id < from) continue;
+    if (static_cast<int>(page.items.size()) >= max) {
+      page.next = e.id.ToString();  // the scan goes on here
+      return page;
+    }
+    if (now - e.delivered_at_ms < min_idle_ms) continue;
     e.consumer = consumer;
     e.delivered_at_ms = now;
-    out.push_back(s.Out(e, partition));
+    ++e.deliveries;
+    page.items.push_back(s.Out(e, partition));
   }
-  return out;
+  return page;  // next "0-0": the whole list was scanned
 }
 
 Result<int64_t> MemoryQueue::Depth(int partition) {

@@ -96,6 +96,40 @@ return 1
   return kScript;
 }
 
+const Script& AckAppliedScript() {
+  static const Script kScript(R"lua(
+-- KEYS: stream, retry set, retry items, applied hash.
+-- ARGV: group, number of ack pairs N, N pairs of entry id and "1" when from the retry set, then
+-- triples of employee field, version and item JSON: each is remembered unless a newer version
+-- is remembered already (numbers compared as numbers, else as strings; no version: the later).
+local n = tonumber(ARGV[2])
+local last = 2 + 2 * n
+for i = last + 1, #ARGV - 2, 3 do
+  local cur = redis.call('HGET', KEYS[4], ARGV[i])
+  local store = true
+  if cur and ARGV[i + 1] ~= '' then
+    local v = string.sub(cur, 1, (string.find(cur, '\n', 1, true) or 1) - 1)
+    if v ~= '' then
+      local a, b = tonumber(v), tonumber(ARGV[i + 1])
+      if a and b then store = b >= a else store = ARGV[i + 1] >= v end
+    end
+  end
+  if store then redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1] .. '\n' .. ARGV[i + 2]) end
+end
+for i = 3, last - 1, 2 do
+  if ARGV[i + 1] == '1' then
+    redis.call('ZREM', KEYS[2], ARGV[i])
+    redis.call('HDEL', KEYS[3], ARGV[i])
+  else
+    redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
+    redis.call('XDEL', KEYS[1], ARGV[i])
+  end
+end
+return 1
+)lua");
+  return kScript;
+}
+
 const Script& RetryScript() {
   static const Script kScript(R"lua(
 -- KEYS: stream, retry set, retry items.
@@ -166,6 +200,23 @@ return id
   return kScript;
 }
 
+// XAUTOCLAIM does not say how often an entry was delivered; XPENDING does. One script, so the
+// counts are those of this claim.
+const Script& ClaimScript() {
+  static const Script kScript(R"lua(
+-- KEYS: stream. ARGV: group, consumer, min idle ms, start id, count.
+-- Returns {next cursor, entries, delivery count per entry}.
+local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
+local counts = {}
+for i, e in ipairs(r[2]) do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)
+  if p[1] then counts[i] = p[1][4] else counts[i] = 0 end
+end
+return {r[1], r[2], counts}
+)lua");
+  return kScript;
+}
+
 bool IsNoGroup(const Error& e) { return e.message.find("NOGROUP") != std::string::npos; }
 
 Error Malformed(const char* what) {
@@ -198,6 +249,7 @@ std::vector<Item> DecodeEntries(const Reply& entries, int partition) {
     item.entry_id = id;
     item.partition = partition;
     item.from_retry = false;
+    item.deliveries = 1;
     items.push_back(std::move(item));
   }
   return items;
@@ -379,6 +431,48 @@ class RedisQueue final : public Queue {
     return {};
   }
 
+  Status AckApplied(const std::vector<Item>& items) override {
+    std::map<int, std::pair<std::vector<std::string>, std::vector<std::string>>> args;
+    for (const Item& item : items) {
+      if (Status s = CheckItem(item); !s) return s;
+      auto& [acks, applied] = args[item.partition];
+      acks.push_back(item.entry_id);
+      acks.push_back(Flag(item));
+      applied.push_back(AppliedField(item.profile, item.tenant, item.employee_key));
+      applied.push_back(item.occurred_at);
+      Item stored = item;
+      stored.attempts = 0;
+      stored.last_error.clear();
+      applied.push_back(internal::ItemToJson(stored));
+    }
+    for (auto& [partition, both] : args) {
+      std::vector<std::string> argv = {kConsumerGroup, std::to_string(both.first.size() / 2)};
+      argv.insert(argv.end(), both.first.begin(), both.first.end());
+      argv.insert(argv.end(), both.second.begin(), both.second.end());
+      std::vector<std::string> keys = PartitionKeys(partition);
+      keys.push_back(Keys::Applied(prefix_, partition));
+      Result<Reply> r = pool_.Acquire()->Eval(AckAppliedScript(), keys, argv);
+      if (!r) return r.error();
+    }
+    return {};
+  }
+
+  Result<Item> LastApplied(int partition, const std::string& profile, const std::string& tenant,
+                           const std::string& employee_key) override {
+    if (Status s = CheckPartition(partition, partitions_); !s) return s.error();
+    Result<Reply> r = pool_.Acquire()->Command(
+        {"HGET", Keys::Applied(prefix_, partition), AppliedField(profile, tenant, employee_key)});
+    if (!r) return r.error();
+    if (r->is_nil()) return Error::NotFound("no applied item remembered for " + employee_key);
+    const std::string& text = r->text();
+    const auto nl = text.find('\n');
+    Result<Item> item =
+        internal::ItemFromJson(nl == std::string::npos ? text : text.substr(nl + 1));
+    if (!item) return item.error();
+    item->partition = partition;
+    return item;
+  }
+
   Status RetryLater(const Item& item, int64_t due_ms, const std::string& reason) override {
     return Reschedule(item, due_ms, reason, item.attempts + 1);
   }
@@ -468,25 +562,39 @@ class RedisQueue final : public Queue {
     return {};
   }
 
-  Result<std::vector<Item>> ClaimStale(int partition, const std::string& consumer,
-                                       int64_t min_idle_ms, int max) override {
+  Result<ClaimPage> ClaimStalePage(int partition, const std::string& consumer, int64_t min_idle_ms,
+                                   const std::string& start, int max) override {
     if (Status s = CheckPartition(partition, partitions_); !s) return s.error();
-    if (max <= 0) return std::vector<Item>{};
+    ClaimPage page;
+    if (max <= 0) return page;
     const std::string key = Keys::Stream(prefix_, partition);
     auto conn = pool_.Acquire();
-    Result<Reply> r = conn->Command({"XAUTOCLAIM", key, kConsumerGroup, consumer,
-                                     std::to_string(std::max<int64_t>(0, min_idle_ms)), "0-0",
-                                     "COUNT", std::to_string(max)});
+    Result<Reply> r =
+        conn->Eval(ClaimScript(), {key},
+                   {kConsumerGroup, consumer, std::to_string(std::max<int64_t>(0, min_idle_ms)),
+                    start.empty() ? "0-0" : start, std::to_string(max)});
     if (!r && IsNoGroup(r.error())) {
       // No group: nothing was ever delivered, so nothing is stale.
       if (Status s = CreateGroup(*conn, key); !s) return s.error();
-      return std::vector<Item>{};
+      return page;
     }
     if (!r) return r.error();
-    // [next cursor, [entry, ...], [deleted ids]] -- deleted ones were already ended.
+    // [next cursor, [entry, ...], [delivery count, ...]]
     const auto& parts = r->elements();
-    if (parts.size() < 2) return Malformed("XAUTOCLAIM");
-    return DecodeEntries(parts[1], partition);
+    if (parts.size() != 3) return Malformed("XAUTOCLAIM");
+    page.next = parts[0].text();
+    if (page.next.empty()) page.next = "0-0";
+    std::map<std::string, int> counts;
+    const auto& entries = parts[1].elements();
+    const auto& n = parts[2].elements();
+    for (size_t i = 0; i < entries.size() && i < n.size(); ++i) {
+      if (!entries[i].elements().empty()) {
+        counts[entries[i].elements()[0].text()] = static_cast<int>(n[i].AsInteger().value_or(0));
+      }
+    }
+    page.items = DecodeEntries(parts[1], partition);
+    for (Item& item : page.items) item.deliveries = counts[item.entry_id];
+    return page;
   }
 
   Result<int64_t> Depth(int partition) override {

@@ -203,6 +203,16 @@ Result<HttpResponse> Converger::Call(Run& run, const std::string& method, const 
     if (timeout <= 0) return Error::Transient("the job is older than workers.retry.max_age_s");
   }
 
+  if (method != "GET" && run.job.fence) {
+    // Last moment before a write: a worker that lost its partition's lease (it froze, its
+    // lease ran out, another instance took over) must not be the last writer.
+    if (Status fenced = run.job.fence(); !fenced.ok()) {
+      log::Warn(
+          "not sending a SCIM write: fenced",
+          {{"trace_id", run.job.trace_id}, {"method", method}, {"detail", fenced.error().message}});
+      return fenced.error();
+    }
+  }
   HttpRequest req{method, target, body};
   run.last.request_line = deps_.transport->Describe(req);
   run.last.request_body = body;

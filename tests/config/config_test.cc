@@ -42,6 +42,8 @@ TEST(ConfigTest, MinimalConfigGetsDocumentedDefaults) {
   EXPECT_EQ(c.listen.threads, 2);
   EXPECT_EQ(c.workers.nice, 10);
   EXPECT_EQ(c.workers.lease_ms, 10000);
+  EXPECT_EQ(c.workers.max_deliveries, 10);
+  EXPECT_EQ(c.workers.takeover_grace_ms, 3000);
   EXPECT_EQ(c.redis.host, "127.0.0.1");
   EXPECT_EQ(c.redis.port, 6379);
   EXPECT_EQ(c.redis.db, 0);
@@ -140,6 +142,10 @@ TEST(ConfigTest, NumbersAreRangeChecked) {
             "workers.nice (line 3): must be between 0 and 19 (got 20)");
   EXPECT_EQ(OnlyProblem(base + "workers: {lease_ms: 500}\n"),
             "workers.lease_ms (line 3): must be between 1000 and 600000 (got 500)");
+  EXPECT_EQ(OnlyProblem(base + "workers: {max_deliveries: -1}\n"),
+            "workers.max_deliveries (line 3): must be between 0 and 100000 (got -1)");
+  EXPECT_EQ(OnlyProblem(base + "workers: {takeover_grace_ms: many}\n"),
+            "workers.takeover_grace_ms (line 3): must be a whole number");
   EXPECT_EQ(OnlyProblem(base + "workers: {retry: {base_delay_ms: 5000, max_delay_ms: 1000}}\n"),
             "workers.retry.max_delay_ms (line 3): must be at least base_delay_ms");
   EXPECT_EQ(OnlyProblem("profiles: [{name: hr, connector: generic}]\ntarget: {dry_run: maybe}\n"),

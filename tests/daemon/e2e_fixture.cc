@@ -146,6 +146,10 @@ void E2E::ReloadDaemon(int index) { daemons_.at(index)->process.Signal(SIGHUP); 
 
 void E2E::SendSignalToDaemon(int index, int sig) { daemons_.at(index)->process.Signal(sig); }
 
+void E2E::FreezeDaemon(int index) { daemons_.at(index)->process.Signal(SIGSTOP); }
+
+void E2E::ThawDaemon(int index) { daemons_.at(index)->process.Signal(SIGCONT); }
+
 int E2E::PostUntilAccepted(int index, const std::string& body, int timeout_ms) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   int status = 0;

@@ -62,6 +62,9 @@ class E2E {
   void ReloadDaemon(int index);  // SIGHUP
   // Any signal to daemon `index` (the model-based test: SIGSTOP / SIGCONT past the lease).
   void SendSignalToDaemon(int index, int sig);
+  // SIGSTOP / SIGCONT: a frozen instance (a GC-like pause, a hung host) that comes back.
+  void FreezeDaemon(int index);
+  void ThawDaemon(int index);
 
   // POSTs a signed webhook, retrying (like an HRIS) on 503 and connection errors for up to
   // `timeout_ms`. Returns the final status (202 when accepted).

@@ -5,12 +5,17 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <deque>
 #include <functional>
+#include <future>
 #include <mutex>
 #include <set>
+#include <thread>
 
+#include "../queue/queue_test_util.h"
 #include "scimsync/daemon/worker.h"
+#include "test_support.h"
 
 namespace scimsync::daemon {
 namespace {
@@ -35,12 +40,18 @@ class ScriptedSyncer : public Syncer {
     ++probes;
     return probe_ok ? Status() : Status(Error::Auth("401"));
   }
+  Status EndPass(int) override {
+    ++end_passes;
+    return end_pass;
+  }
 
   std::function<void(const EmployeeWork&)> before;  // runs at the start of each sync
   std::vector<std::pair<std::string, std::vector<std::string>>> calls;
   std::map<std::string, std::deque<SyncResult>> answers;
   bool probe_ok = false;
   int probes = 0;
+  Status end_pass;  // what EndPass answers
+  int end_passes = 0;
 };
 
 SyncResult Retry(int64_t delay_ms) {
@@ -70,8 +81,10 @@ class WorkerPoolTest : public ::testing::Test {
     return o;
   }
 
-  void Enqueue(const std::string& employee, const std::string& id) {
+  void Enqueue(const std::string& employee, const std::string& id,
+               const std::string& occurred_at = "") {
     queue::Item item;
+    item.occurred_at = occurred_at;
     item.profile = "hr";
     item.employee_key = employee;
     item.dedup_id = id;
@@ -253,6 +266,159 @@ TEST_F(WorkerPoolTest, GuardHoldIsKeptAndLookedAtAgain) {
   pool_.RunOnce();
   EXPECT_EQ(Waiting(), 0);
   EXPECT_EQ(syncer_.calls.size(), 2u);
+}
+
+// Storing the applied versions failed: acknowledging the items anyway would let an older event
+// overwrite what they applied. They stay pending and are converged again.
+TEST_F(WorkerPoolTest, AFailedVersionWriteLeavesThePassUnacknowledged) {
+  Enqueue("E1", "a");
+  syncer_.end_pass = Error::Transient("Redis: connection refused");
+  pool_.RunOnce();
+  EXPECT_EQ(syncer_.calls.size(), 1u);
+  EXPECT_EQ(Waiting(), 1) << "acknowledged although its version was not stored";
+
+  syncer_.end_pass = Status();
+  pool_.RunOnce();
+  ASSERT_EQ(syncer_.calls.size(), 2u);
+  EXPECT_EQ(syncer_.calls[1].second, (std::vector<std::string>{"a"}));
+  EXPECT_EQ(Waiting(), 0);
+}
+
+// An item whose every delivery ended without an outcome (the process crashed on it each time)
+// is dead-lettered with a reason after workers.max_deliveries, instead of being synced again.
+TEST_F(WorkerPoolTest, AnItemDeliveredTooOftenIsDeadLetteredNotSyncedAgain) {
+  Enqueue("E1", "poison");
+  const int p = queue::PartitionOf("hr", "E1", kPartitions);
+  ASSERT_EQ(queue_->Read(p, "crashed-0", 10, 0)->size(), 1u);
+  // Nine more instances took it and died: ten deliveries so far.
+  for (int i = 1; i < 10; ++i) {
+    clock_.AdvanceMs(60'000);
+    ASSERT_TRUE(queue_->ClaimStale(p, "crashed-" + std::to_string(i), 60'000, 10).ok());
+  }
+  Enqueue("E2", "fine");
+  // The last one left: this pool takes the partition over (the eleventh delivery).
+  clock_.AdvanceMs(60'000);
+  pool_.RunOnce();
+  for (const auto& c : syncer_.calls) EXPECT_NE(c.first, "E1") << "the poison item was synced";
+  auto letters = queue_->ListDeadLetters("", 10);
+  ASSERT_TRUE(letters.ok());
+  ASSERT_EQ(letters->size(), 1u);
+  EXPECT_EQ((*letters)[0].item.dedup_id, "poison");
+  EXPECT_NE((*letters)[0].reason.find("delivered 11 times without an outcome"), std::string::npos)
+      << (*letters)[0].reason;
+  EXPECT_NE((*letters)[0].reason.find("workers.max_deliveries"), std::string::npos);
+  EXPECT_EQ(Waiting(), 0);
+  ASSERT_FALSE(syncer_.calls.empty());
+  EXPECT_EQ(syncer_.calls.back().first, "E2");
+}
+
+// A pass whose only employee had every item deferred acknowledges nothing; it must not leave
+// the pool counted busy, or stopping an idle daemon waits out the whole drain timeout.
+TEST_F(WorkerPoolTest, StoppingAfterAPassOfOnlyDeferredItemsIsPrompt) {
+  SyncResult deferred;
+  deferred.deferred.emplace_back(0, clock_.NowMs() + 86'400'000);
+  syncer_.answers["E1"].push_back(deferred);
+  Enqueue("E1", "termination-next-week");
+  pool_.RunOnce();
+  EXPECT_EQ(Waiting(), 1);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(pool_.Stop(3000)) << "the pool still counts work in flight";
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1000));
+}
+
+// Fencing: the lease is lost while a sync is in flight. The pool records nothing for the
+// items (they are the new owner's), tells the syncer through EmployeeWork::fence, and enqueues
+// a repair, which the new owner turns into one more sync from the newest state applied.
+TEST_F(WorkerPoolTest, ASyncThatOutlivesItsLeaseIsFencedAndRepairedByTheNewOwner) {
+  bool held = true;
+  pool_.SetFencing([this](int p) -> int64_t { return owned_.count(p) ? 7 : 0; },
+                   [&held](int, int64_t token) { return held && token == 7; });
+  // The newest state, applied and acknowledged by this pool while it held the lease.
+  Enqueue("E1", "hire", "1790000002");
+  pool_.RunOnce();
+  ASSERT_EQ(Waiting(), 0);
+  std::vector<bool> fence_ok;
+  syncer_.before = [&](const EmployeeWork& work) {
+    if (work.items.back().dedup_id != "stale") return;
+    held = false;  // frozen past the lease; another instance owns the partition now
+    fence_ok.push_back(work.fence().ok());
+  };
+  Enqueue("E1", "stale", "1790000001");  // a late, older event
+  pool_.RunOnce();
+  EXPECT_EQ(fence_ok, (std::vector<bool>{false})) << "the fence let a write through";
+  const int p = queue::PartitionOf("hr", "E1", kPartitions);
+  EXPECT_EQ(*queue_->Depth(p), 2) << "the stale item left pending, and a repair behind it";
+  EXPECT_TRUE(queue_->ListDeadLetters("", 10)->empty());
+
+  // The new owner claims the stale item and reads the repair in one pass: one sync, which
+  // gets the newest state applied first (the repair stands in for it) and the stale item
+  // after; the syncer folds them to the newest version, so JumpCloud ends at "hire".
+  ScriptedSyncer next;
+  WorkerPool owner(
+      Options(), *queue_, next, clock_, [](int) { return true; }, [](int) {});
+  owner.RunOnce();
+  EXPECT_EQ(*queue_->Depth(p), 0);
+  ASSERT_EQ(next.calls.size(), 1u);
+  EXPECT_EQ(next.calls[0].second, (std::vector<std::string>{"hire", "stale"}));
+
+  // Again with a late event older than everything: the repair's copy of the newest state goes
+  // first, the late item after it.
+  held = true;
+  syncer_.before = [&](const EmployeeWork&) { held = false; };
+  Enqueue("E1", "late", "1790000000");
+  pool_.RunOnce();           // fenced again: the late item is pending, a repair behind it
+  clock_.AdvanceMs(60'000);  // the new owner claims what stalled past workers' claim_idle_ms
+  owner.RunOnce();
+  ASSERT_EQ(next.calls.size(), 2u);
+  EXPECT_EQ(next.calls[1].second, (std::vector<std::string>{"hire", "late"}));
+  EXPECT_EQ(Waiting(), 0);
+}
+
+// Against a real Redis: a dead instance left 5,000 items pending in one partition (a crash
+// during a backlog). Taking the partition over claims every one of them once, page by page,
+// syncs each, and leaves nothing behind; it used to claim the same first 500 forever.
+TEST(WorkerPoolRedisTest, APartitionWithFiveThousandPendingItemsIsTakenOver) {
+  scimsync::testing::RedisServer server;
+  ASSERT_TRUE(server.Start());
+  FakeClock clock(1'800'000'000'000);
+  auto q = queue::NewRedisQueue(scimsync::testing::RedisOptionsFor(server.url(), 1), "", clock);
+  constexpr int kItems = 5000;
+  for (int b = 0; b < kItems / 1000; ++b) {
+    std::vector<queue::Item> batch;
+    for (int i = 0; i < 1000; ++i) {
+      const int n = b * 1000 + i;
+      batch.push_back(scimsync::testing::MinimalItem("E" + std::to_string(n % 700),
+                                                     "evt-" + std::to_string(n)));
+    }
+    ASSERT_TRUE(q->EnqueueBatch(batch, 0).ok());
+  }
+  ASSERT_EQ(q->Read(0, "dead-instance", kItems, 0)->size(), static_cast<size_t>(kItems));
+
+  ScriptedSyncer syncer;
+  WorkerOptions o;
+  o.threads = 1;
+  o.consumer = "new-instance";
+  WorkerPool pool(
+      o, *q, syncer, clock, [](int) { return true; }, [](int) {});
+  auto done = std::async(std::launch::async, [&] {
+    for (int i = 0; i < 50 && *q->Depth(0) > 0; ++i) pool.RunOnce();
+  });
+  if (done.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+    ADD_FAILURE() << "taking over a partition with 5,000 pending items never finishes";
+    std::_Exit(1);  // the pass loops forever; nothing else can end it
+  }
+  EXPECT_EQ(*q->Depth(0), 0);
+  std::map<std::string, int> synced;
+  for (const auto& [employee, ids] : syncer.calls) {
+    for (const auto& id : ids) ++synced[id];
+  }
+  EXPECT_EQ(synced.size(), static_cast<size_t>(kItems));
+  for (const auto& [id, n] : synced) {
+    if (n != 1) {
+      ADD_FAILURE() << id << " synced " << n << " times";
+      break;
+    }
+  }
 }
 
 // workers.nice: the worker threads run below the listener, the rest of the process does not.

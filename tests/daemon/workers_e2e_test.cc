@@ -440,6 +440,104 @@ TEST_F(WorkersE2E, SigtermDrainsAndExitsZero) {
   EXPECT_NE(e2e_.Log(0).find("scimsyncd stopped"), std::string::npos);
 }
 
+// Fencing. Instance A freezes (SIGSTOP) while a sync is in flight -- waiting on a slow GET --
+// until its lease is long gone. B takes the partition over, applies A's pending update and the
+// newer events (an update, then the termination). When A is thawed its GET answer arrives; A
+// must not send its stale PATCH: the terminated user stays suspended with the newest title,
+// and the last write JumpCloud saw is B's.
+TEST_F(WorkersE2E, AFrozenInstanceNeverWritesAfterLosingItsLease) {
+  E2EDaemonOptions options;
+  options.workers = 2;
+  options.extra_worker_keys = "  lease_ms: 2000\n  takeover_grace_ms: 500\n";
+  ASSERT_TRUE(e2e_.StartDaemon(0, options)) << e2e_.Log(0);
+  const int64_t t0 = 1'790'000'000;
+  ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody("f1", "employee.created", "F1", "Analyst", t0)),
+            202);
+  ASSERT_TRUE(e2e_.WaitIdle(30000)) << e2e_.Log(0);
+  ASSERT_TRUE(e2e_.CheckUsers({{"F1", {"Analyst", true}}}).empty());
+
+  // A's next read of the user is answered after 6 s; A freezes while it waits.
+  e2e_.scim().InjectFault(Fault::Delay(6000).On("GET", "/Users"));
+  ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody("f2", "employee.updated", "F1", "Stale", t0 + 1)),
+            202);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  e2e_.FreezeDaemon(0);
+
+  ASSERT_TRUE(e2e_.StartDaemon(1, options)) << e2e_.Log(1);
+  ASSERT_EQ(e2e_.PostUntilAccepted(1, GenericBody("f3", "employee.updated", "F1", "Newer", t0 + 2)),
+            202);
+  ASSERT_EQ(
+      e2e_.PostUntilAccepted(1, GenericBody("f4", "employee.terminated", "F1", "Newer", t0 + 3)),
+      202);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!e2e_.CheckUsers({{"F1", {"Newer", false}}}).empty() &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(e2e_.CheckUsers({{"F1", {"Newer", false}}}).empty())
+      << Join(e2e_.CheckUsers({{"F1", {"Newer", false}}})) << e2e_.Log(1);
+  const size_t writes_before_thaw = e2e_.scim().requests().size();
+
+  e2e_.ThawDaemon(0);
+  // A's held answer arrives about now; give it time to do whatever it would do.
+  std::this_thread::sleep_for(std::chrono::milliseconds(6000));
+  ASSERT_TRUE(e2e_.WaitIdle(30000)) << e2e_.Log(0) << e2e_.Log(1);
+  std::vector<std::string> late;
+  const auto requests = e2e_.scim().requests();
+  for (size_t i = writes_before_thaw; i < requests.size(); ++i) {
+    const auto& r = requests[i];
+    if (r.method != "GET" && r.body.find("Stale") != std::string::npos) {
+      late.push_back(r.method + " " + r.path + " " + r.body);
+    }
+  }
+  EXPECT_TRUE(late.empty()) << "A wrote after losing its lease:\n" << Join(late);
+  EXPECT_TRUE(e2e_.CheckUsers({{"F1", {"Newer", false}}}).empty())
+      << Join(e2e_.CheckUsers({{"F1", {"Newer", false}}}));
+  EXPECT_NE(e2e_.Log(0).find("lost a partition lease"), std::string::npos) << e2e_.Log(0);
+  EXPECT_EQ(e2e_.redis().Cli({"XLEN", "scimsync:dlq"}), "0");
+}
+
+// Scale-out under load: A works a backlog against a rate-limited target, so a pass over one
+// partition lasts far longer than a lease. B starts next to it and gets its share (half the
+// partitions) within about a lease period, because A hands partitions over between employees,
+// not only between passes. Nobody is synced by both at once.
+TEST_F(WorkersE2E, AJoiningInstanceGetsItsShareWithinAboutALeaseUnderLoad) {
+  E2EDaemonOptions options;
+  options.workers = 2;
+  options.rate = 4;  // requests per second, shared: a pass over a partition takes ~15 s
+  options.extra_worker_keys = "  lease_ms: 2000\n  takeover_grace_ms: 500\n";
+  ASSERT_TRUE(e2e_.StartDaemon(0, options)) << e2e_.Log(0);
+  Workload w = MakeWorkload(240, 1, 11);
+  ASSERT_EQ(e2e_.SendWorkload(w), 240);
+  auto owners = [&] {
+    std::map<std::string, int> out;
+    for (int p = 0; p < 8; ++p) {
+      ++out[e2e_.redis().Cli({"GET", "scimsync:lease:{p" + std::to_string(p) + "}"})];
+    }
+    return out;
+  };
+  const std::string a = e2e_.redis().Cli({"GET", "scimsync:lease:{p0}"});
+  ASSERT_EQ(owners()[a], 8) << e2e_.Log(0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // A is inside its passes
+
+  ASSERT_TRUE(e2e_.StartDaemon(1, options)) << e2e_.Log(1);
+  const auto started = std::chrono::steady_clock::now();
+  int b_owns = 0;
+  while (std::chrono::steady_clock::now() - started < std::chrono::seconds(20)) {
+    auto o = owners();
+    b_owns = 8 - o[a] - o[""];
+    if (b_owns >= 4) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - started)
+                        .count();
+  EXPECT_GE(b_owns, 4) << e2e_.Log(0);
+  EXPECT_LT(took, 6000) << "the new instance waited " << took << " ms for its share";
+  EXPECT_TRUE(e2e_.Pending() > 0) << "the backlog was gone: the test proves nothing";
+  EXPECT_TRUE(e2e_.ConcurrentWork().empty()) << Join(e2e_.ConcurrentWork());
+}
+
 // The same lifecycle against the independent SCIM implementation (scimmy), so the daemon is not
 // only right about our own double.
 TEST_F(WorkersE2E, LifecycleAgainstTheScimmyServer) {

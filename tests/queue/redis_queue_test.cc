@@ -196,6 +196,45 @@ TEST_F(RedisQueueTest, LostConsumerGroupIsRecreatedFromTheStart) {
   EXPECT_EQ(items[0].dedup_id, "a");
 }
 
+// A dead instance left 5,000 items pending. Following the scan's cursor claims each of them
+// exactly once; restarting at 0-0 with no idle time would hand out the first page forever. Each
+// claim counts a delivery, so an item that keeps killing its worker shows.
+TEST_F(RedisQueueTest, ClaimingFollowsTheCursorOverFiveThousandPendingItems) {
+  constexpr int kItems = 5000;
+  for (int b = 0; b < kItems / 1000; ++b) {
+    std::vector<Item> batch;
+    for (int i = 0; i < 1000; ++i) {
+      // E1 lives in partition 3 of 4; one employee is enough for one partition.
+      batch.push_back(MakeItem("E1", "evt-" + std::to_string(b * 1000 + i)));
+    }
+    ASSERT_TRUE(q_->EnqueueBatch(batch, kWeek).ok());
+  }
+  auto read = q_->Read(3, "dead", kItems, 0);
+  ASSERT_TRUE(read.ok()) << read.error().message;
+  ASSERT_EQ(read->size(), static_cast<size_t>(kItems));
+  EXPECT_EQ(read->front().deliveries, 1);
+
+  std::set<std::string> seen;
+  std::string cursor = "0-0";
+  int pages = 0;
+  do {
+    auto page = q_->ClaimStalePage(3, "new", 0, cursor, 500);
+    ASSERT_TRUE(page.ok()) << page.error().message;
+    for (const Item& item : page->items) {
+      EXPECT_TRUE(seen.insert(item.entry_id).second) << "claimed twice: " << item.entry_id;
+      EXPECT_EQ(item.deliveries, 2) << item.entry_id;
+    }
+    cursor = page->next;
+    ASSERT_LT(++pages, 100) << "the scan does not end";
+  } while (cursor != "0-0");
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kItems));
+  // A second scan counts a third delivery.
+  auto again = q_->ClaimStalePage(3, "newer", 0, "0-0", 10);
+  ASSERT_TRUE(again.ok());
+  ASSERT_EQ(again->items.size(), 10u);
+  EXPECT_EQ(again->items[0].deliveries, 3);
+}
+
 TEST_F(RedisQueueTest, ConcurrentBatchesAreStoredExactlyOnce) {
   constexpr int kThreads = 8;
   constexpr int kBatches = 40;

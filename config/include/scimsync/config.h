@@ -182,6 +182,15 @@ struct WorkersOptions {
   // a slow disk) hand partitions over. Items a dead worker had taken from the retry set come
   // back after 6 leases. Default 10000; tests use about 1000.
   int64_t lease_ms = 10000;
+  // A stream item handed to workers more than this many times without an outcome (each worker
+  // that took it crashed or froze) is dead-lettered with that reason instead of being tried
+  // again, so one poison event cannot crash-loop every instance. Higher: more patience with
+  // restarts and Redis outages mid-sync (each can add a delivery); 0: no limit.
+  int max_deliveries = 10;
+  // After taking a partition whose lease expired (its owner died or froze), wait this long
+  // before working it, so a write the old owner sent just before its lease ran out has landed.
+  // A partition handed over cleanly is worked at once.
+  int64_t takeover_grace_ms = 3000;
 };
 
 // profiles[].reconcile: what a reconciliation (docs/reconcile.md) may do on its own.

@@ -4,6 +4,8 @@
 //
 //   P:instances              sorted set: instance id -> last heartbeat (ms)
 //   P:lease:{pN}             string: the instance owning partition N, with a PX expiry
+//   P:lease:{pN}:token       integer: the fencing token, raised on every acquisition
+//   P:lease:{pN}:owner       string: the last owner that has not handed the partition over
 //   P:{pN}:versions          hash: "<scope>\x1f<employee>" -> newest applied version
 //   P:guard:events           sorted set: suspensions admitted in the window (score = ms)
 //   P:guard:tripped          string: when the guard tripped (ms); present = holding
@@ -36,6 +38,9 @@ struct LeaseOptions {
   std::string instance_id;
   // A dead instance's partitions move to the others this long after its last heartbeat.
   int64_t lease_ms = 10000;
+  // A partition taken after its lease expired (not handed over) is worked only this long after
+  // it was taken: a write its frozen owner sent just before has landed by then.
+  int64_t grace_ms = 3000;
 };
 
 // Partition ownership. Heartbeat() is called periodically (every lease_ms / 4) by one thread;
@@ -49,9 +54,16 @@ class Leases {
   // Registers this instance, renews held leases, takes free ones up to the fair share and marks
   // any beyond it for release. Returns the owned partitions.
   Result<std::vector<int>> Heartbeat();
-  // Whether this instance may work on the partition now: the lease was renewed recently enough
-  // and it is not marked for release.
+  // Whether this instance may work on the partition now: the lease was renewed recently enough,
+  // the takeover grace has passed and it is not marked for release.
   bool Owns(int partition) const;
+  // The fencing token of the lease when Owns(partition), else 0. Every acquisition raises it,
+  // so work started under one lease is told apart from work under a later one.
+  int64_t Token(int partition) const;
+  // Whether the lease with this token is still held (renewed recently enough, not lost or taken
+  // again since): checked before each employee's sync and each SCIM write. Local, no Redis
+  // round trip: the lease is given up locally a quarter lease before Redis lets it expire.
+  bool Holds(int partition, int64_t token) const;
   // A worker that is between batches gives a partition marked for release back.
   void ReleaseIfMarked(int partition);
   // Graceful stop: give every partition back so others take over at once.
@@ -66,6 +78,8 @@ class Leases {
   const Clock& clock_;
   mutable std::mutex mu_;
   std::vector<int64_t> valid_until_ms_;  // per partition; 0 = not owned
+  std::vector<int64_t> valid_from_ms_;   // per partition: the end of a takeover's grace
+  std::vector<int64_t> token_;           // per partition: the fencing token of our lease
   std::set<int> to_release_;
 };
 

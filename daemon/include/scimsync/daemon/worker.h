@@ -36,6 +36,10 @@ struct EmployeeWork {
   std::string tenant;
   std::string employee_key;
   std::vector<queue::Item> items;
+  // Ok while this instance still holds the lease it took the items under; an error once it
+  // lost it (its lease ran out while it was frozen, or another instance took the partition).
+  // The syncer checks it immediately before each SCIM write and sends nothing after an error.
+  std::function<Status()> fence;
 };
 
 struct SyncResult {
@@ -100,6 +104,10 @@ struct WorkerOptions {
   int64_t hold_recheck_ms = 15000;
   // Idle polling: a worker that found nothing sleeps this long at most before looking again.
   int64_t idle_sleep_ms = 50;
+  // A stream item handed out more than this many times without an outcome (every worker that
+  // took it crashed or stalled: a poison item) is dead-lettered instead of synced again, so it
+  // cannot crash the fleet forever. 0: no limit (workers.max_deliveries).
+  int max_deliveries = 10;
 };
 
 // Called for each item outcome: logs and metrics hang off it.
@@ -129,6 +137,18 @@ class WorkerPool {
   void SetPauseHook(std::function<void(const std::string&)> hook) { pause_hook_ = std::move(hook); }
   // Called by each worker thread once per loop iteration (the systemd watchdog's heartbeat).
   void SetIterationHook(std::function<void(int)> hook) { iteration_hook_ = std::move(hook); }
+  // Fencing (Leases::Token and Leases::Holds in the daemon): `token` gives the lease's fencing
+  // token of an owned partition (0: not owned); `holds` says whether the lease with that token
+  // is still held. Ownership is checked before each employee's sync and before each SCIM
+  // write (EmployeeWork::fence). Unset: `owns` alone, with token 1.
+  void SetFencing(std::function<int64_t(int)> token, std::function<bool(int, int64_t)> holds) {
+    token_ = std::move(token);
+    holds_ = std::move(holds);
+  }
+  // A sync that ended after its lease was lost may have written after the new owner did: the
+  // pool then enqueues a repair item for the employee (event type kRepairEvent) behind their
+  // newest one, and the new owner converges them again from the newest state applied.
+  static constexpr const char* kRepairEvent = "scimsync.repair";
 
   bool paused() const { return paused_.load(); }
   // After SIGHUP re-read the key: probe at once instead of waiting for the interval.
@@ -139,7 +159,13 @@ class WorkerPool {
  private:
   struct PartitionState {
     bool loaded = false;
-    std::vector<queue::Item> claimed;  // pending items claimed on load
+    // Taking the partition over: its pending items are being claimed page by page, from
+    // claim_cursor on; nothing new is read until then.
+    bool claiming = false;
+    std::string claim_cursor = "0-0";
+    // The periodic scan for items stalled past claim_idle_ms goes on from here.
+    std::string idle_cursor = "0-0";
+    int64_t token = 0;  // the fencing token of the lease the state was loaded under
     // employee -> (entry id -> due) of their items in the retry set. An employee with entries
     // here that are not in the batch at hand must wait for them: nothing overtakes.
     std::map<std::string, std::map<std::string, int64_t>> waiting;
@@ -161,6 +187,14 @@ class WorkerPool {
   OutcomeHook hook_;
   std::function<void(const std::string&)> pause_hook_;
   std::function<void(int)> iteration_hook_;
+  std::function<int64_t(int)> token_;
+  std::function<bool(int, int64_t)> holds_;
+  int64_t TokenOf(int partition) const;
+  bool Holds(int partition, int64_t token) const;
+  void Repair(const EmployeeWork& work);
+  // Replaces a repair item by the newest state applied for its employee. False: the item is
+  // dealt with (acknowledged: nothing to repair; or left pending after an error).
+  bool ResolveRepair(int partition, queue::Item* item);
 
   std::vector<PartitionState> partitions_;  // index = partition; touched by its thread only
   std::vector<std::thread> threads_;

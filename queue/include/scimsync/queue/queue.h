@@ -8,6 +8,7 @@
 //   P:{pN}:retry                        sorted set: entry id -> due time (ms since the epoch)
 //   P:{pN}:retry:items                  hash: entry id -> the item (JSON) waiting for a retry
 //   P:{pN}:dedup:<profile>:<dedup_id>   "1", SET NX EX <dedup window>: the event was accepted
+//   P:{pN}:applied                      hash: employee -> "<version>\n<item JSON>" (AckApplied)
 //   P:dlq                               stream of dead letters (item, reason, last exchange)
 //   P:wait-fence                        "1", rewritten before each WAIT (redis.wait_replicas)
 //
@@ -59,7 +60,11 @@ struct Item {
   int partition = -1;
   int attempts = 0;         // how many times a worker has tried it (RetryLater adds one)
   bool from_retry = false;  // handed out by TakeDue rather than Read/ClaimStale
-  std::string last_error;   // the reason given to the last RetryLater; empty before
+  // How many times the stream has handed this entry to a worker: 1 from Read, one more for each
+  // ClaimStalePage. An item that keeps coming back without an outcome (its worker crashed or
+  // stalled each time) shows here. 0 for retry-set items.
+  int deliveries = 0;
+  std::string last_error;  // the reason given to the last RetryLater; empty before
 };
 
 struct EnqueueOutcome {
@@ -90,7 +95,11 @@ struct Keys {
   static std::string Dedup(const std::string& prefix, int partition, const std::string& profile,
                            const std::string& dedup_id);
   static std::string DeadLetters(const std::string& prefix);
+  static std::string Applied(const std::string& prefix, int partition);
 };
+// The field of an employee in Keys::Applied: profile, tenant and employee key, 0x1f apart.
+std::string AppliedField(const std::string& profile, const std::string& tenant,
+                         const std::string& employee_key);
 // The consumer group every partition's stream has.
 inline constexpr const char* kConsumerGroup = "workers";
 // Read never blocks longer than this, so that a worker notices shutdown, partition hand-over and
@@ -160,6 +169,18 @@ class Queue {
     }
     return {};
   }
+  // AckMany for items whose sync applied their employee's state, remembering per employee the
+  // newest of them (greatest occurred_at, compared as numbers when both are integers, else as
+  // strings; without one, the later) in P:{pN}:applied: the state a repair item re-applies
+  // after a write from an instance that had lost its lease (LastApplied). One entry per
+  // employee, like the applied versions.
+  virtual Status AckApplied(const std::vector<Item>& items) { return AckMany(items); }
+  // The item AckApplied remembered for an employee; kNotFound when none.
+  virtual Result<Item> LastApplied(int partition, const std::string& profile,
+                                   const std::string& tenant, const std::string& employee_key) {
+    (void)partition, (void)profile, (void)tenant, (void)employee_key;
+    return Error::NotFound("this queue remembers no applied items");
+  }
   // Atomically: store the item in the partition's retry set, due at due_ms, with attempts + 1 and
   // last_error = reason, and remove it from where it came from.
   virtual Status RetryLater(const Item& item, int64_t due_ms, const std::string& reason) = 0;
@@ -184,10 +205,26 @@ class Queue {
   virtual Status DeadLetter(const Item& item, const std::string& error_kind,
                             const std::string& reason, const std::string& last_request,
                             const std::string& last_response) = 0;
-  // Up to `max` pending stream items of a partition idle for at least min_idle_ms (delivered to
-  // a worker that has not ended them: it crashed or stalls), now owned by `consumer`.
-  virtual Result<std::vector<Item>> ClaimStale(int partition, const std::string& consumer,
-                                               int64_t min_idle_ms, int max) = 0;
+  // One step of a scan over a partition's pending stream items (delivered to a worker that has
+  // not ended them: it crashed or stalls): up to `max` of those idle for at least min_idle_ms,
+  // from entry id `start` on ("0-0": the oldest), now owned by `consumer`, with their
+  // deliveries counted. `next` is where the scan goes on; "0-0" once it has gone over the whole
+  // list. Follow it: a scan restarted at "0-0" with min_idle_ms 0 hands out the same first
+  // `max` entries forever (XAUTOCLAIM). A page may hold fewer than `max` items before the end.
+  struct ClaimPage {
+    std::vector<Item> items;
+    std::string next = "0-0";
+  };
+  virtual Result<ClaimPage> ClaimStalePage(int partition, const std::string& consumer,
+                                           int64_t min_idle_ms, const std::string& start,
+                                           int max) = 0;
+  // The first page of such a scan, from the oldest pending item.
+  Result<std::vector<Item>> ClaimStale(int partition, const std::string& consumer,
+                                       int64_t min_idle_ms, int max) {
+    auto page = ClaimStalePage(partition, consumer, min_idle_ms, "0-0", max);
+    if (!page) return page.error();
+    return std::move(page->items);
+  }
   // Items in a partition's stream: new ones plus delivered-but-not-ended ones.
   virtual Result<int64_t> Depth(int partition) = 0;
   // Items in a partition's retry set (waiting or leased).
@@ -241,6 +278,9 @@ class MemoryQueue final : public Queue {
   Result<std::vector<Item>> Read(int partition, const std::string& consumer, int max,
                                  int block_ms) override;
   Status Ack(const Item& item) override;
+  Status AckApplied(const std::vector<Item>& items) override;
+  Result<Item> LastApplied(int partition, const std::string& profile, const std::string& tenant,
+                           const std::string& employee_key) override;
   Status RetryLater(const Item& item, int64_t due_ms, const std::string& reason) override;
   Status Park(const Item& item, int64_t due_ms, const std::string& reason) override;
   Result<std::vector<Scheduled>> ListRetries(int partition) override;
@@ -248,8 +288,8 @@ class MemoryQueue final : public Queue {
                                     int64_t lease_ms) override;
   Status DeadLetter(const Item& item, const std::string& error_kind, const std::string& reason,
                     const std::string& last_request, const std::string& last_response) override;
-  Result<std::vector<Item>> ClaimStale(int partition, const std::string& consumer,
-                                       int64_t min_idle_ms, int max) override;
+  Result<ClaimPage> ClaimStalePage(int partition, const std::string& consumer, int64_t min_idle_ms,
+                                   const std::string& start, int max) override;
   Result<int64_t> Depth(int partition) override;
   Result<int64_t> RetryDepth(int partition) override;
   Result<std::vector<Item>> ListStream(int partition, const std::string& after_id,

@@ -67,6 +67,10 @@ struct Job {
   // rehire delivered after a newer update). An existing user gets `active` alone; the record is
   // used only to create a user JumpCloud does not have. False: the whole record is desired.
   bool status_only = false;
+  // Called immediately before each write (any request but GET); an error ends the job at once
+  // with that error and nothing is sent. The workers' fencing: a job whose partition lease was
+  // lost must not write. Unset: no check.
+  std::function<Status()> fence;
 };
 
 enum class Decision {
