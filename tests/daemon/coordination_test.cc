@@ -68,3 +68,71 @@ TEST_F(VersionsTest, RedisDownIsAnErrorNotASilentSkip) {
 
 }  // namespace
 }  // namespace scimsync::daemon
+
+namespace scimsync::daemon {
+namespace {
+
+using scimsync::testing::RedisServer;
+
+// Leases against a real Redis, on a fake clock: the fencing token rises with every acquisition,
+// a partition taken from an instance that vanished is worked only after the grace period, and
+// one handed over cleanly at once.
+class LeasesTest : public ::testing::Test {
+ protected:
+  LeasesTest() : pool_(RedisOptionsOf(server_.url()), ""), clock_(1'800'000'000'000) {}
+  static config::RedisOptions RedisOptionsOf(const std::string& url) {
+    config::Config cfg;
+    config::LoadString("redis: {url: \"" + url + "\", connect_timeout_ms: 500}\n", "test.yaml",
+                       &cfg);
+    return cfg.redis;
+  }
+  void SetUp() override { ASSERT_TRUE(server_.Start()); }
+
+  LeaseOptions Options(const std::string& id) {
+    LeaseOptions o;
+    o.key_prefix = "lt";
+    o.partitions = 1;
+    o.instance_id = id;
+    o.lease_ms = 10000;
+    o.grace_ms = 3000;
+    return o;
+  }
+
+  RedisServer server_;
+  redis::Pool pool_;
+  FakeClock clock_;
+};
+
+TEST_F(LeasesTest, TokensRiseAndATakeoverWaitsForTheGraceUnlessHandedOver) {
+  Leases a(pool_, Options("a"), clock_);
+  Leases b(pool_, Options("b"), clock_);
+  ASSERT_TRUE(a.Heartbeat().ok());
+  const int64_t first = a.Token(0);
+  EXPECT_GT(first, 0);
+  EXPECT_TRUE(a.Holds(0, first));
+  ASSERT_TRUE(b.Heartbeat().ok());
+  EXPECT_EQ(b.Token(0), 0) << "two owners";
+
+  // A vanishes (its lease runs out in Redis): B takes the partition, with a higher token, but
+  // works it only after the grace period.
+  server_.Cli({"DEL", "lt:lease:{p0}"});
+  ASSERT_TRUE(b.Heartbeat().ok());
+  EXPECT_FALSE(b.Owns(0)) << "worked before the grace period";
+  clock_.AdvanceMs(3000);
+  const int64_t second = b.Token(0);
+  EXPECT_GT(second, first);
+  // A's view: its lease is past its local end; nothing it started may write any more.
+  clock_.AdvanceMs(5000);
+  EXPECT_FALSE(a.Holds(0, first));
+
+  // B hands it over cleanly: A takes it and works it at once.
+  ASSERT_TRUE(b.Heartbeat().ok());
+  b.ReleaseAll();
+  ASSERT_TRUE(a.Heartbeat().ok());
+  EXPECT_TRUE(a.Owns(0));
+  EXPECT_GT(a.Token(0), second);
+  EXPECT_FALSE(a.Holds(0, first)) << "the old lease's work passes the fence";
+}
+
+}  // namespace
+}  // namespace scimsync::daemon
