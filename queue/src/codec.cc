@@ -44,6 +44,9 @@ std::string Keys::Dedup(const std::string& prefix, int partition, const std::str
   return Tag(prefix, partition) + "dedup:" + profile + ":" + dedup_id;
 }
 std::string Keys::DeadLetters(const std::string& prefix) { return prefix + ":dlq"; }
+std::string Keys::RetryTakes(const std::string& prefix, int partition) {
+  return Tag(prefix, partition) + "retry:takes";
+}
 std::string Keys::Applied(const std::string& prefix, int partition) {
   return Tag(prefix, partition) + "applied";
 }

@@ -326,6 +326,7 @@ Status MemoryQueue::Reschedule(const Item& item, int64_t due_ms, const std::stri
   next.attempts = attempts;
   next.last_error = reason;
   next.from_retry = true;
+  next.deliveries = 0;
   s.parts[item.partition].retry[item.entry_id] = {due_ms, std::move(next)};
   return {};
 }
@@ -348,6 +349,7 @@ Result<std::vector<Item>> MemoryQueue::TakeDue(int partition, int64_t now_ms, in
   for (const auto& [unused, id] : due) {
     auto& entry = s.parts[partition].retry[id];
     entry.first = now_ms + std::max<int64_t>(0, lease_ms);
+    ++entry.second.deliveries;  // hand-outs since the last outcome
     Item item = entry.second;
     item.entry_id = id;
     item.partition = partition;

@@ -80,12 +80,13 @@ return added
 // out-of-memory error stops the script before it has changed anything.
 const Script& AckManyScript() {
   static const Script kScript(R"lua(
--- Ends items (Ack is the one-item case). KEYS: stream, retry set, retry items.
+-- Ends items (Ack is the one-item case). KEYS: stream, retry set, retry items, retry takes.
 -- ARGV: group, then pairs of entry id and "1" when from the retry set.
 for i = 2, #ARGV - 1, 2 do
   if ARGV[i + 1] == '1' then
     redis.call('ZREM', KEYS[2], ARGV[i])
     redis.call('HDEL', KEYS[3], ARGV[i])
+    redis.call('HDEL', KEYS[4], ARGV[i])
   else
     redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
     redis.call('XDEL', KEYS[1], ARGV[i])
@@ -98,14 +99,14 @@ return 1
 
 const Script& AckAppliedScript() {
   static const Script kScript(R"lua(
--- KEYS: stream, retry set, retry items, applied hash.
+-- KEYS: stream, retry set, retry items, retry takes, applied hash.
 -- ARGV: group, number of ack pairs N, N pairs of entry id and "1" when from the retry set, then
 -- triples of employee field, version and item JSON: each is remembered unless a newer version
 -- is remembered already (numbers compared as numbers, else as strings; no version: the later).
 local n = tonumber(ARGV[2])
 local last = 2 + 2 * n
 for i = last + 1, #ARGV - 2, 3 do
-  local cur = redis.call('HGET', KEYS[4], ARGV[i])
+  local cur = redis.call('HGET', KEYS[5], ARGV[i])
   local store = true
   if cur and ARGV[i + 1] ~= '' then
     local v = string.sub(cur, 1, (string.find(cur, '\n', 1, true) or 1) - 1)
@@ -114,12 +115,13 @@ for i = last + 1, #ARGV - 2, 3 do
       if a and b then store = b >= a else store = ARGV[i + 1] >= v end
     end
   end
-  if store then redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1] .. '\n' .. ARGV[i + 2]) end
+  if store then redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1] .. '\n' .. ARGV[i + 2]) end
 end
 for i = 3, last - 1, 2 do
   if ARGV[i + 1] == '1' then
     redis.call('ZREM', KEYS[2], ARGV[i])
     redis.call('HDEL', KEYS[3], ARGV[i])
+    redis.call('HDEL', KEYS[4], ARGV[i])
   else
     redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
     redis.call('XDEL', KEYS[1], ARGV[i])
@@ -132,9 +134,10 @@ return 1
 
 const Script& RetryScript() {
   static const Script kScript(R"lua(
--- KEYS: stream, retry set, retry items.
+-- KEYS: stream, retry set, retry items, retry takes.
 -- ARGV: group, entry id, "1" when from the retry set, due ms, item JSON.
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[5])
+redis.call('HDEL', KEYS[4], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
 if ARGV[3] ~= '1' then
   redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
@@ -147,7 +150,8 @@ return 1
 
 const Script& TakeDueScript() {
   static const Script kScript(R"lua(
--- KEYS: retry set, retry items. ARGV: now ms, max, lease end ms.
+-- KEYS: retry set, retry items, retry takes. ARGV: now ms, max, lease end ms.
+-- Returns triples: id, item JSON, how often it was taken since its last outcome.
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 local out = {}
 for _, id in ipairs(ids) do
@@ -156,8 +160,10 @@ for _, id in ipairs(ids) do
     redis.call('ZADD', KEYS[1], ARGV[3], id)
     out[#out + 1] = id
     out[#out + 1] = json
+    out[#out + 1] = redis.call('HINCRBY', KEYS[3], id, 1)
   else
     redis.call('ZREM', KEYS[1], id)
+    redis.call('HDEL', KEYS[3], id)
   end
 end
 return out
@@ -167,14 +173,15 @@ return out
 
 const Script& DeadLetterScript() {
   static const Script kScript(R"lua(
--- KEYS: stream, retry set, retry items, dead letters.
+-- KEYS: stream, retry set, retry items, retry takes, dead letters.
 -- ARGV: group, entry id, "1" when from the retry set, then the dead letter's field/value pairs.
-local args = {KEYS[4], '*'}
+local args = {KEYS[5], '*'}
 for i = 4, #ARGV do args[#args + 1] = ARGV[i] end
 local id = redis.call('XADD', unpack(args))
 if ARGV[3] == '1' then
   redis.call('ZREM', KEYS[2], ARGV[2])
   redis.call('HDEL', KEYS[3], ARGV[2])
+  redis.call('HDEL', KEYS[4], ARGV[2])
 else
   redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
   redis.call('XDEL', KEYS[1], ARGV[2])
@@ -525,13 +532,15 @@ class RedisQueue final : public Queue {
     if (Status s = CheckPartition(partition, partitions_); !s) return s.error();
     if (max <= 0) return std::vector<Item>{};
     Result<Reply> r = pool_.Acquire()->Eval(
-        TakeDueScript(), {Keys::Retry(prefix_, partition), Keys::RetryItems(prefix_, partition)},
+        TakeDueScript(),
+        {Keys::Retry(prefix_, partition), Keys::RetryItems(prefix_, partition),
+         Keys::RetryTakes(prefix_, partition)},
         {std::to_string(now_ms), std::to_string(max),
          std::to_string(now_ms + std::max<int64_t>(0, lease_ms))});
     if (!r) return r.error();
     std::vector<Item> items;
     const auto& flat = r->elements();
-    for (size_t i = 0; i + 1 < flat.size(); i += 2) {
+    for (size_t i = 0; i + 2 < flat.size(); i += 3) {
       Result<Item> item = internal::ItemFromJson(flat[i + 1].text());
       if (!item) {
         // Not ours (edited by hand?): skipping it keeps the partition's other retries moving;
@@ -544,6 +553,7 @@ class RedisQueue final : public Queue {
       item->entry_id = flat[i].text();
       item->partition = partition;
       item->from_retry = true;
+      item->deliveries = static_cast<int>(flat[i + 2].AsInteger().value_or(1));
       items.push_back(std::move(*item));
     }
     return items;
@@ -710,7 +720,7 @@ class RedisQueue final : public Queue {
 
   std::vector<std::string> PartitionKeys(int partition) const {
     return {Keys::Stream(prefix_, partition), Keys::Retry(prefix_, partition),
-            Keys::RetryItems(prefix_, partition)};
+            Keys::RetryItems(prefix_, partition), Keys::RetryTakes(prefix_, partition)};
   }
 
   static Status CreateGroup(redis::Connection& conn, const std::string& key) {

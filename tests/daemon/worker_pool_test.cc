@@ -312,6 +312,27 @@ TEST_F(WorkerPoolTest, AnItemDeliveredTooOftenIsDeadLetteredNotSyncedAgain) {
   EXPECT_EQ(syncer_.calls.back().first, "E2");
 }
 
+// The same for an item waiting in the retry set: each worker that took it (TakeDue) died
+// before its outcome; its lease ran out and the next one took it again.
+TEST_F(WorkerPoolTest, ARetryItemTakenTooOftenIsDeadLetteredNotSyncedAgain) {
+  Enqueue("E1", "poison");
+  const int p = queue::PartitionOf("hr", "E1", kPartitions);
+  auto read = queue_->Read(p, "w", 10, 0);
+  ASSERT_EQ(read->size(), 1u);
+  ASSERT_TRUE(queue_->RetryLater(read->at(0), clock_.NowMs(), "503").ok());
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_EQ(queue_->TakeDue(p, clock_.NowMs(), 10, 60'000)->size(), 1u);
+    clock_.AdvanceMs(60'000);  // the taker died; its lease runs out
+  }
+  pool_.RunOnce();
+  EXPECT_TRUE(syncer_.calls.empty()) << "the poison item was synced";
+  auto letters = queue_->ListDeadLetters("", 10);
+  ASSERT_EQ(letters->size(), 1u);
+  EXPECT_NE((*letters)[0].reason.find("delivered 11 times"), std::string::npos)
+      << (*letters)[0].reason;
+  EXPECT_EQ(Waiting(), 0);
+}
+
 // A pass whose only employee had every item deferred acknowledges nothing; it must not leave
 // the pool counted busy, or stopping an idle daemon waits out the whole drain timeout.
 TEST_F(WorkerPoolTest, StoppingAfterAPassOfOnlyDeferredItemsIsPrompt) {

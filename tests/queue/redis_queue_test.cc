@@ -235,6 +235,22 @@ TEST_F(RedisQueueTest, ClaimingFollowsTheCursorOverFiveThousandPendingItems) {
   EXPECT_EQ(again->items[0].deliveries, 3);
 }
 
+// A retry-set item counts the times TakeDue handed it out since its last outcome: a worker
+// that dies on it every time shows, one that records an outcome starts the count afresh.
+TEST_F(RedisQueueTest, TakeDueCountsHandOutsUntilAnOutcome) {
+  ASSERT_TRUE(q_->EnqueueBatch({MakeItem("E1", "a")}, kWeek).ok());
+  Item item = ReadAll(3).at(0);
+  ASSERT_TRUE(q_->RetryLater(item, 5, "503").ok());
+  EXPECT_EQ(q_->TakeDue(3, 5, 10, 10)->at(0).deliveries, 1);
+  Item again = q_->TakeDue(3, 15, 10, 10)->at(0);  // its lease ran out: taken again
+  EXPECT_EQ(again.deliveries, 2);
+  ASSERT_TRUE(q_->Park(again, 20, "waiting").ok());
+  Item fresh = q_->TakeDue(3, 20, 10, 10)->at(0);
+  EXPECT_EQ(fresh.deliveries, 1);
+  ASSERT_TRUE(q_->Ack(fresh).ok());
+  EXPECT_EQ(server_.Cli({"HLEN", "scimsync:{p3}:retry:takes"}), "0");
+}
+
 TEST_F(RedisQueueTest, ConcurrentBatchesAreStoredExactlyOnce) {
   constexpr int kThreads = 8;
   constexpr int kBatches = 40;

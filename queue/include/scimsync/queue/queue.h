@@ -7,6 +7,7 @@
 //   P:{pN}:stream                       stream of new items; consumer group "workers"
 //   P:{pN}:retry                        sorted set: entry id -> due time (ms since the epoch)
 //   P:{pN}:retry:items                  hash: entry id -> the item (JSON) waiting for a retry
+//   P:{pN}:retry:takes                  hash: entry id -> TakeDue hand-outs since its last outcome
 //   P:{pN}:dedup:<profile>:<dedup_id>   "1", SET NX EX <dedup window>: the event was accepted
 //   P:{pN}:applied                      hash: employee -> "<version>\n<item JSON>" (AckApplied)
 //   P:dlq                               stream of dead letters (item, reason, last exchange)
@@ -61,8 +62,9 @@ struct Item {
   int attempts = 0;         // how many times a worker has tried it (RetryLater adds one)
   bool from_retry = false;  // handed out by TakeDue rather than Read/ClaimStale
   // How many times the stream has handed this entry to a worker: 1 from Read, one more for each
-  // ClaimStalePage. An item that keeps coming back without an outcome (its worker crashed or
-  // stalled each time) shows here. 0 for retry-set items.
+  // ClaimStalePage; for a retry-set item, how often TakeDue handed it out since its last
+  // outcome (RetryLater, Park). An item that keeps coming back without an outcome (its worker
+  // crashed or stalled each time) shows here.
   int deliveries = 0;
   std::string last_error;  // the reason given to the last RetryLater; empty before
 };
@@ -95,6 +97,7 @@ struct Keys {
   static std::string Dedup(const std::string& prefix, int partition, const std::string& profile,
                            const std::string& dedup_id);
   static std::string DeadLetters(const std::string& prefix);
+  static std::string RetryTakes(const std::string& prefix, int partition);
   static std::string Applied(const std::string& prefix, int partition);
 };
 // The field of an employee in Keys::Applied: profile, tenant and employee key, 0x1f apart.
