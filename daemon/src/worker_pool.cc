@@ -367,7 +367,8 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
   // this write; a crash before it hands the items out again, and syncing a state JumpCloud
   // already has writes nothing.
   std::vector<queue::Item> acks;
-  std::set<std::string> applied;  // entry ids of acks whose sync applied the employee's state
+  // Per converged employee, the newest item applied: remembered for a repair (AckApplied).
+  std::vector<queue::Item> applied;
   bool acks_busy = false;
   bool lost_logged = false;
   for (size_t g = 0; g < order.size(); ++g) {
@@ -500,7 +501,6 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
       switch (result.kind) {
         case SyncResult::Kind::kDone:
           acks.push_back(item);
-          if (result.action != "ignore") applied.insert(item.entry_id);
           break;
         case SyncResult::Kind::kRetry:
           s = result.count_attempt ? queue_.RetryLater(item, after + result.delay_ms, result.reason)
@@ -525,6 +525,19 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
                    {{"trace_id", item.trace_id}, {"detail", s.error().message}});
       }
       if (hook_) hook_(work, item, result, latency);
+    }
+    if (result.kind == SyncResult::Kind::kDone && result.action != "ignore") {
+      // The newest of the group, as the versions compare (without one, the later).
+      const queue::Item* newest = nullptr;
+      for (size_t i = 0; i < group.size(); ++i) {
+        if (deferred.count(i) != 0) continue;
+        const queue::Item& item = group[i];
+        if (newest == nullptr || item.occurred_at.empty() || newest->occurred_at.empty() ||
+            CompareVersions(item.occurred_at, newest->occurred_at) >= 0) {
+          newest = &item;
+        }
+      }
+      if (newest != nullptr) applied.push_back(*newest);
     }
     // The pass stays busy until its acknowledgements are written (counted once, and only when
     // there are some: a group whose items were all deferred has none).
@@ -551,14 +564,8 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
     --busy_;
   }
   if (!acks.empty()) {
-    // The applied items are remembered for a repair (AckApplied); ignored events are not state.
-    std::vector<queue::Item> plain;
-    std::vector<queue::Item> remembered;
-    for (auto& item : acks) {
-      (applied.count(item.entry_id) != 0 ? remembered : plain).push_back(item);
-    }
-    Status s = remembered.empty() ? Status() : queue_.AckApplied(remembered);
-    if (s.ok() && !plain.empty()) s = queue_.AckMany(plain);
+    // With the newest state applied per employee, for a repair; ignored events are no state.
+    Status s = applied.empty() ? queue_.AckMany(acks) : queue_.AckApplied(acks, applied);
     --busy_;
     if (!s.ok()) {
       // They stay pending in Redis and are handed out again: at least once.

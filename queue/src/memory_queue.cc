@@ -241,14 +241,15 @@ Status MemoryQueue::Ack(const Item& item) {
   return {};
 }
 
-Status MemoryQueue::AckApplied(const std::vector<Item>& items) {
+Status MemoryQueue::AckApplied(const std::vector<Item>& items, const std::vector<Item>& applied) {
   State& s = *state_;
   std::lock_guard lock(s.mu);
   if (Status st = s.Check(); !st) return st;
   for (const Item& item : items) {
     if (Status st = s.CheckItem(item); !st) return st;
   }
-  for (const Item& item : items) {
+  for (const Item& item : applied) {
+    if (Status st = s.CheckItem(item); !st) return st;
     const std::string key = std::to_string(item.partition) + "/" +
                             AppliedField(item.profile, item.tenant, item.employee_key);
     auto it = s.applied.find(key);
@@ -271,8 +272,8 @@ Status MemoryQueue::AckApplied(const std::vector<Item>& items) {
       stored.last_error.clear();
       s.applied[key] = {item.occurred_at, stored};
     }
-    s.Remove(item);
   }
+  for (const Item& item : items) s.Remove(item);
   return {};
 }
 

@@ -438,19 +438,23 @@ class RedisQueue final : public Queue {
     return {};
   }
 
-  Status AckApplied(const std::vector<Item>& items) override {
+  Status AckApplied(const std::vector<Item>& items, const std::vector<Item>& applied) override {
     std::map<int, std::pair<std::vector<std::string>, std::vector<std::string>>> args;
     for (const Item& item : items) {
       if (Status s = CheckItem(item); !s) return s;
-      auto& [acks, applied] = args[item.partition];
+      auto& acks = args[item.partition].first;
       acks.push_back(item.entry_id);
       acks.push_back(Flag(item));
-      applied.push_back(AppliedField(item.profile, item.tenant, item.employee_key));
-      applied.push_back(item.occurred_at);
+    }
+    for (const Item& item : applied) {
+      if (Status s = CheckItem(item); !s) return s;
+      auto& remember = args[item.partition].second;
+      remember.push_back(AppliedField(item.profile, item.tenant, item.employee_key));
+      remember.push_back(item.occurred_at);
       Item stored = item;
       stored.attempts = 0;
       stored.last_error.clear();
-      applied.push_back(internal::ItemToJson(stored));
+      remember.push_back(internal::ItemToJson(stored));
     }
     for (auto& [partition, both] : args) {
       std::vector<std::string> argv = {kConsumerGroup, std::to_string(both.first.size() / 2)};

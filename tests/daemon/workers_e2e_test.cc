@@ -456,11 +456,12 @@ TEST_F(WorkersE2E, AFrozenInstanceNeverWritesAfterLosingItsLease) {
   ASSERT_TRUE(e2e_.WaitIdle(30000)) << e2e_.Log(0);
   ASSERT_TRUE(e2e_.CheckUsers({{"F1", {"Analyst", true}}}).empty());
 
-  // A's next read of the user is answered after 6 s; A freezes while it waits.
-  e2e_.scim().InjectFault(Fault::Delay(6000).On("GET", "/Users"));
+  // A's next read of the user is answered after 1.8 s (within target.timeout_ms, 2 s); A
+  // freezes while it waits, and finds the answer there when it is thawed.
+  e2e_.scim().InjectFault(Fault::Delay(1800).On("GET", "/Users"));
   ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody("f2", "employee.updated", "F1", "Stale", t0 + 1)),
             202);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
   e2e_.FreezeDaemon(0);
 
   ASSERT_TRUE(e2e_.StartDaemon(1, options)) << e2e_.Log(1);
@@ -479,8 +480,8 @@ TEST_F(WorkersE2E, AFrozenInstanceNeverWritesAfterLosingItsLease) {
   const size_t writes_before_thaw = e2e_.scim().requests().size();
 
   e2e_.ThawDaemon(0);
-  // A's held answer arrives about now; give it time to do whatever it would do.
-  std::this_thread::sleep_for(std::chrono::milliseconds(6000));
+  // A reads its held answer now; give it time to do whatever it would do.
+  std::this_thread::sleep_for(std::chrono::milliseconds(3000));
   ASSERT_TRUE(e2e_.WaitIdle(30000)) << e2e_.Log(0) << e2e_.Log(1);
   std::vector<std::string> late;
   const auto requests = e2e_.scim().requests();
@@ -494,6 +495,10 @@ TEST_F(WorkersE2E, AFrozenInstanceNeverWritesAfterLosingItsLease) {
   EXPECT_TRUE(e2e_.CheckUsers({{"F1", {"Newer", false}}}).empty())
       << Join(e2e_.CheckUsers({{"F1", {"Newer", false}}}));
   EXPECT_NE(e2e_.Log(0).find("lost a partition lease"), std::string::npos) << e2e_.Log(0);
+  // A's sync was stopped by the fence right before its PATCH, and A asked the new owner for a
+  // repair, which B applied: the newest state, once more.
+  EXPECT_NE(e2e_.Log(0).find("not sending a SCIM write: fenced"), std::string::npos) << e2e_.Log(0);
+  EXPECT_NE(e2e_.Log(0).find("enqueued a repair"), std::string::npos) << e2e_.Log(0);
   EXPECT_EQ(e2e_.redis().Cli({"XLEN", "scimsync:dlq"}), "0");
 }
 

@@ -172,12 +172,16 @@ class Queue {
     }
     return {};
   }
-  // AckMany for items whose sync applied their employee's state, remembering per employee the
-  // newest of them (greatest occurred_at, compared as numbers when both are integers, else as
-  // strings; without one, the later) in P:{pN}:applied: the state a repair item re-applies
-  // after a write from an instance that had lost its lease (LastApplied). One entry per
-  // employee, like the applied versions.
-  virtual Status AckApplied(const std::vector<Item>& items) { return AckMany(items); }
+  // AckMany of `items`, and in the same script remember each of `applied` (items whose sync
+  // applied their employee's state) unless a newer one of that employee is remembered already
+  // (greater occurred_at, compared as numbers when both are integers, else as strings; without
+  // one, the later wins) in P:{pN}:applied: the state a repair item re-applies after a write
+  // from an instance that had lost its lease (LastApplied). One entry per employee, like the
+  // applied versions. Pass one item per employee per call to keep the script small.
+  virtual Status AckApplied(const std::vector<Item>& items, const std::vector<Item>& applied) {
+    (void)applied;
+    return AckMany(items);
+  }
   // The item AckApplied remembered for an employee; kNotFound when none.
   virtual Result<Item> LastApplied(int partition, const std::string& profile,
                                    const std::string& tenant, const std::string& employee_key) {
@@ -281,7 +285,7 @@ class MemoryQueue final : public Queue {
   Result<std::vector<Item>> Read(int partition, const std::string& consumer, int max,
                                  int block_ms) override;
   Status Ack(const Item& item) override;
-  Status AckApplied(const std::vector<Item>& items) override;
+  Status AckApplied(const std::vector<Item>& items, const std::vector<Item>& applied) override;
   Result<Item> LastApplied(int partition, const std::string& profile, const std::string& tenant,
                            const std::string& employee_key) override;
   Status RetryLater(const Item& item, int64_t due_ms, const std::string& reason) override;
