@@ -1,5 +1,6 @@
 #include "scimsync/connectors/profile.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -114,6 +115,25 @@ std::shared_ptr<const ProfileSpec> LoadSpec(const std::string& connector,
 }
 
 }  // namespace internal
+
+Status CheckTenant(const Profile& profile, const std::string& tenant) {
+  const std::vector<std::string> tenants = profile.list_tenants();
+  if (std::find(tenants.begin(), tenants.end(), tenant) != tenants.end()) return {};
+  // The segment is caller-controlled: it is not repeated back.
+  if (tenants.size() == 1 && tenants[0].empty()) {
+    return Error::NotFound("profile '" + profile.name() +
+                           "' configures no tenants and takes no tenant segment: post to "
+                           "/webhooks/" +
+                           profile.name() + ", or add the tenant under its `tenants`");
+  }
+  std::string list;
+  for (const std::string& t : tenants) list += (list.empty() ? "" : ", ") + t;
+  return Error::NotFound(std::string(tenant.empty() ? "a tenant segment is required: "
+                                                    : "this tenant is not configured: ") +
+                         "profile '" + profile.name() + "' serves the tenants " + list +
+                         " (post to /webhooks/" + profile.name() +
+                         "/{tenant}); add a new one under its `tenants`");
+}
 
 std::shared_ptr<const Profile> LoadProfile(const config::ProfileConfig& entry,
                                            config::Problems* problems) {

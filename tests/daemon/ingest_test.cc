@@ -179,6 +179,18 @@ TEST_F(IngestTest, ErrorsEnqueueNothingAndSayWhatToFix) {
   bad_tenant.tenant = "a b";
   EXPECT_EQ(ingest_.Handle("hr", bad_tenant).status, 400);
 
+  // A signed webhook replayed under a tenant the profile does not serve.
+  for (const char* invented : {"x1", ".", "..", "ACME"}) {
+    connectors::Request replay = Req("E1,d1");
+    replay.tenant = invented;
+    auto resp = ingest_.Handle("hr", replay);
+    EXPECT_EQ(resp.status, 404) << invented;
+    EXPECT_NE(resp.body.find("\"error\":\"unknown_tenant\""), std::string::npos) << resp.body;
+    if (invented == std::string("x1")) {
+      EXPECT_EQ(resp.body.find("x1"), std::string::npos) << "the segment is echoed: " << resp.body;
+    }
+  }
+
   EXPECT_TRUE(stored_.empty());
 }
 
