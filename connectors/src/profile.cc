@@ -187,8 +187,13 @@ std::shared_ptr<const Profile> LoadProfile(const config::ProfileConfig& entry,
   r.Finish();
   if (!spec || problems->list().size() != before) return nullptr;
   ingest.tenant_from_body = spec->items.tenant.configured && !settings.tenants.empty();
-  return std::make_shared<internal::SpecProfile>(entry.name, entry.dedup_window_s, spec,
-                                                 std::move(ingest), std::move(settings));
+  // The profile's own window stands unless the admin chose one for this entry.
+  int64_t window = entry.dedup_window_s;
+  if (spec->items.dedup_window_s > 0 && !entry.node["dedup_window_s"].IsDefined()) {
+    window = spec->items.dedup_window_s;
+  }
+  return std::make_shared<internal::SpecProfile>(entry.name, window, spec, std::move(ingest),
+                                                 std::move(settings));
 }
 
 }  // namespace scimsync::connectors
