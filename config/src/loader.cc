@@ -408,10 +408,15 @@ const std::vector<std::string>& CommonProfileKeys() {
   return keys;
 }
 
+std::string ExternalIdPrefix(bool multi_scope, const std::string& scope_prefix,
+                             const std::string& tenant) {
+  if (!multi_scope) return "";
+  return scope_prefix + (tenant.empty() ? "" : "/" + tenant) + ":";
+}
+
 std::string ExternalIdPrefix(const Config& config, const ProfileConfig& profile,
                              const std::string& tenant) {
-  if (!config.multi_scope) return "";
-  return profile.scope_prefix + (tenant.empty() ? "" : "/" + tenant) + ":";
+  return ExternalIdPrefix(config.multi_scope, profile.scope_prefix, tenant);
 }
 
 std::string ScopedExternalId(const Config& config, const ProfileConfig& profile,

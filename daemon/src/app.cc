@@ -138,6 +138,9 @@ Result<std::map<std::string, ActiveProfile>> Activate(
   for (const auto& entry : cfg.profiles) {
     ActiveProfile active;
     active.profile = profiles.at(entry.name);
+    active.follow_user_name = entry.follow_user_name;
+    active.multi_scope = cfg.multi_scope;
+    active.scope_prefix = entry.scope_prefix;
     for (const auto& ref : entry.secrets) {
       auto secret = config::ResolveSecret(ref);
       if (!secret.ok()) {

@@ -241,6 +241,8 @@ std::string ScopedExternalId(const Config& config, const ProfileConfig& profile,
 // "<scope_prefix>[/<tenant>]:" for a multi-scope config, "" for a single scope.
 std::string ExternalIdPrefix(const Config& config, const ProfileConfig& profile,
                              const std::string& tenant);
+std::string ExternalIdPrefix(bool multi_scope, const std::string& scope_prefix,
+                             const std::string& tenant);
 
 // Keys read by the config loader inside each profile entry; connectors read the rest.
 const std::vector<std::string>& CommonProfileKeys();

@@ -2,8 +2,9 @@
 // do next: done, retry after a delay, give up (dead letter), or pause (the API key is refused).
 //
 //   resolve:  link table -> filter externalId eq -> filter userName eq. More than one match, or a
-//             match that carries another employee's externalId, is a conflict: nothing is
-//             guessed, the ids are reported.
+//             match that carries another employee's externalId, or (several scopes) that
+//             another scope's link claims, is a conflict: nothing is guessed, both sides are
+//             reported.
 //   absent:   POST (externalId = HRIS id, enterprise employeeNumber, `active` always explicit),
 //             store the link. A 409 resolves again and converges what it finds. A leaver
 //             (desired active=false) is not created unless ConvergerOptions::create_leavers.
@@ -67,6 +68,13 @@ struct Job {
   // rehire delivered after a newer update). An existing user gets `active` alone; the record is
   // used only to create a user JumpCloud does not have. False: the whole record is desired.
   bool status_only = false;
+  // false (username_updates: keep, the daemon's default): an existing user keeps its userName
+  // (the login, and the local account name on bound devices); when HR's differs a line is
+  // logged and everything else is still converged. true here, so a bare Job follows HR.
+  bool follow_user_name = true;
+  // More than one identity scope writes to this JumpCloud: a user whose link belongs to another
+  // scope is a conflict, never adopted (LinkStore::Owner; one extra lookup per resolution).
+  bool other_scopes = false;
 };
 
 enum class Decision {
@@ -165,6 +173,8 @@ class Converger {
   struct Run;
   Result<ServiceProviderConfig> Probe(Run& run);
   Result<std::optional<RemoteUser>> Resolve(Run& run);
+  Result<std::optional<RemoteUser>> ResolveCandidate(Run& run);
+  Result<std::optional<RemoteUser>> Claim(Run& run, std::optional<RemoteUser> found);
   Result<std::vector<RemoteUser>> Search(Run& run, const char* attribute, const std::string& value);
   Status Converge(Run& run);
   Result<HttpResponse> Call(Run& run, const std::string& method, const std::string& target,
