@@ -404,8 +404,12 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
       ++rep.in_sync;  // the profile wants nothing done for this employee
       continue;
     }
-    const scim::User& desired = *plan->user;
-    const std::string ext = desired.external_id.empty() ? e.employee_key : desired.external_id;
+    // What the worker would write: the externalId in this scope's namespace (bare with one).
+    scim::User desired = *plan->user;
+    desired.external_id =
+        config::ExternalIdPrefix(options_.multi_scope, options_.scope_prefix, e.tenant) +
+        (desired.external_id.empty() ? e.employee_key : desired.external_id);
+    const std::string ext = desired.external_id;
     anchors.insert(ext);
     const std::string scope = ScopeOf(profile.name(), e.tenant);
 
@@ -493,7 +497,11 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
       } else {
         bool attrs = false;
         bool active = false;
-        for (const scim::PatchOp& op : scim::Diff(desired, users[*match])) {
+        scim::User wanted = desired;
+        if (!options_.follow_user_name && !users[*match].attributes.user_name.empty()) {
+          wanted.user_name.clear();  // username_updates: keep
+        }
+        for (const scim::PatchOp& op : scim::Diff(wanted, users[*match])) {
           (op.path == "active" ? active : attrs) = true;
           d.changes.push_back(
               {AttributeName(op.path), AttributeValue(users[*match].attributes, op.path),
@@ -533,7 +541,20 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
     }
     if (foreign) continue;
     std::optional<std::string> tenant;
-    if (tenants.size() == 1) {
+    std::string employee_key = u.external_id;
+    if (options_.multi_scope) {
+      // Only users in this profile's namespace can be its orphans; the rest are other scopes'
+      // (or predate the second scope: `scimsyncd migrate-scope`).
+      for (const std::string& t : tenants) {
+        const std::string p =
+            config::ExternalIdPrefix(options_.multi_scope, options_.scope_prefix, t);
+        if (u.external_id.rfind(p, 0) == 0) {
+          tenant = t;
+          employee_key = u.external_id.substr(p.size());
+        }
+      }
+      if (!tenant) continue;
+    } else if (tenants.size() == 1) {
       tenant = tenants[0];
     } else {
       for (const std::string& t : tenants) {
@@ -544,7 +565,7 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
     }
     EmployeeDrift d;
     d.tenant = tenant.value_or("");
-    d.employee_key = u.external_id;
+    d.employee_key = employee_key;
     d.external_id = u.external_id;
     d.user_name = u.attributes.user_name;
     d.email = u.attributes.email.value_or("");
@@ -915,6 +936,12 @@ int RunReconcileCommand(const std::vector<std::string>& args, std::ostream& out,
   ReconcilerOptions options;
   options.key_prefix = cfg.redis.key_prefix;
   options.scim_list.timeout_ms = cfg.target.timeout_ms;
+  options.multi_scope = cfg.multi_scope;
+  for (const auto& entry : cfg.profiles) {
+    if (entry.name != name) continue;
+    options.scope_prefix = entry.scope_prefix;
+    options.follow_user_name = entry.follow_user_name;
+  }
   for (const auto& [other, p] : profiles) {
     if (other == name) continue;
     for (const std::string& t : p->list_tenants())
@@ -971,7 +998,8 @@ std::vector<ScheduledProfile> ScheduledProfiles(
           {{"profile", entry.name}});
       continue;
     }
-    out.push_back({entry.name, entry.reconcile_every_s, it->second});
+    out.push_back({entry.name, entry.reconcile_every_s, it->second, cfg.multi_scope,
+                   entry.scope_prefix, entry.follow_user_name});
   }
   return out;
 }
@@ -1042,6 +1070,9 @@ int ReconcileScheduler::RunDue() {
     ReconcilerOptions options;
     options.key_prefix = key_prefix_;
     options.scim_list.timeout_ms = target_.timeout_ms;
+    options.multi_scope = sp.multi_scope;
+    options.scope_prefix = sp.scope_prefix;
+    options.follow_user_name = sp.follow_user_name;
     for (const ScheduledProfile& other : profiles) {
       if (other.name == sp.name || !other.profile) continue;
       for (const std::string& t : other.profile->list_tenants()) {

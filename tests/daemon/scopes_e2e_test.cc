@@ -215,6 +215,56 @@ TEST_P(ScopesE2E, EmailChangeKeepsTheUserNameUnlessTheProfileFollows) {
   EXPECT_EQ(DeadLetters(), "");
 }
 
+// An install that ran with one profile (bare externalIds) adds a second: nothing of the first is
+// adopted or renamed by the second, the first's employees are dead-lettered with the way out
+// until `scimsyncd migrate-scope` namespaces their externalIds, and then converge again.
+TEST_P(ScopesE2E, AddingASecondScopeMigratesTheFirstScopesExternalIds) {
+  e2e_.StopDaemon(0);
+  E2EDaemonOptions options;
+  options.workers = 2;
+  if (scimmy()) {
+    options.base_url = "http://127.0.0.1:" + std::to_string(port_) + "/scim/v2";
+    options.api_key = kScimmyKey;
+  }
+  ASSERT_TRUE(e2e_.StartDaemon(0, options)) << e2e_.Log(0);
+  const int64_t t = 1'790'000'000;
+  Send("hr", Body("a1", "employee.created", "1001", "ada", "Analyst", t));
+  ASSERT_EQ(ByName("ada").external_id, "1001");  // one scope: bare, as always
+  e2e_.StopDaemon(0);
+
+  options.extra_profiles = "  - {name: hr2, connector: generic, secret_env: TEST_HR_SECRET}\n";
+  ASSERT_TRUE(e2e_.StartDaemon(0, options)) << e2e_.Log(0);
+  auto [dry_rc, dry] = e2e_.RunCommand(0, {"migrate-scope", "--profile", "hr"});
+  EXPECT_EQ(dry_rc, 0) << dry;
+  EXPECT_NE(dry.find("would rewrite  "), std::string::npos) << dry;
+  EXPECT_NE(dry.find("externalId 1001 -> hr:1001"), std::string::npos) << dry;
+  EXPECT_EQ(ByName("ada").external_id, "1001") << "a dry run wrote";
+
+  Send("hr2", Body("b1", "employee.created", "1001", "bob", "Baker", t + 1));
+  Send("hr", Body("a2", "employee.updated", "1001", "ada", "Lead Analyst", t + 2));
+  EXPECT_EQ(Users().size(), 2u);
+  EXPECT_EQ(ByName("ada").title, "Analyst");
+  EXPECT_EQ(ByName("bob").external_id, "hr2:1001");
+  const std::string dlq = DeadLetters();
+  EXPECT_NE(dlq.find("scimsyncd migrate-scope --profile NAME"), std::string::npos) << dlq;
+
+  auto [rc, text] = e2e_.RunCommand(0, {"migrate-scope", "--profile", "hr", "--apply"});
+  EXPECT_EQ(rc, 0) << text;
+  EXPECT_NE(text.find("rewrote 1, skipped 0 of 2 JumpCloud users"), std::string::npos) << text;
+  EXPECT_EQ(ByName("ada").external_id, "hr:1001");
+  EXPECT_EQ(ByName("bob").external_id, "hr2:1001");
+
+  auto [replay_rc, replay] = e2e_.RunCommand(0, {"dlq", "replay", "--all"});
+  EXPECT_EQ(replay_rc, 0) << replay;
+  ASSERT_TRUE(e2e_.WaitIdle(30000));
+  EXPECT_EQ(ByName("ada").title, "Lead Analyst");
+  EXPECT_EQ(DeadLetters(), "");
+  EXPECT_EQ(Users().size(), 2u);
+
+  auto [single_rc, single] = e2e_.RunCommand(0, {"migrate-scope", "--profile", "nope"});
+  EXPECT_EQ(single_rc, 64) << single;
+}
+
 INSTANTIATE_TEST_SUITE_P(BothScimServers, ScopesE2E, ::testing::Values("fake", "scimmy"),
                          [](const auto& info) { return std::string(info.param); });
 

@@ -27,7 +27,7 @@ struct ActiveProfile {
   // scope's externalId namespace (bare ids unless several scopes are configured).
   bool follow_user_name = false;
   bool multi_scope = false;
-  std::string scope_prefix;
+  std::string scope_prefix = {};
   // The externalId that anchors HRIS id `id` of `tenant` in JumpCloud.
   std::string ExternalId(const std::string& tenant, const std::string& id) const {
     return config::ExternalIdPrefix(multi_scope, scope_prefix, tenant) + id;

@@ -151,6 +151,13 @@ struct ReconcilerOptions {
   // Link-table scopes of the other configured profiles: a JumpCloud user linked under one of
   // them belongs to that profile and is never this profile's orphan.
   std::vector<std::string> foreign_scopes;
+  // From the config (config.h): several identity scopes namespace this profile's externalIds
+  // ("<scope_prefix>[/<tenant>]:<id>"), and only users in its namespace can be its orphans.
+  bool multi_scope = false;
+  std::string scope_prefix = {};
+  // username_updates: with keep (false; the CLI and the schedule set it from the config) a
+  // differing userName is not drift, since no sync would change it.
+  bool follow_user_name = true;
 };
 
 // Everything a Reconciler talks to. All must outlive it.
@@ -233,6 +240,9 @@ struct ScheduledProfile {
   std::string name;
   int64_t every_s = 0;  // 0: not scheduled
   std::shared_ptr<const connectors::Profile> profile;
+  bool multi_scope = false;  // ReconcilerOptions
+  std::string scope_prefix = {};
+  bool follow_user_name = false;
 };
 
 // Every profile of `cfg` with reconcile_every_s > 0 that can list (a profile without a list
