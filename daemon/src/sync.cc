@@ -357,6 +357,12 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
   }
   const ActiveProfile& active = it->second;
   const connectors::Profile& profile = *active.profile;
+  if (Status tenant = connectors::CheckTenant(profile, work.tenant); !tenant.ok()) {
+    return DeadLetter("plan", ErrorKind::kPermanent,
+                      tenant.error().message +
+                          ". The item was queued for a tenant the config does not (or no "
+                          "longer) configure: add the tenant back and replay it, or drop it");
+  }
   auto conv = ConvergerFor(thread);
   if (!conv) {
     return DeadLetter("sync", conv.error().kind,
