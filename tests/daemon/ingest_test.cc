@@ -307,7 +307,7 @@ class RipplingRepeatTest : public ::testing::Test {
         "event_name=" + event + "&id=656992816f26d6caea00072c&company_id=656992806f26d6caeaffff9f";
     WebhookResponse resp = ingest_.Handle("rippling", r);
     EXPECT_EQ(resp.status, 202) << resp.body;
-    return resp.body.substr(0, resp.body.find(",\"trace_id\""));
+    return resp.body.substr(0, resp.body.find(",\"ignored\""));
   }
 
   FakeClock clock_{1'795'000'000'000};
