@@ -18,6 +18,14 @@ bool IsSafeName(const std::string& s) {
   });
 }
 
+// Tenants and scope prefixes: URL segments and parts of externalIds and Redis keys.
+bool IsSafeTenant(const std::string& s) {
+  if (s.empty() || s.size() > 128 || s == "." || s == "..") return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+  });
+}
+
 bool IsHeaderToken(const std::string& s) {
   if (s.empty()) return false;
   return std::all_of(s.begin(), s.end(), [](char c) {
@@ -360,6 +368,33 @@ void ReadProfiles(const YAML::Node& node, Problems* p, std::vector<ProfileConfig
       rr.Double("max_shrink_percent", &pc.reconcile.max_shrink_percent, 0, 100);
       rr.Finish();
     }
+    std::string updates = "keep";
+    if (r.String("username_updates", &updates) && updates != "keep" && updates != "follow") {
+      r.Error("username_updates",
+              "must be keep (the default: userName stable after creation) or "
+              "follow (renamed when HR's derived userName changes)");
+    }
+    pc.follow_user_name = updates == "follow";
+    pc.scope_prefix = pc.name;
+    if (r.String("scope_prefix", &pc.scope_prefix) && !IsSafeTenant(pc.scope_prefix)) {
+      r.Error("scope_prefix",
+              "must be 1-128 letters, digits, '.', '_' or '-' (not . or ..): it starts every "
+              "externalId this profile writes when several scopes are configured");
+    }
+    // The tenants themselves are read by the connectors library; here only their names, which
+    // are URL segments and parts of ids and Redis keys.
+    if (YAML::Node tenants = r.Child("tenants"); tenants.IsDefined() && tenants.IsMap()) {
+      for (const auto& kv : tenants) {
+        const std::string t = kv.first.Scalar();
+        if (!IsSafeTenant(t)) {
+          p->Add(r.PathOf("tenants") + "." + t, kv.first,
+                 "a tenant must be 1-128 letters, digits, '.', '_' or '-', and not . or .. "
+                 "(it is the /webhooks/{profile}/{tenant} segment)");
+        }
+        pc.tenants.push_back(t);
+      }
+      std::sort(pc.tenants.begin(), pc.tenants.end());
+    }
     // Connector-specific keys are checked by the connectors library.
     if (entry.IsMap()) {
       for (const auto& kv : entry) r.Ignore(kv.first.Scalar());
@@ -367,6 +402,12 @@ void ReadProfiles(const YAML::Node& node, Problems* p, std::vector<ProfileConfig
     for (const auto& other : *out) {
       if (!pc.name.empty() && other.name == pc.name) {
         r.Error("name", "profile name '" + pc.name + "' is used twice");
+      }
+      if (!pc.scope_prefix.empty() && other.scope_prefix == pc.scope_prefix &&
+          other.name != pc.name) {
+        r.Error("scope_prefix", "scope prefix '" + pc.scope_prefix + "' is also " + other.path +
+                                    "'s: two HR sources would share externalIds; give each "
+                                    "profile its own scope_prefix");
       }
     }
     out->push_back(std::move(pc));
@@ -377,9 +418,26 @@ void ReadProfiles(const YAML::Node& node, Problems* p, std::vector<ProfileConfig
 
 const std::vector<std::string>& CommonProfileKeys() {
   static const std::vector<std::string> keys = {
-      "name",    "connector",      "secret_env",        "secret_file",
-      "secrets", "dedup_window_s", "reconcile_every_s", "reconcile"};
+      "name",           "connector",         "secret_env",       "secret_file", "secrets",
+      "dedup_window_s", "reconcile_every_s", "reconcile",        "username_updates",
+      "scope_prefix"};
   return keys;
+}
+
+std::string ExternalIdPrefix(bool multi_scope, const std::string& scope_prefix,
+                             const std::string& tenant) {
+  if (!multi_scope) return "";
+  return scope_prefix + (tenant.empty() ? "" : "/" + tenant) + ":";
+}
+
+std::string ExternalIdPrefix(const Config& config, const ProfileConfig& profile,
+                             const std::string& tenant) {
+  return ExternalIdPrefix(config.multi_scope, profile.scope_prefix, tenant);
+}
+
+std::string ScopedExternalId(const Config& config, const ProfileConfig& profile,
+                             const std::string& tenant, const std::string& id) {
+  return ExternalIdPrefix(config, profile, tenant) + id;
 }
 
 std::string SecretRef::Describe() const {
@@ -509,6 +567,9 @@ std::vector<Problem> LoadString(const std::string& text, const std::string& file
     }
   }
   ReadProfiles(r.Child("profiles"), &p, &out->profiles);
+  size_t scopes = 0;
+  for (const ProfileConfig& pc : out->profiles) scopes += std::max<size_t>(1, pc.tenants.size());
+  out->multi_scope = scopes > 1;
   r.Finish();
   return p.list();
 }

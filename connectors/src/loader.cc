@@ -394,6 +394,7 @@ void ReadItems(const YAML::Node& node, Problems* p, ItemsSpec* it) {
   }
   ReadPointer(r, "array", &it->array);
   r.Bool("array_required", &it->array_required);
+  r.Int("dedup_window_s", &it->dedup_window_s, 60, int64_t{90} * 86400);
   SourceRules rules;
   rules.allow_header = true;
   rules.allow_hash = true;

@@ -1,5 +1,6 @@
 #include "scimsync/connectors/profile.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -115,6 +116,25 @@ std::shared_ptr<const ProfileSpec> LoadSpec(const std::string& connector,
 
 }  // namespace internal
 
+Status CheckTenant(const Profile& profile, const std::string& tenant) {
+  const std::vector<std::string> tenants = profile.list_tenants();
+  if (std::find(tenants.begin(), tenants.end(), tenant) != tenants.end()) return {};
+  // The segment is caller-controlled: it is not repeated back.
+  if (tenants.size() == 1 && tenants[0].empty()) {
+    return Error::NotFound("profile '" + profile.name() +
+                           "' configures no tenants and takes no tenant segment: post to "
+                           "/webhooks/" +
+                           profile.name() + ", or add the tenant under its `tenants`");
+  }
+  std::string list;
+  for (const std::string& t : tenants) list += (list.empty() ? "" : ", ") + t;
+  return Error::NotFound(std::string(tenant.empty() ? "a tenant segment is required: "
+                                                    : "this tenant is not configured: ") +
+                         "profile '" + profile.name() + "' serves the tenants " + list +
+                         " (post to /webhooks/" + profile.name() +
+                         "/{tenant}); add a new one under its `tenants`");
+}
+
 std::shared_ptr<const Profile> LoadProfile(const config::ProfileConfig& entry,
                                            config::Problems* problems) {
   size_t before = problems->list().size();
@@ -184,8 +204,13 @@ std::shared_ptr<const Profile> LoadProfile(const config::ProfileConfig& entry,
   r.Finish();
   if (!spec || problems->list().size() != before) return nullptr;
   ingest.tenant_from_body = spec->items.tenant.configured && !settings.tenants.empty();
-  return std::make_shared<internal::SpecProfile>(entry.name, entry.dedup_window_s, spec,
-                                                 std::move(ingest), std::move(settings));
+  // The profile's own window stands unless the admin chose one for this entry.
+  int64_t window = entry.dedup_window_s;
+  if (spec->items.dedup_window_s > 0 && !entry.node["dedup_window_s"].IsDefined()) {
+    window = spec->items.dedup_window_s;
+  }
+  return std::make_shared<internal::SpecProfile>(entry.name, window, spec, std::move(ingest),
+                                                 std::move(settings));
 }
 
 }  // namespace scimsync::connectors

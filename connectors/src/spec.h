@@ -103,6 +103,11 @@ struct ItemsSpec {
   // Optional: the tenant named in the body (Finch's connection_id), so one URL serves every
   // tenant. A /webhooks/{profile}/{tenant} segment, when present, wins.
   Source tenant;
+  // The dedup window for a profile whose dedup id cannot tell two changes apart (a hash of a body
+  // without event id or timestamp): minutes, so redeliveries of one change collapse and a later
+  // change of the same kind is not dropped. 0: the config entry's dedup_window_s (7 days), for
+  // profiles whose ids are unique per change. A config entry that sets dedup_window_s wins.
+  int64_t dedup_window_s = 0;
 };
 
 // ---- actions ------------------------------------------------------------------------------

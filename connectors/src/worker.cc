@@ -374,9 +374,11 @@ Status SpecProfile::FetchRecord(const WorkItem& item, const rapidjson::Value& pa
   }
   if (r.tenant.empty() && f.base_url.find("{tenant}") != std::string::npos &&
       r.base_url == f.base_url) {
-    return Error::Permanent("profile " + name_ +
-                            ": the HRIS API URL needs {tenant}: post to /webhooks/" + name_ +
-                            "/{tenant}, or set api.tenant (or api.base_url) in its config entry");
+    return Error::Permanent(
+        "profile " + name_ +
+        ": the HRIS API URL needs {tenant}: list the tenant under `tenants` and post to "
+        "/webhooks/" +
+        name_ + "/{tenant}, or set api.tenant (or api.base_url) in its config entry");
   }
   const std::string base = Expand(r.base_url, vars, payload, Escape::kUrl);
   record->SetObject();

@@ -11,6 +11,11 @@
 #include "scimsync/log.h"
 #include "scimsync/queue/queue.h"
 #include "scimsync/queue/redis.h"
+#include "scimsync/scim/link_store.h"
+#include "scimsync/scim/lister.h"
+#include "scimsync/scim/protocol.h"
+#include "scimsync/scim/rate_limiter.h"
+#include "scimsync/scim/transport.h"
 
 namespace scimsync::daemon {
 namespace {
@@ -294,6 +299,164 @@ int RunGuardCommand(const config::Config& cfg, const std::vector<std::string>& a
   auto held = ApplyHeldReconciliations(pool, *q, cfg.redis.key_prefix, out);
   if (!held) return RedisDown(err, held.error());
   return kExitOk;
+}
+
+int RunMigrateScopeCommand(const config::Config& cfg, const std::vector<std::string>& args,
+                           std::ostream& out, std::ostream& err) {
+  const char* usage =
+      "usage: scimsyncd migrate-scope --profile NAME [--tenant TENANT] [--include-unlinked] "
+      "[--apply] [--config FILE]";
+  std::string name, tenant;
+  bool apply = false, unlinked = false, has_tenant = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if ((a == "--profile" || a == "--tenant") && i + 1 < args.size()) {
+      (a == "--profile" ? name : tenant) = args[++i];
+      has_tenant = has_tenant || a == "--tenant";
+    } else if (a == "--apply") {
+      apply = true;
+    } else if (a == "--include-unlinked") {
+      unlinked = true;
+    } else {
+      err << "scimsyncd migrate-scope: unexpected argument '" << a << "'\n" << usage << "\n";
+      return kExitUsage;
+    }
+  }
+  const config::ProfileConfig* pc = nullptr;
+  for (const auto& p : cfg.profiles) {
+    if (p.name == name) pc = &p;
+  }
+  if (pc == nullptr) {
+    err << "scimsyncd migrate-scope: "
+        << (name.empty() ? "--profile is required" : "no profile named '" + name + "'")
+        << ": name the profile whose users were created while it was the only scope\n"
+        << usage << "\n";
+    return kExitUsage;
+  }
+  if (!cfg.multi_scope) {
+    err << "scimsyncd migrate-scope: " << cfg.file
+        << " configures a single scope, which keeps bare externalIds: add the second profile "
+           "(or tenant) to the config first, run this command with that config, then start "
+           "scimsyncd with it\n";
+    return kExitConfig;
+  }
+  const bool tenant_ok = pc->tenants.empty() ? !has_tenant
+                                             : std::find(pc->tenants.begin(), pc->tenants.end(),
+                                                         tenant) != pc->tenants.end();
+  if (!tenant_ok) {
+    err << "scimsyncd migrate-scope: profile '" << name << "' "
+        << (pc->tenants.empty() ? "serves no tenants: drop --tenant"
+                                : "serves tenants: give --tenant with one of them")
+        << "\n";
+    return kExitUsage;
+  }
+  // Every configured scope's prefix: an externalId that starts with one is already namespaced.
+  std::vector<std::string> prefixes;
+  for (const auto& p : cfg.profiles) {
+    if (p.tenants.empty()) prefixes.push_back(config::ExternalIdPrefix(cfg, p, ""));
+    for (const auto& t : p.tenants) prefixes.push_back(config::ExternalIdPrefix(cfg, p, t));
+  }
+  const std::string prefix = config::ExternalIdPrefix(cfg, *pc, tenant);
+  const std::string scope = tenant.empty() ? name : name + "/" + tenant;
+
+  auto api_key = config::ResolveSecret(cfg.target.api_key);
+  if (!api_key.ok()) {
+    err << "scimsyncd migrate-scope: reading JumpCloud's users needs the API key: "
+        << api_key.error().message << "\n";
+    return kExitConfig;
+  }
+  if (cfg.target.dry_run) {
+    err << "scimsyncd migrate-scope: target.dry_run is on: there is no JumpCloud to migrate\n";
+    return kExitConfig;
+  }
+  auto password = RedisPassword(cfg);
+  if (!password) {
+    err << "scimsyncd: " << password.error().message << "\n";
+    return kExitConfig;
+  }
+  const Clock& clock = SystemClock::Instance();
+  redis::Pool pool(cfg.redis, *password, 2);
+  auto links = scim::NewRedisLinkStore(pool, cfg.redis.key_prefix);
+  auto limiter = scim::NewRedisRateLimiter(pool, scim::RateLimitKey(cfg.redis.key_prefix),
+                                           scim::RateLimitOptions::From(cfg.target), clock);
+  auto transport = scim::NewHttpTransport(scim::TransportOptions::From(cfg.target, *api_key));
+  if (!transport.ok()) {
+    err << "scimsyncd migrate-scope: " << transport.error().message << "\n";
+    return kExitConfig;
+  }
+  scim::SystemRandom random;
+  scim::ListDeps deps;
+  deps.transport = transport->get();
+  deps.limiter = limiter.get();
+  deps.clock = &clock;
+  deps.random = &random;
+  scim::ListOptions list;
+  list.timeout_ms = cfg.target.timeout_ms;
+  auto users = scim::ListAllUsers(list, deps);
+  if (!users.ok()) {
+    err << "scimsyncd migrate-scope: cannot list JumpCloud's users: " << users.error().message
+        << "\n";
+    return users.error().kind == ErrorKind::kAuth ? kExitConfig : kExitUnavailable;
+  }
+  int rewritten = 0, skipped = 0, failed = 0;
+  for (const scim::RemoteUser& u : *users) {
+    const std::string& ext = u.external_id;
+    if (ext.empty()) continue;
+    bool namespaced = false;
+    for (const auto& p : prefixes) namespaced = namespaced || ext.rfind(p, 0) == 0;
+    if (namespaced) continue;
+    auto link = links->Get(scope, ext);
+    auto owner = links->OwnerOf(u.id);
+    if (!link.ok() || !owner.ok()) {
+      return RedisDown(err, link.ok() ? owner.error() : link.error());
+    }
+    const bool linked = *link && **link == u.id;
+    if (*owner && (*owner)->scope != scope) {
+      out << "skipped  " << u.id << "  " << u.attributes.user_name << "  externalId " << ext
+          << ": linked by " << (*owner)->scope << ", not " << scope << "\n";
+      ++skipped;
+      continue;
+    }
+    if (!linked && !unlinked) {
+      out << "skipped  " << u.id << "  " << u.attributes.user_name << "  externalId " << ext
+          << ": no link of " << scope
+          << " says it is this profile's (--include-unlinked claims it)\n";
+      ++skipped;
+      continue;
+    }
+    const std::string next = prefix + ext;
+    if (!apply) {
+      out << "would rewrite  " << u.id << "  " << u.attributes.user_name << "  externalId " << ext
+          << " -> " << next << "\n";
+      ++rewritten;
+      continue;
+    }
+    scim::PatchOp op;
+    op.path = "externalId";
+    op.value_json = "\"";
+    log::AppendJsonEscaped(op.value_json, next);
+    op.value_json += "\"";
+    scim::HttpRequest req{"PATCH", "/Users/" + scim::UrlEncode(u.id), scim::PatchBody({op})};
+    auto resp = deps.transport->Send(req, cfg.target.timeout_ms);
+    if (!resp.ok() || resp->status < 200 || resp->status >= 300) {
+      out << "FAILED   " << u.id << "  " << u.attributes.user_name << "  externalId " << ext << ": "
+          << (resp.ok() ? "HTTP " + std::to_string(resp->status) + " " + resp->body.substr(0, 200)
+                        : resp.error().message)
+          << "\n";
+      ++failed;
+      continue;
+    }
+    Status moved = links->Remove(scope, ext);
+    if (moved.ok()) moved = links->Put(scope, next, u.id);
+    if (!moved.ok()) return RedisDown(err, moved.error());
+    out << "rewrote  " << u.id << "  " << u.attributes.user_name << "  externalId " << ext << " -> "
+        << next << "\n";
+    ++rewritten;
+  }
+  out << (apply ? "rewrote " : "would rewrite ") << rewritten << ", skipped " << skipped
+      << (failed ? ", failed " + std::to_string(failed) : std::string()) << " of " << users->size()
+      << " JumpCloud users" << (apply ? "" : " (nothing written: run again with --apply)") << "\n";
+  return failed ? kExitUnavailable : kExitOk;
 }
 
 }  // namespace scimsync::daemon

@@ -62,6 +62,9 @@ constexpr char kUsage[] = R"(Usage:
   scimsyncd reconcile --config FILE --profile NAME [--dry-run] [--json] [--confirm] [--allow-shrink]
                                          find drift between the HRIS and JumpCloud; without
                                          --dry-run, queue a sync for each drifted employee
+  scimsyncd migrate-scope --profile NAME [--tenant T] [--include-unlinked] [--apply]
+                [--config FILE]         namespace the bare externalIds a profile created while it
+                                         was the only scope (before adding a second HR source)
   scimsyncd --version
   scimsyncd --help
 
@@ -139,6 +142,9 @@ Result<std::map<std::string, ActiveProfile>> Activate(
   for (const auto& entry : cfg.profiles) {
     ActiveProfile active;
     active.profile = profiles.at(entry.name);
+    active.follow_user_name = entry.follow_user_name;
+    active.multi_scope = cfg.multi_scope;
+    active.scope_prefix = entry.scope_prefix;
     for (const auto& ref : entry.secrets) {
       auto secret = config::ResolveSecret(ref);
       if (!secret.ok()) {
@@ -521,8 +527,8 @@ int Main(int argc, char** argv) {
     std::cerr << "scimsyncd: " << error << "\n" << kUsage;
     return kExitUsage;
   }
-  const bool takes_args =
-      command == "status" || command == "dlq" || command == "guard" || command == "employee";
+  const bool takes_args = command == "status" || command == "dlq" || command == "guard" ||
+                          command == "employee" || command == "migrate-scope";
   if (!rest.empty() && !takes_args) {
     std::cerr << "scimsyncd: unexpected argument '" << rest[0] << "'\n" << kUsage;
     return kExitUsage;
@@ -539,6 +545,7 @@ int Main(int argc, char** argv) {
     if (command == "status") return RunStatusCommand(cfg, rest, std::cout, std::cerr);
     if (command == "dlq") return RunDlqCommand(cfg, rest, std::cout, std::cerr);
     if (command == "employee") return RunEmployeeCommand(cfg, file, rest, std::cout, std::cerr);
+    if (command == "migrate-scope") return RunMigrateScopeCommand(cfg, rest, std::cout, std::cerr);
     return RunGuardCommand(cfg, rest, std::cout, std::cerr);
   }
   std::cerr << "scimsyncd: unknown command '" << command << "'\n" << kUsage;

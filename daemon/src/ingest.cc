@@ -226,6 +226,15 @@ void Ingest::Admit(const std::map<std::string, ActiveProfile>& profiles, Call& c
     answer(401, "unauthorized", verified.error().message, verified.error().message);
     return;
   }
+  // After the signature: an unauthenticated caller learns nothing about the configured tenants.
+  // Without a segment the tenant may come from the body: each item is checked below.
+  if (!request.tenant.empty()) {
+    Status tenant = connectors::CheckTenant(*active.profile, request.tenant);
+    if (!tenant.ok()) {
+      answer(404, "unknown_tenant", tenant.error().message, "unknown tenant");
+      return;
+    }
+  }
 
   Result<connectors::Decoded> decoded = active.profile->Decode(request);
   if (!decoded.ok()) {
@@ -266,6 +275,11 @@ void Ingest::Admit(const std::map<std::string, ActiveProfile>& profiles, Call& c
     item.profile = profile_name;
     // The URL's segment, else the tenant the body names (Finch's connection_id).
     item.tenant = request.tenant.empty() ? std::move(d.tenant) : request.tenant;
+    if (Status tenant = connectors::CheckTenant(*active.profile, item.tenant); !tenant.ok()) {
+      c.items.clear();
+      answer(404, "unknown_tenant", tenant.error().message, "unknown tenant");
+      return;
+    }
     item.employee_key = std::move(d.employee_key);
     item.dedup_id = std::move(d.dedup_id);
     item.event_type = std::move(d.event_type);

@@ -566,8 +566,12 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
       ++rep.in_sync;  // the profile wants nothing done for this employee
       continue;
     }
-    const scim::User& desired = *plan->user;
-    const std::string ext = desired.external_id.empty() ? e.employee_key : desired.external_id;
+    // What the worker would write: the externalId in this scope's namespace (bare with one).
+    scim::User desired = *plan->user;
+    desired.external_id =
+        config::ExternalIdPrefix(options_.multi_scope, options_.scope_prefix, e.tenant) +
+        (desired.external_id.empty() ? e.employee_key : desired.external_id);
+    const std::string ext = desired.external_id;
     anchors.insert(ext);
     const std::string scope = ScopeOf(profile.name(), e.tenant);
 
@@ -675,7 +679,11 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
       } else {
         bool attrs = false;
         bool active = false;
-        for (const scim::PatchOp& op : scim::Diff(desired, users[*match])) {
+        scim::User wanted = desired;
+        if (!options_.follow_user_name && !users[*match].attributes.user_name.empty()) {
+          wanted.user_name.clear();  // username_updates: keep
+        }
+        for (const scim::PatchOp& op : scim::Diff(wanted, users[*match])) {
           (op.path == "active" ? active : attrs) = true;
           d.changes.push_back(
               {AttributeName(op.path), AttributeValue(users[*match].attributes, op.path),
@@ -710,9 +718,6 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
         anchors.count(u.external_id) != 0) {
       continue;
     }
-    const std::optional<std::string> key =
-        EmployeeKeyInScope(u.external_id, options_.external_id_prefix);
-    if (!key) continue;  // another scope's (or another tool's) user: never ours to judge
     bool foreign = false;
     for (const std::string& scope : options_.foreign_scopes) {
       auto link = deps_.links->Get(scope, u.external_id);
@@ -721,7 +726,20 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
     }
     if (foreign) continue;
     std::optional<std::string> tenant;
-    if (tenants.size() == 1) {
+    std::string employee_key = u.external_id;
+    if (options_.multi_scope) {
+      // Only users in this profile's namespace can be its orphans; the rest are other scopes'
+      // (or predate the second scope: `scimsyncd migrate-scope`).
+      for (const std::string& t : tenants) {
+        if (auto key = EmployeeKeyInScope(
+                u.external_id,
+                config::ExternalIdPrefix(options_.multi_scope, options_.scope_prefix, t))) {
+          tenant = t;
+          employee_key = *key;
+        }
+      }
+      if (!tenant) continue;
+    } else if (tenants.size() == 1) {
       tenant = tenants[0];
     } else {
       for (const std::string& t : tenants) {
@@ -733,7 +751,7 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
     ++matched_users;
     EmployeeDrift d;
     d.tenant = tenant.value_or("");
-    d.employee_key = *key;
+    d.employee_key = employee_key;
     d.external_id = u.external_id;
     d.user_name = u.attributes.user_name;
     d.email = u.attributes.email.value_or("");
@@ -1299,6 +1317,12 @@ int ReconcileCommand(const std::vector<std::string>& args, std::ostream& out, st
   ReconcilerOptions options;
   options.key_prefix = cfg.redis.key_prefix;
   options.scim_list.timeout_ms = cfg.target.timeout_ms;
+  options.multi_scope = cfg.multi_scope;
+  for (const auto& entry : cfg.profiles) {
+    if (entry.name != name) continue;
+    options.scope_prefix = entry.scope_prefix;
+    options.follow_user_name = entry.follow_user_name;
+  }
   for (const auto& [other, p] : profiles) {
     if (other == name) continue;
     for (const std::string& t : p->list_tenants())
@@ -1425,8 +1449,9 @@ std::vector<ScheduledProfile> ScheduledProfiles(
           {{"profile", entry.name}});
       continue;
     }
-    out.push_back(
-        {entry.name, entry.reconcile_every_s, it->second, entry.reconcile, cfg.workers.guard});
+    out.push_back({entry.name, entry.reconcile_every_s, it->second, entry.reconcile,
+                   cfg.workers.guard, cfg.multi_scope, entry.scope_prefix,
+                   entry.follow_user_name});
   }
   return out;
 }
@@ -1502,6 +1527,9 @@ int ReconcileScheduler::RunDue() {
     options.max_shrink_percent = sp.reconcile.max_shrink_percent;
     options.max_suspends = sp.guard.max_suspends;
     options.max_suspend_percent = sp.guard.max_suspend_percent;
+    options.multi_scope = sp.multi_scope;
+    options.scope_prefix = sp.scope_prefix;
+    options.follow_user_name = sp.follow_user_name;
     for (const ScheduledProfile& other : profiles) {
       if (other.name == sp.name || !other.profile) continue;
       for (const std::string& t : other.profile->list_tenants()) {

@@ -355,7 +355,14 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
                       "profile '" + work.profile +
                           "' is no longer configured: add it back and replay the dead letter");
   }
-  const connectors::Profile& profile = *it->second.profile;
+  const ActiveProfile& active = it->second;
+  const connectors::Profile& profile = *active.profile;
+  if (Status tenant = connectors::CheckTenant(profile, work.tenant); !tenant.ok()) {
+    return DeadLetter("plan", ErrorKind::kPermanent,
+                      tenant.error().message +
+                          ". The item was queued for a tenant the config does not (or no "
+                          "longer) configure: add the tenant back and replay it, or drop it");
+  }
   auto conv = ConvergerFor(thread);
   if (!conv) {
     return DeadLetter("sync", conv.error().kind,
@@ -544,6 +551,11 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
   job.action = ToScimAction(folded.action);
   if (folded.user) job.desired = *folded.user;
   if (job.desired.external_id.empty()) job.desired.external_id = work.employee_key;
+  // Namespaced when several HR sources share the organisation (bare with one scope); the link
+  // table is keyed by the same id within the scope.
+  job.desired.external_id = active.ExternalId(work.tenant, job.desired.external_id);
+  job.follow_user_name = active.follow_user_name;
+  job.other_scopes = active.multi_scope;
   if (folded.active) job.desired.active = folded.active;
   job.status_only = folded.status_only;
   result.action = scim::ActionName(job.action);

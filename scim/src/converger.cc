@@ -42,6 +42,15 @@ std::string JoinIds(const std::vector<RemoteUser>& users) {
   return out;
 }
 
+// A bare externalId where the scopes write prefixed ones was written before a second scope was
+// configured: the migration claims it for its scope.
+std::string MigrationHint(bool other_scopes, const std::string& found) {
+  if (!other_scopes || found.find(':') != std::string::npos) return "";
+  return ". A bare externalId predates the second HR source: run `scimsyncd migrate-scope "
+         "--profile NAME` for the profile that created it (docs/profiles.md, \"Identity "
+         "scopes\")";
+}
+
 std::vector<std::string> Paths(const std::vector<PatchOp>& ops) {
   std::vector<std::string> out;
   out.reserve(ops.size());
@@ -285,7 +294,33 @@ void Converger::Unlink(Run& run) {
   run.link.reset();
 }
 
+// Several scopes: the user `found` must not be another scope's. Its externalId was already
+// compared; this catches a user whose externalId was cleared or rewritten while another HR
+// source's link still claims it.
+Result<std::optional<RemoteUser>> Converger::Claim(Run& run, std::optional<RemoteUser> found) {
+  if (!run.job.other_scopes || !found) return found;
+  auto owner = deps_.links->OwnerOf(found->id);
+  if (!owner.ok()) return owner.error();
+  if (*owner && (*owner)->scope != run.job.scope) {
+    const LinkStore::Owner& o = **owner;
+    return Error::Conflict(
+        "JumpCloud user " + found->id + " (userName " + found->attributes.user_name +
+        (found->external_id.empty() ? std::string() : ", externalId " + found->external_id) +
+        ") belongs to employee " + o.employee + " of " + o.scope + "; employee " +
+        run.job.desired.external_id + " of " + run.job.scope +
+        " was not linked to it and nothing was written. Two HR sources claim one account: "
+        "decide whose it is in JumpCloud, then replay this dead letter");
+  }
+  return found;
+}
+
 Result<std::optional<RemoteUser>> Converger::Resolve(Run& run) {
+  auto found = ResolveCandidate(run);
+  if (!found.ok()) return found.error();
+  return Claim(run, std::move(*found));
+}
+
+Result<std::optional<RemoteUser>> Converger::ResolveCandidate(Run& run) {
   const User& d = run.job.desired;
   const std::string& ext = d.external_id;
   using Found = std::optional<RemoteUser>;
@@ -302,8 +337,11 @@ Result<std::optional<RemoteUser>> Converger::Resolve(Run& run) {
       if (!user->external_id.empty() && user->external_id != ext) {
         return Error::Conflict("the link table maps employee " + ext + " to JumpCloud user " +
                                user->id + ", which now carries externalId " + user->external_id +
-                               " (another employee); fix the user in JumpCloud, or delete the "
-                               "link so the employee is resolved by externalId again");
+                               " (another employee" +
+                               (run.job.other_scopes ? std::string(" or another HR source") : "") +
+                               "); fix the user in JumpCloud, or delete the link so the "
+                               "employee is resolved by externalId again" +
+                               MigrationHint(run.job.other_scopes, user->external_id));
       }
       return Found(std::move(*user));
     }
@@ -344,10 +382,12 @@ Result<std::optional<RemoteUser>> Converger::Resolve(Run& run) {
     RemoteUser& u = named[0];
     if (!u.external_id.empty() && u.external_id != ext) {
       return Error::Conflict("userName " + d.user_name + " belongs to JumpCloud user " + u.id +
-                             ", which carries externalId " + u.external_id +
-                             " (another employee); employee " + ext +
+                             ", which carries externalId " + u.external_id + " (another employee" +
+                             (run.job.other_scopes ? std::string(" or another HR source") : "") +
+                             "); employee " + ext +
                              " was not created or linked. Give one of them another username "
-                             "in the HRIS, or fix the externalId in JumpCloud");
+                             "in the HRIS, or fix the externalId in JumpCloud" +
+                             MigrationHint(run.job.other_scopes, u.external_id));
     }
     log::Info("adopting the JumpCloud user with this userName",
               {{"trace_id", run.job.trace_id}, {"jumpcloud_id", u.id}});
@@ -523,7 +563,18 @@ Status Converger::Converge(Run& run) {
     // Only the access changes: a leaver's record is often half-emptied by the HRIS.
     if (action == Action::kSuspend) return {};
 
-    auto ops = Diff(desired, remote);
+    User wanted = desired;
+    if (!run.job.follow_user_name && !wanted.user_name.empty() &&
+        !remote.attributes.user_name.empty() &&
+        !json::EqualsIgnoreCase(wanted.user_name, remote.attributes.user_name)) {
+      log::Info("HR's userName differs from the JumpCloud user's; kept (username_updates: keep)",
+                {{"trace_id", run.job.trace_id},
+                 {"jumpcloud_id", remote.id},
+                 {"user_name", remote.attributes.user_name},
+                 {"hr_user_name", wanted.user_name}});
+      wanted.user_name.clear();
+    }
+    auto ops = Diff(wanted, remote);
     if (run.job.status_only) {
       // The record is older than the attributes JumpCloud has: they must not go back.
       std::erase_if(ops, [](const PatchOp& op) { return op.path != "active"; });

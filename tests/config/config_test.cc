@@ -481,5 +481,71 @@ TEST(ConfigTest, RequestLimitsRefuseValuesThatWouldDisableThem) {
             std::string::npos);
 }
 
+TEST(ConfigTest, OneScopeKeepsBareExternalIdsAndUserNamesByDefault) {
+  Config c;
+  ASSERT_TRUE(Load(kMinimal, &c).empty());
+  EXPECT_FALSE(c.multi_scope);
+  EXPECT_FALSE(c.profiles[0].follow_user_name);
+  EXPECT_EQ(c.profiles[0].scope_prefix, "hr");
+  EXPECT_EQ(ScopedExternalId(c, c.profiles[0], "", "1001"), "1001");
+  // One profile with one tenant is still one scope.
+  ASSERT_TRUE(Load(std::string(kMinimal) + "  - {name: finch, connector: finch, secret_env: F, "
+                                           "tenants: {acme: {}}}\n",
+                   &c)
+                  .empty());
+  EXPECT_TRUE(c.multi_scope);
+  Config one;
+  ASSERT_TRUE(Load("target: {dry_run: true}\nprofiles:\n  - {name: finch, connector: finch, "
+                   "secret_env: F, tenants: {acme: {}}}\n",
+                   &one)
+                  .empty());
+  EXPECT_FALSE(one.multi_scope);
+  EXPECT_EQ(ScopedExternalId(one, one.profiles[0], "acme", "7"), "7");
+}
+
+TEST(ConfigTest, SeveralScopesNamespaceExternalIdsWithUniquePrefixes) {
+  Config c;
+  auto problems = Load(R"(target: {dry_run: true}
+profiles:
+  - {name: de, connector: generic, secret_env: A, username_updates: follow}
+  - {name: us, connector: generic, secret_env: B, scope_prefix: acme-us}
+  - {name: finch, connector: finch, secret_env: F, tenants: {t2: {}, t1: {}}}
+)",
+                       &c);
+  ASSERT_TRUE(problems.empty()) << problems[0].ToString();
+  EXPECT_TRUE(c.multi_scope);
+  EXPECT_TRUE(c.profiles[0].follow_user_name);
+  EXPECT_FALSE(c.profiles[1].follow_user_name);
+  EXPECT_EQ(ScopedExternalId(c, c.profiles[0], "", "1001"), "de:1001");
+  EXPECT_EQ(ScopedExternalId(c, c.profiles[1], "", "1001"), "acme-us:1001");
+  EXPECT_EQ(ScopedExternalId(c, c.profiles[2], "t1", "1001"), "finch/t1:1001");
+  EXPECT_EQ(c.profiles[2].tenants, (std::vector<std::string>{"t1", "t2"}));
+
+  EXPECT_EQ(OnlyProblem(R"(target: {dry_run: true}
+profiles:
+  - {name: de, connector: generic, secret_env: A}
+  - {name: us, connector: generic, secret_env: B, scope_prefix: de}
+)"),
+            "profiles[1].scope_prefix (line 4): scope prefix 'de' is also profiles[0]'s: two HR "
+            "sources would share externalIds; give each profile its own scope_prefix");
+  EXPECT_NE(OnlyProblem(std::string(kMinimal) + "  - {name: x, connector: generic, "
+                                                "secret_env: B, scope_prefix: 'a:b'}\n")
+                .find("profiles[1].scope_prefix"),
+            std::string::npos);
+  EXPECT_NE(OnlyProblem(std::string(kMinimal) + "  - {name: x, connector: generic, "
+                                                "secret_env: B, username_updates: always}\n")
+                .find("profiles[1].username_updates"),
+            std::string::npos);
+  for (const char* bad : {"'.'", "'..'", "'a/b'", "'a b'"}) {
+    EXPECT_NE(OnlyProblem(std::string(kMinimal) +
+                          "  - {name: f, connector: finch, secret_env: F, "
+                          "tenants: {" +
+                          bad + ": {}}}\n")
+                  .find("profiles[1].tenants."),
+              std::string::npos)
+        << bad;
+  }
+}
+
 }  // namespace
 }  // namespace scimsync::config

@@ -189,5 +189,23 @@ TEST(BuiltinProfiles, StaticTokenProfiles) {
   EXPECT_NE(bad.error().message.find("x-factorial-wh-challenge"), std::string::npos);
 }
 
+// A profile whose dedup id cannot tell two changes apart keeps it for minutes (docs/profiles.md
+// says which profile does what); an entry's own dedup_window_s still wins.
+TEST(DedupWindow, HashOnlyProfilesUseMinutesAndTheEntryWins) {
+  config::Problems problems("test.yaml");
+  auto rippling = LoadProfile(Entry("{name: r, connector: rippling, secret_env: R}"), &problems);
+  ASSERT_NE(rippling, nullptr) << testing::ProblemsText(problems);
+  EXPECT_EQ(rippling->dedup_window_s(), 300);
+  auto generic = LoadProfile(Entry("{name: g, connector: generic, secret_env: G}"), &problems);
+  ASSERT_NE(generic, nullptr) << testing::ProblemsText(problems);
+  EXPECT_EQ(generic->dedup_window_s(), 7 * 86400);
+  config::ProfileConfig chosen =
+      Entry("{name: r, connector: rippling, secret_env: R, dedup_window_s: 120}");
+  chosen.dedup_window_s = 120;
+  auto set = LoadProfile(chosen, &problems);
+  ASSERT_NE(set, nullptr) << testing::ProblemsText(problems);
+  EXPECT_EQ(set->dedup_window_s(), 120);
+}
+
 }  // namespace
 }  // namespace scimsync::connectors

@@ -100,7 +100,7 @@ bool E2E::StartDaemon(int index, const E2EDaemonOptions& options) {
       "  guard: {max_suspends: " +
       std::to_string(options.guard_max_suspends) + ", max_suspend_percent: 0, window_s: 3600}\n" +
       options.extra_worker_keys + "profiles:\n  - name: hr\n    connector: " + options.connector +
-      "\n    secret_env: TEST_HR_SECRET\n" + options.extra_profile_keys;
+      "\n    secret_env: TEST_HR_SECRET\n" + options.extra_profile_keys + options.extra_profiles;
   WriteFile(config_path(index), yaml);
   std::vector<std::string> env = options.env;
   env.push_back(std::string("TEST_HR_SECRET=") + kWebhookSecret);
@@ -150,7 +150,21 @@ void E2E::FreezeDaemon(int index) { daemons_.at(index)->process.Signal(SIGSTOP);
 
 void E2E::ThawDaemon(int index) { daemons_.at(index)->process.Signal(SIGCONT); }
 
-int E2E::PostUntilAccepted(int index, const std::string& body, int timeout_ms) {
+std::pair<int, std::string> E2E::RunCommand(int index, const std::vector<std::string>& args) {
+  Process p;
+  std::vector<std::string> argv = {Scimsyncd()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  argv.push_back("--config");
+  argv.push_back(config_path(index));
+  const std::string out = dir_.File("command.out");
+  std::remove(out.c_str());
+  p.Start(argv, out, {std::string("TEST_HR_SECRET=") + kWebhookSecret});
+  int rc = p.Wait(30000);
+  return {rc, ReadFile(out)};
+}
+
+int E2E::PostUntilAccepted(int index, const std::string& body, int timeout_ms,
+                           const std::string& path) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   int status = 0;
   httplib::Headers headers = {
@@ -161,7 +175,7 @@ int E2E::PostUntilAccepted(int index, const std::string& body, int timeout_ms) {
     httplib::Client c("127.0.0.1", it->second->port);
     c.set_connection_timeout(2, 0);
     c.set_read_timeout(5, 0);
-    auto res = c.Post("/webhooks/hr", headers, body, "application/json");
+    auto res = c.Post(path, headers, body, "application/json");
     status = res ? res->status : 0;
     if (status == 202) return status;
     if (status != 0 && status != 503) return status;  // a client error: retrying will not help

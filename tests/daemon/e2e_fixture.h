@@ -27,6 +27,9 @@ struct E2EDaemonOptions {
   std::string connector = "generic";
   std::string extra_worker_keys;  // lines appended inside workers: "  lease_ms: 2000\n"
   int64_t target_timeout_ms = 2000;
+  // Further entries after the "hr" profile ("  - {name: hr2, connector: generic, secret_env:
+  // TEST_HR_SECRET}\n"); they may sign with the same secret.
+  std::string extra_profiles;
 };
 
 // One employee's expected final state, from the newest event sent for them.
@@ -68,7 +71,10 @@ class E2E {
 
   // POSTs a signed webhook, retrying (like an HRIS) on 503 and connection errors for up to
   // `timeout_ms`. Returns the final status (202 when accepted).
-  int PostUntilAccepted(int index, const std::string& body, int timeout_ms = 60000);
+  int PostUntilAccepted(int index, const std::string& body, int timeout_ms = 60000,
+                        const std::string& path = "/webhooks/hr");
+  // Runs `scimsyncd ARGS --config <daemon index's config>`; returns the exit status and output.
+  std::pair<int, std::string> RunCommand(int index, const std::vector<std::string>& args);
   // Sends every employee's events in order, from `threads` concurrent senders, spread over the
   // running daemons. Returns how many were acknowledged 202.
   int SendWorkload(const Workload& w, int threads = 8);

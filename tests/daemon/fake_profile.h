@@ -2,7 +2,8 @@
 // equals a secret", the body is one item per line "employee,dedup" ("bad" is malformed;
 // "ack:<event type>" is an item acknowledged as not about an employee; "employee,dedup,tenant"
 // names its tenant in the body), body
-// "ping" is a handshake (answered 200), and content type text/csv is refused with 415.
+// "ping" is a handshake (answered 200), and content type text/csv is refused with 415. It serves
+// no tenant, and tenants "acme" and "conn-1".
 #pragma once
 
 #include <string>
@@ -16,6 +17,8 @@ class FakeProfile : public connectors::Profile {
  public:
   const std::string& name() const override { return name_; }
   int64_t dedup_window_s() const override { return 3600; }
+  // Takes webhooks without a tenant and for tenants "acme" and "conn-1" (named in the body).
+  std::vector<std::string> list_tenants() const override { return {"", "acme", "conn-1"}; }
   Status Verify(const connectors::Request& r, const std::vector<std::string>& secrets,
                 int64_t) const override {
     for (const auto& [k, v] : r.headers) {

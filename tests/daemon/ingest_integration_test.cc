@@ -40,16 +40,61 @@ TEST_F(IngestIntegrationTest, AcceptedEventIsDurableInRedis) {
   EXPECT_FALSE(items[0].trace_id.empty());
 }
 
-TEST_F(IngestIntegrationTest, BatchAndTenantSegment) {
+// A second profile that serves two tenants, next to "hr", which serves none.
+constexpr char kTenantProfile[] =
+    "  - {name: multi, connector: generic, secret_env: TEST_HR_SECRET,\n"
+    "     tenants: {acme: {}, beta: {}}}\n";
+
+class TenantIngestTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(fx_.StartRedis());
+    ASSERT_TRUE(fx_.StartDaemon()) << fx_.log();
+    client_ = fx_.Client();
+  }
+
+  DaemonFixture fx_{kTenantProfile};
+  std::unique_ptr<httplib::Client> client_;
+};
+
+TEST_F(TenantIngestTest, BatchAndTenantSegment) {
   std::string body = "{\"events\":[" + GenericEvent("b-1", "E1") + "," + GenericEvent("b-2", "E2") +
                      "," + GenericEvent("b-3", "E3") + "]}";
-  auto res = fx_.PostSigned(*client_, body, "/webhooks/hr/acme");
+  auto res = fx_.PostSigned(*client_, body, "/webhooks/multi/acme");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 202) << res->body;
   EXPECT_EQ(res->body.rfind("{\"accepted\":3,\"duplicates\":0", 0), 0u) << res->body;
   auto items = fx_.ReadAll();
   ASSERT_EQ(items.size(), 3u);
   for (const auto& item : items) EXPECT_EQ(item.tenant, "acme");
+}
+
+// A captured, correctly signed webhook replayed under tenants nobody configured: each is 404 and
+// nothing is enqueued, so an old termination cannot be re-applied past dedup and ordering.
+TEST_F(TenantIngestTest, ReplayUnderAnInventedTenantIs404AndEnqueuesNothing) {
+  const std::string body = GenericEvent("evt-term", "E1", "employee.terminated");
+  ASSERT_EQ(fx_.PostSigned(*client_, body)->status, 202);
+  ASSERT_EQ(fx_.PostSigned(*client_, body, "/webhooks/multi/acme")->status, 202);
+  ASSERT_EQ(fx_.TotalDepth(), 2);
+  for (const char* path : {"/webhooks/hr/x1", "/webhooks/hr/x2", "/webhooks/hr/.",
+                           "/webhooks/hr/%2E%2E", "/webhooks/hr/acme", "/webhooks/multi/x1",
+                           "/webhooks/multi/ACME", "/webhooks/multi/.", "/webhooks/multi"}) {
+    SCOPED_TRACE(path);
+    auto res = fx_.PostSigned(*client_, body, path);
+    ASSERT_TRUE(res) << httplib::to_string(res.error());
+    EXPECT_EQ(res->status, 404) << res->body;
+    EXPECT_NE(res->body.find("\"error\":\"unknown_tenant\""), std::string::npos) << res->body;
+  }
+  EXPECT_EQ(fx_.TotalDepth(), 2);
+  // The configured tenants still take webhooks, each in its own dedup scope.
+  auto beta = fx_.PostSigned(*client_, body, "/webhooks/multi/beta");
+  ASSERT_TRUE(beta);
+  EXPECT_EQ(beta->status, 202) << beta->body;
+  EXPECT_EQ(beta->body.rfind("{\"accepted\":1,\"duplicates\":0", 0), 0u) << beta->body;
+  auto again = fx_.PostSigned(*client_, body, "/webhooks/multi/acme");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->body.rfind("{\"accepted\":0,\"duplicates\":1", 0), 0u) << again->body;
+  EXPECT_EQ(fx_.TotalDepth(), 3);
 }
 
 TEST_F(IngestIntegrationTest, DuplicateIsAcknowledgedNotEnqueuedAgain) {

@@ -179,6 +179,18 @@ TEST_F(IngestTest, ErrorsEnqueueNothingAndSayWhatToFix) {
   bad_tenant.tenant = "a b";
   EXPECT_EQ(ingest_.Handle("hr", bad_tenant).status, 400);
 
+  // A signed webhook replayed under a tenant the profile does not serve.
+  for (const char* invented : {"x1", ".", "..", "ACME"}) {
+    connectors::Request replay = Req("E1,d1");
+    replay.tenant = invented;
+    auto resp = ingest_.Handle("hr", replay);
+    EXPECT_EQ(resp.status, 404) << invented;
+    EXPECT_NE(resp.body.find("\"error\":\"unknown_tenant\""), std::string::npos) << resp.body;
+    if (invented == std::string("x1")) {
+      EXPECT_EQ(resp.body.find("x1"), std::string::npos) << "the segment is echoed: " << resp.body;
+    }
+  }
+
   EXPECT_TRUE(stored_.empty());
 }
 
@@ -257,6 +269,67 @@ TEST_F(IngestTest, RedisDownFailsEveryWebhookOfTheBatchWith503) {
 TEST(ErrorBodyTest, EscapesDetail) {
   EXPECT_EQ(ErrorBody("x", "a \"quoted\"\nline"),
             "{\"error\":\"x\",\"detail\":\"a \\\"quoted\\\"\\nline\"}");
+}
+
+// The built-in Rippling profile, whose webhooks carry no event id and no timestamp: its dedup id
+// is a hash of the body, so two deliveries of different changes look alike. Through Ingest and
+// the in-memory queue (the Redis queue's dedup semantics) with a fake clock.
+class RipplingRepeatTest : public ::testing::Test {
+ protected:
+  RipplingRepeatTest()
+      : queue_(4, clock_),
+        ingest_(
+            &profiles_,
+            [this](const std::vector<queue::Queue::Batch>& batches) {
+              return queue_.EnqueueBatches(batches);
+            },
+            &clock_) {
+    config::ProfileConfig entry;
+    entry.node = YAML::Load("{name: rippling, connector: rippling, secret_env: RIPPLING_TOKEN}");
+    entry.name = "rippling";
+    entry.connector = "rippling";
+    entry.secrets.push_back({"RIPPLING_TOKEN", ""});
+    entry.path = "profiles[0]";
+    config::Problems problems("test.yaml");
+    auto profile = connectors::LoadProfile(entry, &problems);
+    EXPECT_NE(profile, nullptr);
+    std::map<std::string, ActiveProfile> m;
+    if (profile) m["rippling"] = ActiveProfile{profile, {"tok"}};
+    profiles_.Replace(std::move(m));
+  }
+
+  // One Rippling delivery, form-encoded as Rippling sends it.
+  std::string Post(const std::string& event) {
+    connectors::Request r;
+    r.content_type = "application/x-www-form-urlencoded";
+    r.headers = {{"Authorization", "Bearer tok"}};
+    r.body =
+        "event_name=" + event + "&id=656992816f26d6caea00072c&company_id=656992806f26d6caeaffff9f";
+    WebhookResponse resp = ingest_.Handle("rippling", r);
+    EXPECT_EQ(resp.status, 202) << resp.body;
+    return resp.body.substr(0, resp.body.find(",\"ignored\""));
+  }
+
+  FakeClock clock_{1'795'000'000'000};
+  queue::MemoryQueue queue_;
+  ProfileSet profiles_;
+  Ingest ingest_;
+};
+
+TEST_F(RipplingRepeatTest, EachChangeOfOneEmployeeIsAcceptedAndOnlyRedeliveriesCollapse) {
+  const char kAccepted[] = "{\"accepted\":1,\"duplicates\":0";
+  const char kDuplicate[] = "{\"accepted\":0,\"duplicates\":1";
+  // Rippling may deliver one change more than once, minutes apart at most.
+  EXPECT_EQ(Post("employee.updated"), kAccepted);
+  clock_.AdvanceMs(20'000);
+  EXPECT_EQ(Post("employee.updated"), kDuplicate);
+  // Later changes of the same employee, hours apart: a second update, a termination, a
+  // correcting update after it, and a second termination. Each must reach the worker.
+  for (const char* event :
+       {"employee.updated", "employee.terminated", "employee.updated", "employee.terminated"}) {
+    clock_.AdvanceMs(2 * 3600 * 1000);
+    EXPECT_EQ(Post(event), kAccepted) << event;
+  }
 }
 
 }  // namespace

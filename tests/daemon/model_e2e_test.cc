@@ -496,6 +496,8 @@ std::vector<std::string> ModelRun::Run() {
 
   E2EDaemonOptions options;
   options.workers = 2;
+  // The model's userName is the newest email's local part: the profile follows HR's userName.
+  options.extra_profile_keys += "    username_updates: follow\n";
   // The mass-suspension guard admits exactly as many employees as the plan terminates: counting
   // employees, it never holds one here; counting attempts (retries), it does.
   std::set<int> leavers;

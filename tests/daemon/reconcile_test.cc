@@ -752,8 +752,9 @@ TEST_F(ReconcileCli, APayloadCarryingProfileReconcilesFromListedRecords) {
   world_.hris().PutGeneric("G1", "Ada", "Analyst");
   world_.hris().PutGeneric("G2", "Grace", "Admiral");
   world_.hris().PutGeneric("G3", "Linus", "Maintainer");
-  world_.scim().Post(UserJson("G1", "ada", "Ada", "Test", "Clerk", "X", true));
-  world_.scim().Post(UserJson("G9", "gone", "Gone", "Test", "Clerk", "X", true));
+  // Two profiles (recon and hr) are two identity scopes: hr's users carry "hr:<id>".
+  world_.scim().Post(UserJson("hr:G1", "ada", "Ada", "Test", "Clerk", "X", true));
+  world_.scim().Post(UserJson("hr:G9", "gone", "Gone", "Test", "Clerk", "X", true));
   auto r = world_.Cli({"--config", config, "--profile", "hr", "--json"});
   EXPECT_EQ(r.code, kExitDrift) << r.out << r.err;  // the orphan remains
   ASSERT_FALSE(r.json.HasParseError()) << r.out;

@@ -143,6 +143,30 @@ class SyncTest : public ::testing::Test {
       scim::NewMemoryRateLimiter(scim::RateLimitOptions{0, 60000, 1.0 / 16, 1000}, clock_);
 };
 
+// An item queued under a tenant the profile does not serve (before ingest checked tenants, or
+// a tenant since removed from the config) is not applied: its scope is not one of the config's.
+TEST_F(SyncTest, AnItemOfAnUnconfiguredTenantIsDeadLetteredUnsent) {
+  auto syncer = Syncer(true);
+  EmployeeWork work;
+  work.partition = 0;
+  work.profile = "hr";
+  work.tenant = "x1";
+  work.employee_key = "E1";
+  queue::Item item;
+  item.profile = "hr";
+  item.tenant = "x1";
+  item.employee_key = "E1";
+  item.event_type = "leave";
+  item.payload = "Manager";
+  item.occurred_at = "2";
+  item.entry_id = "1-0";
+  work.items.push_back(item);
+  SyncResult r = syncer->Sync(0, work);
+  EXPECT_EQ(r.kind, SyncResult::Kind::kDeadLetter);
+  EXPECT_NE(r.reason.find("configures no tenants"), std::string::npos) << r.reason;
+  EXPECT_EQ(scim_.TotalRequests(), 0);
+}
+
 TEST_F(SyncTest, PayloadItemsFoldInVersionOrderIntoOneSync) {
   ASSERT_EQ(Run(true, {{"hire", "Analyst", "1"}}).result, "created");
   // Sent out of order: the newest record wins, the suspension in between is kept. The

@@ -594,7 +594,10 @@ TEST_F(WorkersE2E, LifecycleAgainstTheScimmyServer) {
 // always, a record JumpCloud refuses does not keep the user active, and no account is created
 // for a leaver.
 TEST_F(WorkersE2E, TerminationsAlwaysLandAndNeverCreateAnAccount) {
-  ASSERT_TRUE(e2e_.StartDaemon(0)) << e2e_.Log(0);
+  // P3's rename onto a taken userName is sent only where userNames follow HR.
+  E2EDaemonOptions options;
+  options.extra_profile_keys = "    username_updates: follow\n";
+  ASSERT_TRUE(e2e_.StartDaemon(0, options)) << e2e_.Log(0);
   const int64_t t0 = 1'790'000'000;
   auto active_of = [&](const std::string& employee) -> std::string {
     auto users = e2e_.scim().FindUsers("externalId", employee);

@@ -202,6 +202,49 @@ TEST_F(ConvergerTest, RenameIsAPatchOfTheSameUser) {
   EXPECT_EQ(Str(user["emails"][0], "value"), "jane.smith@example.com");
 }
 
+// username_updates: keep. The login stays what it was at creation; the email still follows HR.
+TEST_F(ConvergerTest, AKeptUserNameIsNotRenamedButTheRestConverges) {
+  std::string id = Run(Jane()).jumpcloud_id;
+  Job job;
+  job.scope = kScope;
+  job.desired = Jane();
+  job.desired.user_name = "jsmith";
+  job.desired.email = "jane.smith@example.com";
+  job.first_attempt_ms = clock_.NowMs();
+  job.follow_user_name = false;
+  Outcome o = C().Converge(job);
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  EXPECT_EQ(o.written, (std::vector<std::string>{"emails"}));
+  auto user = Json(OnlyUser());
+  EXPECT_EQ(Str(user, "id"), id);
+  EXPECT_EQ(Str(user, "userName"), "jdoe");
+  EXPECT_EQ(Str(user["emails"][0], "value"), "jane.smith@example.com");
+}
+
+// Several scopes: a user another scope's link owns is never adopted, even with no externalId.
+TEST_F(ConvergerTest, AUserAnotherScopeOwnsIsAConflictNamingBothSides) {
+  std::string id = server_->AddUser(R"({"userName":"jdoe","emails":[{"value":"x@example.com"}]})");
+  ASSERT_TRUE(links_.Put("bamboohr", "bamboohr:7", id).ok());
+  Job job;
+  job.scope = "hibob";
+  job.desired = Jane();
+  job.desired.external_id = "hibob:E1";
+  job.first_attempt_ms = clock_.NowMs();
+  job.other_scopes = true;
+  Outcome o = C().Converge(job);
+  EXPECT_EQ(o.decision, Decision::kGiveUp);
+  ASSERT_TRUE(o.error.has_value());
+  EXPECT_EQ(o.error->kind, ErrorKind::kConflict);
+  EXPECT_NE(o.reason.find("belongs to employee bamboohr:7 of bamboohr; employee hibob:E1 of hibob"),
+            std::string::npos)
+      << o.reason;
+  EXPECT_EQ(server_->CountRequests("PATCH"), 0);
+  EXPECT_EQ(server_->CountRequests("POST"), 0);
+  // One scope: the same user is adopted, as before scopes existed.
+  job.other_scopes = false;
+  EXPECT_EQ(C().Converge(job).decision, Decision::kDone);
+}
+
 TEST_F(ConvergerTest, SuspendTouchesOnlyActiveAndWorksOnAHalfEmptyRecord) {
   std::string id = Run(Jane()).jumpcloud_id;
   User leaver;

@@ -50,6 +50,31 @@ TEST_F(RedisTest, LinkTableRoundTrip) {
   EXPECT_FALSE(links->Get("hibob", "E1")->has_value());
 }
 
+// Each account remembers the scope and employee that linked it last, so a second HR source can
+// tell it is someone else's; an unlink forgets only its own claim. In Redis and in memory alike.
+void OwnersFollowTheLinks(LinkStore& links) {
+  ASSERT_FALSE(links.OwnerOf("jc-1")->has_value());
+  ASSERT_TRUE(links.Put("hr", "hr:1001", "jc-1").ok());
+  auto owner = links.OwnerOf("jc-1");
+  ASSERT_TRUE(owner.ok() && owner->has_value());
+  EXPECT_EQ((*owner)->scope, "hr");
+  EXPECT_EQ((*owner)->employee, "hr:1001");
+  // A second scope links the same account (a conflict a human resolved that way).
+  ASSERT_TRUE(links.Put("hr2", "hr2:7", "jc-1").ok());
+  ASSERT_TRUE(links.Remove("hr", "hr:1001").ok());  // not hr's any more: hr2's claim stays
+  EXPECT_EQ((*links.OwnerOf("jc-1"))->scope, "hr2");
+  ASSERT_TRUE(links.Remove("hr2", "hr2:7").ok());
+  EXPECT_FALSE(links.OwnerOf("jc-1")->has_value());
+  EXPECT_FALSE(links.Get("hr2", "hr2:7")->has_value());
+}
+
+TEST_F(RedisTest, LinkOwners) {
+  auto links = NewRedisLinkStore(*pool_, "scimsync");
+  OwnersFollowTheLinks(*links);
+  MemoryLinkStore memory;
+  OwnersFollowTheLinks(memory);
+}
+
 TEST_F(RedisTest, LinkTableFailsTransientlyWhileRedisIsDown) {
   auto links = NewRedisLinkStore(*pool_, "scimsync");
   server_.Kill();

@@ -217,6 +217,22 @@ struct ProfileConfig {
   // HRIS and every user in JumpCloud, so a period shorter than an hour mostly adds API load.
   int64_t reconcile_every_s = 0;
   ProfileReconcileOptions reconcile;
+  // userName after creation. false (`username_updates: keep`, the default): the userName is set
+  // when the account is created and then left alone, because it is the login and the name of the
+  // local account on the user's bound Mac or Windows machine; a rename there breaks the home
+  // folder binding. The email and every other attribute still follow HR, and a line is logged
+  // when HR's derived userName differs from the account's. true (`follow`): renamed with HR.
+  bool follow_user_name = false;
+  // `scope_prefix`: this profile's identity namespace in JumpCloud, default its name. With more
+  // than one scope configured (Config::multi_scope) the externalId written is
+  // "<scope_prefix>:<id>" ("<scope_prefix>/<tenant>:<id>" for a tenant), so two HR sources with
+  // the same employee ids never share an account. Keep it stable: changing it orphans every
+  // account the profile made (docs/profiles.md: "Identity scopes"). Letters, digits, '.', '_',
+  // '-'; unique across profiles.
+  std::string scope_prefix;
+  // Filled by the loader: the keys of the entry's `tenants` (letters, digits, '.', '_', '-'; not
+  // "." or ".."), sorted. Empty: the profile serves no tenant segment.
+  std::vector<std::string> tenants;
   // The whole YAML entry, for connector-specific keys (api, fields, tenants...), which the
   // connectors library reads strictly with MapReader.
   YAML::Node node;
@@ -235,7 +251,21 @@ struct Config {
   WorkersOptions workers;
   LogOptions log;
   std::vector<ProfileConfig> profiles;
+  // Filled by the loader: true when the profiles define more than one identity scope (a profile
+  // without tenants is one scope, each configured tenant is one). A single scope writes bare
+  // externalIds, as before scopes existed.
+  bool multi_scope = false;
 };
+
+// The externalId that anchors `id` (the HRIS employee id) of `profile`'s `tenant` in JumpCloud:
+// `id` itself for a single-scope config, else "<scope_prefix>[/<tenant>]:<id>".
+std::string ScopedExternalId(const Config& config, const ProfileConfig& profile,
+                             const std::string& tenant, const std::string& id);
+// "<scope_prefix>[/<tenant>]:" for a multi-scope config, "" for a single scope.
+std::string ExternalIdPrefix(const Config& config, const ProfileConfig& profile,
+                             const std::string& tenant);
+std::string ExternalIdPrefix(bool multi_scope, const std::string& scope_prefix,
+                             const std::string& tenant);
 
 // Keys read by the config loader inside each profile entry; connectors read the rest.
 const std::vector<std::string>& CommonProfileKeys();

@@ -208,6 +208,15 @@ class Profile {
                                   int64_t now_s) const;
 };
 
+// Whether webhooks for `tenant` (the /webhooks/{profile}/{tenant} segment, "" when absent) belong
+// to `profile`: it must be one of profile.list_tenants(), so a profile without `tenants` takes no
+// segment and one with `tenants` takes only those. The tenant becomes part of the dedup ids, the
+// applied versions and the link table's scope, so an unchecked segment would let anyone holding
+// one captured webhook replay it under invented tenants past dedup and ordering. kNotFound (the
+// daemon answers 404) with a message that says what the profile accepts. The one place that
+// decides; also for a tenant read from the body.
+Status CheckTenant(const Profile& profile, const std::string& tenant);
+
 // Builds the profile named by a config entry (built-in name or file path), reading its
 // connector-specific keys strictly. Problems name file, line and key; nullptr when any.
 std::shared_ptr<const Profile> LoadProfile(const config::ProfileConfig& entry,

@@ -19,6 +19,15 @@ int RunDlqCommand(const config::Config& cfg, const std::vector<std::string>& arg
 int RunGuardCommand(const config::Config& cfg, const std::vector<std::string>& args,
                     std::ostream& out, std::ostream& err);
 
+// `scimsyncd migrate-scope --profile NAME [--tenant T] [--include-unlinked] [--apply]`: for an
+// install that adds a second identity scope (docs/profiles.md, "Identity scopes"). Rewrites the
+// bare externalIds that NAME created while it was the only scope to "<scope_prefix>:<id>" and
+// moves their links. A user with a bare externalId is NAME's when NAME's link points at it
+// (or, with --include-unlinked, when no other scope's link claims it). Without --apply it only
+// prints what it would do. Run it with the new config before scimsyncd starts with it.
+int RunMigrateScopeCommand(const config::Config& cfg, const std::vector<std::string>& args,
+                           std::ostream& out, std::ostream& err);
+
 // The resolved Redis password (empty: none), or an error naming the secret's source.
 Result<std::string> RedisPassword(const config::Config& cfg);
 

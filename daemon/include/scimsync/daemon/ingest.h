@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "scimsync/clock.h"
+#include "scimsync/config.h"
 #include "scimsync/connectors/profile.h"
 #include "scimsync/queue/queue.h"
 
@@ -22,6 +23,15 @@ namespace scimsync::daemon {
 struct ActiveProfile {
   std::shared_ptr<const connectors::Profile> profile;
   std::vector<std::string> secrets;
+  // From the config (config.h): userName after creation (false: keep), and the identity
+  // scope's externalId namespace (bare ids unless several scopes are configured).
+  bool follow_user_name = false;
+  bool multi_scope = false;
+  std::string scope_prefix = {};
+  // The externalId that anchors HRIS id `id` of `tenant` in JumpCloud.
+  std::string ExternalId(const std::string& tenant, const std::string& id) const {
+    return config::ExternalIdPrefix(multi_scope, scope_prefix, tenant) + id;
+  }
 };
 
 // The set of active profiles; swapped whole on reload (SIGHUP) so a request sees one version.

@@ -194,7 +194,6 @@ struct ReconcilerOptions {
   // them belongs to that profile and is never this profile's orphan.
   std::vector<std::string> foreign_scopes;
   OrphanPolicy orphans = OrphanPolicy::kReport;  // profiles[].reconcile.orphans
-  std::string external_id_prefix;  // this profile's externalId scope prefix; "" = bare ids
   // The plan's threshold (workers.guard): a run that would suspend more than max_suspends, or
   // more than max_suspend_percent of this scope's users (at every size; at least 1), is held.
   int max_suspends = 50;
@@ -202,6 +201,13 @@ struct ReconcilerOptions {
   double max_shrink_percent = 10;  // profiles[].reconcile.max_shrink_percent
   bool allow_shrink = false;       // --allow-shrink: accept a list that shrank
   bool confirm = false;            // --confirm: apply a plan over the threshold
+  // From the config (config.h): several identity scopes namespace this profile's externalIds
+  // ("<scope_prefix>[/<tenant>]:<id>"), and only users in its namespace can be its orphans.
+  bool multi_scope = false;
+  std::string scope_prefix = {};
+  // username_updates: with keep (false; the CLI and the schedule set it from the config) a
+  // differing userName is not drift, since no sync would change it.
+  bool follow_user_name = true;
 };
 
 // Everything a Reconciler talks to. All must outlive it.
@@ -302,6 +308,9 @@ struct ScheduledProfile {
   std::shared_ptr<const connectors::Profile> profile;
   config::ProfileReconcileOptions reconcile;  // orphans, max_shrink_percent
   config::GuardOptions guard;                 // the plan's threshold (workers.guard)
+  bool multi_scope = false;  // ReconcilerOptions
+  std::string scope_prefix = {};
+  bool follow_user_name = false;
 };
 
 // Every profile of `cfg` with reconcile_every_s > 0 that can list (a profile without a list

@@ -2,8 +2,9 @@
 // do next: done, retry after a delay, give up (dead letter), or pause (the API key is refused).
 //
 //   resolve:  link table -> filter externalId eq -> filter userName eq. More than one match, or a
-//             match that carries another employee's externalId, is a conflict: nothing is
-//             guessed, the ids are reported.
+//             match that carries another employee's externalId, or (several scopes) that
+//             another scope's link claims, is a conflict: nothing is guessed, both sides are
+//             reported.
 //   absent:   POST (externalId = HRIS id, enterprise employeeNumber, `active` always explicit),
 //             store the link. A 409 resolves again and converges what it finds. A leaver
 //             (desired active=false) is not created unless ConvergerOptions::create_leavers.
@@ -71,6 +72,13 @@ struct Job {
   // with that error and nothing is sent. The workers' fencing: a job whose partition lease was
   // lost must not write. Unset: no check.
   std::function<Status()> fence;
+  // false (username_updates: keep, the daemon's default): an existing user keeps its userName
+  // (the login, and the local account name on bound devices); when HR's differs a line is
+  // logged and everything else is still converged. true here, so a bare Job follows HR.
+  bool follow_user_name = true;
+  // More than one identity scope writes to this JumpCloud: a user whose link belongs to another
+  // scope is a conflict, never adopted (LinkStore::Owner; one extra lookup per resolution).
+  bool other_scopes = false;
 };
 
 enum class Decision {
@@ -169,6 +177,8 @@ class Converger {
   struct Run;
   Result<ServiceProviderConfig> Probe(Run& run);
   Result<std::optional<RemoteUser>> Resolve(Run& run);
+  Result<std::optional<RemoteUser>> ResolveCandidate(Run& run);
+  Result<std::optional<RemoteUser>> Claim(Run& run, std::optional<RemoteUser> found);
   Result<std::vector<RemoteUser>> Search(Run& run, const char* attribute, const std::string& value);
   Status Converge(Run& run);
   Result<HttpResponse> Call(Run& run, const std::string& method, const std::string& target,
