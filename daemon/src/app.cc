@@ -93,34 +93,18 @@ bool TakeConfigFlag(const std::vector<std::string>& args, std::string* config,
   return true;
 }
 
-void PrintProblems(const std::string& file, const std::vector<config::Problem>& problems) {
-  std::cerr << file << ": " << problems.size() << (problems.size() == 1 ? " problem" : " problems")
-            << ":\n";
+void PrintProblems(const std::string& file, const std::vector<config::Problem>& problems,
+                   std::ostream& err = std::cerr) {
+  err << file << ": " << problems.size() << (problems.size() == 1 ? " problem" : " problems")
+      << ":\n";
   for (const auto& p : problems) {
-    std::cerr << "  " << (p.file.empty() || p.file == file ? "" : p.file + ": ") << p.ToString()
-              << "\n";
+    err << "  " << (p.file.empty() || p.file == file ? "" : p.file + ": ") << p.ToString() << "\n";
   }
 }
 
-// Loads config and profiles; on problems prints them and returns false.
-bool LoadAll(const std::string& file, config::Config* cfg,
-             std::map<std::string, std::shared_ptr<const connectors::Profile>>* profiles,
+bool LoadAll(const std::string& file, config::Config* cfg, ProfileMap* profiles,
              bool check_secrets) {
-  std::vector<config::Problem> problems = config::LoadFile(file, cfg);
-  if (problems.empty()) {
-    config::Problems profile_problems(file);
-    for (const auto& entry : cfg->profiles) {
-      auto profile = connectors::LoadProfile(entry, &profile_problems);
-      if (profile) (*profiles)[entry.name] = std::move(profile);
-    }
-    problems = profile_problems.list();
-  }
-  if (problems.empty() && check_secrets) problems = config::CheckSecrets(*cfg);
-  if (!problems.empty()) {
-    PrintProblems(file, problems);
-    return false;
-  }
-  return true;
+  return LoadConfigAndProfiles(file, cfg, profiles, check_secrets, std::cerr);
 }
 
 void ApplyLogLevel(const config::Config& cfg) {
@@ -500,6 +484,25 @@ int CheckConfig(const std::string& file) {
 }
 
 }  // namespace
+
+bool LoadConfigAndProfiles(const std::string& file, config::Config* cfg, ProfileMap* profiles,
+                           bool check_secrets, std::ostream& err) {
+  std::vector<config::Problem> problems = config::LoadFile(file, cfg);
+  if (problems.empty()) {
+    config::Problems profile_problems(file);
+    for (const auto& entry : cfg->profiles) {
+      auto profile = connectors::LoadProfile(entry, &profile_problems);
+      if (profile) (*profiles)[entry.name] = std::move(profile);
+    }
+    problems = profile_problems.list();
+  }
+  if (problems.empty() && check_secrets) problems = config::CheckSecrets(*cfg);
+  if (!problems.empty()) {
+    PrintProblems(file, problems, err);
+    return false;
+  }
+  return true;
+}
 
 int Main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);

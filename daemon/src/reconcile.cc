@@ -1247,20 +1247,8 @@ int ReconcileCommand(const std::vector<std::string>& args, std::ostream& out, st
   }
 
   config::Config cfg;
-  std::vector<config::Problem> problems = config::LoadFile(file, &cfg);
-  std::map<std::string, std::shared_ptr<const connectors::Profile>> profiles;
-  if (problems.empty()) {
-    config::Problems profile_problems(file);
-    for (const auto& entry : cfg.profiles) {
-      auto p = connectors::LoadProfile(entry, &profile_problems);
-      if (p) profiles[entry.name] = std::move(p);
-    }
-    problems = profile_problems.list();
-  }
-  if (!problems.empty()) {
-    err << file << ": " << problems.size() << (problems.size() == 1 ? " problem" : " problems")
-        << ":\n";
-    for (const auto& p : problems) err << "  " << p.ToString() << "\n";
+  ProfileMap profiles;
+  if (!LoadConfigAndProfiles(file, &cfg, &profiles, /*check_secrets=*/false, err)) {
     return kExitConfig;
   }
   log::Level level = log::Level::kInfo;
@@ -1450,8 +1438,7 @@ std::vector<ScheduledProfile> ScheduledProfiles(
       continue;
     }
     out.push_back({entry.name, entry.reconcile_every_s, it->second, entry.reconcile,
-                   cfg.workers.guard, cfg.multi_scope, entry.scope_prefix,
-                   entry.follow_user_name});
+                   cfg.workers.guard, cfg.multi_scope, entry.scope_prefix, entry.follow_user_name});
   }
   return out;
 }

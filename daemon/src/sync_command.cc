@@ -15,6 +15,7 @@
 #include "scimsync/daemon/employee.h"
 #include "scimsync/daemon/history.h"
 #include "scimsync/daemon/reconcile.h"
+#include "scimsync/daemon/sync.h"
 #include "scimsync/daemon/worker.h"
 #include "scimsync/log.h"
 #include "scimsync/queue/queue.h"
@@ -31,14 +32,6 @@ namespace {
 constexpr char kSyncUsage[] =
     "usage: scimsyncd sync --config FILE --profile NAME [--tenant T] [--dry-run] [--timeout S] "
     "EMPLOYEE_ID\n";
-
-std::string NewTraceId() {
-  std::random_device rd;
-  std::mt19937_64 rng((static_cast<uint64_t>(rd()) << 32) ^ rd());
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
-  return std::string("sync-") + buf;
-}
 
 // Masks every configured secret that resolves here (defence in depth: what is printed was
 // redacted when recorded).
@@ -97,19 +90,6 @@ class ReadOnlyTransport final : public scim::Transport {
  private:
   scim::Transport& inner_;
 };
-
-scim::Action ToScimAction(connectors::Action a) {
-  switch (a) {
-    case connectors::Action::kSuspend:
-      return scim::Action::kSuspend;
-    case connectors::Action::kReactivate:
-      return scim::Action::kReactivate;
-    case connectors::Action::kDelete:
-      return scim::Action::kDelete;
-    default:
-      return scim::Action::kSync;
-  }
-}
 
 const char* PlanActionName(connectors::Action a) {
   switch (a) {
@@ -199,20 +179,8 @@ int RunSyncCommand(const std::vector<std::string>& args, std::ostream& out, std:
   }
 
   config::Config cfg;
-  std::vector<config::Problem> problems = config::LoadFile(file, &cfg);
-  std::map<std::string, std::shared_ptr<const connectors::Profile>> profiles;
-  if (problems.empty()) {
-    config::Problems profile_problems(file);
-    for (const auto& entry : cfg.profiles) {
-      auto p = connectors::LoadProfile(entry, &profile_problems);
-      if (p) profiles[entry.name] = std::move(p);
-    }
-    problems = profile_problems.list();
-  }
-  if (!problems.empty()) {
-    err << file << ": " << problems.size() << (problems.size() == 1 ? " problem" : " problems")
-        << ":\n";
-    for (const auto& p : problems) err << "  " << p.ToString() << "\n";
+  ProfileMap profiles;
+  if (!LoadConfigAndProfiles(file, &cfg, &profiles, /*check_secrets=*/false, err)) {
     return kExitConfig;
   }
   log::SetLevel(log::Level::kWarn);
@@ -270,7 +238,7 @@ int RunSyncCommand(const std::vector<std::string>& args, std::ostream& out, std:
   item.profile = name;
   item.tenant = tenant;
   item.employee_key = employee;
-  item.trace_id = NewTraceId();
+  item.trace_id = "sync-" + NewTraceId();  // on-demand syncs stand out in logs and history
   item.dedup_id = item.trace_id;
   item.received_at_ms = clock.NowMs();
 
