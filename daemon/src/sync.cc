@@ -10,7 +10,6 @@
 #include "scimsync/log.h"
 
 namespace scimsync::daemon {
-namespace {
 
 scim::Action ToScimAction(connectors::Action a) {
   switch (a) {
@@ -24,6 +23,8 @@ scim::Action ToScimAction(connectors::Action a) {
       return scim::Action::kSync;
   }
 }
+
+namespace {
 
 connectors::WorkItem ToWorkItem(const queue::Item& item) {
   connectors::WorkItem w;
