@@ -78,27 +78,9 @@ return added
 // Removing an item from where it came from frees memory, so these scripts have no "#!lua" line:
 // Redis then lets them run under maxmemory pressure. Writes that need memory come first, so an
 // out-of-memory error stops the script before it has changed anything.
-const Script& AckManyScript() {
-  static const Script kScript(R"lua(
--- Ends items (Ack is the one-item case). KEYS: stream, retry set, retry items, retry takes.
--- ARGV: group, then pairs of entry id and "1" when from the retry set.
-for i = 2, #ARGV - 1, 2 do
-  if ARGV[i + 1] == '1' then
-    redis.call('ZREM', KEYS[2], ARGV[i])
-    redis.call('HDEL', KEYS[3], ARGV[i])
-    redis.call('HDEL', KEYS[4], ARGV[i])
-  else
-    redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
-    redis.call('XDEL', KEYS[1], ARGV[i])
-  end
-end
-return 1
-)lua");
-  return kScript;
-}
-
 const Script& AckAppliedScript() {
   static const Script kScript(R"lua(
+-- Ends items (Ack and AckMany are the cases without triples).
 -- KEYS: stream, retry set, retry items, retry takes, applied hash.
 -- ARGV: group, number of ack pairs N, N pairs of entry id and "1" when from the retry set, then
 -- triples of employee field, version and item JSON: each is remembered unless a newer version
@@ -412,31 +394,11 @@ class RedisQueue final : public Queue {
     return DecodeEntries(streams[0].elements()[1], partition);
   }
 
-  Status Ack(const Item& item) override {
-    if (Status s = CheckItem(item); !s) return s;
-    Result<Reply> r = pool_.Acquire()->Eval(AckManyScript(), PartitionKeys(item.partition),
-                                            {kConsumerGroup, item.entry_id, Flag(item)});
-    if (!r) return r.error();
-    return {};
-  }
+  Status Ack(const Item& item) override { return AckApplied({item}, {}); }
 
-  Status AckMany(const std::vector<Item>& items) override {
-    // One script per partition (its keys share a hash tag); a group is one employee's, so
-    // usually one.
-    std::map<int, std::vector<std::string>> args;
-    for (const Item& item : items) {
-      if (Status s = CheckItem(item); !s) return s;
-      auto& a = args[item.partition];
-      if (a.empty()) a.emplace_back(kConsumerGroup);
-      a.push_back(item.entry_id);
-      a.push_back(Flag(item));
-    }
-    for (const auto& [partition, argv] : args) {
-      Result<Reply> r = pool_.Acquire()->Eval(AckManyScript(), PartitionKeys(partition), argv);
-      if (!r) return r.error();
-    }
-    return {};
-  }
+  // One script per partition (its keys share a hash tag); a group is one employee's, so
+  // usually one.
+  Status AckMany(const std::vector<Item>& items) override { return AckApplied(items, {}); }
 
   Status AckApplied(const std::vector<Item>& items, const std::vector<Item>& applied) override {
     std::map<int, std::pair<std::vector<std::string>, std::vector<std::string>>> args;
