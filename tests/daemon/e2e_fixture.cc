@@ -151,16 +151,10 @@ void E2E::FreezeDaemon(int index) { daemons_.at(index)->process.Signal(SIGSTOP);
 void E2E::ThawDaemon(int index) { daemons_.at(index)->process.Signal(SIGCONT); }
 
 std::pair<int, std::string> E2E::RunCommand(int index, const std::vector<std::string>& args) {
-  Process p;
-  std::vector<std::string> argv = {Scimsyncd()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  argv.push_back("--config");
-  argv.push_back(config_path(index));
-  const std::string out = dir_.File("command.out");
-  std::remove(out.c_str());
-  p.Start(argv, out, {std::string("TEST_HR_SECRET=") + kWebhookSecret});
-  int rc = p.Wait(30000);
-  return {rc, ReadFile(out)};
+  int rc = -1;
+  std::string err;
+  std::string out = Command(index, args, &rc, &err, 30000);
+  return {rc, out + err};
 }
 
 int E2E::PostUntilAccepted(int index, const std::string& body, int timeout_ms,

@@ -73,7 +73,7 @@ class E2E {
   // `timeout_ms`. Returns the final status (202 when accepted).
   int PostUntilAccepted(int index, const std::string& body, int timeout_ms = 60000,
                         const std::string& path = "/webhooks/hr");
-  // Runs `scimsyncd ARGS --config <daemon index's config>`; returns the exit status and output.
+  // Command, with the exit status and stdout followed by stderr in one string.
   std::pair<int, std::string> RunCommand(int index, const std::vector<std::string>& args);
   // Sends every employee's events in order, from `threads` concurrent senders, spread over the
   // running daemons. Returns how many were acknowledged 202.
