@@ -418,9 +418,8 @@ void ReadProfiles(const YAML::Node& node, Problems* p, std::vector<ProfileConfig
 
 const std::vector<std::string>& CommonProfileKeys() {
   static const std::vector<std::string> keys = {
-      "name",           "connector",         "secret_env",       "secret_file", "secrets",
-      "dedup_window_s", "reconcile_every_s", "reconcile",        "username_updates",
-      "scope_prefix"};
+      "name",           "connector",         "secret_env", "secret_file",      "secrets",
+      "dedup_window_s", "reconcile_every_s", "reconcile",  "username_updates", "scope_prefix"};
   return keys;
 }
 

@@ -51,7 +51,6 @@ struct Parsed {
 // Cases where scimsyncd may accept what llhttp refuses, with the reason. Empty: none needed.
 const std::map<std::string, std::string> kExceptions = {};
 
-
 std::vector<Case> Corpus() {
   std::vector<Case> base;
   auto add = [&](std::string name, std::string bytes) {

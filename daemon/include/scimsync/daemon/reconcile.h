@@ -308,7 +308,7 @@ struct ScheduledProfile {
   std::shared_ptr<const connectors::Profile> profile;
   config::ProfileReconcileOptions reconcile;  // orphans, max_shrink_percent
   config::GuardOptions guard;                 // the plan's threshold (workers.guard)
-  bool multi_scope = false;  // ReconcilerOptions
+  bool multi_scope = false;                   // ReconcilerOptions
   std::string scope_prefix = {};
   bool follow_user_name = false;
 };
