@@ -25,17 +25,6 @@ const std::string kSource = SCIMSYNC_SOURCE_DIR;
 const std::string kRules = kSource + "/monitoring/scimsync-alerts.yml";
 const std::string kDashboard = kSource + "/monitoring/scimsync-dashboard.json";
 
-int RunCommand(const std::string& command, std::string* output) {
-  output->clear();
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) output->append(buf, n);
-  int status = pclose(pipe);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 // Sample names the daemon can export: each family, and a histogram's _bucket/_sum/_count.
 std::set<std::string> ExportedNames() {
   daemon::Metrics metrics("test");
@@ -89,7 +78,7 @@ std::set<std::string> HeadingAnchors(const std::string& markdown) {
 
 TEST(AlertRulesTest, PromtoolChecksTheRules) {
   std::string out;
-  int rc = RunCommand("promtool check rules '" + kRules + "'", &out);
+  int rc = RunShell("promtool check rules '" + kRules + "'", &out);
   ASSERT_NE(rc, 127) << "promtool is missing: install Debian's prometheus package "
                         "(./scripts/install-deps does)";
   EXPECT_EQ(rc, 0) << out;
@@ -97,7 +86,7 @@ TEST(AlertRulesTest, PromtoolChecksTheRules) {
 
 TEST(AlertRulesTest, PromtoolUnitTestsPass) {
   std::string out;
-  int rc = RunCommand(
+  int rc = RunShell(
       "cd '" + kSource + "/monitoring' && promtool test rules scimsync-alerts.test.yml", &out);
   ASSERT_NE(rc, 127) << "promtool is missing: install Debian's prometheus package";
   EXPECT_EQ(rc, 0) << out;

@@ -22,27 +22,19 @@ namespace {
 const std::string kSource = SCIMSYNC_SOURCE_DIR;
 const std::string kBinary = SCIMSYNC_BINARY_DIR;
 
-int RunCommand(const std::string& command, std::string* output) {
-  output->clear();
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) output->append(buf, n);
-  int status = pclose(pipe);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 std::string Help() {
   std::string out;
-  EXPECT_EQ(RunCommand("ASAN_OPTIONS=detect_leaks=0 '" SCIMSYNC_DAEMON_BINARY "' --help", &out), 0);
+  EXPECT_EQ(RunShell("ASAN_OPTIONS=detect_leaks=0 '" SCIMSYNC_DAEMON_BINARY "' --help", &out,
+                     /*with_stderr=*/false),
+            0);
   return out;
 }
 
 // The page as man(1) shows it, in ASCII, one long line per paragraph where it fits.
 std::string Render(const std::string& page) {
   std::string out;
-  int rc = RunCommand("LC_ALL=C MANWIDTH=250 man -l '" + page + "' 2>&1 | col -b", &out);
+  int rc = RunShell("LC_ALL=C MANWIDTH=250 man -l '" + page + "' 2>&1 | col -b", &out,
+                    /*with_stderr=*/false);
   EXPECT_EQ(rc, 0) << out;
   return out;
 }
@@ -159,7 +151,9 @@ std::set<std::string> Complete(const std::vector<std::string>& words) {
                        "); COMP_CWORD=" + std::to_string(words.size()) +
                        "; _scimsyncd; printf '%s\\n' \"${COMPREPLY[@]}\"";
   std::string out;
-  EXPECT_EQ(RunCommand("cd / && bash -c \"$(cat <<'EOS'\n" + script + "\nEOS\n)\"", &out), 0);
+  EXPECT_EQ(RunShell("cd / && bash -c \"$(cat <<'EOS'\n" + script + "\nEOS\n)\"", &out,
+                     /*with_stderr=*/false),
+            0);
   std::set<std::string> result;
   std::istringstream in(out);
   std::string line;

@@ -246,12 +246,7 @@ namespace {
 // Runs a shell command and returns its stdout with trailing newlines trimmed.
 std::string Capture(const std::string& cmd) {
   std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  pclose(p);
+  RunShell(cmd, &out, /*with_stderr=*/false);
   while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
   return out;
 }
@@ -365,6 +360,17 @@ std::string RedisServer::Cli(const std::vector<std::string>& args) const {
   std::string cmd = "redis-cli -p " + std::to_string(port_);
   if (!password_.empty()) cmd += " --no-auth-warning -a" + Quoted({password_});
   return Capture(cmd + Quoted(args) + " 2>/dev/null");
+}
+
+int RunShell(const std::string& command, std::string* output, bool with_stderr) {
+  output->clear();
+  FILE* pipe = popen((with_stderr ? command + " 2>&1" : command).c_str(), "r");
+  if (pipe == nullptr) return -1;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) output->append(buf.data(), n);
+  const int status = pclose(pipe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 }  // namespace scimsync::testing

@@ -31,6 +31,10 @@ int FreePort();
 void WriteFile(const std::string& path, const std::string& content);
 std::string ReadFile(const std::string& path);
 
+// Runs `command` with /bin/sh and waits for it. Returns its exit status (-1 when it did not exit
+// normally) and puts its stdout, and its stderr too with `with_stderr`, in *output.
+int RunShell(const std::string& command, std::string* output, bool with_stderr = true);
+
 // A child process with stdout+stderr captured into a file.
 class Process {
  public:

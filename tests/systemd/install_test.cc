@@ -22,23 +22,12 @@ namespace fs = std::filesystem;
 
 const std::string kSource = SCIMSYNC_SOURCE_DIR;
 
-int RunCommand(const std::string& command, std::string* output) {
-  output->clear();
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) output->append(buf, n);
-  int status = pclose(pipe);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 // Installs the build tree into destdir with the given prefix; fails the test on error.
 void Install(const std::string& destdir, const std::string& prefix) {
   std::string output;
-  int rc = RunCommand("DESTDIR='" + destdir + "' '" SCIMSYNC_CMAKE_COMMAND "' --install '" +
-                          SCIMSYNC_BINARY_DIR + "' --prefix '" + prefix + "'",
-                      &output);
+  int rc = RunShell("DESTDIR='" + destdir + "' '" SCIMSYNC_CMAKE_COMMAND "' --install '" +
+                        SCIMSYNC_BINARY_DIR + "' --prefix '" + prefix + "'",
+                    &output);
   ASSERT_EQ(rc, 0) << output;
 }
 

@@ -19,18 +19,6 @@ namespace {
 
 const std::string kSystemdDir = std::string(SCIMSYNC_SOURCE_DIR) + "/systemd";
 
-// Runs a shell command; returns its exit status and stdout+stderr.
-int RunCommand(const std::string& command, std::string* output) {
-  output->clear();
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) output->append(buf, n);
-  int status = pclose(pipe);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 bool OnPath(const std::string& tool) {
   const char* path = std::getenv("PATH");  // NOLINT(concurrency-mt-unsafe)
   std::istringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
@@ -70,8 +58,8 @@ TEST(SystemdUnitTest, VerifyIsClean) {
   TempDir dir;
   std::string unit = WriteUnit(dir);
   std::string output;
-  int rc = RunCommand("cd '" + dir.path() + "' && systemd-analyze verify --man=no '" + unit + "'",
-                      &output);
+  int rc = RunShell("cd '" + dir.path() + "' && systemd-analyze verify --man=no '" + unit + "'",
+                    &output);
   EXPECT_EQ(rc, 0) << output;
   // verify reports unknown keys, bad values and missing executables as messages, sometimes with
   // exit status 0: any output is a finding.
@@ -86,9 +74,9 @@ TEST(SystemdUnitTest, VerifyWouldCatchABrokenUnit) {
   unit = Replace(unit, "NoNewPrivileges=", "NoNewPrivilege=");
   WriteFile(dir.File("scimsync.service"), unit);
   std::string output;
-  RunCommand("cd '" + dir.path() + "' && systemd-analyze verify --man=no '" +
-                 dir.File("scimsync.service") + "'",
-             &output);
+  RunShell("cd '" + dir.path() + "' && systemd-analyze verify --man=no '" +
+               dir.File("scimsync.service") + "'",
+           &output);
   EXPECT_NE(output.find("NoNewPrivilege"), std::string::npos) << output;
 }
 
@@ -97,9 +85,9 @@ TEST(SystemdUnitTest, SecurityExposureIsAtMostTwo) {
   TempDir dir;
   std::string unit = WriteUnit(dir);
   std::string output;
-  int rc = RunCommand("cd '" + dir.path() +
-                          "' && systemd-analyze security --offline=true --no-pager '" + unit + "'",
-                      &output);
+  int rc = RunShell("cd '" + dir.path() +
+                        "' && systemd-analyze security --offline=true --no-pager '" + unit + "'",
+                    &output);
   EXPECT_EQ(rc, 0) << output;
   std::smatch m;
   ASSERT_TRUE(std::regex_search(
@@ -119,7 +107,7 @@ TEST(SystemdUnitTest, SysusersCreatesTheUserTheUnitRunsAs) {
   TempDir root;
   std::string output;
   ASSERT_EQ(mkdir(root.File("etc").c_str(), 0755), 0);
-  int rc = RunCommand(
+  int rc = RunShell(
       "systemd-sysusers --root='" + root.path() + "' '" + kSystemdDir + "/scimsync.sysusers'",
       &output);
   ASSERT_EQ(rc, 0) << output;
@@ -137,9 +125,9 @@ TEST(SystemdUnitTest, TmpfilesCreatesAPrivateCredentialStore) {
   if (geteuid() != 0) GTEST_SKIP() << "systemd-tmpfiles --root needs root to set ownership";
   TempDir root;
   std::string output;
-  int rc = RunCommand("systemd-tmpfiles --root='" + root.path() + "' --create '" + kSystemdDir +
-                          "/scimsync.tmpfiles'",
-                      &output);
+  int rc = RunShell("systemd-tmpfiles --root='" + root.path() + "' --create '" + kSystemdDir +
+                        "/scimsync.tmpfiles'",
+                    &output);
   ASSERT_EQ(rc, 0) << output;
   struct stat st {};
   ASSERT_EQ(stat(root.File("etc/credstore").c_str(), &st), 0);
