@@ -531,6 +531,31 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
     }
   }
 
+  if (folded.status_only && work.last_applied) {
+    // A late rehire: its record is older than the attributes applied since. Whether JumpCloud
+    // has the user or not (a leaver gets no account, so a returning one may have none), the
+    // user gets the newest applied record with the rehire's access: that record's version is
+    // applied already, so nothing else would ever send it.
+    auto last = work.last_applied();
+    if (!last) {
+      result.kind = SyncResult::Kind::kRetry;
+      result.count_attempt = false;
+      result.delay_ms = 1000;
+      result.result = "retry";
+      result.reason = "redis: cannot read the newest record applied: " + last.error().message;
+      return result;
+    }
+    if (*last) {
+      auto plan = profile.PlanItem(ToWorkItem(**last), *deps_.fetcher, now_ms / 1000);
+      if (!plan) return FromPlanError(converger, work, plan.error());
+      if (plan->action == connectors::Action::kSync && plan->user) {
+        folded.user = plan->user;
+        folded.problems = plan->problems;
+        folded.status_only = false;
+      }
+    }
+  }
+
   if (!folded.any) {
     result.kind = SyncResult::Kind::kDone;
     result.action = "ignore";

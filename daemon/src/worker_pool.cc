@@ -461,6 +461,12 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
       return Error::Transient("fenced: this instance lost the partition's lease (token " +
                               std::to_string(token) + "); another instance owns it now");
     };
+    work.last_applied = [this, partition, &work]() -> Result<std::optional<queue::Item>> {
+      auto last = queue_.LastApplied(partition, work.profile, work.tenant, work.employee_key);
+      if (last.ok()) return std::optional<queue::Item>(std::move(last.value()));
+      if (last.error().kind == ErrorKind::kNotFound) return std::optional<queue::Item>();
+      return last.error();
+    };
 
     ++busy_;
     const int64_t started = clock_.NowMs();

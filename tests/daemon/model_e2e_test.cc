@@ -706,6 +706,18 @@ std::vector<std::string> ModelRun::Check() {
 
   // Whether the employee had left as of event `i` (history order), seen at steady time `at_us`:
   // an immediate termination not followed by a rehire, or an effective one already due.
+  // Whether the record of event `i` is a leaver's as far as scimsync could know at `at_us`: a
+  // termination before it in the history that scimsync had accepted by then (one still on its
+  // way cannot be known; the account it finds is suspended when it lands, which [final] and
+  // [reactivated] check).
+  auto accepted_before = [&](int j, int64_t at_us) {
+    for (const auto& d : plan_.deliveries) {
+      if (d.event == j && d.status == 202 && d.accepted_us > 0 && d.accepted_us < at_us) {
+        return true;
+      }
+    }
+    return false;
+  };
   auto left_as_of = [&](int i, int64_t at_us) {
     const Event& ev = plan_.events[static_cast<size_t>(i)];
     bool left = false;
@@ -713,7 +725,7 @@ std::vector<std::string> ModelRun::Check() {
       const Event& x = plan_.events[static_cast<size_t>(j)];
       if (x.k > ev.k) break;
       if (x.type == "employee.rehired" || x.type == "employee.created") left = false;
-      if (x.type == "employee.terminated") {
+      if (x.type == "employee.terminated" && accepted_before(j, at_us)) {
         if (x.effective_delay_ms < 0) {
           left = true;
         } else {
@@ -1083,6 +1095,38 @@ TEST(ModelE2EFound, LateRehireAfterANewerUpdateStillReactivates) {
   ASSERT_EQ(users.size(), 1u);
   EXPECT_NE(Parse(users[0]).active, std::optional<bool>(false))
       << "a rehired employee is still suspended: " << users[0];
+}
+
+// Found by the 2,000-seed run (seeds 34, 115, 122): a leaver has no JumpCloud account (none is
+// created for a leaver), a newer update is applied meanwhile, and then the rehire that happened
+// before that update arrives. The returning employee's account is created from the rehire's
+// record, older than the update: the newer title and name never reach JumpCloud, because the
+// update's version is already applied and nothing re-sends it.
+TEST(ModelE2EFound, LateRehireOfAnEmployeeWithoutAccountGetsTheNewestRecord) {
+  E2E e2e;
+  ASSERT_TRUE(e2e.StartRedis());
+  ASSERT_TRUE(e2e.StartScim());
+  ASSERT_TRUE(e2e.StartDaemon(0)) << e2e.Log(0);
+  ASSERT_EQ(e2e.PostUntilAccepted(
+                0, GenericBody("N-1", "employee.terminated", "N1", "Analyst", kBaseTime + 60)),
+            202);
+  ASSERT_TRUE(e2e.WaitIdle(30000));
+  ASSERT_EQ(e2e.PostUntilAccepted(
+                0, GenericBody("N-3", "employee.updated", "N1", "Analyst II", kBaseTime + 180)),
+            202);
+  ASSERT_TRUE(e2e.WaitIdle(30000));
+  ASSERT_TRUE(e2e.scim().FindUsers("externalId", "N1").empty()) << "an account for a leaver";
+  // The rehire happened before that update, and arrives last.
+  ASSERT_EQ(e2e.PostUntilAccepted(
+                0, GenericBody("N-2", "employee.rehired", "N1", "Analyst", kBaseTime + 120)),
+            202);
+  ASSERT_TRUE(e2e.WaitIdle(30000));
+  auto users = e2e.scim().FindUsers("externalId", "N1");
+  ASSERT_EQ(users.size(), 1u);
+  EXPECT_NE(Parse(users[0]).active, std::optional<bool>(false))
+      << "a rehired employee is suspended: " << users[0];
+  EXPECT_EQ(Parse(users[0]).title, "Analyst II")
+      << "the account carries the rehire's older record, not the newest: " << users[0];
 }
 
 // SCIMSYNC_MODEL_SEED=N or N-M: replay seeds (scripts/model-test runs this).

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "fake_scim_server.h"
+#include "scimsync/daemon/coordination.h"
 #include "scimsync/daemon/metrics.h"
 #include "scimsync/queue/redis.h"
 #include "scimsync/scim/link_store.h"
@@ -106,11 +107,30 @@ class SyncTest : public ::testing::Test {
       item.trace_id = "t-" + item.entry_id;
       work.items.push_back(item);
     }
+    work.last_applied = [this, employee]() -> Result<std::optional<queue::Item>> {
+      if (!last_applied_error_.empty()) return Error::Transient(last_applied_error_);
+      auto it = applied_.find(employee);
+      if (it == applied_.end()) return std::optional<queue::Item>();
+      return std::optional<queue::Item>(it->second);
+    };
     SyncResult r = syncer->Sync(0, work);
     Status s = syncer->EndPass(0);
     EXPECT_TRUE(s.ok()) << s.error().message;
+    if (r.kind == SyncResult::Kind::kDone && r.action != "ignore") {
+      // What the pool remembers for the employee (Queue::AckApplied): the newest item applied.
+      for (const auto& item : work.items) {
+        auto it = applied_.find(employee);
+        if (it == applied_.end() || item.occurred_at.empty() ||
+            CompareVersions(item.occurred_at, it->second.occurred_at) >= 0) {
+          applied_[employee] = item;
+        }
+      }
+    }
     return r;
   }
+
+  std::map<std::string, queue::Item> applied_;  // by employee
+  std::string last_applied_error_;              // set: reading the newest applied item fails
 
   std::string User(const std::string& employee = "E1") {
     auto users = scim_.FindUsers("externalId", employee);
@@ -493,6 +513,25 @@ TEST_F(SyncRedisTest, ALateRehireOlderThanAnAppliedUpdateStillReactivates) {
   SyncResult back = Run(true, {{"rehire", "Analyst", "3"}}, "E2");
   EXPECT_EQ(back.result, "created") << back.reason;
   EXPECT_TRUE(Active("E2")) << User("E2");
+  // With the newest record applied, not the rehire's older one (the update's version is
+  // applied already: nothing would send its title later).
+  EXPECT_NE(User("E2").find("\"title\":\"Analyst II\""), std::string::npos) << User("E2");
+}
+
+// When the newest applied record cannot be read, the late rehire waits (a retry that does not
+// count as an attempt) instead of creating the account from its older record.
+TEST_F(SyncRedisTest, ALateRehireWaitsWhenTheNewestAppliedRecordCannotBeRead) {
+  ASSERT_EQ(Run(true, {{"hire", "Analyst", "1"}, {"leave", "Analyst", "2"}}).result, "absent");
+  ASSERT_EQ(Run(true, {{"hire", "Analyst II", "4"}}).kind, SyncResult::Kind::kDone);
+  last_applied_error_ = "connection refused";
+  SyncResult r = Run(true, {{"rehire", "Analyst", "3"}});
+  EXPECT_EQ(r.kind, SyncResult::Kind::kRetry) << r.result << ": " << r.reason;
+  EXPECT_FALSE(r.count_attempt);
+  EXPECT_NE(r.reason.find("connection refused"), std::string::npos) << r.reason;
+  EXPECT_EQ(scim_.FindUsers("externalId", "E1").size(), 0u);
+  last_applied_error_.clear();
+  EXPECT_EQ(Run(true, {{"rehire", "Analyst", "3"}}).result, "created");
+  EXPECT_NE(User().find("\"title\":\"Analyst II\""), std::string::npos) << User();
 }
 
 // A termination older than an applied rehire is still dropped: the rehire is the newer status.

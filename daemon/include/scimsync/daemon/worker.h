@@ -40,6 +40,11 @@ struct EmployeeWork {
   // lost it (its lease ran out while it was frozen, or another instance took the partition).
   // The syncer checks it immediately before each SCIM write and sends nothing after an error.
   std::function<Status()> fence;
+  // The newest item applied for this employee (Queue::LastApplied), nullopt when none is
+  // remembered. Asked only when a late rehire's record is older than the attributes applied
+  // since: the user it reactivates (or creates) gets the newest record, not the rehire's.
+  // Unset: the rehire's record is used.
+  std::function<Result<std::optional<queue::Item>>()> last_applied;
 };
 
 struct SyncResult {
