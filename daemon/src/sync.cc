@@ -657,7 +657,9 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
   switch (out.decision) {
     case scim::Decision::kDone:
       result.kind = SyncResult::Kind::kDone;
-      result.result = scim::ChangeName(out.change);
+      // "suspended" is what an admin looks for in the history: access ended, whatever else the
+      // job wrote after active=false.
+      result.result = out.suspended ? "suspended" : scim::ChangeName(out.change);
       raise_version();
       if (deps_.guard) {
         if (suspending) {

@@ -81,8 +81,9 @@ TEST_F(EmployeeE2E, ShowsTheLinkAndTheOutcomesOfHireUpdateTerminationInOrder) {
   EXPECT_NE(text.find("dead letters: none"), std::string::npos) << text;
   const size_t created = text.find("employee.created  sync  created");
   const size_t updated = text.find("employee.updated  sync  updated");
-  // The generic profile's termination is a sync with active=false: an update of the user.
-  const size_t suspended = text.find("employee.terminated  sync  updated");
+  // The generic profile's termination is a sync with active=false: what the admin asks about
+  // is whether access ended, so the result says "suspended", not "updated".
+  const size_t suspended = text.find("employee.terminated  sync  suspended");
   EXPECT_NE(created, std::string::npos) << text;
   EXPECT_NE(updated, std::string::npos) << text;
   EXPECT_NE(suspended, std::string::npos) << text;
@@ -100,6 +101,7 @@ TEST_F(EmployeeE2E, ShowsTheLinkAndTheOutcomesOfHireUpdateTerminationInOrder) {
   EXPECT_STREQ(d["history"][0]["result"].GetString(), "created");
   EXPECT_STREQ(d["history"][1]["result"].GetString(), "updated");
   EXPECT_STREQ(d["history"][2]["event_type"].GetString(), "employee.terminated");
+  EXPECT_STREQ(d["history"][2]["result"].GetString(), "suspended");
   EXPECT_STREQ(d["history"][2]["outcome"].GetString(), "done");
   EXPECT_TRUE(d["history"][0].HasMember("trace_id"));
 

@@ -193,7 +193,7 @@ TEST_F(SyncTest, PayloadItemsFoldInVersionOrderIntoOneSync) {
   // suspension is its own request, first; the record follows.
   SyncResult r = Run(true, {{"hire", "Director", "3"}, {"leave", "Manager", "2"}});
   EXPECT_EQ(r.kind, SyncResult::Kind::kDone) << r.reason;
-  EXPECT_EQ(r.result, "updated");
+  EXPECT_EQ(r.result, "suspended");
   EXPECT_EQ(scim_.CountRequests("POST"), 1);
   EXPECT_EQ(scim_.CountRequests("PATCH"), 2);
   std::string u = User();
@@ -550,6 +550,21 @@ TEST_F(SyncRedisTest, ALateTerminationOlderThanAnAppliedRehireIsDropped) {
   ASSERT_EQ(Run(true, {{"leave", "Analyst II", "6"}}).kind, SyncResult::Kind::kDone);
   EXPECT_EQ(Run(true, {{"rehire", "Analyst", "4"}}).result, "dropped");
   EXPECT_FALSE(Active()) << User();
+}
+
+// What the history, the log and the metrics say of a termination: "suspended", whether it was a
+// bare suspension or a record with active=false, and "unchanged" only when nothing was written.
+TEST_F(SyncRedisTest, ATerminationIsReportedAsSuspended) {
+  ASSERT_EQ(Run(true, {{"hire", "Analyst", "1"}}).result, "created");
+  SyncResult r = Run(true, {{"leave", "Analyst", "2"}});
+  EXPECT_EQ(r.kind, SyncResult::Kind::kDone) << r.reason;
+  EXPECT_EQ(r.result, "suspended") << r.action << ": " << r.reason;
+  EXPECT_FALSE(Active()) << User();
+  // A termination with new attributes: still "suspended" (active=false went alone, first).
+  ASSERT_EQ(Run(true, {{"hire", "Analyst", "1"}}, "E2").result, "created");
+  r = Run(true, {{"leave", "Director", "2"}}, "E2");
+  EXPECT_EQ(r.result, "suspended") << r.action << ": " << r.reason;
+  EXPECT_NE(User("E2").find("Director"), std::string::npos) << User("E2");
 }
 
 // The guard counts employees: one termination retried after 503s is one suspension.

@@ -65,7 +65,7 @@ struct SyncResult {
 
   // For logs, dead letters and metrics.
   std::string action;  // sync, suspend, reactivate, delete, ignore
-  std::string result;  // created, updated, unchanged, deleted, absent, stale, retry, dead_letter...
+  std::string result;  // created, updated, suspended, unchanged, deleted, absent, retry...
   std::string reason;
   std::string error_kind;
   std::string last_request;
