@@ -706,26 +706,33 @@ std::vector<std::string> ModelRun::Check() {
 
   // Whether the employee had left as of event `i` (history order), seen at steady time `at_us`:
   // an immediate termination not followed by a rehire, or an effective one already due.
-  // Whether the record of event `i` is a leaver's as far as scimsync could know at `at_us`: a
-  // termination before it in the history that scimsync had accepted by then (one still on its
-  // way cannot be known; the account it finds is suspended when it lands, which [final] and
-  // [reactivated] check).
-  auto accepted_before = [&](int j, int64_t at_us) {
+  // Whether the record of event `i` is a leaver's as far as scimsync could know when it decided
+  // to send it: a termination before it in the history that scimsync had accepted by then. One
+  // still on its way cannot be known (the account is suspended when it lands, which [final] and
+  // [reactivated] check). The decision is made when the sync starts, and a sync retries inside
+  // the job (429 waits, slow answers), so a termination counts when it was accepted before the
+  // record's own event was, or well before the POST (kDecidedWithinUs).
+  constexpr int64_t kDecidedWithinUs = 5'000'000;
+  auto first_accept = [&](int j) {
+    int64_t first = INT64_MAX;
     for (const auto& d : plan_.deliveries) {
-      if (d.event == j && d.status == 202 && d.accepted_us > 0 && d.accepted_us < at_us) {
-        return true;
+      if (d.event == j && d.status == 202 && d.accepted_us > 0) {
+        first = std::min(first, d.accepted_us);
       }
     }
-    return false;
+    return first;
   };
   auto left_as_of = [&](int i, int64_t at_us) {
     const Event& ev = plan_.events[static_cast<size_t>(i)];
+    const int64_t record_accepted = first_accept(i);
     bool left = false;
     for (int j : plan_.history[static_cast<size_t>(ev.employee)]) {
       const Event& x = plan_.events[static_cast<size_t>(j)];
       if (x.k > ev.k) break;
       if (x.type == "employee.rehired" || x.type == "employee.created") left = false;
-      if (x.type == "employee.terminated" && accepted_before(j, at_us)) {
+      const int64_t known = first_accept(j);
+      if (x.type == "employee.terminated" && known < at_us &&
+          (known < record_accepted || known + kDecidedWithinUs < at_us)) {
         if (x.effective_delay_ms < 0) {
           left = true;
         } else {
