@@ -653,6 +653,9 @@ void ReadFetch(const YAML::Node& node, Problems* p, FetchSpec* f) {
   }
   ReadEnum(r, "not_found", kActions, &f->not_found);
   r.Int("timeout_ms", &f->timeout_ms, 100, 120000);
+  if (ReadPointer(r, "recheck_at", &f->recheck_at) && f->recheck_at.empty()) {
+    r.Error("recheck_at", "must point at a date in the fetched record, e.g. /terminated_on");
+  }
   YAML::Node headers = r.Child("headers");
   if (!headers.IsDefined() || headers.IsNull()) {
   } else if (headers.IsMap()) {

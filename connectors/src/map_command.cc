@@ -328,6 +328,10 @@ int RunMapCommand(const std::vector<std::string>& args, std::ostream& out, std::
           w.Key("effective_at");
           w.Int64(*plan->effective_at_s);
         }
+        if (plan->recheck_at_s) {
+          w.Key("recheck_at");
+          w.Int64(*plan->recheck_at_s);
+        }
         if (!plan->version.empty()) Str(w, "version", plan->version);
         w.Key("fetched");
         w.Bool(plan->fetched);

@@ -181,6 +181,11 @@ struct FetchSpec {
   std::vector<FetchRequestSpec> requests;
   Action not_found = Action::kSuspend;
   int timeout_ms = 10000;
+  // Optional pointer into the fetched record to a date at which the record's state changes by
+  // itself (Factorial's terminated_on: a termination entered for a day ahead). When that day is
+  // ahead, the item is applied now and planned again at 00:00 UTC that day (the calendar day, as
+  // date_reached counts it), so a fresh read suspends the user on the day. Empty: not set.
+  std::string recheck_at;
 };
 
 // ---- list (reconciliation) ----------------------------------------------------------------

@@ -465,6 +465,40 @@ Status SpecProfile::FetchRecord(const WorkItem& item, const rapidjson::Value& pa
   return {};
 }
 
+namespace {
+
+// fetch.recheck_at: a date in the record read back at which its state changes by itself. Due
+// from 00:00 UTC that day, as date_reached counts days, so the fresh read on the day maps the
+// change. A value that is no date would keep a leaver active past their last day unnoticed: it
+// is a problem (the item is refused with the reason), not a silent "no date".
+void PlanRecheck(const rapidjson::Value& record, const std::string& pointer, int64_t now_s,
+                 Plan* plan, std::vector<scim::ValidationProblem>* problems) {
+  const rapidjson::Value* v = Resolve(record, pointer);
+  if (v == nullptr || v->IsNull()) return;
+  std::optional<int64_t> when;
+  std::string text;
+  if (v->IsString()) {
+    text.assign(v->GetString(), v->GetStringLength());
+    if (Trim(text).empty()) return;
+    when = ParseTimeSeconds(text);
+  }
+  if (!when) {
+    problems->push_back(
+        {pointer,
+         "the record's value is not a date (fetch.recheck_at), so the change it dates "
+         "cannot be applied on its day: correct it in the HR system, then replay the "
+         "item"});
+    return;
+  }
+  const int64_t day_start = (*when >= 0 ? *when / 86400 : -((-*when + 86399) / 86400)) * 86400;
+  if (day_start <= now_s) return;  // due already: the mapping applies it now
+  plan->recheck_at_s = day_start;
+  plan->reason += "; the record dates a change on " + text.substr(0, 64) + " (" + pointer +
+                  "): planned again then (fetch.recheck_at)";
+}
+
+}  // namespace
+
 Result<Plan> SpecProfile::PlanItem(const WorkItem& item, Fetcher& fetcher, int64_t now_s) const {
   rapidjson::Document payload;
   std::string error;
@@ -595,6 +629,9 @@ Result<Plan> SpecProfile::PlanItem(const WorkItem& item, Fetcher& fetcher, int64
       break;
     default:
       break;
+  }
+  if (plan.fetched && !s.fetch.recheck_at.empty()) {
+    PlanRecheck(*source, s.fetch.recheck_at, now_s, &plan, &mapping_problems);
   }
   if (plan.action == Action::kSync || plan.action == Action::kReactivate) {
     plan.problems = scim::Validate(user);

@@ -376,6 +376,9 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
 
   SyncResult result;
   Folded folded;
+  // The applied item whose fetched record dates a change ahead (fetch.recheck_at): held until
+  // then once this sync is done, so a fresh read applies the change on its day.
+  std::optional<std::pair<size_t, int64_t>> recheck;
   Metrics& metrics = deps_.metrics ? *deps_.metrics : Metrics::Global();
   if (profile.payload_carries_record()) {
     std::string applied;         // the newest record applied
@@ -520,6 +523,9 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
         Fold(folded, *plan, /*carries_record=*/false);
         chosen = true;
         chosen_action = plan->action;
+        if (plan->recheck_at_s && *plan->recheck_at_s * 1000 > now_ms) {
+          recheck.emplace(k, *plan->recheck_at_s * 1000);
+        }
         continue;
       }
       if (plan->effective_at_s && plan->action == connectors::Action::kSuspend &&
@@ -661,6 +667,8 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
       // job wrote after active=false.
       result.result = out.suspended ? "suspended" : scim::ChangeName(out.change);
       raise_version();
+      // Only once applied: a failed sync is retried now, not held until the recheck.
+      if (recheck) result.deferred.push_back(*recheck);
       if (deps_.guard) {
         if (suspending) {
           // Also when JumpCloud has no user: a later event must not create an active one.

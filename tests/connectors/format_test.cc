@@ -380,6 +380,24 @@ mapping: {email: /email}
   EXPECT_EQ(text.find("hunter2"), std::string::npos);
 }
 
+// fetch.recheck_at names a date in the fetched record: a pointer, and not the whole record.
+TEST_F(Format, RecheckAtIsAPointerIntoTheFetchedRecord) {
+  const std::string head = R"(name: x
+auth: {type: none}
+items: {employee_key: /id}
+mapping: {email: /email}
+fetch:
+  base_url: https://api.example.com
+  path: /e/{employee_key}
+)";
+  for (const char* bad : {"  recheck_at: terminated_on\n", "  recheck_at: \"\"\n"}) {
+    EXPECT_EQ(Load(head + bad, ""), nullptr) << bad;
+    std::string text = testing::ProblemsText(problems_);
+    EXPECT_NE(text.find("fetch.recheck_at (line 8)"), std::string::npos) << text;
+  }
+  MustLoad(head + "  recheck_at: /employee/terminated_on\n", "");
+}
+
 // The events section is read strictly: a typo or a wrong shape names its key path.
 TEST_F(Format, EventsSectionIsStrict) {
   EXPECT_EQ(Load(std::string("name: x\nauth: {type: bearer}\nevents: {employe: [a]}") + kTail),

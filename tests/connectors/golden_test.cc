@@ -7,7 +7,8 @@
 //   response.json     the HRIS answer (profiles with one request), or response-<name>.json
 //   expected.json     {"now", "tenant", "handshake", "acknowledged": [event types answered 2xx
 //                      without enqueueing], "items": [{employee_key, event_type, tenant,
-//                      dedup_id, action, effective_at, requests, user, version, problems}]}
+//                      dedup_id, action, effective_at, recheck_at, requests, user, version,
+//                      problems}]}
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
@@ -131,6 +132,12 @@ void RunCase(const fs::path& dir) {
     if (want.HasMember("effective_at")) {
       ASSERT_TRUE(plan->effective_at_s.has_value());
       EXPECT_EQ(*plan->effective_at_s, want["effective_at"].GetInt64());
+    }
+    if (want.HasMember("recheck_at")) {
+      ASSERT_TRUE(plan->recheck_at_s.has_value()) << plan->reason;
+      EXPECT_EQ(*plan->recheck_at_s, want["recheck_at"].GetInt64());
+    } else {
+      EXPECT_FALSE(plan->recheck_at_s.has_value()) << *plan->recheck_at_s;
     }
     if (want.HasMember("version")) {
       EXPECT_EQ(plan->version, want["version"].GetString());

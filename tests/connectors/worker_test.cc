@@ -238,5 +238,67 @@ TEST_F(TransformProfile, AnActiveValueThatIsNotABooleanIsAProblem) {
   EXPECT_EQ(plan.user->active, true);
 }
 
+// Factorial's webhook body carries no termination date; the record read back does
+// (fetch.recheck_at: /terminated_on).
+Plan FactorialPlan(const std::string& record, int64_t now = kNow) {
+  config::Problems problems("test.yaml");
+  auto profile = LoadProfile(
+      Entry("{name: factorial, connector: factorial, secret_env: S, api: {key_env: K}}"),
+      &problems);
+  EXPECT_NE(profile, nullptr) << testing::ProblemsText(problems);
+  if (profile == nullptr) return {};
+  WorkItem w;
+  w.employee_key = "52";
+  w.event_type = "employee";
+  w.payload = R"({"id":52,"first_name":"Bob","last_name":"Macri","email":"bob@example.com"})";
+  auto fetcher = NewRecordedFetcher(record);
+  auto plan = profile->PlanItem(w, *fetcher, now);
+  EXPECT_TRUE(plan.ok()) << plan.error().message;
+  return plan.ok() ? plan.value() : Plan{};
+}
+
+std::string FactorialRecord(const std::string& terminated_on) {
+  return R"({"id":52,"first_name":"Bob","last_name":"Macri","login_email":"bob@example.com",)"
+         R"("terminated_on":)" +
+         terminated_on + "}";
+}
+
+TEST(FactorialWorker, ATerminationAheadInTheRecordIsPlannedAgainOnItsDayInUtc) {
+  Plan plan = FactorialPlan(FactorialRecord(R"("2026-12-31")"));
+  EXPECT_EQ(plan.action, Action::kSync);
+  EXPECT_EQ(plan.user->active, true);
+  ASSERT_TRUE(plan.recheck_at_s.has_value()) << plan.reason;
+  EXPECT_EQ(*plan.recheck_at_s, 1'798'675'200);  // 2026-12-31T00:00:00Z
+  EXPECT_NE(plan.reason.find("2026-12-31"), std::string::npos) << plan.reason;
+  // A date with a time counts from the start of its day, as date_reached does.
+  plan = FactorialPlan(FactorialRecord(R"("2026-12-31T17:30:00Z")"));
+  ASSERT_TRUE(plan.recheck_at_s.has_value()) << plan.reason;
+  EXPECT_EQ(*plan.recheck_at_s, 1'798'675'200);
+}
+
+TEST(FactorialWorker, ATerminationTodayOrPastOrNoneIsNotPlannedAgain) {
+  for (const char* date : {R"("2026-11-18")", R"("2026-01-02")", "null"}) {
+    Plan plan = FactorialPlan(FactorialRecord(date));
+    EXPECT_FALSE(plan.recheck_at_s.has_value()) << date;
+    EXPECT_TRUE(plan.problems.empty()) << date;
+    EXPECT_EQ(plan.user->active, std::string(date) == "null") << date;
+  }
+  Plan plan = FactorialPlan(R"({"id":52,"login_email":"bob@example.com","first_name":"B"})");
+  EXPECT_FALSE(plan.recheck_at_s.has_value());
+}
+
+// A termination date nobody can read would leave the employee active past their last day: the
+// item is refused with a reason a person can act on, never synced as if there were no date.
+TEST(FactorialWorker, ATerminationDateThatIsNotADateIsAProblemNamingThePointer) {
+  for (const char* date : {R"("soon")", "20261231"}) {
+    Plan plan = FactorialPlan(FactorialRecord(date));
+    ASSERT_EQ(plan.problems.size(), 1u) << date;
+    EXPECT_NE(plan.problems[0].ToString().find("/terminated_on"), std::string::npos)
+        << plan.problems[0].ToString();
+    EXPECT_NE(plan.problems[0].ToString().find("fetch.recheck_at"), std::string::npos)
+        << plan.problems[0].ToString();
+  }
+}
+
 }  // namespace
 }  // namespace scimsync::connectors

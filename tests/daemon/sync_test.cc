@@ -31,7 +31,7 @@ class ScriptedProfile : public connectors::Profile {
   }
   bool payload_carries_record() const override { return carries_; }
   Result<connectors::Plan> PlanItem(const connectors::WorkItem& item, connectors::Fetcher&,
-                                    int64_t) const override {
+                                    int64_t now_s) const override {
     connectors::Plan plan;
     plan.version = item.occurred_at;
     scim::User u;
@@ -45,6 +45,17 @@ class ScriptedProfile : public connectors::Profile {
     if (auto at = type.find('@'); at != std::string::npos) {
       // "leave@SECONDS": a termination effective at that Unix time.
       plan.effective_at_s = std::stoll(type.substr(at + 1));
+      type.resize(at);
+    }
+    if (auto at = type.find('~'); at != std::string::npos) {
+      // "hire~SECONDS": the fetched record dates a termination at that Unix time (Factorial's
+      // terminated_on): active until then, and planned again on the day; inactive from then on.
+      const int64_t ends = std::stoll(type.substr(at + 1));
+      if (now_s < ends) {
+        plan.recheck_at_s = ends;
+      } else {
+        u.active = false;
+      }
       type.resize(at);
     }
     if (type == "hire") plan.action = connectors::Action::kSync;
@@ -250,6 +261,32 @@ TEST_F(SyncTest, ADeferredTerminationInALevelTriggeredBurstIsHeldOrApplied) {
   EXPECT_TRUE(due.deferred.empty());
   EXPECT_FALSE(Active()) << User();
   EXPECT_NE(User().find("\"title\":\"Director\""), std::string::npos) << User();
+}
+
+// Factorial: a termination entered for a day ahead shows only in the record read back. The sync
+// lands now (the employee is still active) and the item is held until that day, when a fresh read
+// suspends the user. A sync that fails is retried as usual, not held until the day.
+TEST_F(SyncTest, ATerminationDatedAheadInTheFetchedRecordIsSyncedNowAndLandsOnItsDay) {
+  const int64_t ends_s = clock_.NowMs() / 1000 + 86'400;
+  const std::string event = "hire~" + std::to_string(ends_s);
+  SyncResult now = Run(false, {{"hire", "Analyst", ""}, {event, "Manager", ""}});
+  EXPECT_EQ(now.kind, SyncResult::Kind::kDone) << now.reason;
+  EXPECT_TRUE(Active());
+  EXPECT_NE(User().find("\"title\":\"Manager\""), std::string::npos) << User();
+  ASSERT_EQ(now.deferred.size(), 1u);
+  EXPECT_EQ(now.deferred[0].first, 1u);
+  EXPECT_EQ(now.deferred[0].second, ends_s * 1000);
+
+  scim_.InjectFault(testing::Fault::Status(503).On("PATCH"));
+  SyncResult failed = Run(false, {{event, "Director", ""}});
+  EXPECT_EQ(failed.kind, SyncResult::Kind::kRetry) << failed.result << ": " << failed.reason;
+  EXPECT_TRUE(failed.deferred.empty()) << "a failed sync would wait for the termination day";
+
+  clock_.AdvanceMs(86'400'000);
+  SyncResult due = Run(false, {{event, "Director", ""}});
+  EXPECT_EQ(due.kind, SyncResult::Kind::kDone) << due.reason;
+  EXPECT_TRUE(due.deferred.empty());
+  EXPECT_FALSE(Active()) << User();
 }
 
 TEST_F(SyncTest, AnOlderVersionThanTheAppliedOneIsDropped) {

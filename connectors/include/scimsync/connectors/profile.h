@@ -131,6 +131,10 @@ struct Plan {
   std::optional<scim::User> user;
   // A deferred action (e.g. a termination dated in the future): not before this Unix time.
   std::optional<int64_t> effective_at_s;
+  // Level-triggered profiles (fetch.recheck_at): the fetched record dates a change of its own
+  // state ahead (Factorial's terminated_on): the item is applied now and planned again at this
+  // Unix time, when a fresh read of the record suspends the user on the day. Unset otherwise.
+  std::optional<int64_t> recheck_at_s;
   // For profiles whose payload carries the record: an ordering key (compare as strings; a
   // larger key is newer). An item older than the last applied one must not overwrite it.
   // Empty for level-triggered profiles, which always apply the current record.
