@@ -189,6 +189,23 @@ TEST(BuiltinProfiles, StaticTokenProfiles) {
   EXPECT_NE(bad.error().message.find("x-factorial-wh-challenge"), std::string::npos);
 }
 
+// Personio sends the subscription's token (auth_type TOKEN, the default) as the exact value of
+// the Authorization header and adds no prefix; an admin may have written "Bearer <token>" as the
+// token. Both verify against the token; anything else is 401 naming the header.
+// Source: developer.personio.de/reference/post_v2-webhooks (token, auth_type).
+TEST(BuiltinProfiles, PersonioAcceptsTheTokenAsSentWithOrWithoutBearer) {
+  auto personio = Builtin("personio");
+  EXPECT_TRUE(personio->Verify(Json("{}", {{"Authorization", "s3cr3t"}}), {"s3cr3t"}, kNow).ok());
+  EXPECT_TRUE(
+      personio->Verify(Json("{}", {{"Authorization", "Bearer s3cr3t"}}), {"s3cr3t"}, kNow).ok());
+  for (const char* wrong : {"s3cr3", "Bearer other", "Basic s3cr3t"}) {
+    Status bad = personio->Verify(Json("{}", {{"Authorization", wrong}}), {"s3cr3t"}, kNow);
+    ASSERT_FALSE(bad.ok()) << wrong;
+    EXPECT_NE(bad.error().message.find("Authorization"), std::string::npos) << bad.error().message;
+  }
+  EXPECT_FALSE(personio->Verify(Json("{}", {}), {"s3cr3t"}, kNow).ok());
+}
+
 // A profile whose dedup id cannot tell two changes apart keeps it for minutes (docs/profiles.md
 // says which profile does what); an entry's own dedup_window_s still wins.
 TEST(DedupWindow, HashOnlyProfilesUseMinutesAndTheEntryWins) {
