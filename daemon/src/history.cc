@@ -132,6 +132,7 @@ std::vector<OutcomeRecord> OutcomesOf(const EmployeeWork& work, const SyncResult
                                       int64_t now_ms) {
   std::set<size_t> deferred;
   for (const auto& [index, when] : result.deferred) deferred.insert(index);
+  for (size_t applied : result.rechecks) deferred.erase(applied);  // applied now, recorded so
   std::string request = result.last_request.substr(0, result.last_request.find('\n'));
   std::vector<OutcomeRecord> out;
   for (size_t i = 0; i < work.items.size(); ++i) {
@@ -158,6 +159,12 @@ std::vector<OutcomeRecord> OutcomesOf(const EmployeeWork& work, const SyncResult
       r.reason = result.reason;
       r.jumpcloud_id = result.jumpcloud_id;
       r.request = request;
+      for (const auto& [index, when] : result.deferred) {
+        if (index == i) {
+          r.reason += (r.reason.empty() ? "" : "; ") + std::string("planned again at ") +
+                      std::to_string(when) + " ms (fetch.recheck_at)";
+        }
+      }
     }
     out.push_back(std::move(r));
   }

@@ -668,7 +668,10 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
       result.result = out.suspended ? "suspended" : scim::ChangeName(out.change);
       raise_version();
       // Only once applied: a failed sync is retried now, not held until the recheck.
-      if (recheck) result.deferred.push_back(*recheck);
+      if (recheck) {
+        result.deferred.push_back(*recheck);
+        result.rechecks.push_back(recheck->first);
+      }
       if (deps_.guard) {
         if (suspending) {
           // Also when JumpCloud has no user: a later event must not create an active one.

@@ -276,6 +276,7 @@ TEST_F(SyncTest, ATerminationDatedAheadInTheFetchedRecordIsSyncedNowAndLandsOnIt
   ASSERT_EQ(now.deferred.size(), 1u);
   EXPECT_EQ(now.deferred[0].first, 1u);
   EXPECT_EQ(now.deferred[0].second, ends_s * 1000);
+  EXPECT_EQ(now.rechecks, std::vector<size_t>{1});  // applied now as well
 
   scim_.InjectFault(testing::Fault::Status(503).On("PATCH"));
   SyncResult failed = Run(false, {{event, "Director", ""}});

@@ -153,6 +153,82 @@ TEST_F(WorkersE2E, VendorEventsNotAboutAnEmployeeAre2xxAndABambooHrFormPostSyncs
   EXPECT_NE(e2e_.Log(0).find("webhook item acknowledged"), std::string::npos);
 }
 
+// Factorial: an employee body without a termination date, whose record read back dates the
+// termination ahead (terminated_on, fetch.recheck_at). The real binary syncs the user now, still
+// active, and parks the item until 00:00 UTC of that day, when a fresh read suspends the user
+// (that day's read is
+// SyncTest.ATerminationDatedAheadInTheFetchedRecordIsSyncedNowAndLandsOnItsDay).
+TEST_F(WorkersE2E, AFactorialTerminationDatedAheadInTheRecordIsSyncedNowAndHeldForItsDay) {
+  httplib::Server factorial;
+  std::atomic<int> fetches{0};
+  factorial.Get("/resources/employees/employees/52", [&](const httplib::Request& req,
+                                                         httplib::Response& res) {
+    if (req.get_header_value("x-api-key") != "api-key") {
+      res.status = 401;
+      return;
+    }
+    ++fetches;
+    res.set_content(R"({"id":52,"first_name":"Bob","last_name":"Macri","full_name":"Bob Macri",)"
+                    R"("login_email":"bob.macri@example.com","company_identifier":"F-052",)"
+                    R"("is_terminating":true,"terminated_on":"2099-12-31","active":true})",
+                    "application/json");
+  });
+  const int api_port = FreePort();
+  std::thread serve([&] { factorial.listen("127.0.0.1", api_port); });
+  ASSERT_TRUE(WaitForPort(api_port, 5000));
+  struct Stop {
+    httplib::Server& s;
+    std::thread& t;
+    ~Stop() {
+      s.stop();
+      t.join();
+    }
+  } stop{factorial, serve};
+
+  E2EDaemonOptions options;
+  options.extra_profile_keys =
+      "  - name: factorial\n    connector: factorial\n    secret_env: FACTORIAL_CHALLENGE\n"
+      "    api: {base_url: \"http://127.0.0.1:" +
+      std::to_string(api_port) + "\", key_env: FACTORIAL_API_KEY}\n";
+  options.env = {"FACTORIAL_CHALLENGE=challenge-1", "FACTORIAL_API_KEY=api-key"};
+  ASSERT_TRUE(e2e_.StartDaemon(0, options)) << e2e_.Log(0);
+  httplib::Client http("127.0.0.1", e2e_.port(0));
+  const std::string body =
+      ReadFile(std::string(SCIMSYNC_SOURCE_DIR) +
+               "/tests/connectors/fixtures/factorial/employee-updated-termination-in-record/"
+               "request.json");
+  auto post = http.Post(
+      "/webhooks/factorial",
+      {{"x-factorial-wh-challenge", "challenge-1"}, {"Date", "Sun, 06 Dec 2026 19:00:00 GMT"}},
+      body, "application/json");
+  ASSERT_TRUE(post);
+  ASSERT_EQ(post->status, 202) << post->body;
+
+  // Synced now: one user, active, while the item waits in the retry set for its day.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline &&
+         (e2e_.scim().Users().size() != 1 || e2e_.Pending() != 1 || fetches.load() < 1)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::vector<std::string> users = e2e_.scim().Users();
+  ASSERT_EQ(users.size(), 1u) << e2e_.Log(0);
+  EXPECT_NE(users[0].find("\"userName\":\"bob.macri\""), std::string::npos) << users[0];
+  EXPECT_NE(users[0].find("\"active\":true"), std::string::npos) << users[0];
+  EXPECT_EQ(e2e_.Pending(), 1) << e2e_.Log(0);
+  int status = -1;
+  std::string shown =
+      e2e_.Command(0, {"employee", "--profile", "factorial", "--json", "52"}, &status);
+  EXPECT_EQ(status, 0) << shown;
+  EXPECT_NE(shown.find(R"({"where":"deferred")"), std::string::npos) << shown;
+  EXPECT_NE(shown.find(R"("due_ms":4102358400000)"), std::string::npos) << shown;
+  // Its history says what happened now (created), and when it is planned again.
+  EXPECT_NE(shown.find(R"("outcome":"done","action":"sync","result":"created")"), std::string::npos)
+      << shown;
+  EXPECT_NE(shown.find("planned again at 4102358400000 ms (fetch.recheck_at)"), std::string::npos)
+      << shown;
+  EXPECT_EQ(fetches.load(), 1);
+}
+
 TEST_F(WorkersE2E, HireUpdateTerminateRehireArriveInOrder) {
   ASSERT_TRUE(e2e_.StartDaemon(0)) << e2e_.Log(0);
   const int64_t t0 = 1'790'000'000;

@@ -62,6 +62,9 @@ struct SyncResult {
   // Items (indexes into EmployeeWork::items) whose action takes effect later: parked until
   // the given time (ms), whatever happens to the rest.
   std::vector<std::pair<size_t, int64_t>> deferred;
+  // Of `deferred`, the items this sync also applied (fetch.recheck_at: the record read back dates
+  // a change ahead): their outcome is this sync's, and they are planned again at their time.
+  std::vector<size_t> rechecks;
 
   // For logs, dead letters and metrics.
   std::string action;  // sync, suspend, reactivate, delete, ignore
