@@ -113,6 +113,23 @@ TEST_F(MapCommand, MapsEveryVendorSample) {
   EXPECT_GE(samples, 15u);
 }
 
+// A record read back that dates a change ahead (fetch.recheck_at) shows when the item is planned
+// again, and why.
+TEST_F(MapCommand, ShowsWhenARecordDatedChangeIsPlannedAgain) {
+  const fs::path c = kFixtures / "factorial/employee-updated-termination-in-record";
+  ASSERT_EQ(Run({"--profile", "factorial", (c / "request.json").string(), "--record",
+                 (c / "response.json").string(), "-H", "x-factorial-wh-challenge: s3cret", "--now",
+                 "1795000000"}),
+            0)
+      << out_ << err_;
+  const auto& item = json_["items"][0];
+  EXPECT_STREQ(item["action"].GetString(), "sync");
+  ASSERT_TRUE(item.HasMember("recheck_at")) << out_;
+  EXPECT_EQ(item["recheck_at"].GetInt64(), 1'798'675'200);
+  EXPECT_NE(std::string(item["reason"].GetString()).find("fetch.recheck_at"), std::string::npos)
+      << out_;
+}
+
 // Issue 16: each item says whether scimsyncd would act on it, acknowledge it or refuse the
 // request, and why; acknowledged items exit 0.
 TEST_F(MapCommand, ShowsActOrAcknowledgeOrRefuseAndWhy) {
