@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -379,6 +380,15 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
   // The applied item whose fetched record dates a change ahead (fetch.recheck_at): held until
   // then once this sync is done, so a fresh read applies the change on its day.
   std::optional<std::pair<size_t, int64_t>> recheck;
+  // The earliest date of a termination (or deletion) of this burst deferred to its effective
+  // date: the rest is planned without it, for someone who has not left yet.
+  std::optional<int64_t> leave_deferred_to_ms;
+  auto defer = [&](size_t index, int64_t when_ms, connectors::Action action) {
+    result.deferred.emplace_back(index, when_ms);
+    if (action == connectors::Action::kSuspend || action == connectors::Action::kDelete) {
+      leave_deferred_to_ms = std::min(leave_deferred_to_ms.value_or(when_ms), when_ms);
+    }
+  };
   Metrics& metrics = deps_.metrics ? *deps_.metrics : Metrics::Global();
   if (profile.payload_carries_record()) {
     std::string applied;         // the newest record applied
@@ -435,7 +445,7 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
       if (plan->effective_at_s) {
         const int64_t effective_ms = *plan->effective_at_s * 1000;
         if (effective_ms > now_ms) {
-          result.deferred.emplace_back(i, effective_ms);
+          defer(i, effective_ms, plan->action);
           continue;
         }
         std::string key = std::to_string(effective_ms);
@@ -512,7 +522,7 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
         return FromPlanError(converger, work, plan.error());
       }
       if (plan->effective_at_s && *plan->effective_at_s * 1000 > now_ms) {
-        result.deferred.emplace_back(k, *plan->effective_at_s * 1000);
+        defer(k, *plan->effective_at_s * 1000, plan->action);
         continue;
       }
       if (!chosen) {
@@ -574,6 +584,24 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
   job.scope = scope;
   job.trace_id = work.items.back().trace_id;
   job.fence = work.fence;
+  // The plan holds while a termination deferred from it is still ahead. A job can outlast that
+  // date (a slow JumpCloud, a 429 pause every worker shares): its writes would then create an
+  // active account, or update one, for someone who has left by the time they land. It stops
+  // before its next write instead, and the burst is planned again, the termination with it.
+  auto replan = std::make_shared<bool>(false);
+  if (leave_deferred_to_ms) {
+    job.fence = [lease = work.fence, due_ms = *leave_deferred_to_ms, clock = deps_.clock,
+                 replan]() -> Status {
+      if (lease) {
+        if (Status s = lease(); !s.ok()) return s;
+      }
+      if (clock->NowMs() < due_ms) return {};
+      *replan = true;
+      return Error::Transient(
+          "a termination of this employee deferred to its effective date fell due while the "
+          "sync ran; the items are synced again with it");
+    };
+  }
   job.first_attempt_ms = work.items.front().received_at_ms;
   job.attempt = 1;
   for (const auto& i : work.items) {
@@ -659,6 +687,18 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
     // may undo it while the rest is retried or waits in the dead letters.
     raise_version();
     if (deps_.guard) (void)deps_.guard->Record(who, true);
+  }
+  if (*replan && out.decision != scim::Decision::kDone) {
+    // No failed attempt: the burst comes back at once (the termination is due now) and is
+    // planned afresh. Whatever the job wrote before its plan went stale is overwritten then.
+    log::Info("planning a sync again: a deferred termination fell due while it ran",
+              {{"trace_id", job.trace_id}, {"employee", work.employee_key}});
+    result.kind = SyncResult::Kind::kRetry;
+    result.count_attempt = false;
+    result.delay_ms = 0;
+    result.result = "retry";
+    result.reason = out.reason;
+    return result;
   }
   switch (out.decision) {
     case scim::Decision::kDone:

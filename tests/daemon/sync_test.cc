@@ -90,7 +90,7 @@ class SyncTest : public ::testing::Test {
     deps.fetcher = fetcher_.get();
     deps.limiter = limiter_.get();
     deps.links = &links_;
-    deps.clock = &clock_;
+    deps.clock = sync_clock_ != nullptr ? sync_clock_ : &clock_;
     deps.random = &random_;
     deps.metrics = &metrics_;
     AddDeps(deps);
@@ -168,6 +168,7 @@ class SyncTest : public ::testing::Test {
   Metrics metrics_{"test"};
   int entries_ = 0;
   FakeClock clock_;
+  const Clock* sync_clock_ = nullptr;  // set: the syncer reads this clock instead of clock_
   scim::SequenceRandom random_{{0.5}};
   scim::MemoryLinkStore links_;
   std::unique_ptr<scim::RateLimiter> limiter_ =
@@ -288,6 +289,71 @@ TEST_F(SyncTest, ATerminationDatedAheadInTheFetchedRecordIsSyncedNowAndLandsOnIt
   EXPECT_EQ(due.kind, SyncResult::Kind::kDone) << due.reason;
   EXPECT_TRUE(due.deferred.empty());
   EXPECT_FALSE(Active()) << User();
+}
+
+// clock_, moved on by step_ms once the SCIM server has answered a request: the sync's first
+// exchanges took that long (a slow JumpCloud, a 429 pause every worker shares).
+class SlowTargetClock final : public Clock {
+ public:
+  SlowTargetClock(const FakeClock& base, const testing::FakeScimServer& scim, int64_t step_ms)
+      : base_(base), scim_(scim), step_ms_(step_ms) {}
+  int64_t NowMs() const override {
+    return base_.NowMs() + (scim_.TotalRequests() > 0 ? step_ms_ : 0);
+  }
+
+ private:
+  const FakeClock& base_;
+  const testing::FakeScimServer& scim_;
+  int64_t step_ms_;
+};
+
+// Seed 610 of the model test: a termination effective in a second is deferred, the updates of
+// the same burst are synced without it, and the sync outlasts the date (it waited out a 429
+// pause). Written as planned, they would create an active account -- or update one -- for
+// someone who has left by then. The job stops before writing and the burst is planned again
+// with the termination, which now takes effect: no account for the leaver.
+TEST_F(SyncTest, ADeferredTerminationThatFallsDueDuringTheSyncIsNotOvertaken) {
+  const int64_t now_ms = clock_.NowMs();
+  const std::string date_s = std::to_string(now_ms / 1000 + 1);
+  SlowTargetClock slow(clock_, scim_, 2000);
+  sync_clock_ = &slow;
+  const std::vector<std::tuple<std::string, std::string, std::string>> burst = {
+      {"hire", "Analyst", "1"}, {"leave@" + date_s, "Analyst", "2"}, {"hire", "Analyst II", "3"}};
+  SyncResult first = Run(true, burst);
+  EXPECT_EQ(scim_.CountRequests("POST"), 0) << "an account was created for a leaver: " << User();
+  EXPECT_EQ(first.kind, SyncResult::Kind::kRetry) << first.result << ": " << first.reason;
+  EXPECT_FALSE(first.count_attempt) << "planning again is no failed attempt";
+  ASSERT_EQ(first.deferred.size(), 1u);
+  EXPECT_EQ(first.deferred[0].first, 1u);
+
+  // The next pass: the termination is due and lands with the burst.
+  sync_clock_ = nullptr;
+  clock_.AdvanceMs(2000);
+  SyncResult again = Run(true, burst);
+  EXPECT_EQ(again.kind, SyncResult::Kind::kDone) << again.reason;
+  EXPECT_TRUE(again.deferred.empty());
+  EXPECT_EQ(scim_.CountRequests("POST"), 0) << User();
+  EXPECT_EQ(scim_.user_count(), 0u);
+
+  // An existing user: the burst's update is not written while the person has left either; the
+  // next pass suspends them with the newest attributes.
+  ASSERT_EQ(Run(true, {{"hire", "Analyst", "1"}}, "E2").kind, SyncResult::Kind::kDone);
+  ASSERT_TRUE(Active("E2"));
+  const std::string date2_s = std::to_string(clock_.NowMs() / 1000 + 1);
+  const std::vector<std::tuple<std::string, std::string, std::string>> burst2 = {
+      {"leave@" + date2_s, "Analyst", "2"}, {"hire", "Analyst II", "3"}};
+  SlowTargetClock slow2(clock_, scim_, 2000);
+  scim_.ClearRequests();
+  sync_clock_ = &slow2;
+  SyncResult stale = Run(true, burst2, "E2");
+  EXPECT_EQ(stale.kind, SyncResult::Kind::kRetry) << stale.result << ": " << stale.reason;
+  EXPECT_EQ(scim_.CountRequests("PATCH"), 0) << User("E2");
+  sync_clock_ = nullptr;
+  clock_.AdvanceMs(2000);
+  SyncResult suspended = Run(true, burst2, "E2");
+  EXPECT_EQ(suspended.kind, SyncResult::Kind::kDone) << suspended.reason;
+  EXPECT_FALSE(Active("E2")) << User("E2");
+  EXPECT_NE(User("E2").find("\"title\":\"Analyst II\""), std::string::npos) << User("E2");
 }
 
 TEST_F(SyncTest, AnOlderVersionThanTheAppliedOneIsDropped) {
