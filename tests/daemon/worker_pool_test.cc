@@ -212,6 +212,31 @@ TEST_F(WorkerPoolTest, DeferredItemsWaitForTheirDateWithoutBlockingLaterOnes) {
   EXPECT_TRUE(due->empty());
 }
 
+// The syncer's answer when a burst's held termination fell due while the rest was synced (the
+// sync ran past its date): a retry at once, no attempt counted. The next pass gets the whole
+// burst back as one sync, in order, the termination with it.
+TEST_F(WorkerPoolTest, ABurstWhoseHeldTerminationFellDueMidSyncComesBackWhole) {
+  const int64_t date_ms = clock_.NowMs() + 1000;
+  SyncResult replan;
+  replan.kind = SyncResult::Kind::kRetry;
+  replan.count_attempt = false;
+  replan.delay_ms = 0;
+  replan.deferred.emplace_back(1, date_ms);
+  syncer_.answers["E1"].push_back(replan);
+  syncer_.before = [this](const EmployeeWork&) {
+    if (syncer_.calls.empty()) clock_.AdvanceMs(2000);  // a slow JumpCloud
+  };
+  Enqueue("E1", "hire");
+  Enqueue("E1", "termination-in-a-second");
+  Enqueue("E1", "update");
+  pool_.RunOnce();
+  pool_.RunOnce();
+  ASSERT_EQ(syncer_.calls.size(), 2u);
+  EXPECT_EQ(syncer_.calls[1].second,
+            (std::vector<std::string>{"hire", "termination-in-a-second", "update"}));
+  EXPECT_EQ(Waiting(), 0);
+}
+
 TEST_F(WorkerPoolTest, AuthPauseConsumesNothingAndResumesWhenTheProbeSucceeds) {
   SyncResult pause;
   pause.kind = SyncResult::Kind::kPause;
