@@ -584,24 +584,6 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
   job.scope = scope;
   job.trace_id = work.items.back().trace_id;
   job.fence = work.fence;
-  // The plan holds while a termination deferred from it is still ahead. A job can outlast that
-  // date (a slow JumpCloud, a 429 pause every worker shares): its writes would then create an
-  // active account, or update one, for someone who has left by the time they land. It stops
-  // before its next write instead, and the burst is planned again, the termination with it.
-  auto replan = std::make_shared<bool>(false);
-  if (leave_deferred_to_ms) {
-    job.fence = [lease = work.fence, due_ms = *leave_deferred_to_ms, clock = deps_.clock,
-                 replan]() -> Status {
-      if (lease) {
-        if (Status s = lease(); !s.ok()) return s;
-      }
-      if (clock->NowMs() < due_ms) return {};
-      *replan = true;
-      return Error::Transient(
-          "a termination of this employee deferred to its effective date fell due while the "
-          "sync ran; the items are synced again with it");
-    };
-  }
   job.first_attempt_ms = work.items.front().received_at_ms;
   job.attempt = 1;
   for (const auto& i : work.items) {
@@ -664,6 +646,27 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
     }
   }
 
+  // The plan holds while a termination deferred from it is still ahead. A job can outlast that
+  // date (a slow JumpCloud, a 429 pause every worker shares): its writes would then create an
+  // active account, or update one, for someone who has left by the time they land. It stops
+  // before its next write instead, and the burst is planned again, the termination with it. (A
+  // job that ends access anyway goes on: the termination lands on top of it in the next pass.)
+  auto replan = std::make_shared<bool>(false);
+  const bool ends_access = job.action == scim::Action::kSuspend ||
+                           job.action == scim::Action::kDelete || job.desired.active == false;
+  if (leave_deferred_to_ms && !ends_access) {
+    job.fence = [lease = work.fence, due_ms = *leave_deferred_to_ms, clock = deps_.clock,
+                 replan]() -> Status {
+      if (lease) {
+        if (Status s = lease(); !s.ok()) return s;
+      }
+      if (clock->NowMs() < due_ms) return {};
+      *replan = true;
+      return Error::Transient(
+          "a termination of this employee deferred to its effective date fell due while the "
+          "sync ran; the items are synced again with it");
+    };
+  }
   scim::Outcome out = converger.Converge(job);
   result.last_request = out.last_request;
   result.last_response = out.last_response;
