@@ -381,7 +381,8 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
   // then once this sync is done, so a fresh read applies the change on its day.
   std::optional<std::pair<size_t, int64_t>> recheck;
   // The earliest date of a termination (or deletion) of this burst deferred to its effective
-  // date: the rest is planned without it, for someone who has not left yet.
+  // date, or dated ahead in the record read back: the burst is planned for someone who has not
+  // left yet.
   std::optional<int64_t> leave_deferred_to_ms;
   auto defer = [&](size_t index, int64_t when_ms, connectors::Action action) {
     result.deferred.emplace_back(index, when_ms);
@@ -535,6 +536,9 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
         chosen_action = plan->action;
         if (plan->recheck_at_s && *plan->recheck_at_s * 1000 > now_ms) {
           recheck.emplace(k, *plan->recheck_at_s * 1000);
+          // The record read back is active until then: the plan goes stale on that day too.
+          leave_deferred_to_ms =
+              std::min(leave_deferred_to_ms.value_or(recheck->second), recheck->second);
         }
         continue;
       }

@@ -356,6 +356,24 @@ TEST_F(SyncTest, ADeferredTerminationThatFallsDueDuringTheSyncIsNotOvertaken) {
   EXPECT_NE(User("E2").find("\"title\":\"Analyst II\""), std::string::npos) << User("E2");
 }
 
+// The same when the date is in the record read back (fetch.recheck_at): a sync that outlasts
+// it is planned again from a fresh read, which says the person has left.
+TEST_F(SyncTest, ATerminationDatedInTheFetchedRecordThatFallsDueDuringTheSyncIsReadAgain) {
+  const std::string event = "hire~" + std::to_string(clock_.NowMs() / 1000 + 1);
+  SlowTargetClock slow(clock_, scim_, 2000);
+  sync_clock_ = &slow;
+  SyncResult first = Run(false, {{event, "Manager", ""}});
+  EXPECT_EQ(scim_.CountRequests("POST"), 0) << "an account was created for a leaver: " << User();
+  EXPECT_EQ(first.kind, SyncResult::Kind::kRetry) << first.result << ": " << first.reason;
+  EXPECT_FALSE(first.count_attempt);
+
+  sync_clock_ = nullptr;
+  clock_.AdvanceMs(2000);
+  SyncResult again = Run(false, {{event, "Manager", ""}});
+  EXPECT_EQ(again.kind, SyncResult::Kind::kDone) << again.reason;
+  EXPECT_EQ(scim_.user_count(), 0u) << User();
+}
+
 TEST_F(SyncTest, AnOlderVersionThanTheAppliedOneIsDropped) {
   // No Versions store here: within one batch, ordering is by version.
   SyncResult r = Run(true, {{"hire", "New", "5"}, {"hire", "Old", "4"}});
