@@ -359,8 +359,23 @@ Status SuspensionGuard::Record(const std::string& who, bool suspended) {
   return {};
 }
 
+Status SuspensionGuard::RecordMany(const std::vector<std::pair<std::string, bool>>& records) {
+  if (records.empty()) return {};
+  std::vector<std::vector<std::string>> cmds;
+  cmds.reserve(records.size());
+  for (const auto& [who, suspended] : records) {
+    cmds.push_back({suspended ? "SADD" : "SREM", SuspendedKey(), who});
+  }
+  auto r = pool_.Acquire()->Commands(cmds);
+  if (!r) return r.error();
+  for (const auto& one : *r) {
+    if (!one) return one.error();
+  }
+  return {};
+}
+
 Result<bool> SuspensionGuard::Suspended(const std::string& who) {
-  auto r = pool_.Acquire()->Command({"SISMEMBER", prefix_ + ":guard:suspended", who});
+  auto r = pool_.Acquire()->Command({"SISMEMBER", SuspendedKey(), who});
   if (!r) return r.error();
   return r->AsInteger().value_or(0) == 1;
 }
@@ -399,14 +414,21 @@ Result<std::string> Versions::Get(int partition, const std::string& who) {
   return r->AsString().value_or("");
 }
 
-Result<Versions::Applied> Versions::GetApplied(int partition, const std::string& who) {
-  auto r = pool_.Acquire()->Command(
-      {"HMGET", prefix_ + ":{p" + std::to_string(partition) + "}:versions", who, StatusField(who)});
+Result<Versions::Applied> Versions::GetApplied(int partition, const std::string& who,
+                                               const SuspensionGuard* guard) {
+  std::vector<std::vector<std::string>> cmds = {
+      {"HMGET", prefix_ + ":{p" + std::to_string(partition) + "}:versions", who, StatusField(who)}};
+  if (guard != nullptr) cmds.push_back({"SISMEMBER", guard->SuspendedKey(), who});
+  auto r = pool_.Acquire()->Commands(cmds);
   if (!r) return r.error();
+  for (const auto& one : *r) {
+    if (!one) return one.error();
+  }
   Applied out;
-  const auto& e = r->elements();
+  const auto& e = (*r)[0]->elements();
   if (e.size() > 0) out.version = e[0].AsString().value_or("");
   if (e.size() > 1) out.status_version = e[1].AsString().value_or("");
+  if (guard != nullptr) out.suspended = (*r)[1]->AsInteger().value_or(0) == 1;
   return out;
 }
 

@@ -113,21 +113,6 @@ std::string HistoryKey(const std::string& key_prefix, const std::string& profile
   return key_prefix + ":history:" + ScopeOf(profile, tenant) + ":" + employee;
 }
 
-std::string LastItemKey(const std::string& key_prefix, const std::string& profile,
-                        const std::string& tenant, const std::string& employee) {
-  return key_prefix + ":last-item:" + ScopeOf(profile, tenant) + ":" + employee;
-}
-
-namespace {
-std::string LastItemJson(const queue::Item& item) {
-  std::string out = "{";
-  Field(out, "event_type", item.event_type);
-  Field(out, "occurred_at", item.occurred_at);
-  Field(out, "payload", item.payload);
-  return out + "}";
-}
-}  // namespace
-
 std::vector<OutcomeRecord> OutcomesOf(const EmployeeWork& work, const SyncResult& result,
                                       int64_t now_ms) {
   std::set<size_t> deferred;
@@ -187,7 +172,6 @@ Status History::Append(const std::vector<Write>& writes) {
     cmds.push_back(std::move(push));
     cmds.push_back({"LTRIM", w.key, "0", keep});
     cmds.push_back({"EXPIRE", w.key, ttl});
-    if (!w.last_item_key.empty()) cmds.push_back({"SET", w.last_item_key, w.last_item, "EX", ttl});
   }
   if (cmds.empty()) return {};
   auto r = pool_.Acquire()->Commands(cmds);
@@ -217,26 +201,6 @@ Result<std::vector<OutcomeRecord>> History::Read(const std::string& profile,
   return out;
 }
 
-Result<std::optional<queue::Item>> History::ReadLastItem(const std::string& profile,
-                                                         const std::string& tenant,
-                                                         const std::string& employee) {
-  auto r = pool_.Acquire()->Command({"GET", LastItemKey(prefix_, profile, tenant, employee)});
-  if (!r) return r.error();
-  if (r->is_nil()) return std::optional<queue::Item>();
-  rapidjson::Document d;
-  const std::string& text = r->text();
-  d.Parse(text.data(), text.size());
-  if (d.HasParseError() || !d.IsObject()) return std::optional<queue::Item>();
-  queue::Item item;
-  item.profile = profile;
-  item.tenant = tenant;
-  item.employee_key = employee;
-  item.event_type = Str(d, "event_type");
-  item.occurred_at = Str(d, "occurred_at");
-  item.payload = Str(d, "payload");
-  return std::optional<queue::Item>(std::move(item));
-}
-
 namespace {
 
 class RecordingSyncer final : public Syncer {
@@ -250,11 +214,6 @@ class RecordingSyncer final : public Syncer {
       History::Write w;
       w.key = HistoryKey(history_.key_prefix(), work.profile, work.tenant, work.employee_key);
       w.records = OutcomesOf(work, result, clock_.NowMs());
-      if (result.kind == SyncResult::Kind::kDone && result.result != "ignored") {
-        w.last_item_key =
-            LastItemKey(history_.key_prefix(), work.profile, work.tenant, work.employee_key);
-        w.last_item = LastItemJson(work.items.back());
-      }
       std::lock_guard lock(mu_);
       pending_[thread].push_back(std::move(w));
     }
@@ -262,6 +221,35 @@ class RecordingSyncer final : public Syncer {
   }
 
   Status Probe(int thread) override { return inner_.Probe(thread); }
+
+  // The worker pool writes them with the pass's acknowledgements (one script per pass).
+  queue::CappedLists TakeRecords(int thread) override {
+    queue::CappedLists lists;
+    std::vector<History::Write> writes;
+    {
+      std::lock_guard lock(mu_);
+      auto it = pending_.find(thread);
+      if (it != pending_.end()) writes.swap(it->second);
+    }
+    const config::HistoryOptions& options = history_.options();
+    if (writes.empty() || options.max_entries <= 0) return lists;
+    lists.max_entries = options.max_entries;
+    lists.ttl_s = options.max_age_days * 86400;
+    lists.pushes.reserve(writes.size());
+    for (History::Write& w : writes) {
+      if (w.records.empty()) continue;
+      queue::CappedLists::Push push;
+      push.key = std::move(w.key);
+      // Only the newest max_entries would survive the trim.
+      const size_t max = static_cast<size_t>(options.max_entries);
+      const size_t from = w.records.size() > max ? w.records.size() - max : 0;
+      for (size_t i = from; i < w.records.size(); ++i) {
+        push.entries.push_back(OutcomeToJson(w.records[i]));
+      }
+      lists.pushes.push_back(std::move(push));
+    }
+    return lists;
+  }
 
   Status EndPass(int thread) override {
     Status s = inner_.EndPass(thread);

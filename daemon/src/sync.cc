@@ -391,15 +391,18 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
     }
   };
   Metrics& metrics = deps_.metrics ? *deps_.metrics : Metrics::Global();
+  // Whether the guard knows the employee as suspended, when read with the versions.
+  std::optional<bool> known_suspended;
   if (profile.payload_carries_record()) {
     std::string applied;         // the newest record applied
     std::string status_applied;  // the newest status event applied (terminate, rehire, ...)
     if (deps_.versions) {
-      auto v = deps_.versions->GetApplied(work.partition, who);
+      auto v = deps_.versions->GetApplied(work.partition, who, deps_.guard);
       if (!v)
         return FromPlanError(converger, work, Error::Transient("redis: " + v.error().message));
       applied = v->version;
       status_applied = v->status_version;
+      known_suspended = v->suspended;
     }
     for (std::string* stored : {&applied, &status_applied}) {
       if (auto t = VersionTimeMs(*stored); t && *t > now_ms + deps_.max_future_skew_ms) {
@@ -624,7 +627,9 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
     // The newest state scimsync applied is terminated and this event does not say otherwise
     // (a rehire sets active=true): if JumpCloud has no user (never had, or an admin deleted
     // the suspended one), none is created. Asked by the converger only before a create.
-    job.known_terminated = [this, &who]() -> Result<bool> {
+    job.known_terminated = [this, &who, known_suspended]() -> Result<bool> {
+      // Read with the versions at the start of the sync; only this sync changes it.
+      if (known_suspended) return *known_suspended;
       auto terminated = deps_.guard->Suspended(who);
       if (!terminated) return Error::Transient("redis: " + terminated.error().message);
       return *terminated;
@@ -693,7 +698,7 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
     // The suspension landed on its own; only the record's other changes failed. Nothing older
     // may undo it while the rest is retried or waits in the dead letters.
     raise_version();
-    if (deps_.guard) (void)deps_.guard->Record(who, true);
+    if (deps_.guard) StateOf(thread).guard_records.emplace_back(who, true);
   }
   if (*replan && out.decision != scim::Decision::kDone) {
     // No failed attempt: the burst comes back at once (the termination is due now) and is
@@ -720,11 +725,12 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
         result.rechecks.push_back(recheck->first);
       }
       if (deps_.guard) {
+        // Written with the pass's versions (EndPass).
         if (suspending) {
           // Also when JumpCloud has no user: a later event must not create an active one.
-          (void)deps_.guard->Record(who, true);
+          StateOf(thread).guard_records.emplace_back(who, true);
         } else if (job.desired.active == true && out.change != scim::Change::kAbsent) {
-          (void)deps_.guard->Record(who, false);
+          StateOf(thread).guard_records.emplace_back(who, false);
         }
       }
       break;
@@ -761,6 +767,17 @@ Status ProfileSyncer::EndPass(int thread) {
     }
   }
   t.raises.clear();
+  if (deps_.guard && !t.guard_records.empty()) {
+    // Failing, it fails the pass like the versions: its items are synced (and recorded) again.
+    Status s = deps_.guard->RecordMany(t.guard_records);
+    if (!s.ok()) {
+      log::Warn("cannot record the guard's view of the pass's employees",
+                {{"employees", static_cast<int64_t>(t.guard_records.size())},
+                 {"detail", s.error().message}});
+      out = s;
+    }
+  }
+  t.guard_records.clear();
   return out;
 }
 

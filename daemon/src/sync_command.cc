@@ -210,19 +210,22 @@ int RunSyncCommand(const std::vector<std::string>& args, std::ostream& out, std:
   // last record the employee's HR source sent is sent again (profiles whose payload carries it).
   queue::Item item;
   if (profile.payload_carries_record()) {
-    auto last = history.ReadLastItem(name, tenant, employee);
-    if (!last) {
+    // The newest item the workers applied for the employee (the one a repair re-applies).
+    auto last =
+        q->LastApplied(queue::PartitionOf(name, employee, q->partitions()), name, tenant, employee);
+    if (!last && last.error().kind != ErrorKind::kNotFound) {
       err << "scimsyncd: Redis: " << last.error().message << "\n";
       return kExitUnavailable;
     }
-    if (!*last) {
+    if (!last) {
       err << "scimsyncd sync: profile '" << name
           << "' gets the record in the webhook, and no record of employee " << employee
-          << " is kept (none was applied within workers.history.max_age_days); have the HR "
-             "system send an event for them\n";
+          << " is kept (none was applied yet); have the HR system send an event for them\n";
       return kExitDataErr;
     }
-    item = **last;
+    item.event_type = last->event_type;
+    item.occurred_at = last->occurred_at;
+    item.payload = last->payload;
     out << "record: the last one received (" << item.event_type
         << (item.occurred_at.empty() ? "" : ", " + item.occurred_at) << ")\n";
   } else {

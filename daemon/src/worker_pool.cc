@@ -555,6 +555,8 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
     ended += static_cast<int>(group.size());
     if (result.kind == SyncResult::Kind::kPause) Pause(result.reason);
   }
+  // The pass's history goes with its acknowledgements, in the same script.
+  queue::CappedLists records = syncer_.TakeRecords(thread);
   // The applied versions first: an item acknowledged without its version stored could let an
   // older event of the employee be applied after it.
   Status versions = syncer_.EndPass(thread);
@@ -569,11 +571,16 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
     acks.clear();
     --busy_;
   }
-  if (!acks.empty()) {
-    // With the newest state applied per employee, for a repair; ignored events are no state.
-    Status s = applied.empty() ? queue_.AckMany(acks) : queue_.AckApplied(acks, applied);
-    --busy_;
-    if (!s.ok()) {
+  if (acks.empty()) applied.clear();
+  if (!acks.empty() || !records.pushes.empty()) {
+    // With the newest state applied per employee, for a repair and `scimsyncd sync`; ignored
+    // events are no state.
+    Status s = queue_.AckPass(partition, acks, applied, records);
+    if (!acks.empty()) --busy_;
+    if (!s.ok() && acks.empty()) {
+      log::Warn("cannot record outcomes in the employee history (`scimsyncd employee`)",
+                {{"partition", partition}, {"detail", s.error().message}});
+    } else if (!s.ok()) {
       // They stay pending in Redis and are handed out again: at least once.
       st.loaded = false;
       log::Error("cannot record converged items as done; they will be processed again",

@@ -80,36 +80,58 @@ return added
 // out-of-memory error stops the script before it has changed anything.
 const Script& AckAppliedScript() {
   static const Script kScript(R"lua(
--- Ends items (Ack and AckMany are the cases without triples).
--- KEYS: stream, retry set, retry items, retry takes, applied hash.
--- ARGV: group, number of ack pairs N, N pairs of entry id and "1" when from the retry set, then
--- triples of employee field, version and item JSON: each is remembered unless a newer version
--- is remembered already (numbers compared as numbers, else as strings; no version: the later).
+-- Ends items (Ack and AckMany are the cases without triples or lists).
+-- KEYS: stream, retry set, retry items, retry takes, applied hash, then one key per list.
+-- ARGV: group; N and N pairs of entry id and "1" when from the retry set; A and A triples of
+-- employee field, version and item JSON: each is remembered unless a newer version is
+-- remembered already (numbers compared as numbers, else as strings; no version: the later);
+-- then max entries, ttl s, and per list its entry count and entries (oldest first).
+-- Returns the number of lists Redis refused (best effort: the acknowledgements stand).
 local n = tonumber(ARGV[2])
-local last = 2 + 2 * n
-for i = last + 1, #ARGV - 2, 3 do
+local i = 3 + 2 * n
+local a = tonumber(ARGV[i] or '0')
+i = i + 1
+for _ = 1, a do
   local cur = redis.call('HGET', KEYS[5], ARGV[i])
   local store = true
   if cur and ARGV[i + 1] ~= '' then
     local v = string.sub(cur, 1, (string.find(cur, '\n', 1, true) or 1) - 1)
     if v ~= '' then
-      local a, b = tonumber(v), tonumber(ARGV[i + 1])
-      if a and b then store = b >= a else store = ARGV[i + 1] >= v end
+      local x, y = tonumber(v), tonumber(ARGV[i + 1])
+      if x and y then store = y >= x else store = ARGV[i + 1] >= v end
     end
   end
   if store then redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1] .. '\n' .. ARGV[i + 2]) end
+  i = i + 3
 end
-for i = 3, last - 1, 2 do
-  if ARGV[i + 1] == '1' then
-    redis.call('ZREM', KEYS[2], ARGV[i])
-    redis.call('HDEL', KEYS[3], ARGV[i])
-    redis.call('HDEL', KEYS[4], ARGV[i])
+for j = 3, 2 + 2 * n, 2 do
+  if ARGV[j + 1] == '1' then
+    redis.call('ZREM', KEYS[2], ARGV[j])
+    redis.call('HDEL', KEYS[3], ARGV[j])
+    redis.call('HDEL', KEYS[4], ARGV[j])
   else
-    redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
-    redis.call('XDEL', KEYS[1], ARGV[i])
+    redis.call('XACK', KEYS[1], ARGV[1], ARGV[j])
+    redis.call('XDEL', KEYS[1], ARGV[j])
   end
 end
-return 1
+local refused = 0
+if #KEYS > 5 then
+  local max, ttl = tonumber(ARGV[i]), ARGV[i + 1]
+  i = i + 2
+  for k = 6, #KEYS do
+    local c = tonumber(ARGV[i])
+    local len = redis.pcall('LPUSH', KEYS[k], unpack(ARGV, i + 1, i + c))
+    if type(len) == 'number' then
+      -- Trimmed only once it is full: most lists are short.
+      if len > max then redis.pcall('LTRIM', KEYS[k], 0, max - 1) end
+      redis.pcall('EXPIRE', KEYS[k], ttl)
+    else
+      refused = refused + 1
+    end
+    i = i + 1 + c
+  end
+end
+return refused
 )lua");
   return kScript;
 }
@@ -401,31 +423,69 @@ class RedisQueue final : public Queue {
   Status AckMany(const std::vector<Item>& items) override { return AckApplied(items, {}); }
 
   Status AckApplied(const std::vector<Item>& items, const std::vector<Item>& applied) override {
-    std::map<int, std::pair<std::vector<std::string>, std::vector<std::string>>> args;
+    std::map<int, std::pair<std::vector<Item>, std::vector<Item>>> by_partition;
     for (const Item& item : items) {
       if (Status s = CheckItem(item); !s) return s;
-      auto& acks = args[item.partition].first;
-      acks.push_back(item.entry_id);
-      acks.push_back(Flag(item));
+      by_partition[item.partition].first.push_back(item);
     }
     for (const Item& item : applied) {
       if (Status s = CheckItem(item); !s) return s;
-      auto& remember = args[item.partition].second;
-      remember.push_back(AppliedField(item.profile, item.tenant, item.employee_key));
-      remember.push_back(item.occurred_at);
+      by_partition[item.partition].second.push_back(item);
+    }
+    for (const auto& [partition, both] : by_partition) {
+      if (Status s = AckPass(partition, both.first, both.second, CappedLists{}); !s) return s;
+    }
+    return {};
+  }
+
+  Status AckPass(int partition, const std::vector<Item>& items, const std::vector<Item>& applied,
+                 const CappedLists& lists) override {
+    if (Status s = CheckPartition(partition, partitions_); !s) return s;
+    std::vector<std::string> keys = PartitionKeys(partition);
+    keys.push_back(Keys::Applied(prefix_, partition));
+    std::vector<std::string> argv = {kConsumerGroup, std::to_string(items.size())};
+    for (const Item& item : items) {
+      if (Status s = CheckItem(item); !s) return s;
+      if (item.partition != partition) return Error::Invalid("an item of another partition");
+      argv.push_back(item.entry_id);
+      argv.push_back(Flag(item));
+    }
+    argv.push_back(std::to_string(applied.size()));
+    for (const Item& item : applied) {
+      if (Status s = CheckItem(item); !s) return s;
+      if (item.partition != partition) return Error::Invalid("an item of another partition");
+      argv.push_back(AppliedField(item.profile, item.tenant, item.employee_key));
+      argv.push_back(item.occurred_at);
       Item stored = item;
       stored.attempts = 0;
       stored.last_error.clear();
-      remember.push_back(internal::ItemToJson(stored));
+      argv.push_back(internal::ItemToJson(stored));
     }
-    for (auto& [partition, both] : args) {
-      std::vector<std::string> argv = {kConsumerGroup, std::to_string(both.first.size() / 2)};
-      argv.insert(argv.end(), both.first.begin(), both.first.end());
-      argv.insert(argv.end(), both.second.begin(), both.second.end());
-      std::vector<std::string> keys = PartitionKeys(partition);
-      keys.push_back(Keys::Applied(prefix_, partition));
-      Result<Reply> r = pool_.Acquire()->Eval(AckAppliedScript(), keys, argv);
-      if (!r) return r.error();
+    size_t lists_written = 0;
+    if (lists.max_entries > 0) {
+      argv.push_back(std::to_string(lists.max_entries));
+      argv.push_back(std::to_string(std::max<int64_t>(1, lists.ttl_s)));
+      for (const CappedLists::Push& push : lists.pushes) {
+        if (push.entries.empty()) continue;
+        // Only the newest max_entries survive the trim: the older ones need not travel.
+        const size_t skip = push.entries.size() > static_cast<size_t>(lists.max_entries)
+                                ? push.entries.size() - static_cast<size_t>(lists.max_entries)
+                                : 0;
+        keys.push_back(push.key);
+        argv.push_back(std::to_string(push.entries.size() - skip));
+        argv.insert(argv.end(), push.entries.begin() + static_cast<ptrdiff_t>(skip),
+                    push.entries.end());
+        ++lists_written;
+      }
+    }
+    if (items.empty() && applied.empty() && lists_written == 0) return {};
+    Result<Reply> r = pool_.Acquire()->Eval(AckAppliedScript(), keys, argv);
+    if (!r) return r.error();
+    if (const int64_t refused = r->AsInteger().value_or(0); refused > 0) {
+      log::Warn("Redis refused some lists written with the acknowledgements (out of memory?)",
+                {{"partition", partition},
+                 {"lists", refused},
+                 {"detail", "the items' outcomes are recorded; only these list entries are lost"}});
     }
     return {};
   }

@@ -381,8 +381,6 @@ TEST(HistoryTest, ZeroEntriesKeepsNothing) {
   daemon::History::Write w;
   w.key = daemon::HistoryKey("ht", "hr", "", "E1");
   w.records.push_back(daemon::OutcomeRecord{});
-  w.last_item_key = daemon::LastItemKey("ht", "hr", "", "E1");
-  w.last_item = "{}";
   ASSERT_TRUE(history.Append({w}).ok());
   EXPECT_EQ(server.Cli({"DBSIZE"}), "0");
 }

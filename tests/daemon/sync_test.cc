@@ -4,8 +4,14 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <sstream>
+#include <thread>
+
+#include "../queue/queue_test_util.h"
 #include "fake_scim_server.h"
 #include "scimsync/daemon/coordination.h"
+#include "scimsync/daemon/history.h"
 #include "scimsync/daemon/metrics.h"
 #include "scimsync/queue/redis.h"
 #include "scimsync/scim/link_store.h"
@@ -712,6 +718,99 @@ TEST_F(SyncRedisTest, TheGuardCountsEmployeesNotAttempts) {
   ASSERT_EQ(Run(true, {{"hire", "Analyst", "1"}}, "E4").kind, SyncResult::Kind::kDone);
   EXPECT_EQ(Run(true, {{"leave", "Analyst", "2"}}, "E3").kind, SyncResult::Kind::kDone);
   EXPECT_EQ(Run(true, {{"leave", "Analyst", "2"}}, "E4").kind, SyncResult::Kind::kHold);
+}
+
+// What a worker pass costs Redis, watched on a real server with MONITOR: per employee one read
+// (the applied versions with the guard's view, pipelined), per pass a few scripts; the history,
+// the applied items and the acknowledgements are written by one of them. Per-employee history
+// writes and a second copy of the applied item sent as commands of their own cost the end-to-end
+// bench 15% (bench/README.md); this keeps them from coming back.
+TEST_F(SyncRedisTest, APassCostsRedisOneReadPerEmployeeAndAFewScripts) {
+  constexpr int kEmployees = 30;
+  auto q =
+      queue::NewRedisQueue(scimsync::testing::RedisOptionsFor(redis_.url(), 1, "st"), "", clock_);
+  std::vector<queue::Item> items;
+  for (int k = 0; k < 3; ++k) {
+    for (int e = 0; e < kEmployees; ++e) {
+      queue::Item item =
+          scimsync::testing::MinimalItem("E" + std::to_string(e), "d" + std::to_string(e * 10 + k));
+      item.event_type = "hire";
+      item.payload = "Title " + std::to_string(k);
+      item.occurred_at = std::to_string(1000 + k);
+      item.received_at_ms = clock_.NowMs();
+      items.push_back(item);
+    }
+  }
+  ASSERT_TRUE(q->EnqueueBatch(items, 0).ok());
+  auto syncer = Syncer(true);
+  History history(pool_, "st", config::HistoryOptions{});
+  auto recording = NewRecordingSyncer(*syncer, history, clock_);
+  WorkerOptions o;
+  o.threads = 1;
+  o.consumer = "w";
+  WorkerPool workers(
+      o, *q, *recording, clock_, [](int) { return true; }, [](int) {});
+
+  scimsync::testing::TempDir dir;
+  scimsync::testing::Process monitor;
+  ASSERT_TRUE(monitor.Start({"redis-cli", "-p", std::to_string(redis_.port()), "monitor"},
+                            dir.File("monitor.log")));
+  auto wait_for = [&](const std::string& text) {
+    for (int i = 0; i < 500; ++i) {
+      if (scimsync::testing::ReadFile(dir.File("monitor.log")).find(text) != std::string::npos) {
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
+  ASSERT_TRUE(wait_for("OK")) << "redis-cli monitor did not start";
+  EXPECT_EQ(workers.RunOnce(), 3 * kEmployees);
+  redis_.Cli({"ECHO", "end-of-pass"});
+  ASSERT_TRUE(wait_for("end-of-pass"));
+  monitor.Signal(SIGTERM);
+
+  // Per command: sent by the daemon (a round trip, or a share of a pipeline) or run by a script.
+  std::map<std::string, int> sent, scripted;
+  std::istringstream lines(scimsync::testing::ReadFile(dir.File("monitor.log")));
+  std::string line;
+  while (std::getline(lines, line)) {
+    const size_t quote = line.find('"');
+    if (quote == std::string::npos || line.find("end-of-pass") != std::string::npos) continue;
+    const std::string cmd = line.substr(quote + 1, line.find('"', quote + 1) - quote - 1);
+    (line.find(" lua] ") != std::string::npos ? scripted : sent)[cmd]++;
+  }
+  std::string all;
+  for (const auto& [cmd, n] : sent) all += cmd + "=" + std::to_string(n) + " ";
+  all += "| scripts ran: ";
+  for (const auto& [cmd, n] : scripted) all += cmd + "=" + std::to_string(n) + " ";
+
+  EXPECT_EQ(*q->Depth(0), 0) << all;
+  EXPECT_EQ(scim_.FindUsers("externalId", "E7").size(), 1u);
+  int commands = 0;
+  for (const auto& [cmd, n] : sent) commands += n;
+  // Per employee: the applied versions (HMGET) and the guard's view (SISMEMBER, the same round
+  // trip). Per pass: the retries, the claim, the due retries, the read, the versions and the ack
+  // script (each sent twice the first time: EVALSHA, then EVAL when Redis does not know it).
+  EXPECT_EQ(sent["HMGET"], kEmployees) << all;
+  EXPECT_LE(sent["SISMEMBER"], kEmployees) << all;
+  EXPECT_LE(commands, 2 * kEmployees + 10) << all;
+  // Nothing per employee is written outside the pass's scripts, nor twice.
+  for (const char* cmd : {"LPUSH", "LTRIM", "EXPIRE", "SET", "HSET", "XACK"}) {
+    EXPECT_EQ(sent[cmd], 0) << cmd << ": " << all;
+  }
+  EXPECT_EQ(scripted["LPUSH"], kEmployees) << all;
+  EXPECT_EQ(scripted["LTRIM"], 0) << "short lists need no trim: " << all;
+  EXPECT_EQ(scripted["SET"], 0) << "the applied item is kept once: " << all;
+
+  // And what was written is what `scimsyncd employee` and `scimsyncd sync` read.
+  auto recs = history.Read("hr", "", "E7", 50, clock_.NowMs());
+  ASSERT_TRUE(recs.ok());
+  ASSERT_EQ(recs->size(), 3u);
+  EXPECT_EQ(recs->back().outcome, "done");
+  auto last = q->LastApplied(0, "hr", "", "E7");
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(last->payload, "Title 2");
 }
 
 // Each reservation that makes a worker wait is counted with its wait; a refused one is not (the

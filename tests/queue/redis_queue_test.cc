@@ -111,6 +111,44 @@ TEST_F(RedisQueueTest, OutOfMemoryRefusesTheWholeBatchButAcksStillWork) {
   EXPECT_EQ(after->accepted, 2);
 }
 
+// A pass's lists (the employee history) go in its ack script: pushed newest first, trimmed, with
+// an expiry; only the newest max_entries are sent. Out of memory they are best effort: the
+// acknowledgements still stand.
+TEST_F(RedisQueueTest, AckPassPushesCappedListsWithTheAcksAndNeverFailsThemForAList) {
+  ASSERT_TRUE(q_->EnqueueBatch({MakeItem("E1", "a"), MakeItem("E1", "b")}, kWeek).ok());
+  std::vector<Item> items = ReadAll(3);
+  ASSERT_EQ(items.size(), 2u);
+  CappedLists lists;
+  lists.max_entries = 2;
+  lists.ttl_s = 100;
+  lists.pushes.push_back({"h:E1", {"1", "2", "3"}});
+  lists.pushes.push_back({"h:E2", {"x"}});
+  ASSERT_TRUE(q_->AckPass(3, {items[0]}, {items[0]}, lists).ok());
+  EXPECT_EQ(server_.Cli({"LRANGE", "h:E1", "0", "-1"}), "3\n2");
+  EXPECT_EQ(server_.Cli({"LRANGE", "h:E2", "0", "-1"}), "x");
+  const int64_t ttl = std::stoll(server_.Cli({"TTL", "h:E1"}));
+  EXPECT_GT(ttl, 90);
+  EXPECT_LE(ttl, 100);
+  EXPECT_EQ(server_.Cli({"XLEN", "scimsync:{p3}:stream"}), "1");
+  auto applied = q_->LastApplied(3, "hr", "", "E1");
+  ASSERT_TRUE(applied.ok());
+  EXPECT_EQ(applied->dedup_id, "a");
+  // Trimmed once full.
+  lists.pushes = {{"h:E2", {"y", "z"}}};
+  ASSERT_TRUE(q_->AckPass(3, {}, {}, lists).ok());
+  EXPECT_EQ(server_.Cli({"LRANGE", "h:E2", "0", "-1"}), "z\ny");
+
+  ASSERT_EQ(server_.Cli({"CONFIG", "SET", "maxmemory-policy", "noeviction"}), "OK");
+  ASSERT_EQ(server_.Cli({"CONFIG", "SET", "maxmemory", "1"}), "OK");
+  lists.pushes = {{"h:E3", {"1"}}};
+  Status s = q_->AckPass(3, {items[1]}, {}, lists);
+  EXPECT_TRUE(s.ok()) << s.error().message;
+  s = q_->AckPass(3, {}, {}, lists);
+  EXPECT_TRUE(s.ok()) << s.error().message;
+  ASSERT_EQ(server_.Cli({"CONFIG", "SET", "maxmemory", "0"}), "OK");
+  EXPECT_EQ(server_.Cli({"XLEN", "scimsync:{p3}:stream"}), "0");
+}
+
 TEST_F(RedisQueueTest, RestartLosesNothingAndScriptsAreReloaded) {
   ASSERT_TRUE(
       q_->EnqueueBatch({MakeItem("E1", "a"), MakeItem("E1", "b"), MakeItem("E1", "c")}, kWeek)

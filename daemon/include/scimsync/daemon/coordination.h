@@ -104,9 +104,14 @@ class SuspensionGuard {
   // After a successful sync: remember whether the employee's newest applied state is
   // suspended (also when JumpCloud had no user to suspend).
   Status Record(const std::string& who, bool suspended);
+  // Record for several employees in one round trip (a worker pass ends with it); for an
+  // employee named twice the last wins.
+  Status RecordMany(const std::vector<std::pair<std::string, bool>>& records);
   // Whether the newest state scimsync applied for `who` is suspended: a later event without an
   // explicit active=true must not create or reactivate the account.
   Result<bool> Suspended(const std::string& who);
+  // The set Record writes and Suspended reads, for a read sent with others (Versions).
+  std::string SuspendedKey() const { return prefix_ + ":guard:suspended"; }
   // `scimsyncd guard release`: let held suspensions through; the guard stays open for
   // kReleaseMs so the rest of the same burst follows, then counts afresh.
   static constexpr int64_t kReleaseMs = int64_t{10} * 60 * 1000;
@@ -141,9 +146,13 @@ class Versions {
   struct Applied {
     std::string version;
     std::string status_version;
+    // With a guard: whether it knows `who` as suspended (SuspensionGuard::Suspended).
+    std::optional<bool> suspended;
   };
-  // Both in one round trip.
-  Result<Applied> GetApplied(int partition, const std::string& who);
+  // Both in one round trip; with `guard`, its Suspended(who) too, in the same round trip (a
+  // sync that may create the user needs it).
+  Result<Applied> GetApplied(int partition, const std::string& who,
+                             const SuspensionGuard* guard = nullptr);
   // The hash field of `who`'s status version, for Raise/RaiseMany.
   static std::string StatusField(const std::string& who) {
     return who +

@@ -4,24 +4,29 @@
 //
 // Layout: one Redis list per employee, "<key_prefix>:history:<scope>:<employee>" (scope as in the
 // link table: "profile" or "profile/tenant"), newest entry first, each entry one compact JSON
-// object. Every write is LPUSH + LTRIM to max_entries + PEXPIRE max_age, so an employee's list
-// never holds more than max_entries entries and disappears max_age after their last outcome;
-// entries older than max_age in a list that is still written to are not shown.
+// object. Every write is LPUSH, LTRIM to max_entries once the list is full, and EXPIRE max_age,
+// so an employee's list never holds more than max_entries entries and disappears max_age after
+// their last outcome; entries older than max_age in a list that is still written to are not
+// shown.
 //
 // Cost: an entry is 200-400 bytes of JSON (longer with a long reason, which is cut at 300
 // bytes), so 50 entries are 10-20 KB per employee who had 50 outcomes in 90 days; most
 // employees have a handful. docs/operations.md has the measured figure.
 //
-// Writes are best effort: the outcomes of a worker's pass are written in one pipelined round
-// trip when the pass ends; if Redis refuses, a warning is logged and the entries are lost (the
-// items' own outcome -- ack, retry, dead letter -- is recorded by the queue as before).
+// Writes are best effort: the outcomes of a worker's pass are written when the pass ends, in the
+// script that acknowledges its items (Queue::AckPass: one round trip per pass, and the history
+// says "done" exactly for what was acknowledged); if Redis refuses them, a warning is logged and
+// the entries are lost (the items' own outcome -- ack, retry, dead letter -- stands).
+//
+// The newest item applied for an employee (what `scimsyncd sync` sends again for a profile whose
+// payload carries the record) is not kept here: it is the queue's applied item
+// (Queue::LastApplied), the same one a repair after a fenced write re-applies.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -61,11 +66,6 @@ Result<OutcomeRecord> OutcomeFromJson(const std::string& json);
 std::string HistoryKey(const std::string& key_prefix, const std::string& profile,
                        const std::string& tenant, const std::string& employee);
 
-// The key of the newest item worked on for an employee: {event_type, occurred_at, payload}, so
-// `scimsyncd sync` can send again the record a payload-carrying profile last got. Same expiry.
-std::string LastItemKey(const std::string& key_prefix, const std::string& profile,
-                        const std::string& tenant, const std::string& employee);
-
 // The records a SyncResult means for each of the work's items (deferred items get "deferred").
 std::vector<OutcomeRecord> OutcomesOf(const EmployeeWork& work, const SyncResult& result,
                                       int64_t now_ms);
@@ -78,20 +78,12 @@ class History {
   struct Write {
     std::string key;                     // HistoryKey(...)
     std::vector<OutcomeRecord> records;  // oldest first
-    std::string last_item_key;           // LastItemKey(...); empty: not written
-    std::string last_item;               // LastItemJson(...)
   };
   // All writes in one pipelined round trip. No-op when max_entries is 0.
   Status Append(const std::vector<Write>& writes);
   // The newest `max` records of an employee not older than max_age, oldest first.
   Result<std::vector<OutcomeRecord>> Read(const std::string& profile, const std::string& tenant,
                                           const std::string& employee, int max, int64_t now_ms);
-
-  // The employee's newest item as LastItemKey keeps it (event type, occurred_at, payload);
-  // empty when none is kept.
-  Result<std::optional<queue::Item>> ReadLastItem(const std::string& profile,
-                                                  const std::string& tenant,
-                                                  const std::string& employee);
 
   const config::HistoryOptions& options() const { return options_; }
   const std::string& key_prefix() const { return prefix_; }
@@ -103,8 +95,9 @@ class History {
 };
 
 // A Syncer that records every outcome of `inner` in `history`: kept per worker thread during a
-// pass and written when the pass ends (EndPass), one round trip per pass. The worker pool does
-// not change: the daemon hands it this Syncer. References must outlive it.
+// pass and handed to the worker pool when the pass ends (TakeRecords), which writes them in the
+// pass's ack script; what the pool does not take is written by EndPass. The daemon hands the
+// pool this Syncer. References must outlive it.
 std::unique_ptr<Syncer> NewRecordingSyncer(Syncer& inner, History& history, const Clock& clock);
 
 }  // namespace scimsync::daemon

@@ -77,6 +77,9 @@ class ProfileSyncer final : public Syncer {
     std::unique_ptr<scim::Converger> converger;
     // Versions applied in this pass, raised at its end: partition -> (employee, version).
     std::map<int, std::vector<std::pair<std::string, std::string>>> raises;
+    // The guard's record of each synced employee (suspended or not), written at the pass's end
+    // with the versions: one round trip per pass instead of one per sync.
+    std::vector<std::pair<std::string, bool>> guard_records;
   };
   // The worker thread's own state: only that thread touches it.
   PerThread& StateOf(int thread);

@@ -88,6 +88,10 @@ class Syncer {
   // A worker's pass over a partition has ended; its converged items are acknowledged right
   // after. Writes what the pass's syncs left to write together (the applied versions).
   virtual Status EndPass(int /*thread*/) { return {}; }
+  // What the pass's syncs left to write with its acknowledgements (the employee history): the
+  // pool takes it before EndPass and writes it in the pass's ack script, one round trip. What
+  // is not taken, EndPass writes on its own.
+  virtual queue::CappedLists TakeRecords(int /*thread*/) { return {}; }
 };
 
 struct WorkerOptions {

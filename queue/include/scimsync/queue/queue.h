@@ -89,6 +89,19 @@ struct DeadLetterEntry {
 // over profile, a 0 byte, employee key.
 int PartitionOf(const std::string& profile, const std::string& employee_key, int partitions);
 
+// Entries pushed onto capped Redis lists together with a pass's acknowledgements (AckPass): the
+// employee history (daemon/history.h). Each list gets its entries (oldest first, so the list reads
+// newest first), is trimmed to max_entries and expires ttl_s after this write.
+struct CappedLists {
+  struct Push {
+    std::string key;
+    std::vector<std::string> entries;  // oldest first; at most max_entries are worth sending
+  };
+  std::vector<Push> pushes;
+  int max_entries = 0;
+  int64_t ttl_s = 0;
+};
+
 // The Redis keys, for tools and tests that look at Redis directly.
 struct Keys {
   static std::string Stream(const std::string& prefix, int partition);
@@ -182,7 +195,18 @@ class Queue {
     (void)applied;
     return AckMany(items);
   }
-  // The item AckApplied remembered for an employee; kNotFound when none.
+  // AckApplied of one partition's items (a worker's pass), and in the same script -- one round
+  // trip for the whole pass -- the pushes of `lists`. The lists are written after the
+  // acknowledgements and best effort: a list Redis refuses (out of memory) is logged and
+  // skipped, the acknowledgements stand. A queue without Redis lists (the memory queue) only
+  // acknowledges.
+  virtual Status AckPass(int partition, const std::vector<Item>& items,
+                         const std::vector<Item>& applied, const CappedLists& lists) {
+    (void)partition, (void)lists;
+    return AckApplied(items, applied);
+  }
+  // The item AckApplied remembered for an employee; kNotFound when none. `scimsyncd sync` sends
+  // it again for a profile whose payload carries the record.
   virtual Result<Item> LastApplied(int partition, const std::string& profile,
                                    const std::string& tenant, const std::string& employee_key) {
     (void)partition, (void)profile, (void)tenant, (void)employee_key;
