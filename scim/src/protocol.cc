@@ -379,6 +379,9 @@ std::vector<PatchOp> ReplaceAll(const User& desired) {
   if (!desired.user_name.empty()) {
     ops.push_back({PatchOp::Kind::kReplace, "userName", json::Quote(desired.user_name)});
   }
+  if (!desired.external_id.empty()) {
+    ops.push_back({PatchOp::Kind::kReplace, "externalId", json::Quote(desired.external_id)});
+  }
   for (const auto& attr : kCoreAttrs) {
     if (const auto& d = desired.*attr.field) put(attr.path, *d);
   }

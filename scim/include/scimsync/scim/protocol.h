@@ -76,7 +76,8 @@ std::vector<PatchOp> Diff(const User& desired, const RemoteUser& remote);
 
 // Every attribute `desired` manages, as one PATCH's operations, whatever the server holds: an
 // empty string removes the attribute, `emails` becomes the one primary work address, `active`
-// is included when set. Neither externalId (the anchor, unchanged) nor the password. The
+// is included when set, externalId too (an anchor cleared by hand comes back), never the
+// password. The
 // update sent from a snapshot (LinkStore::Link), without a GET: the HRIS is the authority for
 // what it exports, so an admin's manual edit of a managed attribute is overwritten.
 std::vector<PatchOp> ReplaceAll(const User& desired);
