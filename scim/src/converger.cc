@@ -812,6 +812,14 @@ void Converger::Record(Run& run, const std::string& id, const User& applied) {
   if (deps_.transport->dry_run()) return;
   std::string json = SnapshotJson(Overlay(applied, User{}));
   if (run.link == id && run.snapshot && run.snapshot_json == json) return;  // unchanged, young
+  if (run.job.fence && !run.job.fence().ok()) {
+    // This instance lost the employee's partition: the new owner may have applied a newer
+    // state since, and a snapshot from here could hide it. Without one, the next job reads.
+    Status dropped = deps_.links->DropSnapshot(run.job.scope, run.job.desired.external_id);
+    log::Info("not storing the snapshot: fenced",
+              {{"trace_id", run.job.trace_id}, {"dropped", dropped.ok()}});
+    return;
+  }
   LinkStore::Link link{id, json, deps_.clock->NowMs()};
   Status s = deps_.links->PutApplied(run.job.scope, run.job.desired.external_id, link);
   if (!s.ok()) {

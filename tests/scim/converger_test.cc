@@ -1104,6 +1104,33 @@ TEST_F(RequestsPerChangeTest, TheFenceIsAskedBeforeAWriteFromASnapshot) {
   EXPECT_EQ(Total(), 0);
 }
 
+// The lease is lost between the PATCH and storing its snapshot: the new owner may apply a newer
+// state meanwhile, so no snapshot is kept and the next job reads the user.
+TEST_F(RequestsPerChangeTest, ASnapshotIsNotStoredOnceFenced) {
+  Run(Jane());
+  Job job;
+  job.scope = kScope;
+  job.desired = Jane();
+  job.desired.title = "Lead";
+  job.first_attempt_ms = clock_.NowMs();
+  int asked = 0;
+  job.fence = [&asked]() -> Status {
+    if (++asked == 1) return {};  // the PATCH
+    return Error::Transient("lease lost");
+  };
+  server_->ClearRequests();
+  Outcome o = C().Converge(job);
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  EXPECT_EQ(Total(), 1);
+  EXPECT_EQ(asked, 2);
+  EXPECT_EQ((*links_.Read(kScope, "E1"))->snapshot, "");
+  server_->ClearRequests();
+  User lead = Jane();
+  lead.title = "Lead";
+  ASSERT_EQ(Run(lead).change, Change::kNone);
+  EXPECT_EQ(server_->CountRequests("GET"), 1);
+}
+
 // Every converger of a process shares one probe of /ServiceProviderConfig; a reload probes again.
 TEST_F(ConvergerTest, CapabilitiesAreProbedOncePerProcessAndAgainAfterAReload) {
   SharedCapabilities shared;
