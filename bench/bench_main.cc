@@ -76,8 +76,13 @@ struct Options {
   // The ceiling's thread pool: cpp-httplib holds a thread per keep-alive connection, so it needs
   // one per wrk connection to serve them all at once.
   int bare_threads = 64;
-  // Which phases to run (profiling one phase): ingest, ack, e2e, growth, backlog.
-  std::string phases = "ingest,ack,e2e,growth,backlog";
+  // Which phases to run (profiling one phase): ingest, ack, e2e, paced, load, growth, backlog.
+  std::string phases = "ingest,ack,e2e,paced,load,growth,backlog";
+  // paced: the workload under target.max_requests_per_second 10 and 100, run with the limiter
+  // at pace_scale times that rate; the time to converge is the measured time / pace_scale.
+  int pace_scale = 20;
+  // load: an initial load of this many hires (one employee.created each) into an empty sink.
+  int load_employees = 10000;
   bool Has(const std::string& phase) const {
     return ("," + phases + ",").find("," + phase + ",") != std::string::npos;
   }
@@ -277,7 +282,7 @@ class Daemon {
   Daemon(const Options& o, Redis& redis, TempDir& dir) : o_(o), redis_(redis), dir_(dir) {}
   ~Daemon() { Stop(); }
   // workers = 0: ingest only, to build a backlog.
-  bool Start(int workers, const std::string& sink_url) {
+  bool Start(int workers, const std::string& sink_url, double rate = 0) {
     port_ = testing::FreePort();
     testing::WriteFile(dir_.File("api-key"), std::string(kApiKey) + "\n");
     std::string yaml =
@@ -285,7 +290,7 @@ class Daemon {
         ", threads: " + std::to_string(o_.listen_threads) + "}\n" + "redis: {url: \"" +
         redis_.url() + "\", partitions: " + std::to_string(kPartitions) + "}\n" +
         "target:\n  base_url: \"" + sink_url + "\"\n  api_key_file: " + dir_.File("api-key") +
-        "\n  timeout_ms: 5000\n  max_requests_per_second: 0\n" +
+        "\n  timeout_ms: 5000\n  max_requests_per_second: " + std::to_string(rate) + "\n" +
         "workers:\n  threads: " + std::to_string(workers) +
         "\n  drain_timeout_s: 5\n  retry: {base_delay_ms: 50, max_delay_ms: 1000, "
         "max_attempts: 100}\n"
@@ -417,6 +422,13 @@ struct RunResult {
   int64_t e2e_aof_rewrites = 0;  // Redis's automatic AOF rewrites that ran during the phase
   // CPU seconds spent during the phase by scimsyncd, Redis and the driver (senders and sink).
   double e2e_cpu_daemon = 0, e2e_cpu_redis = 0, e2e_cpu_driver = 0;
+  // Requests against the floor (2 per create, 1 per other write; the sink counts both).
+  int64_t e2e_floor = 0;
+  // paced: [0] at 10 req/s, [1] at 100 req/s (scaled; see Options::pace_scale).
+  double paced_s[2] = {0, 0};
+  int64_t paced_requests[2] = {0, 0}, paced_floor[2] = {0, 0};
+  // load: SCIM requests for the initial load, unpaced, and the users it created.
+  int64_t load_requests = 0, load_floor = 0, load_users = 0;
   int64_t stale = 0;
   double idle_mb = 0, peak_mb = 0, backlog_mb = 0, backlog_peak_mb = 0;
   int64_t backlog_items = 0, backlog_redis_mb = 0;
@@ -671,10 +683,61 @@ class Bench {
       r.e2e_p99 = Percentile(lat, 0.99);
       r.e2e_writes = s.writes_total;
       r.e2e_requests = s.requests;
+      r.e2e_floor = s.floor();
       auto stale = sink.Stale(w.expected);
       r.stale = static_cast<int64_t>(stale.size());
       for (size_t i = 0; i < stale.size() && i < 5; ++i) std::cerr << "stale: " << stale[i] << "\n";
       r.peak_mb = std::max(r.peak_mb, static_cast<double>(d.PeakKb()) / 1024);
+      d.Stop();
+      redis.FlushAll();
+    }
+
+    // 3b. The same workload against a rate-limited target (10 and 100 requests/s): what a
+    // customer waits for. The limiter runs at pace_scale times the rate and the time is divided
+    // by it (the workload is sent in about a second either way, far below either rate's time).
+    for (int i = 0; o_.Has("paced") && i < 2; ++i) {
+      const double rate = i == 0 ? 10 : 100;
+      Sink sink;
+      sink.Start();
+      Daemon d(o_, redis, ddir);
+      if (!d.Start(o_.workers, sink.base_url(), rate * o_.pace_scale)) {
+        return Fail(r, "scimsyncd did not start");
+      }
+      Workload w = MakeWorkload("E", o_.employees, o_.events_per_employee, 42 + run);
+      std::vector<std::vector<int64_t>> sent;
+      int64_t t0 = NowUs();
+      if (!SendWorkload(o_, d.port(), w, &sent)) return Fail(r, "the workload was not accepted");
+      if (!WaitDrained(redis, 1800)) return Fail(r, "the workers did not drain the workload");
+      SinkSummary s = sink.Summarize();
+      r.paced_s[i] =
+          static_cast<double>(std::max<int64_t>(s.last_write_us, t0) - t0) / 1e6 * o_.pace_scale;
+      r.paced_requests[i] = s.requests;
+      r.paced_floor[i] = s.floor();
+      auto stale = sink.Stale(w.expected);
+      r.stale += static_cast<int64_t>(stale.size());
+      for (size_t k = 0; k < stale.size() && k < 5; ++k) std::cerr << "stale: " << stale[k] << "\n";
+      d.Stop();
+      redis.FlushAll();
+    }
+
+    // 3c. Initial load: load_employees hires into an empty JumpCloud, unpaced; the time at a
+    // rate is requests / rate (every request waits for its slot; the daemon's own time per
+    // request is ~0.1 ms against 10-100 ms per slot).
+    if (o_.Has("load")) {
+      Sink sink;
+      sink.Start();
+      Daemon d(o_, redis, ddir);
+      if (!d.Start(o_.workers, sink.base_url())) return Fail(r, "scimsyncd did not start");
+      Workload w = MakeWorkload("L", o_.load_employees, 1, 7 + run);
+      std::vector<std::vector<int64_t>> sent;
+      if (!SendWorkload(o_, d.port(), w, &sent)) return Fail(r, "the load was not accepted");
+      if (!WaitDrained(redis, 600)) return Fail(r, "the workers did not drain the load");
+      SinkSummary s = sink.Summarize();
+      r.load_requests = s.requests;
+      r.load_floor = s.floor();
+      r.load_users = static_cast<int64_t>(sink.server().user_count());
+      auto stale = sink.Stale(w.expected);
+      r.stale += static_cast<int64_t>(stale.size());
       d.Stop();
       redis.FlushAll();
     }
@@ -826,6 +889,48 @@ std::string Table(const Options& o, const std::vector<RunResult>& runs) {
       "SCIM requests for the workload", [](const RunResult& r) { return double(r.e2e_requests); },
       0, "");
   row(
+      "  its floor: 2 per create + 1 per other write (sink)",
+      [](const RunResult& r) { return double(r.e2e_floor); }, 0, "");
+  row(
+      "  requests / floor",
+      [](const RunResult& r) {
+        return r.e2e_floor > 0 ? double(r.e2e_requests) / double(r.e2e_floor) : 0;
+      },
+      2, "<= 1.1");
+  for (int i = 0; i < 2; ++i) {
+    const std::string rate = i == 0 ? "10" : "100";
+    row(
+        "converge the workload at " + rate + " req/s (s, limiter at " +
+            std::to_string(o.pace_scale) + "x, time / " + std::to_string(o.pace_scale) + ")",
+        [i](const RunResult& r) { return r.paced_s[i]; }, 0, "");
+    row(
+        "  its lower bound: requests / " + rate + " (s)",
+        [i](const RunResult& r) { return double(r.paced_requests[i]) / (i == 0 ? 10 : 100); }, 0,
+        "");
+    row(
+        "  SCIM requests at " + rate + " req/s (bursts coalesce)",
+        [i](const RunResult& r) { return double(r.paced_requests[i]); }, 0, "");
+    row(
+        "  requests / floor at " + rate + " req/s",
+        [i](const RunResult& r) {
+          return r.paced_floor[i] > 0 ? double(r.paced_requests[i]) / double(r.paced_floor[i]) : 0;
+        },
+        2, "<= 1.1");
+  }
+  row(
+      "initial load, " + std::to_string(o.load_employees) + " hires: SCIM requests",
+      [](const RunResult& r) { return double(r.load_requests); }, 0,
+      std::to_string(2 * o.load_employees) + " + probes");
+  row(
+      "  users created", [](const RunResult& r) { return double(r.load_users); }, 0,
+      std::to_string(o.load_employees));
+  row(
+      "  time at 10 req/s (s, requests / 10)",
+      [](const RunResult& r) { return double(r.load_requests) / 10; }, 0, "");
+  row(
+      "  time at 100 req/s (s, requests / 100)",
+      [](const RunResult& r) { return double(r.load_requests) / 100; }, 0, "");
+  row(
       "Redis commands for the workload",
       [](const RunResult& r) { return double(r.e2e_redis_calls); }, 0, "");
   row(
@@ -914,11 +1019,17 @@ int Main(int argc, char** argv) {
       o.senders = 4;
       o.backlog_big = 1000;
       o.growth = {100, 500};
+      o.pace_scale = 100;
+      o.load_employees = 50;
+    } else if (a == "--pace-scale") {
+      o.pace_scale = std::max(1, std::atoi(next().c_str()));
+    } else if (a == "--load") {
+      o.load_employees = std::max(1, std::atoi(next().c_str()));
     } else {
       std::cerr << "unknown argument " << a
                 << "\nusage: scimsync_bench --scimsyncd PATH --bare PATH --lua PATH [--wrk PATH] "
                    "[--runs N] [--workers N] [--listen-threads N] [--backlog N] [--phases "
-                   "ingest,ack,e2e,growth,backlog] "
+                   "ingest,ack,e2e,paced,load,growth,backlog] [--pace-scale K] [--load N] "
                    "[--out FILE] [--smoke]\n";
       return 2;
     }

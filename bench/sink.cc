@@ -51,6 +51,8 @@ SinkSummary Sink::Summarize() const {
       s.first_request_us = r.arrived_us;
     }
     if (r.method == "GET" || r.status < 200 || r.status > 299) continue;
+    ++s.all_writes;
+    if (r.method == "POST") ++s.creates;
     std::string who;
     if (r.method == "POST") {
       rapidjson::Document d;

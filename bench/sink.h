@@ -25,7 +25,13 @@ struct SinkSummary {
   int64_t first_request_us = 0;                      // 0 when no request arrived
   int64_t last_write_us = 0;
   int64_t requests = 0;
-  int64_t writes_total = 0;
+  int64_t writes_total = 0;  // writes that carried an event's title (the latency analysis)
+  // Every write answered 2xx (POST, PUT, PATCH, DELETE; a suspension sent alone too) and the
+  // POSTs among them: the floor of SCIM requests is 2 per create (a lookup and the POST) plus
+  // 1 per other write, i.e. all_writes + creates (issue 20).
+  int64_t all_writes = 0;
+  int64_t creates = 0;
+  int64_t floor() const { return all_writes + creates; }
 };
 
 class Sink {

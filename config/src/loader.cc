@@ -264,6 +264,7 @@ void ReadTarget(const YAML::Node& node, Problems* p, TargetOptions* o) {
   r.String("ca_file", &o->ca_file);
   r.Bool("insecure_skip_verify", &o->insecure_skip_verify);
   r.Bool("create_leavers", &o->create_leavers);
+  r.Int("snapshot_max_age_s", &o->snapshot_max_age_s, 0, int64_t{365} * 86400);
   if (!o->dry_run && o->api_key.empty()) {
     r.Error("api_key_env",
             "the JumpCloud API key is required: set api_key_env or api_key_file "

@@ -912,6 +912,14 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
       item.trace_id = "reconcile-" + rep.run_id;
       item.payload = work.payload;
       item.received_at_ms = clock.NowMs();
+      // JumpCloud differs from what scimsync last applied (a manual edit, a deleted user): the
+      // worker must read the user, not trust the link's snapshot (converger.h).
+      if (deps_.links != nullptr && !d.external_id.empty()) {
+        Status dropped =
+            deps_.links->DropSnapshot(ScopeOf(profile.name(), d.tenant), d.external_id);
+        if (!dropped.ok())
+          return Error::Transient("redis (link table): " + dropped.error().message);
+      }
       if (rep.held) {
         held_items.push_back(EncodeItem(item));
         continue;

@@ -272,6 +272,7 @@ ProfileSyncer::ProfileSyncer(const config::TargetOptions& target, const config::
 void ProfileSyncer::SetApiKey(std::string api_key) {
   std::lock_guard lock(key_mu_);
   api_key_ = std::move(api_key);
+  capabilities_.Reset();
   ++generation_;
 }
 
@@ -300,6 +301,7 @@ Result<scim::Converger*> ProfileSyncer::ConvergerFor(int thread) {
   cdeps.links = deps_.links;
   cdeps.clock = deps_.clock;
   cdeps.random = deps_.random;
+  cdeps.capabilities = &capabilities_;
   auto converger =
       std::make_unique<scim::Converger>(scim::ConvergerOptions::From(target_, retry_), cdeps);
   t.converger = std::move(converger);

@@ -335,6 +335,14 @@ int RunSyncCommand(const std::vector<std::string>& args, std::ostream& out, std:
     out << "(the plan above is only a preview; the worker decides when it runs)\n";
   }
 
+  // A repair: the worker reads the user instead of trusting the link's snapshot of what was
+  // last applied (an admin may have edited it since).
+  if (Status dropped = scim::NewRedisLinkStore(pool, cfg.redis.key_prefix)
+                           ->DropSnapshot(ScopeOf(name, tenant), employee);
+      !dropped.ok()) {
+    err << "scimsyncd: Redis: " << dropped.error().message << "\n";
+    return kExitUnavailable;
+  }
   auto enq = q->EnqueueBatch({item}, 0);
   if (!enq.ok()) {
     err << "scimsyncd: Redis: " << enq.error().message << "\n";

@@ -51,6 +51,33 @@ std::string MigrationHint(bool other_scopes, const std::string& found) {
          "scopes\")";
 }
 
+// The string attributes a snapshot keeps, besides userName and active.
+constexpr std::optional<std::string> User::*kManagedStrings[] = {
+    &User::given_name,  &User::family_name,  &User::display_name,    &User::email,
+    &User::title,       &User::locale,       &User::user_type,       &User::department,
+    &User::cost_center, &User::organization, &User::employee_number,
+};
+
+// `base` (what the user held) with every attribute `wanted` manages set to the wanted value:
+// what the user holds once `wanted` is applied. userName and email keep base's spelling when
+// they differ only in case (Diff does not write those). Neither externalId nor the password.
+User Overlay(User base, const User& wanted) {
+  base.external_id.clear();
+  base.password.reset();
+  if (!wanted.user_name.empty() && !json::EqualsIgnoreCase(wanted.user_name, base.user_name)) {
+    base.user_name = wanted.user_name;
+  }
+  for (auto field : kManagedStrings) {
+    const auto& w = wanted.*field;
+    if (!w) continue;
+    auto& b = base.*field;
+    if (field == &User::email && b && json::EqualsIgnoreCase(*b, *w)) continue;
+    b = w;
+  }
+  if (wanted.active) base.active = wanted.active;
+  return base;
+}
+
 std::vector<std::string> Paths(const std::vector<PatchOp>& ops) {
   std::vector<std::string> out;
   out.reserve(ops.size());
@@ -110,7 +137,23 @@ ConvergerOptions ConvergerOptions::From(const config::TargetOptions& target,
   o.timeout_ms = target.timeout_ms;
   o.retry = RetryOptions::From(retry);
   o.create_leavers = target.create_leavers;
+  o.snapshot_max_age_ms = target.snapshot_max_age_s * 1000;
   return o;
+}
+
+std::optional<ServiceProviderConfig> SharedCapabilities::Get() const {
+  std::lock_guard lock(mu_);
+  return capabilities_;
+}
+
+void SharedCapabilities::Set(const ServiceProviderConfig& capabilities) {
+  std::lock_guard lock(mu_);
+  capabilities_ = capabilities;
+}
+
+void SharedCapabilities::Reset() {
+  std::lock_guard lock(mu_);
+  capabilities_.reset();
 }
 
 // The state of one Converge call.
@@ -119,6 +162,13 @@ struct Converger::Run {
   const Job& job;
   int64_t first_ms = 0;
   std::optional<std::string> link;  // what the link table held at the start
+  bool link_read = false;           // `link` was just read: the first resolution reuses it
+  // The link's snapshot of the last applied state, when it is young enough to be trusted
+  // (reset once a write from it failed), and as stored.
+  std::optional<User> snapshot;
+  std::string snapshot_json;
+  // A POST was answered 409: resolution now also looks the userName up.
+  bool by_user_name = false;
   // The last exchange, raw: redacted and truncated only in Finish and only for a failed job
   // (the dead letter shows it); a converged job drops it, and redacting every body cost ~2% of
   // the daemon's CPU under load (bench/README.md).
@@ -184,6 +234,7 @@ Result<ServiceProviderConfig> Converger::Probe(Run& run) {
     // Absent or refused: JumpCloud has PATCH, so that is what we assume.
   }
   capabilities_ = caps;
+  if (deps_.capabilities) deps_.capabilities->Set(caps);
   log::Info("SCIM server capabilities", {{"patch", caps.patch}, {"filter", caps.filter}});
   return caps;
 }
@@ -325,9 +376,12 @@ Result<std::optional<RemoteUser>> Converger::ResolveCandidate(Run& run) {
   const std::string& ext = d.external_id;
   using Found = std::optional<RemoteUser>;
 
-  auto link = deps_.links->Get(run.job.scope, ext);
-  if (!link.ok()) return link.error();
-  run.link = *link;
+  if (!run.link_read) {
+    auto link = deps_.links->Get(run.job.scope, ext);
+    if (!link.ok()) return link.error();
+    run.link = *link;
+  }
+  run.link_read = false;
   if (run.link) {
     auto resp = Call(run, "GET", "/Users/" + UrlEncode(*run.link), "");
     if (!resp.ok()) return resp.error();
@@ -366,7 +420,9 @@ Result<std::optional<RemoteUser>> Converger::ResolveCandidate(Run& run) {
   }
   if (exact.size() == 1) return Found(std::move(exact[0]));
 
-  if (d.user_name.empty()) return Found();
+  // The userName is looked up only once a POST was refused (409): a name taken by a manual
+  // account is rare, and a lookup before every POST made each hire cost three requests.
+  if (d.user_name.empty() || !run.by_user_name) return Found();
   auto by_name = Search(run, "userName", d.user_name);
   if (!by_name.ok()) return by_name.error();
   std::vector<RemoteUser> named;
@@ -486,7 +542,32 @@ Status Converger::Converge(Run& run) {
   // A suspension, or a sync of a record whose newest state is terminated.
   const bool suspending = action == Action::kSuspend || desired.active == false;
 
+  auto link = deps_.links->Read(run.job.scope, run.job.desired.external_id);
+  if (!link.ok()) return link.error();
+  run.link_read = true;
+  if (*link) {
+    const LinkStore::Link& l = **link;
+    run.link = l.jumpcloud_id;
+    const int64_t now = deps_.clock->NowMs();
+    const int64_t max_age = options_.snapshot_max_age_ms;
+    if (!deps_.transport->dry_run() && max_age > 0 && !l.snapshot.empty() &&
+        now - l.applied_ms < max_age && l.applied_ms - now < max_age) {
+      auto parsed = ParseSnapshot(l.snapshot);
+      if (parsed.ok()) {
+        run.snapshot = std::move(*parsed);
+        run.snapshot_json = l.snapshot;
+      } else {
+        log::Warn("ignoring the link's snapshot; reading the user",
+                  {{"trace_id", run.job.trace_id}, {"error", parsed.error().message}});
+      }
+    }
+  }
+
   for (int round = 0; round < kMaxRounds; ++round) {
+    if (run.snapshot && run.link && action != Action::kDelete) {
+      Status status;
+      if (FromSnapshot(run, desired, suspending, &status) == SnapshotPath::kDone) return status;
+    }
     auto found = Resolve(run);
     if (!found.ok()) return found.error();
 
@@ -516,12 +597,16 @@ Status Converger::Converge(Run& run) {
         run.change = Change::kCreated;
         run.written = Paths(Diff(desired, RemoteUser{}));
         if (desired.password) run.written.push_back("password");
-        Link(run, run.id);
+        User applied = desired;
+        if (!applied.active) applied.active = true;  // CreateBody always sends it
+        Record(run, run.id, Overlay(User{}, applied));
         return {};
       }
       if (created.error().kind != ErrorKind::kConflict) return created.error();
       if (round + 1 < kMaxRounds) {
-        log::Info("409 on create: resolving again", {{"trace_id", run.job.trace_id}});
+        log::Info("409 on create: resolving again, by userName too",
+                  {{"trace_id", run.job.trace_id}});
+        run.by_user_name = true;
         continue;
       }
       Error e = created.error();
@@ -561,7 +646,10 @@ Status Converger::Converge(Run& run) {
       remote.attributes.active = false;
     }
     // Only the access changes: a leaver's record is often half-emptied by the HRIS.
-    if (action == Action::kSuspend) return {};
+    if (action == Action::kSuspend) {
+      Record(run, remote.id, Overlay(remote.attributes, User{}));
+      return {};
+    }
 
     User wanted = desired;
     if (!run.job.follow_user_name && !wanted.user_name.empty() &&
@@ -579,14 +667,22 @@ Status Converger::Converge(Run& run) {
       // The record is older than the attributes JumpCloud has: they must not go back.
       std::erase_if(ops, [](const PatchOp& op) { return op.path != "active"; });
     }
+    User applied = Overlay(remote.attributes, wanted);
+    if (run.job.status_only) {
+      applied = remote.attributes;
+      if (wanted.active) applied.active = wanted.active;
+      applied = Overlay(applied, User{});
+    }
     if (ops.empty()) {
       if (!run.suspended) run.change = Change::kNone;
+      Record(run, remote.id, applied);
       return {};
     }
     Status s = Update(run, remote, ops);
     if (s.ok()) {
       run.change = Change::kUpdated;
       for (auto& path : Paths(ops)) run.written.push_back(std::move(path));
+      Record(run, remote.id, applied);
       return {};
     }
     if (s.error().kind == ErrorKind::kNotFound && round + 1 < kMaxRounds) {
@@ -613,6 +709,126 @@ Status Converger::Converge(Run& run) {
     return e;
   }
   return Error::Transient("the JumpCloud user kept changing while it was being converged");
+}
+
+// The path without a GET: the link's snapshot stands for the user. kFallBack when the user is
+// gone (404) or the write was refused in a way a read may explain (409, 412): the snapshot is
+// dropped and the job goes on by resolution and diff.
+Converger::SnapshotPath Converger::FromSnapshot(Run& run, const User& desired, bool suspending,
+                                                Status* status) {
+  const Job& job = run.job;
+  User snapshot = *run.snapshot;
+  RemoteUser remote;
+  remote.id = *run.link;
+  remote.external_id = desired.external_id;
+  remote.attributes = snapshot;
+  run.id = remote.id;
+
+  auto fall_back = [&](const Error& e) {
+    const bool gone = e.kind == ErrorKind::kNotFound;
+    if (!gone && e.http_status != 409 && e.http_status != 412) return false;
+    log::Info(gone ? "linked JumpCloud user is gone; resolving again"
+                   : "write from the snapshot refused; reading the user",
+              {{"trace_id", job.trace_id}, {"jumpcloud_id", remote.id}, {"error", e.message}});
+    run.snapshot.reset();
+    if (gone) {
+      Unlink(run);
+    } else if (!deps_.transport->dry_run()) {
+      Status dropped = deps_.links->DropSnapshot(job.scope, desired.external_id);
+      if (!dropped.ok()) {
+        log::Warn("cannot drop the link's snapshot",
+                  {{"trace_id", job.trace_id}, {"error", dropped.error().message}});
+      }
+    }
+    run.snapshot_json.clear();
+    return true;
+  };
+
+  if (suspending && !run.suspended) {
+    // Always sent, whatever the snapshot says (Suspend explains).
+    Status s = Suspend(run, remote);
+    if (!s.ok()) {
+      if (fall_back(s.error())) return SnapshotPath::kFallBack;
+      *status = s;
+      return SnapshotPath::kDone;
+    }
+    snapshot.active = false;
+    remote.attributes.active = false;
+  }
+  if (job.action == Action::kSuspend) {
+    Record(run, remote.id, snapshot);
+    *status = {};
+    return SnapshotPath::kDone;
+  }
+
+  User wanted = desired;
+  if (job.status_only) {
+    // The record is older than the attributes JumpCloud has: only `active` may be applied.
+    wanted = User{};
+    wanted.active = desired.active;
+  } else if (!job.follow_user_name && !wanted.user_name.empty() && !snapshot.user_name.empty() &&
+             !json::EqualsIgnoreCase(wanted.user_name, snapshot.user_name)) {
+    log::Info("HR's userName differs from the JumpCloud user's; kept (username_updates: keep)",
+              {{"trace_id", job.trace_id},
+               {"jumpcloud_id", remote.id},
+               {"user_name", snapshot.user_name},
+               {"hr_user_name", wanted.user_name}});
+    wanted.user_name.clear();
+  }
+  if (run.suspended) wanted.active.reset();  // sent already, on its own
+  User applied = Overlay(snapshot, wanted);
+  if (applied == snapshot) {
+    // The HRIS changed something the profile does not map: nothing to send.
+    if (!run.suspended) run.change = Change::kNone;
+    Record(run, remote.id, applied);
+    *status = {};
+    return SnapshotPath::kDone;
+  }
+  // Every managed attribute, not only what differs from the snapshot: the HRIS is their
+  // authority, so an admin's manual edit is overwritten at the next change.
+  std::vector<PatchOp> ops = ReplaceAll(wanted);
+  Status s = Update(run, remote, ops);
+  if (!s.ok()) {
+    if (fall_back(s.error())) return SnapshotPath::kFallBack;
+    Error e = s.error();
+    if (run.suspended) {
+      e.message = "JumpCloud user " + remote.id +
+                  " is suspended (active=false was applied on its own), but the record's other "
+                  "changes failed: " +
+                  e.message;
+    }
+    *status = e;
+    return SnapshotPath::kDone;
+  }
+  run.change = Change::kUpdated;
+  // What changed, as far as scimsync knows; the request carried every managed attribute.
+  for (auto& path : Paths(Diff(wanted, remote))) run.written.push_back(std::move(path));
+  Record(run, remote.id, applied);
+  *status = {};
+  return SnapshotPath::kDone;
+}
+
+void Converger::Record(Run& run, const std::string& id, const User& applied) {
+  if (deps_.transport->dry_run()) return;
+  std::string json = SnapshotJson(Overlay(applied, User{}));
+  if (run.link == id && run.snapshot && run.snapshot_json == json) return;  // unchanged, young
+  if (run.job.fence && !run.job.fence().ok()) {
+    // This instance lost the employee's partition: the new owner may have applied a newer
+    // state since, and a snapshot from here could hide it. Without one, the next job reads.
+    Status dropped = deps_.links->DropSnapshot(run.job.scope, run.job.desired.external_id);
+    log::Info("not storing the snapshot: fenced",
+              {{"trace_id", run.job.trace_id}, {"dropped", dropped.ok()}});
+    return;
+  }
+  LinkStore::Link link{id, json, deps_.clock->NowMs()};
+  Status s = deps_.links->PutApplied(run.job.scope, run.job.desired.external_id, link);
+  if (!s.ok()) {
+    // The externalId still anchors the user; the next job reads it and stores the link.
+    log::Warn("cannot store the link HRIS id -> JumpCloud id and its snapshot",
+              {{"trace_id", run.job.trace_id}, {"error", s.error().message}});
+    return;
+  }
+  run.link = id;
 }
 
 Outcome Converger::Finish(Run& run, const Status& status) {
@@ -689,10 +905,19 @@ Outcome Converger::Converge(const Job& job) {
     return Finish(run, Error::Invalid(message));
   }
 
+  if (!capabilities_ && deps_.capabilities) capabilities_ = deps_.capabilities->Get();
   if (!capabilities_ && deps_.clock->NowMs() >= next_probe_ms_) {
-    auto caps = Probe(run);
-    // Only a refused key stops the job here; an unreachable server shows up in the job itself.
-    if (!caps.ok() && caps.error().kind == ErrorKind::kAuth) return Finish(run, caps.error());
+    // One converger probes; the others wait for its answer (SharedCapabilities).
+    std::unique_lock<std::mutex> probing;
+    if (deps_.capabilities) {
+      probing = std::unique_lock(deps_.capabilities->probe_mutex());
+      capabilities_ = deps_.capabilities->Get();
+    }
+    if (!capabilities_) {
+      auto caps = Probe(run);
+      // Only a refused key stops the job here; an unreachable server shows up in the job.
+      if (!caps.ok() && caps.error().kind == ErrorKind::kAuth) return Finish(run, caps.error());
+    }
   }
   return Finish(run, Converge(run));
 }

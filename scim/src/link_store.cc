@@ -1,22 +1,47 @@
 #include "scimsync/scim/link_store.h"
 
+#include <cstdlib>
+
 #include "scimsync/queue/redis.h"
 
 namespace scimsync::scim {
 
-Result<std::optional<std::string>> MemoryLinkStore::Get(const std::string& scope,
-                                                        const std::string& employee) {
+Result<std::optional<std::string>> LinkStore::Get(const std::string& scope,
+                                                  const std::string& employee) {
+  auto link = Read(scope, employee);
+  if (!link.ok()) return link.error();
+  if (!*link) return std::optional<std::string>();
+  return std::optional<std::string>(std::move((*link)->jumpcloud_id));
+}
+
+Result<std::optional<LinkStore::Link>> MemoryLinkStore::Read(const std::string& scope,
+                                                             const std::string& employee) {
   std::lock_guard lock(mu_);
   auto it = links_.find({scope, employee});
-  if (it == links_.end()) return std::optional<std::string>();
-  return std::optional<std::string>(it->second);
+  if (it == links_.end()) return std::optional<Link>();
+  return std::optional<Link>(it->second);
 }
 
 Status MemoryLinkStore::Put(const std::string& scope, const std::string& employee,
                             const std::string& jumpcloud_id) {
+  return PutApplied(scope, employee, Link{jumpcloud_id, "", 0});
+}
+
+Status MemoryLinkStore::PutApplied(const std::string& scope, const std::string& employee,
+                                   const Link& link) {
   std::lock_guard lock(mu_);
-  links_[{scope, employee}] = jumpcloud_id;
-  owners_[jumpcloud_id] = {scope, employee};
+  links_[{scope, employee}] = link;
+  owners_[link.jumpcloud_id] = {scope, employee};
+  return {};
+}
+
+Status MemoryLinkStore::DropSnapshot(const std::string& scope, const std::string& employee) {
+  std::lock_guard lock(mu_);
+  auto it = links_.find({scope, employee});
+  if (it != links_.end()) {
+    it->second.snapshot.clear();
+    it->second.applied_ms = 0;
+  }
   return {};
 }
 
@@ -24,7 +49,7 @@ Status MemoryLinkStore::Remove(const std::string& scope, const std::string& empl
   std::lock_guard lock(mu_);
   auto it = links_.find({scope, employee});
   if (it == links_.end()) return {};
-  auto owner = owners_.find(it->second);
+  auto owner = owners_.find(it->second.jumpcloud_id);
   if (owner != owners_.end() && owner->second == std::pair(scope, employee)) owners_.erase(owner);
   links_.erase(it);
   return {};
@@ -49,26 +74,60 @@ class RedisLinkStore final : public LinkStore {
   RedisLinkStore(redis::Pool& pool, std::string key_prefix)
       : pool_(pool), prefix_(std::move(key_prefix)) {}
 
-  Result<std::optional<std::string>> Get(const std::string& scope,
-                                         const std::string& employee) override {
-    auto reply = Command({"GET", Key(scope, employee)});
+  Result<std::optional<Link>> Read(const std::string& scope, const std::string& employee) override {
+    auto reply = Command({"MGET", Key(scope, employee), AppliedKey(scope, employee)});
     if (!reply.ok()) return reply.error();
-    return reply->AsString();
+    const auto& values = reply->elements();
+    std::optional<std::string> id = values.empty() ? std::nullopt : values[0].AsString();
+    if (!id) return std::optional<Link>();
+    Link link;
+    link.jumpcloud_id = std::move(*id);
+    // "<applied ms>\n<jumpcloud id>\n<snapshot>"; anything else is ignored (the user is read).
+    std::optional<std::string> applied = values.size() > 1 ? values[1].AsString() : std::nullopt;
+    if (applied) {
+      size_t a = applied->find('\n');
+      size_t b = a == std::string::npos ? a : applied->find('\n', a + 1);
+      if (b != std::string::npos && applied->compare(a + 1, b - a - 1, link.jumpcloud_id) == 0) {
+        char* end = nullptr;
+        long long ms = std::strtoll(applied->c_str(), &end, 10);
+        if (end == applied->c_str() + a && ms > 0) {
+          link.applied_ms = ms;
+          link.snapshot = applied->substr(b + 1);
+        }
+      }
+    }
+    return std::optional<Link>(std::move(link));
   }
 
   Status Put(const std::string& scope, const std::string& employee,
              const std::string& jumpcloud_id) override {
-    auto reply = Command({"SET", Key(scope, employee), jumpcloud_id});
+    auto reply = Command({"MSET", Key(scope, employee), jumpcloud_id, OwnerKey(jumpcloud_id),
+                          scope + "\n" + employee});
     if (!reply.ok()) return reply.error();
-    auto owner = Command({"SET", OwnerKey(jumpcloud_id), scope + "\n" + employee});
-    if (!owner.ok()) return owner.error();
+    return DropSnapshot(scope, employee);
+  }
+
+  Status PutApplied(const std::string& scope, const std::string& employee,
+                    const Link& link) override {
+    auto reply = Command(
+        {"MSET", Key(scope, employee), link.jumpcloud_id, OwnerKey(link.jumpcloud_id),
+         scope + "\n" + employee, AppliedKey(scope, employee),
+         std::to_string(link.applied_ms) + "\n" + link.jumpcloud_id + "\n" + link.snapshot});
+    if (!reply.ok()) return reply.error();
+    return {};
+  }
+
+  Status DropSnapshot(const std::string& scope, const std::string& employee) override {
+    auto reply = Command({"DEL", AppliedKey(scope, employee)});
+    if (!reply.ok()) return reply.error();
     return {};
   }
 
   Status Remove(const std::string& scope, const std::string& employee) override {
     // Forget the owner only when it is this link's: another scope's claim must survive.
-    auto reply = Command({"EVAL", kRemoveScript, "2", Key(scope, employee),
-                          prefix_ + ":link-owner:", scope + "\n" + employee});
+    auto reply =
+        Command({"EVAL", kRemoveScript, "3", Key(scope, employee),
+                 prefix_ + ":link-owner:", AppliedKey(scope, employee), scope + "\n" + employee});
     if (!reply.ok()) return reply.error();
     return {};
   }
@@ -87,15 +146,18 @@ class RedisLinkStore final : public LinkStore {
   std::string Key(const std::string& scope, const std::string& employee) const {
     return prefix_ + ":link:" + scope + ":" + employee;
   }
+  std::string AppliedKey(const std::string& scope, const std::string& employee) const {
+    return prefix_ + ":applied:" + scope + ":" + employee;
+  }
   std::string OwnerKey(const std::string& jumpcloud_id) const {
     return prefix_ + ":link-owner:" + jumpcloud_id;
   }
 
   // KEYS[1] the link, KEYS[2] the owner keys' prefix (a prefix, not a key: cluster mode is not
-  // supported by the link table anyway); ARGV[1] "<scope>\n<employee>".
+  // supported by the link table anyway), KEYS[3] the snapshot; ARGV[1] "<scope>\n<employee>".
   static constexpr char kRemoveScript[] = R"(
 local id = redis.call('GET', KEYS[1])
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[3])
 if id then
   local owner = KEYS[2] .. id
   if redis.call('GET', owner) == ARGV[1] then redis.call('DEL', owner) end

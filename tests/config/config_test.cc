@@ -172,6 +172,22 @@ TEST(ConfigTest, LeaverAccountsAndFutureSkew) {
             "workers.max_future_skew_s (line 3): must be between 0 and 31536000 (got -1)");
 }
 
+// The snapshot of the last applied state: trusted for a day by default, 0 turns it off.
+TEST(ConfigTest, SnapshotMaxAge) {
+  Config c;
+  ASSERT_TRUE(Load(kMinimal, &c).empty());
+  EXPECT_EQ(c.target.snapshot_max_age_s, 86400);
+  const std::string base = "profiles: [{name: hr, connector: generic}]\n";
+  ASSERT_TRUE(Load(base + "target: {dry_run: true, snapshot_max_age_s: 0}\n", &c).empty());
+  EXPECT_EQ(c.target.snapshot_max_age_s, 0);
+  ASSERT_TRUE(Load(base + "target: {dry_run: true, snapshot_max_age_s: 3600}\n", &c).empty());
+  EXPECT_EQ(c.target.snapshot_max_age_s, 3600);
+  EXPECT_EQ(OnlyProblem(base + "target: {dry_run: true, snapshot_max_age_s: -5}\n"),
+            "target.snapshot_max_age_s (line 2): must be between 0 and 31536000 (got -5)");
+  EXPECT_EQ(OnlyProblem(base + "target: {dry_run: true, snapshot_max_age_s: daily}\n"),
+            "target.snapshot_max_age_s (line 2): must be a whole number");
+}
+
 TEST(ConfigTest, RedisUrls) {
   const std::string base = kMinimal;
   Config c;

@@ -94,7 +94,7 @@ bool E2E::StartDaemon(int index, const E2EDaemonOptions& options) {
       "}\n" + "target:\n  base_url: \"" + base_url +
       "\"\n  api_key_file: " + dir_.File("api-key-" + std::to_string(index)) +
       "\n  timeout_ms: " + std::to_string(options.target_timeout_ms) +
-      "\n  max_requests_per_second: " + rate + "\n" +
+      "\n  max_requests_per_second: " + rate + "\n" + options.extra_target_keys +
       "workers:\n  threads: " + std::to_string(options.workers) +
       "\n  drain_timeout_s: 5\n  retry: {base_delay_ms: 20, max_delay_ms: 500, max_attempts: 100}\n"
       "  guard: {max_suspends: " +

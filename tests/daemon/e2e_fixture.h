@@ -26,6 +26,7 @@ struct E2EDaemonOptions {
   // The profile entry's connector: a built-in name or a profile file's path.
   std::string connector = "generic";
   std::string extra_worker_keys;  // lines appended inside workers: "  lease_ms: 2000\n"
+  std::string extra_target_keys;  // lines appended inside target: "  snapshot_max_age_s: 0\n"
   int64_t target_timeout_ms = 2000;
   // Further entries after the "hr" profile ("  - {name: hr2, connector: generic, secret_env:
   // TEST_HR_SECRET}\n"); they may sign with the same secret.

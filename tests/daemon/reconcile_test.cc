@@ -29,6 +29,7 @@
 #include "scimsync/queue/queue.h"
 #include "scimsync/queue/redis.h"
 #include "scimsync/scim/link_store.h"
+#include "scimsync/scim/protocol.h"
 #include "test_support.h"
 
 namespace scimsync::daemon {
@@ -375,10 +376,18 @@ class ReconcileWorld {
     ids["X9"] = scim_->Post(UserJson("X9", "bob", "Bob", "Gone", "Clerk", "Archive", true));
     // Created by hand, no anchor: not scimsync's business.
     ids["admin"] = scim_->Post(UserJson("", "itadmin", "IT", "Admin", "Admin", "IT", true));
-    // E3 was linked by an earlier sync: the join finds it through the link table.
+    // E3 was linked by an earlier sync: the join finds it through the link table. That sync
+    // kept a snapshot of what it applied; the admin's edits since are not in it.
     auto pool = Pool();
     auto links = scim::NewRedisLinkStore(*pool, "scimsync");
-    EXPECT_TRUE(links->Put("recon", "E3", ids["E3"]).ok());
+    scim::User applied;
+    applied.user_name = "alan";
+    applied.title = "Senior Engineer";
+    applied.department = "Research";
+    EXPECT_TRUE(
+        links
+            ->PutApplied("recon", "E3", {ids["E3"], scim::SnapshotJson(applied), 1'790'000'000'000})
+            .ok());
     return ids;
   }
 
@@ -575,6 +584,11 @@ TEST_P(ReconcileEndToEnd, SeededDriftIsFoundEnqueuedAndFixedAndThenTheStateIsCle
   // The lease is free again for the next run.
   EXPECT_EQ(w.redis().Cli({"EXISTS", "scimsync:reconcile:recon"}), "0");
   EXPECT_NE(w.redis().Cli({"GET", "scimsync:reconcile:recon:last"}), "");
+
+  // The drifted employees' snapshots are dropped: their workers read JumpCloud, which differs
+  // from what scimsync last applied, instead of trusting the snapshot and sending nothing.
+  EXPECT_EQ(w.redis().Cli({"EXISTS", "scimsync:applied:recon:E3"}), "0");
+  EXPECT_EQ(w.redis().Cli({"GET", "scimsync:link:recon:E3"}), ids["E3"]);
 
   // 3. The real daemon's workers take the items like any webhook's and fix the drift.
   ASSERT_TRUE(StartDaemon(port)) << scimsync::testing::ReadFile(w.dir().File("daemon.log"));

@@ -525,6 +525,10 @@ TEST_F(WorkersE2E, AFrozenInstanceNeverWritesAfterLosingItsLease) {
   E2EDaemonOptions options;
   options.workers = 2;
   options.extra_worker_keys = "  lease_ms: 2000\n  takeover_grace_ms: 500\n";
+  // A's update must read the user first, so that A can freeze between its read and its write:
+  // with the link's snapshot it would send its PATCH at once, before losing the lease. The
+  // snapshot path's writes ask the same fence (converger_test, TheFenceIsAskedBefore...).
+  options.extra_target_keys = "  snapshot_max_age_s: 0\n";
   ASSERT_TRUE(e2e_.StartDaemon(0, options)) << e2e_.Log(0);
   const int64_t t0 = 1'790'000'000;
   ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody("f1", "employee.created", "F1", "Analyst", t0)),

@@ -4,6 +4,7 @@
 #include "scimsync/scim/converger.h"
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <rapidjson/document.h>
 
 #include <chrono>
@@ -22,6 +23,10 @@ using testing::FakeScimServer;
 using testing::Fault;
 
 constexpr char kScope[] = "hibob";
+
+std::string EnterprisePrefixed(const char* name) {
+  return std::string("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:") + name;
+}
 
 User Jane() {
   User u;
@@ -151,17 +156,17 @@ TEST_F(ConvergerTest, CreatesAnAbsentUserAndStoresTheLink) {
   EXPECT_EQ(Str(ent, "department"), "Engineering");
   EXPECT_FALSE(user.HasMember("password"));
 
-  // Looked up first (externalId, then userName), then created.
+  // Looked up by externalId, then created: a hire is two requests (after the converger's one
+  // capabilities probe). The userName is looked up only after a 409.
   auto reqs = server_->requests();
-  ASSERT_EQ(reqs.size(), 4u);
+  ASSERT_EQ(reqs.size(), 3u);
   EXPECT_EQ(reqs[0].path, "/ServiceProviderConfig");
   EXPECT_EQ(reqs[1].filter, R"(externalId eq "E1")");
-  EXPECT_EQ(reqs[2].filter, R"(userName eq "jdoe")");
-  EXPECT_EQ(reqs[3].method, "POST");
-  EXPECT_EQ(reqs[3].headers["x-api-key"], "test-key");
-  EXPECT_EQ(reqs[3].headers["content-type"], "application/scim+json");
-  EXPECT_EQ(reqs[3].headers["accept"], "application/scim+json");
-  EXPECT_EQ(reqs[3].headers.count("x-org-id"), 0u);
+  EXPECT_EQ(reqs[2].method, "POST");
+  EXPECT_EQ(reqs[2].headers["x-api-key"], "test-key");
+  EXPECT_EQ(reqs[2].headers["content-type"], "application/scim+json");
+  EXPECT_EQ(reqs[2].headers["accept"], "application/scim+json");
+  EXPECT_EQ(reqs[2].headers.count("x-org-id"), 0u);
   // Only a failed job carries its last exchange (for the dead letter).
   EXPECT_EQ(o.last_request, "");
   EXPECT_EQ(o.last_response, "");
@@ -174,11 +179,9 @@ TEST_F(ConvergerTest, SecondSyncOfTheSameStateWritesNothing) {
   ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
   EXPECT_EQ(o.change, Change::kNone);
   EXPECT_TRUE(o.written.empty());
-  // One GET through the link; no filter, no write.
-  auto reqs = server_->requests();
-  ASSERT_EQ(reqs.size(), 1u);
-  EXPECT_EQ(reqs[0].method, "GET");
-  EXPECT_EQ(reqs[0].path, "/Users/" + o.jumpcloud_id);
+  // The link's snapshot says the user already holds this state: no request at all.
+  EXPECT_EQ(server_->requests().size(), 0u);
+  EXPECT_EQ(Link(), o.jumpcloud_id);
 }
 
 TEST_F(ConvergerTest, RenameIsAPatchOfTheSameUser) {
@@ -193,6 +196,8 @@ TEST_F(ConvergerTest, RenameIsAPatchOfTheSameUser) {
   EXPECT_EQ(o.change, Change::kUpdated);
   EXPECT_EQ(o.jumpcloud_id, id);
   EXPECT_EQ(o.written, (std::vector<std::string>{"userName", "name.familyName", "emails"}));
+  // One request: the PATCH, no GET first.
+  EXPECT_EQ(server_->requests().size(), 1u);
   EXPECT_EQ(server_->CountRequests("PATCH"), 1);
   EXPECT_EQ(server_->CountRequests("POST"), 0);
   auto user = Json(OnlyUser());
@@ -239,7 +244,9 @@ TEST_F(ConvergerTest, AUserAnotherScopeOwnsIsAConflictNamingBothSides) {
             std::string::npos)
       << o.reason;
   EXPECT_EQ(server_->CountRequests("PATCH"), 0);
-  EXPECT_EQ(server_->CountRequests("POST"), 0);
+  // The POST came first and was refused (the userName is taken); only then was it looked up.
+  EXPECT_EQ(server_->CountRequests("POST"), 1);
+  EXPECT_EQ(server_->user_count(), 1u);
   // One scope: the same user is adopted, as before scopes existed.
   job.other_scopes = false;
   EXPECT_EQ(C().Converge(job).decision, Decision::kDone);
@@ -351,9 +358,11 @@ TEST_F(ConvergerTest, ASuspensionLandsWhenTheRecordsRenameIsAConflict) {
   EXPECT_TRUE(o.suspended);
   EXPECT_NE(o.reason.find("is suspended"), std::string::npos) << o.reason;
   EXPECT_NE(o.reason.find(holder), std::string::npos) << o.reason;
+  // active=false alone; the record from the snapshot (409); the record again after reading the
+  // user (409 again: the name is taken), then the holder is looked up for the message.
   auto patches = server_->requests();
   std::erase_if(patches, [](const auto& r) { return r.method != "PATCH"; });
-  ASSERT_EQ(patches.size(), 2u);
+  ASSERT_EQ(patches.size(), 3u);
   EXPECT_EQ(patches[0].body, R"({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],)"
                              R"("Operations":[{"op":"replace","path":"active","value":false}]})");
   auto users = server_->FindUsers("externalId", "E1");
@@ -503,7 +512,8 @@ TEST_F(ConvergerTest, UserNameOfAnotherEmployeeIsAConflictReportingBothIds) {
   EXPECT_NE(o.reason.find("E2"), std::string::npos) << o.reason;
   EXPECT_NE(o.reason.find("E1"), std::string::npos) << o.reason;
   EXPECT_EQ(server_->user_count(), 1u);
-  EXPECT_EQ(server_->CountRequests("POST"), 0);
+  // The POST was refused (409 uniqueness), and only then the userName looked up.
+  EXPECT_EQ(server_->CountRequests("POST"), 1);
   EXPECT_EQ(server_->CountRequests("PATCH"), 0);
 }
 
@@ -531,7 +541,11 @@ TEST_F(ConvergerTest, StaleLinkIsDroppedAndTheEmployeeResolvedAgain) {
   std::string first = Run(Jane()).jumpcloud_id;
   server_->RemoveUser(first);  // deleted by an admin in JumpCloud
   std::string again = server_->AddUser(R"({"userName":"jdoe","externalId":"E1"})");
-  Outcome o = Run(Jane());
+  // The same state again sends nothing (the snapshot); the next change finds out.
+  EXPECT_EQ(Run(Jane()).change, Change::kNone);
+  User changed = Jane();
+  changed.title = "Lead";
+  Outcome o = Run(changed);
   ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
   EXPECT_EQ(o.jumpcloud_id, again);
   EXPECT_EQ(Link(), again);
@@ -795,6 +809,373 @@ TEST(FakeScimServer, LatencyAndCountingWithoutRecording) {
   EXPECT_TRUE(server.requests().empty());
   EXPECT_EQ(server.TotalRequests("GET"), 1);
   EXPECT_EQ(server.TotalRequests(), 1);
+}
+
+// --- Requests per HR change (issue 20): the rate limit is the bottleneck -------------------------
+
+class RequestsPerChangeTest : public ConvergerTest {
+ protected:
+  // The converger's capabilities probe is made before counting: it happens once per process.
+  void SetUp() override {
+    ConvergerTest::SetUp();
+    ASSERT_TRUE(C().Probe().ok());
+    server_->ClearRequests();
+  }
+
+  // An admin edits the user in JumpCloud's console.
+  void EditByHand(const std::string& id, const std::string& path, const std::string& value) {
+    httplib::Client cli("127.0.0.1", server_->port());
+    std::string body = R"({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],)"
+                       R"("Operations":[{"op":"replace","path":")" +
+                       path + R"(","value":")" + value + R"("}]})";
+    auto r = cli.Patch("/scim/v2/Users/" + id, {{"x-api-key", "test-key"}}, body,
+                       "application/scim+json");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+  }
+
+  int64_t Total() { return server_->TotalRequests(); }
+};
+
+TEST_F(RequestsPerChangeTest, AHireIsTwoRequests) {
+  Outcome o = Run(Jane());
+  ASSERT_EQ(o.change, Change::kCreated) << o.reason;
+  auto reqs = server_->requests();
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_EQ(reqs[0].filter, R"(externalId eq "E1")");
+  EXPECT_EQ(reqs[1].method, "POST");
+  // The link keeps the state applied, with when.
+  auto link = links_.Read(kScope, "E1");
+  ASSERT_TRUE(link.ok() && link->has_value());
+  EXPECT_EQ((*link)->jumpcloud_id, o.jumpcloud_id);
+  EXPECT_EQ((*link)->applied_ms, clock_.NowMs());
+  auto snapshot = ParseSnapshot((*link)->snapshot);
+  ASSERT_TRUE(snapshot.ok()) << (*link)->snapshot;
+  EXPECT_EQ(snapshot->department, "Engineering");
+  EXPECT_EQ(snapshot->active, true);
+}
+
+TEST_F(RequestsPerChangeTest, AMappedChangeIsOnePatchCarryingEveryManagedAttribute) {
+  std::string id = Run(Jane()).jumpcloud_id;
+  server_->ClearRequests();
+  User moved = Jane();
+  moved.department = "Sales";
+  Outcome o = Run(moved);
+  ASSERT_EQ(o.change, Change::kUpdated) << o.reason;
+  EXPECT_EQ(o.written, (std::vector<std::string>{EnterprisePrefixed("department")}));
+  auto reqs = server_->requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].method, "PATCH");
+  EXPECT_EQ(reqs[0].path, "/Users/" + id);
+  // Every managed attribute, not only the department.
+  for (const char* path : {"userName", "name.givenName", "name.familyName", "emails"}) {
+    EXPECT_NE(reqs[0].body.find(std::string("\"") + path + "\""), std::string::npos)
+        << path << " in " << reqs[0].body;
+  }
+  auto user = Json(OnlyUser());
+  EXPECT_EQ(Str(user["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"], "department"),
+            "Sales");
+}
+
+TEST_F(RequestsPerChangeTest, AnUnmappedChangeIsNoRequest) {
+  Run(Jane());
+  server_->ClearRequests();
+  // The HRIS changed a field the profile does not map: the desired user is the same.
+  for (int i = 0; i < 3; ++i) {
+    Outcome o = Run(Jane());
+    ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+    EXPECT_EQ(o.change, Change::kNone);
+  }
+  EXPECT_EQ(Total(), 0);
+}
+
+TEST_F(RequestsPerChangeTest, ARenameIsOneRequest) {
+  std::string id = Run(Jane()).jumpcloud_id;
+  server_->ClearRequests();
+  User renamed = Jane();
+  renamed.user_name = "jsmith";
+  Outcome o = Run(renamed);
+  ASSERT_EQ(o.change, Change::kUpdated) << o.reason;
+  EXPECT_EQ(Total(), 1);
+  EXPECT_EQ(Str(Json(OnlyUser()), "userName"), "jsmith");
+  EXPECT_EQ(Str(Json(OnlyUser()), "id"), id);
+}
+
+// The HRIS is the authority for what it exports: an admin's edit of a managed attribute lasts
+// until the employee's next change (reconciliation finds it in between).
+TEST_F(RequestsPerChangeTest, AManualEditInJumpCloudIsOverwrittenAtTheNextChange) {
+  std::string id = Run(Jane()).jumpcloud_id;
+  EditByHand(id, "name.givenName", "Janet");
+  server_->ClearRequests();
+  User promoted = Jane();
+  promoted.title = "Lead";
+  Outcome o = Run(promoted);
+  ASSERT_EQ(o.change, Change::kUpdated) << o.reason;
+  EXPECT_EQ(Total(), 1);
+  auto user = Json(OnlyUser());
+  EXPECT_EQ(Str(user["name"], "givenName"), "Jane");
+  EXPECT_EQ(Str(user, "title"), "Lead");
+}
+
+TEST_F(RequestsPerChangeTest, ADeletedUserIsRecreatedAtTheNextChange) {
+  std::string first = Run(Jane()).jumpcloud_id;
+  server_->RemoveUser(first);  // deleted by an admin
+  server_->ClearRequests();
+  User promoted = Jane();
+  promoted.title = "Lead";
+  Outcome o = Run(promoted);
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  EXPECT_EQ(o.change, Change::kCreated);
+  EXPECT_NE(o.jumpcloud_id, first);
+  EXPECT_EQ(Link(), o.jumpcloud_id);
+  // PATCH (404), the externalId lookup, the POST.
+  auto reqs = server_->requests();
+  ASSERT_EQ(reqs.size(), 3u);
+  EXPECT_EQ(reqs[0].method, "PATCH");
+  EXPECT_EQ(reqs[1].filter, R"(externalId eq "E1")");
+  EXPECT_EQ(reqs[2].method, "POST");
+  EXPECT_EQ(Str(Json(OnlyUser()), "title"), "Lead");
+}
+
+// 409 and 412 on the PATCH from a snapshot: the snapshot is dropped and the job goes the old
+// way, GET then a diff.
+TEST_F(RequestsPerChangeTest, A409Or412OnThePatchFallsBackToReadingTheUser) {
+  for (int status : {409, 412}) {
+    SCOPED_TRACE(status);
+    User jane = Jane();
+    jane.external_id = "E" + std::to_string(status);
+    jane.user_name = "j" + std::to_string(status);
+    jane.email = jane.user_name + "@example.com";
+    std::string id = Run(jane).jumpcloud_id;
+    server_->ClearRequests();
+    server_->InjectFault(Fault::Status(status).On("PATCH").Times(1));
+    User moved = jane;
+    moved.department = "Sales";
+    Outcome o = Run(moved);
+    ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+    EXPECT_EQ(o.change, Change::kUpdated);
+    auto reqs = server_->requests();
+    ASSERT_EQ(reqs.size(), 3u);
+    EXPECT_EQ(reqs[0].method, "PATCH");
+    EXPECT_EQ(reqs[1].method, "GET");
+    EXPECT_EQ(reqs[1].path, "/Users/" + id);
+    EXPECT_EQ(reqs[2].method, "PATCH");
+    // The diff: only the department this time.
+    EXPECT_EQ(reqs[2].body.find("userName"), std::string::npos) << reqs[2].body;
+    // And the snapshot is back for the next change.
+    server_->ClearRequests();
+    moved.department = "Legal";
+    ASSERT_EQ(Run(moved).change, Change::kUpdated);
+    EXPECT_EQ(Total(), 1);
+  }
+}
+
+TEST_F(RequestsPerChangeTest, ASnapshotOlderThanTheMaxAgeIsRefreshedWithAGet) {
+  std::string id = Run(Jane()).jumpcloud_id;
+  clock_.AdvanceMs(options_.snapshot_max_age_ms);
+  server_->ClearRequests();
+  ASSERT_EQ(Run(Jane()).change, Change::kNone);
+  auto reqs = server_->requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].method, "GET");
+  EXPECT_EQ(reqs[0].path, "/Users/" + id);
+  // The refreshed snapshot is young again.
+  EXPECT_EQ((*links_.Read(kScope, "E1"))->applied_ms, clock_.NowMs());
+  server_->ClearRequests();
+  ASSERT_EQ(Run(Jane()).change, Change::kNone);
+  EXPECT_EQ(Total(), 0);
+}
+
+TEST_F(RequestsPerChangeTest, NoSnapshotsWhenTheMaxAgeIsZero) {
+  options_.snapshot_max_age_ms = 0;
+  converger_.reset();
+  Run(Jane());
+  server_->ClearRequests();
+  User moved = Jane();
+  moved.department = "Sales";
+  ASSERT_EQ(Run(moved).change, Change::kUpdated);
+  EXPECT_EQ(server_->CountRequests("GET"), 1);
+  EXPECT_EQ(server_->CountRequests("PATCH"), 1);
+}
+
+// A userName held by a manually created account: the POST's 409 leads to the lookup, which
+// adopts an account without externalId and refuses one that carries another employee's.
+TEST_F(RequestsPerChangeTest, AUserNameTakenByAManualAccountIsResolvedAfterThe409) {
+  std::string manual = server_->AddUser(R"({"userName":"jdoe","nickName":"JJ"})");
+  server_->ClearRequests();
+  Outcome o = Run(Jane());
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  EXPECT_EQ(o.jumpcloud_id, manual);
+  auto reqs = server_->requests();
+  ASSERT_EQ(reqs.size(), 5u);
+  EXPECT_EQ(reqs[0].filter, R"(externalId eq "E1")");
+  EXPECT_EQ(reqs[1].method, "POST");  // 409
+  EXPECT_EQ(reqs[2].filter, R"(externalId eq "E1")");
+  EXPECT_EQ(reqs[3].filter, R"(userName eq "jdoe")");
+  EXPECT_EQ(reqs[4].method, "PATCH");
+  EXPECT_EQ(Str(Json(OnlyUser()), "externalId"), "E1");
+  EXPECT_EQ(Link(), manual);
+
+  std::string other = server_->AddUser(R"({"userName":"asmith","externalId":"E9"})");
+  User ann = Jane();
+  ann.external_id = "E2";
+  ann.user_name = "asmith";
+  ann.email = "ann@example.com";
+  Outcome conflict = Run(ann);
+  EXPECT_EQ(conflict.decision, Decision::kGiveUp);
+  EXPECT_EQ(conflict.error->kind, ErrorKind::kConflict);
+  EXPECT_NE(conflict.reason.find(other), std::string::npos) << conflict.reason;
+  EXPECT_EQ(server_->user_count(), 2u);
+}
+
+// The offboarding rules hold on the snapshot path: the suspension is always sent, alone, first,
+// even when the snapshot already says inactive.
+TEST_F(RequestsPerChangeTest, SuspensionsAreAlwaysSentFromASnapshot) {
+  Run(Jane());
+  server_->ClearRequests();
+  User leaver;
+  leaver.external_id = "E1";
+  for (int i = 0; i < 2; ++i) {
+    Outcome o = Run(leaver, Action::kSuspend);
+    ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+    EXPECT_TRUE(o.suspended);
+  }
+  auto reqs = server_->requests();
+  ASSERT_EQ(reqs.size(), 2u);
+  for (const auto& r : reqs) {
+    EXPECT_EQ(r.method, "PATCH");
+    EXPECT_EQ(r.body, R"({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],)"
+                      R"("Operations":[{"op":"replace","path":"active","value":false}]})");
+  }
+  // A termination carrying a changed record: active=false alone, then the record.
+  User terminated = Jane();
+  terminated.active = false;
+  terminated.title = "Former";
+  server_->ClearRequests();
+  Outcome o = Run(terminated);
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  reqs = server_->requests();
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_NE(reqs[0].body.find(R"("path":"active","value":false}]})"), std::string::npos);
+  EXPECT_EQ(reqs[1].body.find("active"), std::string::npos) << reqs[1].body;
+  EXPECT_TRUE(Inactive(Json(OnlyUser())));
+}
+
+TEST_F(RequestsPerChangeTest, AStatusOnlyJobSendsOnlyActiveFromASnapshot) {
+  User leaver = Jane();
+  leaver.active = false;
+  options_.create_leavers = true;
+  converger_.reset();
+  ASSERT_TRUE(C().Probe().ok());
+  Run(leaver);
+  server_->ClearRequests();
+  Job job;
+  job.scope = kScope;
+  job.desired = Jane();
+  job.desired.title = "Old title";
+  job.action = Action::kReactivate;
+  job.status_only = true;
+  job.first_attempt_ms = clock_.NowMs();
+  Outcome o = C().Converge(job);
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  auto reqs = server_->requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].body, R"({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],)"
+                          R"("Operations":[{"op":"replace","path":"active","value":true}]})");
+  EXPECT_EQ(Str(Json(OnlyUser()), "title"), "");
+}
+
+TEST_F(RequestsPerChangeTest, TheFenceIsAskedBeforeAWriteFromASnapshot) {
+  Run(Jane());
+  server_->ClearRequests();
+  Job job;
+  job.scope = kScope;
+  job.desired = Jane();
+  job.desired.title = "Lead";
+  job.first_attempt_ms = clock_.NowMs();
+  int asked = 0;
+  job.fence = [&asked]() -> Status {
+    ++asked;
+    return Error::Transient("lease lost");
+  };
+  Outcome o = C().Converge(job);
+  EXPECT_EQ(o.decision, Decision::kRetry);
+  EXPECT_EQ(asked, 1);
+  EXPECT_EQ(Total(), 0);
+}
+
+// The lease is lost between the PATCH and storing its snapshot: the new owner may apply a newer
+// state meanwhile, so no snapshot is kept and the next job reads the user.
+TEST_F(RequestsPerChangeTest, ASnapshotIsNotStoredOnceFenced) {
+  Run(Jane());
+  Job job;
+  job.scope = kScope;
+  job.desired = Jane();
+  job.desired.title = "Lead";
+  job.first_attempt_ms = clock_.NowMs();
+  int asked = 0;
+  job.fence = [&asked]() -> Status {
+    if (++asked == 1) return {};  // the PATCH
+    return Error::Transient("lease lost");
+  };
+  server_->ClearRequests();
+  Outcome o = C().Converge(job);
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  EXPECT_EQ(Total(), 1);
+  EXPECT_EQ(asked, 2);
+  EXPECT_EQ((*links_.Read(kScope, "E1"))->snapshot, "");
+  server_->ClearRequests();
+  User lead = Jane();
+  lead.title = "Lead";
+  ASSERT_EQ(Run(lead).change, Change::kNone);
+  EXPECT_EQ(server_->CountRequests("GET"), 1);
+}
+
+// Every converger of a process shares one probe of /ServiceProviderConfig; a reload probes again.
+TEST_F(ConvergerTest, CapabilitiesAreProbedOncePerProcessAndAgainAfterAReload) {
+  SharedCapabilities shared;
+  std::vector<std::unique_ptr<scim::Transport>> transports;
+  std::vector<std::unique_ptr<Converger>> convergers;
+  for (int i = 0; i < 3; ++i) {
+    auto t = NewHttpTransport(Transport());
+    ASSERT_TRUE(t.ok());
+    transports.push_back(std::move(*t));
+    ConvergerDeps deps;
+    deps.transport = transports.back().get();
+    deps.limiter = limiter_.get();
+    deps.links = &links_;
+    deps.clock = &clock_;
+    deps.random = &random_;
+    deps.capabilities = &shared;
+    convergers.push_back(std::make_unique<Converger>(options_, std::move(deps)));
+  }
+  auto job = [](const std::string& ext, const std::string& name) {
+    Job j;
+    j.scope = kScope;
+    j.desired = Jane();
+    j.desired.external_id = ext;
+    j.desired.user_name = name;
+    j.desired.email = name + "@example.com";
+    return j;
+  };
+  for (int i = 0; i < 3; ++i) {
+    auto o = convergers[i]->Converge(job("E" + std::to_string(i), "user" + std::to_string(i)));
+    ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  }
+  EXPECT_EQ(server_->CountRequests("GET", "/ServiceProviderConfig"), 1);
+  shared.Reset();  // what a reload does, with convergers built afresh
+  convergers[0] = std::make_unique<Converger>(options_, [&] {
+    ConvergerDeps deps;
+    deps.transport = transports[0].get();
+    deps.limiter = limiter_.get();
+    deps.links = &links_;
+    deps.clock = &clock_;
+    deps.random = &random_;
+    deps.capabilities = &shared;
+    return deps;
+  }());
+  ASSERT_EQ(convergers[0]->Converge(job("E9", "user9")).decision, Decision::kDone);
+  EXPECT_EQ(server_->CountRequests("GET", "/ServiceProviderConfig"), 2);
 }
 
 }  // namespace

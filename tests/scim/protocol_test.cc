@@ -412,5 +412,63 @@ TEST(ScimError, RetryAfterInBothForms) {
   EXPECT_FALSE(ErrorFromResponse(429, "", "soon", kNow).retry_after.has_value());
 }
 
+// The snapshot of the last applied state: every managed attribute round-trips, the password
+// never enters it, and anything unexpected is refused (the converger then reads the user).
+TEST(Snapshot, RoundTripsTheManagedAttributesWithoutThePassword) {
+  User u;
+  u.external_id = "E1";
+  u.user_name = "jdoe";
+  u.given_name = "Jane";
+  u.family_name = "Doe";
+  u.display_name = "Jane Doe";
+  u.email = "jane@example.com";
+  u.title = "";
+  u.locale = "Berlin";
+  u.user_type = "Employee";
+  u.department = "Engineering";
+  u.cost_center = "CC1";
+  u.organization = "Acme";
+  u.employee_number = "0042";
+  u.password = "secret";
+  u.active = false;
+  std::string json = SnapshotJson(u);
+  EXPECT_EQ(json.find("secret"), std::string::npos) << json;
+  EXPECT_EQ(json.find("E1"), std::string::npos) << json;
+  auto back = ParseSnapshot(json);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  User want = u;
+  want.external_id.clear();
+  want.password.reset();
+  EXPECT_EQ(*back, want);
+  EXPECT_FALSE(ParseSnapshot("not json").ok());
+  EXPECT_FALSE(ParseSnapshot("[]").ok());
+  EXPECT_FALSE(ParseSnapshot(R"({"title":1})").ok());
+  EXPECT_FALSE(ParseSnapshot(R"({"active":"yes"})").ok());
+  EXPECT_FALSE(ParseSnapshot(R"({"nickName":"JJ"})").ok());  // a newer scimsync's key
+}
+
+TEST(ReplaceAll, EveryManagedAttributeEmptyOnesRemovedNoPassword) {
+  User u;
+  u.external_id = "E1";
+  u.user_name = "jdoe";
+  u.given_name = "Jane";
+  u.title = "";
+  u.email = "jane@example.com";
+  u.department = "Sales";
+  u.password = "secret";
+  u.active = true;
+  std::string body = PatchBody(ReplaceAll(u));
+  EXPECT_EQ(
+      body,
+      R"({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[)"
+      R"({"op":"replace","path":"userName","value":"jdoe"},)"
+      R"({"op":"replace","path":"externalId","value":"E1"},)"
+      R"({"op":"replace","path":"name.givenName","value":"Jane"},)"
+      R"({"op":"remove","path":"title"},)"
+      R"({"op":"replace","path":"emails","value":[{"value":"jane@example.com","type":"work","primary":true}]},)"
+      R"({"op":"replace","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department","value":"Sales"},)"
+      R"({"op":"replace","path":"active","value":true}]})");
+}
+
 }  // namespace
 }  // namespace scimsync::scim

@@ -9,6 +9,7 @@
 #include "rate_limiter_cases.h"
 #include "scimsync/config.h"
 #include "scimsync/scim/link_store.h"
+#include "scimsync/scim/protocol.h"
 #include "scimsync/scim/rate_limiter.h"
 #include "test_support.h"
 
@@ -73,6 +74,63 @@ TEST_F(RedisTest, LinkOwners) {
   OwnersFollowTheLinks(*links);
   MemoryLinkStore memory;
   OwnersFollowTheLinks(memory);
+}
+
+// The snapshot of the last applied state travels with the link: one MGET reads both, one MSET
+// writes both, a plain Put or DropSnapshot forgets it, Remove deletes it, and a snapshot
+// recorded for another JumpCloud id is never returned with this link.
+void SnapshotsFollowTheLinks(LinkStore& links) {
+  User jane;
+  jane.user_name = "jdoe";
+  jane.department = "Engineering";
+  jane.active = true;
+  const std::string snapshot = SnapshotJson(jane);
+  ASSERT_TRUE(links.PutApplied("hr", "E1", {"jc-1", snapshot, 1234}).ok());
+  auto link = links.Read("hr", "E1");
+  ASSERT_TRUE(link.ok() && link->has_value());
+  EXPECT_EQ((*link)->jumpcloud_id, "jc-1");
+  EXPECT_EQ((*link)->snapshot, snapshot);
+  EXPECT_EQ((*link)->applied_ms, 1234);
+  EXPECT_EQ(links.Get("hr", "E1")->value_or(""), "jc-1");
+  EXPECT_EQ((*links.OwnerOf("jc-1"))->employee, "E1");
+  auto parsed = ParseSnapshot((*link)->snapshot);
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(*parsed, jane);
+
+  ASSERT_TRUE(links.DropSnapshot("hr", "E1").ok());
+  link = links.Read("hr", "E1");
+  EXPECT_EQ((*link)->jumpcloud_id, "jc-1");
+  EXPECT_EQ((*link)->snapshot, "");
+  EXPECT_EQ((*link)->applied_ms, 0);
+
+  ASSERT_TRUE(links.PutApplied("hr", "E1", {"jc-1", snapshot, 1234}).ok());
+  ASSERT_TRUE(links.Put("hr", "E1", "jc-2").ok());  // relinked: the snapshot was jc-1's
+  link = links.Read("hr", "E1");
+  EXPECT_EQ((*link)->jumpcloud_id, "jc-2");
+  EXPECT_EQ((*link)->snapshot, "");
+
+  ASSERT_TRUE(links.PutApplied("hr", "E1", {"jc-2", snapshot, 99}).ok());
+  ASSERT_TRUE(links.Remove("hr", "E1").ok());
+  EXPECT_FALSE(links.Read("hr", "E1")->has_value());
+}
+
+TEST_F(RedisTest, LinkSnapshots) {
+  auto links = NewRedisLinkStore(*pool_, "scimsync");
+  SnapshotsFollowTheLinks(*links);
+  MemoryLinkStore memory;
+  SnapshotsFollowTheLinks(memory);
+  // Nothing left behind in Redis by Remove.
+  EXPECT_EQ(server_.Cli({"EXISTS", "scimsync:applied:hr:E1"}), "0");
+  // A snapshot key that names another JumpCloud id (written by an older link) is ignored.
+  ASSERT_TRUE(links->Put("hr", "E2", "jc-new").ok());
+  ASSERT_EQ(server_.Cli({"SET", "scimsync:applied:hr:E2", "5\njc-old\n{}"}), "OK");
+  auto link = links->Read("hr", "E2");
+  ASSERT_TRUE(link.ok() && link->has_value());
+  EXPECT_EQ((*link)->jumpcloud_id, "jc-new");
+  EXPECT_EQ((*link)->snapshot, "");
+  // A link written before snapshots existed reads as a link without one.
+  ASSERT_EQ(server_.Cli({"SET", "scimsync:link:hr:E3", "jc-3"}), "OK");
+  EXPECT_EQ((*links->Read("hr", "E3"))->snapshot, "");
 }
 
 TEST_F(RedisTest, LinkTableFailsTransientlyWhileRedisIsDown) {

@@ -132,6 +132,13 @@ struct TargetOptions {
   // newest known state is terminated): false (default) creates no account; true creates it
   // suspended, e.g. to keep an audit account per employee. Never an active one either way.
   bool create_leavers = false;
+  // How long the snapshot of what scimsync last applied to a user (kept with its link in Redis)
+  // is trusted: an update whose desired state equals a younger snapshot sends nothing, one that
+  // differs is one PATCH without a GET. An older snapshot is refreshed with a GET first. Default
+  // 86400 (24 h): a manual edit in JumpCloud is overwritten at the employee's next change anyway,
+  // and reconciliation finds it in between. Lower: more GETs, sooner re-reads. 0: no snapshots,
+  // every update GETs the user first (two requests per change).
+  int64_t snapshot_max_age_s = 86400;
 };
 
 struct RetryOptions {

@@ -62,7 +62,7 @@ class ProfileSyncer final : public Syncer {
                 SyncerDeps deps);
 
   // The resolved API key; called at start and on SIGHUP. Threads rebuild their transports on
-  // their next sync.
+  // their next sync, and the next one probes the server's capabilities again (once for all).
   void SetApiKey(std::string api_key);
 
   SyncResult Sync(int thread, const EmployeeWork& work) override;
@@ -94,6 +94,8 @@ class ProfileSyncer final : public Syncer {
   std::string api_key_;
   std::atomic<uint64_t> generation_{1};
   std::vector<PerThread> threads_;
+  // /ServiceProviderConfig, probed once per process and again after a reload, never per job.
+  scim::SharedCapabilities capabilities_;
 };
 
 }  // namespace scimsync::daemon

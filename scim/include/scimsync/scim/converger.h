@@ -1,13 +1,21 @@
 // Makes one employee's JumpCloud user match the desired state, and says what the worker should
 // do next: done, retry after a delay, give up (dead letter), or pause (the API key is refused).
 //
-//   resolve:  link table -> filter externalId eq -> filter userName eq. More than one match, or a
-//             match that carries another employee's externalId, or (several scopes) that
-//             another scope's link claims, is a conflict: nothing is guessed, both sides are
-//             reported.
+//   snapshot: the link carries a snapshot of the managed attributes scimsync last applied,
+//             younger than snapshot_max_age_ms: no GET. Equal to the desired state (the HRIS
+//             changed something the profile does not map): no request at all. Otherwise one
+//             PATCH replacing every managed attribute (the HRIS is their authority, so a manual
+//             edit in JumpCloud is overwritten). A 404, 409 or 412 on it drops the snapshot and
+//             the job goes on by the path below; suspensions are still always sent, alone, first.
+//   resolve:  link table -> filter externalId eq; after a 409 on create also filter userName eq.
+//             More than one match, or a match that carries another employee's externalId, or
+//             (several scopes) that another scope's link claims, is a conflict: nothing is
+//             guessed, both sides are reported.
 //   absent:   POST (externalId = HRIS id, enterprise employeeNumber, `active` always explicit),
-//             store the link. A 409 resolves again and converges what it finds. A leaver
-//             (desired active=false) is not created unless ConvergerOptions::create_leavers.
+//             store the link: a hire is two requests. A 409 (the userName or another unique
+//             attribute is taken) resolves again, by userName too, and adopts or reports what it
+//             finds, as a lookup before the POST would have. A leaver (desired active=false) is
+//             not created unless ConvergerOptions::create_leavers.
 //   present:  a suspension (kSuspend, or desired active=false) first sends `active=false` alone,
 //             always, even when the user already reads inactive (JumpCloud reads a user with an
 //             expired or pending password as inactive); the record's other changes follow in a
@@ -20,13 +28,16 @@
 // timed out (JumpCloud may have created the user anyway) is followed by a lookup on the next
 // attempt, so a slow JumpCloud never yields two accounts.
 //
+// Every converged job stores the snapshot of what the user now holds (managed attributes only).
+//
 // Dry run (a dry-run Transport): requests go to the dry-run file instead of the network, every
 // GET is answered as "no such user", so what gets recorded is what a first sync would send.
-// The link table is read but never written or dropped.
+// The link table is read but never written or dropped, and snapshots are not used.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -134,9 +145,29 @@ struct ConvergerOptions {
   // A leaver (desired active=false) JumpCloud does not know: false (default) creates nothing,
   // true creates the user suspended (an audit account). config: target.create_leavers.
   bool create_leavers = false;
+  // Snapshots of the last applied state younger than this are trusted instead of a GET
+  // (config: target.snapshot_max_age_s, default 24 h). 0: never; every update GETs first.
+  int64_t snapshot_max_age_ms = int64_t{86400} * 1000;
 
   static ConvergerOptions From(const config::TargetOptions& target,
                                const config::RetryOptions& retry);
+};
+
+// What /ServiceProviderConfig said, shared by every converger of a process: the probe is made
+// once per process (and again after Reset, on reload), not once per worker or per job.
+class SharedCapabilities {
+ public:
+  std::optional<ServiceProviderConfig> Get() const;
+  void Set(const ServiceProviderConfig& capabilities);
+  void Reset();
+  // Held while one converger probes, so that the others wait for its answer instead of
+  // probing too.
+  std::mutex& probe_mutex() { return probe_mu_; }
+
+ private:
+  mutable std::mutex mu_;
+  std::optional<ServiceProviderConfig> capabilities_;
+  std::mutex probe_mu_;
 };
 
 // Everything a Converger talks to. All must outlive it. `transport` belongs to this converger
@@ -150,6 +181,8 @@ struct ConvergerDeps {
   // Waits for a rate-limit slot. Default: std::this_thread::sleep_for. Tests pass one that
   // advances a FakeClock.
   std::function<void(int64_t ms)> sleep;
+  // Shared capabilities (optional): set, the process probes once instead of each converger.
+  SharedCapabilities* capabilities = nullptr;
 };
 
 // One per worker thread (not thread-safe: it owns its transport's connection).
@@ -181,6 +214,9 @@ class Converger {
   Result<std::optional<RemoteUser>> Claim(Run& run, std::optional<RemoteUser> found);
   Result<std::vector<RemoteUser>> Search(Run& run, const char* attribute, const std::string& value);
   Status Converge(Run& run);
+  enum class SnapshotPath { kDone, kFallBack };
+  SnapshotPath FromSnapshot(Run& run, const User& desired, bool suspending, Status* status);
+  void Record(Run& run, const std::string& id, const User& applied);
   Result<HttpResponse> Call(Run& run, const std::string& method, const std::string& target,
                             const std::string& body);
   Result<RemoteUser> Create(Run& run, const User& desired);

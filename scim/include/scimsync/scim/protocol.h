@@ -74,6 +74,22 @@ struct PatchOp {
 // whole, keeping the remote's other addresses, so a server does not need filter paths.
 std::vector<PatchOp> Diff(const User& desired, const RemoteUser& remote);
 
+// Every attribute `desired` manages, as one PATCH's operations, whatever the server holds: an
+// empty string removes the attribute, `emails` becomes the one primary work address, `active`
+// is included when set, externalId too (an anchor cleared by hand comes back), never the
+// password. The
+// update sent from a snapshot (LinkStore::Link), without a GET: the HRIS is the authority for
+// what it exports, so an admin's manual edit of a managed attribute is overwritten.
+std::vector<PatchOp> ReplaceAll(const User& desired);
+
+// The managed attributes last applied, as the link table keeps them: compact JSON of the set
+// fields of `user` with flat keys ("userName", "givenName", "department", "active", ...),
+// externalId and password left out (the link's key is the anchor; a password never goes to
+// Redis). About 200-300 bytes for a typical employee.
+std::string SnapshotJson(const User& user);
+// The inverse; kPermanent when `json` is not a snapshot (then the caller GETs the user).
+Result<User> ParseSnapshot(std::string_view json);
+
 // {"schemas":[PatchOp],"Operations":[...]}.
 std::string PatchBody(const std::vector<PatchOp>& ops);
 
