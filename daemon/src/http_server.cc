@@ -433,7 +433,7 @@ class HttpServer::Impl::Loop {
       }
       int one = 1;
       // Without TCP_NODELAY, Nagle plus the client's delayed ACK cap a keep-alive client near
-      // 25 requests/s per connection (measured; DESIGN.md).
+      // 25 requests/s per connection (measured).
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
       auto conn = std::make_unique<Conn>(s_->parser_limits_);
       conn->fd = fd;

@@ -68,7 +68,7 @@ TEST(ConfigTest, MinimalConfigGetsDocumentedDefaults) {
   EXPECT_EQ(c.profiles[0].dedup_window_s, 7 * 86400);
 }
 
-TEST(ConfigTest, TheContractKeysOfTheIssueAreAccepted) {
+TEST(ConfigTest, TheBasicKeysOfEverySectionAreAccepted) {
   Config c;
   auto problems = Load(R"(
 listen:   {address: 127.0.0.1, port: 8080, max_body_bytes: 1048576, threads: 16}

@@ -178,7 +178,7 @@ TEST(Golden, EveryBuiltinProfileFixture) {
 }
 
 // Every built-in vendor has golden cases for an employee create, update and termination and for
-// at least two events it acknowledges (issue 16): a case directory is named after what it shows.
+// at least two events it acknowledges: a case directory is named after what it shows.
 TEST(Golden, EveryVendorCoversTheEmployeeLifecycleAndTwoAcknowledgedEvents) {
   for (const auto& profile_dir : fs::directory_iterator(kFixtures)) {
     if (!profile_dir.is_directory()) continue;

@@ -130,7 +130,7 @@ TEST_F(MapCommand, ShowsWhenARecordDatedChangeIsPlannedAgain) {
       << out_;
 }
 
-// Issue 16: each item says whether scimsyncd would act on it, acknowledge it or refuse the
+// Each item says whether scimsyncd would act on it, acknowledge it or refuse the
 // request, and why; acknowledged items exit 0.
 TEST_F(MapCommand, ShowsActOrAcknowledgeOrRefuseAndWhy) {
   EXPECT_EQ(

@@ -774,7 +774,7 @@ TEST_F(HttpServerTest, IdleKeepAliveConnectionIsClosedAfterKeepAliveTimeout) {
 }
 
 // A client sending only CRLFs used to look idle and refresh the keep-alive timer with each one,
-// holding a connection for hours (issue 17). The request timer starts at its first byte; at the
+// holding a connection for hours. The request timer starts at its first byte; at the
 // timeout a connection that sent nothing but empty lines is closed without an answer.
 TEST_F(HttpServerTest, StrayCrlfHolderIsClosedWithinTheReadTimeout) {
   ASSERT_NO_FATAL_FAILURE(Start(Options(), HttpTimeouts{500, 500}));

@@ -235,7 +235,7 @@ long RssKib(pid_t pid) {
   return -1;
 }
 
-// Issue 17: 80 KB of tiny header lines ("a:\r\n" x 19,000) without the final CRLF held 1-1.4 MB
+// 80 KB of tiny header lines ("a:\r\n" x 19,000) without the final CRLF held 1-1.4 MB
 // per connection; 300 connections took the daemon to 424 MB. Now max_headers is counted as the
 // lines arrive and buffers are bounded: 1,000 such connections, plus 1,000 that stay just under
 // the header limits and 1,000 that announce a large body and hold, leave the daemon within the
@@ -286,7 +286,7 @@ TEST_F(LimitsTest, HeaderLineFloodFromAThousandConnectionsKeepsMemoryBounded) {
   EXPECT_LT(peak - before, 64 * 1024) << "KiB over the idle size";
 }
 
-// Issue 17: 700 held connections against a 600-descriptor limit made every request, /healthz
+// 700 held connections against a 600-descriptor limit made every request, /healthz
 // included, time out. With a 256-descriptor limit, listen.max_connections defaults to 128; 300
 // connections holding half-sent requests fill the cap (the rest are answered 503), and a fresh
 // client still gets /healthz and /readyz within 3 s (the oldest holder is shed for it).

@@ -975,7 +975,7 @@ TEST(ScheduledProfiles, OnlyProfilesWithAPeriodAndAListAreScheduled) {
   EXPECT_TRUE(ScheduledProfiles(cfg, profiles).empty());
 }
 
-// ---- what a reconciliation may do on its own (issue 21) -------------------------------------
+// ---- what a reconciliation may do on its own ------------------------------------------------
 
 // By default an orphan is reported and left alone, also once the workers have applied the run.
 TEST_P(ReconcileEndToEnd, OrphansAreReportedNotSuspendedByDefault) {

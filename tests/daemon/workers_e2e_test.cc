@@ -49,7 +49,7 @@ std::string Base64HmacSha256(const std::string& key, const std::string& msg, boo
   return out;
 }
 
-// Issue 16, through the real binary: a Merge "Send test" ping and a Finch account.updated are
+// Through the real binary: a Merge "Send test" ping and a Finch account.updated are
 // answered 2xx and queue nothing (a 4xx would make the vendor retry, alert and disable the
 // webhook); a BambooHR form post keyed by employee id reaches JumpCloud as that employee.
 TEST_F(WorkersE2E, VendorEventsNotAboutAnEmployeeAre2xxAndABambooHrFormPostSyncsTheRightUser) {
