@@ -8,6 +8,7 @@
 #include "json.h"
 #include "profile_impl.h"
 #include "scimsync/log.h"
+#include "scimsync/strings.h"
 
 namespace scimsync::connectors {
 
@@ -30,7 +31,7 @@ std::string UserToScimJson(const scim::User& user) {
   };
   auto str = [&](const std::string& v) {
     out += "\"";
-    log::AppendJsonEscaped(out, v);
+    AppendJsonEscaped(out, v);
     out += "\"";
   };
   key("schemas");
@@ -109,22 +110,6 @@ namespace {
 
 Error Permanent(std::string m) { return Error::Permanent(std::move(m)); }
 
-std::string UrlEscape(std::string_view text) {
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (char c : text) {
-    auto u = static_cast<unsigned char>(c);
-    if (std::isalnum(u) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += c;
-    } else {
-      out += '%';
-      out += kHex[u >> 4];
-      out += kHex[u & 15];
-    }
-  }
-  return out;
-}
-
 enum class Escape { kNone, kUrl, kJson };
 
 // Expands {name} (a variable or credential) and {/pointer} (into the item's payload).
@@ -142,9 +127,9 @@ std::string Expand(const std::string& tmpl, const std::map<std::string, std::str
         value = it->second;
       }
       if (escape == Escape::kUrl) {
-        out += UrlEscape(value);
+        out += UrlEncode(value);
       } else if (escape == Escape::kJson) {
-        log::AppendJsonEscaped(out, value);
+        AppendJsonEscaped(out, value);
       } else {
         out += value;
       }
@@ -168,7 +153,7 @@ Error StatusError(int status, const std::string& what, const HttpResponse& respo
     Error e = Error::Transient(what + " answered " + std::to_string(status));
     e.http_status = status;
     for (const auto& [k, v] : response.headers) {
-      if (Lower(k) != "retry-after") continue;
+      if (AsciiLower(k) != "retry-after") continue;
       std::string t = Trim(v);
       if (!t.empty() &&
           std::all_of(t.begin(), t.end(),
@@ -185,7 +170,7 @@ Error StatusError(int status, const std::string& what, const HttpResponse& respo
 }
 
 bool ParseBool(std::string text, bool* out) {
-  text = Lower(Trim(text));
+  text = AsciiLower(Trim(text));
   if (text == "true" || text == "1" || text == "yes" || text == "active") {
     *out = true;
     return true;
@@ -289,10 +274,10 @@ Result<std::string> SpecProfile::AccessToken(const std::map<std::string, std::st
     req.headers.emplace_back("Authorization",
                              "Basic " + Base64Encode(client_id + ":" + client_secret));
   } else {
-    req.body += "&client_id=" + UrlEscape(client_id) + "&client_secret=" + UrlEscape(client_secret);
+    req.body += "&client_id=" + UrlEncode(client_id) + "&client_secret=" + UrlEncode(client_secret);
   }
   if (!a.scope.empty())
-    req.body += "&scope=" + UrlEscape(Expand(a.scope, vars, none, Escape::kNone));
+    req.body += "&scope=" + UrlEncode(Expand(a.scope, vars, none, Escape::kNone));
   auto res = fetcher.Fetch("oauth2_token", req);
   if (!res.ok()) return res.error();
   const std::string what = "OAuth2 token request to " + url.substr(0, url.find('?'));

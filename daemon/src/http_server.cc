@@ -27,6 +27,7 @@
 #include "http1.h"
 #include "scimsync/daemon/metrics.h"
 #include "scimsync/log.h"
+#include "scimsync/strings.h"
 
 namespace scimsync::daemon {
 
@@ -121,32 +122,6 @@ bool StartsWithNoCase(std::string_view s, std::string_view prefix) {
   return true;
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// %XX in a path segment, as cpp-httplib did: the profile name in the URL may be escaped.
-std::string PercentDecode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      int hi = HexValue(s[i + 1]);
-      int lo = HexValue(s[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        out.push_back(static_cast<char>(hi * 16 + lo));
-        i += 2;
-        continue;
-      }
-    }
-    out.push_back(s[i]);
-  }
-  return out;
-}
-
 // /webhooks/{profile}[/{tenant}][/]: false for any other path.
 bool MatchWebhookPath(std::string_view path, std::string* profile, std::string* tenant) {
   constexpr std::string_view kPrefix = "/webhooks/";
@@ -162,8 +137,8 @@ bool MatchWebhookPath(std::string_view path, std::string* profile, std::string* 
       (second.empty() || second.find('/') != std::string_view::npos)) {
     return false;
   }
-  *profile = PercentDecode(first);
-  *tenant = PercentDecode(second);
+  *profile = PercentDecode(first, false).value_or(std::string(first));
+  *tenant = PercentDecode(second, false).value_or(std::string(second));
   return true;
 }
 
