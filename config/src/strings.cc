@@ -100,7 +100,17 @@ size_t Utf8SequenceAt(std::string_view s, size_t i) {
   return n + 1;
 }
 
-constexpr char kReplacement[] = "\xef\xbf\xbd";  // U+FFFD
+// Appends the sequence at text[i], or U+FFFD for a byte that starts none; returns where the next
+// one starts.
+size_t AppendScrubbedAt(std::string& out, std::string_view text, size_t i) {
+  const size_t n = Utf8SequenceAt(text, i);
+  if (n == 0) {
+    out += "\xef\xbf\xbd";
+    return i + 1;
+  }
+  out.append(text.substr(i, n));
+  return i + n;
+}
 
 }  // namespace
 
@@ -116,16 +126,7 @@ bool IsUtf8(std::string_view text) {
 std::string ScrubUtf8(std::string_view text) {
   std::string out;
   out.reserve(text.size());
-  for (size_t i = 0; i < text.size();) {
-    const size_t n = Utf8SequenceAt(text, i);
-    if (n == 0) {
-      out += kReplacement;
-      ++i;
-    } else {
-      out.append(text.substr(i, n));
-      i += n;
-    }
-  }
+  for (size_t i = 0; i < text.size();) i = AppendScrubbedAt(out, text, i);
   return out;
 }
 
@@ -161,19 +162,8 @@ void AppendJsonEscaped(std::string& out, std::string_view text) {
           out += kHex[c & 0xf];
       }
       ++i;
-    } else if (c < 0x80) {
-      out += static_cast<char>(c);
-      ++i;
     } else {
-      // A whole valid sequence is copied; a byte that starts none becomes U+FFFD.
-      const size_t n = Utf8SequenceAt(text, i);
-      if (n == 0) {
-        out += kReplacement;
-        ++i;
-      } else {
-        out.append(text.substr(i, n));
-        i += n;
-      }
+      i = AppendScrubbedAt(out, text, i);
     }
   }
 }

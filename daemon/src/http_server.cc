@@ -142,17 +142,6 @@ bool MatchWebhookPath(std::string_view path, std::string* profile, std::string* 
   return true;
 }
 
-connectors::RequestLimits Limits(const config::ListenOptions& o) {
-  connectors::RequestLimits l;
-  l.max_headers = o.max_headers;
-  l.max_header_bytes = o.max_header_bytes;
-  l.max_json_depth = o.max_json_depth;
-  l.max_items = o.max_items;
-  l.max_field_bytes = o.max_field_bytes;
-  l.max_id_bytes = o.max_id_bytes;
-  return l;
-}
-
 http1::Limits ParserLimits(const config::ListenOptions& o) {
   http1::Limits l;
   l.max_body_bytes = o.max_body_bytes;
@@ -219,7 +208,7 @@ class HttpServer::Impl {
       : options_(options),
         handlers_(std::move(handlers)),
         timeouts_(timeouts),
-        request_limits_(Limits(options)),
+        request_limits_(options),
         parser_limits_(ParserLimits(options)) {}
 
   ~Impl();
