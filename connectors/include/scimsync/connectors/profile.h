@@ -154,10 +154,6 @@ struct ListedEmployee {
   std::string version;
 };
 
-// A JSON rendering of a SCIM user as it would be sent (core and enterprise schemas); used by
-// `scimsyncd map` and handy in logs at debug level.
-std::string UserToScimJson(const scim::User& user);
-
 class Profile {
  public:
   virtual ~Profile() = default;
