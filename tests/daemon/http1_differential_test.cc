@@ -376,15 +376,13 @@ class Http1DifferentialTest : public ::testing::Test {
         node_.Start({"node", script, std::to_string(node_port_)}, fx_.dir().File("node.log")));
     ASSERT_TRUE(fx_.StartRedis());
     const std::string yaml =
-        "listen: {address: 127.0.0.1, port: " + std::to_string(fx_.port()) + "}\nredis: {url: \"" +
-        fx_.redis().url() +
+        "listen: {address: 127.0.0.1, port: 0}\nredis: {url: \"" + fx_.redis().url() +
         "\"}\ntarget: {dry_run: true, dry_run_file: " + fx_.dir().File("dry-run.jsonl") +
         "}\nprofiles:\n  - {name: hr, connector: generic, secret_env: S}\n";
     WriteFile(fx_.config_path(), yaml);
-    ASSERT_TRUE(fx_.daemon().Start({fx_.Binary(), "--config", fx_.config_path()},
-                                   fx_.dir().File("daemon.log"), {"S=secret"}));
+    ASSERT_TRUE(fx_.Launch({fx_.Binary(), "--config", fx_.config_path()}, {"S=secret"}))
+        << fx_.log();
     ASSERT_TRUE(WaitForPort(node_port_, 15000)) << ReadFile(fx_.dir().File("node.log"));
-    ASSERT_TRUE(WaitForPort(fx_.port(), 15000)) << fx_.log();
   }
   void TearDown() override { node_.Kill(); }
 

@@ -50,6 +50,8 @@ struct RequestLimits {
 // The RequestLimits are part of the listen section (listen.max_headers, ...).
 struct ListenOptions : RequestLimits {
   std::string address = "127.0.0.1";
+  // 0: the kernel picks a free port, and the "scimsyncd started" log line says which (`port`).
+  // For tests and private instances; a real HRIS needs a port that stays the same.
   int port = 8080;
   // A larger body is answered 413 before it is read into memory.
   int64_t max_body_bytes = 1 << 20;
