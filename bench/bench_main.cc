@@ -1,4 +1,4 @@
-// scimsync_bench: the benchmark driver behind bench/run (issue 7). It starts a private
+// scimsync_bench: the benchmark driver behind bench/run. It starts a private
 // redis-server (AOF, fsync every second), the in-memory SCIM sink and scimsyncd, drives them with
 // wrk and its own senders, and prints one results table: ingest against a bare cpp-httplib
 // ceiling, ack latency at a fixed rate, end to end, memory and cost growth with the backlog --

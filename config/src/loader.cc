@@ -157,7 +157,7 @@ void ReadListen(const YAML::Node& node, Problems* p, ListenOptions* o) {
   MapReader r(node, "listen", p);
   r.String("address", &o->address);
   if (o->address.empty()) r.Error("address", "must not be empty (e.g. 127.0.0.1 or 0.0.0.0)");
-  r.Int("port", &o->port, 1, 65535);
+  r.Int("port", &o->port, 0, 65535);
   r.Int("max_body_bytes", &o->max_body_bytes, 1024, int64_t{64} << 20);
   r.Int("threads", &o->threads, 1, 1024);
   r.Int("keep_alive_timeout_s", &o->keep_alive_timeout_s, 1, 300);

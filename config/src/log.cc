@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <ctime>
 
+#include "scimsync/strings.h"
+
 namespace scimsync::log {
 namespace {
 
@@ -80,53 +82,6 @@ void SetLevel(Level level) { g_level.store(static_cast<int>(level)); }
 Level GetLevel() { return static_cast<Level>(g_level.load()); }
 bool Enabled(Level level) { return static_cast<int>(level) >= g_level.load(); }
 void SetSink(Sink sink) { g_sink.store(sink ? sink : &StderrSink); }
-
-void AppendJsonEscaped(std::string& out, std::string_view text) {
-  static const char kHex[] = "0123456789abcdef";
-  size_t i = 0;
-  while (i < text.size()) {
-    auto c = static_cast<unsigned char>(text[i]);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-      ++i;
-    } else if (c < 0x20) {
-      switch (c) {
-        case '\n':
-          out += "\\n";
-          break;
-        case '\r':
-          out += "\\r";
-          break;
-        case '\t':
-          out += "\\t";
-          break;
-        default:
-          out += "\\u00";
-          out += kHex[c >> 4];
-          out += kHex[c & 0xf];
-      }
-      ++i;
-    } else if (c < 0x80) {
-      out += static_cast<char>(c);
-      ++i;
-    } else {
-      // Validate one UTF-8 sequence; copy it whole or replace the lead byte.
-      size_t len = (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-      bool valid = len != 0 && i + len <= text.size();
-      for (size_t k = 1; valid && k < len; ++k) {
-        valid = (static_cast<unsigned char>(text[i + k]) & 0xc0) == 0x80;
-      }
-      if (valid) {
-        out.append(text.substr(i, len));
-        i += len;
-      } else {
-        out += "\xef\xbf\xbd";
-        ++i;
-      }
-    }
-  }
-}
 
 void Write(Level level, std::string_view msg, Fields fields) {
   if (!Enabled(level)) return;

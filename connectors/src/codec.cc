@@ -7,6 +7,8 @@
 #include <array>
 #include <cstdint>
 
+#include "scimsync/strings.h"
+
 namespace scimsync::connectors::internal {
 namespace {
 
@@ -20,13 +22,6 @@ const EVP_MD* Md(HashAlgorithm algorithm) {
       return EVP_sha512();
   }
   return EVP_sha256();
-}
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 int Base64Value(char c) {
@@ -68,19 +63,6 @@ std::string HexEncode(std::string_view bytes) {
     auto u = static_cast<unsigned char>(b);
     out += kDigits[u >> 4];
     out += kDigits[u & 0xf];
-  }
-  return out;
-}
-
-std::optional<std::string> HexDecode(std::string_view text) {
-  if (text.size() % 2 != 0) return std::nullopt;
-  std::string out;
-  out.reserve(text.size() / 2);
-  for (size_t i = 0; i < text.size(); i += 2) {
-    int hi = HexValue(text[i]);
-    int lo = HexValue(text[i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    out += static_cast<char>((hi << 4) | lo);
   }
   return out;
 }

@@ -16,9 +16,8 @@ std::string Sha256(std::string_view data);
 
 std::string HexEncode(std::string_view bytes);
 std::string Base64Encode(std::string_view bytes, bool url_alphabet = false, bool pad = true);
-// Decoders are lenient where senders differ in harmless ways: hex in either case, base64 with or
-// without padding, either alphabet. nullopt on anything else.
-std::optional<std::string> HexDecode(std::string_view text);
+// Lenient where senders differ in harmless ways: base64 with or without padding, either
+// alphabet (hex in either case: scimsync::HexDecode). nullopt on anything else.
 std::optional<std::string> Base64Decode(std::string_view text);
 
 std::string Encode(Encoding encoding, std::string_view bytes);

@@ -6,6 +6,7 @@
 #include "codec.h"
 #include "json.h"
 #include "scimsync/scim/user.h"
+#include "scimsync/strings.h"
 
 namespace scimsync::connectors::internal {
 namespace {
@@ -111,21 +112,6 @@ std::string Trim(std::string_view s) {
   return std::string(s.substr(b, e - b));
 }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2 ? 1 : 0;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<int64_t>(doe) - 719468;
-}
-
 std::optional<int64_t> ParseTimeMillis(std::string_view text) {
   std::string s = Trim(text);
   if (s.empty()) return std::nullopt;
@@ -140,7 +126,7 @@ std::optional<int64_t> ParseTimeMillis(std::string_view text) {
       s[7] != '-' || !ParseDigits(s, 8, 2, &d) || mo < 1 || mo > 12 || d < 1 || d > 31) {
     return std::nullopt;
   }
-  int64_t ms = DaysFromCivil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * 86'400'000;
+  int64_t ms = DaysFromCivil(y, mo, d) * 86'400'000;
   if (s.size() == 10) return ms;
   if (s[10] != 'T' && s[10] != 't' && s[10] != ' ') return std::nullopt;
   int h = 0, mi = 0, sec = 0;
@@ -196,7 +182,7 @@ std::optional<std::string> ApplyTransforms(const std::vector<Transform>& transfo
   for (const Transform& t : transforms) {
     switch (t.kind) {
       case Transform::Kind::kLowercase:
-        if (value) value = Lower(*value);
+        if (value) value = AsciiLower(*value);
         break;
       case Transform::Kind::kUppercase:
         if (value) {

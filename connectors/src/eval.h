@@ -43,15 +43,11 @@ std::optional<std::string> ApplyTransforms(const std::vector<Transform>& transfo
 std::optional<int64_t> ParseTimeSeconds(std::string_view text);
 std::optional<int64_t> ParseTimeMillis(std::string_view text);
 
-// Days since 1970-01-01 for a civil date (proleptic Gregorian).
-int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d);
-
 // A template placeholder at tmpl[pos] ('{'): `{name}` (letters, digits, '_') or `{/json/pointer}`.
 // Anything else -- such as the braces of a JSON body -- is literal text. On success *name is
 // the text inside and *end the index after '}'.
 bool PlaceholderAt(std::string_view tmpl, size_t pos, std::string* name, size_t* end);
 
 std::string Trim(std::string_view s);
-std::string Lower(std::string_view s);
 
 }  // namespace scimsync::connectors::internal

@@ -6,6 +6,7 @@
 #include "json.h"
 #include "scimsync/config.h"
 #include "scimsync/connectors/profile.h"
+#include "scimsync/strings.h"
 
 namespace scimsync::connectors {
 namespace {
@@ -44,7 +45,7 @@ class HttplibFetcher final : public Fetcher {
     httplib::Headers headers;
     std::string content_type = "application/json";
     for (const auto& [k, v] : request.headers) {
-      if (internal::Lower(k) == "content-type") {
+      if (AsciiLower(k) == "content-type") {
         content_type = v;
       } else {
         headers.emplace(k, v);

@@ -15,6 +15,7 @@
 #include "eval.h"
 #include "events.h"
 #include "json.h"
+#include "scimsync/strings.h"
 
 namespace scimsync::connectors::internal {
 namespace {
@@ -229,7 +230,7 @@ Status VerifyToken(const AuthSpec& auth, const Request& request,
 // The media type without parameters, lowercased: "application/json; charset=utf-8" ->
 // "application/json".
 std::string MediaType(const std::string& content_type) {
-  return Lower(Trim(content_type.substr(0, content_type.find(';'))));
+  return AsciiLower(Trim(content_type.substr(0, content_type.find(';'))));
 }
 
 bool IsJsonType(const std::string& m) {
@@ -269,64 +270,6 @@ FormNode* FormNode::Child(const std::string& key) {
   auto [it, added] = index.emplace(name, children.size());
   if (added) children.emplace_back(name, std::make_unique<FormNode>());
   return children[it->second].second.get();
-}
-
-bool PercentDecode(std::string_view in, std::string* out) {
-  out->clear();
-  for (size_t i = 0; i < in.size(); ++i) {
-    char c = in[i];
-    if (c == '+') {
-      *out += ' ';
-    } else if (c == '%') {
-      if (i + 2 >= in.size()) return false;
-      auto byte = HexDecode(in.substr(i + 1, 2));
-      if (!byte) return false;
-      *out += *byte;
-      i += 2;
-    } else {
-      *out += c;
-    }
-  }
-  return true;
-}
-
-// Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF): the same rule the JSON
-// parser applies, so a form body cannot smuggle bytes into a payload that the worker's parser
-// would refuse later.
-bool IsUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    size_t n = 0;
-    uint32_t cp = 0;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-      n = 1;
-      cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      n = 2;
-      cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      n = 3;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + n >= s.size()) return false;
-    for (size_t k = 1; k <= n; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff)) {
-      return false;
-    }
-    i += n + 1;
-  }
-  return true;
 }
 
 // A tenant named in a body becomes part of Redis keys and log fields, like the URL segment.
@@ -496,11 +439,13 @@ bool DecodeForm(const std::string& body, rapidjson::Document* doc, std::string* 
     size_t eq = pair.find('=');
     std::string raw_key = pair.substr(0, eq);
     std::string raw_value = eq == std::string::npos ? "" : pair.substr(eq + 1);
-    std::string key, value;
-    if (!PercentDecode(raw_key, &key) || !PercentDecode(raw_value, &value)) {
+    auto decoded_key = PercentDecode(raw_key, /*plus_is_space=*/true);
+    auto decoded_value = PercentDecode(raw_value, /*plus_is_space=*/true);
+    if (!decoded_key || !decoded_value) {
       *error = "invalid percent-encoding in form field '" + Shown(raw_key) + "'";
       return false;
     }
+    std::string key = std::move(*decoded_key), value = std::move(*decoded_value);
     if (!IsUtf8(key) || !IsUtf8(value)) {
       *error =
           "form field '" + (IsUtf8(key) ? Shown(key) : std::string("?")) + "' is not UTF-8 text";

@@ -11,6 +11,7 @@
 #include "profile_impl.h"
 #include "scimsync/log.h"
 #include "scimsync/scim/protocol.h"
+#include "scimsync/strings.h"
 
 namespace scimsync::connectors {
 
@@ -63,7 +64,7 @@ std::string JsonEscaped(const std::string& tmpl, const std::map<std::string, std
   std::map<std::string, std::string> escaped;
   for (const auto& [k, v] : vars) {
     std::string e;
-    log::AppendJsonEscaped(e, v);
+    AppendJsonEscaped(e, v);
     escaped[k] = std::move(e);
   }
   return ExpandVars(tmpl, escaped, false);
@@ -98,7 +99,7 @@ Error ListStatusError(int status, const std::string& what, const HttpResponse& r
     e.kind = ErrorKind::kTransient;
     e.message = what + " answered " + std::to_string(status);
     for (const auto& [k, v] : response.headers) {
-      if (Lower(k) != "retry-after") continue;
+      if (AsciiLower(k) != "retry-after") continue;
       const std::string t = Trim(v);
       if (!t.empty() && t.size() < 9 && std::all_of(t.begin(), t.end(), [](char c) {
             return std::isdigit(static_cast<unsigned char>(c)) != 0;
@@ -135,7 +136,7 @@ std::string Nest(const std::string& inner, const std::string& pointer) {
       }
     }
     out += "{\"";
-    log::AppendJsonEscaped(out, name);
+    AppendJsonEscaped(out, name);
     out += "\":";
     closing += "}";
     if (slash == std::string::npos) break;

@@ -15,6 +15,7 @@
 #include "profile_impl.h"
 #include "scimsync/config.h"
 #include "scimsync/connectors/profile.h"
+#include "scimsync/scim/protocol.h"
 
 namespace scimsync::connectors {
 namespace {
@@ -337,7 +338,9 @@ int RunMapCommand(const std::vector<std::string>& args, std::ostream& out, std::
         w.Bool(plan->fetched);
         if (plan->user) {
           w.Key("user");
-          RawJson(w, UserToScimJson(*plan->user));
+          // The body a create sends (scim::CreateBody, what the converger POSTs), passwords
+          // redacted as in the dry-run file.
+          RawJson(w, scim::RedactBody(scim::CreateBody(*plan->user)));
         }
         w.Key("problems");
         w.StartArray();

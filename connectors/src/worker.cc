@@ -8,6 +8,7 @@
 #include "json.h"
 #include "profile_impl.h"
 #include "scimsync/log.h"
+#include "scimsync/strings.h"
 
 namespace scimsync::connectors {
 
@@ -18,112 +19,10 @@ Result<Plan> Profile::PlanItem(const WorkItem& /*item*/, Fetcher& /*fetcher*/,
   return plan;
 }
 
-std::string UserToScimJson(const scim::User& user) {
-  std::string out = "{";
-  bool first = true;
-  auto key = [&](const char* k) {
-    if (!first) out += ",";
-    first = false;
-    out += "\"";
-    out += k;
-    out += "\":";
-  };
-  auto str = [&](const std::string& v) {
-    out += "\"";
-    log::AppendJsonEscaped(out, v);
-    out += "\"";
-  };
-  key("schemas");
-  bool enterprise =
-      user.department || user.cost_center || user.organization || user.employee_number;
-  out += std::string("[\"") + scim::kUserSchema + "\"" +
-         (enterprise ? std::string(",\"") + scim::kEnterpriseUrn + "\"" : "") + "]";
-  key("externalId");
-  str(user.external_id);
-  key("userName");
-  str(user.user_name);
-  if (user.given_name || user.family_name) {
-    key("name");
-    out += "{";
-    if (user.given_name) {
-      out += "\"givenName\":";
-      str(*user.given_name);
-    }
-    if (user.family_name) {
-      out += user.given_name ? ",\"familyName\":" : "\"familyName\":";
-      str(*user.family_name);
-    }
-    out += "}";
-  }
-  const std::pair<const char*, const std::optional<std::string>*> core[] = {
-      {"displayName", &user.display_name},
-      {"title", &user.title},
-      {"locale", &user.locale},
-      {"userType", &user.user_type}};
-  for (const auto& [k, v] : core) {
-    if (*v) {
-      key(k);
-      str(**v);
-    }
-  }
-  if (user.email) {
-    key("emails");
-    out += "[{\"value\":";
-    str(*user.email);
-    out += ",\"type\":\"work\",\"primary\":true}]";
-  }
-  if (user.password) {
-    key("password");
-    str("(redacted)");
-  }
-  if (user.active) {
-    key("active");
-    out += *user.active ? "true" : "false";
-  }
-  if (enterprise) {
-    key(scim::kEnterpriseUrn);
-    out += "{";
-    bool f = true;
-    const std::pair<const char*, const std::optional<std::string>*> ent[] = {
-        {"employeeNumber", &user.employee_number},
-        {"department", &user.department},
-        {"costCenter", &user.cost_center},
-        {"organization", &user.organization}};
-    for (const auto& [k, v] : ent) {
-      if (!*v) continue;
-      if (!f) out += ",";
-      f = false;
-      out += "\"";
-      out += k;
-      out += "\":";
-      str(**v);
-    }
-    out += "}";
-  }
-  out += "}";
-  return out;
-}
-
 namespace internal {
 namespace {
 
 Error Permanent(std::string m) { return Error::Permanent(std::move(m)); }
-
-std::string UrlEscape(std::string_view text) {
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (char c : text) {
-    auto u = static_cast<unsigned char>(c);
-    if (std::isalnum(u) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += c;
-    } else {
-      out += '%';
-      out += kHex[u >> 4];
-      out += kHex[u & 15];
-    }
-  }
-  return out;
-}
 
 enum class Escape { kNone, kUrl, kJson };
 
@@ -142,9 +41,9 @@ std::string Expand(const std::string& tmpl, const std::map<std::string, std::str
         value = it->second;
       }
       if (escape == Escape::kUrl) {
-        out += UrlEscape(value);
+        out += UrlEncode(value);
       } else if (escape == Escape::kJson) {
-        log::AppendJsonEscaped(out, value);
+        AppendJsonEscaped(out, value);
       } else {
         out += value;
       }
@@ -168,7 +67,7 @@ Error StatusError(int status, const std::string& what, const HttpResponse& respo
     Error e = Error::Transient(what + " answered " + std::to_string(status));
     e.http_status = status;
     for (const auto& [k, v] : response.headers) {
-      if (Lower(k) != "retry-after") continue;
+      if (AsciiLower(k) != "retry-after") continue;
       std::string t = Trim(v);
       if (!t.empty() &&
           std::all_of(t.begin(), t.end(),
@@ -185,7 +84,7 @@ Error StatusError(int status, const std::string& what, const HttpResponse& respo
 }
 
 bool ParseBool(std::string text, bool* out) {
-  text = Lower(Trim(text));
+  text = AsciiLower(Trim(text));
   if (text == "true" || text == "1" || text == "yes" || text == "active") {
     *out = true;
     return true;
@@ -289,10 +188,10 @@ Result<std::string> SpecProfile::AccessToken(const std::map<std::string, std::st
     req.headers.emplace_back("Authorization",
                              "Basic " + Base64Encode(client_id + ":" + client_secret));
   } else {
-    req.body += "&client_id=" + UrlEscape(client_id) + "&client_secret=" + UrlEscape(client_secret);
+    req.body += "&client_id=" + UrlEncode(client_id) + "&client_secret=" + UrlEncode(client_secret);
   }
   if (!a.scope.empty())
-    req.body += "&scope=" + UrlEscape(Expand(a.scope, vars, none, Escape::kNone));
+    req.body += "&scope=" + UrlEncode(Expand(a.scope, vars, none, Escape::kNone));
   auto res = fetcher.Fetch("oauth2_token", req);
   if (!res.ok()) return res.error();
   const std::string what = "OAuth2 token request to " + url.substr(0, url.find('?'));

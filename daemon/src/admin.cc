@@ -1,5 +1,8 @@
 #include "scimsync/daemon/admin.h"
 
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
 #include <cstdlib>
 #include <iomanip>
 #include <sstream>
@@ -16,27 +19,41 @@
 #include "scimsync/scim/protocol.h"
 #include "scimsync/scim/rate_limiter.h"
 #include "scimsync/scim/transport.h"
+#include "scimsync/strings.h"
 
 namespace scimsync::daemon {
 namespace {
 
-std::string Json(const std::string& s) {
-  std::string out = "\"";
-  log::AppendJsonEscaped(out, s);
-  return out + "\"";
+using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+
+// What Redis holds came from outside (payloads, SCIM answers): scrubbed to UTF-8, since the
+// writer copies bytes as they are and the output must parse.
+void Str(JsonWriter& w, const char* key, const std::string& value) {
+  w.Key(key);
+  const std::string text = ScrubUtf8(value);
+  w.String(text.c_str(), static_cast<rapidjson::SizeType>(text.size()));
+}
+
+void Int(JsonWriter& w, const char* key, int64_t value) {
+  w.Key(key);
+  w.Int64(value);
 }
 
 int64_t EntryMs(const std::string& id) { return std::strtoll(id.c_str(), nullptr, 10); }
 
-std::string ItemJson(const queue::Item& item) {
-  std::ostringstream o;
-  o << "{\"profile\":" << Json(item.profile) << ",\"tenant\":" << Json(item.tenant)
-    << ",\"employee\":" << Json(item.employee_key) << ",\"dedup_id\":" << Json(item.dedup_id)
-    << ",\"event_type\":" << Json(item.event_type) << ",\"occurred_at\":" << Json(item.occurred_at)
-    << ",\"trace_id\":" << Json(item.trace_id) << ",\"attempts\":" << item.attempts
-    << ",\"received_at_ms\":" << item.received_at_ms << ",\"payload\":" << Json(item.payload)
-    << "}";
-  return o.str();
+void WriteItem(JsonWriter& w, const queue::Item& item) {
+  w.StartObject();
+  Str(w, "profile", item.profile);
+  Str(w, "tenant", item.tenant);
+  Str(w, "employee", item.employee_key);
+  Str(w, "dedup_id", item.dedup_id);
+  Str(w, "event_type", item.event_type);
+  Str(w, "occurred_at", item.occurred_at);
+  Str(w, "trace_id", item.trace_id);
+  Int(w, "attempts", item.attempts);
+  Int(w, "received_at_ms", item.received_at_ms);
+  Str(w, "payload", item.payload);
+  w.EndObject();
 }
 
 int RedisDown(std::ostream& err, const Error& e) {
@@ -129,27 +146,51 @@ int RunStatusCommand(const config::Config& cfg, const std::vector<std::string>& 
   const bool holding = gs->tripped && held_items > 0;
 
   if (json) {
-    out << "{\"queued\":" << total << ",\"retries_waiting\":" << total_retries
-        << ",\"oldest_age_ms\":" << oldest << ",\"dead_letters\":" << *dead
-        << ",\"paused\":" << (pause_reason.empty() ? "false" : "true")
-        << ",\"pause_reason\":" << Json(pause_reason)
-        << ",\"guard\":{\"tripped\":" << (gs->tripped ? "true" : "false")
-        << ",\"holding\":" << (holding ? "true" : "false") << ",\"held_items\":" << held_items
-        << ",\"recent_suspensions\":" << gs->recent << ",\"limit\":" << gs->limit
-        << "},\"instances\":[";
+    rapidjson::StringBuffer buf;
+    JsonWriter w(buf);
+    w.StartObject();
+    Int(w, "queued", total);
+    Int(w, "retries_waiting", total_retries);
+    Int(w, "oldest_age_ms", oldest);
+    Int(w, "dead_letters", *dead);
+    w.Key("paused");
+    w.Bool(!pause_reason.empty());
+    Str(w, "pause_reason", pause_reason);
+    w.Key("guard");
+    w.StartObject();
+    w.Key("tripped");
+    w.Bool(gs->tripped);
+    w.Key("holding");
+    w.Bool(holding);
+    Int(w, "held_items", held_items);
+    Int(w, "recent_suspensions", gs->recent);
+    Int(w, "limit", gs->limit);
+    w.EndObject();
+    w.Key("instances");
+    w.StartArray();
     if (instances) {
-      for (size_t i = 0; i < instances->elements().size(); ++i) {
-        out << (i ? "," : "") << Json(instances->elements()[i].text());
+      for (const auto& instance : instances->elements()) {
+        const std::string text = ScrubUtf8(instance.text());
+        w.String(text.c_str(), static_cast<rapidjson::SizeType>(text.size()));
       }
     }
-    out << "],\"partitions\":[";
+    w.EndArray();
+    w.Key("partitions");
+    w.StartArray();
     for (size_t p = 0; p < parts.size(); ++p) {
       const Part& part = parts[p];
-      out << (p ? "," : "") << "{\"partition\":" << p << ",\"depth\":" << part.depth
-          << ",\"oldest_age_ms\":" << part.oldest_ms << ",\"retries\":" << part.retries
-          << ",\"owner\":" << Json(part.owner) << ",\"lease_ttl_ms\":" << part.lease_ttl_ms << "}";
+      w.StartObject();
+      Int(w, "partition", static_cast<int64_t>(p));
+      Int(w, "depth", part.depth);
+      Int(w, "oldest_age_ms", part.oldest_ms);
+      Int(w, "retries", part.retries);
+      Str(w, "owner", part.owner);
+      Int(w, "lease_ttl_ms", part.lease_ttl_ms);
+      w.EndObject();
     }
-    out << "]}\n";
+    w.EndArray();
+    w.EndObject();
+    out << buf.GetString() << "\n";
     return kExitOk;
   }
   out << "queued " << total << ", oldest " << oldest / 1000 << "s, retries waiting "
@@ -221,11 +262,19 @@ int RunDlqCommand(const config::Config& cfg, const std::vector<std::string>& arg
   if (verb == "show" && args.size() == 2) {
     auto e = q->GetDeadLetter(args[1]);
     if (!e) return not_found(e.error());
-    out << "{\"id\":" << Json(e->id) << ",\"error_kind\":" << Json(e->error_kind)
-        << ",\"reason\":" << Json(e->reason) << ",\"dead_at_ms\":" << e->dead_at_ms
-        << ",\"last_request\":" << Json(e->last_request)
-        << ",\"last_response\":" << Json(e->last_response) << ",\"item\":" << ItemJson(e->item)
-        << "}\n";
+    rapidjson::StringBuffer buf;
+    JsonWriter w(buf);
+    w.StartObject();
+    Str(w, "id", e->id);
+    Str(w, "error_kind", e->error_kind);
+    Str(w, "reason", e->reason);
+    Int(w, "dead_at_ms", e->dead_at_ms);
+    Str(w, "last_request", e->last_request);
+    Str(w, "last_response", e->last_response);
+    w.Key("item");
+    WriteItem(w, e->item);
+    w.EndObject();
+    out << buf.GetString() << "\n";
     return kExitOk;
   }
   if (verb == "replay" && args.size() == 2 && args[1] == "--all") {
@@ -433,9 +482,10 @@ int RunMigrateScopeCommand(const config::Config& cfg, const std::vector<std::str
     }
     scim::PatchOp op;
     op.path = "externalId";
-    op.value_json = "\"";
-    log::AppendJsonEscaped(op.value_json, next);
-    op.value_json += "\"";
+    rapidjson::StringBuffer value;
+    JsonWriter vw(value);
+    vw.String(next.c_str(), static_cast<rapidjson::SizeType>(next.size()));
+    op.value_json = value.GetString();
     scim::HttpRequest req{"PATCH", "/Users/" + scim::UrlEncode(u.id), scim::PatchBody({op})};
     auto resp = deps.transport->Send(req, cfg.target.timeout_ms);
     if (!resp.ok() || resp->status < 200 || resp->status >= 300) {

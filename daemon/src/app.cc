@@ -414,7 +414,7 @@ int RunDaemon(const std::string& file) {
   });
   log::Info("scimsyncd started", {{"version", SCIMSYNC_VERSION},
                                   {"address", cfg.listen.address},
-                                  {"port", cfg.listen.port},
+                                  {"port", server.port()},
                                   {"profiles", cfg.profiles.size()},
                                   {"workers", cfg.workers.threads},
                                   {"instance", instance_id},

@@ -15,6 +15,7 @@
 #include "scimsync/queue/queue.h"
 #include "scimsync/queue/redis.h"
 #include "scimsync/scim/link_store.h"
+#include "scimsync/strings.h"
 
 namespace scimsync::daemon {
 namespace {
@@ -25,7 +26,7 @@ constexpr int kMaxStreamScan = 100000;
 
 std::string Json(const std::string& s) {
   std::string out = "\"";
-  log::AppendJsonEscaped(out, s);
+  AppendJsonEscaped(out, s);
   return out + "\"";
 }
 

@@ -7,6 +7,7 @@
 
 #include "scimsync/log.h"
 #include "scimsync/queue/redis.h"
+#include "scimsync/strings.h"
 
 namespace scimsync::daemon {
 namespace {
@@ -19,7 +20,7 @@ void Field(std::string& out, const char* name, const std::string& value) {
   out += out.size() > 1 ? ",\"" : "\"";
   out += name;
   out += "\":\"";
-  log::AppendJsonEscaped(out, value);
+  AppendJsonEscaped(out, value);
   out += '"';
 }
 

@@ -4,6 +4,8 @@
 #include <array>
 #include <string>
 
+#include "scimsync/strings.h"
+
 namespace scimsync::daemon::http1 {
 namespace {
 
@@ -121,8 +123,6 @@ bool IsForbiddenTrailer(std::string_view name) {
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
-char AsciiLower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return AsciiLower(x) == AsciiLower(y);
@@ -153,13 +153,6 @@ size_t DecimalDigits(uint64_t n) {
   size_t digits = 1;
   for (; n >= 10; n /= 10) ++digits;
   return digits;
-}
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  const char lower = AsciiLower(c);
-  if (lower >= 'a' && lower <= 'f') return lower - 'a' + 10;
-  return -1;
 }
 
 // Sender-controlled bytes quoted in an error detail end up in a response body and in logs: keep

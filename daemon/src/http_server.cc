@@ -27,6 +27,7 @@
 #include "http1.h"
 #include "scimsync/daemon/metrics.h"
 #include "scimsync/log.h"
+#include "scimsync/strings.h"
 
 namespace scimsync::daemon {
 
@@ -121,32 +122,6 @@ bool StartsWithNoCase(std::string_view s, std::string_view prefix) {
   return true;
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// %XX in a path segment, as cpp-httplib did: the profile name in the URL may be escaped.
-std::string PercentDecode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      int hi = HexValue(s[i + 1]);
-      int lo = HexValue(s[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        out.push_back(static_cast<char>(hi * 16 + lo));
-        i += 2;
-        continue;
-      }
-    }
-    out.push_back(s[i]);
-  }
-  return out;
-}
-
 // /webhooks/{profile}[/{tenant}][/]: false for any other path.
 bool MatchWebhookPath(std::string_view path, std::string* profile, std::string* tenant) {
   constexpr std::string_view kPrefix = "/webhooks/";
@@ -162,20 +137,9 @@ bool MatchWebhookPath(std::string_view path, std::string* profile, std::string* 
       (second.empty() || second.find('/') != std::string_view::npos)) {
     return false;
   }
-  *profile = PercentDecode(first);
-  *tenant = PercentDecode(second);
+  *profile = PercentDecode(first, false).value_or(std::string(first));
+  *tenant = PercentDecode(second, false).value_or(std::string(second));
   return true;
-}
-
-connectors::RequestLimits Limits(const config::ListenOptions& o) {
-  connectors::RequestLimits l;
-  l.max_headers = o.max_headers;
-  l.max_header_bytes = o.max_header_bytes;
-  l.max_json_depth = o.max_json_depth;
-  l.max_items = o.max_items;
-  l.max_field_bytes = o.max_field_bytes;
-  l.max_id_bytes = o.max_id_bytes;
-  return l;
 }
 
 http1::Limits ParserLimits(const config::ListenOptions& o) {
@@ -244,7 +208,7 @@ class HttpServer::Impl {
       : options_(options),
         handlers_(std::move(handlers)),
         timeouts_(timeouts),
-        request_limits_(Limits(options)),
+        request_limits_(options),
         parser_limits_(ParserLimits(options)) {}
 
   ~Impl();
@@ -433,7 +397,7 @@ class HttpServer::Impl::Loop {
       }
       int one = 1;
       // Without TCP_NODELAY, Nagle plus the client's delayed ACK cap a keep-alive client near
-      // 25 requests/s per connection (measured; DESIGN.md).
+      // 25 requests/s per connection (measured).
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
       auto conn = std::make_unique<Conn>(s_->parser_limits_);
       conn->fd = fd;

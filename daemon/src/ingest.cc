@@ -6,6 +6,7 @@
 
 #include "scimsync/daemon/metrics.h"
 #include "scimsync/log.h"
+#include "scimsync/strings.h"
 
 namespace scimsync::daemon {
 
@@ -22,9 +23,9 @@ std::shared_ptr<const std::map<std::string, ActiveProfile>> ProfileSet::Snapshot
 
 std::string ErrorBody(const std::string& code, const std::string& detail) {
   std::string out = "{\"error\":\"";
-  log::AppendJsonEscaped(out, code);
+  AppendJsonEscaped(out, code);
   out += "\",\"detail\":\"";
-  log::AppendJsonEscaped(out, detail);
+  AppendJsonEscaped(out, detail);
   out += "\"}";
   return out;
 }

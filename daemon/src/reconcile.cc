@@ -19,6 +19,7 @@
 #include "scimsync/daemon/worker.h"
 #include "scimsync/log.h"
 #include "scimsync/scim/protocol.h"
+#include "scimsync/strings.h"
 
 namespace scimsync::daemon {
 namespace {
@@ -36,11 +37,6 @@ const redis::Script& ReleaseScript() {
   static const redis::Script s(
       "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
       "return 0");
-  return s;
-}
-
-std::string Lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
 }
 
@@ -113,7 +109,7 @@ std::string Quoted(const std::optional<std::string>& v) {
 
 std::string JsonString(const std::string& s) {
   std::string out = "\"";
-  log::AppendJsonEscaped(out, s);
+  AppendJsonEscaped(out, s);
   return out + "\"";
 }
 
@@ -146,7 +142,7 @@ class RetryingListFetcher final : public connectors::Fetcher {
       } else if (res->status == 408 || res->status == 429 || res->status >= 500) {
         e = Error::Transient("answered " + std::to_string(res->status));
         for (const auto& [k, v] : res->headers) {
-          if (Lower(k) != "retry-after") continue;
+          if (AsciiLower(k) != "retry-after") continue;
           if (auto ms = scim::ParseRetryAfterMs(v, clock_.NowMs())) {
             e.retry_after = std::chrono::milliseconds(*ms);
           }
@@ -508,7 +504,7 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
       by_external_id.emplace(users[i].external_id, i);
       ++anchored;
     }
-    by_user_name.emplace(Lower(users[i].attributes.user_name), i);
+    by_user_name.emplace(AsciiLower(users[i].attributes.user_name), i);
   }
   if (listed.empty() && anchored > 0) {
     rep.refused = "the HRIS list of profile " + profile.name() + " is empty while " +
@@ -603,7 +599,7 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
       }
     }
     if (!match && conflict.empty() && !desired.user_name.empty()) {
-      auto range = by_user_name.equal_range(Lower(desired.user_name));
+      auto range = by_user_name.equal_range(AsciiLower(desired.user_name));
       const auto count = std::distance(range.first, range.second);
       if (count > 1) {
         conflict = std::to_string(count) + " JumpCloud users match userName " + desired.user_name +

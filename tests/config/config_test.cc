@@ -68,7 +68,7 @@ TEST(ConfigTest, MinimalConfigGetsDocumentedDefaults) {
   EXPECT_EQ(c.profiles[0].dedup_window_s, 7 * 86400);
 }
 
-TEST(ConfigTest, TheContractKeysOfTheIssueAreAccepted) {
+TEST(ConfigTest, TheBasicKeysOfEverySectionAreAccepted) {
   Config c;
   auto problems = Load(R"(
 listen:   {address: 127.0.0.1, port: 8080, max_body_bytes: 1048576, threads: 16}
@@ -133,7 +133,9 @@ TEST(ConfigTest, SecretValuesAreRefusedInTheFile) {
 TEST(ConfigTest, NumbersAreRangeChecked) {
   const std::string base = "profiles: [{name: hr, connector: generic}]\ntarget: {dry_run: true}\n";
   EXPECT_EQ(OnlyProblem(base + "listen: {port: 70000}\n"),
-            "listen.port (line 3): must be between 1 and 65535 (got 70000)");
+            "listen.port (line 3): must be between 0 and 65535 (got 70000)");
+  EXPECT_EQ(OnlyProblem(base + "listen: {port: -1}\n"),
+            "listen.port (line 3): must be between 0 and 65535 (got -1)");
   EXPECT_EQ(OnlyProblem(base + "listen: {port: eighty}\n"),
             "listen.port (line 3): must be a whole number");
   EXPECT_EQ(OnlyProblem(base + "workers: {threads: 300}\n"),
@@ -378,8 +380,15 @@ TEST(ConfigTest, HistoryIsBoundedByDefaultAndConfigurable) {
 }
 
 TEST(ConfigTest, EveryProblemIsReportedNotJustTheFirst) {
-  auto problems = Load("listen: {port: 0, threads: 0}\ntarget: {dry_run: true}\n");
+  auto problems = Load("listen: {port: -1, threads: 0}\ntarget: {dry_run: true}\n");
   EXPECT_EQ(problems.size(), 3u);  // port, threads, missing profiles
+}
+
+TEST(ConfigTest, ListenPortZeroLetsTheKernelPick) {
+  Config c;
+  auto problems = Load(std::string(kMinimal) + "listen: {port: 0}\n", &c);
+  EXPECT_TRUE(problems.empty()) << problems[0].message;
+  EXPECT_EQ(c.listen.port, 0);
 }
 
 TEST(ConfigTest, DuplicateKeysAreErrors) {

@@ -40,12 +40,6 @@ TEST_F(LogTest, LevelFilters) {
   EXPECT_NE(g_lines.find("shown"), std::string::npos);
 }
 
-TEST_F(LogTest, EscapesQuotesControlsAndInvalidUtf8) {
-  std::string out;
-  AppendJsonEscaped(out, std::string("a\"b\\c\n\x01 \xc3\xa9 \xff", 12));
-  EXPECT_EQ(out, "a\\\"b\\\\c\\n\\u0001 \xc3\xa9 \xef\xbf\xbd");
-}
-
 TEST_F(LogTest, ParseLevel) {
   Level l;
   EXPECT_TRUE(ParseLevel("warning", &l));

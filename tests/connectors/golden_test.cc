@@ -20,6 +20,7 @@
 #include <sstream>
 
 #include "scimsync/connectors/profile.h"
+#include "scimsync/scim/protocol.h"
 #include "test_util.h"
 
 namespace scimsync::connectors {
@@ -152,7 +153,7 @@ void RunCase(const fs::path& dir) {
     if (want.HasMember("user")) {
       ASSERT_TRUE(plan->user.has_value());
       rapidjson::Document got_user;
-      got_user.Parse(UserToScimJson(*plan->user).c_str());
+      got_user.Parse(scim::CreateBody(*plan->user).c_str());
       EXPECT_TRUE(got_user == want["user"])
           << "got:  " << Compact(got_user) << "\nwant: " << Compact(want["user"]);
     }
@@ -178,7 +179,7 @@ TEST(Golden, EveryBuiltinProfileFixture) {
 }
 
 // Every built-in vendor has golden cases for an employee create, update and termination and for
-// at least two events it acknowledges (issue 16): a case directory is named after what it shows.
+// at least two events it acknowledges: a case directory is named after what it shows.
 TEST(Golden, EveryVendorCoversTheEmployeeLifecycleAndTwoAcknowledgedEvents) {
   for (const auto& profile_dir : fs::directory_iterator(kFixtures)) {
     if (!profile_dir.is_directory()) continue;

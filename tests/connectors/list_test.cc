@@ -22,6 +22,7 @@
 #include <sstream>
 
 #include "scimsync/connectors/profile.h"
+#include "scimsync/scim/protocol.h"
 #include "test_util.h"
 
 namespace scimsync::connectors {
@@ -146,7 +147,7 @@ void RunListCase(const fs::path& dir) {
   EXPECT_STREQ(ActionName(plan->action), plan_want["action"].GetString()) << plan->reason;
   ASSERT_TRUE(plan->user.has_value());
   rapidjson::Document got;
-  got.Parse(UserToScimJson(*plan->user).c_str());
+  got.Parse(scim::CreateBody(*plan->user).c_str());
   rapidjson::Document want = GoldenUser(plan_want["same_user_as"].GetString());
   EXPECT_TRUE(got == want) << "got:  " << Compact(got) << "\nwant: " << Compact(want);
   EXPECT_TRUE(plan->problems.empty());

@@ -11,6 +11,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "scimsync/connectors/profile.h"
+#include "scimsync/scim/converger.h"
 #include "test_support.h"
 #include "test_util.h"
 
@@ -130,7 +132,7 @@ TEST_F(MapCommand, ShowsWhenARecordDatedChangeIsPlannedAgain) {
       << out_;
 }
 
-// Issue 16: each item says whether scimsyncd would act on it, acknowledge it or refuse the
+// Each item says whether scimsyncd would act on it, acknowledge it or refuse the
 // request, and why; acknowledged items exit 0.
 TEST_F(MapCommand, ShowsActOrAcknowledgeOrRefuseAndWhy) {
   EXPECT_EQ(
@@ -171,6 +173,65 @@ TEST_F(MapCommand, ShowsActionUserAndProblems) {
             R"({"id":"e","type":"employee.created","employee":{"id":"E9","username":"x"}})");
   EXPECT_EQ(Run({"--profile", "generic", dir_.File("bad.json")}), 65);
   EXPECT_STREQ(json_["items"][0]["problems"][0]["field"].GetString(), "emails[primary].value");
+}
+
+// A SCIM server that knows nobody: every lookup finds no one, a POST creates. Keeps the POSTs.
+class EmptyScimServer final : public scim::Transport {
+ public:
+  Result<scim::HttpResponse> Send(const scim::HttpRequest& r, int64_t /*timeout_ms*/) override {
+    if (r.method == "POST") {
+      posts.push_back(r.body);
+      return scim::HttpResponse{201, R"({"id":"u-1","userName":"x"})", "", ""};
+    }
+    if (r.target.rfind("/ServiceProviderConfig", 0) == 0)
+      return scim::HttpResponse{404, "", "", ""};
+    return scim::HttpResponse{
+        200,
+        R"({"schemas":["urn:ietf:params:scim:api:messages:2.0:ListResponse"],"totalResults":0,)"
+        R"("Resources":[]})",
+        "", ""};
+  }
+  std::string Describe(const scim::HttpRequest& r) const override {
+    return r.method + " " + r.target;
+  }
+  std::vector<std::string> posts;
+};
+
+// `map` promises to show what would be sent: its user is the body the converger POSTs for the
+// same record, enterprise schema, employeeNumber and `active` included -- also for a record
+// that maps none of the enterprise attributes.
+TEST_F(MapCommand, ShowsTheBodyTheConvergerPosts) {
+  const std::string payload =
+      R"({"id":"e","type":"employee.created","employee":{"id":"E9","workEmail":"zed@b.c",)"
+      R"("firstName":"Zed","lastName":"Zeta"}})";
+  WriteFile(dir_.File("p.json"), payload);
+  ASSERT_EQ(Run({"--profile", "generic", dir_.File("p.json")}), 0) << out_ << err_;
+  const rapidjson::Value& shown = json_["items"][0]["user"];
+
+  config::Problems problems("test.yaml");
+  auto profile =
+      LoadProfile(testing::Entry("{name: generic, connector: generic, secret_env: S}"), &problems);
+  ASSERT_NE(profile, nullptr) << testing::ProblemsText(problems);
+  auto fetcher = NewRecordedFetcher("");
+  auto plan = profile->PlanItem(WorkItem{"", "E9", "employee.created", "", payload}, *fetcher, 0);
+  ASSERT_TRUE(plan.ok() && plan->user) << (plan.ok() ? plan->reason : plan.error().message);
+
+  EmptyScimServer server;
+  FakeClock clock;
+  scim::SequenceRandom random({0.5});
+  scim::MemoryLinkStore links;
+  auto limiter = scim::NewMemoryRateLimiter({}, clock);
+  scim::Converger converger({}, {&server, limiter.get(), &links, &clock, &random, {}});
+  scim::Job job;
+  job.scope = "generic";
+  job.desired = *plan->user;
+  const scim::Outcome outcome = converger.Converge(job);
+  ASSERT_EQ(outcome.decision, scim::Decision::kDone) << outcome.reason;
+  ASSERT_EQ(server.posts.size(), 1u);
+  rapidjson::Document posted;
+  posted.Parse(server.posts[0].c_str());
+  EXPECT_TRUE(posted == shown) << "map shows: " << testing::Compact(shown)
+                               << "\nPOSTed:    " << server.posts[0];
 }
 
 TEST_F(MapCommand, AFetchingProfileNeedsARecordAndMakesNoNetworkCall) {

@@ -1,4 +1,4 @@
-// Real vendor traffic through the built-in profiles (issue 16): what is not about an employee is
+// Real vendor traffic through the built-in profiles: what is not about an employee is
 // acknowledged (never a 4xx, never enqueued), and every employee change is acted on.
 #include <gtest/gtest.h>
 

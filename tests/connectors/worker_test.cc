@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "scimsync/connectors/profile.h"
+#include "scimsync/scim/protocol.h"
 #include "test_support.h"
 #include "test_util.h"
 
@@ -133,7 +134,7 @@ TEST(GenericWorker, AnEmailShapedUsernameIsAValidationProblem) {
 
 TEST(GenericWorker, ScimJsonPutsEnterpriseAttributesUnderTheirUrn) {
   Plan plan = MustPlan(*Generic(), GenericItem("employee.created", kAda));
-  std::string json = UserToScimJson(*plan.user);
+  std::string json = scim::CreateBody(*plan.user);
   EXPECT_NE(json.find(R"("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{)"
                       R"("employeeNumber":"1815","department":"Engines","costCenter":"CC-1",)"
                       R"("organization":"Analytical Ltd"})"),

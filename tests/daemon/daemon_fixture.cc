@@ -28,8 +28,7 @@ std::string GenericEvent(const std::string& event_id, const std::string& employe
          R"(@example.com"}})";
 }
 
-DaemonFixture::DaemonFixture(std::string extra_yaml)
-    : port_(FreePort()), extra_yaml_(std::move(extra_yaml)) {
+DaemonFixture::DaemonFixture(std::string extra_yaml) : extra_yaml_(std::move(extra_yaml)) {
   redis_options_.host = "127.0.0.1";
   redis_options_.port = redis_.port();
   redis_options_.url = redis_.url();
@@ -45,8 +44,7 @@ std::string DaemonFixture::Binary() const {
 
 bool DaemonFixture::StartDaemon() {
   std::string yaml =
-      "listen: {address: 127.0.0.1, port: " + std::to_string(port_) +
-      ", max_body_bytes: 65536}\n"
+      "listen: {address: 127.0.0.1, port: 0, max_body_bytes: 65536}\n"
       "redis: {url: \"" +
       redis_.url() +
       "\", connect_timeout_ms: 300}\n"
@@ -57,11 +55,13 @@ bool DaemonFixture::StartDaemon() {
       "  - {name: hr, connector: generic, secret_env: TEST_HR_SECRET}\n" +
       extra_yaml_;
   WriteFile(config_path(), yaml);
-  if (!daemon_.Start({Binary(), "--config", config_path()}, dir_.File("daemon.log"),
-                     {std::string("TEST_HR_SECRET=") + kWebhookSecret})) {
-    return false;
-  }
-  return WaitForPort(port_, 15000);
+  return Launch({Binary(), "--config", config_path()});
+}
+
+bool DaemonFixture::Launch(const std::vector<std::string>& argv, std::vector<std::string> env) {
+  env.push_back(std::string("TEST_HR_SECRET=") + kWebhookSecret);
+  port_ = StartScimsyncd(daemon_, argv, dir_.File("daemon.log"), env, 15000);
+  return port_ != 0;
 }
 
 void DaemonFixture::StopDaemon() {

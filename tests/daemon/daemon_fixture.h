@@ -29,10 +29,16 @@ class DaemonFixture {
   ~DaemonFixture();
 
   bool StartRedis() { return redis_.Start(); }
+  // Writes the fixture's config (listen.port 0) and Launch()es the daemon with it.
   bool StartDaemon();
+  // Starts scimsyncd with `argv` (a config with listen.port 0) and TEST_HR_SECRET set, and waits
+  // until it says which port it listens on (port()). False when it exits first (Wait() on
+  // daemon() has its status) or does not start within 15 s.
+  bool Launch(const std::vector<std::string>& argv, std::vector<std::string> env = {});
   void StopDaemon();
   RedisServer& redis() { return redis_; }
   Process& daemon() { return daemon_; }
+  // The daemon's port once Launch() succeeded; 0 before.
   int port() const { return port_; }
   std::string config_path() const { return dir_.File("scimsync.yaml"); }
   std::string log() const { return ReadFile(dir_.File("daemon.log")); }
@@ -55,7 +61,7 @@ class DaemonFixture {
   TempDir dir_;
   RedisServer redis_;
   Process daemon_;
-  int port_;
+  int port_ = 0;
   std::string extra_yaml_;
   config::RedisOptions redis_options_;
 };

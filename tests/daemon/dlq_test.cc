@@ -71,10 +71,7 @@ TEST(DlqTest, ReplayAllReplaysEachDeadLetterOnceWhileTheyDieAgain) {
   EXPECT_EQ(run.get(), 0) << err.str();
   EXPECT_EQ(out.str(), "replayed 1000 dead letters into their partitions\n") << err.str();
   // Every replayed item died exactly once more: 1,000 dead letters again, none lost or doubled.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (redead < kDead && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  scimsync::testing::WaitFor([&] { return redead >= kDead; }, 30000, /*interval_ms=*/20);
   stop = true;
   workers.join();
   EXPECT_EQ(redead.load(), kDead);

@@ -79,16 +79,15 @@ void E2E::SetDaemonApiKey(int index, const std::string& key) {
 
 bool E2E::StartDaemon(int index, const E2EDaemonOptions& options) {
   auto& d = daemons_[index];
-  if (!d) {
-    d = std::make_unique<Daemon>();
-    d->port = FreePort();
-  }
+  if (!d) d = std::make_unique<Daemon>();
   d->options = options;
   SetDaemonApiKey(index, options.api_key);
   std::string base_url = options.base_url.empty() ? scim_->base_url() : options.base_url;
   char rate[32];
   std::snprintf(rate, sizeof rate, "%g", options.rate);
   std::string yaml =
+      // The first start takes a port from the kernel; a restart keeps it, as a real
+      // deployment's HRIS keeps sending to one address.
       "listen: {address: 127.0.0.1, port: " + std::to_string(d->port) + "}\n" + "redis: {url: \"" +
       redis_.url() + "\", connect_timeout_ms: 300, partitions: 8" + options.extra_redis_keys +
       "}\n" + "target:\n  base_url: \"" + base_url +
@@ -104,11 +103,10 @@ bool E2E::StartDaemon(int index, const E2EDaemonOptions& options) {
   WriteFile(config_path(index), yaml);
   std::vector<std::string> env = options.env;
   env.push_back(std::string("TEST_HR_SECRET=") + kWebhookSecret);
-  if (!d->process.Start({Scimsyncd(), "--config", config_path(index)},
-                        dir_.File("daemon" + std::to_string(index) + ".log"), env)) {
-    return false;
-  }
-  return WaitForPort(d->port, 20000);
+  const int port = StartScimsyncd(d->process, {Scimsyncd(), "--config", config_path(index)},
+                                  dir_.File("daemon" + std::to_string(index) + ".log"), env);
+  if (d->port == 0) d->port = port;
+  return port != 0 && port == d->port;
 }
 
 std::string E2E::Command(int index, std::vector<std::string> args, int* status, std::string* err,
@@ -159,22 +157,26 @@ std::pair<int, std::string> E2E::RunCommand(int index, const std::vector<std::st
 
 int E2E::PostUntilAccepted(int index, const std::string& body, int timeout_ms,
                            const std::string& path) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   int status = 0;
   httplib::Headers headers = {
       {"X-Scimsync-Signature", "sha256=" + HmacSha256Hex(kWebhookSecret, body)}};
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto it = daemons_.find(index);
-    if (it == daemons_.end()) return 0;
-    httplib::Client c("127.0.0.1", it->second->port);
-    c.set_connection_timeout(2, 0);
-    c.set_read_timeout(5, 0);
-    auto res = c.Post(path, headers, body, "application/json");
-    status = res ? res->status : 0;
-    if (status == 202) return status;
-    if (status != 0 && status != 503) return status;  // a client error: retrying will not help
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  // No answer or 503: the HRIS retries. Anything else is final (a client error: retrying will
+  // not help).
+  WaitFor(
+      [&] {
+        auto it = daemons_.find(index);
+        if (it == daemons_.end()) {
+          status = 0;
+          return true;
+        }
+        httplib::Client c("127.0.0.1", it->second->port);
+        c.set_connection_timeout(2, 0);
+        c.set_read_timeout(5, 0);
+        auto res = c.Post(path, headers, body, "application/json");
+        status = res ? res->status : 0;
+        return status != 0 && status != 503;
+      },
+      timeout_ms);
   return status;
 }
 
@@ -220,17 +222,14 @@ int64_t E2E::Pending() const {
 }
 
 bool E2E::WaitIdle(int timeout_ms) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  // Stable: empty at three looks in a row, so nothing was in flight between two of them.
   int idle_rounds = 0;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (Pending() == 0) {
-      if (++idle_rounds >= 3) return true;  // stable: nothing in flight between two looks
-    } else {
-      idle_rounds = 0;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  return false;
+  return WaitFor(
+      [&] {
+        idle_rounds = Pending() == 0 ? idle_rounds + 1 : 0;
+        return idle_rounds >= 3;
+      },
+      timeout_ms, /*interval_ms=*/200);
 }
 
 std::vector<std::string> E2E::CheckUsers(

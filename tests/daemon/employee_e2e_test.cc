@@ -154,11 +154,12 @@ TEST_F(EmployeeE2E, AHeldTerminationIsShownAsWaitingWithItsReason) {
                 0, GenericBody("g2", "employee.terminated", "E3", "Analyst", 1'790'000'001)),
             202);
   std::string text;
-  for (int i = 0; i < 100; ++i) {
-    text = Run({"employee", "--profile", "hr", "E3"});
-    if (text.find("  held  ") != std::string::npos) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  WaitFor(
+      [&] {
+        text = Run({"employee", "--profile", "hr", "E3"});
+        return text.find("  held  ") != std::string::npos;
+      },
+      10000, /*interval_ms=*/100);
   EXPECT_NE(text.find("  held  "), std::string::npos) << text;
   EXPECT_NE(text.find("held by the mass-suspension guard"), std::string::npos) << text;
   EXPECT_NE(text.find("guard release"), std::string::npos) << text;

@@ -41,12 +41,13 @@ std::string Leftovers(const RedisServer& server) {
 // queue itself may keep an item for a while: a worker whose ack was cut off by the failover
 // leaves its (already applied) item pending until workers claim it again after claim_idle_ms.
 std::vector<std::string> WaitForUsers(const E2E& e2e, const Workload& w, int timeout_ms) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  std::vector<std::string> problems = e2e.CheckUsers(w.expected);
-  while (!problems.empty() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    problems = e2e.CheckUsers(w.expected);
-  }
+  std::vector<std::string> problems;
+  WaitFor(
+      [&] {
+        problems = e2e.CheckUsers(w.expected);
+        return problems.empty();
+      },
+      timeout_ms, /*interval_ms=*/200);
   return problems;
 }
 
@@ -74,8 +75,7 @@ class FailoverE2E : public ::testing::Test {
     std::atomic<int> accepted{0};
     std::atomic<bool> triggered{false};
     std::thread trigger([&] {
-      while (accepted.load() < w.total / 4)
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      WaitFor([&] { return accepted.load() >= w.total / 4; }, 600000, /*interval_ms=*/5);
       midway();
       triggered = true;
     });

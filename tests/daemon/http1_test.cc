@@ -834,7 +834,7 @@ TEST(Http1ParserTest, TrailersAreCheckedAndBounded) {
             "the trailer section is larger than 128 bytes (raise listen.max_header_bytes)");
 }
 
-// --- Strictness as llhttp's (issue 17): what a proxy in front could read differently. ---
+// --- Strictness as llhttp's: what a proxy in front could read differently. ---
 
 TEST(Http1ParserTest, MethodsOutsideTheServedSetAre501) {
   for (const char* m : {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE"}) {

@@ -36,6 +36,7 @@
 #include "scimsync/config.h"
 #include "scimsync/daemon/ingest.h"
 #include "scimsync/log.h"
+#include "test_support.h"
 
 namespace scimsync::daemon {
 namespace {
@@ -774,7 +775,7 @@ TEST_F(HttpServerTest, IdleKeepAliveConnectionIsClosedAfterKeepAliveTimeout) {
 }
 
 // A client sending only CRLFs used to look idle and refresh the keep-alive timer with each one,
-// holding a connection for hours (issue 17). The request timer starts at its first byte; at the
+// holding a connection for hours. The request timer starts at its first byte; at the
 // timeout a connection that sent nothing but empty lines is closed without an answer.
 TEST_F(HttpServerTest, StrayCrlfHolderIsClosedWithinTheReadTimeout) {
   ASSERT_NO_FATAL_FAILURE(Start(Options(), HttpTimeouts{500, 500}));
@@ -1061,11 +1062,9 @@ TEST_F(HttpServerTest, StopReturnsWithIdleConnectionsOpenAndClientsSeeEof) {
   const auto stop_took = SteadyClock::now() - start;
   EXPECT_LT(stop_took, 5000ms);
   // Serve()'s thread ends (it sets the flag right after Serve() returns).
-  const auto deadline = SteadyClock::now() + 5000ms;
-  while (!serve_returned_.load() && SteadyClock::now() < deadline) {
-    std::this_thread::sleep_for(5ms);
-  }
-  ASSERT_TRUE(serve_returned_.load()) << "Serve() did not return after Stop()";
+  ASSERT_TRUE(scimsync::testing::WaitFor([this] { return serve_returned_.load(); }, 5000,
+                                         /*interval_ms=*/5))
+      << "Serve() did not return after Stop()";
   serve_thread_.join();
   for (size_t i = 0; i < clients.size(); ++i) {
     EXPECT_TRUE(clients[i]->WaitClosed(2000ms)) << "client " << i;

@@ -32,14 +32,13 @@ class LimitsTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_TRUE(fx_.StartRedis());
     ASSERT_TRUE(Start("")) << fx_.log();
-    client_ = fx_.Client();
   }
 
   // Starts scimsyncd with the limits above; `listen_extra` adds keys to listen:.
   // `nofile`: the daemon's open-file limit (ulimit -n) when not 0.
   bool Start(const std::string& listen_extra, std::vector<std::string> env = {}, int nofile = 0) {
-    const std::string yaml = "listen: {address: 127.0.0.1, port: " + std::to_string(fx_.port()) +
-                             ", " + kLimits + listen_extra +
+    const std::string yaml = std::string("listen: {address: 127.0.0.1, port: 0, ") + kLimits +
+                             listen_extra +
                              "}\n"
                              "redis: {url: \"" +
                              fx_.redis().url() +
@@ -56,13 +55,9 @@ class LimitsTest : public ::testing::Test {
           "sh", "-c",
           "ulimit -n " + std::to_string(nofile) + " && exec " + argv[0] + " --config " + argv[2]};
     }
-    if (!fx_.daemon().Start(argv, fx_.dir().File("daemon.log"), [&] {
-          env.push_back(std::string("TEST_HR_SECRET=") + kWebhookSecret);
-          return env;
-        }())) {
-      return false;
-    }
-    return WaitForPort(fx_.port(), 15000);
+    if (!fx_.Launch(argv, std::move(env))) return false;
+    client_ = fx_.Client();
+    return true;
   }
 
   httplib::Result Post(const std::string& body, httplib::Headers extra = {}) {
@@ -235,7 +230,7 @@ long RssKib(pid_t pid) {
   return -1;
 }
 
-// Issue 17: 80 KB of tiny header lines ("a:\r\n" x 19,000) without the final CRLF held 1-1.4 MB
+// 80 KB of tiny header lines ("a:\r\n" x 19,000) without the final CRLF held 1-1.4 MB
 // per connection; 300 connections took the daemon to 424 MB. Now max_headers is counted as the
 // lines arrive and buffers are bounded: 1,000 such connections, plus 1,000 that stay just under
 // the header limits and 1,000 that announce a large body and hold, leave the daemon within the
@@ -286,7 +281,7 @@ TEST_F(LimitsTest, HeaderLineFloodFromAThousandConnectionsKeepsMemoryBounded) {
   EXPECT_LT(peak - before, 64 * 1024) << "KiB over the idle size";
 }
 
-// Issue 17: 700 held connections against a 600-descriptor limit made every request, /healthz
+// 700 held connections against a 600-descriptor limit made every request, /healthz
 // included, time out. With a 256-descriptor limit, listen.max_connections defaults to 128; 300
 // connections holding half-sent requests fill the cap (the rest are answered 503), and a fresh
 // client still gets /healthz and /readyz within 3 s (the oldest holder is shed for it).
@@ -333,9 +328,8 @@ class TlsListenerTest : public ::testing::Test {
 
   // Writes a config whose listener uses this certificate and `key_file`, and starts the daemon.
   bool StartDaemon(const std::string& key_file, const std::string& listen_extra = "") {
-    const std::string yaml = "listen: {address: 127.0.0.1, port: " + std::to_string(fx_.port()) +
-                             ", tls_cert_file: " + cert_ + ", tls_key_file: " + key_file +
-                             listen_extra +
+    const std::string yaml = "listen: {address: 127.0.0.1, port: 0, tls_cert_file: " + cert_ +
+                             ", tls_key_file: " + key_file + listen_extra +
                              "}\n"
                              "redis: {url: \"" +
                              fx_.redis().url() +
@@ -346,9 +340,7 @@ class TlsListenerTest : public ::testing::Test {
                              "profiles:\n"
                              "  - {name: hr, connector: generic, secret_env: TEST_HR_SECRET}\n";
     WriteFile(fx_.config_path(), yaml);
-    return fx_.daemon().Start({fx_.Binary(), "--config", fx_.config_path()},
-                              fx_.dir().File("daemon.log"),
-                              {std::string("TEST_HR_SECRET=") + kWebhookSecret});
+    return fx_.Launch({fx_.Binary(), "--config", fx_.config_path()});
   }
 
   DaemonFixture fx_;
@@ -407,13 +399,13 @@ TEST_F(TlsListenerTest, OnlyForwardSecretSuitesAreNegotiated) {
 }
 
 TEST_F(TlsListenerTest, ACipherListOpenSslCannotUseStopsTheStartNamingTheSetting) {
-  ASSERT_TRUE(StartDaemon(key_, ", tls_ciphers: \"NO-SUCH-CIPHER\""));
+  ASSERT_FALSE(StartDaemon(key_, ", tls_ciphers: \"NO-SUCH-CIPHER\""));
   EXPECT_EQ(fx_.daemon().Wait(15000), 78) << fx_.log();
   EXPECT_NE(fx_.log().find("listen.tls_ciphers"), std::string::npos) << fx_.log();
 }
 
 TEST_F(TlsListenerTest, AnUnreadableKeyStopsTheStartWithTheSettingsNamed) {
-  ASSERT_TRUE(StartDaemon(fx_.dir().File("missing-key.pem")));
+  ASSERT_FALSE(StartDaemon(fx_.dir().File("missing-key.pem")));
   EXPECT_EQ(fx_.daemon().Wait(15000), 78) << fx_.log();
   EXPECT_NE(fx_.log().find("listen.tls_key_file"), std::string::npos) << fx_.log();
 }

@@ -1,4 +1,4 @@
-// A model-based randomized test of the offboarding guarantee (issue 14): a seeded generator
+// A model-based randomized test of the offboarding guarantee: a seeded generator
 // makes HR histories for a couple of dozen employees (hires, updates, renames, terminations,
 // effective-dated terminations, rehires) and delivers them late, twice and out of order, while a
 // seeded fault schedule hits two real scimsyncd instances, a real redis-server and the in-process
@@ -35,7 +35,8 @@
 // SCIMSYNC_MODEL_SEED also takes a range, "100-199". SCIMSYNC_MODEL_ARTIFACTS=DIR keeps the
 // daemons' logs of failing seeds in DIR/seed-N/. scripts/model-test runs thousands of seeds
 // against a Release build and sums the failures up by tag. ctest runs Seeds/ModelE2E.Seed/*,
-// and ModelE2EFound.*: plain reproductions of failures the model found beyond issue 14's list.
+// and ModelE2EFound.*: plain reproductions of failures the model found beyond the oracle's first
+// list.
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 #include <signal.h>
@@ -1048,7 +1049,7 @@ class ModelE2E : public ::testing::TestWithParam<int> {};
 TEST_P(ModelE2E, Seed) { RunSeed(static_cast<uint64_t>(GetParam())); }
 INSTANTIATE_TEST_SUITE_P(Seeds, ModelE2E, ::testing::Range(1, 9));
 
-// Found by the model (seeds 39, 59 of the first run; not in issue 14's list): a termination
+// Found by the model (seeds 39, 59 of the first run): a termination
 // delivered after a newer update of the same employee was applied (an HRIS retry after a timeout
 // does this) is dropped as "older" -- yet the update says nothing about access, and no newer
 // rehire exists. The leaver stays active. A termination must land unless a newer rehire did.

@@ -122,7 +122,7 @@ class FakeHris {
     });
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
-    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    scimsync::testing::WaitFor([this] { return server_.is_running(); }, 10000, /*interval_ms=*/1);
   }
   ~FakeHris() {
     server_.stop();
@@ -463,15 +463,15 @@ class ReconcileEndToEnd : public ::testing::TestWithParam<std::string> {
     }
   }
 
-  bool StartDaemon(int port) {
+  // The config says listen.port 0; the daemon's "scimsyncd started" line (info, whatever the
+  // config's log level) says it is up.
+  bool StartDaemon() {
     std::string binary = std::string(SCIMSYNC_BINARY_DIR) + "/daemon/scimsyncd";
-    if (!daemon_.Start(
-            {binary, "--config", world_->config()}, world_->dir().File("daemon.log"),
-            {"TEST_RECON_WEBHOOK=webhook-token", std::string("TEST_RECON_JC_KEY=") + kScimKey,
-             std::string("TEST_RECON_HRIS_KEY=") + kHrisKey})) {
-      return false;
-    }
-    return scimsync::testing::WaitForPort(port, 15000);
+    return scimsync::testing::StartScimsyncd(
+               daemon_, {binary, "--config", world_->config()}, world_->dir().File("daemon.log"),
+               {"TEST_RECON_WEBHOOK=webhook-token", std::string("TEST_RECON_JC_KEY=") + kScimKey,
+                std::string("TEST_RECON_HRIS_KEY=") + kHrisKey, "SCIMSYNC_LOG_LEVEL=info"},
+               15000) != 0;
   }
   void StopDaemon() {
     if (!daemon_.running()) return;
@@ -486,9 +486,8 @@ class ReconcileEndToEnd : public ::testing::TestWithParam<std::string> {
 
 TEST_P(ReconcileEndToEnd, SeededDriftIsFoundEnqueuedAndFixedAndThenTheStateIsClean) {
   ReconcileWorld& w = *world_;
-  const int port = scimsync::testing::FreePort();
   // The admin opted in to suspending orphans (the default only reports them).
-  const std::string config = w.WriteConfig(port, "", "    reconcile: {orphans: suspend}\n");
+  const std::string config = w.WriteConfig(0, "", "    reconcile: {orphans: suspend}\n");
   auto ids = w.SeedDrift();
 
   // 1. --dry-run: every kind of drift, attribute by attribute; nothing written anywhere.
@@ -591,7 +590,7 @@ TEST_P(ReconcileEndToEnd, SeededDriftIsFoundEnqueuedAndFixedAndThenTheStateIsCle
   EXPECT_EQ(w.redis().Cli({"GET", "scimsync:link:recon:E3"}), ids["E3"]);
 
   // 3. The real daemon's workers take the items like any webhook's and fix the drift.
-  ASSERT_TRUE(StartDaemon(port)) << scimsync::testing::ReadFile(w.dir().File("daemon.log"));
+  ASSERT_TRUE(StartDaemon()) << scimsync::testing::ReadFile(w.dir().File("daemon.log"));
   auto fixed = [&] {
     auto grace = w.scim().ByExternalId("E2");
     auto alan = w.scim().ByExternalId("E3");
@@ -603,11 +602,8 @@ TEST_P(ReconcileEndToEnd, SeededDriftIsFoundEnqueuedAndFixedAndThenTheStateIsCle
            !edsger["active"].GetBool() && barbara.IsObject() && barbara["active"].GetBool() &&
            bob.IsObject() && !bob["active"].GetBool() && w.QueuedItems() == 0;
   };
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(40);
-  while (!fixed() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  ASSERT_TRUE(fixed()) << scimsync::testing::ReadFile(w.dir().File("daemon.log"));
+  ASSERT_TRUE(scimsync::testing::WaitFor(fixed, 40000, /*interval_ms=*/200))
+      << scimsync::testing::ReadFile(w.dir().File("daemon.log"));
   auto alan = w.scim().ByExternalId("E3");
   EXPECT_EQ(std::string(alan["id"].GetString()), ids["E3"]);  // updated in place, not recreated
   EXPECT_EQ(
@@ -651,7 +647,7 @@ class ReconcileCli : public ::testing::Test {
 };
 
 TEST_F(ReconcileCli, ConflictsAndRulesJumpCloudWouldRejectAreReportedNotEnqueued) {
-  const std::string config = world_.WriteConfig(scimsync::testing::FreePort());
+  const std::string config = world_.WriteConfig(0);
   world_.hris().Put("E1", "Ada", "Lovelace", "Analyst", "Engines", true);
   world_.hris().Put("E2", "Grace", "Hopper", "Admiral", "Navy", true);
   // Two users claim E1; E2's mapped userName belongs to someone else's anchored user.
@@ -678,7 +674,7 @@ TEST_F(ReconcileCli, ConflictsAndRulesJumpCloudWouldRejectAreReportedNotEnqueued
 }
 
 TEST_F(ReconcileCli, AnEmptyHrisListNeverReadsAsEveryoneLeft) {
-  const std::string config = world_.WriteConfig(scimsync::testing::FreePort());
+  const std::string config = world_.WriteConfig(0);
   world_.scim().Post(UserJson("E1", "ada", "Ada", "Lovelace", "Analyst", "Engines", true));
   auto r = world_.Cli({"--config", config, "--profile", "recon"});
   EXPECT_EQ(r.code, kExitRefused) << r.out << r.err;
@@ -687,7 +683,7 @@ TEST_F(ReconcileCli, AnEmptyHrisListNeverReadsAsEveryoneLeft) {
 }
 
 TEST_F(ReconcileCli, FailuresMapToExitCodesAndEnqueueNothing) {
-  const std::string config = world_.WriteConfig(scimsync::testing::FreePort());
+  const std::string config = world_.WriteConfig(0);
   world_.hris().Put("E1", "Ada", "Lovelace", "Analyst", "Engines", true);
   // The HRIS refuses the key.
   world_.hris().key = "rotated";
@@ -735,8 +731,7 @@ TEST_F(ReconcileCli, FailuresMapToExitCodesAndEnqueueNothing) {
 
 TEST_F(ReconcileCli, UsageAndConfigMistakesSayWhatToFix) {
   const std::string config =
-      world_.WriteConfig(scimsync::testing::FreePort(),
-                         "  - {name: deel, connector: deel, secret_env: TEST_RECON_WEBHOOK}\n");
+      world_.WriteConfig(0, "  - {name: deel, connector: deel, secret_env: TEST_RECON_WEBHOOK}\n");
   auto no_profile = world_.Cli({"--config", config});
   EXPECT_EQ(no_profile.code, kExitUsage);
   EXPECT_NE(no_profile.err.find("--profile NAME is required"), std::string::npos);
@@ -756,7 +751,7 @@ TEST_F(ReconcileCli, UsageAndConfigMistakesSayWhatToFix) {
 TEST_F(ReconcileCli, APayloadCarryingProfileReconcilesFromListedRecords) {
   // The generic profile has no fetch: the listed record is the desired state, and an orphan has
   // no record a sync could apply, so it is left to a human.
-  const std::string config = world_.WriteConfig(scimsync::testing::FreePort(),
+  const std::string config = world_.WriteConfig(0,
                                                 "  - name: hr\n"
                                                 "    connector: generic\n"
                                                 "    secret_env: TEST_RECON_WEBHOOK\n"
@@ -811,7 +806,7 @@ TEST_F(ReconcileCli, APayloadCarryingProfileReconcilesFromListedRecords) {
 class ReconcileSchedule : public ::testing::Test {
  protected:
   ReconcileSchedule() : world_(std::make_unique<FakeScimSide>()) {
-    world_.WriteConfig(scimsync::testing::FreePort());
+    world_.WriteConfig(0);
     world_.hris().Put("E1", "Ada", "Lovelace", "Analyst", "Engines", true);
     config::Config cfg;
     auto problems = config::LoadFile(world_.config(), &cfg);
@@ -989,13 +984,12 @@ TEST(ScheduledProfiles, OnlyProfilesWithAPeriodAndAListAreScheduled) {
   EXPECT_TRUE(ScheduledProfiles(cfg, profiles).empty());
 }
 
-// ---- what a reconciliation may do on its own (issue 21) -------------------------------------
+// ---- what a reconciliation may do on its own ------------------------------------------------
 
 // By default an orphan is reported and left alone, also once the workers have applied the run.
 TEST_P(ReconcileEndToEnd, OrphansAreReportedNotSuspendedByDefault) {
   ReconcileWorld& w = *world_;
-  const int port = scimsync::testing::FreePort();
-  const std::string config = w.WriteConfig(port);
+  const std::string config = w.WriteConfig(0);
   w.hris().Put("E1", "Ada", "Lovelace", "Analyst", "Engines", true);
   w.hris().Put("E2", "Grace", "Hopper", "Admiral", "Navy", true);
   w.scim().Post(UserJson("E1", "ada", "Ada", "Lovelace", "Analyst", "Engines", true));
@@ -1014,12 +1008,9 @@ TEST_P(ReconcileEndToEnd, OrphansAreReportedNotSuspendedByDefault) {
             std::string::npos);
   EXPECT_EQ(run.json["enqueued"].GetInt(), 1);   // E2, missing
   EXPECT_EQ(w.hris().fetch_requests.load(), 0);  // nobody asked about X9
-  ASSERT_TRUE(StartDaemon(port)) << scimsync::testing::ReadFile(w.dir().File("daemon.log"));
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!w.scim().ByExternalId("E2").IsObject() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  ASSERT_TRUE(w.scim().ByExternalId("E2").IsObject());
+  ASSERT_TRUE(StartDaemon()) << scimsync::testing::ReadFile(w.dir().File("daemon.log"));
+  ASSERT_TRUE(scimsync::testing::WaitFor([&] { return w.scim().ByExternalId("E2").IsObject(); },
+                                         30000, /*interval_ms=*/100));
   StopDaemon();
   auto bob = w.scim().ByExternalId("X9");
   ASSERT_TRUE(bob.IsObject());
@@ -1030,9 +1021,8 @@ TEST_P(ReconcileEndToEnd, OrphansAreReportedNotSuspendedByDefault) {
 // "Everyone left": the whole run is held with zero suspensions until the admin confirms.
 TEST_P(ReconcileEndToEnd, AnEveryoneLeftFeedIsHeldWholeUntilReleased) {
   ReconcileWorld& w = *world_;
-  const int port = scimsync::testing::FreePort();
   // The defaults: max_suspends 50, max_suspend_percent 10 -- which must apply to 10 people too.
-  const std::string config = w.WriteConfig(port, "", "", "{}");
+  const std::string config = w.WriteConfig(0, "", "", "{}");
   const std::vector<std::string> people = {"Ada",  "Alan", "Barbara", "Edsger",   "Grace",
                                            "Hedy", "Ken",  "Linus",   "Margaret", "Niklaus"};
   auto pool = w.Pool();
@@ -1065,7 +1055,7 @@ TEST_P(ReconcileEndToEnd, AnEveryoneLeftFeedIsHeldWholeUntilReleased) {
   EXPECT_NE(table.out.find("HELD"), std::string::npos) << table.out;
   EXPECT_NE(table.out.find("scimsyncd guard release"), std::string::npos) << table.out;
   // The daemon runs meanwhile: nobody loses access.
-  ASSERT_TRUE(StartDaemon(port)) << scimsync::testing::ReadFile(w.dir().File("daemon.log"));
+  ASSERT_TRUE(StartDaemon()) << scimsync::testing::ReadFile(w.dir().File("daemon.log"));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   for (size_t i = 0; i < people.size(); ++i) {
     auto u = w.scim().ByExternalId("E" + std::to_string(10 + i));
@@ -1086,17 +1076,14 @@ TEST_P(ReconcileEndToEnd, AnEveryoneLeftFeedIsHeldWholeUntilReleased) {
     }
     return true;
   };
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!all_suspended() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  EXPECT_TRUE(all_suspended()) << scimsync::testing::ReadFile(w.dir().File("daemon.log"));
+  EXPECT_TRUE(scimsync::testing::WaitFor(all_suspended, 30000, /*interval_ms=*/100))
+      << scimsync::testing::ReadFile(w.dir().File("daemon.log"));
   StopDaemon();
   EXPECT_EQ(w.redis().Cli({"EXISTS", "scimsync:reconcile:recon:held"}), "0");
 }
 
 TEST_F(ReconcileCli, ConfirmAppliesAPlanOverTheThresholdAndOpensTheGuard) {
-  const std::string config = world_.WriteConfig(scimsync::testing::FreePort(), "", "", "{}");
+  const std::string config = world_.WriteConfig(0, "", "", "{}");
   for (const char* id : {"E1", "E2", "E3"}) {
     world_.hris().Put(id, std::string("P") + id, "Test", "Engineer", "R&D", false);
     world_.scim().Post(UserJson(id, std::string("p") + id, std::string("P") + id, "Test",
@@ -1115,7 +1102,7 @@ TEST_F(ReconcileCli, ConfirmAppliesAPlanOverTheThresholdAndOpensTheGuard) {
 
 TEST_P(ReconcileEndToEnd, AListThatShrankIsRefusedUnlessAllowed) {
   ReconcileWorld& w = *world_;
-  const std::string config = w.WriteConfig(scimsync::testing::FreePort());
+  const std::string config = w.WriteConfig(0);
   w.hris().page_cap = 100;
   for (int i = 0; i < 50; ++i) {
     w.hris().Put("E" + std::to_string(100 + i), "P" + std::to_string(i), "Test", "Engineer", "R&D",
@@ -1149,7 +1136,7 @@ TEST_P(ReconcileEndToEnd, AListThatShrankIsRefusedUnlessAllowed) {
 
 TEST_P(ReconcileEndToEnd, ADuplicateAccountOfALinkedEmployeeIsAConflict) {
   ReconcileWorld& w = *world_;
-  const std::string config = w.WriteConfig(scimsync::testing::FreePort());
+  const std::string config = w.WriteConfig(0);
   w.hris().Put("E1", "Ada", "Lovelace", "Analyst", "Engines", true);
   const std::string linked =
       w.scim().Post(UserJson("E1", "ada", "Ada", "Lovelace", "Analyst", "Engines", true));
@@ -1170,7 +1157,7 @@ TEST_P(ReconcileEndToEnd, ADuplicateAccountOfALinkedEmployeeIsAConflict) {
 }
 
 TEST_F(ReconcileCli, AnEmployeeWaitingInTheQueueIsEnqueuedOnlyOnce) {
-  const std::string config = world_.WriteConfig(scimsync::testing::FreePort());
+  const std::string config = world_.WriteConfig(0);
   world_.hris().Put("E1", "Ada", "Lovelace", "Analyst", "Engines", true);
   auto first = world_.Cli({"--config", config, "--profile", "recon", "--json"});
   ASSERT_EQ(first.json["enqueued"].GetInt(), 1) << first.out;
@@ -1204,7 +1191,7 @@ TEST_F(ReconcileCli, AnEmployeeWaitingInTheQueueIsEnqueuedOnlyOnce) {
 }
 
 TEST_F(ReconcileCli, TheGuardStopsSayingHoldingOnceItsHeldItemsResolved) {
-  const std::string config = world_.WriteConfig(scimsync::testing::FreePort());
+  const std::string config = world_.WriteConfig(0);
   world_.hris().Put("E1", "Ada", "Lovelace", "Analyst", "Engines", true);
   ASSERT_EQ(world_.Cli({"--config", config, "--profile", "recon"}).code, kExitOk);
   config::Config cfg;
@@ -1237,7 +1224,7 @@ TEST_F(ReconcileCli, TheGuardStopsSayingHoldingOnceItsHeldItemsResolved) {
 }
 
 TEST_F(ReconcileCli, RoughEdgesExitAsDocumented) {
-  const std::string config = world_.WriteConfig(scimsync::testing::FreePort());
+  const std::string config = world_.WriteConfig(0);
   world_.hris().Put("E1", "Ada", "Lovelace", "Analyst", "Engines", true);
   // An unset HRIS key variable is a config problem on this host: 78, as docs/reconcile.md says.
   unsetenv("TEST_RECON_HRIS_KEY");
@@ -1247,7 +1234,7 @@ TEST_F(ReconcileCli, RoughEdgesExitAsDocumented) {
   EXPECT_EQ(unset.json["exit_code"].GetInt(), kExitConfig) << unset.out;
   // A refused connection says so; no timeout was involved.
   const int closed = scimsync::testing::FreePort();
-  const std::string bad = world_.WriteConfig(scimsync::testing::FreePort(), "");
+  const std::string bad = world_.WriteConfig(0, "");
   std::string yaml = scimsync::testing::ReadFile(bad);
   const std::string from = world_.hris().base_url();
   yaml.replace(yaml.find(from), from.size(), "http://127.0.0.1:" + std::to_string(closed));

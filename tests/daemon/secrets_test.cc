@@ -63,28 +63,28 @@ class EchoingHris {
 
 class SecretsTest : public ::testing::Test {
  protected:
-  SecretsTest() : redis_(kSecrets.at("REDIS_PASSWORD")), port_(FreePort()) {}
+  SecretsTest() : redis_(kSecrets.at("REDIS_PASSWORD")) {}
 
   void SetUp() override {
     ASSERT_TRUE(redis_.Start());
-    const std::string yaml = "listen: {address: 127.0.0.1, port: " + std::to_string(port_) +
-                             "}\n"
-                             "redis: {url: \"" +
-                             redis_.url() +
-                             "\", password_env: REDIS_PASSWORD, connect_timeout_ms: 500}\n"
-                             "target: {api_key_env: JC_API_KEY, dry_run: true, dry_run_file: " +
-                             dir_.File("dry-run.jsonl") +
-                             "}\n"
-                             "workers:\n"
-                             "  threads: 2\n"
-                             "  retry: {base_delay_ms: 1, max_delay_ms: 10, max_attempts: 2}\n"
-                             "profiles:\n"
-                             "  - {name: hr, connector: generic, secret_env: HR_SECRET}\n"
-                             "  - name: gusto\n"
-                             "    connector: gusto\n"
-                             "    secret_env: GUSTO_SECRET\n"
-                             "    api: {key_env: GUSTO_TOKEN, base_url: \"" +
-                             hris_.url() + "\"}\n";
+    const std::string yaml =
+        "listen: {address: 127.0.0.1, port: 0}\n"
+        "redis: {url: \"" +
+        redis_.url() +
+        "\", password_env: REDIS_PASSWORD, connect_timeout_ms: 500}\n"
+        "target: {api_key_env: JC_API_KEY, dry_run: true, dry_run_file: " +
+        dir_.File("dry-run.jsonl") +
+        "}\n"
+        "workers:\n"
+        "  threads: 2\n"
+        "  retry: {base_delay_ms: 1, max_delay_ms: 10, max_attempts: 2}\n"
+        "profiles:\n"
+        "  - {name: hr, connector: generic, secret_env: HR_SECRET}\n"
+        "  - name: gusto\n"
+        "    connector: gusto\n"
+        "    secret_env: GUSTO_SECRET\n"
+        "    api: {key_env: GUSTO_TOKEN, base_url: \"" +
+        hris_.url() + "\"}\n";
     WriteFile(config(), yaml);
   }
 
@@ -142,7 +142,7 @@ class SecretsTest : public ::testing::Test {
   TempDir dir_;
   RedisServer redis_;
   EchoingHris hris_;
-  int port_;
+  int port_ = 0;  // the daemon's, once started
   Process daemon_;
   int commands_ = 0;
   std::string transcript_;
@@ -155,8 +155,8 @@ std::string UnmappableEvent() {
 }
 
 TEST_F(SecretsTest, NoOutputContainsASecretValue) {
-  ASSERT_TRUE(daemon_.Start({Binary(), "--config", config()}, dir_.File("daemon.log"), Env()));
-  ASSERT_TRUE(WaitForPort(port_, 15000)) << ReadFile(dir_.File("daemon.log"));
+  port_ = StartScimsyncd(daemon_, {Binary(), "--config", config()}, dir_.File("daemon.log"), Env());
+  ASSERT_NE(port_, 0) << ReadFile(dir_.File("daemon.log"));
 
   const std::string hr = kSecrets.at("HR_SECRET");
   const std::string good = GenericEvent("evt-good", "E1", "employee.created");
@@ -184,15 +184,13 @@ TEST_F(SecretsTest, NoOutputContainsASecretValue) {
 
   // Wait until the workers made the dry-run create and dead-lettered the two failures.
   std::string status;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (std::chrono::steady_clock::now() < deadline) {
-    status = Run({"status", "--json", "--config", config()});
-    if (status.find("\"dead_letters\":2") != std::string::npos &&
-        ReadFile(dir_.File("dry-run.jsonl")).find("POST") != std::string::npos) {
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
+  WaitFor(
+      [&] {
+        status = Run({"status", "--json", "--config", config()});
+        return status.find("\"dead_letters\":2") != std::string::npos &&
+               ReadFile(dir_.File("dry-run.jsonl")).find("POST") != std::string::npos;
+      },
+      60000, /*interval_ms=*/200);
   ASSERT_NE(status.find("\"dead_letters\":2"), std::string::npos)
       << status << "\n"
       << ReadFile(dir_.File("daemon.log"));

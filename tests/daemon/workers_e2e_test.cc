@@ -49,7 +49,7 @@ std::string Base64HmacSha256(const std::string& key, const std::string& msg, boo
   return out;
 }
 
-// Issue 16, through the real binary: a Merge "Send test" ping and a Finch account.updated are
+// Through the real binary: a Merge "Send test" ping and a Finch account.updated are
 // answered 2xx and queue nothing (a 4xx would make the vendor retry, alert and disable the
 // webhook); a BambooHR form post keyed by employee id reaches JumpCloud as that employee.
 TEST_F(WorkersE2E, VendorEventsNotAboutAnEmployeeAre2xxAndABambooHrFormPostSyncsTheRightUser) {
@@ -63,8 +63,9 @@ TEST_F(WorkersE2E, VendorEventsNotAboutAnEmployeeAre2xxAndABambooHrFormPostSyncs
         R"("jobTitle":"Engineer","status":"Active","employeeNumber":"9"})",
         "application/json");
   });
-  const int bamboo_port = FreePort();
-  std::thread serve([&] { bamboo.listen("127.0.0.1", bamboo_port); });
+  const int bamboo_port = bamboo.bind_to_any_port("127.0.0.1");
+  ASSERT_GT(bamboo_port, 0);
+  std::thread serve([&] { bamboo.listen_after_bind(); });
   ASSERT_TRUE(WaitForPort(bamboo_port, 5000));
   struct Stop {
     httplib::Server& s;
@@ -379,9 +380,7 @@ TEST_F(WorkersE2E, TwoInstancesShareTheWorkWithoutOverlap) {
     }
     return ids.size();
   };
-  for (int i = 0; i < 150 && owners() < 2; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  WaitFor([&] { return owners() >= 2; }, 15000, /*interval_ms=*/100);
   ASSERT_EQ(owners(), 2u) << "the partitions were not split between the two instances";
   Workload w = MakeWorkload(200, 10, 4);
   EXPECT_EQ(e2e_.SendWorkload(w), w.total);
@@ -400,9 +399,8 @@ TEST_F(WorkersE2E, AuthFailurePausesWithoutLosingAnythingAndResumesAfterTheKeyIs
   ASSERT_TRUE(e2e_.StartDaemon(0, options)) << e2e_.Log(0);
   Workload w = MakeWorkload(20, 3, 6);
   EXPECT_EQ(e2e_.SendWorkload(w, 4), w.total);
-  for (int i = 0; i < 100 && e2e_.Log(0).find("SCIM work paused") == std::string::npos; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  WaitFor([&] { return e2e_.Log(0).find("SCIM work paused") != std::string::npos; }, 10000,
+          /*interval_ms=*/100);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_EQ(e2e_.scim().user_count(), 0u);
   EXPECT_GT(e2e_.Pending(), 0) << "items were consumed while paused";
@@ -444,9 +442,7 @@ TEST_F(WorkersE2E, GuardHoldsAMassTerminationUntilReleased) {
     }
     return n;
   };
-  for (int i = 0; i < 100 && count_suspended() < 5; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  WaitFor([&] { return count_suspended() >= 5; }, 10000, /*interval_ms=*/100);
   std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // a sixth would show by now
   int suspended = count_suspended();
   EXPECT_EQ(suspended, 5);
@@ -550,11 +546,12 @@ TEST_F(WorkersE2E, AFrozenInstanceNeverWritesAfterLosingItsLease) {
   ASSERT_EQ(
       e2e_.PostUntilAccepted(1, GenericBody("f4", "employee.terminated", "F1", "Newer", t0 + 3)),
       202);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!e2e_.CheckUsers({{"F1", {"Newer", false}}}).empty() &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  WaitFor(
+      [&] {
+        return e2e_.CheckUsers({{"F1", {"Newer", false}}}).empty();
+      },
+      30000,
+      /*interval_ms=*/100);
   ASSERT_TRUE(e2e_.CheckUsers({{"F1", {"Newer", false}}}).empty())
       << Join(e2e_.CheckUsers({{"F1", {"Newer", false}}})) << e2e_.Log(1);
   const size_t writes_before_thaw = e2e_.scim().requests().size();
@@ -608,12 +605,13 @@ TEST_F(WorkersE2E, AJoiningInstanceGetsItsShareWithinAboutALeaseUnderLoad) {
   ASSERT_TRUE(e2e_.StartDaemon(1, options)) << e2e_.Log(1);
   const auto started = std::chrono::steady_clock::now();
   int b_owns = 0;
-  while (std::chrono::steady_clock::now() - started < std::chrono::seconds(20)) {
-    auto o = owners();
-    b_owns = 8 - o[a] - o[""];
-    if (b_owns >= 4) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  WaitFor(
+      [&] {
+        auto o = owners();
+        b_owns = 8 - o[a] - o[""];
+        return b_owns >= 4;
+      },
+      20000, /*interval_ms=*/100);
   const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::steady_clock::now() - started)
                         .count();
@@ -745,10 +743,10 @@ TEST_F(WorkersE2E, ABadKeyStaysPausedWhenDiscoveryIsPublic) {
   ASSERT_TRUE(e2e_.StartDaemon(0, options)) << e2e_.Log(0);
   const int64_t t0 = 1'790'000'000;
   ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody("k1", "employee.created", "K1", "T", t0)), 202);
-  for (int i = 0; i < 100 && e2e_.Log(0).find("SCIM work paused") == std::string::npos; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  ASSERT_NE(e2e_.Log(0).find("SCIM work paused"), std::string::npos) << e2e_.Log(0);
+  ASSERT_TRUE(WaitFor([&] { return e2e_.Log(0).find("SCIM work paused") != std::string::npos; },
+                      10000,
+                      /*interval_ms=*/100))
+      << e2e_.Log(0);
   // The workers probe every 5 s.
   std::this_thread::sleep_for(std::chrono::milliseconds(6500));
   EXPECT_EQ(e2e_.Log(0).find("SCIM work resumed"), std::string::npos) << e2e_.Log(0);

@@ -117,7 +117,7 @@ TEST(AlertRulesTest, EveryRuleHasSummaryRunbookAndKnownMetrics) {
       }
     }
   }
-  // The issue's list: each of these states has its alert.
+  // Each of these states has its alert (docs/operations.md).
   for (const char* want :
        {"ScimsyncDown", "ScimsyncWebhooksRejected", "ScimsyncWebhooksFailing", "ScimsyncBacklog",
         "ScimsyncRetriesWaiting", "ScimsyncDeadLettersGrowing", "ScimsyncPaused",
@@ -175,7 +175,7 @@ TEST(DashboardTest, ImportableAndEveryQueryNamesAnExportedMetric) {
       }
     }
   }
-  // The sections the issue asks for.
+  // The dashboard's sections.
   for (const char* row :
        {"Ingest", "Queue", "Sync outcomes", "SCIM", "Dead letters", "Reconciliation"}) {
     EXPECT_NE(titles.find(std::string(row) + "\n"), std::string::npos) << "no row " << row;

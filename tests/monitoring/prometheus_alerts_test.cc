@@ -50,13 +50,14 @@ class Prometheus {
             dir_.File("prometheus.log"))) {
       return false;
     }
-    auto deadline = Clock::now() + std::chrono::seconds(20);
-    while (Clock::now() < deadline) {
-      if (Get("/-/ready").find("Ready") != std::string::npos) return true;
-      if (proc_.Wait(0) >= 0) return false;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return false;
+    bool exited = false;
+    return WaitFor(
+               [&] {
+                 exited = exited || proc_.Wait(0) >= 0;
+                 return exited || Get("/-/ready").find("Ready") != std::string::npos;
+               },
+               20000, /*interval_ms=*/100) &&
+           !exited;
   }
 
   std::string Get(const std::string& path) const {
@@ -113,16 +114,6 @@ class Prometheus {
   Process proc_;
   int port_ = 0;
 };
-
-template <typename Pred>
-bool WaitFor(Pred pred, int timeout_ms) {
-  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (Clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
-  }
-  return pred();
-}
 
 TEST(PrometheusAlertsTest, AuthPauseDeadLettersAndBacklogFire) {
   E2E e2e;

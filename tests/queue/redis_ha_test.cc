@@ -35,12 +35,8 @@ config::RedisOptions SentinelOptions(const std::vector<std::string>& sentinels,
 }
 
 bool WaitUntilReplica(const RedisServer& server) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (server.Cli({"ROLE"}).rfind("slave", 0) == 0) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
+  return scimsync::testing::WaitFor([&] { return server.Cli({"ROLE"}).rfind("slave", 0) == 0; },
+                                    20000);
 }
 
 class RedisSentinelTest : public ::testing::Test {

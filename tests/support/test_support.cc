@@ -92,25 +92,27 @@ bool Process::Start(const std::vector<std::string>& argv, const std::string& out
   return true;
 }
 
+bool Process::Exited() const {
+  if (pid_ <= 0) return true;
+  siginfo_t info{};
+  return waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+         info.si_pid == pid_;
+}
+
 void Process::Signal(int sig) {
   if (pid_ > 0) kill(pid_, sig);
 }
 
 int Process::Wait(int timeout_ms) {
   if (pid_ <= 0) return -1;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (true) {
-    int status = 0;
-    pid_t r = waitpid(pid_, &status, WNOHANG);
-    if (r == pid_) {
-      pid_ = -1;
-      if (WIFEXITED(status)) return WEXITSTATUS(status);
-      if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-      return -1;
-    }
-    if (std::chrono::steady_clock::now() > deadline) return -1;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  int status = 0;
+  const bool exited = WaitFor([&] { return waitpid(pid_, &status, WNOHANG) == pid_; }, timeout_ms,
+                              /*interval_ms=*/10);
+  if (!exited) return -1;
+  pid_ = -1;
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
 }
 
 void Process::Kill() {
@@ -149,20 +151,49 @@ bool EndsActive(const std::vector<std::string>& types) {
   return active;
 }
 
-bool WaitForPort(int port, int timeout_ms) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+bool WaitFor(const std::function<bool()>& done, int timeout_ms, int interval_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (std::chrono::steady_clock::now() < deadline) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    int rc = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    close(fd);
-    if (rc == 0) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));
   }
-  return false;
+  return done();
+}
+
+int StartScimsyncd(Process& process, const std::vector<std::string>& argv,
+                   const std::string& log_file, const std::vector<std::string>& env,
+                   int timeout_ms) {
+  const size_t offset = ReadFile(log_file).size();
+  if (!process.Start(argv, log_file, env)) return 0;
+  int port = 0;
+  WaitFor(
+      [&] {
+        const std::string log = ReadFile(log_file);
+        const size_t at = log.find("\"msg\":\"scimsyncd started\"", offset);
+        if (at != std::string::npos) {
+          const size_t end = log.find('\n', at);
+          const size_t key = log.find("\"port\":", at);
+          if (key != std::string::npos && key < end) port = std::atoi(log.c_str() + key + 7);
+        }
+        return port != 0 || process.Exited();
+      },
+      timeout_ms);
+  return port;
+}
+
+bool WaitForPort(int port, int timeout_ms) {
+  return WaitFor(
+      [port] {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        addr.sin_port = htons(static_cast<uint16_t>(port));
+        int rc = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+        close(fd);
+        return rc == 0;
+      },
+      timeout_ms, /*interval_ms=*/20);
 }
 
 RedisServer::RedisServer() : port_(FreePort()) {}
@@ -171,6 +202,31 @@ RedisServer::RedisServer(std::string password)
 RedisServer::~RedisServer() { Kill(); }
 
 bool RedisServer::Start() {
+  for (int attempt = 1;; ++attempt) {
+    const std::string log = dir_.File("redis.log");
+    const size_t offset = ReadFile(log).size();
+    if (!StartOnce()) return false;
+    // Ready by its own log, not by a PING alone: when the bind failed, a PING to the port may
+    // be answered by whoever took it.
+    const bool ready = WaitFor(
+        [&] {
+          return proc_.Exited() ||
+                 ReadFile(log).find("Ready to accept connections", offset) != std::string::npos;
+        },
+        10000, /*interval_ms=*/20);
+    if (ready && !proc_.Exited() && Cli({"PING"}) == "PONG") {
+      started_once_ = true;
+      return true;
+    }
+    const bool port_taken =
+        ReadFile(log).find("Address already in use", offset) != std::string::npos;
+    proc_.Kill();
+    if (!port_taken || started_once_ || attempt == 5) return false;
+    port_ = FreePort();
+  }
+}
+
+bool RedisServer::StartOnce() {
   std::vector<std::string> argv = {"redis-server",
                                    "--port",
                                    std::to_string(port_),
@@ -194,13 +250,7 @@ bool RedisServer::Start() {
                                    dir_.File("redis.log")};
   if (!password_.empty()) argv.insert(argv.end(), {"--requirepass", password_});
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
-  if (!proc_.Start(argv, dir_.File("redis.out"))) return false;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (Cli({"PING"}) == "PONG") return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return false;
+  return proc_.Start(argv, dir_.File("redis.out"));
 }
 
 void RedisServer::Stop() {
@@ -226,16 +276,15 @@ bool RedisServer::StartReplicaOf(const RedisServer& primary) {
   // after its first REPLCONF ACK (up to a second later), and WAIT counts nobody until then.
   std::string cli = "redis-cli -p " + std::to_string(primary.port());
   if (!primary.password().empty()) cli += " --no-auth-warning -a '" + primary.password() + "'";
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::string out = Capture(
-        "printf 'SET scimsync-test:replica-ready 1\\r\\nWAIT 1 100\\r\\n"
-        "DEL scimsync-test:replica-ready\\r\\n' | " +
-        cli + " 2>/dev/null");
-    if (out.find("\n1\n") != std::string::npos) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return false;
+  return WaitFor(
+      [&cli] {
+        std::string out = Capture(
+            "printf 'SET scimsync-test:replica-ready 1\\r\\nWAIT 1 100\\r\\n"
+            "DEL scimsync-test:replica-ready\\r\\n' | " +
+            cli + " 2>/dev/null");
+        return out.find("\n1\n") != std::string::npos;
+      },
+      10000, /*interval_ms=*/20);
 }
 
 void RedisServer::Pause() { proc_.Signal(SIGSTOP); }
@@ -301,20 +350,18 @@ bool SentinelServer::Start(int replicas) {
   std::vector<std::string> argv = {"redis-sentinel", conf};
   if (!OnPath("redis-sentinel")) argv = {"redis-server", conf, "--sentinel"};
   if (!proc_.Start(argv, dir_.File("sentinel.out"))) return false;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (MasterPort() == master_port_) {
-      std::string known = Cli({"SENTINEL", "replicas", master_name_});
-      int count = 0;
-      for (size_t at = known.find("\nflags\nslave\n"); at != std::string::npos;
-           at = known.find("\nflags\nslave\n", at + 1)) {
-        ++count;
-      }
-      if (count >= replicas) return true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
+  return WaitFor(
+      [&] {
+        if (MasterPort() != master_port_) return false;
+        std::string known = Cli({"SENTINEL", "replicas", master_name_});
+        int count = 0;
+        for (size_t at = known.find("\nflags\nslave\n"); at != std::string::npos;
+             at = known.find("\nflags\nslave\n", at + 1)) {
+          ++count;
+        }
+        return count >= replicas;
+      },
+      20000);
 }
 
 void SentinelServer::Kill() { proc_.Kill(); }
@@ -331,25 +378,29 @@ int SentinelServer::MasterPort() const {
 }
 
 int SentinelServer::WaitForNewMaster(int old_port, int timeout_ms) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (std::chrono::steady_clock::now() < deadline) {
-    int now = MasterPort();
-    if (now != 0 && now != old_port) {
-      std::string role = Capture("redis-cli -p " + std::to_string(now) + " ROLE 2>/dev/null");
-      if (role.rfind("master", 0) == 0) return now;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return 0;
+  int now = 0;
+  const bool found = WaitFor(
+      [&] {
+        now = MasterPort();
+        if (now == 0 || now == old_port) return false;
+        std::string role = Capture("redis-cli -p " + std::to_string(now) + " ROLE 2>/dev/null");
+        return role.rfind("master", 0) == 0;
+      },
+      timeout_ms);
+  return found ? now : 0;
 }
 
 int SentinelServer::Failover(int timeout_ms) {
   int old_port = MasterPort();
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   // "NOGOODSLAVE" while the sentinel has not yet seen the replica in sync: ask again.
-  while (Cli({"SENTINEL", "failover", master_name_}) != "OK") {
-    if (std::chrono::steady_clock::now() > deadline) return 0;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  if (!WaitFor(
+          [&] {
+            return Cli({"SENTINEL", "failover", master_name_}) == "OK";
+          },
+          timeout_ms,
+          /*interval_ms=*/100)) {
+    return 0;
   }
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
       deadline - std::chrono::steady_clock::now());

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <random>
 #include <string>
 #include <utility>
@@ -25,7 +26,10 @@ class TempDir {
   std::string path_;
 };
 
-// A TCP port on 127.0.0.1 that was free a moment ago.
+// A TCP port on 127.0.0.1 that was free a moment ago. Only for what cannot listen on port 0 and
+// say which port it got (and for a port where nothing listens); a server that can is started on
+// port 0 (StartScimsyncd, httplib's bind_to_any_port) so no other process can take its port
+// between the pick and the bind.
 int FreePort();
 
 void WriteFile(const std::string& path, const std::string& content);
@@ -50,6 +54,8 @@ class Process {
   // Waits for exit; returns the exit status (or 128+signal), -1 on timeout.
   int Wait(int timeout_ms);
   void Kill();  // SIGKILL and reap
+  // Whether it has exited (without reaping it: Wait still returns its status).
+  bool Exited() const;
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
 
@@ -58,14 +64,16 @@ class Process {
 };
 
 // A private redis-server: TCP on a free loopback port and a unix socket, AOF on, data in a temp
-// dir that survives Stop()/Start() so a restart finds what was written.
+// dir that survives Stop()/Start() so a restart finds what was written. redis-server cannot
+// listen on port 0 and say which port it got, so the first Start() picks a free port and picks
+// again when another process took it before the bind; later starts keep the port.
 class RedisServer {
  public:
   RedisServer();
   // With `requirepass password`: clients must AUTH (Cli() does).
   explicit RedisServer(std::string password);
   ~RedisServer();
-  bool Start();  // waits until it answers PING
+  bool Start();  // waits until it is ready and answers PING
   void Stop();   // SIGTERM, wait (AOF is fsynced "always" so nothing acknowledged is lost)
   void Kill();   // SIGKILL
   int port() const { return port_; }
@@ -87,9 +95,12 @@ class RedisServer {
  private:
   TempDir dir_;
   int port_;
+  bool started_once_ = false;
   Process proc_;
   std::string password_;
   std::vector<std::string> extra_args_;
+
+  bool StartOnce();
 };
 
 // A private Redis Sentinel (`redis-sentinel`, or `redis-server --sentinel`, the same program)
@@ -136,7 +147,21 @@ std::vector<std::string> LifecycleEventTypes(int events, std::mt19937_64& rng);
 // Whether the employee is active after that history (the newest hire/rehire/termination).
 bool EndsActive(const std::vector<std::string>& types);
 
+// Asks `done` every `interval_ms` until it says true or `timeout_ms` have passed, and returns its
+// last answer (it is asked once more at the deadline). The one polling loop of the tests that
+// wait on something outside their control: another process (a daemon's log line, Redis state, a
+// server coming up) or another thread. Unit tests inject a clock instead of waiting.
+bool WaitFor(const std::function<bool()>& done, int timeout_ms, int interval_ms = 50);
+
 // Blocks until a TCP connect to 127.0.0.1:port succeeds or timeout_ms passes.
 bool WaitForPort(int port, int timeout_ms);
+
+// Starts scimsyncd (`argv`, output appended to `log_file`) whose config says `listen.port: 0`, and
+// waits until it logs "scimsyncd started" with the port the kernel gave it. Returns that port; 0
+// when the process could not start, exited first (its status stays for Wait), or did not say
+// within timeout_ms. A restart appends to the same log: only what comes after the start counts.
+int StartScimsyncd(Process& process, const std::vector<std::string>& argv,
+                   const std::string& log_file, const std::vector<std::string>& env = {},
+                   int timeout_ms = 20000);
 
 }  // namespace scimsync::testing

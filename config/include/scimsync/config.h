@@ -34,8 +34,24 @@ inline constexpr const char* kIntermediateTlsCiphers =
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305";
 
-struct ListenOptions {
+// Limits on one webhook request, each answered with a 4xx that names the key (listen.max_*).
+// Real HRIS webhooks are far below every default; the point is that a hostile sender cannot
+// make the daemon spend memory or stack on it. The listener also refuses any single header line
+// over 8 KiB. The listener hands them to the connectors with each request.
+struct RequestLimits {
+  int max_headers = 100;             // header lines: 431 beyond
+  int64_t max_header_bytes = 32768;  // header names and values summed: 431 beyond
+  int max_json_depth = 32;           // nesting of JSON objects/arrays or form brackets: 400
+  int max_items = 1000;              // events in one request after fan-out: 413
+  int64_t max_field_bytes = 16384;   // any one JSON string or form value, names included: 413
+  int max_id_bytes = 512;            // employee key, event id, event type, timestamp: 400
+};
+
+// The RequestLimits are part of the listen section (listen.max_headers, ...).
+struct ListenOptions : RequestLimits {
   std::string address = "127.0.0.1";
+  // 0: the kernel picks a free port, and the "scimsyncd started" log line says which (`port`).
+  // For tests and private instances; a real HRIS needs a port that stays the same.
   int port = 8080;
   // A larger body is answered 413 before it is read into memory.
   int64_t max_body_bytes = 1 << 20;
@@ -64,15 +80,6 @@ struct ListenOptions {
   // only, so no suite without forward secrecy (AES128-SHA, AES256-SHA256...) is negotiated.
   // TLS 1.0 and 1.1 are never offered.
   std::string tls_ciphers = kIntermediateTlsCiphers;
-  // Limits on one webhook, each answered with a 4xx that names the key. Real HRIS webhooks are
-  // far below every default; the point is that a hostile sender cannot make the daemon spend
-  // memory or stack on it. The listener also refuses any single header line over 8 KiB.
-  int max_headers = 100;             // header lines: 431 beyond
-  int64_t max_header_bytes = 32768;  // header names and values summed: 431 beyond
-  int max_json_depth = 32;           // nesting of JSON objects/arrays or form brackets: 400
-  int max_items = 1000;              // events in one request after fan-out: 413
-  int64_t max_field_bytes = 16384;   // any one JSON string or form value: 413
-  int max_id_bytes = 512;            // employee key, event id, event type, timestamp: 400
 };
 
 struct RedisOptions {

@@ -46,8 +46,4 @@ inline void Info(std::string_view msg, Fields fields = {}) { Write(Level::kInfo,
 inline void Warn(std::string_view msg, Fields fields = {}) { Write(Level::kWarn, msg, fields); }
 inline void Error(std::string_view msg, Fields fields = {}) { Write(Level::kError, msg, fields); }
 
-// Appends `text` to `out` as the body of a JSON string (escapes quotes, backslashes, controls;
-// invalid UTF-8 bytes become U+FFFD so a log line is always valid JSON).
-void AppendJsonEscaped(std::string& out, std::string_view text);
-
 }  // namespace scimsync::log

@@ -17,6 +17,8 @@
 #include <set>
 #include <thread>
 
+#include "test_support.h"
+
 namespace scimsync::testing {
 namespace {
 
@@ -506,10 +508,7 @@ bool FakeScimServer::Start() {
   impl->port = s.bind_to_any_port("127.0.0.1");
   if (impl->port <= 0) return false;
   impl->thread = std::thread([impl] { impl->server.listen_after_bind(); });
-  for (int i = 0; i < 500 && !s.is_running(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return s.is_running();
+  return WaitFor([&s] { return s.is_running(); }, 1000, /*interval_ms=*/2);
 }
 
 void FakeScimServer::Stop() {

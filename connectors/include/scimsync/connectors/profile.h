@@ -16,16 +16,9 @@
 
 namespace scimsync::connectors {
 
-// What one webhook request may contain (listen.max_* in the config). The defaults are the safe
-// ones the daemon uses when the config says nothing; the listener fills them from the config.
-struct RequestLimits {
-  int max_headers = 100;             // header lines (431 beyond)
-  int64_t max_header_bytes = 32768;  // names and values summed (431 beyond)
-  int max_json_depth = 32;           // nesting of objects and arrays, or of form brackets (400)
-  int max_items = 1000;              // items after fan-out (413)
-  int64_t max_field_bytes = 16384;   // any one JSON string or form value, names included (413)
-  int max_id_bytes = 512;            // an item's employee key, dedup id, event type, time (400)
-};
+// What one webhook request may contain (listen.max_* in the config); the defaults are the safe
+// ones the daemon uses when the config says nothing.
+using RequestLimits = config::RequestLimits;
 
 // A webhook request as received, before any parsing.
 struct Request {
@@ -160,10 +153,6 @@ struct ListedEmployee {
   // list.version read from the record (payload-carrying profiles); empty when not configured.
   std::string version;
 };
-
-// A JSON rendering of a SCIM user as it would be sent (core and enterprise schemas); used by
-// `scimsyncd map` and handy in logs at debug level.
-std::string UserToScimJson(const scim::User& user);
 
 class Profile {
  public:

@@ -1,6 +1,7 @@
 // Admin subcommands that talk to Redis directly (no running daemon needed):
-//   scimsyncd status [--json]                       queue, retries, dead letters, leases, pause,
-//   guard scimsyncd dlq list | show ID | replay ID | replay --all | drop ID scimsyncd guard release
+//   scimsyncd status [--json]     queue, retries, dead letters, leases, pause, guard
+//   scimsyncd dlq list | show ID | replay ID | replay --all | drop ID
+//   scimsyncd guard release
 // Each takes --config FILE. Exit 0, 64 usage, 69 Redis unreachable, 78 config, 65 unknown id.
 #pragma once
 

@@ -13,18 +13,16 @@
 // event names) and cut to 64 bytes. As a safety net, a family
 // that reaches 1000 label sets records every further new one under the value "overflow".
 //
-// How to wire it:
-//   - daemon/src/http_server.cc: GET /metrics answers 200 with Metrics::Global().Render() and
-//     Content-Type kMetricsContentType. Each webhook answer: WebhookAnswered(profile, status),
-//     with an empty profile when the URL names no configured profile (404).
-//   - ingest, after a successful enqueue: ItemsEnqueued(profile, accepted, duplicates); for each
-//     item acknowledged without enqueueing (not about an employee): ItemsIgnored(...).
-//   - workers: SyncFinished(action, result) once per item outcome; ScimRequest(...) per HTTP
-//     exchange with JumpCloud; RateLimitWaited(seconds) when a reservation made a worker wait;
-//     DeadLettered(profile, ErrorKindName(kind)); SetPaused / SetGuardTripped when they change.
-//   - a poller every few seconds (the WatchdogPinger's status function is a good place):
-//     SetQueueDepth / SetQueueOldestAge / SetRetriesWaiting per partition from queue::Queue,
-//     and SetDeadLettersStored(queue->DeadLetterCount()).
+// Where each family is recorded:
+//   - daemon/src/http_server.cc: GET /metrics answers Render() as kMetricsContentType.
+//   - daemon/src/ingest.cc: WebhookAnswered per answer (an empty profile for a 404 on an unknown
+//     profile), ItemsEnqueued after a 202, ItemsIgnored per item acknowledged without enqueueing.
+//   - daemon/src/sync.cc: ScimRequest per HTTP exchange with JumpCloud; RateLimitWaited when a
+//     rate-limit reservation made a worker wait.
+//   - daemon/src/app.cc: SyncFinished and DeadLettered in the workers' outcome hook, SetPaused
+//     in their pause hook, the Reconcile* families after each scheduled reconciliation, and
+//     every 5 s in the coordinator loop the per-partition gauges (held, depth, retries, oldest
+//     age), SetDeadLettersStored and SetGuardTripped.
 #pragma once
 
 #include <cstdint>

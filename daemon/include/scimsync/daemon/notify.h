@@ -7,17 +7,11 @@
 // the daemon keeps running either way, because systemd's start timeout or watchdog is the right
 // judge of a daemon that cannot talk to it.
 //
-// How to wire it (daemon/src/app.cc, RunDaemon):
-//
-//   notify::WatchdogPinger watchdog;            // before the worker pool starts
-//   // each worker / event loop, once per iteration (a Read blocks at most queue::kMaxBlockMs):
-//   //   auto beat = watchdog.Register("worker-3");   ...   beat.Beat();
-//   // after config, the queue and server.Bind() succeeded:
-//   notify::Ready();
-//   watchdog.Start(notify::WatchdogPingInterval(),  // no thread when WatchdogSec= is unset...
-//                  [&] { return StatusLine(); });  // ...unless a status function is given
-//   // SIGHUP:   notify::Reloading();  reload...;  notify::Ready();   (also when reload fails)
-//   // SIGTERM:  notify::Stopping();   drain...;   watchdog.Stop();
+// RunDaemon (daemon/src/app.cc) registers one loop per worker thread ("worker-N", beaten by the
+// pool's iteration hook) and one for the coordinator, sends Ready() once the listener is bound
+// and the workers started, then starts the pinger with a status line. On SIGHUP it sends
+// Reloading() and Ready() again (also when the reload fails); on SIGTERM Stopping() before the
+// drain, and it stops the pinger last.
 //
 // STATUS= shows up in `systemctl status scimsync`; keep it one short line such as
 // "serving; queue 12 (oldest 3s), retries 2, dead letters 0".

@@ -67,8 +67,14 @@ struct SyncResult {
   std::vector<size_t> rechecks;
 
   // For logs, dead letters and metrics.
-  std::string action;  // sync, suspend, reactivate, delete, ignore
-  std::string result;  // created, updated, suspended, unchanged, deleted, absent, retry...
+  // sync, suspend, reactivate, delete; ignore (nothing to do); plan (fetching or mapping the
+  // HRIS record failed).
+  std::string action;
+  // Converged: suspended (active=false landed), else scim::ChangeName (none, created, updated,
+  // deleted, absent). Not converged: ignored, dropped (older than what was applied), held
+  // (guard), retry, rate_limited, paused, dead_letter. The history records deferred for an item
+  // parked until its effective date.
+  std::string result;
   std::string reason;
   std::string error_kind;
   std::string last_request;

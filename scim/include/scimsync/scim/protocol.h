@@ -11,6 +11,7 @@
 
 #include "scimsync/result.h"
 #include "scimsync/scim/user.h"
+#include "scimsync/strings.h"
 
 namespace scimsync::scim {
 
@@ -19,12 +20,13 @@ inline constexpr char kErrorSchema[] = "urn:ietf:params:scim:api:messages:2.0:Er
 inline constexpr char kListResponseSchema[] = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 
 // The body of a JSON string for `value` (no surrounding quotes): '"' and '\' escaped, control
-// characters as \b \f \n \r \t or \u00XX, everything else -- including non-ASCII UTF-8 -- as is.
+// characters as \b \f \n \r \t or \u00XX, valid UTF-8 as is, an invalid byte as U+FFFD
+// (scimsync::AppendJsonEscaped).
 // SCIM filter literals are JSON strings (RFC 7644 3.4.2.2), so this is how a value gets into one.
 std::string EscapeFilterValue(std::string_view value);
 
-// Percent-encodes every byte outside RFC 3986's unreserved set (A-Z a-z 0-9 - . _ ~).
-std::string UrlEncode(std::string_view text);
+// Percent-encodes every byte outside RFC 3986's unreserved set (scimsync/strings.h).
+using ::scimsync::UrlEncode;
 
 // `attribute eq "value"`, escaped and URL-encoded: the part after "?filter=".
 std::string EqFilterQuery(std::string_view attribute, std::string_view value);
