@@ -15,6 +15,7 @@
 #include "scimsync/queue/queue.h"
 #include "scimsync/queue/redis.h"
 #include "scimsync/scim/link_store.h"
+#include "scimsync/scim/protocol.h"
 #include "scimsync/strings.h"
 
 namespace scimsync::daemon {
@@ -168,8 +169,20 @@ int RunEmployeeCommand(const config::Config& cfg, const std::string& config_file
 
   // The link.
   auto links = scim::NewRedisLinkStore(pool, cfg.redis.key_prefix);
-  auto link = links->Get(ScopeOf(a.profile, a.tenant), a.employee);
+  // Keyed by the externalId that anchors the employee: scoped with several HR sources.
+  const config::ProfileConfig* entry = nullptr;
+  for (const auto& p : cfg.profiles) {
+    if (p.name == a.profile) entry = &p;
+  }
+  auto link = links->Read(ScopeOf(a.profile, a.tenant),
+                          config::ScopedExternalId(cfg, *entry, a.tenant, a.employee));
   if (!link) return RedisDown(err, link.error());
+  // The managed attributes last applied (never a password: the snapshot does not keep one).
+  std::string user_name;
+  if (*link && !(*link)->snapshot.empty()) {
+    auto applied = scim::ParseSnapshot((*link)->snapshot);
+    if (applied.ok()) user_name = applied->user_name;
+  }
 
   // What is waiting: the employee's partition's stream and retry set.
   const int partition = queue::PartitionOf(a.profile, a.employee, cfg.redis.partitions);
@@ -225,9 +238,19 @@ int RunEmployeeCommand(const config::Config& cfg, const std::string& config_file
   std::ostringstream o;
   if (a.json) {
     o << "{\"profile\":" << Json(a.profile) << ",\"tenant\":" << Json(a.tenant)
-      << ",\"employee\":" << Json(a.employee) << ",\"partition\":" << partition
-      << ",\"link\":" << (*link ? "{\"jumpcloud_id\":" + Json(**link) + "}" : "null")
-      << ",\"waiting\":[";
+      << ",\"employee\":" << Json(a.employee) << ",\"partition\":" << partition << ",\"link\":";
+    if (*link) {
+      const scim::LinkStore::Link& l = **link;
+      o << "{\"jumpcloud_id\":" << Json(l.jumpcloud_id);
+      if (!l.snapshot.empty()) {
+        o << ",\"user_name\":" << Json(user_name) << ",\"applied_at_ms\":" << l.applied_ms
+          << ",\"applied\":" << l.snapshot;
+      }
+      o << "}";
+    } else {
+      o << "null";
+    }
+    o << ",\"waiting\":[";
     for (size_t i = 0; i < waiting.size(); ++i) o << (i ? "," : "") << WaitingJson(waiting[i]);
     o << "],\"stream_scan_cut\":" << (scan_cut ? "true" : "false") << ",\"dead_letters\":[";
     for (size_t i = 0; i < dead.size(); ++i) {
@@ -251,12 +274,21 @@ int RunEmployeeCommand(const config::Config& cfg, const std::string& config_file
 
   o << "employee " << a.employee << " (profile " << ScopeOf(a.profile, a.tenant) << ", partition "
     << partition << ")\n";
-  o << "JumpCloud user: "
-    << (*link ? **link + " (linked)"
-              : std::string("not linked (scimsync has not created or found a user yet)"))
-    << "\n";
+  o << "JumpCloud user: ";
+  if (!*link) {
+    o << "not linked (scimsync has not created or found a user yet)\n";
+  } else {
+    o << (*link)->jumpcloud_id << " (linked)"
+      << (user_name.empty() ? "" : ", userName " + user_name) << "\n";
+    if (!(*link)->snapshot.empty()) {
+      o << "last state applied at " << IsoTime((*link)->applied_ms) << ": " << (*link)->snapshot
+        << "\n";
+    } else {
+      o << "last state applied: not kept (the next change reads the user from JumpCloud)\n";
+    }
+  }
   for (auto it = outcomes->rbegin(); it != outcomes->rend(); ++it) {
-    if (it->outcome == "done" && it->result != "ignored" && it->result != "stale") {
+    if (it->outcome == "done" && it->result != "ignored" && it->result != "dropped") {
       o << "last applied: " << it->result << " (" << it->action << ") at " << IsoTime(it->at_ms)
         << ", trace " << it->trace_id << "\n";
       break;

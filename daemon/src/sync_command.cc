@@ -190,6 +190,13 @@ int RunSyncCommand(const std::vector<std::string>& args, std::ostream& out, std:
     return kExitUsage;
   }
   const connectors::Profile& profile = *it->second;
+  const config::ProfileConfig* entry = nullptr;
+  for (const auto& p : cfg.profiles) {
+    if (p.name == name) entry = &p;
+  }
+  // The link table is keyed by the externalId that anchors the employee in JumpCloud: scoped
+  // ("hr2:1001") when several HR sources share the organisation, as the workers key it.
+  const std::string anchor = config::ScopedExternalId(cfg, *entry, tenant, employee);
   auto password = RedisPassword(cfg);
   if (!password) {
     err << "scimsyncd sync: redis password: " << password.error().message << "\n";
@@ -290,8 +297,8 @@ int RunSyncCommand(const std::vector<std::string>& args, std::ostream& out, std:
     ReadOnlyTransport transport(**http);
     auto redis_links = scim::NewRedisLinkStore(pool, cfg.redis.key_prefix);
     scim::MemoryLinkStore links;  // the dry run may "link"; Redis's table stays as it is
-    auto link = redis_links->Get(ScopeOf(name, tenant), employee);
-    if (link.ok() && *link) (void)links.Put(ScopeOf(name, tenant), employee, **link);
+    auto link = redis_links->Get(ScopeOf(name, tenant), anchor);
+    if (link.ok() && *link) (void)links.Put(ScopeOf(name, tenant), anchor, **link);
     auto limiter = scim::NewRedisRateLimiter(pool, scim::RateLimitKey(cfg.redis.key_prefix),
                                              scim::RateLimitOptions::From(cfg.target), clock);
     scim::SystemRandom random;
@@ -308,6 +315,10 @@ int RunSyncCommand(const std::vector<std::string>& args, std::ostream& out, std:
     job.action = ToScimAction(plan->action);
     if (plan->user) job.desired = *plan->user;
     if (job.desired.external_id.empty()) job.desired.external_id = employee;
+    job.desired.external_id =
+        config::ScopedExternalId(cfg, *entry, tenant, job.desired.external_id);
+    job.follow_user_name = entry->follow_user_name;
+    job.other_scopes = cfg.multi_scope;
     scim::Outcome o = converger.Converge(job);
     out << "JumpCloud user: " << (o.jumpcloud_id.empty() ? "none" : o.jumpcloud_id) << "\n";
     if (transport.writes.empty()) {
@@ -338,7 +349,7 @@ int RunSyncCommand(const std::vector<std::string>& args, std::ostream& out, std:
   // A repair: the worker reads the user instead of trusting the link's snapshot of what was
   // last applied (an admin may have edited it since).
   if (Status dropped = scim::NewRedisLinkStore(pool, cfg.redis.key_prefix)
-                           ->DropSnapshot(ScopeOf(name, tenant), employee);
+                           ->DropSnapshot(ScopeOf(name, tenant), anchor);
       !dropped.ok()) {
     err << "scimsyncd: Redis: " << dropped.error().message << "\n";
     return kExitUnavailable;

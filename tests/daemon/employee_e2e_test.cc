@@ -76,7 +76,16 @@ TEST_F(EmployeeE2E, ShowsTheLinkAndTheOutcomesOfHireUpdateTerminationInOrder) {
   int rc = -1;
   std::string text = Run({"employee", "--profile", "hr", "E1"}, &rc);
   EXPECT_EQ(rc, 0) << text;
-  EXPECT_NE(text.find("JumpCloud user: " + id + " (linked)"), std::string::npos) << text;
+  EXPECT_NE(text.find("JumpCloud user: " + id + " (linked), userName " +
+                      std::string(user["userName"].GetString())),
+            std::string::npos)
+      << text;
+  // The managed attributes scimsync last applied, with when: the termination's.
+  const size_t state = text.find("last state applied at ");
+  ASSERT_NE(state, std::string::npos) << text;
+  const std::string state_line = text.substr(state, text.find('\n', state) - state);
+  EXPECT_NE(state_line.find("\"title\":\"Manager\""), std::string::npos) << text;
+  EXPECT_NE(state_line.find("\"active\":false"), std::string::npos) << text;
   EXPECT_NE(text.find("waiting: nothing"), std::string::npos) << text;
   EXPECT_NE(text.find("dead letters: none"), std::string::npos) << text;
   const size_t created = text.find("employee.created  sync  created");
@@ -96,6 +105,10 @@ TEST_F(EmployeeE2E, ShowsTheLinkAndTheOutcomesOfHireUpdateTerminationInOrder) {
   d.Parse(json.c_str());
   ASSERT_TRUE(d.IsObject()) << json;
   EXPECT_STREQ(d["link"]["jumpcloud_id"].GetString(), id.c_str());
+  EXPECT_STREQ(d["link"]["user_name"].GetString(), user["userName"].GetString());
+  ASSERT_TRUE(d["link"]["applied"].IsObject()) << json;
+  EXPECT_STREQ(d["link"]["applied"]["title"].GetString(), "Manager");
+  EXPECT_GT(d["link"]["applied_at_ms"].GetInt64(), 0);
   ASSERT_EQ(d["history"].Size(), 3u) << json;
   EXPECT_STREQ(d["history"][0]["event_type"].GetString(), "employee.created");
   EXPECT_STREQ(d["history"][0]["result"].GetString(), "created");

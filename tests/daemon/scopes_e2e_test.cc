@@ -171,6 +171,33 @@ TEST_P(ScopesE2E, CollidingEmployeeIdsNeverTouchTheOtherSourcesAccount) {
   EXPECT_EQ(Users().size(), 2u);
 }
 
+// The per-employee tools with two HR sources: each finds its own source's link (the link table
+// is keyed by the scoped externalId), and `sync` repairs that account, never the other's.
+TEST_P(ScopesE2E, EmployeeAndSyncFindEachSourcesOwnLink) {
+  const int64_t t = 1'790'000'000;
+  Send("hr", Body("a1", "employee.created", "1001", "ada", "Analyst", t));
+  Send("hr2", Body("b1", "employee.created", "1001", "bob", "Baker", t + 1));
+  const ScimUser ada = ByName("ada");
+  const ScimUser bob = ByName("bob");
+  auto [rc, text] = e2e_.RunCommand(0, {"employee", "--profile", "hr2", "1001"});
+  EXPECT_EQ(rc, 0) << text;
+  EXPECT_NE(text.find("JumpCloud user: " + bob.id + " (linked)"), std::string::npos) << text;
+  EXPECT_EQ(text.find(ada.id), std::string::npos) << text;
+
+  // Bob's title drifts by hand; `sync` for hr2's 1001 puts it back and leaves Ada alone.
+  auto drifted = Call("PATCH", "/Users/" + bob.id,
+                      R"({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],)"
+                      R"("Operations":[{"op":"replace","path":"title","value":"Drifted"}]})");
+  ASSERT_TRUE(drifted);
+  ASSERT_LT(drifted->status, 300) << drifted->body;
+  auto [sync_rc, sync] = e2e_.RunCommand(0, {"sync", "--profile", "hr2", "1001"});
+  EXPECT_EQ(sync_rc, 0) << sync;
+  ASSERT_TRUE(e2e_.WaitIdle(30000)) << e2e_.Log(0);
+  EXPECT_EQ(ByName("bob").title, "Baker") << sync;
+  EXPECT_EQ(ByName("ada").title, "Analyst");
+  EXPECT_EQ(Users().size(), 2u);
+}
+
 // An email change renames the account only where the profile says `username_updates: follow`;
 // with the default (keep) the login stays, the email follows, and the log says what differs.
 TEST_P(ScopesE2E, EmailChangeKeepsTheUserNameUnlessTheProfileFollows) {
