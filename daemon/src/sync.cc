@@ -56,6 +56,17 @@ SyncResult DeadLetter(const std::string& action, ErrorKind kind, const std::stri
   return r;
 }
 
+// `result` turned into a retry that is no failed attempt (Redis did not answer, or the plan
+// went stale): the items come back after `delay_ms` and max_attempts is not spent on it.
+SyncResult& WaitAndRetry(SyncResult& result, int64_t delay_ms, std::string reason) {
+  result.kind = SyncResult::Kind::kRetry;
+  result.count_attempt = false;
+  result.delay_ms = delay_ms;
+  result.result = "retry";
+  result.reason = std::move(reason);
+  return result;
+}
+
 // The fold of several planned items of one employee into one desired state.
 struct Folded {
   bool any = false;  // some item meant something
@@ -563,12 +574,8 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
     // applied already, so nothing else would ever send it.
     auto last = work.last_applied();
     if (!last) {
-      result.kind = SyncResult::Kind::kRetry;
-      result.count_attempt = false;
-      result.delay_ms = 1000;
-      result.result = "retry";
-      result.reason = "redis: cannot read the newest record applied: " + last.error().message;
-      return result;
+      return WaitAndRetry(result, 1000,
+                          "redis: cannot read the newest record applied: " + last.error().message);
     }
     if (*last) {
       auto plan = profile.PlanItem(ToWorkItem(**last), *deps_.fetcher, now_ms / 1000);
@@ -641,14 +648,7 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
                           (job.action == scim::Action::kSync && job.desired.active == false);
   if (suspending && deps_.guard) {
     auto admitted = deps_.guard->Admit(who);
-    if (!admitted) {
-      result.kind = SyncResult::Kind::kRetry;
-      result.count_attempt = false;
-      result.delay_ms = 1000;
-      result.result = "retry";
-      result.reason = "redis: " + admitted.error().message;
-      return result;
-    }
+    if (!admitted) return WaitAndRetry(result, 1000, "redis: " + admitted.error().message);
     if (!*admitted) {
       result.kind = SyncResult::Kind::kHold;
       result.result = "held";
@@ -707,12 +707,7 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
     // planned afresh. Whatever the job wrote before its plan went stale is overwritten then.
     log::Info("planning a sync again: a deferred termination fell due while it ran",
               {{"trace_id", job.trace_id}, {"employee", work.employee_key}});
-    result.kind = SyncResult::Kind::kRetry;
-    result.count_attempt = false;
-    result.delay_ms = 0;
-    result.result = "retry";
-    result.reason = out.reason;
-    return result;
+    return WaitAndRetry(result, 0, out.reason);
   }
   switch (out.decision) {
     case scim::Decision::kDone:
