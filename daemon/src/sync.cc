@@ -662,6 +662,11 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
   // active account, or update one, for someone who has left by the time they land. It stops
   // before its next write instead, and the burst is planned again, the termination with it. (A
   // job that ends access anyway goes on: the termination lands on top of it in the next pass.)
+  if (work.held_due_ms > 0) {
+    // An earlier pass held one of the employee's items until that date (WorkerPool): the same.
+    leave_deferred_to_ms =
+        std::min(leave_deferred_to_ms.value_or(work.held_due_ms), work.held_due_ms);
+  }
   auto replan = std::make_shared<bool>(false);
   const bool ends_access = job.action == scim::Action::kSuspend ||
                            job.action == scim::Action::kDelete || job.desired.active == false;

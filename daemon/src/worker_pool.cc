@@ -228,8 +228,13 @@ int WorkerPool::Step(int thread, int partition) {
       return 0;
     }
     st.waiting.clear();
+    st.held.clear();
     for (const auto& s : *retries) {
-      if (s.item.last_error.rfind("deferred", 0) == 0) continue;  // effective dates never block
+      if (s.item.last_error.rfind("deferred", 0) == 0) {
+        // An effective date holds nothing back until it has passed.
+        st.held[EmployeeId(s.item)][s.item.entry_id] = s.due_ms;
+        continue;
+      }
       st.waiting[EmployeeId(s.item)][s.item.entry_id] = s.due_ms;
     }
     st.loaded = true;
@@ -449,8 +454,42 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
       st.waiting.erase(w);
     }
 
+    // Items of this employee held until their effective date by an earlier pass and not in this
+    // batch. Once a date has passed, this batch waits for them (they are due and come back with
+    // it); before, the sync is told the earliest date so it does not write past it.
+    int64_t held_due = 0;
+    if (auto h = st.held.find(key); h != st.held.end()) {
+      for (const auto& item : group) h->second.erase(item.entry_id);
+      int64_t passed = 0;
+      for (const auto& [id, due] : h->second) {
+        if (due <= now) passed = std::max(passed, due);
+        if (held_due == 0 || due < held_due) held_due = due;
+      }
+      if (passed > 0 && passed + 2 * options_.retry_lease_ms < now) {
+        // Should have come back long ago: another instance ended it. Look again from Redis.
+        st.loaded = false;
+        st.held.erase(h);
+        held_due = 0;
+      } else if (passed > 0) {
+        // Soon: the held item is due and comes back in the next pass (or its lease runs out).
+        const int64_t when = now + 1000;
+        for (const auto& item : group) {
+          Status s = queue_.Park(item, when,
+                                 "waiting behind an item of this employee whose "
+                                 "effective date has passed");
+          if (!s.ok()) log::Warn("cannot park an item", {{"detail", s.error().message}});
+          st.waiting[key][item.entry_id] = when;
+          ++ended;
+        }
+        continue;
+      } else if (h->second.empty()) {
+        st.held.erase(h);
+      }
+    }
+
     EmployeeWork work;
     work.partition = partition;
+    work.held_due_ms = held_due;
     work.profile = group.front().profile;
     work.tenant = group.front().tenant;
     work.employee_key = group.front().employee_key;
@@ -489,6 +528,7 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
       deferred.insert(index);
       Status s = queue_.Park(group[index], when, "deferred until its effective date");
       if (!s.ok()) log::Warn("cannot defer an item", {{"detail", s.error().message}});
+      st.held[key][group[index].entry_id] = when;
     }
     int64_t wait_until = 0;
     if (result.kind == SyncResult::Kind::kRetry) wait_until = after + result.delay_ms;

@@ -130,6 +130,7 @@ class SyncTest : public ::testing::Test {
       if (it == applied_.end()) return std::optional<queue::Item>();
       return std::optional<queue::Item>(it->second);
     };
+    work.held_due_ms = held_due_ms_;
     SyncResult r = syncer->Sync(0, work);
     Status s = syncer->EndPass(0);
     EXPECT_TRUE(s.ok()) << s.error().message;
@@ -146,6 +147,7 @@ class SyncTest : public ::testing::Test {
     return r;
   }
 
+  int64_t held_due_ms_ = 0;                     // EmployeeWork::held_due_ms of each Run
   std::map<std::string, queue::Item> applied_;  // by employee
   std::string last_applied_error_;              // set: reading the newest applied item fails
 
@@ -360,6 +362,23 @@ TEST_F(SyncTest, ADeferredTerminationThatFallsDueDuringTheSyncIsNotOvertaken) {
   EXPECT_EQ(suspended.kind, SyncResult::Kind::kDone) << suspended.reason;
   EXPECT_FALSE(Active("E2")) << User("E2");
   EXPECT_NE(User("E2").find("\"title\":\"Analyst II\""), std::string::npos) << User("E2");
+}
+
+// The same when the termination is not in the burst: an earlier pass held it in the retry set
+// until its date, and this pass's update began before that date (EmployeeWork::held_due_ms). A
+// sync that outlasts the date stops before its write and is planned again.
+TEST_F(SyncTest, AnUpdateSyncThatOutlastsAnEarlierHeldTerminationStopsBeforeWriting) {
+  held_due_ms_ = clock_.NowMs() + 1000;
+  SlowTargetClock slow(clock_, scim_, 2000);
+  sync_clock_ = &slow;
+  SyncResult r = Run(true, {{"hire", "Analyst II", "3"}});
+  EXPECT_EQ(scim_.CountRequests("POST"), 0) << "an account was created for a leaver: " << User();
+  EXPECT_EQ(r.kind, SyncResult::Kind::kRetry) << r.result << ": " << r.reason;
+  EXPECT_FALSE(r.count_attempt);
+  // Before the date the update lands as usual.
+  sync_clock_ = nullptr;
+  held_due_ms_ = clock_.NowMs() + 60'000;
+  EXPECT_EQ(Run(true, {{"hire", "Analyst II", "3"}}).result, "created");
 }
 
 // The same when the date is in the record read back (fetch.recheck_at): a sync that outlasts

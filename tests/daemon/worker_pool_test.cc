@@ -237,6 +237,43 @@ TEST_F(WorkerPoolTest, ABurstWhoseHeldTerminationFellDueMidSyncComesBackWhole) {
   EXPECT_EQ(Waiting(), 0);
 }
 
+// A termination held in the retry set until its date is not in the batch of a later update of
+// the same employee: the syncer is told its date (so a sync that outlasts it stops before
+// writing), and once the date has passed the update waits until the termination has come back
+// and been synced, even when another worker has it.
+TEST_F(WorkerPoolTest, AnUpdateWaitsBehindAHeldTerminationOnceItsDateHasPassed) {
+  const int64_t date_ms = clock_.NowMs() + 1000;
+  SyncResult held;
+  held.deferred.emplace_back(0, date_ms);
+  syncer_.answers["E1"].push_back(held);
+  std::vector<int64_t> told;
+  syncer_.before = [&](const EmployeeWork& work) { told.push_back(work.held_due_ms); };
+  Enqueue("E1", "termination-in-a-second");
+  pool_.RunOnce();
+  Enqueue("E1", "update-before-the-date");
+  pool_.RunOnce();
+  ASSERT_EQ(syncer_.calls.size(), 2u);
+  EXPECT_EQ(told[1], date_ms) << "the update's sync was not told the held termination's date";
+
+  // The date passes; another worker takes the termination from the retry set (it is leased).
+  clock_.AdvanceMs(1500);
+  const int partition = queue::PartitionOf("hr", "E1", kPartitions);
+  auto taken = queue_->TakeDue(partition, clock_.NowMs(), 10, 60'000);
+  ASSERT_TRUE(taken.ok());
+  ASSERT_EQ(taken->size(), 1u);
+  Enqueue("E1", "update-after-the-date");
+  pool_.RunOnce();
+  EXPECT_EQ(syncer_.calls.size(), 2u) << "an update of a leaver was synced before the termination";
+  // The other worker gives it back (it died: its lease ran out); it comes first, then the update.
+  ASSERT_TRUE(queue_->Park((*taken)[0], clock_.NowMs(), "deferred until its effective date").ok());
+  for (int i = 0; i < 5 && syncer_.calls.size() < 3; ++i) {
+    clock_.AdvanceMs(1000);
+    pool_.RunOnce();
+  }
+  ASSERT_GE(syncer_.calls.size(), 3u);
+  EXPECT_EQ(syncer_.calls[2].second.front(), "termination-in-a-second");
+}
+
 TEST_F(WorkerPoolTest, AuthPauseConsumesNothingAndResumesWhenTheProbeSucceeds) {
   SyncResult pause;
   pause.kind = SyncResult::Kind::kPause;

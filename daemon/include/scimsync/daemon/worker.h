@@ -45,6 +45,11 @@ struct EmployeeWork {
   // since: the user it reactivates (or creates) gets the newest record, not the rehire's.
   // Unset: the rehire's record is used.
   std::function<Result<std::optional<queue::Item>>()> last_applied;
+  // The earliest date (ms) of this employee's items held in the retry set until their effective
+  // date and not in `items` (an earlier pass deferred them); 0 when none. The plan for `items`
+  // holds only until then: a sync that outlasts it stops before its next write and is planned
+  // again, so an update never lands after a termination's date ahead of the termination.
+  int64_t held_due_ms = 0;
 };
 
 struct SyncResult {
@@ -187,6 +192,10 @@ class WorkerPool {
     // employee -> (entry id -> due) of their items in the retry set. An employee with entries
     // here that are not in the batch at hand must wait for them: nothing overtakes.
     std::map<std::string, std::map<std::string, int64_t>> waiting;
+    // employee -> (entry id -> effective date) of their items held in the retry set until their
+    // date. They hold nothing back before it (the employee is still employed); once it has
+    // passed, newer items wait for them, and a sync is told the date (held_due_ms).
+    std::map<std::string, std::map<std::string, int64_t>> held;
     int64_t next_claim_ms = 0;
   };
 
