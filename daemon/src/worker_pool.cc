@@ -367,15 +367,58 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
     groups[key].push_back(std::move(repair));
   }
 
-  // Converged employees' items are acknowledged together when the pass ends: one script for
-  // the pass instead of one per employee. An employee's next items come in a later pass, after
-  // this write; a crash before it hands the items out again, and syncing a state JumpCloud
-  // already has writes nothing.
-  std::vector<queue::Item> acks;
+  // Converged employees' items are acknowledged together, every options_.ack_batch items and
+  // when the pass ends: one script per batch instead of one per employee, and short enough that
+  // webhooks' writes do not wait long behind it. An employee's next items come in a later pass,
+  // after this write; a crash before it hands the items out again, and syncing a state
+  // JumpCloud already has writes nothing.
+  std::vector<queue::Item> acks;  // entry ids only: what the ack script needs
   // Per converged employee, the newest item applied: remembered for a repair (AckApplied).
   std::vector<queue::Item> applied;
+  // The pass stays busy (busy_) while converged items wait for their acknowledgement.
   bool acks_busy = false;
   bool lost_logged = false;
+  auto flush = [&] {
+    // The batch's history goes with its acknowledgements, in the same script.
+    queue::CappedLists records = syncer_.TakeRecords(thread);
+    // The applied versions first: an item acknowledged without its version stored could let an
+    // older event of the employee be applied after it.
+    Status versions = syncer_.EndPass(thread);
+    if (!versions.ok() && !acks.empty()) {
+      // Acknowledged without their versions, the items would let an older event of the
+      // employee overwrite what they applied. Left pending, they are claimed again and converge
+      // again.
+      st.loaded = false;
+      log::Error("cannot store the applied versions; the pass's items will be processed again",
+                 {{"partition", partition},
+                  {"items", static_cast<int64_t>(acks.size())},
+                  {"detail", versions.error().message}});
+      acks.clear();
+    }
+    if (acks.empty()) applied.clear();
+    if (!acks.empty() || !records.pushes.empty()) {
+      // With the newest state applied per employee, for a repair and `scimsyncd sync`; ignored
+      // events are no state.
+      Status s = queue_.AckPass(partition, acks, applied, std::move(records));
+      if (!s.ok() && acks.empty()) {
+        log::Warn("cannot record outcomes in the employee history (`scimsyncd employee`)",
+                  {{"partition", partition}, {"detail", s.error().message}});
+      } else if (!s.ok()) {
+        // They stay pending in Redis and are handed out again: at least once.
+        st.loaded = false;
+        log::Error("cannot record converged items as done; they will be processed again",
+                   {{"partition", partition},
+                    {"items", static_cast<int64_t>(acks.size())},
+                    {"detail", s.error().message}});
+      }
+    }
+    acks.clear();
+    applied.clear();
+    if (acks_busy) {
+      acks_busy = false;
+      --busy_;
+    }
+  };
   for (size_t g = 0; g < order.size(); ++g) {
     const std::string& key = order[g];
     std::vector<queue::Item>& group = groups[key];
@@ -493,7 +536,9 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
     work.profile = group.front().profile;
     work.tenant = group.front().tenant;
     work.employee_key = group.front().employee_key;
-    work.items = group;
+    // Moved, not copied: a pass can hold a thousand items with their payloads.
+    work.items = std::move(group);
+    const std::vector<queue::Item>& done = work.items;
     const int64_t token = st.token;
     work.fence = [this, partition, token]() -> Status {
       if (Holds(partition, token)) return {};
@@ -524,11 +569,11 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
 
     std::set<size_t> deferred;
     for (const auto& [index, when] : result.deferred) {
-      if (index >= group.size()) continue;
+      if (index >= done.size()) continue;
       deferred.insert(index);
-      Status s = queue_.Park(group[index], when, "deferred until its effective date");
+      Status s = queue_.Park(done[index], when, "deferred until its effective date");
       if (!s.ok()) log::Warn("cannot defer an item", {{"detail", s.error().message}});
-      st.held[key][group[index].entry_id] = when;
+      st.held[key][done[index].entry_id] = when;
     }
     int64_t wait_until = 0;
     if (result.kind == SyncResult::Kind::kRetry) wait_until = after + result.delay_ms;
@@ -536,18 +581,23 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
     if (result.kind == SyncResult::Kind::kPause) wait_until = after;
     if (wait_until > 0) {
       auto& mine = st.waiting[key];
-      for (size_t i = 0; i < group.size(); ++i) {
-        if (deferred.count(i) == 0) mine[group[i].entry_id] = wait_until;
+      for (size_t i = 0; i < done.size(); ++i) {
+        if (deferred.count(i) == 0) mine[done[i].entry_id] = wait_until;
       }
     }
-    for (size_t i = 0; i < group.size(); ++i) {
+    for (size_t i = 0; i < done.size(); ++i) {
       if (deferred.count(i) != 0) continue;
-      const queue::Item& item = group[i];
+      const queue::Item& item = done[i];
       Status s;
       switch (result.kind) {
-        case SyncResult::Kind::kDone:
-          acks.push_back(item);
+        case SyncResult::Kind::kDone: {
+          queue::Item ack;
+          ack.entry_id = item.entry_id;
+          ack.partition = item.partition;
+          ack.from_retry = item.from_retry;
+          acks.push_back(std::move(ack));
           break;
+        }
         case SyncResult::Kind::kRetry:
           s = result.count_attempt ? queue_.RetryLater(item, after + result.delay_ms, result.reason)
                                    : queue_.Park(item, after + result.delay_ms, result.reason);
@@ -575,9 +625,9 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
     if (result.kind == SyncResult::Kind::kDone && result.action != "ignore") {
       // The newest of the group, as the versions compare (without one, the later).
       const queue::Item* newest = nullptr;
-      for (size_t i = 0; i < group.size(); ++i) {
+      for (size_t i = 0; i < done.size(); ++i) {
         if (deferred.count(i) != 0) continue;
-        const queue::Item& item = group[i];
+        const queue::Item& item = done[i];
         if (newest == nullptr || item.occurred_at.empty() || newest->occurred_at.empty() ||
             CompareVersions(item.occurred_at, newest->occurred_at) >= 0) {
           newest = &item;
@@ -592,43 +642,11 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
       acks_busy = true;
     }
     --busy_;
-    ended += static_cast<int>(group.size());
+    ended += static_cast<int>(done.size());
     if (result.kind == SyncResult::Kind::kPause) Pause(result.reason);
+    if (acks.size() >= static_cast<size_t>(std::max(1, options_.ack_batch))) flush();
   }
-  // The pass's history goes with its acknowledgements, in the same script.
-  queue::CappedLists records = syncer_.TakeRecords(thread);
-  // The applied versions first: an item acknowledged without its version stored could let an
-  // older event of the employee be applied after it.
-  Status versions = syncer_.EndPass(thread);
-  if (!versions.ok() && !acks.empty()) {
-    // Acknowledged without their versions, the items would let an older event of the employee
-    // overwrite what they applied. Left pending, they are claimed again and converge again.
-    st.loaded = false;
-    log::Error("cannot store the applied versions; the pass's items will be processed again",
-               {{"partition", partition},
-                {"items", static_cast<int64_t>(acks.size())},
-                {"detail", versions.error().message}});
-    acks.clear();
-    --busy_;
-  }
-  if (acks.empty()) applied.clear();
-  if (!acks.empty() || !records.pushes.empty()) {
-    // With the newest state applied per employee, for a repair and `scimsyncd sync`; ignored
-    // events are no state.
-    Status s = queue_.AckPass(partition, acks, applied, records);
-    if (!acks.empty()) --busy_;
-    if (!s.ok() && acks.empty()) {
-      log::Warn("cannot record outcomes in the employee history (`scimsyncd employee`)",
-                {{"partition", partition}, {"detail", s.error().message}});
-    } else if (!s.ok()) {
-      // They stay pending in Redis and are handed out again: at least once.
-      st.loaded = false;
-      log::Error("cannot record converged items as done; they will be processed again",
-                 {{"partition", partition},
-                  {"items", static_cast<int64_t>(acks.size())},
-                  {"detail", s.error().message}});
-    }
-  }
+  flush();
   return ended;
 }
 

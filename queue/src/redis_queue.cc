@@ -3,6 +3,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <deque>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -439,7 +440,7 @@ class RedisQueue final : public Queue {
   }
 
   Status AckPass(int partition, const std::vector<Item>& items, const std::vector<Item>& applied,
-                 const CappedLists& lists) override {
+                 CappedLists lists) override {
     if (Status s = CheckPartition(partition, partitions_); !s) return s;
     std::vector<std::string> keys = PartitionKeys(partition);
     keys.push_back(Keys::Applied(prefix_, partition));
@@ -465,7 +466,8 @@ class RedisQueue final : public Queue {
     if (lists.max_entries > 0) {
       argv.push_back(std::to_string(lists.max_entries));
       argv.push_back(std::to_string(std::max<int64_t>(1, lists.ttl_s)));
-      for (const CappedLists::Push& push : lists.pushes) {
+      // Moved into the command: a pass's history is the largest part of it.
+      for (CappedLists::Push& push : lists.pushes) {
         if (push.entries.empty()) continue;
         // Only the newest max_entries survive the trim: the older ones need not travel.
         const size_t skip = push.entries.size() > static_cast<size_t>(lists.max_entries)
@@ -473,8 +475,9 @@ class RedisQueue final : public Queue {
                                 : 0;
         keys.push_back(push.key);
         argv.push_back(std::to_string(push.entries.size() - skip));
-        argv.insert(argv.end(), push.entries.begin() + static_cast<ptrdiff_t>(skip),
-                    push.entries.end());
+        argv.insert(argv.end(),
+                    std::make_move_iterator(push.entries.begin() + static_cast<ptrdiff_t>(skip)),
+                    std::make_move_iterator(push.entries.end()));
         ++lists_written;
       }
     }

@@ -148,6 +148,30 @@ TEST_F(WorkerPoolTest, APassAcknowledgesItsConvergedEmployeesTogetherAndALostAck
   EXPECT_EQ(Waiting(), 0);
 }
 
+// A pass of a large backlog writes its acknowledgements every ack_batch items, not all at its
+// end: one script per pass blocked Redis (and every webhook's write behind it) for milliseconds
+// and held the whole pass's history and payloads in memory at once.
+TEST_F(WorkerPoolTest, ALongPassAcknowledgesEveryAckBatchItems) {
+  WorkerOptions options = Options();
+  options.ack_batch = 3;
+  WorkerPool pool(
+      options, *queue_, syncer_, clock_, [](int) { return true; }, [](int) {});
+  const int p = queue::PartitionOf("hr", "E1", kPartitions);
+  std::vector<std::string> employees;
+  for (int i = 1; employees.size() < 8; ++i) {
+    std::string key = "E" + std::to_string(i);
+    if (queue::PartitionOf("hr", key, kPartitions) == p) employees.push_back(key);
+  }
+  for (const auto& e : employees) Enqueue(e, e + "-a");
+  std::vector<int64_t> depth_seen;
+  syncer_.before = [&](const EmployeeWork&) { depth_seen.push_back(*queue_->Depth(p)); };
+  EXPECT_EQ(pool.RunOnce(), 8);
+  EXPECT_EQ(depth_seen, (std::vector<int64_t>{8, 8, 8, 5, 5, 5, 2, 2}));
+  EXPECT_EQ(Waiting(), 0);
+  // The applied versions are stored before each batch's acknowledgements.
+  EXPECT_EQ(syncer_.end_passes, 3);
+}
+
 TEST_F(WorkerPoolTest, NewerItemsWaitBehindARetryWhileOthersGoOn) {
   syncer_.answers["E1"].push_back(Retry(5000));
   Enqueue("E1", "a");

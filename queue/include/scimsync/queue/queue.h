@@ -195,13 +195,14 @@ class Queue {
     (void)applied;
     return AckMany(items);
   }
-  // AckApplied of one partition's items (a worker's pass), and in the same script -- one round
-  // trip for the whole pass -- the pushes of `lists`. The lists are written after the
+  // AckApplied of one partition's items (a batch of a worker's pass; of `items` only entry_id,
+  // partition and from_retry are read), and in the same script -- one round trip -- the pushes
+  // of `lists`. The lists are written after the
   // acknowledgements and best effort: a list Redis refuses (out of memory) is logged and
   // skipped, the acknowledgements stand. A queue without Redis lists (the memory queue) only
   // acknowledges.
   virtual Status AckPass(int partition, const std::vector<Item>& items,
-                         const std::vector<Item>& applied, const CappedLists& lists) {
+                         const std::vector<Item>& applied, CappedLists lists) {
     (void)partition, (void)lists;
     return AckApplied(items, applied);
   }
