@@ -297,75 +297,92 @@ int WorkerPool::Step(int thread, int partition) {
 
 int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> items) {
   PartitionState& st = partitions_[static_cast<size_t>(partition)];
-  // Group by employee in order of first appearance; inside a group, arrival order.
-  std::vector<std::string> order;
-  std::map<std::string, std::vector<queue::Item>> groups;
+  // Group by employee in order of first appearance; inside a group, arrival order. An employee
+  // has at most one group not yet synced (`open`); items read ahead for an employee already
+  // synced in this pass start a second group at the end.
+  struct Group {
+    std::string key;
+    std::vector<queue::Item> items;
+  };
+  std::vector<Group> groups;
+  std::map<std::string, size_t> open;
   std::set<std::string> seen_entries;
-  std::vector<queue::Item> repairs;
+  std::set<std::string> repair_copies;
   int ended = 0;
-  for (auto& item : items) {
-    if (!seen_entries.insert(item.entry_id).second) continue;
-    if (item.event_type == kRepairEvent) {
-      repairs.push_back(std::move(item));
-      continue;
+  auto add = [&](queue::Item&& item) {
+    std::string key = EmployeeId(item);
+    auto it = open.find(key);
+    if (it == open.end()) {
+      it = open.emplace(key, groups.size()).first;
+      groups.push_back(Group{std::move(key), {}});
     }
-    if (options_.max_deliveries > 0 && item.deliveries > options_.max_deliveries) {
-      // A poison item: each worker that took it died (or froze) before recording an outcome.
-      // Syncing it again would most likely take this process down too.
-      const std::string reason =
-          "delivered " + std::to_string(item.deliveries) +
-          " times without an outcome: each worker that took it crashed or stalled (see the logs "
-          "for its trace_id); dead-lettered after workers.max_deliveries (" +
-          std::to_string(options_.max_deliveries) +
-          ") so the partition goes on. Replay it with `scimsyncd dlq replay ID` once fixed";
-      Status s = queue_.DeadLetter(item, "permanent", reason, "", "");
-      if (!s.ok()) {
-        st.loaded = false;
-        log::Error("cannot dead-letter an item; it will be processed again",
-                   {{"trace_id", item.trace_id}, {"detail", s.error().message}});
+    groups[it->second].items.push_back(std::move(item));
+  };
+  auto admit = [&](std::vector<queue::Item>& batch) {
+    std::vector<queue::Item> repairs;
+    for (auto& item : batch) {
+      if (!seen_entries.insert(item.entry_id).second) continue;
+      if (item.event_type == kRepairEvent) {
+        repairs.push_back(std::move(item));
         continue;
       }
-      log::Error("dead-lettered an item that was delivered too often",
-                 {{"trace_id", item.trace_id},
-                  {"partition", partition},
-                  {"entry_id", item.entry_id},
-                  {"deliveries", item.deliveries}});
-      if (hook_) {
-        EmployeeWork work;
-        work.partition = partition;
-        work.profile = item.profile;
-        work.tenant = item.tenant;
-        work.employee_key = item.employee_key;
-        work.items = {item};
-        SyncResult result;
-        result.kind = SyncResult::Kind::kDeadLetter;
-        result.action = "sync";
-        result.result = "dead_letter";
-        result.reason = reason;
-        result.error_kind = "permanent";
-        hook_(work, item, result, 0);
+      if (options_.max_deliveries > 0 && item.deliveries > options_.max_deliveries) {
+        // A poison item: each worker that took it died (or froze) before recording an outcome.
+        // Syncing it again would most likely take this process down too.
+        const std::string reason =
+            "delivered " + std::to_string(item.deliveries) +
+            " times without an outcome: each worker that took it crashed or stalled (see the logs "
+            "for its trace_id); dead-lettered after workers.max_deliveries (" +
+            std::to_string(options_.max_deliveries) +
+            ") so the partition goes on. Replay it with `scimsyncd dlq replay ID` once fixed";
+        Status s = queue_.DeadLetter(item, "permanent", reason, "", "");
+        if (!s.ok()) {
+          st.loaded = false;
+          log::Error("cannot dead-letter an item; it will be processed again",
+                     {{"trace_id", item.trace_id}, {"detail", s.error().message}});
+          continue;
+        }
+        log::Error("dead-lettered an item that was delivered too often",
+                   {{"trace_id", item.trace_id},
+                    {"partition", partition},
+                    {"entry_id", item.entry_id},
+                    {"deliveries", item.deliveries}});
+        if (hook_) {
+          EmployeeWork work;
+          work.partition = partition;
+          work.profile = item.profile;
+          work.tenant = item.tenant;
+          work.employee_key = item.employee_key;
+          work.items = {item};
+          SyncResult result;
+          result.kind = SyncResult::Kind::kDeadLetter;
+          result.action = "sync";
+          result.result = "dead_letter";
+          result.reason = reason;
+          result.error_kind = "permanent";
+          hook_(work, item, result, 0);
+        }
+        ++ended;
+        continue;
       }
-      ++ended;
-      continue;
+      add(std::move(item));
     }
-    std::string key = EmployeeId(item);
-    if (groups.find(key) == groups.end()) order.push_back(key);
-    groups[key].push_back(std::move(item));
-  }
-  std::set<std::string> repair_copies;
-  for (auto& repair : repairs) {
-    // A repair asks for one more sync of the employee, after everything before it, from the
-    // newest state applied: it stands in for that state's item. In a group with other items
-    // it goes first, so whatever of theirs is newer still wins (by version, or by arrival).
-    std::string key = EmployeeId(repair);
-    if (!ResolveRepair(partition, &repair)) {
-      ++ended;
-      continue;
+    for (auto& repair : repairs) {
+      // A repair asks for one more sync of the employee, after everything before it, from the
+      // newest state applied: it stands in for that state's item. In a group with other items
+      // it goes first, so whatever of theirs is newer still wins (by version, or by arrival).
+      if (!ResolveRepair(partition, &repair)) {
+        ++ended;
+        continue;
+      }
+      repair_copies.insert(repair.entry_id);
+      add(std::move(repair));
     }
-    repair_copies.insert(repair.entry_id);
-    if (groups.find(key) == groups.end()) order.push_back(key);
-    groups[key].push_back(std::move(repair));
-  }
+  };
+  admit(items);
+  items.clear();
+  int64_t last_read_ms = clock_.NowMs();
+  std::set<std::string> synced;  // employees whose group this pass has taken up
 
   // Converged employees' items are acknowledged together, every options_.ack_batch items and
   // when the pass ends: one script per batch instead of one per employee, and short enough that
@@ -419,9 +436,30 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
       --busy_;
     }
   };
-  for (size_t g = 0; g < order.size(); ++g) {
-    const std::string& key = order[g];
-    std::vector<queue::Item>& group = groups[key];
+  for (size_t g = 0; g < groups.size(); ++g) {
+    if (!st.claiming && options_.read_ahead_after_ms > 0 && !stopping_ && !paused_ &&
+        seen_entries.size() < static_cast<size_t>(options_.max_pass_items) &&
+        clock_.NowMs() - last_read_ms >= options_.read_ahead_after_ms && owns_(partition) &&
+        Holds(partition, st.token)) {
+      // A slow pass (every sync waits for its rate-limit slot): the employees not reached yet
+      // take in their newer items, so each burst is one sync. Not while claiming: an
+      // employee's pending items must not be overtaken by their newer ones.
+      last_read_ms = clock_.NowMs();
+      const int room = options_.max_pass_items - static_cast<int>(seen_entries.size());
+      auto more = queue_.Read(partition, options_.consumer, std::min(options_.batch, room), 0);
+      if (more) {
+        admit(*more);
+      } else {
+        log::Warn("cannot read ahead; the pass goes on with what it has",
+                  {{"partition", partition}, {"detail", more.error().message}});
+      }
+    }
+    const std::string key = groups[g].key;
+    if (auto it = open.find(key); it != open.end() && it->second == g) open.erase(it);
+    // An employee synced earlier in this pass: that sync's outcome is written first, as if
+    // this were the next pass.
+    if (!synced.insert(key).second) flush();
+    std::vector<queue::Item>& group = groups[g].items;
     std::sort(group.begin(), group.end(), [](const queue::Item& a, const queue::Item& b) {
       return EntryIdLess(a.entry_id, b.entry_id);
     });
@@ -445,9 +483,9 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
       // wait for their lease.
       if (!lost_logged) {
         lost_logged = true;
-        log::Info(
-            "stopping a pass: the partition is no longer ours",
-            {{"partition", partition}, {"employees_left", static_cast<int64_t>(order.size() - g)}});
+        log::Info("stopping a pass: the partition is no longer ours",
+                  {{"partition", partition},
+                   {"employees_left", static_cast<int64_t>(groups.size() - g)}});
       }
       for (const auto& item : group) {
         if (!item.from_retry || !Holds(partition, st.token)) continue;

@@ -172,6 +172,71 @@ TEST_F(WorkerPoolTest, ALongPassAcknowledgesEveryAckBatchItems) {
   EXPECT_EQ(syncer_.end_passes, 3);
 }
 
+// Under the rate limit a pass of a thousand items takes minutes, and an employee's later events
+// arrive while it runs. They join the employee's sync if it has not started yet (one request
+// for the whole burst, not one per pass), and an employee synced earlier in the pass is synced
+// again at its end, after the first sync's acknowledgement.
+TEST_F(WorkerPoolTest, ASlowPassTakesInNewerItemsOfItsEmployeesBeforeSyncingThem) {
+  const int p = queue::PartitionOf("hr", "E1", kPartitions);
+  std::string other;
+  for (int i = 2; other.empty(); ++i) {
+    std::string key = "E" + std::to_string(i);
+    if (queue::PartitionOf("hr", key, kPartitions) == p) other = key;
+  }
+  Enqueue("E1", "a");
+  Enqueue(other, "x");
+  bool slow = true;
+  std::vector<int64_t> depth_seen;
+  syncer_.before = [&](const EmployeeWork& work) {
+    depth_seen.push_back(*queue_->Depth(p));
+    if (work.employee_key != "E1" || !slow) return;
+    slow = false;
+    clock_.AdvanceMs(WorkerOptions().read_ahead_after_ms);  // waiting for its rate-limit slot
+    Enqueue(other, "y");
+    Enqueue("E1", "b");
+  };
+  EXPECT_EQ(pool_.RunOnce(), 4);
+  using Calls = std::vector<std::pair<std::string, std::vector<std::string>>>;
+  EXPECT_EQ(syncer_.calls, (Calls{{"E1", {"a"}}, {other, {"x", "y"}}, {"E1", {"b"}}}));
+  // What was synced before E1's second sync (E1's first one included) was acknowledged first.
+  EXPECT_EQ(depth_seen, (std::vector<int64_t>{2, 4, 1}));
+  EXPECT_EQ(Waiting(), 0);
+}
+
+// A fast pass reads nothing more (no extra Redis round trips when there is no pressure), and a
+// slow one stops reading ahead at max_pass_items (memory).
+TEST_F(WorkerPoolTest, AFastPassOrAFullOneDoesNotReadAhead) {
+  for (const bool fast : {true, false}) {
+    SCOPED_TRACE(fast ? "fast" : "full");
+    WorkerOptions options = Options();
+    options.max_pass_items = 2;
+    WorkerPool pool(
+        options, *queue_, syncer_, clock_, [](int) { return true; }, [](int) {});
+    syncer_.calls.clear();
+    const int p = queue::PartitionOf("hr", "E1", kPartitions);
+    std::string other;
+    for (int i = 2; other.empty(); ++i) {
+      std::string key = "E" + std::to_string(i);
+      if (queue::PartitionOf("hr", key, kPartitions) == p) other = key;
+    }
+    Enqueue("E1", "a");
+    Enqueue(other, "x");
+    bool first = true;
+    syncer_.before = [&](const EmployeeWork&) {
+      if (!first) return;
+      first = false;
+      if (!fast) clock_.AdvanceMs(options.read_ahead_after_ms);
+      Enqueue(other, "y");
+    };
+    EXPECT_EQ(pool.RunOnce(), 2);
+    ASSERT_EQ(syncer_.calls.size(), 2u);
+    EXPECT_EQ(syncer_.calls[1].second, std::vector<std::string>{"x"});
+    syncer_.before = nullptr;
+    EXPECT_EQ(pool.RunOnce(), 1);
+    EXPECT_EQ(Waiting(), 0);
+  }
+}
+
 TEST_F(WorkerPoolTest, NewerItemsWaitBehindARetryWhileOthersGoOn) {
   syncer_.answers["E1"].push_back(Retry(5000));
   Enqueue("E1", "a");

@@ -119,6 +119,14 @@ struct WorkerOptions {
   // Lua script, so webhooks' writes wait less behind it, and less of the pass held in memory at
   // once; larger: fewer round trips. 128 items is about 0.3 ms of Redis time.
   int ack_batch = 128;
+  // A pass still running this long after its last read (every sync waits for a rate-limit
+  // slot) reads the partition's newer items before its next employee: they join the syncs of
+  // employees it has not reached yet, so a burst costs one request instead of one per pass.
+  // Employees already synced in the pass are synced again at its end. A fast pass reads
+  // nothing more.
+  int64_t read_ahead_after_ms = 1000;
+  // Reading ahead stops once a pass holds this many items (memory: about 1 KB each).
+  int max_pass_items = 4000;
   // Retry-set items taken per pass: large, so one employee's waiting items come back together.
   int due_batch = 1000;
   // Stream items delivered but not ended for this long are claimed again (their worker died).
