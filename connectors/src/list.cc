@@ -11,6 +11,7 @@
 #include "profile_impl.h"
 #include "scimsync/log.h"
 #include "scimsync/scim/protocol.h"
+#include "scimsync/scim/retry.h"
 #include "scimsync/strings.h"
 
 namespace scimsync::connectors {
@@ -85,7 +86,8 @@ std::string Origin(const std::string& url) {
   return out;
 }
 
-Error ListStatusError(int status, const std::string& what, const HttpResponse& response) {
+Error ListStatusError(int status, const std::string& what, const HttpResponse& response,
+                      int64_t now_s) {
   Error e;
   e.http_status = status;
   if (status == 401 || status == 403) {
@@ -100,11 +102,9 @@ Error ListStatusError(int status, const std::string& what, const HttpResponse& r
     e.message = what + " answered " + std::to_string(status);
     for (const auto& [k, v] : response.headers) {
       if (AsciiLower(k) != "retry-after") continue;
-      const std::string t = Trim(v);
-      if (!t.empty() && t.size() < 9 && std::all_of(t.begin(), t.end(), [](char c) {
-            return std::isdigit(static_cast<unsigned char>(c)) != 0;
-          })) {
-        e.retry_after = std::chrono::seconds(std::stol(t));
+      // Seconds or an HTTP-date: HRIS APIs behind a gateway send either.
+      if (auto ms = scim::ParseRetryAfterMs(v, now_s * 1000)) {
+        e.retry_after = std::chrono::milliseconds(*ms);
       }
     }
     return e;
@@ -331,7 +331,8 @@ Result<std::vector<ListedEmployee>> SpecProfile::ListEmployees(const std::string
       e.message = "page " + std::to_string(page + 1) + " of the list: " + e.message;
       return e;
     }
-    if (res->status < 200 || res->status > 299) return ListStatusError(res->status, what, *res);
+    if (res->status < 200 || res->status > 299)
+      return ListStatusError(res->status, what, *res, now_s);
     rapidjson::Document doc;
     std::string error;
     if (!ParseJson(res->body, &doc, &error)) {

@@ -8,6 +8,7 @@
 #include "json.h"
 #include "profile_impl.h"
 #include "scimsync/log.h"
+#include "scimsync/scim/retry.h"
 #include "scimsync/strings.h"
 
 namespace scimsync::connectors {
@@ -55,7 +56,8 @@ std::string Expand(const std::string& tmpl, const std::map<std::string, std::str
   return out;
 }
 
-Error StatusError(int status, const std::string& what, const HttpResponse& response) {
+Error StatusError(int status, const std::string& what, const HttpResponse& response,
+                  int64_t now_s) {
   if (status == 401 || status == 403) {
     Error e = Error::Auth(what + " answered " + std::to_string(status) +
                           ": the HRIS API credentials are wrong or lack access (check the "
@@ -68,12 +70,9 @@ Error StatusError(int status, const std::string& what, const HttpResponse& respo
     e.http_status = status;
     for (const auto& [k, v] : response.headers) {
       if (AsciiLower(k) != "retry-after") continue;
-      std::string t = Trim(v);
-      if (!t.empty() &&
-          std::all_of(t.begin(), t.end(),
-                      [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }) &&
-          t.size() < 9) {
-        e.retry_after = std::chrono::seconds(std::stol(t));
+      // Seconds or an HTTP-date: HRIS APIs behind a gateway send either.
+      if (auto ms = scim::ParseRetryAfterMs(v, now_s * 1000)) {
+        e.retry_after = std::chrono::milliseconds(*ms);
       }
     }
     return e;
@@ -201,7 +200,7 @@ Result<std::string> SpecProfile::AccessToken(const std::map<std::string, std::st
     e.http_status = res->status;
     return e;
   }
-  if (res->status < 200 || res->status > 299) return StatusError(res->status, what, *res);
+  if (res->status < 200 || res->status > 299) return StatusError(res->status, what, *res, now_s);
   rapidjson::Document doc;
   std::string error;
   if (!ParseJson(res->body, &doc, &error) || !doc.IsObject()) {
@@ -340,7 +339,7 @@ Status SpecProfile::FetchRecord(const WorkItem& item, const rapidjson::Value& pa
       *gone_request = what + " answered " + std::to_string(res->status);
       return {};
     }
-    if (res->status < 200 || res->status > 299) return StatusError(res->status, what, *res);
+    if (res->status < 200 || res->status > 299) return StatusError(res->status, what, *res, now_s);
     rapidjson::Document doc;
     std::string error;
     if (!ParseJson(res->body, &doc, &error)) {

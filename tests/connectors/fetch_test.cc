@@ -55,6 +55,10 @@ class Fetch : public ::testing::Test {
       } else if (id == "busy") {
         res.status = 503;
         res.set_header("Retry-After", "7");
+      } else if (id == "throttled" || id == "down") {
+        // Throttled (429) or in maintenance (503) until a date 90 s after kNow.
+        res.status = id == "throttled" ? 429 : 503;
+        res.set_header("Retry-After", testing::HttpDate(kNow + 90));
       } else if (id == "denied") {
         res.status = 401;
       } else if (id == "junk") {
@@ -156,6 +160,19 @@ TEST_F(Fetch, ServerErrorsAreTransientAndHonourRetryAfter) {
   EXPECT_EQ(plan.error().http_status, 503);
   ASSERT_TRUE(plan.error().retry_after.has_value());
   EXPECT_EQ(plan.error().retry_after->count(), 7000);
+}
+
+TEST_F(Fetch, ARetryAfterDateIsHonouredAsTheDistanceFromNow) {
+  auto p = Load("{type: bearer, token: '{key}'}", "key_env: ACME_KEY");
+  for (const char* id : {"throttled", "down"}) {
+    SCOPED_TRACE(id);
+    auto plan = Run(*p, id, "acme", kNow + 30);
+    ASSERT_FALSE(plan.ok());
+    EXPECT_EQ(plan.error().kind, ErrorKind::kTransient);
+    EXPECT_EQ(plan.error().http_status, std::string(id) == "throttled" ? 429 : 503);
+    ASSERT_TRUE(plan.error().retry_after.has_value()) << "the date was ignored";
+    EXPECT_EQ(plan.error().retry_after->count(), 60'000);  // the date is 90 s after kNow
+  }
 }
 
 TEST_F(Fetch, UnauthorizedIsAnAuthErrorWithoutTheKey) {
