@@ -70,11 +70,11 @@ void TokenCache::Put(const std::string& key, std::string token, int64_t expires_
   tokens_[key] = Token{std::move(token), expires_s};
 }
 
-HrisClient::HrisClient(std::string profile, const FetchAuthSpec& auth, const Headers& headers,
-                       int timeout_ms, TokenCache& tokens, Fetcher& fetcher, int64_t now_s)
+HrisClient::HrisClient(std::string profile, FetchAuthSpec auth, Headers headers, int timeout_ms,
+                       TokenCache& tokens, Fetcher& fetcher, int64_t now_s)
     : profile_(std::move(profile)),
-      auth_(auth),
-      headers_(headers),
+      auth_(std::move(auth)),
+      headers_(std::move(headers)),
       timeout_ms_(timeout_ms),
       tokens_(tokens),
       fetcher_(fetcher),

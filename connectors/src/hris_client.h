@@ -59,14 +59,14 @@ class TokenCache {
   std::map<std::string, Token> tokens_;
 };
 
-// One call's client: a fetch-back of one employee, or one listing. Cheap to build; holds
-// references to the profile's auth, headers and token cache and to the Fetcher, which must
-// outlive it.
+// One call's client: a fetch-back of one employee, or one listing. It copies the auth and the
+// headers (a few strings, against an HTTP request) and refers to the token cache and the
+// Fetcher, which must outlive it.
 class HrisClient {
  public:
   using Headers = std::vector<std::pair<std::string, std::string>>;
 
-  HrisClient(std::string profile, const FetchAuthSpec& auth, const Headers& headers, int timeout_ms,
+  HrisClient(std::string profile, FetchAuthSpec auth, Headers headers, int timeout_ms,
              TokenCache& tokens, Fetcher& fetcher, int64_t now_s);
 
   // {name} variables (tenant, employee_key, the credentials) and the item's payload that
@@ -110,8 +110,8 @@ class HrisClient {
   Result<std::string> AccessToken(bool force_refresh);
 
   std::string profile_;
-  const FetchAuthSpec& auth_;
-  const Headers& headers_;
+  FetchAuthSpec auth_;
+  Headers headers_;
   int timeout_ms_;
   TokenCache& tokens_;
   Fetcher& fetcher_;

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "fake_hris.h"
 #include "scimsync/connectors/profile.h"
 #include "test_support.h"
 #include "test_util.h"
@@ -15,28 +16,9 @@ namespace scimsync::connectors {
 namespace {
 
 using testing::Entry;
+using testing::FakeHris;
 
 constexpr int64_t kNow = 1'795'000'000;
-
-class FakeHris {
- public:
-  FakeHris() {
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    while (!server_.is_running()) std::this_thread::yield();
-  }
-  ~FakeHris() {
-    server_.stop();
-    thread_.join();
-  }
-  httplib::Server& server() { return server_; }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-
- private:
-  httplib::Server server_;
-  int port_ = 0;
-  std::thread thread_;
-};
 
 class Fetch : public ::testing::Test {
  protected:
