@@ -44,6 +44,7 @@ class Client : public ::testing::Test {
       token_auth_ = req.get_header_value("Authorization");
       if (token_status_ != 200) {
         res.status = token_status_;
+        if (!token_retry_after_.empty()) res.set_header("Retry-After", token_retry_after_);
         res.set_content(R"({"error":"invalid_client"})", "application/json");
         return;
       }
@@ -108,6 +109,7 @@ class Client : public ::testing::Test {
   std::string rejected_ = "(none)";  // an Authorization value the API answers 401
   int token_calls_ = 0;
   int token_status_ = 200;
+  std::string token_retry_after_;
   std::string token_body_;
   std::string token_form_;
   std::string token_auth_;
@@ -226,10 +228,14 @@ TEST_F(Client, ARejectedClientIsAnAuthErrorThatNamesTheSettingsNotTheSecret) {
     EXPECT_NE(res.error().message.find("client id and secret"), std::string::npos);
     EXPECT_EQ(res.error().message.find("csecret"), std::string::npos);
   }
-  token_status_ = 503;
+  // A throttled token endpoint is waited for like the API itself.
+  token_status_ = 429;
+  token_retry_after_ = testing::HttpDate(kNow + 40);
   auto res = Get(OAuth2());
   ASSERT_FALSE(res.ok());
   EXPECT_EQ(res.error().kind, ErrorKind::kTransient);
+  ASSERT_TRUE(res.error().retry_after.has_value());
+  EXPECT_EQ(res.error().retry_after->count(), 40'000);
   token_status_ = 200;
   token_body_ = R"({"token_type":"Bearer"})";
   res = Get(OAuth2());
