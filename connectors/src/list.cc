@@ -10,7 +10,6 @@
 #include "json.h"
 #include "profile_impl.h"
 #include "scimsync/log.h"
-#include "scimsync/scim/protocol.h"
 #include "scimsync/strings.h"
 
 namespace scimsync::connectors {
@@ -41,38 +40,9 @@ Result<Plan> Profile::PlanListed(const ListedEmployee& employee, Fetcher& fetche
 namespace internal {
 namespace {
 
-// {name} placeholders from `vars`; values URL-encoded when the text is part of a URL.
-std::string ExpandVars(const std::string& tmpl, const std::map<std::string, std::string>& vars,
-                       bool url) {
-  std::string out;
-  for (size_t i = 0; i < tmpl.size();) {
-    std::string name;
-    size_t end = 0;
-    if (tmpl[i] == '{' && PlaceholderAt(tmpl, i, &name, &end)) {
-      auto it = vars.find(name);
-      const std::string value = it == vars.end() ? std::string() : it->second;
-      out += url ? scim::UrlEncode(value) : value;
-      i = end;
-      continue;
-    }
-    out += tmpl[i++];
-  }
-  return out;
-}
-
-std::string JsonEscaped(const std::string& tmpl, const std::map<std::string, std::string>& vars) {
-  std::map<std::string, std::string> escaped;
-  for (const auto& [k, v] : vars) {
-    std::string e;
-    AppendJsonEscaped(e, v);
-    escaped[k] = std::move(e);
-  }
-  return ExpandVars(tmpl, escaped, false);
-}
-
 std::string WithParam(std::string url, const std::string& name, const std::string& value) {
   url += url.find('?') == std::string::npos ? '?' : '&';
-  url += scim::UrlEncode(name) + "=" + scim::UrlEncode(value);
+  url += UrlEncode(name) + "=" + UrlEncode(value);
   return url;
 }
 
@@ -83,36 +53,6 @@ std::string Origin(const std::string& url) {
   std::string out = parts.scheme + "://" + parts.host;
   if (parts.port != 0) out += ":" + std::to_string(parts.port);
   return out;
-}
-
-Error ListStatusError(int status, const std::string& what, const HttpResponse& response) {
-  Error e;
-  e.http_status = status;
-  if (status == 401 || status == 403) {
-    e.kind = ErrorKind::kAuth;
-    e.message = what + " answered " + std::to_string(status) +
-                ": the HRIS API credentials are wrong or may not list employees (check the "
-                "profile's api settings and the API user's permissions)";
-    return e;
-  }
-  if (status == 408 || status == 429 || status >= 500) {
-    e.kind = ErrorKind::kTransient;
-    e.message = what + " answered " + std::to_string(status);
-    for (const auto& [k, v] : response.headers) {
-      if (AsciiLower(k) != "retry-after") continue;
-      const std::string t = Trim(v);
-      if (!t.empty() && t.size() < 9 && std::all_of(t.begin(), t.end(), [](char c) {
-            return std::isdigit(static_cast<unsigned char>(c)) != 0;
-          })) {
-        e.retry_after = std::chrono::seconds(std::stol(t));
-      }
-    }
-    return e;
-  }
-  e.kind = ErrorKind::kPermanent;
-  e.message = what + " answered " + std::to_string(status) +
-              (status == 404 ? ": check list.path in the profile and api.base_url" : "");
-  return e;
 }
 
 // `inner` placed at `pointer` inside otherwise empty objects ("" is `inner` itself), so that
@@ -175,58 +115,6 @@ std::vector<std::string> SpecProfile::list_tenants() const {
   return out;
 }
 
-Result<HttpResponse> SpecProfile::ListRequest(const std::string& url,
-                                              const std::map<std::string, std::string>& vars,
-                                              Fetcher& fetcher, int64_t now_s,
-                                              int timeout_ms) const {
-  const ListSpec& l = spec_->list;
-  const FetchAuthSpec& a = l.auth ? *l.auth : spec_->fetch.auth;
-  HttpRequest req;
-  req.method = l.method;
-  req.url = url;
-  req.timeout_ms = timeout_ms;
-  for (const auto& [k, v] : l.headers ? *l.headers : spec_->fetch.headers) {
-    req.headers.emplace_back(k, ExpandVars(v, vars, false));
-  }
-  if (l.method == "POST") {
-    req.body = JsonEscaped(l.body, vars);
-    req.headers.emplace_back("Content-Type", l.content_type);
-  }
-  const size_t auth_index = req.headers.size();
-  switch (a.type) {
-    case FetchAuthSpec::Type::kNone:
-      break;
-    case FetchAuthSpec::Type::kBasic:
-      req.headers.emplace_back("Authorization",
-                               "Basic " + Base64Encode(ExpandVars(a.username, vars, false) + ":" +
-                                                       ExpandVars(a.password, vars, false)));
-      break;
-    case FetchAuthSpec::Type::kBearer:
-      req.headers.emplace_back("Authorization", "Bearer " + ExpandVars(a.token, vars, false));
-      break;
-    case FetchAuthSpec::Type::kHeader: {
-      const std::string token = ExpandVars(a.token, vars, false);
-      req.headers.emplace_back(a.header, a.scheme.empty() ? token : a.scheme + " " + token);
-      break;
-    }
-    case FetchAuthSpec::Type::kOAuth2: {
-      auto token = AccessToken(vars, fetcher, now_s, timeout_ms, false);
-      if (!token.ok()) return token.error();
-      req.headers.emplace_back("Authorization", "Bearer " + *token);
-      break;
-    }
-  }
-  auto res = fetcher.Fetch("list", req);
-  if (res.ok() && res->status == 401 && a.type == FetchAuthSpec::Type::kOAuth2) {
-    // A cached token revoked early: one fresh token, one more try.
-    auto token = AccessToken(vars, fetcher, now_s, timeout_ms, true);
-    if (!token.ok()) return token.error();
-    req.headers[auth_index].second = "Bearer " + *token;
-    res = fetcher.Fetch("list", req);
-  }
-  return res;
-}
-
 Result<std::vector<ListedEmployee>> SpecProfile::ListEmployees(const std::string& tenant,
                                                                Fetcher& fetcher,
                                                                int64_t now_s) const {
@@ -234,69 +122,37 @@ Result<std::vector<ListedEmployee>> SpecProfile::ListEmployees(const std::string
   if (!l.enabled) return Profile::ListEmployees(tenant, fetcher, now_s);
   const FetchSpec& f = spec_->fetch;
 
-  // The entry's settings, then the tenant's: base URL, timeout, {tenant}, credentials.
-  std::string base = l.base_url.empty() ? f.base_url : l.base_url;
-  bool overridden = false;
-  int timeout_ms = l.timeout_ms.value_or(f.timeout_ms);
-  std::string tenant_var = tenant;
-  std::map<std::string, config::SecretRef> refs;
-  auto apply = [&](const ApiSettings& api) {
-    if (api.base_url) {
-      base = *api.base_url;
-      overridden = true;
-    }
-    if (api.timeout_ms) timeout_ms = *api.timeout_ms;
-    if (api.tenant && tenant.empty()) tenant_var = *api.tenant;
-    for (const auto& [k, v] : api.credentials) refs[k] = v;
-  };
-  apply(settings_.api);
-  if (auto it = settings_.tenants.find(tenant); it != settings_.tenants.end()) {
-    apply(it->second.api);
-  }
-  if (base.empty()) {
+  // The list's own connection where it has one, else fetch's; then the entry's and the
+  // tenant's api settings.
+  const HrisConnection c =
+      ResolveConnection(l.base_url.empty() ? f.base_url : l.base_url,
+                        l.timeout_ms.value_or(f.timeout_ms), settings_, tenant);
+  if (c.base_url.empty()) {
     return Error::Invalid("profile " + name_ +
                           ": the list has no base URL: set api.base_url in its config entry");
   }
-  const bool needs_tenant = (!overridden && base.find("{tenant}") != std::string::npos) ||
-                            l.path.find("{tenant}") != std::string::npos;
-  if (tenant_var.empty() && needs_tenant) {
+  const bool needs_tenant =
+      (!c.base_url_configured && c.base_url.find("{tenant}") != std::string::npos) ||
+      l.path.find("{tenant}") != std::string::npos;
+  if (c.tenant.empty() && needs_tenant) {
     return Error::Invalid("profile " + name_ +
                           ": the HRIS list URL needs {tenant}: set api.tenant (or api.base_url) "
                           "in its config entry");
   }
 
-  std::map<std::string, std::string> vars = {{"tenant", tenant_var}};
-  const FetchAuthSpec& a = l.auth ? *l.auth : f.auth;
-  std::string used = base + l.path + l.body + a.username + a.password + a.token + a.token_url +
-                     a.client_id + a.client_secret + a.scope;
-  for (const auto& [k, v] : l.headers ? *l.headers : f.headers) used += v;
+  HrisClient client(name_, l.auth ? *l.auth : f.auth, l.headers ? *l.headers : f.headers,
+                    c.timeout_ms, tokens_, fetcher, now_s);
+  client.SetVariable("tenant", c.tenant);
   std::vector<std::string> credentials = f.credentials;
   credentials.insert(credentials.end(), l.credentials.begin(), l.credentials.end());
-  for (const std::string& c : credentials) {
-    if (used.find("{" + c + "}") == std::string::npos) continue;
-    auto ref = refs.find(c);
-    Result<std::string> secret = ref == refs.end()
-                                     ? Result<std::string>(Error::Auth("not configured"))
-                                     : config::ResolveSecret(ref->second);
-    if (!secret.ok()) {
-      if (!fetcher.live()) {
-        vars[c] = "(" + c + ")";
-        continue;
-      }
-      if (ref == refs.end()) {
-        std::string message = "profile " + name_ + ": the HRIS API credential '";
-        message.append(c).append("' is not configured: set api.").append(c);
-        message.append("_env or api.").append(c).append("_file in its config entry");
-        return Error::Invalid(message);
-      }
-      // A secret that cannot be read is a config problem on this host, not a refused key.
-      return Error::Invalid("profile " + name_ + ": HRIS API credential '" + c +
-                            "': " + secret.error().message);
-    }
-    vars[c] = std::move(secret.value());
+  if (Status st = client.ResolveCredentials(credentials, c.credentials,
+                                            c.base_url + l.path + l.body + client.Templates());
+      !st.ok()) {
+    return st.error();
   }
 
-  const std::string first_url = ExpandVars(base, vars, true) + ExpandVars(l.path, vars, true);
+  const std::string first_url =
+      client.Expand(c.base_url, Escape::kUrl) + client.Expand(l.path, Escape::kUrl);
   const PaginationSpec& g = l.pagination;
   std::vector<ListedEmployee> out;
   std::set<std::string> seen;
@@ -325,13 +181,27 @@ Result<std::vector<ListedEmployee>> SpecProfile::ListEmployees(const std::string
     }
     const std::string what = "HRIS API " + l.method + " " + url.substr(0, url.find('?')) +
                              " (page " + std::to_string(page + 1) + ")";
-    auto res = ListRequest(url, vars, fetcher, now_s, timeout_ms);
+    HttpRequest req;
+    req.method = l.method;
+    req.url = url;
+    std::string content_type;
+    if (l.method == "POST") {
+      req.body = client.Expand(l.body, Escape::kJson);
+      content_type = l.content_type;
+    }
+    auto res = client.Send("list", std::move(req), content_type);
     if (!res.ok()) {
       Error e = res.error();
       e.message = "page " + std::to_string(page + 1) + " of the list: " + e.message;
       return e;
     }
-    if (res->status < 200 || res->status > 299) return ListStatusError(res->status, what, *res);
+    if (res->status < 200 || res->status > 299) {
+      return client.StatusError(what, *res,
+                                "the HRIS API credentials are wrong or may not list employees "
+                                "(check the profile's api settings and the API user's "
+                                "permissions)",
+                                "check list.path in the profile and api.base_url");
+    }
     rapidjson::Document doc;
     std::string error;
     if (!ParseJson(res->body, &doc, &error)) {

@@ -5,9 +5,9 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 
+#include "hris_client.h"
 #include "ingest.h"
 #include "scimsync/connectors/profile.h"
 #include "spec.h"
@@ -49,12 +49,6 @@ class SpecProfile final : public Profile {
   Status FetchRecord(const WorkItem& item, const rapidjson::Value& payload, const Resolved& r,
                      Fetcher& fetcher, int64_t now_s, rapidjson::Document* record,
                      std::string* gone_request) const;
-  // One page of the list endpoint: the request for `url`, with the list's auth.
-  Result<HttpResponse> ListRequest(const std::string& url,
-                                   const std::map<std::string, std::string>& vars, Fetcher& fetcher,
-                                   int64_t now_s, int timeout_ms) const;
-  Result<std::string> AccessToken(const std::map<std::string, std::string>& vars, Fetcher& fetcher,
-                                  int64_t now_s, int timeout_ms, bool force_refresh) const;
 
   std::string name_;
   int64_t dedup_window_s_;
@@ -62,12 +56,7 @@ class SpecProfile final : public Profile {
   IngestOptions ingest_;
   EntrySettings settings_;
 
-  struct Token {
-    std::string value;
-    int64_t expires_s = 0;
-  };
-  mutable std::mutex token_mu_;
-  mutable std::map<std::string, Token> tokens_;  // by token URL + client id
+  mutable TokenCache tokens_;  // OAuth2 tokens of fetch-back and listing
 };
 
 // Reads a profile file (built-in name or path) into a spec; problems are reported against the

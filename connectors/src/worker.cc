@@ -24,65 +24,6 @@ namespace {
 
 Error Permanent(std::string m) { return Error::Permanent(std::move(m)); }
 
-enum class Escape { kNone, kUrl, kJson };
-
-// Expands {name} (a variable or credential) and {/pointer} (into the item's payload).
-std::string Expand(const std::string& tmpl, const std::map<std::string, std::string>& vars,
-                   const rapidjson::Value& payload, Escape escape) {
-  std::string out;
-  for (size_t i = 0; i < tmpl.size();) {
-    std::string name;
-    size_t end = 0;
-    if (tmpl[i] == '{' && PlaceholderAt(tmpl, i, &name, &end)) {
-      std::string value;
-      if (name[0] == '/') {
-        value = ScalarText(Resolve(payload, name)).value_or("");
-      } else if (auto it = vars.find(name); it != vars.end()) {
-        value = it->second;
-      }
-      if (escape == Escape::kUrl) {
-        out += UrlEncode(value);
-      } else if (escape == Escape::kJson) {
-        AppendJsonEscaped(out, value);
-      } else {
-        out += value;
-      }
-      i = end;
-      continue;
-    }
-    out += tmpl[i++];
-  }
-  return out;
-}
-
-Error StatusError(int status, const std::string& what, const HttpResponse& response) {
-  if (status == 401 || status == 403) {
-    Error e = Error::Auth(what + " answered " + std::to_string(status) +
-                          ": the HRIS API credentials are wrong or lack access (check the "
-                          "profile's api settings)");
-    e.http_status = status;
-    return e;
-  }
-  if (status == 408 || status == 429 || status >= 500) {
-    Error e = Error::Transient(what + " answered " + std::to_string(status));
-    e.http_status = status;
-    for (const auto& [k, v] : response.headers) {
-      if (AsciiLower(k) != "retry-after") continue;
-      std::string t = Trim(v);
-      if (!t.empty() &&
-          std::all_of(t.begin(), t.end(),
-                      [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }) &&
-          t.size() < 9) {
-        e.retry_after = std::chrono::seconds(std::stol(t));
-      }
-    }
-    return e;
-  }
-  Error e = Error::Permanent(what + " answered " + std::to_string(status));
-  e.http_status = status;
-  return e;
-}
-
 bool ParseBool(std::string text, bool* out) {
   text = AsciiLower(Trim(text));
   if (text == "true" || text == "1" || text == "yes" || text == "active") {
@@ -133,203 +74,58 @@ std::string OrderingKey(const std::string& occurred_at) {
 }
 
 struct SpecProfile::Resolved {
-  std::string tenant;
-  std::string base_url;
-  int timeout_ms = 10000;
-  std::map<std::string, config::SecretRef> credentials;
+  HrisConnection api;
   std::map<std::string, const Source*> fields;
 };
 
 SpecProfile::Resolved SpecProfile::ResolveSettings(const std::string& tenant) const {
   Resolved r;
-  r.base_url = spec_->fetch.base_url;
-  r.timeout_ms = spec_->fetch.timeout_ms;
-  r.tenant = tenant;
+  r.api = ResolveConnection(spec_->fetch.base_url, spec_->fetch.timeout_ms, settings_, tenant);
   for (const auto& [k, v] : spec_->mapping.fields) r.fields[k] = &v;
-  auto apply = [&](const ApiSettings& api, const std::map<std::string, Source>& fields) {
-    if (api.base_url) r.base_url = *api.base_url;
-    if (api.timeout_ms) r.timeout_ms = *api.timeout_ms;
-    if (api.tenant && tenant.empty()) r.tenant = *api.tenant;
-    for (const auto& [k, v] : api.credentials) r.credentials[k] = v;
-    for (const auto& [k, v] : fields) r.fields[k] = &v;
-  };
-  apply(settings_.api, settings_.fields);
+  for (const auto& [k, v] : settings_.fields) r.fields[k] = &v;
   if (auto it = settings_.tenants.find(tenant); it != settings_.tenants.end()) {
-    apply(it->second.api, it->second.fields);
+    for (const auto& [k, v] : it->second.fields) r.fields[k] = &v;
   }
   return r;
-}
-
-Result<std::string> SpecProfile::AccessToken(const std::map<std::string, std::string>& vars,
-                                             Fetcher& fetcher, int64_t now_s, int timeout_ms,
-                                             bool force_refresh) const {
-  const FetchAuthSpec& a = spec_->fetch.auth;
-  rapidjson::Value none;
-  const std::string url = Expand(a.token_url, vars, none, Escape::kNone);
-  const std::string client_id = Expand(a.client_id, vars, none, Escape::kNone);
-  const std::string client_secret = Expand(a.client_secret, vars, none, Escape::kNone);
-  const std::string cache_key = url + "\n" + client_id;
-  {
-    std::lock_guard lock(token_mu_);
-    auto it = tokens_.find(cache_key);
-    // Refreshed a minute early, so a token never expires between check and use.
-    if (!force_refresh && it != tokens_.end() && now_s + 60 < it->second.expires_s) {
-      return it->second.value;
-    }
-  }
-  HttpRequest req;
-  req.method = "POST";
-  req.url = url;
-  req.timeout_ms = timeout_ms;
-  req.headers = {{"Content-Type", "application/x-www-form-urlencoded"},
-                 {"Accept", "application/json"}};
-  req.body = "grant_type=client_credentials";
-  if (a.client_auth_basic) {
-    req.headers.emplace_back("Authorization",
-                             "Basic " + Base64Encode(client_id + ":" + client_secret));
-  } else {
-    req.body += "&client_id=" + UrlEncode(client_id) + "&client_secret=" + UrlEncode(client_secret);
-  }
-  if (!a.scope.empty())
-    req.body += "&scope=" + UrlEncode(Expand(a.scope, vars, none, Escape::kNone));
-  auto res = fetcher.Fetch("oauth2_token", req);
-  if (!res.ok()) return res.error();
-  const std::string what = "OAuth2 token request to " + url.substr(0, url.find('?'));
-  if (res->status == 400 || res->status == 401 || res->status == 403) {
-    Error e = Error::Auth(what + " answered " + std::to_string(res->status) +
-                          ": check the client id and secret in the profile's api settings");
-    e.http_status = res->status;
-    return e;
-  }
-  if (res->status < 200 || res->status > 299) return StatusError(res->status, what, *res);
-  rapidjson::Document doc;
-  std::string error;
-  if (!ParseJson(res->body, &doc, &error) || !doc.IsObject()) {
-    return Error::Transient(what + " did not answer JSON");
-  }
-  auto token = ScalarText(Resolve(doc, "/access_token"));
-  // Personio v2 answers {"access_token": ...}; some servers nest it under data.
-  if (!token) token = ScalarText(Resolve(doc, "/data/token"));
-  if (!token || token->empty()) return Error::Transient(what + " answered without access_token");
-  int64_t ttl = 3600;
-  if (auto e = ScalarText(Resolve(doc, "/expires_in"))) {
-    char* end = nullptr;
-    long long v = std::strtoll(e->c_str(), &end, 10);
-    if (end != e->c_str() && v > 0) ttl = v;
-  }
-  std::lock_guard lock(token_mu_);
-  tokens_[cache_key] = Token{*token, now_s + ttl};
-  return *token;
 }
 
 Status SpecProfile::FetchRecord(const WorkItem& item, const rapidjson::Value& payload,
                                 const Resolved& r, Fetcher& fetcher, int64_t now_s,
                                 rapidjson::Document* record, std::string* gone_request) const {
   const FetchSpec& f = spec_->fetch;
-  std::map<std::string, std::string> vars = {{"employee_key", item.employee_key},
-                                             {"tenant", r.tenant}};
-  // Only the credentials this fetch actually uses must be set: a profile may declare one for
-  // another auth type that its config entry overrides.
-  std::string used = r.base_url;
-  for (const auto& [k, v] : f.headers) used += v;
+  HrisClient client(name_, f.auth, f.headers, r.api.timeout_ms, tokens_, fetcher, now_s);
+  client.SetVariable("employee_key", item.employee_key);
+  client.SetVariable("tenant", r.api.tenant);
+  client.set_payload(&payload);
+  std::string used = r.api.base_url + client.Templates();
   for (const auto& q : f.requests) used += q.path + q.body;
-  switch (f.auth.type) {
-    case FetchAuthSpec::Type::kBasic:
-      used += f.auth.username + f.auth.password;
-      break;
-    case FetchAuthSpec::Type::kBearer:
-    case FetchAuthSpec::Type::kHeader:
-      used += f.auth.token;
-      break;
-    case FetchAuthSpec::Type::kOAuth2:
-      used += f.auth.token_url + f.auth.client_id + f.auth.client_secret + f.auth.scope;
-      break;
-    case FetchAuthSpec::Type::kNone:
-      break;
+  if (Status st = client.ResolveCredentials(f.credentials, r.api.credentials, used); !st.ok()) {
+    // A worker retries an auth error with backoff until a reload fixes the setting; an invalid
+    // item would be dead-lettered, and the employee's change lost for a config slip.
+    return Error::Auth(st.error().message);
   }
-  for (const std::string& c : f.credentials) {
-    if (used.find("{" + c + "}") == std::string::npos) continue;
-    auto ref = r.credentials.find(c);
-    if (ref == r.credentials.end()) {
-      if (!fetcher.live()) {
-        vars[c] = "(" + c + ")";
-        continue;
-      }
-      std::string message = "profile " + name_ + ": the HRIS API credential '";
-      message.append(c).append("' is not configured: set api.").append(c);
-      message.append("_env or api.").append(c).append("_file in its config entry");
-      return Error::Auth(message);
-    }
-    auto secret = config::ResolveSecret(ref->second);
-    if (!secret.ok()) {
-      if (!fetcher.live()) {
-        vars[c] = "(" + c + ")";
-        continue;
-      }
-      return Error::Auth("profile " + name_ + ": HRIS API credential '" + c +
-                         "': " + secret.error().message);
-    }
-    vars[c] = std::move(secret.value());
-  }
-  if (r.tenant.empty() && f.base_url.find("{tenant}") != std::string::npos &&
-      r.base_url == f.base_url) {
+  if (r.api.tenant.empty() && f.base_url.find("{tenant}") != std::string::npos &&
+      r.api.base_url == f.base_url) {
     return Error::Permanent(
         "profile " + name_ +
         ": the HRIS API URL needs {tenant}: list the tenant under `tenants` and post to "
         "/webhooks/" +
         name_ + "/{tenant}, or set api.tenant (or api.base_url) in its config entry");
   }
-  const std::string base = Expand(r.base_url, vars, payload, Escape::kUrl);
+  const std::string base = client.Expand(r.api.base_url, Escape::kUrl);
   record->SetObject();
   bool single = f.requests.size() == 1 && f.requests[0].name.empty();
   for (const FetchRequestSpec& q : f.requests) {
     HttpRequest req;
     req.method = q.method;
-    req.url = base + Expand(q.path, vars, payload, Escape::kUrl);
-    req.timeout_ms = r.timeout_ms;
-    for (const auto& [k, v] : f.headers) {
-      req.headers.emplace_back(k, Expand(v, vars, payload, Escape::kNone));
-    }
+    req.url = base + client.Expand(q.path, Escape::kUrl);
+    std::string content_type;
     if (q.method == "POST") {
-      req.body = Expand(q.body, vars, payload, Escape::kJson);
-      req.headers.emplace_back("Content-Type", q.content_type);
-    }
-    const FetchAuthSpec& a = f.auth;
-    size_t auth_index = req.headers.size();
-    switch (a.type) {
-      case FetchAuthSpec::Type::kNone:
-        break;
-      case FetchAuthSpec::Type::kBasic:
-        req.headers.emplace_back(
-            "Authorization",
-            "Basic " + Base64Encode(Expand(a.username, vars, payload, Escape::kNone) + ":" +
-                                    Expand(a.password, vars, payload, Escape::kNone)));
-        break;
-      case FetchAuthSpec::Type::kBearer:
-        req.headers.emplace_back("Authorization",
-                                 "Bearer " + Expand(a.token, vars, payload, Escape::kNone));
-        break;
-      case FetchAuthSpec::Type::kHeader: {
-        std::string token = Expand(a.token, vars, payload, Escape::kNone);
-        req.headers.emplace_back(a.header, a.scheme.empty() ? token : a.scheme + " " + token);
-        break;
-      }
-      case FetchAuthSpec::Type::kOAuth2: {
-        auto token = AccessToken(vars, fetcher, now_s, r.timeout_ms, false);
-        if (!token.ok()) return token.error();
-        req.headers.emplace_back("Authorization", "Bearer " + *token);
-        break;
-      }
+      req.body = client.Expand(q.body, Escape::kJson);
+      content_type = q.content_type;
     }
     const std::string what = "HRIS API " + req.method + " " + req.url.substr(0, req.url.find('?'));
-    auto res = fetcher.Fetch(q.name, req);
-    if (res.ok() && res->status == 401 && a.type == FetchAuthSpec::Type::kOAuth2) {
-      // The cached token may have been revoked early: one fresh token, one more try.
-      auto token = AccessToken(vars, fetcher, now_s, r.timeout_ms, true);
-      if (!token.ok()) return token.error();
-      req.headers[auth_index].second = "Bearer " + *token;
-      res = fetcher.Fetch(q.name, req);
-    }
+    auto res = client.Send(q.name, std::move(req), content_type);
     if (!res.ok()) return res.error();
     if (res->status == 404 || res->status == 410) {
       if (q.optional) {
@@ -340,7 +136,11 @@ Status SpecProfile::FetchRecord(const WorkItem& item, const rapidjson::Value& pa
       *gone_request = what + " answered " + std::to_string(res->status);
       return {};
     }
-    if (res->status < 200 || res->status > 299) return StatusError(res->status, what, *res);
+    if (res->status < 200 || res->status > 299) {
+      return client.StatusError(
+          what, *res,
+          "the HRIS API credentials are wrong or lack access (check the profile's api settings)");
+    }
     rapidjson::Document doc;
     std::string error;
     if (!ParseJson(res->body, &doc, &error)) {
@@ -473,8 +273,9 @@ Result<Plan> SpecProfile::PlanItem(const WorkItem& item, Fetcher& fetcher, int64
   scim::User user;
   std::vector<scim::ValidationProblem> mapping_problems;
   if (full_record) {
-    std::map<std::string, std::string> vars = {
-        {"employee_key", item.employee_key}, {"tenant", r.tenant}, {"event_type", item.event_type}};
+    std::map<std::string, std::string> vars = {{"employee_key", item.employee_key},
+                                               {"tenant", r.api.tenant},
+                                               {"event_type", item.event_type}};
     EvalContext ctx;
     ctx.record = s.fetch.enabled ? source : nullptr;
     ctx.payload = &payload;

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "fake_hris.h"
 #include "scimsync/connectors/profile.h"
 #include "test_support.h"
 #include "test_util.h"
@@ -15,28 +16,9 @@ namespace scimsync::connectors {
 namespace {
 
 using testing::Entry;
+using testing::FakeHris;
 
 constexpr int64_t kNow = 1'795'000'000;
-
-class FakeHris {
- public:
-  FakeHris() {
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    while (!server_.is_running()) std::this_thread::yield();
-  }
-  ~FakeHris() {
-    server_.stop();
-    thread_.join();
-  }
-  httplib::Server& server() { return server_; }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-
- private:
-  httplib::Server server_;
-  int port_ = 0;
-  std::thread thread_;
-};
 
 class Fetch : public ::testing::Test {
  protected:
@@ -55,6 +37,10 @@ class Fetch : public ::testing::Test {
       } else if (id == "busy") {
         res.status = 503;
         res.set_header("Retry-After", "7");
+      } else if (id == "throttled" || id == "down") {
+        // Throttled (429) or in maintenance (503) until a date 90 s after kNow.
+        res.status = id == "throttled" ? 429 : 503;
+        res.set_header("Retry-After", testing::HttpDate(kNow + 90));
       } else if (id == "denied") {
         res.status = 401;
       } else if (id == "junk") {
@@ -156,6 +142,19 @@ TEST_F(Fetch, ServerErrorsAreTransientAndHonourRetryAfter) {
   EXPECT_EQ(plan.error().http_status, 503);
   ASSERT_TRUE(plan.error().retry_after.has_value());
   EXPECT_EQ(plan.error().retry_after->count(), 7000);
+}
+
+TEST_F(Fetch, ARetryAfterDateIsHonouredAsTheDistanceFromNow) {
+  auto p = Load("{type: bearer, token: '{key}'}", "key_env: ACME_KEY");
+  for (const char* id : {"throttled", "down"}) {
+    SCOPED_TRACE(id);
+    auto plan = Run(*p, id, "acme", kNow + 30);
+    ASSERT_FALSE(plan.ok());
+    EXPECT_EQ(plan.error().kind, ErrorKind::kTransient);
+    EXPECT_EQ(plan.error().http_status, std::string(id) == "throttled" ? 429 : 503);
+    ASSERT_TRUE(plan.error().retry_after.has_value()) << "the date was ignored";
+    EXPECT_EQ(plan.error().retry_after->count(), 60'000);  // the date is 90 s after kNow
+  }
 }
 
 TEST_F(Fetch, UnauthorizedIsAnAuthErrorWithoutTheKey) {

@@ -416,6 +416,26 @@ TEST_F(ListPaging, StatusesBecomeErrorKinds) {
   EXPECT_NE(r.error().message.find("check list.path"), std::string::npos);
 }
 
+TEST_F(ListPaging, ARetryAfterDateIsHonouredAsTheDistanceFromNow) {
+  auto p = Load("list: {path: /people, records: /r}\n");
+  ASSERT_NE(p, nullptr);
+  constexpr int64_t kNow = 1'795'000'000;
+  for (int status : {429, 503}) {
+    SCOPED_TRACE(status);
+    ScriptedFetcher throttled;
+    throttled.pages = {{"GET https://hris.example.com/api/people",
+                        status,
+                        "",
+                        {{"Retry-After", testing::HttpDate(kNow + 45)}}}};
+    auto r = p->ListEmployees("", throttled, kNow);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().kind, ErrorKind::kTransient);
+    EXPECT_EQ(r.error().http_status, status);
+    ASSERT_TRUE(r.error().retry_after.has_value()) << "the date was ignored";
+    EXPECT_EQ(r.error().retry_after->count(), 45'000);
+  }
+}
+
 TEST_F(ListPaging, ARunawayListingStopsAtMaxPages) {
   auto p = Load("list: {path: /p, records: /r, pagination: {style: page, max_pages: 2}}\n");
   ASSERT_NE(p, nullptr);

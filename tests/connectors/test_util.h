@@ -7,6 +7,8 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <cstdint>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -63,6 +65,17 @@ inline std::string Compact(const rapidjson::Value& v) {
   rapidjson::Writer<rapidjson::StringBuffer> w(buf);
   v.Accept(w);
   return buf.GetString();
+}
+
+// `unix_s` as an HTTP-date (IMF-fixdate, "Tue, 14 Nov 2023 22:13:20 GMT"), as a server writes it
+// in Retry-After.
+inline std::string HttpDate(int64_t unix_s) {
+  const std::time_t t = static_cast<std::time_t>(unix_s);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  return buf;
 }
 
 }  // namespace scimsync::connectors::testing
