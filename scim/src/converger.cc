@@ -6,6 +6,7 @@
 
 #include "json_util.h"
 #include "scimsync/log.h"
+#include "scimsync/scim/resolve.h"
 
 namespace scimsync::scim {
 namespace {
@@ -30,25 +31,6 @@ std::string Truncate(std::string s) {
     s += "...(truncated)";
   }
   return s;
-}
-
-std::string JoinIds(const std::vector<RemoteUser>& users) {
-  std::string out;
-  for (const auto& u : users) {
-    if (!out.empty()) out += ", ";
-    out += u.id;
-    if (!u.external_id.empty()) out += " (externalId " + u.external_id + ")";
-  }
-  return out;
-}
-
-// A bare externalId where the scopes write prefixed ones was written before a second scope was
-// configured: the migration claims it for its scope.
-std::string MigrationHint(bool other_scopes, const std::string& found) {
-  if (!other_scopes || found.find(':') != std::string::npos) return "";
-  return ". A bare externalId predates the second HR source: run `scimsyncd migrate-scope "
-         "--profile NAME` for the profile that created it (docs/profiles.md, \"Identity "
-         "scopes\")";
 }
 
 // The string attributes a snapshot keeps, besides userName and active.
@@ -345,59 +327,29 @@ void Converger::Unlink(Run& run) {
   run.link.reset();
 }
 
-// Several scopes: the user `found` must not be another scope's. Its externalId was already
-// compared; this catches a user whose externalId was cleared or rewritten while another HR
-// source's link still claims it.
-Result<std::optional<RemoteUser>> Converger::Claim(Run& run, std::optional<RemoteUser> found) {
-  if (!run.job.other_scopes || !found) return found;
-  auto owner = deps_.links->OwnerOf(found->id);
-  if (!owner.ok()) return owner.error();
-  if (*owner && (*owner)->scope != run.job.scope) {
-    const LinkStore::Owner& o = **owner;
-    return Error::Conflict(
-        "JumpCloud user " + found->id + " (userName " + found->attributes.user_name +
-        (found->external_id.empty() ? std::string() : ", externalId " + found->external_id) +
-        ") belongs to employee " + o.employee + " of " + o.scope + "; employee " +
-        run.job.desired.external_id + " of " + run.job.scope +
-        " was not linked to it and nothing was written. Two HR sources claim one account: "
-        "decide whose it is in JumpCloud, then replay this dead letter");
-  }
-  return found;
-}
-
 Result<std::optional<RemoteUser>> Converger::Resolve(Run& run) {
-  auto found = ResolveCandidate(run);
-  if (!found.ok()) return found.error();
-  return Claim(run, std::move(*found));
-}
-
-Result<std::optional<RemoteUser>> Converger::ResolveCandidate(Run& run) {
   const User& d = run.job.desired;
-  const std::string& ext = d.external_id;
-  using Found = std::optional<RemoteUser>;
-
-  if (!run.link_read) {
-    auto link = deps_.links->Get(run.job.scope, ext);
-    if (!link.ok()) return link.error();
-    run.link = *link;
-  }
-  run.link_read = false;
-  if (run.link) {
+  ResolveQuery query;
+  query.scope = run.job.scope;
+  query.external_id = d.external_id;
+  query.user_name = d.user_name;
+  query.by_user_name = run.by_user_name;
+  query.other_scopes = run.job.other_scopes;
+  ResolveLookups lookups;
+  lookups.linked = [&]() -> Result<std::optional<RemoteUser>> {
+    if (!run.link_read) {
+      auto link = deps_.links->Get(run.job.scope, d.external_id);
+      if (!link.ok()) return link.error();
+      run.link = *link;
+    }
+    run.link_read = false;
+    if (!run.link) return std::optional<RemoteUser>();
     auto resp = Call(run, "GET", "/Users/" + UrlEncode(*run.link), "");
     if (!resp.ok()) return resp.error();
     if (Is2xx(resp->status)) {
       auto user = ParseUser(resp->body);
       if (!user.ok()) return user.error();
-      if (!user->external_id.empty() && user->external_id != ext) {
-        return Error::Conflict("the link table maps employee " + ext + " to JumpCloud user " +
-                               user->id + ", which now carries externalId " + user->external_id +
-                               " (another employee" +
-                               (run.job.other_scopes ? std::string(" or another HR source") : "") +
-                               "); fix the user in JumpCloud, or delete the link so the "
-                               "employee is resolved by externalId again" +
-                               MigrationHint(run.job.other_scopes, user->external_id));
-      }
-      return Found(std::move(*user));
+      return std::optional<RemoteUser>(std::move(*user));
     }
     if (resp->status != 404) {
       return ErrorFromResponse(resp->status, resp->body, resp->retry_after, deps_.clock->NowMs());
@@ -405,51 +357,18 @@ Result<std::optional<RemoteUser>> Converger::ResolveCandidate(Run& run) {
     log::Info("linked JumpCloud user is gone; resolving again",
               {{"trace_id", run.job.trace_id}, {"jumpcloud_id", *run.link}});
     Unlink(run);
-  }
-
-  auto by_ext = Search(run, "externalId", ext);
-  if (!by_ext.ok()) return by_ext.error();
-  std::vector<RemoteUser> exact;
-  for (auto& u : *by_ext) {
-    if (u.external_id == ext) exact.push_back(std::move(u));
-  }
-  if (exact.size() > 1) {
-    return Error::Conflict(std::to_string(exact.size()) + " JumpCloud users carry externalId " +
-                           ext + ": " + JoinIds(exact) +
-                           "; delete or fix the duplicates in JumpCloud");
-  }
-  if (exact.size() == 1) return Found(std::move(exact[0]));
-
-  // The userName is looked up only once a POST was refused (409): a name taken by a manual
-  // account is rare, and a lookup before every POST made each hire cost three requests.
-  if (d.user_name.empty() || !run.by_user_name) return Found();
-  auto by_name = Search(run, "userName", d.user_name);
-  if (!by_name.ok()) return by_name.error();
-  std::vector<RemoteUser> named;
-  for (auto& u : *by_name) {
-    if (json::EqualsIgnoreCase(u.attributes.user_name, d.user_name)) named.push_back(std::move(u));
-  }
-  if (named.size() > 1) {
-    return Error::Conflict(std::to_string(named.size()) + " JumpCloud users match userName " +
-                           d.user_name + ": " + JoinIds(named) + "; employee " + ext +
-                           " was not linked to any of them");
-  }
-  if (named.size() == 1) {
-    RemoteUser& u = named[0];
-    if (!u.external_id.empty() && u.external_id != ext) {
-      return Error::Conflict("userName " + d.user_name + " belongs to JumpCloud user " + u.id +
-                             ", which carries externalId " + u.external_id + " (another employee" +
-                             (run.job.other_scopes ? std::string(" or another HR source") : "") +
-                             "); employee " + ext +
-                             " was not created or linked. Give one of them another username "
-                             "in the HRIS, or fix the externalId in JumpCloud" +
-                             MigrationHint(run.job.other_scopes, u.external_id));
-    }
+    return std::optional<RemoteUser>();
+  };
+  lookups.by_external_id = [&](const std::string& ext) { return Search(run, "externalId", ext); };
+  lookups.by_user_name = [&](const std::string& name) { return Search(run, "userName", name); };
+  lookups.owner_of = [&](const std::string& id) { return deps_.links->OwnerOf(id); };
+  auto found = ResolveUser(query, lookups);
+  if (!found.ok()) return found.error();
+  if (found->via == Resolution::Via::kUserName) {
     log::Info("adopting the JumpCloud user with this userName",
-              {{"trace_id", run.job.trace_id}, {"jumpcloud_id", u.id}});
-    return Found(std::move(u));
+              {{"trace_id", run.job.trace_id}, {"jumpcloud_id", found->user->id}});
   }
-  return Found();
+  return std::move(found->user);
 }
 
 Result<RemoteUser> Converger::Create(Run& run, const User& desired) {

@@ -7,7 +7,8 @@
 //             PATCH replacing every managed attribute (the HRIS is their authority, so a manual
 //             edit in JumpCloud is overwritten). A 404, 409 or 412 on it drops the snapshot and
 //             the job goes on by the path below; suspensions are still always sent, alone, first.
-//   resolve:  link table -> filter externalId eq; after a 409 on create also filter userName eq.
+//   resolve:  link table -> filter externalId eq; after a 409 on create also filter userName eq
+//             (the rules are ResolveUser's, resolve.h, shared with reconciliation's join).
 //             More than one match, or a match that carries another employee's externalId, or
 //             (several scopes) that another scope's link claims, is a conflict: nothing is
 //             guessed, both sides are reported.
@@ -210,8 +211,6 @@ class Converger {
   struct Run;
   Result<ServiceProviderConfig> Probe(Run& run);
   Result<std::optional<RemoteUser>> Resolve(Run& run);
-  Result<std::optional<RemoteUser>> ResolveCandidate(Run& run);
-  Result<std::optional<RemoteUser>> Claim(Run& run, std::optional<RemoteUser> found);
   Result<std::vector<RemoteUser>> Search(Run& run, const char* attribute, const std::string& value);
   Status Converge(Run& run);
   enum class SnapshotPath { kDone, kFallBack };
