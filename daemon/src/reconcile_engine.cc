@@ -1,5 +1,3 @@
-#include "scimsync/daemon/reconcile.h"
-
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -13,9 +11,11 @@
 #include <thread>
 #include <tuple>
 
+#include "reconcile_internal.h"
 #include "scimsync/daemon/admin.h"
 #include "scimsync/daemon/app.h"
 #include "scimsync/daemon/coordination.h"
+#include "scimsync/daemon/reconcile.h"
 #include "scimsync/daemon/worker.h"
 #include "scimsync/log.h"
 #include "scimsync/scim/protocol.h"
@@ -39,6 +39,9 @@ const redis::Script& ReleaseScript() {
       "return 0");
   return s;
 }
+
+// Joins a tenant and an employee key into one set member.
+constexpr char kSep = '\x1f';
 
 std::string NewRunId(const Clock& clock, scim::Random& random) {
   const int64_t ms = clock.NowMs();
@@ -97,24 +100,6 @@ std::string AttributeName(const std::string& path) {
   return path;
 }
 
-std::string Quoted(const std::optional<std::string>& v) {
-  if (!v) return "(none)";
-  std::string out = "\"";
-  for (char c : *v) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += static_cast<unsigned char>(c) < 0x20 ? ' ' : c;
-  }
-  return out + "\"";
-}
-
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  AppendJsonEscaped(out, s);
-  return out + "\"";
-}
-
-std::string JsonOpt(const std::optional<std::string>& v) { return v ? JsonString(*v) : "null"; }
-
 // The HRIS list requests with the SCIM listing's retry policy: a 5xx, 429 or lost connection on
 // page 30 of 40 should cost a backoff, not the run. Other requests (fetch-backs, tokens) pass
 // through: the workers retry those as items.
@@ -171,63 +156,6 @@ class RetryingListFetcher final : public connectors::Fetcher {
   const std::atomic<bool>* cancel_;
 };
 
-const redis::Script& StoreHeldScript() {
-  static const redis::Script s(
-      "redis.call('DEL', KEYS[1]) for i = 1, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end "
-      "return #ARGV");
-  return s;
-}
-
-// A held plan's items, one Redis list element each: the fields joined by \x1f (compact JSON
-// payloads never hold a raw control character).
-constexpr char kSep = '\x1f';
-std::string EncodeItem(const queue::Item& item) {
-  std::string out;
-  for (const std::string* f :
-       {&item.profile, &item.tenant, &item.employee_key, &item.dedup_id, &item.event_type,
-        &item.occurred_at, &item.trace_id, &item.payload}) {
-    out += *f;
-    out += kSep;
-  }
-  return out + std::to_string(item.received_at_ms);
-}
-std::vector<std::string> SplitFields(const std::string& s) {
-  std::vector<std::string> out(1);
-  for (char c : s) {
-    if (c == kSep) {
-      out.emplace_back();
-    } else {
-      out.back() += c;
-    }
-  }
-  return out;
-}
-std::optional<queue::Item> DecodeItem(const std::string& s) {
-  const std::vector<std::string> f = SplitFields(s);
-  if (f.size() != 9) return std::nullopt;
-  queue::Item item;
-  item.profile = f[0];
-  item.tenant = f[1];
-  item.employee_key = f[2];
-  item.dedup_id = f[3];
-  item.event_type = f[4];
-  item.occurred_at = f[5];
-  item.trace_id = f[6];
-  item.payload = f[7];
-  item.received_at_ms = std::strtoll(f[8].c_str(), nullptr, 10);
-  return item;
-}
-
-// Glob characters in a Redis SCAN pattern, escaped.
-std::string GlobEscape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out;
-}
-
 }  // namespace
 
 std::optional<std::string> EmployeeKeyInScope(const std::string& external_id,
@@ -235,59 +163,6 @@ std::optional<std::string> EmployeeKeyInScope(const std::string& external_id,
   if (external_id.size() <= scope_prefix.size()) return std::nullopt;
   if (external_id.compare(0, scope_prefix.size(), scope_prefix) != 0) return std::nullopt;
   return external_id.substr(scope_prefix.size());
-}
-
-const char* DriftKindName(DriftKind kind) {
-  switch (kind) {
-    case DriftKind::kMissing:
-      return "missing";
-    case DriftKind::kAttributes:
-      return "attributes";
-    case DriftKind::kActive:
-      return "active";
-    case DriftKind::kOrphan:
-      return "orphan";
-  }
-  return "?";
-}
-
-const char* ProblemKindName(ReconcileProblem::Kind kind) {
-  switch (kind) {
-    case ReconcileProblem::Kind::kConflict:
-      return "conflict";
-    case ReconcileProblem::Kind::kInvalid:
-      return "invalid";
-    case ReconcileProblem::Kind::kError:
-      return "error";
-  }
-  return "?";
-}
-
-int ExitCodeFor(const Error& error) {
-  switch (error.kind) {
-    case ErrorKind::kAuth:
-      return kExitNoPerm;
-    case ErrorKind::kTransient:
-      return kExitUnavailable;
-    case ErrorKind::kConflict:
-      return kExitTempFail;
-    case ErrorKind::kInvalid:
-      return kExitConfig;
-    case ErrorKind::kPermanent:
-    case ErrorKind::kNotFound:
-      return kExitDataErr;
-  }
-  return kExitSoftware;
-}
-
-int ExitCodeFor(const ReconcileReport& report) {
-  if (!report.refused.empty()) return kExitRefused;
-  if (report.held) return kExitHeld;
-  if (!report.problems.empty()) return kExitDrift;
-  for (const EmployeeDrift& d : report.drift) {
-    if (report.dry_run || !d.enqueued) return kExitDrift;
-  }
-  return kExitOk;
 }
 
 // ---- the run -----------------------------------------------------------------------------
@@ -865,7 +740,7 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
       batch_drift.clear();
       return {};
     };
-    std::vector<std::string> held_items;
+    std::vector<queue::Item> held_items;
     if (rep.confirmed && deps_.open_guard) {
       // The admin confirmed this many suspensions: the workers' guard must not hold them again.
       if (Status s = deps_.open_guard(); !s.ok()) {
@@ -917,7 +792,7 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
           return Error::Transient("redis (link table): " + dropped.error().message);
       }
       if (rep.held) {
-        held_items.push_back(EncodeItem(item));
+        held_items.push_back(std::move(item));
         continue;
       }
       batch.push_back(std::move(item));
@@ -932,19 +807,17 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
       return Error::Transient("enqueueing the fixes: " + s.error().message);
     }
     if (deps_.pool != nullptr) {
-      auto conn = deps_.pool->Acquire();
       if (rep.held) {
-        // The plan as planned, for `scimsyncd guard release`: first its summary, then items.
-        std::vector<std::string> args;
-        args.push_back(rep.run_id + kSep + std::to_string(rep.suspensions) + kSep +
-                       std::to_string(rep.suspend_limit) + kSep +
-                       std::to_string(rep.hris_employees) + kSep +
-                       std::to_string(profile.dedup_window_s()) + kSep + profile.name());
-        args.insert(args.end(), held_items.begin(), held_items.end());
-        auto r = conn->Eval(StoreHeldScript(), {held_key_}, args);
-        if (!r.ok()) return Error::Transient("redis (held plan): " + r.error().message);
+        // The plan as planned, for `scimsyncd guard release`.
+        HeldPlan plan{rep.run_id,           rep.suspensions,          rep.suspend_limit,
+                      rep.hris_employees,   profile.dedup_window_s(), profile.name(),
+                      std::move(held_items)};
+        if (Status s = StoreHeldPlan(*deps_.pool, held_key_, plan); !s.ok()) {
+          return Error::Transient("redis (held plan): " + s.error().message);
+        }
       } else {
         // Applied: an older held plan is superseded, and this list is the one to compare with.
+        auto conn = deps_.pool->Acquire();
         auto r = conn->Commands(
             {{"DEL", held_key_}, {"SET", listed_key_, std::to_string(rep.hris_employees)}});
         if (!r.ok()) return Error::Transient("redis: " + r.error().message);
@@ -995,563 +868,6 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
          {"scope_users", rep.scope_users}});
   }
   return rep;
-}
-
-// ---- output ------------------------------------------------------------------------------
-
-namespace {
-
-std::string Who(const std::string& tenant, const std::string& key) {
-  return tenant.empty() ? key : tenant + "/" + key;
-}
-
-std::string DriftText(const EmployeeDrift& d) {
-  std::string out;
-  for (DriftKind k : d.kinds) out += (out.empty() ? "" : ",") + std::string(DriftKindName(k));
-  return out;
-}
-
-std::string ChangeText(const EmployeeDrift& d) {
-  if (d.kinds == std::vector{DriftKind::kMissing}) {
-    return "create " + (d.user_name.empty() ? d.external_id : d.user_name) +
-           (d.email.empty() ? "" : " <" + d.email + ">");
-  }
-  if (d.kinds == std::vector{DriftKind::kOrphan}) {
-    return "no HRIS employee has externalId " + d.external_id + ": " + d.note;
-  }
-  std::string out;
-  for (const AttributeChange& c : d.changes) {
-    if (!out.empty()) out += "; ";
-    out += c.attribute + ": " + Quoted(c.jumpcloud) + " -> " + Quoted(c.hris);
-    if (c.attribute == "active" && c.hris == std::optional<std::string>("false")) {
-      out += " (suspend)";
-    } else if (c.attribute == "active" && c.hris == std::optional<std::string>("true")) {
-      out += " (reactivate)";
-    } else if (c.attribute == "user") {
-      out = "delete the user (the profile's action)";
-    }
-  }
-
-  return out;
-}
-
-}  // namespace
-
-std::string FormatReportTable(const ReconcileReport& r) {
-  std::ostringstream o;
-  o << "Reconciliation of profile " << r.profile << (r.dry_run ? " (dry run)" : "")
-    << (r.run_id.empty() ? "" : ", run " + r.run_id) << ": " << r.hris_employees
-    << " HRIS employees, " << r.jumpcloud_users << " JumpCloud users.\n";
-  if (!r.refused.empty()) {
-    o << "\nREFUSED: " << r.refused << "\n";
-    return o.str();
-  }
-  o << "  " << r.in_sync << " in sync; " << r.drifted() << " drifted (" << r.missing << " missing, "
-    << r.attributes << " attributes, " << r.active << " active, " << r.orphans << " orphans); "
-    << r.conflicts << " conflicts, " << r.invalid << " invalid, " << r.errors << " unreadable.\n";
-  if (!r.drift.empty()) {
-    std::vector<std::array<std::string, 4>> rows;
-    rows.push_back({"EMPLOYEE", "USERNAME", "DRIFT", r.dry_run ? "WOULD CHANGE" : "CHANGE"});
-    for (const EmployeeDrift& d : r.drift) {
-      std::string change = ChangeText(d);
-      if (!r.dry_run && !d.enqueued) change += " (not enqueued)";
-      rows.push_back({Who(d.tenant, d.employee_key), d.user_name.empty() ? "-" : d.user_name,
-                      DriftText(d), change});
-    }
-    size_t w[3] = {0, 0, 0};
-    for (const auto& row : rows) {
-      for (size_t c = 0; c < 3; ++c) w[c] = std::max(w[c], row[c].size());
-    }
-    o << "\n";
-    for (const auto& row : rows) {
-      o << std::left << std::setw(static_cast<int>(w[0] + 2)) << row[0]
-        << std::setw(static_cast<int>(w[1] + 2)) << row[1] << std::setw(static_cast<int>(w[2] + 2))
-        << row[2] << row[3] << "\n";
-    }
-  }
-  o << "\nPlan: " << r.suspensions << (r.suspensions == 1 ? " suspension" : " suspensions")
-    << " (threshold " << r.suspend_limit << ": workers.guard max_suspends, or max_suspend_percent "
-    << "of this scope's " << r.scope_users << " users).\n";
-  if (r.held) {
-    o << "HELD: the plan exceeds the threshold, so nothing was "
-      << (r.dry_run ? "changed and a real run would enqueue nothing" : "enqueued")
-      << ". Check the HRIS; if these people really left, run `scimsyncd guard release` to "
-         "apply the held plan, or run again with --confirm.\n";
-  } else if (r.confirmed) {
-    o << "CONFIRMED: the plan exceeds the threshold and was applied (--confirm).\n";
-  }
-  if (!r.problems.empty()) {
-    o << "\nNeeds a human (not enqueued):\n";
-    for (const ReconcileProblem& p : r.problems) {
-      o << "  " << Who(p.tenant, p.employee_key) << "  " << ProblemKindName(p.kind) << ": "
-        << p.message << "\n";
-    }
-  }
-  o << "\n";
-  int64_t fixable = 0;
-  for (const EmployeeDrift& d : r.drift) {
-    if (d.fixable) ++fixable;
-  }
-  if (r.dry_run) {
-    o << (r.drift.empty()
-              ? std::string("Nothing to change.")
-              : "Nothing was changed (--dry-run). Without --dry-run, " + std::to_string(fixable) +
-                    " sync items would be enqueued for the workers.")
-      << "\n";
-  } else if (r.drift.empty()) {
-    o << "Nothing to change.\n";
-  } else if (r.held) {
-    o << "Held " << r.drift.size() << " drifted employees; nothing enqueued.\n";
-  } else {
-    o << "Enqueued " << r.enqueued << " sync items (dedup ids reconcile-" << r.run_id
-      << "-...); the workers apply them as they apply webhooks.\n";
-  }
-  return o.str();
-}
-
-std::string FormatReportJson(const ReconcileReport& r) {
-  std::ostringstream o;
-  o << "{\"run_id\":" << JsonString(r.run_id) << ",\"profile\":" << JsonString(r.profile)
-    << ",\"dry_run\":" << (r.dry_run ? "true" : "false") << ",\"started_ms\":" << r.started_ms
-    << ",\"finished_ms\":" << r.finished_ms << ",\"hris_employees\":" << r.hris_employees
-    << ",\"jumpcloud_users\":" << r.jumpcloud_users << ",\"in_sync\":" << r.in_sync
-    << ",\"drifted\":" << r.drifted() << ",\"counts\":{\"missing\":" << r.missing
-    << ",\"attributes\":" << r.attributes << ",\"active\":" << r.active
-    << ",\"orphan\":" << r.orphans << ",\"conflict\":" << r.conflicts
-    << ",\"invalid\":" << r.invalid << ",\"error\":" << r.errors << "},\"enqueued\":" << r.enqueued
-    << ",\"duplicates\":" << r.duplicates << ",\"scim_requests\":" << r.scim_requests
-    << ",\"exit_code\":" << ExitCodeFor(r) << ",\"waiting\":" << r.waiting
-    << ",\"last_listed\":" << r.last_listed
-    << ",\"refused\":" << (r.refused.empty() ? "null" : JsonString(r.refused))
-    << ",\"held\":" << (r.held ? "true" : "false")
-    << ",\"confirmed\":" << (r.confirmed ? "true" : "false")
-    << ",\"plan\":{\"suspensions\":" << r.suspensions << ",\"limit\":" << r.suspend_limit
-    << ",\"scope_users\":" << r.scope_users << "},\"drift\":[";
-  for (size_t i = 0; i < r.drift.size(); ++i) {
-    const EmployeeDrift& d = r.drift[i];
-    o << (i ? "," : "") << "{\"tenant\":" << JsonString(d.tenant)
-      << ",\"employee_key\":" << JsonString(d.employee_key)
-      << ",\"external_id\":" << JsonString(d.external_id)
-      << ",\"user_name\":" << JsonString(d.user_name) << ",\"email\":" << JsonString(d.email)
-      << ",\"jumpcloud_id\":" << (d.jumpcloud_id.empty() ? "null" : JsonString(d.jumpcloud_id))
-      << ",\"kinds\":[";
-    for (size_t k = 0; k < d.kinds.size(); ++k) {
-      o << (k ? "," : "") << JsonString(DriftKindName(d.kinds[k]));
-    }
-    o << "],\"changes\":[";
-    for (size_t k = 0; k < d.changes.size(); ++k) {
-      const AttributeChange& c = d.changes[k];
-      o << (k ? "," : "") << "{\"attribute\":" << JsonString(c.attribute)
-        << ",\"jumpcloud\":" << JsonOpt(c.jumpcloud) << ",\"hris\":" << JsonOpt(c.hris) << "}";
-    }
-    o << "],\"fixable\":" << (d.fixable ? "true" : "false")
-      << ",\"enqueued\":" << (d.enqueued ? "true" : "false") << ",\"note\":" << JsonString(d.note)
-      << "}";
-  }
-  o << "],\"problems\":[";
-  for (size_t i = 0; i < r.problems.size(); ++i) {
-    const ReconcileProblem& p = r.problems[i];
-    o << (i ? "," : "") << "{\"kind\":" << JsonString(ProblemKindName(p.kind))
-      << ",\"tenant\":" << JsonString(p.tenant)
-      << ",\"employee_key\":" << JsonString(p.employee_key)
-      << ",\"message\":" << JsonString(p.message) << "}";
-  }
-  o << "]}\n";
-  return o.str();
-}
-
-// ---- the command -------------------------------------------------------------------------
-
-namespace {
-
-constexpr char kUsage[] =
-    "usage: scimsyncd reconcile --config FILE --profile NAME [--dry-run] [--json]\n"
-    "                           [--confirm] [--allow-shrink]\n"
-    "  lists the HRIS (the profile's list endpoint) and JumpCloud, reports drift and, without\n"
-    "  --dry-run, enqueues one sync per drifted employee. --confirm applies a plan that would\n"
-    "  suspend more users than workers.guard allows; --allow-shrink accepts an HRIS list that\n"
-    "  shrank by more than reconcile.max_shrink_percent. Exit 0: nothing left to do; 1: drift\n"
-    "  or problems remain; 2 held (too many suspensions); 3 refused (the list shrank);\n"
-    "  65 unreadable answer; 69 unreachable; 75 another run holds the lease; 77 credentials\n"
-    "  refused; 78 config (docs/reconcile.md).\n";
-
-int ReconcileCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
-                     bool& json);
-
-}  // namespace
-
-int RunReconcileCommand(const std::vector<std::string>& args, std::ostream& out,
-                        std::ostream& err) {
-  // With --json a script reads stdout: a failure is an object there too, not just stderr text.
-  bool json = std::find(args.begin(), args.end(), "--json") != args.end();
-  std::ostringstream report, errors;
-  const int code = ReconcileCommand(args, report, errors, json);
-  out << report.str();
-  err << errors.str();
-  if (json && report.str().empty()) {
-    std::string message = errors.str();
-    while (!message.empty() && message.back() == '\n') message.pop_back();
-    if (const size_t usage = message.find("\nusage:"); usage != std::string::npos) {
-      message.resize(usage);
-    }
-    out << "{\"error\":" << JsonString(message) << ",\"exit_code\":" << code << "}\n";
-  }
-  return code;
-}
-
-namespace {
-
-int ReconcileCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
-                     bool& json) {
-  std::string file = "/etc/scimsync/scimsync.yaml";
-  std::string name;
-  bool dry_run = false;
-  bool confirm = false;
-  bool allow_shrink = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&](std::string* target) {
-      if (i + 1 >= args.size()) return false;
-      *target = args[++i];
-      return true;
-    };
-    if (a == "--config" || a == "-c") {
-      if (!value(&file)) {
-        err << "scimsyncd reconcile: " << a << " needs a file path\n" << kUsage;
-        return kExitUsage;
-      }
-    } else if (a.rfind("--config=", 0) == 0) {
-      file = a.substr(9);
-    } else if (a == "--profile") {
-      if (!value(&name)) {
-        err << "scimsyncd reconcile: --profile needs a profile name\n" << kUsage;
-        return kExitUsage;
-      }
-    } else if (a.rfind("--profile=", 0) == 0) {
-      name = a.substr(10);
-    } else if (a == "--dry-run") {
-      dry_run = true;
-    } else if (a == "--json") {
-      json = true;
-    } else if (a == "--confirm") {
-      confirm = true;
-    } else if (a == "--allow-shrink") {
-      allow_shrink = true;
-    } else if (a == "--help" || a == "-h") {
-      out << kUsage;
-      return kExitOk;
-    } else {
-      err << "scimsyncd reconcile: unexpected argument '" << a << "'\n" << kUsage;
-      return kExitUsage;
-    }
-  }
-  if (name.empty()) {
-    err << "scimsyncd reconcile: --profile NAME is required\n" << kUsage;
-    return kExitUsage;
-  }
-
-  config::Config cfg;
-  ProfileMap profiles;
-  if (!LoadConfigAndProfiles(file, &cfg, &profiles, /*check_secrets=*/false, err)) {
-    return kExitConfig;
-  }
-  log::Level level = log::Level::kInfo;
-  log::ParseLevel(cfg.log.level, &level);
-  if (const char* env = std::getenv("SCIMSYNC_LOG_LEVEL"); env != nullptr) {  // NOLINT
-    log::ParseLevel(env, &level);
-  }
-  log::SetLevel(level);
-
-  auto it = profiles.find(name);
-  if (it == profiles.end()) {
-    std::string known;
-    for (const auto& [n, unused] : profiles) known += (known.empty() ? "" : ", ") + n;
-    err << "scimsyncd reconcile: no profile named '" << name << "' in " << file
-        << " (configured: " << known << ")\n";
-    return kExitConfig;
-  }
-  if (!it->second->can_list()) {
-    err << "scimsyncd reconcile: profile '" << name
-        << "' has no list section, so its employees cannot be listed; add one to its profile "
-           "(docs/profiles.md, list)\n";
-    return kExitConfig;
-  }
-  auto api_key = config::ResolveSecret(cfg.target.api_key);
-  if (!api_key.ok()) {
-    err << "scimsyncd reconcile: reading JumpCloud's users needs the API key"
-        << (cfg.target.dry_run ? " (also with target.dry_run)" : "") << ": "
-        << api_key.error().message << "\n";
-    return kExitConfig;
-  }
-  auto redis_password = RedisPassword(cfg);
-  if (!redis_password.ok()) {
-    err << "scimsyncd reconcile: redis password: " << redis_password.error().message << "\n";
-    return kExitConfig;
-  }
-
-  const Clock& clock = SystemClock::Instance();
-  redis::Pool pool(cfg.redis, *redis_password, 4);
-  std::unique_ptr<queue::Queue> queue;
-  if (!dry_run) queue = queue::NewRedisQueue(cfg.redis, *redis_password, clock);
-  auto links = scim::NewRedisLinkStore(pool, cfg.redis.key_prefix);
-  auto limiter = scim::NewRedisRateLimiter(pool, scim::RateLimitKey(cfg.redis.key_prefix),
-                                           scim::RateLimitOptions::From(cfg.target), clock);
-  auto transport = scim::NewHttpTransport(scim::TransportOptions::From(cfg.target, *api_key));
-  if (!transport.ok()) {
-    err << "scimsyncd reconcile: " << transport.error().message << "\n";
-    return kExitConfig;
-  }
-  connectors::HttpFetcherOptions fetcher_options;
-  fetcher_options.ca_file = cfg.target.ca_file;
-  auto fetcher = connectors::NewHttpFetcher(fetcher_options);
-  scim::SystemRandom random;
-
-  ReconcilerOptions options;
-  options.key_prefix = cfg.redis.key_prefix;
-  options.scim_list.timeout_ms = cfg.target.timeout_ms;
-  options.multi_scope = cfg.multi_scope;
-  for (const auto& entry : cfg.profiles) {
-    if (entry.name != name) continue;
-    options.scope_prefix = entry.scope_prefix;
-    options.follow_user_name = entry.follow_user_name;
-  }
-  for (const auto& [other, p] : profiles) {
-    if (other == name) continue;
-    for (const std::string& t : p->list_tenants())
-      options.foreign_scopes.push_back(ScopeOf(other, t));
-  }
-  for (const config::ProfileConfig& entry : cfg.profiles) {
-    if (entry.name != name) continue;
-    options.orphans =
-        entry.reconcile.orphans == "suspend" ? OrphanPolicy::kSuspend : OrphanPolicy::kReport;
-    options.max_shrink_percent = entry.reconcile.max_shrink_percent;
-  }
-  options.max_suspends = cfg.workers.guard.max_suspends;
-  options.max_suspend_percent = cfg.workers.guard.max_suspend_percent;
-  options.confirm = confirm;
-  options.allow_shrink = allow_shrink;
-  SuspensionGuard guard(pool, cfg.redis.key_prefix, cfg.workers.guard, clock);
-  ReconcilerDeps deps;
-  deps.profile = it->second;
-  deps.fetcher = fetcher.get();
-  deps.transport = transport->get();
-  deps.limiter = limiter.get();
-  deps.links = links.get();
-  deps.queue = queue.get();
-  deps.pool = &pool;
-  deps.clock = &clock;
-  deps.random = &random;
-  deps.open_guard = [&guard] { return guard.Release(); };
-  Reconciler reconciler(options, deps);
-  auto report = reconciler.Run(dry_run);
-  if (!report.ok()) {
-    err << "scimsyncd reconcile: " << report.error().message << "\n";
-    if (report.error().kind == ErrorKind::kTransient &&
-        report.error().message.rfind("redis", 0) == 0) {
-      err << "  (check redis.url and that redis-server runs)\n";
-    }
-    return ExitCodeFor(report.error());
-  }
-  out << (json ? FormatReportJson(*report) : FormatReportTable(*report));
-  return ExitCodeFor(*report);
-}
-
-}  // namespace
-
-// ---- held plans ---------------------------------------------------------------------------
-
-Result<int64_t> ApplyHeldReconciliations(redis::Pool& pool, queue::Queue& queue,
-                                         const std::string& key_prefix, std::ostream& out) {
-  auto conn = pool.Acquire();
-  std::vector<std::string> keys;
-  std::string cursor = "0";
-  do {
-    auto r = conn->Command(
-        {"SCAN", cursor, "MATCH", GlobEscape(key_prefix) + ":reconcile:*:held", "COUNT", "1000"});
-    if (!r.ok()) return r.error();
-    if (r->elements().size() != 2) break;
-    cursor = r->elements()[0].text();
-    for (const auto& k : r->elements()[1].elements()) keys.push_back(k.text());
-  } while (cursor != "0");
-  std::sort(keys.begin(), keys.end());
-  int64_t total = 0;
-  for (const std::string& key : keys) {
-    auto r = conn->Command({"LRANGE", key, "0", "-1"});
-    if (!r.ok()) return r.error();
-    const auto& elements = r->elements();
-    if (elements.empty()) continue;
-    const std::vector<std::string> head = SplitFields(elements[0].text());
-    if (head.size() != 6) {
-      out << "skipped " << key << ": not a held plan this version can read; delete it\n";
-      continue;
-    }
-    std::vector<queue::Item> items;
-    for (size_t i = 1; i < elements.size(); ++i) {
-      auto item = DecodeItem(elements[i].text());
-      if (item) items.push_back(std::move(*item));
-    }
-    const int64_t window = std::max<int64_t>(60, std::strtoll(head[4].c_str(), nullptr, 10));
-    int64_t accepted = 0;
-    for (size_t i = 0; i < items.size(); i += 500) {
-      std::vector<queue::Item> batch(
-          items.begin() + static_cast<std::ptrdiff_t>(i),
-          items.begin() + static_cast<std::ptrdiff_t>(std::min(items.size(), i + 500)));
-      auto enq = queue.EnqueueBatch(batch, window);
-      if (!enq.ok()) return enq.error();
-      accepted += enq->accepted;
-    }
-    // The plan is applied: its list is now the one a later run is compared with.
-    const std::string base = key.substr(0, key.size() - std::string(":held").size());
-    auto done = conn->Commands({{"DEL", key}, {"SET", base + ":listed", head[3]}});
-    if (!done.ok()) return done.error();
-    log::Warn(
-        "held reconciliation plan released",
-        {{"profile", head[5]}, {"run", head[0]}, {"suspensions", head[1]}, {"enqueued", accepted}});
-    out << "applied the held reconciliation of profile " << head[5] << " (run " << head[0] << ", "
-        << head[1] << " suspensions): " << accepted << " sync items enqueued\n";
-    total += accepted;
-  }
-  return total;
-}
-
-// ---- the schedule ------------------------------------------------------------------------
-
-std::vector<ScheduledProfile> ScheduledProfiles(
-    const config::Config& cfg,
-    const std::map<std::string, std::shared_ptr<const connectors::Profile>>& profiles) {
-  std::vector<ScheduledProfile> out;
-  if (cfg.target.dry_run) {
-    // A dry-run target has no JumpCloud to read from (and may have no API key).
-    for (const auto& entry : cfg.profiles) {
-      if (entry.reconcile_every_s > 0) {
-        log::Warn("target.dry_run is on: scheduled reconciliation is off",
-                  {{"profile", entry.name}});
-      }
-    }
-    return out;
-  }
-  for (const auto& entry : cfg.profiles) {
-    if (entry.reconcile_every_s <= 0) continue;
-    auto it = profiles.find(entry.name);
-    if (it == profiles.end()) continue;
-    if (!it->second->can_list()) {
-      log::Warn(
-          "profiles[].reconcile_every_s is set, but the profile has no list section: no "
-          "scheduled reconciliation for it (docs/profiles.md, list)",
-          {{"profile", entry.name}});
-      continue;
-    }
-    out.push_back({entry.name, entry.reconcile_every_s, it->second, entry.reconcile,
-                   cfg.workers.guard, cfg.multi_scope, entry.scope_prefix, entry.follow_user_name});
-  }
-  return out;
-}
-
-ReconcileScheduler::ReconcileScheduler(config::TargetOptions target, std::string key_prefix,
-                                       Deps deps, int64_t poll_ms)
-    : target_(std::move(target)),
-      key_prefix_(std::move(key_prefix)),
-      deps_(std::move(deps)),
-      poll_ms_(poll_ms) {
-  if (!deps_.make_transport) {
-    deps_.make_transport = [this](const std::string& key) {
-      return scim::NewHttpTransport(scim::TransportOptions::From(target_, key));
-    };
-  }
-}
-
-ReconcileScheduler::~ReconcileScheduler() { Stop(); }
-
-void ReconcileScheduler::SetProfiles(std::vector<ScheduledProfile> profiles) {
-  std::lock_guard lock(mu_);
-  profiles_ = std::move(profiles);
-}
-
-void ReconcileScheduler::SetApiKey(std::string api_key) {
-  std::lock_guard lock(mu_);
-  api_key_ = std::move(api_key);
-}
-
-void ReconcileScheduler::Start() {
-  if (thread_.joinable()) return;
-  stopping_ = false;
-  thread_ = std::thread([this] { Loop(); });
-}
-
-void ReconcileScheduler::Stop() {
-  stopping_ = true;
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
-
-void ReconcileScheduler::Loop() {
-  while (!stopping_) {
-    RunDue();
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, std::chrono::milliseconds(poll_ms_), [this] { return stopping_.load(); });
-  }
-}
-
-int ReconcileScheduler::RunDue() {
-  std::vector<ScheduledProfile> profiles;
-  std::string key;
-  {
-    std::lock_guard lock(mu_);
-    profiles = profiles_;
-    key = api_key_;
-  }
-  int ran = 0;
-  for (const ScheduledProfile& sp : profiles) {
-    if (stopping_ || sp.every_s <= 0 || !sp.profile) continue;
-    auto transport = deps_.make_transport(key);
-    if (!transport.ok()) {
-      log::Error("reconciliation cannot reach JumpCloud",
-                 {{"profile", sp.name}, {"detail", transport.error().message}});
-      if (deps_.on_run) deps_.on_run(sp.name, transport.error());
-      continue;
-    }
-    ReconcilerOptions options;
-    options.key_prefix = key_prefix_;
-    options.scim_list.timeout_ms = target_.timeout_ms;
-    options.orphans =
-        sp.reconcile.orphans == "suspend" ? OrphanPolicy::kSuspend : OrphanPolicy::kReport;
-    options.max_shrink_percent = sp.reconcile.max_shrink_percent;
-    options.max_suspends = sp.guard.max_suspends;
-    options.max_suspend_percent = sp.guard.max_suspend_percent;
-    options.multi_scope = sp.multi_scope;
-    options.scope_prefix = sp.scope_prefix;
-    options.follow_user_name = sp.follow_user_name;
-    for (const ScheduledProfile& other : profiles) {
-      if (other.name == sp.name || !other.profile) continue;
-      for (const std::string& t : other.profile->list_tenants()) {
-        options.foreign_scopes.push_back(ScopeOf(other.name, t));
-      }
-    }
-    ReconcilerDeps deps;
-    deps.profile = sp.profile;
-    deps.fetcher = deps_.fetcher;
-    deps.transport = transport->get();
-    deps.limiter = deps_.limiter;
-    deps.links = deps_.links;
-    deps.queue = deps_.queue;
-    deps.pool = deps_.pool;
-    deps.clock = deps_.clock;
-    deps.random = deps_.random;
-    deps.cancel = &stopping_;
-    Reconciler reconciler(options, deps);
-    auto result = reconciler.RunIfDue(sp.every_s * 1000);
-    if (!result.ok()) {
-      log::Error("reconciliation failed",
-                 {{"profile", sp.name}, {"detail", result.error().message}});
-      if (deps_.on_run) deps_.on_run(sp.name, result.error());
-      ++ran;
-      continue;
-    }
-    if (!*result) continue;
-    ++ran;
-    if (deps_.on_run) deps_.on_run(sp.name, std::move(**result));
-  }
-  return ran;
 }
 
 }  // namespace scimsync::daemon
