@@ -19,6 +19,7 @@
 #include "scimsync/daemon/worker.h"
 #include "scimsync/log.h"
 #include "scimsync/scim/protocol.h"
+#include "scimsync/scim/resolve.h"
 #include "scimsync/strings.h"
 
 namespace scimsync::daemon {
@@ -278,348 +279,424 @@ Result<std::optional<ReconcileReport>> Reconciler::RunIfDue(int64_t every_ms) {
   return std::optional<ReconcileReport>(std::move(report.value()));
 }
 
-Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run_id, bool leased) {
-  // Renewed as the run goes on; without a lease (dry runs) there is nothing to renew.
-  const std::string token = leased ? run_id : std::string();
-  const connectors::Profile& profile = *deps_.profile;
-  const Clock& clock = *deps_.clock;
-  ReconcileReport rep;
-  rep.run_id = run_id;
-  rep.profile = profile.name();
-  rep.dry_run = dry_run;
-  rep.started_ms = clock.NowMs();
-  const int64_t now_s = rep.started_ms / 1000;
-  auto cancelled = [&] { return deps_.cancel != nullptr && deps_.cancel->load(); };
-  const Error kCancelled = Error::Transient("the reconciliation was stopped (shutdown)");
-  auto Refuse = [&](ReconcileReport r) -> Result<ReconcileReport> {
-    r.finished_ms = clock.NowMs();
-    log::Error("reconciliation refused", {{"profile", r.profile},
-                                          {"run", r.run_id},
-                                          {"dry_run", dry_run},
-                                          {"hris_employees", r.hris_employees},
-                                          {"last_listed", r.last_listed},
-                                          {"reason", r.refused}});
-    return r;
-  };
-  if (!profile.can_list()) {
-    return Error::Invalid("profile " + profile.name() +
-                          " has no list section, so the HRIS side cannot be listed; add one "
-                          "(docs/profiles.md, list)");
+// ---- one run, step by step ------------------------------------------------------------------
+
+namespace {
+
+// The JumpCloud users as listed, indexed the ways the join looks them up.
+struct UserIndex {
+  std::vector<scim::RemoteUser> users;
+  std::map<std::string, size_t> by_id;
+  std::multimap<std::string, size_t> by_external_id;
+  std::multimap<std::string, size_t> by_user_name;  // lower-cased
+  size_t anchored = 0;                              // users carrying an externalId
+
+  void Build(std::vector<scim::RemoteUser> listed) {
+    users = std::move(listed);
+    for (size_t i = 0; i < users.size(); ++i) {
+      by_id[users[i].id] = i;
+      if (!users[i].external_id.empty()) {
+        by_external_id.emplace(users[i].external_id, i);
+        ++anchored;
+      }
+      by_user_name.emplace(AsciiLower(users[i].attributes.user_name), i);
+    }
+  }
+  std::vector<scim::RemoteUser> Matching(const std::multimap<std::string, size_t>& index,
+                                         const std::string& key) const {
+    std::vector<scim::RemoteUser> out;
+    auto range = index.equal_range(key);
+    for (auto it = range.first; it != range.second; ++it) out.push_back(users[it->second]);
+    return out;
+  }
+};
+
+Error Cancelled() { return Error::Transient("the reconciliation was stopped (shutdown)"); }
+
+}  // namespace
+
+// One run's state, from the two lists to the enqueued items; Execute calls one method per step.
+class Reconciler::Pass {
+ public:
+  Pass(Reconciler& r, bool dry_run, const std::string& run_id, bool leased)
+      : options_(r.options_),
+        deps_(r.deps_),
+        keys_(r),
+        profile_(*r.deps_.profile),
+        clock_(*r.deps_.clock),
+        dry_run_(dry_run),
+        token_(leased ? run_id : std::string()) {
+    rep_.run_id = run_id;
+    rep_.profile = profile_.name();
+    rep_.dry_run = dry_run;
+    rep_.started_ms = clock_.NowMs();
+    now_s_ = rep_.started_ms / 1000;
+  }
+
+  Result<ReconcileReport> Execute() {
+    if (!profile_.can_list()) {
+      return Error::Invalid("profile " + profile_.name() +
+                            " has no list section, so the HRIS side cannot be listed; add one "
+                            "(docs/profiles.md, list)");
+    }
+    using Step = Status (Pass::*)();
+    for (Step step :
+         {&Pass::ListHris, &Pass::RefuseShrunkenList, &Pass::ListJumpCloud, &Pass::JoinEmployees,
+          &Pass::FindOrphans, &Pass::CountSuspensions, &Pass::ApplyThreshold, &Pass::Enqueue}) {
+      if (Status s = (this->*step)(); !s.ok()) return s.error();
+      if (!rep_.refused.empty()) return Refused();
+    }
+    NoteOrphans();
+    rep_.finished_ms = clock_.NowMs();
+    LogFinished();
+    return std::move(rep_);
+  }
+
+ private:
+  bool cancelled() const { return deps_.cancel != nullptr && deps_.cancel->load(); }
+  Status Renew() { return keys_.RenewLease(token_); }
+
+  Result<ReconcileReport> Refused() {
+    rep_.finished_ms = clock_.NowMs();
+    log::Error("reconciliation refused", {{"profile", rep_.profile},
+                                          {"run", rep_.run_id},
+                                          {"dry_run", dry_run_},
+                                          {"hris_employees", rep_.hris_employees},
+                                          {"last_listed", rep_.last_listed},
+                                          {"reason", rep_.refused}});
+    return std::move(rep_);
+  }
+
+  void Problem(ReconcileProblem::Kind kind, const connectors::ListedEmployee& e,
+               std::string message) {
+    rep_.problems.push_back({kind, e.tenant, e.employee_key, std::move(message)});
+    switch (kind) {
+      case ReconcileProblem::Kind::kConflict:
+        ++rep_.conflicts;
+        break;
+      case ReconcileProblem::Kind::kInvalid:
+        ++rep_.invalid;
+        break;
+      case ReconcileProblem::Kind::kError:
+        ++rep_.errors;
+        break;
+    }
   }
 
   // 1. Everyone the HRIS lists, each page retried like a SCIM page.
-  RetryingListFetcher list_fetcher(*deps_.fetcher, options_.scim_list.retry, clock, *deps_.random,
-                                   deps_.sleep, deps_.cancel);
-  std::vector<connectors::ListedEmployee> listed;
-  for (const std::string& tenant : profile.list_tenants()) {
-    if (cancelled()) return kCancelled;
-    auto part = profile.ListEmployees(tenant, list_fetcher, now_s);
-    if (!part.ok()) {
-      Error e = part.error();
-      e.message = "listing the HRIS employees" +
-                  (tenant.empty() ? std::string() : " of tenant " + tenant) + ": " + e.message;
-      return e;
+  Status ListHris() {
+    RetryingListFetcher list_fetcher(*deps_.fetcher, options_.scim_list.retry, clock_,
+                                     *deps_.random, deps_.sleep, deps_.cancel);
+    for (const std::string& tenant : profile_.list_tenants()) {
+      if (cancelled()) return Cancelled();
+      auto part = profile_.ListEmployees(tenant, list_fetcher, now_s_);
+      if (!part.ok()) {
+        Error e = part.error();
+        e.message = "listing the HRIS employees" +
+                    (tenant.empty() ? std::string() : " of tenant " + tenant) + ": " + e.message;
+        return e;
+      }
+      listed_.insert(listed_.end(), part->begin(), part->end());
     }
-    listed.insert(listed.end(), part->begin(), part->end());
+    if (Status s = Renew(); !s.ok()) return s;
+    rep_.hris_employees = static_cast<int64_t>(listed_.size());
+    return {};
   }
-  if (Status s = RenewLease(token); !s.ok()) return s.error();
-  rep.hris_employees = static_cast<int64_t>(listed.size());
 
   // A list much shorter than the last successful run's is far more often a broken export, a
   // narrowed API user or a lost page than a wave of departures: refuse it before planning.
-  if (deps_.pool != nullptr) {
-    auto conn = deps_.pool->Acquire();
-    auto last = conn->Command({"GET", listed_key_});
-    if (!last.ok()) return Error::Transient("redis: " + last.error().message);
-    rep.last_listed = last->AsInteger().value_or(-1);
-  }
-  if (rep.last_listed > 0 && !options_.allow_shrink &&
-      static_cast<double>(rep.hris_employees) <
-          static_cast<double>(rep.last_listed) * (1.0 - options_.max_shrink_percent / 100.0)) {
-    const int64_t shrink_pct = (rep.last_listed - rep.hris_employees) * 100 / rep.last_listed;
-    rep.refused = "the HRIS list of profile " + profile.name() + " has " +
-                  std::to_string(rep.hris_employees) + " employees, " + std::to_string(shrink_pct) +
-                  "% fewer than the " + std::to_string(rep.last_listed) +
-                  " of the last successful run (more than reconcile.max_shrink_percent, " +
-                  std::to_string(static_cast<int64_t>(options_.max_shrink_percent)) +
-                  "%); nothing was planned or enqueued. Check the HRIS export and the API "
-                  "user's permissions; if the people really left, run again with "
-                  "--allow-shrink";
-    return Refuse(std::move(rep));
-  }
-
-  // 2. Every JumpCloud user.
-  if (cancelled()) return kCancelled;
-  scim::ListDeps list_deps;
-  list_deps.transport = deps_.transport;
-  list_deps.limiter = deps_.limiter;
-  list_deps.clock = deps_.clock;
-  list_deps.random = deps_.random;
-  list_deps.sleep = deps_.sleep;
-  scim::ListStats stats;
-  auto users_result = scim::ListAllUsers(options_.scim_list, list_deps, &stats);
-  rep.scim_requests = stats.requests;
-  if (!users_result.ok()) {
-    Error e = users_result.error();
-    e.message = "listing the JumpCloud users: " + e.message;
-    return e;
-  }
-  const std::vector<scim::RemoteUser>& users = *users_result;
-  if (Status s = RenewLease(token); !s.ok()) return s.error();
-  rep.hris_employees = static_cast<int64_t>(listed.size());
-  rep.jumpcloud_users = static_cast<int64_t>(users.size());
-
-  size_t anchored = 0;
-  std::map<std::string, size_t> by_id;
-  std::multimap<std::string, size_t> by_external_id;
-  std::multimap<std::string, size_t> by_user_name;
-  for (size_t i = 0; i < users.size(); ++i) {
-    by_id[users[i].id] = i;
-    if (!users[i].external_id.empty()) {
-      by_external_id.emplace(users[i].external_id, i);
-      ++anchored;
+  Status RefuseShrunkenList() {
+    if (deps_.pool != nullptr) {
+      auto conn = deps_.pool->Acquire();
+      auto last = conn->Command({"GET", keys_.listed_key_});
+      if (!last.ok()) return Error::Transient("redis: " + last.error().message);
+      rep_.last_listed = last->AsInteger().value_or(-1);
     }
-    by_user_name.emplace(AsciiLower(users[i].attributes.user_name), i);
+    if (rep_.last_listed <= 0 || options_.allow_shrink ||
+        static_cast<double>(rep_.hris_employees) >=
+            static_cast<double>(rep_.last_listed) * (1.0 - options_.max_shrink_percent / 100.0)) {
+      return {};
+    }
+    const int64_t shrink_pct = (rep_.last_listed - rep_.hris_employees) * 100 / rep_.last_listed;
+    rep_.refused = "the HRIS list of profile " + profile_.name() + " has " +
+                   std::to_string(rep_.hris_employees) + " employees, " +
+                   std::to_string(shrink_pct) + "% fewer than the " +
+                   std::to_string(rep_.last_listed) +
+                   " of the last successful run (more than reconcile.max_shrink_percent, " +
+                   std::to_string(static_cast<int64_t>(options_.max_shrink_percent)) +
+                   "%); nothing was planned or enqueued. Check the HRIS export and the API "
+                   "user's permissions; if the people really left, run again with "
+                   "--allow-shrink";
+    return {};
   }
-  if (listed.empty() && anchored > 0) {
-    rep.refused = "the HRIS list of profile " + profile.name() + " is empty while " +
-                  std::to_string(anchored) +
-                  " JumpCloud users carry an externalId; refusing to report them all as "
-                  "orphans. Check list.records in the profile and what the API user may see";
-    return Refuse(std::move(rep));
+
+  // 2. Every JumpCloud user. An empty HRIS list while JumpCloud has anchored users is refused:
+  // a broken list must not read as "everyone left".
+  Status ListJumpCloud() {
+    if (cancelled()) return Cancelled();
+    scim::ListDeps list_deps;
+    list_deps.transport = deps_.transport;
+    list_deps.limiter = deps_.limiter;
+    list_deps.clock = deps_.clock;
+    list_deps.random = deps_.random;
+    list_deps.sleep = deps_.sleep;
+    scim::ListStats stats;
+    auto users = scim::ListAllUsers(options_.scim_list, list_deps, &stats);
+    rep_.scim_requests = stats.requests;
+    if (!users.ok()) {
+      Error e = users.error();
+      e.message = "listing the JumpCloud users: " + e.message;
+      return e;
+    }
+    if (Status s = Renew(); !s.ok()) return s;
+    rep_.jumpcloud_users = static_cast<int64_t>(users->size());
+    jc_.Build(std::move(*users));
+    claimed_.assign(jc_.users.size(), false);
+    if (listed_.empty() && jc_.anchored > 0) {
+      rep_.refused = "the HRIS list of profile " + profile_.name() + " is empty while " +
+                     std::to_string(jc_.anchored) +
+                     " JumpCloud users carry an externalId; refusing to report them all as "
+                     "orphans. Check list.records in the profile and what the API user may see";
+    }
+    return {};
   }
 
   // 3. Each employee: the desired user, its JumpCloud user, the difference.
-  std::sort(listed.begin(), listed.end(), [](const auto& a, const auto& b) {
-    return std::tie(a.tenant, a.employee_key) < std::tie(b.tenant, b.employee_key);
-  });
-  std::vector<bool> claimed(users.size(), false);
-  std::set<std::string> anchors;
-  std::vector<const connectors::ListedEmployee*> source;  // per drift entry; null for orphans
-  auto problem = [&](ReconcileProblem::Kind kind, const connectors::ListedEmployee& e,
-                     std::string message) {
-    rep.problems.push_back({kind, e.tenant, e.employee_key, std::move(message)});
-    switch (kind) {
-      case ReconcileProblem::Kind::kConflict:
-        ++rep.conflicts;
-        break;
-      case ReconcileProblem::Kind::kInvalid:
-        ++rep.invalid;
-        break;
-      case ReconcileProblem::Kind::kError:
-        ++rep.errors;
-        break;
+  Status JoinEmployees() {
+    std::sort(listed_.begin(), listed_.end(), [](const auto& a, const auto& b) {
+      return std::tie(a.tenant, a.employee_key) < std::tie(b.tenant, b.employee_key);
+    });
+    for (size_t n = 0; n < listed_.size(); ++n) {
+      if (cancelled()) return Cancelled();
+      if (n % 50 == 49) {
+        if (Status s = Renew(); !s.ok()) return s;
+      }
+      if (Status s = JoinEmployee(listed_[n]); !s.ok()) return s;
     }
-  };
-  auto ids_of = [&](auto range) {
-    std::string out;
-    for (auto it = range.first; it != range.second; ++it) {
-      out += (out.empty() ? "" : ", ") + users[it->second].id;
-    }
-    return out;
-  };
-  for (size_t n = 0; n < listed.size(); ++n) {
-    const connectors::ListedEmployee& e = listed[n];
-    if (cancelled()) return kCancelled;
-    if (n % 50 == 49) {
-      if (Status s = RenewLease(token); !s.ok()) return s.error();
-    }
-    anchors.insert(e.employee_key);
-    auto plan = profile.PlanListed(e, *deps_.fetcher, now_s);
+    return {};
+  }
+
+  Status JoinEmployee(const connectors::ListedEmployee& e) {
+    anchors_.insert(e.employee_key);
+    auto plan = profile_.PlanListed(e, *deps_.fetcher, now_s_);
     if (!plan.ok()) {
       // Wrong HRIS credentials fail every employee alike: stop instead of listing them all.
       if (plan.error().kind == ErrorKind::kAuth) return plan.error();
-      problem(ReconcileProblem::Kind::kError, e,
+      Problem(ReconcileProblem::Kind::kError, e,
               "cannot read the employee's record: " + plan.error().message);
-      continue;
+      return {};
     }
     if (plan->action == connectors::Action::kIgnore || !plan->user) {
-      ++rep.in_sync;  // the profile wants nothing done for this employee
-      continue;
+      ++rep_.in_sync;  // the profile wants nothing done for this employee
+      return {};
     }
     // What the worker would write: the externalId in this scope's namespace (bare with one).
     scim::User desired = *plan->user;
     desired.external_id =
         config::ExternalIdPrefix(options_.multi_scope, options_.scope_prefix, e.tenant) +
         (desired.external_id.empty() ? e.employee_key : desired.external_id);
-    const std::string ext = desired.external_id;
-    anchors.insert(ext);
-    const std::string scope = ScopeOf(profile.name(), e.tenant);
+    anchors_.insert(desired.external_id);
 
-    // The join, in the converger's order: link, externalId, userName.
-    std::optional<size_t> match;
     std::string conflict;
-    auto link = deps_.links->Get(scope, ext);
-    if (!link.ok()) return Error::Transient("redis (link table): " + link.error().message);
-    if (*link) {
-      if (auto it = by_id.find(**link); it != by_id.end()) {
-        match = it->second;
-        const scim::RemoteUser& u = users[it->second];
-        if (!u.external_id.empty() && u.external_id != ext) {
-          conflict = "the link table maps employee " + ext + " to JumpCloud user " + u.id +
-                     ", which carries externalId " + u.external_id +
-                     " (another employee); fix the user in JumpCloud or delete the link";
-        }
-      }
-    }
-    if (!match) {
-      auto range = by_external_id.equal_range(ext);
-      const auto count = std::distance(range.first, range.second);
-      if (count > 1) {
-        conflict = std::to_string(count) + " JumpCloud users carry externalId " + ext + ": " +
-                   ids_of(range) + "; delete or fix the duplicates in JumpCloud";
-        for (auto it = range.first; it != range.second; ++it) claimed[it->second] = true;
-      } else if (count == 1) {
-        match = range.first->second;
-      }
-    }
-    if (!match && conflict.empty() && !desired.user_name.empty()) {
-      auto range = by_user_name.equal_range(AsciiLower(desired.user_name));
-      const auto count = std::distance(range.first, range.second);
-      if (count > 1) {
-        conflict = std::to_string(count) + " JumpCloud users match userName " + desired.user_name +
-                   ": " + ids_of(range) + "; employee " + ext + " is linked to none of them";
-      } else if (count == 1) {
-        const scim::RemoteUser& u = users[range.first->second];
-        if (!u.external_id.empty() && u.external_id != ext) {
-          conflict = "userName " + desired.user_name + " belongs to JumpCloud user " + u.id +
-                     ", which carries externalId " + u.external_id + " (another employee)";
-        } else {
-          match = range.first->second;
-        }
-      }
-    }
-    if (match) claimed[*match] = true;
+    auto match = Resolve(ScopeOf(profile_.name(), e.tenant), desired, &conflict);
+    if (!match.ok()) return match.error();
     if (!conflict.empty()) {
-      problem(ReconcileProblem::Kind::kConflict, e, conflict);
-      continue;
+      Problem(ReconcileProblem::Kind::kConflict, e, conflict);
+      return {};
     }
-    // A second account for a linked employee: the workers keep syncing the linked one, but the
-    // other still lets the person in (or confuses the admins). A human decides which goes.
-    if (match) {
-      std::string others;
-      auto range = by_external_id.equal_range(ext);
-      for (auto it = range.first; it != range.second; ++it) {
-        if (it->second == *match) continue;
-        claimed[it->second] = true;
-        const scim::RemoteUser& dup = users[it->second];
-        others += (others.empty() ? "" : ", ") + dup.id + " (userName " + dup.attributes.user_name +
-                  (dup.attributes.active == false ? ", suspended)" : ", active)");
-      }
-      if (!others.empty()) {
-        problem(ReconcileProblem::Kind::kConflict, e,
-                "duplicate account: employee " + ext + " is linked to JumpCloud user " +
-                    users[*match].id + ", and " + others + " also carries externalId " + ext +
-                    "; delete or suspend the duplicate in JumpCloud (the linked user is "
-                    "still synced)");
-      }
-    }
+    if (*match) ReportDuplicates(e, desired.external_id, **match);
 
     EmployeeDrift d;
     d.tenant = e.tenant;
     d.employee_key = e.employee_key;
-    d.external_id = ext;
+    d.external_id = desired.external_id;
     d.user_name = desired.user_name;
     d.email = desired.email.value_or("");
-    if (match) d.jumpcloud_id = users[*match].id;
-    const auto action = plan->action;
-    if (action == connectors::Action::kSuspend || action == connectors::Action::kDelete) {
-      if (match) {
-        const scim::User& remote = users[*match].attributes;
-        if (action == connectors::Action::kDelete) {
-          d.kinds.push_back(DriftKind::kActive);
-          d.changes.push_back({"user", std::string("present"), std::nullopt});
-        } else if (remote.active != false) {
-          d.kinds.push_back(DriftKind::kActive);
-          d.changes.push_back(
-              {"active", AttributeValue(remote, "active").value_or("true"), std::string("false")});
-        }
-      }
+    if (*match) d.jumpcloud_id = jc_.users[**match].id;
+    if (plan->action == connectors::Action::kSuspend ||
+        plan->action == connectors::Action::kDelete) {
+      if (*match) LeaverDrift(plan->action, jc_.users[**match].attributes, &d);
     } else {
       if (!plan->problems.empty()) {
         std::string text = "the mapped user breaks JumpCloud's rules: ";
         for (size_t i = 0; i < plan->problems.size(); ++i) {
           text += (i ? "; " : "") + plan->problems[i].ToString();
         }
-        problem(ReconcileProblem::Kind::kInvalid, e, text);
-        continue;
+        Problem(ReconcileProblem::Kind::kInvalid, e, text);
+        return {};
       }
-      if (!match) {
+      if (!*match) {
         // A leaver JumpCloud never knew needs no user.
         if (desired.active != false) d.kinds.push_back(DriftKind::kMissing);
       } else {
-        bool attrs = false;
-        bool active = false;
-        scim::User wanted = desired;
-        if (!options_.follow_user_name && !users[*match].attributes.user_name.empty()) {
-          wanted.user_name.clear();  // username_updates: keep
-        }
-        for (const scim::PatchOp& op : scim::Diff(wanted, users[*match])) {
-          (op.path == "active" ? active : attrs) = true;
-          d.changes.push_back(
-              {AttributeName(op.path), AttributeValue(users[*match].attributes, op.path),
-               op.kind == scim::PatchOp::Kind::kRemove ? std::nullopt
-                                                       : AttributeValue(desired, op.path)});
-        }
-        if (attrs) d.kinds.push_back(DriftKind::kAttributes);
-        if (active) d.kinds.push_back(DriftKind::kActive);
+        AttributeDrift(desired, jc_.users[**match], &d);
       }
     }
     if (d.kinds.empty()) {
-      ++rep.in_sync;
-      continue;
+      ++rep_.in_sync;
+      return {};
     }
     for (DriftKind k : d.kinds) {
-      if (k == DriftKind::kMissing) ++rep.missing;
-      if (k == DriftKind::kAttributes) ++rep.attributes;
-      if (k == DriftKind::kActive) ++rep.active;
+      if (k == DriftKind::kMissing) ++rep_.missing;
+      if (k == DriftKind::kAttributes) ++rep_.attributes;
+      if (k == DriftKind::kActive) ++rep_.active;
     }
-    rep.drift.push_back(std::move(d));
-    source.push_back(&e);
+    rep_.drift.push_back(std::move(d));
+    source_.push_back(&e);
+    return {};
+  }
+
+  // The employee's JumpCloud user (its index in the listing) by the rules the workers apply
+  // (scim::ResolveUser), looked up in the listing instead of over HTTP. A conflict is returned
+  // in `conflict`. Every user the employee's anchor reaches (its link, its externalId) is marked
+  // claimed, conflict or not: none of them is an orphan.
+  Result<std::optional<size_t>> Resolve(const std::string& scope, const scim::User& desired,
+                                        std::string* conflict) {
+    const std::string& ext = desired.external_id;
+    scim::ResolveQuery query;
+    query.scope = scope;
+    query.external_id = ext;
+    query.user_name = desired.user_name;
+    // A worker finding no user POSTs it; a taken userName answers 409 and the worker resolves
+    // by userName. The join goes there at once.
+    query.by_user_name = true;
+    query.other_scopes = options_.multi_scope;
+    scim::ResolveLookups lookups;
+    lookups.linked = [&]() -> Result<std::optional<scim::RemoteUser>> {
+      auto link = deps_.links->Get(scope, ext);
+      if (!link.ok()) return Error::Transient("redis (link table): " + link.error().message);
+      // No link, or a linked user JumpCloud no longer has (the worker drops that link).
+      if (!*link) return std::optional<scim::RemoteUser>();
+      auto it = jc_.by_id.find(**link);
+      if (it == jc_.by_id.end()) return std::optional<scim::RemoteUser>();
+      claimed_[it->second] = true;
+      return std::optional<scim::RemoteUser>(jc_.users[it->second]);
+    };
+    lookups.by_external_id = [&](const std::string& v) -> Result<std::vector<scim::RemoteUser>> {
+      return jc_.Matching(jc_.by_external_id, v);
+    };
+    lookups.by_user_name = [&](const std::string& v) -> Result<std::vector<scim::RemoteUser>> {
+      return jc_.Matching(jc_.by_user_name, AsciiLower(v));
+    };
+    lookups.owner_of = [&](const std::string& id) -> Result<std::optional<scim::LinkStore::Owner>> {
+      auto owner = deps_.links->OwnerOf(id);
+      if (!owner.ok()) return Error::Transient("redis (link table): " + owner.error().message);
+      return owner;
+    };
+    auto range = jc_.by_external_id.equal_range(ext);
+    for (auto it = range.first; it != range.second; ++it) claimed_[it->second] = true;
+
+    auto found = scim::ResolveUser(query, lookups);
+    if (!found.ok()) {
+      if (found.error().kind != ErrorKind::kConflict) return found.error();
+      *conflict = found.error().message;
+      return std::optional<size_t>();
+    }
+    if (!found->user) return std::optional<size_t>();
+    const size_t i = jc_.by_id.at(found->user->id);
+    claimed_[i] = true;
+    return std::optional<size_t>(i);
+  }
+
+  // A second account for a linked employee: the workers keep syncing the linked one, but the
+  // other still lets the person in (or confuses the admins). A human decides which goes.
+  void ReportDuplicates(const connectors::ListedEmployee& e, const std::string& ext, size_t match) {
+    std::string others;
+    auto range = jc_.by_external_id.equal_range(ext);
+    for (auto it = range.first; it != range.second; ++it) {
+      if (it->second == match) continue;
+      const scim::RemoteUser& dup = jc_.users[it->second];
+      others += (others.empty() ? "" : ", ") + dup.id + " (userName " + dup.attributes.user_name +
+                (dup.attributes.active == false ? ", suspended)" : ", active)");
+    }
+    if (others.empty()) return;
+    Problem(ReconcileProblem::Kind::kConflict, e,
+            "duplicate account: employee " + ext + " is linked to JumpCloud user " +
+                jc_.users[match].id + ", and " + others + " also carries externalId " + ext +
+                "; delete or suspend the duplicate in JumpCloud (the linked user is still "
+                "synced)");
+  }
+
+  // A leaver with a user: a deletion, or a suspension unless the user already reads suspended.
+  static void LeaverDrift(connectors::Action action, const scim::User& remote, EmployeeDrift* d) {
+    if (action == connectors::Action::kDelete) {
+      d->kinds.push_back(DriftKind::kActive);
+      d->changes.push_back({"user", std::string("present"), std::nullopt});
+    } else if (remote.active != false) {
+      d->kinds.push_back(DriftKind::kActive);
+      d->changes.push_back(
+          {"active", AttributeValue(remote, "active").value_or("true"), std::string("false")});
+    }
+  }
+
+  // Each managed attribute that differs, as scim::Diff finds it for the worker.
+  void AttributeDrift(const scim::User& desired, const scim::RemoteUser& remote,
+                      EmployeeDrift* d) const {
+    bool attrs = false;
+    bool active = false;
+    scim::User wanted = desired;
+    if (!options_.follow_user_name && !remote.attributes.user_name.empty()) {
+      wanted.user_name.clear();  // username_updates: keep
+    }
+    for (const scim::PatchOp& op : scim::Diff(wanted, remote)) {
+      (op.path == "active" ? active : attrs) = true;
+      d->changes.push_back({AttributeName(op.path), AttributeValue(remote.attributes, op.path),
+                            op.kind == scim::PatchOp::Kind::kRemove
+                                ? std::nullopt
+                                : AttributeValue(desired, op.path)});
+    }
+    if (attrs) d->kinds.push_back(DriftKind::kAttributes);
+    if (active) d->kinds.push_back(DriftKind::kActive);
   }
 
   // 4. Orphans: active JumpCloud users in this profile's scope anchored to an employee the HRIS
   // does not list.
-  int64_t matched_users = 0;  // this scope's users the join found, active or not
-  for (bool c : claimed) matched_users += c ? 1 : 0;
-  const std::vector<std::string> tenants = profile.list_tenants();
-  for (size_t i = 0; i < users.size(); ++i) {
-    const scim::RemoteUser& u = users[i];
-    if (claimed[i] || u.external_id.empty() || u.attributes.active == false ||
-        anchors.count(u.external_id) != 0) {
-      continue;
-    }
-    bool foreign = false;
-    for (const std::string& scope : options_.foreign_scopes) {
-      auto link = deps_.links->Get(scope, u.external_id);
-      if (!link.ok()) return Error::Transient("redis (link table): " + link.error().message);
-      foreign = foreign || (*link && **link == u.id);
-    }
-    if (foreign) continue;
-    std::optional<std::string> tenant;
-    std::string employee_key = u.external_id;
-    if (options_.multi_scope) {
-      // Only users in this profile's namespace can be its orphans; the rest are other scopes'
-      // (or predate the second scope: `scimsyncd migrate-scope`).
-      for (const std::string& t : tenants) {
-        if (auto key = EmployeeKeyInScope(
-                u.external_id,
-                config::ExternalIdPrefix(options_.multi_scope, options_.scope_prefix, t))) {
-          tenant = t;
-          employee_key = *key;
+  Status FindOrphans() {
+    for (bool c : claimed_) matched_users_ += c ? 1 : 0;
+    for (size_t i = 0; i < jc_.users.size(); ++i) {
+      const scim::RemoteUser& u = jc_.users[i];
+      if (claimed_[i] || u.external_id.empty() || u.attributes.active == false ||
+          anchors_.count(u.external_id) != 0) {
+        continue;
+      }
+      bool foreign = false;
+      for (const std::string& scope : options_.foreign_scopes) {
+        auto link = deps_.links->Get(scope, u.external_id);
+        if (!link.ok()) return Error::Transient("redis (link table): " + link.error().message);
+        foreign = foreign || (*link && **link == u.id);
+      }
+      if (foreign) continue;
+      std::optional<std::string> tenant;
+      std::string employee_key = u.external_id;
+      if (options_.multi_scope) {
+        // Only users in this profile's namespace can be its orphans; the rest are other scopes'
+        // (or predate the second scope: `scimsyncd migrate-scope`).
+        for (const std::string& t : profile_.list_tenants()) {
+          if (auto key = EmployeeKeyInScope(
+                  u.external_id,
+                  config::ExternalIdPrefix(options_.multi_scope, options_.scope_prefix, t))) {
+            tenant = t;
+            employee_key = *key;
+          }
+        }
+        if (!tenant) continue;
+      } else if (profile_.list_tenants().size() == 1) {
+        tenant = profile_.list_tenants()[0];
+      } else {
+        for (const std::string& t : profile_.list_tenants()) {
+          auto link = deps_.links->Get(ScopeOf(profile_.name(), t), u.external_id);
+          if (!link.ok()) return Error::Transient("redis (link table): " + link.error().message);
+          if (*link && **link == u.id) tenant = t;
         }
       }
-      if (!tenant) continue;
-    } else if (tenants.size() == 1) {
-      tenant = tenants[0];
-    } else {
-      for (const std::string& t : tenants) {
-        auto link = deps_.links->Get(ScopeOf(profile.name(), t), u.external_id);
-        if (!link.ok()) return Error::Transient("redis (link table): " + link.error().message);
-        if (*link && **link == u.id) tenant = t;
-      }
+      ++matched_users_;
+      AddOrphan(u, tenant, employee_key);
     }
-    ++matched_users;
+    return {};
+  }
+
+  void AddOrphan(const scim::RemoteUser& u, const std::optional<std::string>& tenant,
+                 const std::string& employee_key) {
     EmployeeDrift d;
     d.tenant = tenant.value_or("");
     d.employee_key = employee_key;
@@ -628,9 +705,9 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
     d.email = u.attributes.email.value_or("");
     d.jumpcloud_id = u.id;
     d.kinds = {DriftKind::kOrphan};
-    d.fixable = options_.orphans == OrphanPolicy::kSuspend && !profile.payload_carries_record() &&
+    d.fixable = options_.orphans == OrphanPolicy::kSuspend && !profile_.payload_carries_record() &&
                 tenant.has_value();
-    if (profile.payload_carries_record()) {
+    if (profile_.payload_carries_record()) {
       d.note =
           "no HRIS record to sync it from: suspend it in JumpCloud, or have the HRIS send "
           "the employee's termination";
@@ -644,52 +721,57 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
           "the profile serves several tenants and no link says whose user this is: not "
           "enqueued";
     }
-    ++rep.orphans;
-    rep.drift.push_back(std::move(d));
-    source.push_back(nullptr);
+    ++rep_.orphans;
+    rep_.drift.push_back(std::move(d));
+    source_.push_back(nullptr);
   }
 
-  // 5. The plan's suspensions against the threshold. An orphan item suspends only when the HRIS
-  // answers 404 for the employee: ask now, so the count is what the workers will do.
-  int64_t orphans_asked = 0;
-  for (size_t k = 0; k < rep.drift.size(); ++k) {
-    EmployeeDrift& d = rep.drift[k];
-    if (cancelled()) return kCancelled;
-    if (d.kinds == std::vector{DriftKind::kOrphan}) {
-      if (!d.fixable) continue;
-      if (++orphans_asked % 50 == 0) {
-        if (Status s = RenewLease(token); !s.ok()) return s.error();
+  // 5. The plan's suspensions. An orphan item suspends only when the HRIS answers 404 for the
+  // employee: ask now, so the count is what the workers will do.
+  Status CountSuspensions() {
+    int64_t orphans_asked = 0;
+    for (EmployeeDrift& d : rep_.drift) {
+      if (cancelled()) return Cancelled();
+      if (d.kinds == std::vector{DriftKind::kOrphan}) {
+        if (!d.fixable) continue;
+        if (++orphans_asked % 50 == 0) {
+          if (Status s = Renew(); !s.ok()) return s;
+        }
+        connectors::ListedEmployee gone;
+        gone.tenant = d.tenant;
+        gone.employee_key = d.employee_key;
+        auto plan = profile_.PlanListed(gone, *deps_.fetcher, now_s_);
+        const bool suspends = !plan.ok() || plan->action == connectors::Action::kSuspend ||
+                              plan->action == connectors::Action::kDelete ||
+                              (plan->action != connectors::Action::kIgnore && plan->user &&
+                               plan->user->active == false);
+        if (!suspends) {
+          continue;  // the HRIS still knows the employee: a sync, not a suspension
+        }
+        ++rep_.suspensions;  // 404, or unknown: counted as one, to be safe
+        d.changes.push_back({"active", std::string("true"), std::string("false")});
+        continue;
       }
-      connectors::ListedEmployee gone;
-      gone.tenant = d.tenant;
-      gone.employee_key = d.employee_key;
-      auto plan = profile.PlanListed(gone, *deps_.fetcher, now_s);
-      const bool suspends = !plan.ok() || plan->action == connectors::Action::kSuspend ||
-                            plan->action == connectors::Action::kDelete ||
-                            (plan->action != connectors::Action::kIgnore && plan->user &&
-                             plan->user->active == false);
-      if (!suspends) {
-        continue;  // the HRIS still knows the employee: a sync, not a suspension
+      for (const AttributeChange& c : d.changes) {
+        if ((c.attribute == "active" && c.hris == std::optional<std::string>("false")) ||
+            c.attribute == "user") {
+          ++rep_.suspensions;
+          break;
+        }
       }
-      ++rep.suspensions;  // 404, or unknown: counted as one, to be safe
-      d.changes.push_back({"active", std::string("true"), std::string("false")});
-      continue;
     }
-    for (const AttributeChange& c : d.changes) {
-      if ((c.attribute == "active" && c.hris == std::optional<std::string>("false")) ||
-          c.attribute == "user") {
-        ++rep.suspensions;
-        break;
-      }
-    }
+    return {};
   }
-  int64_t linked = 0;
-  if (deps_.pool != nullptr) {
-    // Counted now, not cached: the threshold must follow the table it protects.
+
+  // The links of this profile's scopes, counted now, not cached: the threshold must follow the
+  // table it protects.
+  Result<int64_t> CountLinks() {
+    int64_t linked = 0;
+    if (deps_.pool == nullptr) return linked;
     auto conn = deps_.pool->Acquire();
-    for (const std::string& t : tenants) {
+    for (const std::string& t : profile_.list_tenants()) {
       const std::string pattern =
-          options_.key_prefix + ":link:" + GlobEscape(ScopeOf(profile.name(), t)) + ":*";
+          options_.key_prefix + ":link:" + GlobEscape(ScopeOf(profile_.name(), t)) + ":*";
       std::string cursor = "0";
       do {
         auto r = conn->Command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
@@ -699,175 +781,218 @@ Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run
         linked += static_cast<int64_t>(r->elements()[1].elements().size());
       } while (cursor != "0");
     }
+    return linked;
   }
-  rep.scope_users = std::max(linked, matched_users);
-  rep.suspend_limit = options_.max_suspends;
-  if (options_.max_suspend_percent > 0) {
-    // At every size: in a 20-person company 18 suspensions are a broken feed, not a reorg.
-    const auto by_percent = static_cast<int64_t>(
-        std::ceil(static_cast<double>(rep.scope_users) * options_.max_suspend_percent / 100.0));
-    rep.suspend_limit = std::min(rep.suspend_limit, std::max<int64_t>(1, by_percent));
-  }
-  const bool over = rep.suspensions > rep.suspend_limit;
-  rep.held = over && !options_.confirm;
-  rep.confirmed = over && options_.confirm && !dry_run;
 
-  // 6. One ordinary sync item per drifted employee that a sync can fix -- all of them, or, when
-  // the plan is held, none (stored for `scimsyncd guard release`).
-  std::set<std::string> waiting;  // "tenant\x1fkey" with an item in a retry set
-  if (!dry_run && deps_.queue != nullptr) {
+  // The suspensions against workers.guard's threshold: over it, the plan is held whole unless
+  // --confirm.
+  Status ApplyThreshold() {
+    auto linked = CountLinks();
+    if (!linked.ok()) return linked.error();
+    rep_.scope_users = std::max(*linked, matched_users_);
+    rep_.suspend_limit = options_.max_suspends;
+    if (options_.max_suspend_percent > 0) {
+      // At every size: in a 20-person company 18 suspensions are a broken feed, not a reorg.
+      const auto by_percent = static_cast<int64_t>(
+          std::ceil(static_cast<double>(rep_.scope_users) * options_.max_suspend_percent / 100.0));
+      rep_.suspend_limit = std::min(rep_.suspend_limit, std::max<int64_t>(1, by_percent));
+    }
+    const bool over = rep_.suspensions > rep_.suspend_limit;
+    rep_.held = over && !options_.confirm;
+    rep_.confirmed = over && options_.confirm && !dry_run_;
+    return {};
+  }
+
+  // Employees of this profile with an item in a retry set ("tenant\x1fkey"): held by the guard
+  // or backing off. One waiting item per employee is enough.
+  Result<std::set<std::string>> WaitingEmployees() {
+    std::set<std::string> waiting;
     for (int p = 0; p < deps_.queue->partitions(); ++p) {
       auto retries = deps_.queue->ListRetries(p);
       if (!retries.ok()) return Error::Transient("redis (retry sets): " + retries.error().message);
       for (const auto& sch : *retries) {
-        if (sch.item.profile == profile.name()) {
+        if (sch.item.profile == profile_.name()) {
           waiting.insert(sch.item.tenant + kSep + sch.item.employee_key);
         }
       }
     }
+    return waiting;
   }
-  if (!dry_run && deps_.queue != nullptr) {
-    std::vector<queue::Item> batch;
-    std::vector<size_t> batch_drift;
-    auto flush = [&]() -> Status {
-      if (batch.empty()) return {};
-      auto out = deps_.queue->EnqueueBatch(batch, profile.dedup_window_s());
-      if (!out.ok()) return out.error();
-      rep.enqueued += out->accepted;
-      rep.duplicates += out->duplicates;
-      for (size_t k : batch_drift) rep.drift[k].enqueued = true;
-      batch.clear();
-      batch_drift.clear();
-      return {};
-    };
-    std::vector<queue::Item> held_items;
-    if (rep.confirmed && deps_.open_guard) {
+
+  // The sync item for drift entry `k`: what a webhook for the employee would have enqueued.
+  queue::Item ItemFor(size_t k) const {
+    const EmployeeDrift& d = rep_.drift[k];
+    connectors::WorkItem work;
+    if (source_[k] != nullptr) {
+      work = profile_.ReconcileItem(*source_[k]);
+    } else {
+      connectors::ListedEmployee gone;
+      gone.tenant = d.tenant;
+      gone.employee_key = d.employee_key;
+      work = profile_.ReconcileItem(gone);
+    }
+    queue::Item item;
+    item.profile = profile_.name();
+    item.tenant = work.tenant;
+    item.employee_key = work.employee_key;
+    item.dedup_id = "reconcile-" + rep_.run_id + "-" +
+                    (d.tenant.empty() ? std::string() : d.tenant + "/") + d.employee_key;
+    item.event_type = work.event_type;
+    item.occurred_at = work.occurred_at;
+    item.trace_id = "reconcile-" + rep_.run_id;
+    item.payload = work.payload;
+    item.received_at_ms = clock_.NowMs();
+    return item;
+  }
+
+  // 6. One ordinary sync item per drifted employee that a sync can fix -- all of them, or, when
+  // the plan is held, none (stored whole for `scimsyncd guard release`). Nothing in a dry run.
+  Status Enqueue() {
+    if (dry_run_ || deps_.queue == nullptr) return {};
+    auto waiting = WaitingEmployees();
+    if (!waiting.ok()) return waiting.error();
+    if (rep_.confirmed && deps_.open_guard) {
       // The admin confirmed this many suspensions: the workers' guard must not hold them again.
       if (Status s = deps_.open_guard(); !s.ok()) {
         return Error::Transient("opening the mass-suspension guard: " + s.error().message);
       }
       log::Warn("reconciliation: a plan over the suspension threshold was confirmed",
-                {{"profile", rep.profile},
-                 {"run", rep.run_id},
-                 {"suspensions", rep.suspensions},
-                 {"limit", rep.suspend_limit}});
+                {{"profile", rep_.profile},
+                 {"run", rep_.run_id},
+                 {"suspensions", rep_.suspensions},
+                 {"limit", rep_.suspend_limit}});
     }
-    for (size_t k = 0; k < rep.drift.size(); ++k) {
-      EmployeeDrift& d = rep.drift[k];
+    std::vector<queue::Item> batch;
+    std::vector<size_t> batch_drift;
+    auto flush = [&]() -> Status {
+      if (batch.empty()) return {};
+      auto out = deps_.queue->EnqueueBatch(batch, profile_.dedup_window_s());
+      if (!out.ok()) return Error::Transient("enqueueing the fixes: " + out.error().message);
+      rep_.enqueued += out->accepted;
+      rep_.duplicates += out->duplicates;
+      for (size_t k : batch_drift) rep_.drift[k].enqueued = true;
+      batch.clear();
+      batch_drift.clear();
+      return {};
+    };
+    HeldPlan held{rep_.run_id,
+                  rep_.suspensions,
+                  rep_.suspend_limit,
+                  rep_.hris_employees,
+                  profile_.dedup_window_s(),
+                  profile_.name(),
+                  {}};
+    for (size_t k = 0; k < rep_.drift.size(); ++k) {
+      EmployeeDrift& d = rep_.drift[k];
       if (!d.fixable) continue;
-      if (waiting.count(d.tenant + kSep + d.employee_key) != 0) {
+      if (waiting->count(d.tenant + kSep + d.employee_key) != 0) {
         // One waiting item per employee: it syncs the then-current record when it runs.
-        ++rep.waiting;
+        ++rep_.waiting;
         d.note =
             "an item for this employee already waits in the queue (held or backing off): "
             "not enqueued again";
         continue;
       }
-      connectors::WorkItem work;
-      if (source[k] != nullptr) {
-        work = profile.ReconcileItem(*source[k]);
-      } else {
-        connectors::ListedEmployee gone;
-        gone.tenant = d.tenant;
-        gone.employee_key = d.employee_key;
-        work = profile.ReconcileItem(gone);
-      }
-      queue::Item item;
-      item.profile = profile.name();
-      item.tenant = work.tenant;
-      item.employee_key = work.employee_key;
-      item.dedup_id = "reconcile-" + rep.run_id + "-" +
-                      (d.tenant.empty() ? std::string() : d.tenant + "/") + d.employee_key;
-      item.event_type = work.event_type;
-      item.occurred_at = work.occurred_at;
-      item.trace_id = "reconcile-" + rep.run_id;
-      item.payload = work.payload;
-      item.received_at_ms = clock.NowMs();
+      queue::Item item = ItemFor(k);
       // JumpCloud differs from what scimsync last applied (a manual edit, a deleted user): the
       // worker must read the user, not trust the link's snapshot (converger.h).
       if (deps_.links != nullptr && !d.external_id.empty()) {
         Status dropped =
-            deps_.links->DropSnapshot(ScopeOf(profile.name(), d.tenant), d.external_id);
-        if (!dropped.ok())
+            deps_.links->DropSnapshot(ScopeOf(profile_.name(), d.tenant), d.external_id);
+        if (!dropped.ok()) {
           return Error::Transient("redis (link table): " + dropped.error().message);
+        }
       }
-      if (rep.held) {
-        held_items.push_back(std::move(item));
+      if (rep_.held) {
+        held.items.push_back(std::move(item));
         continue;
       }
       batch.push_back(std::move(item));
       batch_drift.push_back(k);
       if (batch.size() >= options_.enqueue_batch) {
-        if (Status s = flush(); !s.ok()) {
-          return Error::Transient("enqueueing the fixes: " + s.error().message);
-        }
+        if (Status s = flush(); !s.ok()) return s;
       }
     }
-    if (Status s = flush(); !s.ok()) {
-      return Error::Transient("enqueueing the fixes: " + s.error().message);
-    }
-    if (deps_.pool != nullptr) {
-      if (rep.held) {
-        // The plan as planned, for `scimsyncd guard release`.
-        HeldPlan plan{rep.run_id,           rep.suspensions,          rep.suspend_limit,
-                      rep.hris_employees,   profile.dedup_window_s(), profile.name(),
-                      std::move(held_items)};
-        if (Status s = StoreHeldPlan(*deps_.pool, held_key_, plan); !s.ok()) {
-          return Error::Transient("redis (held plan): " + s.error().message);
-        }
-      } else {
-        // Applied: an older held plan is superseded, and this list is the one to compare with.
-        auto conn = deps_.pool->Acquire();
-        auto r = conn->Commands(
-            {{"DEL", held_key_}, {"SET", listed_key_, std::to_string(rep.hris_employees)}});
-        if (!r.ok()) return Error::Transient("redis: " + r.error().message);
+    if (Status s = flush(); !s.ok()) return s;
+    if (deps_.pool == nullptr) return {};
+    if (rep_.held) {
+      if (Status s = StoreHeldPlan(*deps_.pool, keys_.held_key_, held); !s.ok()) {
+        return Error::Transient("redis (held plan): " + s.error().message);
       }
+      return {};
     }
-    for (EmployeeDrift& d : rep.drift) {
-      if (d.fixable && d.note.empty() && d.kinds == std::vector{DriftKind::kOrphan}) {
-        d.note = "a sync asks the HRIS for employee " + d.employee_key +
-                 "; if it answers 404 the user is suspended (fetch.not_found)";
-      }
-    }
-  } else {
-    for (EmployeeDrift& d : rep.drift) {
-      if (d.fixable && d.kinds == std::vector{DriftKind::kOrphan}) {
-        d.note = "a sync would ask the HRIS for employee " + d.employee_key +
-                 "; if it answers 404 the user is suspended (fetch.not_found)";
-      }
+    // Applied: an older held plan is superseded, and this list is the one to compare with.
+    auto conn = deps_.pool->Acquire();
+    auto r = conn->Commands({{"DEL", keys_.held_key_},
+                             {"SET", keys_.listed_key_, std::to_string(rep_.hris_employees)}});
+    if (!r.ok()) return Error::Transient("redis: " + r.error().message);
+    return {};
+  }
+
+  // What an orphan's item does (or would do, in a dry run), unless a note already says why it
+  // was not enqueued.
+  void NoteOrphans() {
+    const bool enqueues = !dry_run_ && deps_.queue != nullptr;
+    for (EmployeeDrift& d : rep_.drift) {
+      if (!d.fixable || d.kinds != std::vector{DriftKind::kOrphan}) continue;
+      if (enqueues && !d.note.empty()) continue;
+      d.note = std::string(enqueues ? "a sync asks" : "a sync would ask") +
+               " the HRIS for employee " + d.employee_key +
+               "; if it answers 404 the user is suspended (fetch.not_found)";
     }
   }
-  rep.finished_ms = clock.NowMs();
-  log::Info("reconciliation finished", {{"profile", rep.profile},
-                                        {"run", rep.run_id},
-                                        {"dry_run", dry_run},
-                                        {"hris_employees", rep.hris_employees},
-                                        {"jumpcloud_users", rep.jumpcloud_users},
-                                        {"in_sync", rep.in_sync},
-                                        {"missing", rep.missing},
-                                        {"attributes", rep.attributes},
-                                        {"active", rep.active},
-                                        {"orphans", rep.orphans},
-                                        {"conflicts", rep.conflicts},
-                                        {"invalid", rep.invalid},
-                                        {"errors", rep.errors},
-                                        {"enqueued", rep.enqueued},
-                                        {"waiting", rep.waiting},
-                                        {"suspensions", rep.suspensions},
-                                        {"suspend_limit", rep.suspend_limit},
-                                        {"held", rep.held},
-                                        {"ms", rep.finished_ms - rep.started_ms}});
-  if (rep.held) {
-    log::Error(
-        "reconciliation held: its plan would suspend more users than workers.guard allows; "
-        "nothing was enqueued. Check the HRIS, then run `scimsyncd guard release` to apply it",
-        {{"profile", rep.profile},
-         {"run", rep.run_id},
-         {"suspensions", rep.suspensions},
-         {"limit", rep.suspend_limit},
-         {"scope_users", rep.scope_users}});
+
+  void LogFinished() const {
+    log::Info("reconciliation finished", {{"profile", rep_.profile},
+                                          {"run", rep_.run_id},
+                                          {"dry_run", dry_run_},
+                                          {"hris_employees", rep_.hris_employees},
+                                          {"jumpcloud_users", rep_.jumpcloud_users},
+                                          {"in_sync", rep_.in_sync},
+                                          {"missing", rep_.missing},
+                                          {"attributes", rep_.attributes},
+                                          {"active", rep_.active},
+                                          {"orphans", rep_.orphans},
+                                          {"conflicts", rep_.conflicts},
+                                          {"invalid", rep_.invalid},
+                                          {"errors", rep_.errors},
+                                          {"enqueued", rep_.enqueued},
+                                          {"waiting", rep_.waiting},
+                                          {"suspensions", rep_.suspensions},
+                                          {"suspend_limit", rep_.suspend_limit},
+                                          {"held", rep_.held},
+                                          {"ms", rep_.finished_ms - rep_.started_ms}});
+    if (rep_.held) {
+      log::Error(
+          "reconciliation held: its plan would suspend more users than workers.guard allows; "
+          "nothing was enqueued. Check the HRIS, then run `scimsyncd guard release` to apply it",
+          {{"profile", rep_.profile},
+           {"run", rep_.run_id},
+           {"suspensions", rep_.suspensions},
+           {"limit", rep_.suspend_limit},
+           {"scope_users", rep_.scope_users}});
+    }
   }
-  return rep;
+
+  const ReconcilerOptions& options_;
+  const ReconcilerDeps& deps_;
+  Reconciler& keys_;  // the lease and the Redis keys
+  const connectors::Profile& profile_;
+  const Clock& clock_;
+  const bool dry_run_;
+  const std::string token_;  // the lease to renew as the run goes; empty without one (dry runs)
+  int64_t now_s_ = 0;
+  ReconcileReport rep_;
+  std::vector<connectors::ListedEmployee> listed_;
+  UserIndex jc_;
+  std::vector<bool> claimed_;      // per JumpCloud user: an employee's anchor reaches it
+  std::set<std::string> anchors_;  // every employee key and externalId the HRIS listed
+  std::vector<const connectors::ListedEmployee*> source_;  // per drift entry; null: orphan
+  int64_t matched_users_ = 0;  // this scope's users: claimed ones and orphans
+};
+
+Result<ReconcileReport> Reconciler::Execute(bool dry_run, const std::string& run_id, bool leased) {
+  return Pass(*this, dry_run, run_id, leased).Execute();
 }
 
 }  // namespace scimsync::daemon

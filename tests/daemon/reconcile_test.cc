@@ -673,6 +673,33 @@ TEST_F(ReconcileCli, ConflictsAndRulesJumpCloudWouldRejectAreReportedNotEnqueued
   EXPECT_NE(table.out.find("Needs a human"), std::string::npos) << table.out;
 }
 
+TEST_F(ReconcileCli, AUserAnotherHrSourceIsLinkedToIsAConflictAsTheWorkersSayNotAFix) {
+  // Two identity scopes (recon and hr): recon's externalIds are "recon:<id>". E1's mapped
+  // userName "ada" is a user without an externalId that hr's link table holds for its employee
+  // 7. A worker would find it by userName after its POST is refused, see hr's link and
+  // dead-letter a conflict: the report must say so instead of promising a fix.
+  const std::string config =
+      world_.WriteConfig(0, "  - {name: hr, connector: deel, secret_env: TEST_RECON_WEBHOOK}\n");
+  world_.hris().Put("E1", "Ada", "Lovelace", "Analyst", "Engines", true);
+  const std::string id =
+      world_.scim().Post(UserJson("", "ada", "Ada", "Lovelace", "Analyst", "Engines", true));
+  auto pool = world_.Pool();
+  auto links = scim::NewRedisLinkStore(*pool, "scimsync");
+  ASSERT_TRUE(links->Put("hr", "hr:7", id).ok());
+  auto r = world_.Cli({"--config", config, "--profile", "recon", "--json"});
+  EXPECT_EQ(r.code, kExitDrift) << r.out << r.err;
+  ASSERT_FALSE(r.json.HasParseError()) << r.out;
+  ASSERT_EQ(r.json["problems"].Size(), 1u) << r.out;
+  EXPECT_EQ(std::string(r.json["problems"][0]["kind"].GetString()), "conflict");
+  EXPECT_NE(std::string(r.json["problems"][0]["message"].GetString())
+                .find("belongs to employee hr:7 of hr; employee recon:E1 of recon"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.json["drifted"].GetInt(), 0) << r.out;
+  EXPECT_EQ(r.json["enqueued"].GetInt(), 0);
+  EXPECT_EQ(world_.QueuedItems(), 0);
+}
+
 TEST_F(ReconcileCli, AnEmptyHrisListNeverReadsAsEveryoneLeft) {
   const std::string config = world_.WriteConfig(0);
   world_.scim().Post(UserJson("E1", "ada", "Ada", "Lovelace", "Analyst", "Engines", true));

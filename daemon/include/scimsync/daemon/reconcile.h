@@ -252,7 +252,7 @@ class Reconciler {
   const std::string& held_key() const { return held_key_; }
 
  private:
-  struct Run;
+  class Pass;  // one run, step by step (reconcile_engine.cc)
   Result<ReconcileReport> Execute(bool dry_run, const std::string& run_id, bool leased);
   Result<bool> AcquireLease(const std::string& token);
   Status RenewLease(const std::string& token);
