@@ -1,5 +1,8 @@
 // The reconciliation report: names of kinds, exit codes, the readable table and the JSON
 // object scripts read (docs/reconcile.md lists its fields).
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
 #include <algorithm>
 #include <array>
 #include <iomanip>
@@ -23,13 +26,66 @@ std::string Quoted(const std::optional<std::string>& v) {
   return out + "\"";
 }
 
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  AppendJsonEscaped(out, s);
-  return out + "\"";
+using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+
+// Names and values come from outside (HRIS records, SCIM answers): scrubbed to UTF-8, since the
+// writer copies bytes as they are and the output must parse.
+void String(JsonWriter& w, const std::string& value) {
+  const std::string text = ScrubUtf8(value);
+  w.String(text.c_str(), static_cast<rapidjson::SizeType>(text.size()));
+}
+void Str(JsonWriter& w, const char* key, const std::string& value) {
+  w.Key(key);
+  String(w, value);
+}
+// Absent is null; NonEmpty: empty is null too.
+void Opt(JsonWriter& w, const char* key, const std::optional<std::string>& value) {
+  w.Key(key);
+  if (value) {
+    String(w, *value);
+  } else {
+    w.Null();
+  }
+}
+void NonEmpty(JsonWriter& w, const char* key, const std::string& value) {
+  Opt(w, key, value.empty() ? std::nullopt : std::optional<std::string>(value));
+}
+void Int(JsonWriter& w, const char* key, int64_t value) {
+  w.Key(key);
+  w.Int64(value);
+}
+void Bool(JsonWriter& w, const char* key, bool value) {
+  w.Key(key);
+  w.Bool(value);
 }
 
-std::string JsonOpt(const std::optional<std::string>& v) { return v ? JsonString(*v) : "null"; }
+void WriteDrift(JsonWriter& w, const EmployeeDrift& d) {
+  w.StartObject();
+  Str(w, "tenant", d.tenant);
+  Str(w, "employee_key", d.employee_key);
+  Str(w, "external_id", d.external_id);
+  Str(w, "user_name", d.user_name);
+  Str(w, "email", d.email);
+  NonEmpty(w, "jumpcloud_id", d.jumpcloud_id);
+  w.Key("kinds");
+  w.StartArray();
+  for (DriftKind k : d.kinds) w.String(DriftKindName(k));
+  w.EndArray();
+  w.Key("changes");
+  w.StartArray();
+  for (const AttributeChange& c : d.changes) {
+    w.StartObject();
+    Str(w, "attribute", c.attribute);
+    Opt(w, "jumpcloud", c.jumpcloud);
+    Opt(w, "hris", c.hris);
+    w.EndObject();
+  }
+  w.EndArray();
+  Bool(w, "fixable", d.fixable);
+  Bool(w, "enqueued", d.enqueued);
+  Str(w, "note", d.note);
+  w.EndObject();
+}
 
 std::string Who(const std::string& tenant, const std::string& key) {
   return tenant.empty() ? key : tenant + "/" + key;
@@ -193,59 +249,70 @@ std::string FormatReportTable(const ReconcileReport& r) {
 }
 
 std::string FormatReportJson(const ReconcileReport& r) {
-  std::ostringstream o;
-  o << "{\"run_id\":" << JsonString(r.run_id) << ",\"profile\":" << JsonString(r.profile)
-    << ",\"dry_run\":" << (r.dry_run ? "true" : "false") << ",\"started_ms\":" << r.started_ms
-    << ",\"finished_ms\":" << r.finished_ms << ",\"hris_employees\":" << r.hris_employees
-    << ",\"jumpcloud_users\":" << r.jumpcloud_users << ",\"in_sync\":" << r.in_sync
-    << ",\"drifted\":" << r.drifted() << ",\"counts\":{\"missing\":" << r.missing
-    << ",\"attributes\":" << r.attributes << ",\"active\":" << r.active
-    << ",\"orphan\":" << r.orphans << ",\"conflict\":" << r.conflicts
-    << ",\"invalid\":" << r.invalid << ",\"error\":" << r.errors << "},\"enqueued\":" << r.enqueued
-    << ",\"duplicates\":" << r.duplicates << ",\"scim_requests\":" << r.scim_requests
-    << ",\"exit_code\":" << ExitCodeFor(r) << ",\"waiting\":" << r.waiting
-    << ",\"last_listed\":" << r.last_listed
-    << ",\"refused\":" << (r.refused.empty() ? "null" : JsonString(r.refused))
-    << ",\"held\":" << (r.held ? "true" : "false")
-    << ",\"confirmed\":" << (r.confirmed ? "true" : "false")
-    << ",\"plan\":{\"suspensions\":" << r.suspensions << ",\"limit\":" << r.suspend_limit
-    << ",\"scope_users\":" << r.scope_users << "},\"drift\":[";
-  for (size_t i = 0; i < r.drift.size(); ++i) {
-    const EmployeeDrift& d = r.drift[i];
-    o << (i ? "," : "") << "{\"tenant\":" << JsonString(d.tenant)
-      << ",\"employee_key\":" << JsonString(d.employee_key)
-      << ",\"external_id\":" << JsonString(d.external_id)
-      << ",\"user_name\":" << JsonString(d.user_name) << ",\"email\":" << JsonString(d.email)
-      << ",\"jumpcloud_id\":" << (d.jumpcloud_id.empty() ? "null" : JsonString(d.jumpcloud_id))
-      << ",\"kinds\":[";
-    for (size_t k = 0; k < d.kinds.size(); ++k) {
-      o << (k ? "," : "") << JsonString(DriftKindName(d.kinds[k]));
-    }
-    o << "],\"changes\":[";
-    for (size_t k = 0; k < d.changes.size(); ++k) {
-      const AttributeChange& c = d.changes[k];
-      o << (k ? "," : "") << "{\"attribute\":" << JsonString(c.attribute)
-        << ",\"jumpcloud\":" << JsonOpt(c.jumpcloud) << ",\"hris\":" << JsonOpt(c.hris) << "}";
-    }
-    o << "],\"fixable\":" << (d.fixable ? "true" : "false")
-      << ",\"enqueued\":" << (d.enqueued ? "true" : "false") << ",\"note\":" << JsonString(d.note)
-      << "}";
+  rapidjson::StringBuffer buf;
+  JsonWriter w(buf);
+  w.StartObject();
+  Str(w, "run_id", r.run_id);
+  Str(w, "profile", r.profile);
+  Bool(w, "dry_run", r.dry_run);
+  Int(w, "started_ms", r.started_ms);
+  Int(w, "finished_ms", r.finished_ms);
+  Int(w, "hris_employees", r.hris_employees);
+  Int(w, "jumpcloud_users", r.jumpcloud_users);
+  Int(w, "in_sync", r.in_sync);
+  Int(w, "drifted", r.drifted());
+  w.Key("counts");
+  w.StartObject();
+  Int(w, "missing", r.missing);
+  Int(w, "attributes", r.attributes);
+  Int(w, "active", r.active);
+  Int(w, "orphan", r.orphans);
+  Int(w, "conflict", r.conflicts);
+  Int(w, "invalid", r.invalid);
+  Int(w, "error", r.errors);
+  w.EndObject();
+  Int(w, "enqueued", r.enqueued);
+  Int(w, "duplicates", r.duplicates);
+  Int(w, "scim_requests", r.scim_requests);
+  Int(w, "exit_code", ExitCodeFor(r));
+  Int(w, "waiting", r.waiting);
+  Int(w, "last_listed", r.last_listed);
+  NonEmpty(w, "refused", r.refused);
+  Bool(w, "held", r.held);
+  Bool(w, "confirmed", r.confirmed);
+  w.Key("plan");
+  w.StartObject();
+  Int(w, "suspensions", r.suspensions);
+  Int(w, "limit", r.suspend_limit);
+  Int(w, "scope_users", r.scope_users);
+  w.EndObject();
+  w.Key("drift");
+  w.StartArray();
+  for (const EmployeeDrift& d : r.drift) WriteDrift(w, d);
+  w.EndArray();
+  w.Key("problems");
+  w.StartArray();
+  for (const ReconcileProblem& p : r.problems) {
+    w.StartObject();
+    Str(w, "kind", ProblemKindName(p.kind));
+    Str(w, "tenant", p.tenant);
+    Str(w, "employee_key", p.employee_key);
+    Str(w, "message", p.message);
+    w.EndObject();
   }
-  o << "],\"problems\":[";
-  for (size_t i = 0; i < r.problems.size(); ++i) {
-    const ReconcileProblem& p = r.problems[i];
-    o << (i ? "," : "") << "{\"kind\":" << JsonString(ProblemKindName(p.kind))
-      << ",\"tenant\":" << JsonString(p.tenant)
-      << ",\"employee_key\":" << JsonString(p.employee_key)
-      << ",\"message\":" << JsonString(p.message) << "}";
-  }
-  o << "]}\n";
-  return o.str();
+  w.EndArray();
+  w.EndObject();
+  return std::string(buf.GetString(), buf.GetSize()) + "\n";
 }
 
 std::string FormatErrorJson(const std::string& message, int exit_code) {
-  return "{\"error\":" + JsonString(message) + ",\"exit_code\":" + std::to_string(exit_code) +
-         "}\n";
+  rapidjson::StringBuffer buf;
+  JsonWriter w(buf);
+  w.StartObject();
+  Str(w, "error", message);
+  Int(w, "exit_code", exit_code);
+  w.EndObject();
+  return std::string(buf.GetString(), buf.GetSize()) + "\n";
 }
 
 }  // namespace scimsync::daemon
