@@ -157,28 +157,19 @@ int ReconcileCommand(const std::vector<std::string>& args, std::ostream& out, st
   auto fetcher = connectors::NewHttpFetcher(fetcher_options);
   scim::SystemRandom random;
 
-  ReconcilerOptions options;
-  options.key_prefix = cfg.redis.key_prefix;
-  options.scim_list.timeout_ms = cfg.target.timeout_ms;
-  options.multi_scope = cfg.multi_scope;
-  for (const auto& entry : cfg.profiles) {
-    if (entry.name != name) continue;
-    options.scope_prefix = entry.scope_prefix;
-    options.follow_user_name = entry.follow_user_name;
+  ScheduledProfile entry;  // this profile's settings, as a scheduled run has them
+  for (const config::ProfileConfig& pc : cfg.profiles) {
+    if (pc.name != name) continue;
+    entry = {pc.name,           pc.reconcile_every_s, it->second,      pc.reconcile,
+             cfg.workers.guard, cfg.multi_scope,      pc.scope_prefix, pc.follow_user_name};
   }
+  std::vector<std::string> foreign_scopes;
   for (const auto& [other, p] : profiles) {
     if (other == name) continue;
-    for (const std::string& t : p->list_tenants())
-      options.foreign_scopes.push_back(ScopeOf(other, t));
+    for (const std::string& t : p->list_tenants()) foreign_scopes.push_back(ScopeOf(other, t));
   }
-  for (const config::ProfileConfig& entry : cfg.profiles) {
-    if (entry.name != name) continue;
-    options.orphans =
-        entry.reconcile.orphans == "suspend" ? OrphanPolicy::kSuspend : OrphanPolicy::kReport;
-    options.max_shrink_percent = entry.reconcile.max_shrink_percent;
-  }
-  options.max_suspends = cfg.workers.guard.max_suspends;
-  options.max_suspend_percent = cfg.workers.guard.max_suspend_percent;
+  ReconcilerOptions options =
+      OptionsFor(entry, cfg.redis.key_prefix, cfg.target.timeout_ms, std::move(foreign_scopes));
   options.confirm = confirm;
   options.allow_shrink = allow_shrink;
   SuspensionGuard guard(pool, cfg.redis.key_prefix, cfg.workers.guard, clock);

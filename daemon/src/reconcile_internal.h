@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "scimsync/daemon/reconcile.h"
 #include "scimsync/queue/queue.h"
 #include "scimsync/queue/redis.h"
 #include "scimsync/result.h"
@@ -29,6 +30,11 @@ struct HeldPlan {
 };
 // Replaces what `key` held.
 Status StoreHeldPlan(redis::Pool& pool, const std::string& key, const HeldPlan& plan);
+
+// A Reconciler's options for one profile as the config sets them, so that the command and the
+// schedule run the same reconciliation. `foreign_scopes`: ReconcilerOptions::foreign_scopes.
+ReconcilerOptions OptionsFor(const ScheduledProfile& profile, const std::string& key_prefix,
+                             int64_t timeout_ms, std::vector<std::string> foreign_scopes);
 
 // Glob characters in a Redis SCAN pattern, escaped.
 std::string GlobEscape(const std::string& s);

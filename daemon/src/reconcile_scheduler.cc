@@ -2,6 +2,7 @@
 // of the fleet at a time (the run lease and the last-run key).
 #include <chrono>
 
+#include "reconcile_internal.h"
 #include "scimsync/daemon/reconcile.h"
 #include "scimsync/daemon/worker.h"
 #include "scimsync/log.h"
@@ -39,6 +40,23 @@ std::vector<ScheduledProfile> ScheduledProfiles(
                    cfg.workers.guard, cfg.multi_scope, entry.scope_prefix, entry.follow_user_name});
   }
   return out;
+}
+
+ReconcilerOptions OptionsFor(const ScheduledProfile& sp, const std::string& key_prefix,
+                             int64_t timeout_ms, std::vector<std::string> foreign_scopes) {
+  ReconcilerOptions options;
+  options.key_prefix = key_prefix;
+  options.scim_list.timeout_ms = timeout_ms;
+  options.orphans =
+      sp.reconcile.orphans == "suspend" ? OrphanPolicy::kSuspend : OrphanPolicy::kReport;
+  options.max_shrink_percent = sp.reconcile.max_shrink_percent;
+  options.max_suspends = sp.guard.max_suspends;
+  options.max_suspend_percent = sp.guard.max_suspend_percent;
+  options.multi_scope = sp.multi_scope;
+  options.scope_prefix = sp.scope_prefix;
+  options.follow_user_name = sp.follow_user_name;
+  options.foreign_scopes = std::move(foreign_scopes);
+  return options;
 }
 
 ReconcileScheduler::ReconcileScheduler(config::TargetOptions target, std::string key_prefix,
@@ -104,23 +122,15 @@ int ReconcileScheduler::RunDue() {
       if (deps_.on_run) deps_.on_run(sp.name, transport.error());
       continue;
     }
-    ReconcilerOptions options;
-    options.key_prefix = key_prefix_;
-    options.scim_list.timeout_ms = target_.timeout_ms;
-    options.orphans =
-        sp.reconcile.orphans == "suspend" ? OrphanPolicy::kSuspend : OrphanPolicy::kReport;
-    options.max_shrink_percent = sp.reconcile.max_shrink_percent;
-    options.max_suspends = sp.guard.max_suspends;
-    options.max_suspend_percent = sp.guard.max_suspend_percent;
-    options.multi_scope = sp.multi_scope;
-    options.scope_prefix = sp.scope_prefix;
-    options.follow_user_name = sp.follow_user_name;
+    std::vector<std::string> foreign_scopes;
     for (const ScheduledProfile& other : profiles) {
       if (other.name == sp.name || !other.profile) continue;
       for (const std::string& t : other.profile->list_tenants()) {
-        options.foreign_scopes.push_back(ScopeOf(other.name, t));
+        foreign_scopes.push_back(ScopeOf(other.name, t));
       }
     }
+    ReconcilerOptions options =
+        OptionsFor(sp, key_prefix_, target_.timeout_ms, std::move(foreign_scopes));
     ReconcilerDeps deps;
     deps.profile = sp.profile;
     deps.fetcher = deps_.fetcher;

@@ -276,32 +276,11 @@ Result<int64_t> ApplyHeldReconciliations(redis::Pool& pool, queue::Queue& queue,
 // The daemon's schedule: one background thread that runs each profile's reconciliation every
 // profiles[].reconcile_every_s, one instance of the fleet at a time, and logs a summary line
 // per run ("reconciliation finished", with the counts; "reconciliation failed" with the error).
-//
-// Wiring in app.cc (RunDaemon), after the objects the workers use exist:
-//
-//   ReconcileScheduler::Deps rdeps;
-//   rdeps.pool = &redis_pool;  rdeps.queue = queue.get();  rdeps.limiter = limiter.get();
-//   rdeps.links = links.get(); rdeps.fetcher = fetcher.get(); rdeps.clock = &clock;
-//   rdeps.random = &random;
-//   rdeps.on_run = [](const std::string& profile, const Result<ReconcileReport>& r) {
-//     // metrics, see below
-//   };
-//   ReconcileScheduler reconciles(cfg.target, cfg.redis.key_prefix, rdeps);
-//   reconciles.SetApiKey(*api_key);
-//   reconciles.SetProfiles(ScheduledProfiles(cfg, profiles));   // helper below
-//   reconciles.Start();
-//   ... on SIGHUP, after a successful reload: SetApiKey(*key); SetProfiles(ScheduledProfiles(
-//       fresh, fresh_profiles));
-//   ... on stop, before the queue and pool go away: reconciles.Stop();
-//
-// Metrics (to declare in metrics.cc's table and record from on_run):
-//   scimsync_reconcile_runs_total{profile,result}   counter; result "clean", "drift", "held",
-//       "refused", "error" (held/refused: nothing applied, the gauges below are left alone)
-//   scimsync_reconcile_drift{profile,kind}          gauge, last run: kind missing, attributes,
-//       active, orphan (r->missing ...), and conflict/invalid/error (r->conflicts ...)
-//   scimsync_reconcile_enqueued_total{profile}      counter: r->enqueued
-//   scimsync_reconcile_last_success_timestamp_seconds{profile}  gauge: r->finished_ms / 1000
-// An alert on time() - last_success > 2 * reconcile_every_s catches a schedule that stopped.
+// RunDaemon (app.cc) starts it after the objects the workers use exist, gives it the new API key
+// and profiles after each reload, stops it before the queue and the pool go away, and records
+// the scimsync_reconcile_* metrics (metrics.cc) from Deps::on_run. An alert on time() -
+// scimsync_reconcile_last_success_timestamp_seconds > 2 * reconcile_every_s catches a schedule
+// that stopped.
 struct ScheduledProfile {
   std::string name;
   int64_t every_s = 0;  // 0: not scheduled
