@@ -1,20 +1,17 @@
+// The reconciliation engine: the run lease, then one Pass per run -- list the HRIS, refuse a
+// shrunken list, list JumpCloud, join each employee to its user by the workers' rules
+// (scim::ResolveUser), find orphans, count the suspensions against the threshold, enqueue or
+// hold the plan.
 #include <algorithm>
-#include <array>
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <ctime>
-#include <iomanip>
 #include <map>
 #include <set>
-#include <sstream>
 #include <thread>
 #include <tuple>
 
 #include "reconcile_internal.h"
-#include "scimsync/daemon/admin.h"
-#include "scimsync/daemon/app.h"
-#include "scimsync/daemon/coordination.h"
 #include "scimsync/daemon/reconcile.h"
 #include "scimsync/daemon/worker.h"
 #include "scimsync/log.h"
