@@ -131,7 +131,7 @@ Result<Resolution> ResolveUser(const ResolveQuery& q, const ResolveLookups& look
         ") belongs to employee " + o.employee + " of " + o.scope + "; employee " + q.external_id +
         " of " + q.scope +
         " was not linked to it and nothing was written. Two HR sources claim one account: "
-        "decide whose it is in JumpCloud, then replay this dead letter");
+        "decide whose it is in JumpCloud, then replay the employee's dead letter if there is one");
   }
   return found;
 }
