@@ -848,17 +848,7 @@ class Reconciler::Pass {
     if (dry_run_ || deps_.queue == nullptr) return {};
     auto waiting = WaitingEmployees();
     if (!waiting.ok()) return waiting.error();
-    if (rep_.confirmed && deps_.open_guard) {
-      // The admin confirmed this many suspensions: the workers' guard must not hold them again.
-      if (Status s = deps_.open_guard(); !s.ok()) {
-        return Error::Transient("opening the mass-suspension guard: " + s.error().message);
-      }
-      log::Warn("reconciliation: a plan over the suspension threshold was confirmed",
-                {{"profile", rep_.profile},
-                 {"run", rep_.run_id},
-                 {"suspensions", rep_.suspensions},
-                 {"limit", rep_.suspend_limit}});
-    }
+    if (Status s = OpenGuardIfConfirmed(); !s.ok()) return s;
     std::vector<queue::Item> batch;
     std::vector<size_t> batch_drift;
     auto flush = [&]() -> Status {
@@ -911,6 +901,27 @@ class Reconciler::Pass {
       }
     }
     if (Status s = flush(); !s.ok()) return s;
+    return RecordPlan(held);
+  }
+
+  // The admin confirmed this many suspensions (--confirm): the workers' guard must not hold them
+  // a second time.
+  Status OpenGuardIfConfirmed() {
+    if (!rep_.confirmed || !deps_.open_guard) return {};
+    if (Status s = deps_.open_guard(); !s.ok()) {
+      return Error::Transient("opening the mass-suspension guard: " + s.error().message);
+    }
+    log::Warn("reconciliation: a plan over the suspension threshold was confirmed",
+              {{"profile", rep_.profile},
+               {"run", rep_.run_id},
+               {"suspensions", rep_.suspensions},
+               {"limit", rep_.suspend_limit}});
+    return {};
+  }
+
+  // A held plan is stored whole for `scimsyncd guard release`. An applied one supersedes an
+  // older held plan, and its list is the one the next run's is compared with.
+  Status RecordPlan(const HeldPlan& held) {
     if (deps_.pool == nullptr) return {};
     if (rep_.held) {
       if (Status s = StoreHeldPlan(*deps_.pool, keys_.held_key_, held); !s.ok()) {
@@ -918,7 +929,6 @@ class Reconciler::Pass {
       }
       return {};
     }
-    // Applied: an older held plan is superseded, and this list is the one to compare with.
     auto conn = deps_.pool->Acquire();
     auto r = conn->Commands({{"DEL", keys_.held_key_},
                              {"SET", keys_.listed_key_, std::to_string(rep_.hris_employees)}});
