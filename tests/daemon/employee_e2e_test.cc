@@ -274,17 +274,11 @@ TEST_F(EmployeeE2E, SyncRepairsADriftedUserThroughTheWorkersAndDryRunWritesNothi
 // The same against the independent SCIM implementation (scimmy): the history, the dry run and
 // the repair are not only right about our own double.
 TEST_F(EmployeeE2E, EmployeeAndSyncAgainstTheScimmyServer) {
-  const std::string dir = std::string(SCIMSYNC_SOURCE_DIR) + "/tests/scim/scimmy_server";
-  ASSERT_TRUE(std::filesystem::exists(dir + "/node_modules/scimmy"))
-      << "the scimmy test server's packages are missing: run scripts/install-deps";
-  const int port = FreePort();
-  Process node;
-  ASSERT_TRUE(
-      node.Start({"node", dir + "/server.js", "--port", std::to_string(port), "--api-key", kApiKey},
-                 e2e_.dir().File("scimmy.log")));
-  ASSERT_TRUE(WaitForPort(port, 20000)) << ReadFile(e2e_.dir().File("scimmy.log"));
+  ScimmyServer node(kApiKey);
+  ASSERT_TRUE(node.Start()) << node.error();
+  const int port = node.port();
   E2EDaemonOptions options = Options();
-  options.base_url = "http://127.0.0.1:" + std::to_string(port) + "/scim/v2";
+  options.base_url = node.base_url();
   ASSERT_TRUE(e2e_.StartDaemon(0, options)) << e2e_.Log(0);
   ASSERT_EQ(e2e_.PostUntilAccepted(
                 0, GenericBody("m1", "employee.created", "M1", "Analyst", 1'790'000'000)),

@@ -251,28 +251,16 @@ class FakeScimSide final : public ScimSide {
   FakeScimServer server_;
 };
 
-std::string ScimmyDir() { return std::string(SCIMSYNC_SOURCE_DIR) + "/tests/scim/scimmy_server"; }
-
 class ScimmySide final : public ScimSide {
  public:
-  ScimmySide() : port_(scimsync::testing::FreePort()) {
-    if (!std::filesystem::exists(ScimmyDir() + "/node_modules/scimmy")) return;
-    process_.Start({"node", ScimmyDir() + "/server.js", "--port", std::to_string(port_),
-                    "--api-key", kScimKey},
-                   dir_.File("scimmy.log"));
-    started_ = scimsync::testing::WaitForPort(port_, 20000);
-  }
+  ScimmySide() : server_(kScimKey) { started_ = server_.Start(); }
   bool started() const { return started_; }
-  std::string log() const { return scimsync::testing::ReadFile(dir_.File("scimmy.log")); }
-  std::string base_url() const override {
-    return "http://127.0.0.1:" + std::to_string(port_) + "/scim/v2";
-  }
-  int port() const override { return port_; }
+  std::string log() const { return server_.error(); }
+  std::string base_url() const override { return server_.base_url(); }
+  int port() const override { return server_.port(); }
 
  private:
-  TempDir dir_;
-  int port_;
-  Process process_;
+  scimsync::testing::ScimmyServer server_;
   bool started_ = false;
 };
 
@@ -454,9 +442,7 @@ class ReconcileEndToEnd : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     if (GetParam() == "scimmy") {
       auto scimmy = std::make_unique<ScimmySide>();
-      ASSERT_TRUE(std::filesystem::exists(ScimmyDir() + "/node_modules/scimmy"))
-          << "the scimmy test server's packages are missing: run scripts/install-deps";
-      ASSERT_TRUE(scimmy->started()) << "scimmy did not start: " << scimmy->log();
+      ASSERT_TRUE(scimmy->started()) << scimmy->log();
       world_ = std::make_unique<ReconcileWorld>(std::move(scimmy));
     } else {
       world_ = std::make_unique<ReconcileWorld>(std::make_unique<FakeScimSide>());

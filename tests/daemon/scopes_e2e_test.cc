@@ -17,8 +17,6 @@ namespace {
 
 constexpr char kScimmyKey[] = "scimmy-scopes-key";
 
-std::string ScimmyDir() { return std::string(SCIMSYNC_SOURCE_DIR) + "/tests/scim/scimmy_server"; }
-
 // A generic-profile event with an explicit username and email.
 std::string Body(const std::string& event_id, const std::string& type, const std::string& employee,
                  const std::string& username, const std::string& title, int64_t when_s) {
@@ -45,14 +43,9 @@ class ScopesE2E : public ::testing::TestWithParam<const char*> {
     options.workers = 2;
     options.extra_profiles = "  - {name: hr2, connector: generic, secret_env: TEST_HR_SECRET}\n";
     if (scimmy()) {
-      ASSERT_TRUE(std::filesystem::exists(ScimmyDir() + "/node_modules/scimmy"))
-          << "the scimmy test server's packages are missing: run scripts/install-deps";
-      port_ = FreePort();
-      node_.Start({"node", ScimmyDir() + "/server.js", "--port", std::to_string(port_), "--api-key",
-                   kScimmyKey},
-                  e2e_.dir().File("scimmy.log"));
-      ASSERT_TRUE(WaitForPort(port_, 20000)) << ReadFile(e2e_.dir().File("scimmy.log"));
-      options.base_url = "http://127.0.0.1:" + std::to_string(port_) + "/scim/v2";
+      ASSERT_TRUE(node_.Start()) << node_.error();
+      port_ = node_.port();
+      options.base_url = node_.base_url();
       options.api_key = kScimmyKey;
       key_ = kScimmyKey;
     } else {
@@ -111,7 +104,7 @@ class ScopesE2E : public ::testing::TestWithParam<const char*> {
   std::string DeadLetters() { return e2e_.redis().Cli({"XRANGE", "scimsync:dlq", "-", "+"}); }
 
   E2E e2e_;
-  Process node_;
+  ScimmyServer node_{kScimmyKey};
   int port_ = 0;
   std::string key_ = "test-key";
 };

@@ -624,18 +624,12 @@ TEST_F(WorkersE2E, AJoiningInstanceGetsItsShareWithinAboutALeaseUnderLoad) {
 // The same lifecycle against the independent SCIM implementation (scimmy), so the daemon is not
 // only right about our own double.
 TEST_F(WorkersE2E, LifecycleAgainstTheScimmyServer) {
-  const std::string dir = std::string(SCIMSYNC_SOURCE_DIR) + "/tests/scim/scimmy_server";
-  ASSERT_TRUE(std::filesystem::exists(dir + "/node_modules/scimmy"))
-      << "the scimmy test server's packages are missing: run scripts/install-deps";
-  const int port = FreePort();
-  Process node;
-  ASSERT_TRUE(node.Start(
-      {"node", dir + "/server.js", "--port", std::to_string(port), "--api-key", "scimmy-key"},
-      e2e_.dir().File("scimmy.log")));
-  ASSERT_TRUE(WaitForPort(port, 20000)) << ReadFile(e2e_.dir().File("scimmy.log"));
+  ScimmyServer node("scimmy-key");
+  ASSERT_TRUE(node.Start()) << node.error();
+  const int port = node.port();
   E2EDaemonOptions options;
   options.api_key = "scimmy-key";
-  options.base_url = "http://127.0.0.1:" + std::to_string(port) + "/scim/v2";
+  options.base_url = node.base_url();
   ASSERT_TRUE(e2e_.StartDaemon(0, options)) << e2e_.Log(0);
 
   httplib::Client scim("127.0.0.1", port);

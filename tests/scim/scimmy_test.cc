@@ -22,31 +22,18 @@ namespace {
 constexpr char kKey[] = "scimmy-test-key";
 constexpr char kEnt[] = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
-std::string ServerDir() { return std::string(SCIMSYNC_SOURCE_DIR) + "/tests/scim/scimmy_server"; }
-
 class ScimmyTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    log_ = std::make_unique<scimsync::testing::TempDir>();
-    port_ = scimsync::testing::FreePort();
-    process_ = std::make_unique<scimsync::testing::Process>();
-    if (!std::filesystem::exists(ServerDir() + "/node_modules/scimmy")) return;
-    process_->Start(
-        {"node", ServerDir() + "/server.js", "--port", std::to_string(port_), "--api-key", kKey},
-        log_->File("scimmy.log"));
-    started_ = scimsync::testing::WaitForPort(port_, 20000);
+    server_ = std::make_unique<scimsync::testing::ScimmyServer>(kKey);
+    started_ = server_->Start();
+    port_ = server_->port();
   }
   static void TearDownTestSuite() {
-    process_.reset();  // kills node
-    log_.reset();
+    server_.reset();  // kills node
   }
 
-  void SetUp() override {
-    ASSERT_TRUE(std::filesystem::exists(ServerDir() + "/node_modules/scimmy"))
-        << "the scimmy test server's packages are missing: run scripts/install-deps";
-    ASSERT_TRUE(started_) << "node " << ServerDir() << "/server.js did not start; its output: "
-                          << scimsync::testing::ReadFile(log_->File("scimmy.log"));
-  }
+  void SetUp() override { ASSERT_TRUE(started_) << server_->error(); }
 
   static std::string BaseUrl() { return "http://127.0.0.1:" + std::to_string(port_) + "/scim/v2"; }
 
@@ -121,8 +108,7 @@ class ScimmyTest : public ::testing::Test {
     return u;
   }
 
-  static inline std::unique_ptr<scimsync::testing::TempDir> log_;
-  static inline std::unique_ptr<scimsync::testing::Process> process_;
+  static inline std::unique_ptr<scimsync::testing::ScimmyServer> server_;
   static inline int port_ = 0;
   static inline bool started_ = false;
 

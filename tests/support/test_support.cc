@@ -424,4 +424,34 @@ int RunShell(const std::string& command, std::string* output, bool with_stderr) 
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+bool ScimmyServer::Start() {
+  const std::string dir = std::string(SCIMSYNC_SOURCE_DIR) + "/tests/scim/scimmy_server";
+  if (access((dir + "/node_modules/scimmy").c_str(), F_OK) != 0) {
+    error_ = "the scimmy test server's packages are missing in " + dir +
+             "/node_modules: run scripts/install-deps";
+    return false;
+  }
+  const std::string log = dir_.File("scimmy.log");
+  if (!proc_.Start({"node", dir + "/server.js", "--port", "0", "--api-key", api_key_}, log)) {
+    error_ = "cannot start node (is nodejs installed? scripts/install-deps installs it)";
+    return false;
+  }
+  const std::string marker = "listening on http://127.0.0.1:";
+  WaitFor(
+      [&] {
+        if (proc_.Exited()) return true;
+        const std::string text = ReadFile(log);
+        const size_t at = text.find(marker);
+        if (at == std::string::npos) return false;
+        port_ = std::atoi(text.c_str() + at + marker.size());
+        return port_ > 0;
+      },
+      20000);
+  if (port_ <= 0) {
+    error_ = "node " + dir + "/server.js did not start listening; its output:\n" + ReadFile(log);
+    return false;
+  }
+  return true;
+}
+
 }  // namespace scimsync::testing

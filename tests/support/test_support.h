@@ -103,6 +103,28 @@ class RedisServer {
   bool StartOnce();
 };
 
+// The independent SCIM server (tests/scim/scimmy_server, on the npm package scimmy) on a port the
+// kernel picks: node listens on port 0 and prints the port it got.
+class ScimmyServer {
+ public:
+  explicit ScimmyServer(std::string api_key) : api_key_(std::move(api_key)) {}
+  // Waits until it listens. False when its packages are missing or node did not start; error()
+  // then says which, and what to do.
+  bool Start();
+  void Kill() { proc_.Kill(); }
+  int port() const { return port_; }
+  std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/scim/v2"; }
+  const std::string& error() const { return error_; }
+  std::string Log() const { return ReadFile(dir_.File("scimmy.log")); }
+
+ private:
+  std::string api_key_;
+  TempDir dir_;
+  Process proc_;
+  int port_ = 0;
+  std::string error_;
+};
+
 // A private Redis Sentinel (`redis-sentinel`, or `redis-server --sentinel`, the same program)
 // monitoring one primary on 127.0.0.1 with a quorum of 1, so this one sentinel alone decides a
 // failover. Its config file lives in a temp dir (Sentinel rewrites it).

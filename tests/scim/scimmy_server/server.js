@@ -2,7 +2,8 @@
 // (schema validation, filters, PATCH semantics, error messages), this file only supplies an
 // in-memory user store with userName uniqueness, as JumpCloud enforces it.
 //
-// Usage: node server.js --port N [--api-key KEY]   (or PORT / SCIM_API_KEY in the environment)
+// Usage: node server.js --port N [--api-key KEY]   (or PORT / SCIM_API_KEY in the environment;
+// port 0: any free port, printed in the "listening on" line)
 // Listens on 127.0.0.1 only. When a key is given, requests must carry it as `x-api-key: KEY` or
 // `Authorization: Bearer KEY`; otherwise scimmy answers 401.
 import crypto from "node:crypto";
@@ -17,8 +18,8 @@ function argValue(name) {
 
 const port = Number(argValue("--port") ?? process.env.PORT);
 const apiKey = argValue("--api-key") ?? process.env.SCIM_API_KEY ?? "";
-if (!Number.isInteger(port) || port <= 0 || port > 65535) {
-  console.error("scimmy_server: give a TCP port with --port N or PORT=N");
+if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  console.error("scimmy_server: give a TCP port with --port N or PORT=N (0: any free port)");
   process.exit(2);
 }
 
@@ -88,7 +89,8 @@ const app = express();
 app.use("/scim/v2", new SCIMMYRouters({type: "bearer", handler: authenticate}));
 
 const server = app.listen(port, "127.0.0.1", () => {
-  console.log(`scimmy_server: listening on http://127.0.0.1:${port}/scim/v2`);
+  // The port the kernel gave for --port 0: test fixtures read it from this line.
+  console.log(`scimmy_server: listening on http://127.0.0.1:${server.address().port}/scim/v2`);
 });
 for (const signal of ["SIGTERM", "SIGINT"]) {
   process.on(signal, () => server.close(() => process.exit(0)));
