@@ -757,6 +757,24 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
 
 Status ProfileSyncer::EndPass(int thread) {
   PerThread& t = StateOf(thread);
+  // The guard's view first: it is what remembers a leaver JumpCloud has no account for. Stored
+  // versions without it would drop the leaver's termination as older when the items come back,
+  // and their update would create an active account. Failing, neither is stored and the pass's
+  // items are synced again, whole.
+  if (deps_.guard && !t.guard_records.empty()) {
+    Status s = deps_.guard->RecordMany(t.guard_records);
+    if (!s.ok()) {
+      log::Warn(
+          "cannot record the guard's view of the pass's employees; the applied versions "
+          "are not stored either, so the items are synced again",
+          {{"employees", static_cast<int64_t>(t.guard_records.size())},
+           {"detail", s.error().message}});
+      t.guard_records.clear();
+      t.raises.clear();
+      return s;
+    }
+  }
+  t.guard_records.clear();
   Status out;
   for (const auto& [partition, raises] : t.raises) {
     Status s = deps_.versions ? deps_.versions->RaiseMany(partition, raises) : Status();
@@ -769,17 +787,6 @@ Status ProfileSyncer::EndPass(int thread) {
     }
   }
   t.raises.clear();
-  if (deps_.guard && !t.guard_records.empty()) {
-    // Failing, it fails the pass like the versions: its items are synced (and recorded) again.
-    Status s = deps_.guard->RecordMany(t.guard_records);
-    if (!s.ok()) {
-      log::Warn("cannot record the guard's view of the pass's employees",
-                {{"employees", static_cast<int64_t>(t.guard_records.size())},
-                 {"detail", s.error().message}});
-      out = s;
-    }
-  }
-  t.guard_records.clear();
   return out;
 }
 

@@ -132,8 +132,11 @@ class SyncTest : public ::testing::Test {
     };
     work.held_due_ms = held_due_ms_;
     SyncResult r = syncer->Sync(0, work);
-    Status s = syncer->EndPass(0);
-    EXPECT_TRUE(s.ok()) << s.error().message;
+    if (before_end_pass_) before_end_pass_();
+    last_end_pass_ = syncer->EndPass(0);
+    if (expect_end_pass_ok_) {
+      EXPECT_TRUE(last_end_pass_.ok()) << last_end_pass_.error().message;
+    }
     if (r.kind == SyncResult::Kind::kDone && r.action != "ignore") {
       // What the pool remembers for the employee (Queue::AckApplied): the newest item applied.
       for (const auto& item : work.items) {
@@ -147,6 +150,9 @@ class SyncTest : public ::testing::Test {
     return r;
   }
 
+  bool expect_end_pass_ok_ = true;              // each Run's EndPass must succeed
+  Status last_end_pass_;                        // what the last Run's EndPass returned
+  std::function<void()> before_end_pass_;       // runs between each Run's Sync and its EndPass
   int64_t held_due_ms_ = 0;                     // EmployeeWork::held_due_ms of each Run
   std::map<std::string, queue::Item> applied_;  // by employee
   std::string last_applied_error_;              // set: reading the newest applied item fails
@@ -602,6 +608,31 @@ TEST_F(SyncRedisTest, NoAccountIsCreatedForALeaver) {
   SyncResult back = Run(true, {{"rehire", "Analyst II", "4"}}, "E2");
   EXPECT_EQ(back.kind, SyncResult::Kind::kDone) << back.reason;
   EXPECT_TRUE(Active("E2"));
+}
+
+// The pass records a leaver in two places: the applied versions (an older item is dropped) and
+// the guard's set (no account for a leaver). When only the versions were stored -- Redis went
+// away between the two writes -- the redelivered burst dropped its termination as older and the
+// update created an active account (model seed 693). A pass whose leavers cannot be recorded
+// stores no versions either: the burst comes back whole.
+TEST_F(SyncRedisTest, ALeaverStaysALeaverWhenThePassCouldNotRecordIt) {
+  // The guard's set cannot be written when the pass ends (a key of the wrong type stands in for
+  // a lost connection).
+  before_end_pass_ = [this] { redis_.Cli({"SET", "st:guard:suspended", "x"}); };
+  expect_end_pass_ok_ = false;
+  SyncResult first = Run(true, {{"leave", "Analyst", "1"}, {"hire", "Analyst", "2"}});
+  EXPECT_EQ(first.result, "absent") << first.reason;
+  EXPECT_FALSE(last_end_pass_.ok());
+  EXPECT_EQ(scim_.CountRequests("POST"), 0);
+
+  // Not acknowledged, the items come back together once Redis answers.
+  before_end_pass_ = nullptr;
+  ASSERT_EQ(redis_.Cli({"DEL", "st:guard:suspended"}), "1");
+  expect_end_pass_ok_ = true;
+  SyncResult again = Run(true, {{"leave", "Analyst", "1"}, {"hire", "Analyst", "2"}});
+  EXPECT_EQ(again.kind, SyncResult::Kind::kDone) << again.reason;
+  EXPECT_EQ(scim_.CountRequests("POST"), 0) << User();
+  EXPECT_EQ(scim_.user_count(), 0u) << User();
 }
 
 TEST_F(SyncRedisTest, ALeaverRehiredGetsAnAccount) {
