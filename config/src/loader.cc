@@ -435,6 +435,44 @@ std::string ExternalIdPrefix(const Config& config, const ProfileConfig& profile,
   return ExternalIdPrefix(config.multi_scope, profile.scope_prefix, tenant);
 }
 
+const ProfileConfig* FindProfile(const Config& config, const std::string& name) {
+  for (const ProfileConfig& p : config.profiles) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+std::string ProfileNames(const Config& config) {
+  std::string names;
+  for (const ProfileConfig& p : config.profiles) names += (names.empty() ? "" : ", ") + p.name;
+  return names;
+}
+
+std::vector<std::string> ResolvedSecrets(const Config& config) {
+  std::vector<SecretRef> refs = {config.target.api_key, config.redis.password,
+                                 config.redis.sentinel_password};
+  for (const ProfileConfig& p : config.profiles) {
+    refs.insert(refs.end(), p.secrets.begin(), p.secrets.end());
+  }
+  std::vector<std::string> out;
+  for (const SecretRef& ref : refs) {
+    if (ref.empty()) continue;
+    auto v = ResolveSecret(ref);
+    if (v.ok() && v->size() >= 4) out.push_back(*v);
+  }
+  return out;
+}
+
+std::string MaskSecrets(std::string text, const std::vector<std::string>& secrets) {
+  for (const std::string& s : secrets) {
+    if (s.empty()) continue;
+    for (size_t at = text.find(s); at != std::string::npos; at = text.find(s, at)) {
+      text.replace(at, s.size(), "[redacted]");
+    }
+  }
+  return text;
+}
+
 std::string ScopedExternalId(const Config& config, const ProfileConfig& profile,
                              const std::string& tenant, const std::string& id) {
   return ExternalIdPrefix(config, profile, tenant) + id;

@@ -182,15 +182,10 @@ int RunMapCommand(const std::vector<std::string>& args, std::ostream& out, std::
     for (const auto& p : problems) err << "  " << p.ToString() << "\n";
     return kExitConfig;
   }
-  const config::ProfileConfig* entry = nullptr;
-  std::string names;
-  for (const auto& p : cfg.profiles) {
-    names += (names.empty() ? "" : ", ") + p.name;
-    if (p.name == o.profile) entry = &p;
-  }
+  const config::ProfileConfig* entry = config::FindProfile(cfg, o.profile);
   if (entry == nullptr) {
     err << "scimsyncd map: no profile named '" << o.profile << "' in " << o.config
-        << " (profiles: " << names << ")\n";
+        << " (profiles: " << config::ProfileNames(cfg) << ")\n";
     return kExitConfig;
   }
   // A dry run writes nothing: drop the handshake's token file from this copy of the entry.

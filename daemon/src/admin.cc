@@ -371,10 +371,7 @@ int RunMigrateScopeCommand(const config::Config& cfg, const std::vector<std::str
       return kExitUsage;
     }
   }
-  const config::ProfileConfig* pc = nullptr;
-  for (const auto& p : cfg.profiles) {
-    if (p.name == name) pc = &p;
-  }
+  const config::ProfileConfig* pc = config::FindProfile(cfg, name);
   if (pc == nullptr) {
     err << "scimsyncd migrate-scope: "
         << (name.empty() ? "--profile is required" : "no profile named '" + name + "'")

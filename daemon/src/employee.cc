@@ -4,8 +4,11 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <functional>
+#include <optional>
 #include <sstream>
 
+#include "employee_args.h"
 #include "scimsync/clock.h"
 #include "scimsync/daemon/admin.h"
 #include "scimsync/daemon/app.h"
@@ -39,29 +42,6 @@ std::string IsoTime(int64_t ms) {
   char stamp[32];
   std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return stamp;
-}
-
-// Every configured secret that resolves here, to mask in the output whatever recorded it.
-std::vector<std::string> KnownSecrets(const config::Config& cfg) {
-  std::vector<config::SecretRef> refs = {cfg.target.api_key, cfg.redis.password,
-                                         cfg.redis.sentinel_password};
-  for (const auto& p : cfg.profiles) refs.insert(refs.end(), p.secrets.begin(), p.secrets.end());
-  std::vector<std::string> out;
-  for (const auto& ref : refs) {
-    if (ref.empty()) continue;
-    auto v = config::ResolveSecret(ref);
-    if (v.ok() && v->size() >= 4) out.push_back(*v);
-  }
-  return out;
-}
-
-std::string Mask(std::string text, const std::vector<std::string>& secrets) {
-  for (const auto& s : secrets) {
-    for (size_t at = text.find(s); at != std::string::npos; at = text.find(s, at)) {
-      text.replace(at, s.size(), "[redacted]");
-    }
-  }
-  return text;
 }
 
 // What a retry-set item is waiting for, from the reason the worker parked it with
@@ -114,47 +94,35 @@ std::string WaitingJson(const Waiting& w) {
 int RunEmployeeCommand(const config::Config& cfg, const std::string& config_file,
                        const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   Args a;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& s = args[i];
-    auto value = [&](std::string* target) {
-      if (i + 1 >= args.size()) return false;
-      *target = args[++i];
-      return true;
-    };
-    std::string n;
-    if (s == "--profile") {
-      if (!value(&a.profile)) return Usage(err, "--profile needs a profile name");
-    } else if (s == "--tenant") {
-      if (!value(&a.tenant)) return Usage(err, "--tenant needs a tenant");
-    } else if (s == "--json") {
+  EmployeeArgs who;
+  auto own =
+      [&a](const std::string& option,
+           const std::function<std::optional<std::string>()>& value) -> std::optional<std::string> {
+    if (option == "--json") {
       a.json = true;
-    } else if (s == "--last") {
-      if (!value(&n)) return Usage(err, "--last needs a number");
-      char* end = nullptr;
-      long v = std::strtol(n.c_str(), &end, 10);
-      if (end == n.c_str() || *end != '\0' || v < 0 || v > 1000) {
-        return Usage(err, "--last must be a number from 0 to 1000 (got '" + n + "')");
-      }
-      a.last = static_cast<int>(v);
-    } else if (s.rfind("--", 0) == 0) {
-      return Usage(err, "unexpected option '" + s + "'");
-    } else if (a.employee.empty()) {
-      a.employee = s;
-    } else {
-      return Usage(err, "one EMPLOYEE_ID only (got '" + a.employee + "' and '" + s + "')");
+      return "";
     }
+    if (option != "--last") return std::nullopt;
+    auto n = value();
+    if (!n) return "--last needs a number";
+    char* end = nullptr;
+    long v = std::strtol(n->c_str(), &end, 10);
+    if (end == n->c_str() || *end != '\0' || v < 0 || v > 1000) {
+      return "--last must be a number from 0 to 1000 (got '" + *n + "')";
+    }
+    a.last = static_cast<int>(v);
+    return "";
+  };
+  if (std::string problem = ParseEmployeeArgs(args, own, &who); !problem.empty()) {
+    return Usage(err, problem);
   }
-  if (a.profile.empty()) return Usage(err, "--profile NAME is required");
-  if (a.employee.empty()) return Usage(err, "EMPLOYEE_ID is required");
-  bool known = false;
-  std::string names;
-  for (const auto& p : cfg.profiles) {
-    known = known || p.name == a.profile;
-    names += (names.empty() ? "" : ", ") + p.name;
-  }
-  if (!known) {
+  a.profile = who.profile;
+  a.tenant = who.tenant;
+  a.employee = who.employee;
+  const config::ProfileConfig* entry = config::FindProfile(cfg, a.profile);
+  if (entry == nullptr) {
     return Usage(err, "no profile named '" + a.profile + "' in " + config_file +
-                          " (configured: " + names + ")");
+                          " (configured: " + config::ProfileNames(cfg) + ")");
   }
 
   auto password = RedisPassword(cfg);
@@ -170,10 +138,6 @@ int RunEmployeeCommand(const config::Config& cfg, const std::string& config_file
   // The link.
   auto links = scim::NewRedisLinkStore(pool, cfg.redis.key_prefix);
   // Keyed by the externalId that anchors the employee: scoped with several HR sources.
-  const config::ProfileConfig* entry = nullptr;
-  for (const auto& p : cfg.profiles) {
-    if (p.name == a.profile) entry = &p;
-  }
   auto link = links->Read(ScopeOf(a.profile, a.tenant),
                           config::ScopedExternalId(cfg, *entry, a.tenant, a.employee));
   if (!link) return RedisDown(err, link.error());
@@ -268,7 +232,7 @@ int RunEmployeeCommand(const config::Config& cfg, const std::string& config_file
       o << (i ? "," : "") << OutcomeToJson((*outcomes)[i]);
     }
     o << "]}\n";
-    out << Mask(o.str(), KnownSecrets(cfg));
+    out << config::MaskSecrets(o.str(), config::ResolvedSecrets(cfg));
     return kExitOk;
   }
 
@@ -333,7 +297,7 @@ int RunEmployeeCommand(const config::Config& cfg, const std::string& config_file
     if (!r.reason.empty()) o << "  " << r.reason;
     o << "\n";
   }
-  out << Mask(o.str(), KnownSecrets(cfg));
+  out << config::MaskSecrets(o.str(), config::ResolvedSecrets(cfg));
   return kExitOk;
 }
 

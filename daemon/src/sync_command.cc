@@ -3,11 +3,14 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
 
+#include "employee_args.h"
 #include "scimsync/clock.h"
 #include "scimsync/connectors/profile.h"
 #include "scimsync/daemon/admin.h"
@@ -37,23 +40,9 @@ constexpr char kSyncUsage[] =
 // redacted when recorded).
 class Masker {
  public:
-  explicit Masker(const config::Config& cfg) {
-    std::vector<config::SecretRef> refs = {cfg.target.api_key, cfg.redis.password,
-                                           cfg.redis.sentinel_password};
-    for (const auto& p : cfg.profiles) refs.insert(refs.end(), p.secrets.begin(), p.secrets.end());
-    for (const auto& ref : refs) {
-      if (ref.empty()) continue;
-      auto v = config::ResolveSecret(ref);
-      if (v.ok() && v->size() >= 4) secrets_.push_back(*v);
-    }
-  }
+  explicit Masker(const config::Config& cfg) : secrets_(config::ResolvedSecrets(cfg)) {}
   std::string operator()(std::string text) const {
-    for (const auto& s : secrets_) {
-      for (size_t at = text.find(s); at != std::string::npos; at = text.find(s, at)) {
-        text.replace(at, s.size(), "[redacted]");
-      }
-    }
-    return text;
+    return config::MaskSecrets(std::move(text), secrets_);
   }
 
  private:
@@ -130,53 +119,40 @@ std::string Step(const OutcomeRecord& r) {
 
 int RunSyncCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   std::string file = "/etc/scimsync/scimsync.yaml";
-  std::string name, tenant, employee;
   bool dry_run = false;
   int64_t timeout_s = 60;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&](std::string* target) {
-      if (i + 1 >= args.size()) return false;
-      *target = args[++i];
-      return true;
-    };
-    std::string t;
+  auto own =
+      [&](const std::string& a,
+          const std::function<std::optional<std::string>()>& value) -> std::optional<std::string> {
     if (a == "--config" || a == "-c") {
-      if (!value(&file))
-        return err << "scimsyncd sync: " << a << " needs a file path\n" << kSyncUsage, kExitUsage;
+      auto v = value();
+      if (!v) return a + " needs a file path";
+      file = *v;
     } else if (a.rfind("--config=", 0) == 0) {
       file = a.substr(9);
-    } else if (a == "--profile") {
-      if (!value(&name))
-        return err << "scimsyncd sync: --profile needs a name\n" << kSyncUsage, kExitUsage;
-    } else if (a == "--tenant") {
-      if (!value(&tenant))
-        return err << "scimsyncd sync: --tenant needs a tenant\n" << kSyncUsage, kExitUsage;
     } else if (a == "--dry-run") {
       dry_run = true;
     } else if (a == "--timeout") {
+      auto t = value();
+      if (!t) return "--timeout needs seconds";
       char* end = nullptr;
-      if (!value(&t))
-        return err << "scimsyncd sync: --timeout needs seconds\n" << kSyncUsage, kExitUsage;
-      timeout_s = std::strtoll(t.c_str(), &end, 10);
-      if (end == t.c_str() || *end != '\0' || timeout_s < 1 || timeout_s > 3600) {
-        err << "scimsyncd sync: --timeout must be 1 to 3600 seconds (got '" << t << "')\n";
-        return kExitUsage;
+      timeout_s = std::strtoll(t->c_str(), &end, 10);
+      if (end == t->c_str() || *end != '\0' || timeout_s < 1 || timeout_s > 3600) {
+        return "--timeout must be 1 to 3600 seconds (got '" + *t + "')";
       }
-    } else if (a.rfind("--", 0) == 0) {
-      err << "scimsyncd sync: unexpected option '" << a << "'\n" << kSyncUsage;
-      return kExitUsage;
-    } else if (employee.empty()) {
-      employee = a;
     } else {
-      err << "scimsyncd sync: one EMPLOYEE_ID only\n" << kSyncUsage;
-      return kExitUsage;
+      return std::nullopt;
     }
-  }
-  if (name.empty() || employee.empty()) {
-    err << "scimsyncd sync: --profile NAME and EMPLOYEE_ID are required\n" << kSyncUsage;
+    return "";
+  };
+  EmployeeArgs who;
+  if (std::string problem = ParseEmployeeArgs(args, own, &who); !problem.empty()) {
+    err << "scimsyncd sync: " << problem << "\n" << kSyncUsage;
     return kExitUsage;
   }
+  const std::string& name = who.profile;
+  const std::string& tenant = who.tenant;
+  const std::string& employee = who.employee;
 
   config::Config cfg;
   ProfileMap profiles;
@@ -190,10 +166,7 @@ int RunSyncCommand(const std::vector<std::string>& args, std::ostream& out, std:
     return kExitUsage;
   }
   const connectors::Profile& profile = *it->second;
-  const config::ProfileConfig* entry = nullptr;
-  for (const auto& p : cfg.profiles) {
-    if (p.name == name) entry = &p;
-  }
+  const config::ProfileConfig* entry = config::FindProfile(cfg, name);
   // The link table is keyed by the externalId that anchors the employee in JumpCloud: scoped
   // ("hr2:1001") when several HR sources share the organisation, as the workers key it.
   const std::string anchor = config::ScopedExternalId(cfg, *entry, tenant, employee);

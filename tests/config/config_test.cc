@@ -506,6 +506,30 @@ TEST(ConfigTest, RequestLimitsRefuseValuesThatWouldDisableThem) {
             std::string::npos);
 }
 
+// What the admin commands share: finding a profile, naming the configured ones, and masking every
+// configured secret in what they print.
+TEST(ConfigTest, FindsProfilesNamesThemAndMasksEveryResolvedSecret) {
+  setenv("SCIMSYNC_TEST_HR2_SECRET", "hr2-webhook-secret", 1);
+  setenv("SCIMSYNC_TEST_SHORT", "abc", 1);
+  Config c;
+  ASSERT_TRUE(Load(std::string(kMinimal) +
+                       "  - {name: hr2, connector: generic, secret_env: SCIMSYNC_TEST_HR2_SECRET}\n"
+                       "  - {name: hr3, connector: generic, secret_env: SCIMSYNC_TEST_SHORT}\n",
+                   &c)
+                  .empty());
+  ASSERT_NE(FindProfile(c, "hr2"), nullptr);
+  EXPECT_EQ(FindProfile(c, "hr2")->name, "hr2");
+  EXPECT_EQ(FindProfile(c, "nope"), nullptr);
+  EXPECT_EQ(ProfileNames(c), "hr, hr2, hr3");
+  const std::vector<std::string> secrets = ResolvedSecrets(c);
+  // Too short to mask without masking ordinary words: left out.
+  EXPECT_EQ(std::count(secrets.begin(), secrets.end(), "abc"), 0);
+  EXPECT_EQ(MaskSecrets("sig hr2-webhook-secret, again hr2-webhook-secret.", secrets),
+            "sig [redacted], again [redacted].");
+  unsetenv("SCIMSYNC_TEST_HR2_SECRET");
+  unsetenv("SCIMSYNC_TEST_SHORT");
+}
+
 TEST(ConfigTest, OneScopeKeepsBareExternalIdsAndUserNamesByDefault) {
   Config c;
   ASSERT_TRUE(Load(kMinimal, &c).empty());

@@ -281,6 +281,17 @@ std::string ExternalIdPrefix(const Config& config, const ProfileConfig& profile,
 std::string ExternalIdPrefix(bool multi_scope, const std::string& scope_prefix,
                              const std::string& tenant);
 
+// The profile entry named `name`; nullptr when there is none.
+const ProfileConfig* FindProfile(const Config& config, const std::string& name);
+// The configured profiles' names, ", " between them: for "no profile named X (configured: ...)".
+std::string ProfileNames(const Config& config);
+// Every configured secret (the API key, the Redis passwords, each profile's) that resolves here
+// and is long enough to mask (4 characters or more): the tools mask these in what they print,
+// as a second line of defence behind the redaction done when it was recorded.
+std::vector<std::string> ResolvedSecrets(const Config& config);
+// `text` with each of `secrets` replaced by "[redacted]".
+std::string MaskSecrets(std::string text, const std::vector<std::string>& secrets);
+
 // Keys read by the config loader inside each profile entry; connectors read the rest.
 const std::vector<std::string>& CommonProfileKeys();
 
