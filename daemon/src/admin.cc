@@ -13,7 +13,7 @@
 #include "scimsync/daemon/reconcile.h"
 #include "scimsync/log.h"
 #include "scimsync/queue/queue.h"
-#include "scimsync/queue/redis.h"
+#include "scimsync/redis/client.h"
 #include "scimsync/scim/link_store.h"
 #include "scimsync/scim/lister.h"
 #include "scimsync/scim/protocol.h"

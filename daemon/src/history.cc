@@ -6,7 +6,7 @@
 #include <set>
 
 #include "scimsync/log.h"
-#include "scimsync/queue/redis.h"
+#include "scimsync/redis/client.h"
 #include "scimsync/strings.h"
 
 namespace scimsync::daemon {

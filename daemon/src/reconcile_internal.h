@@ -12,7 +12,7 @@
 
 #include "scimsync/daemon/reconcile.h"
 #include "scimsync/queue/queue.h"
-#include "scimsync/queue/redis.h"
+#include "scimsync/redis/client.h"
 #include "scimsync/result.h"
 
 namespace scimsync::daemon {

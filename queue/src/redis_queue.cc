@@ -13,7 +13,7 @@
 #include "codec.h"
 #include "scimsync/log.h"
 #include "scimsync/queue/queue.h"
-#include "scimsync/queue/redis.h"
+#include "scimsync/redis/client.h"
 
 namespace scimsync::queue {
 namespace {

@@ -2,7 +2,7 @@
 
 #include <cstdlib>
 
-#include "scimsync/queue/redis.h"
+#include "scimsync/redis/client.h"
 
 namespace scimsync::scim {
 

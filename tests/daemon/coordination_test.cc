@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "scimsync/queue/redis.h"
+#include "scimsync/redis/client.h"
 #include "test_support.h"
 
 namespace scimsync::daemon {

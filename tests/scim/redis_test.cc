@@ -1,13 +1,12 @@
 // The Redis-backed pieces against a real redis-server: the link table and the shared rate
 // limiter (the same behaviour suite as the in-memory limiter, on a FakeClock).
-#include "scimsync/queue/redis.h"
-
 #include <gtest/gtest.h>
 
 #include <memory>
 
 #include "rate_limiter_cases.h"
 #include "scimsync/config.h"
+#include "scimsync/redis/client.h"
 #include "scimsync/scim/link_store.h"
 #include "scimsync/scim/protocol.h"
 #include "scimsync/scim/rate_limiter.h"

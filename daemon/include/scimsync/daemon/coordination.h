@@ -24,7 +24,7 @@
 
 #include "scimsync/clock.h"
 #include "scimsync/config.h"
-#include "scimsync/queue/redis.h"
+#include "scimsync/redis/client.h"
 #include "scimsync/result.h"
 
 namespace scimsync::daemon {
