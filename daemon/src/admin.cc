@@ -14,6 +14,7 @@
 #include "scimsync/log.h"
 #include "scimsync/queue/queue.h"
 #include "scimsync/redis/client.h"
+#include "scimsync/redis/keys.h"
 #include "scimsync/scim/link_store.h"
 #include "scimsync/scim/lister.h"
 #include "scimsync/scim/protocol.h"
@@ -103,11 +104,12 @@ int RunStatusCommand(const config::Config& cfg, const std::vector<std::string>& 
   int64_t total = 0, total_retries = 0, oldest = 0;
   for (int p = 0; p < cfg.redis.partitions; ++p) {
     Part& part = parts[static_cast<size_t>(p)];
-    auto r = conn->Commands({{"XLEN", queue::Keys::Stream(prefix, p)},
-                             {"ZCARD", queue::Keys::Retry(prefix, p)},
-                             {"XRANGE", queue::Keys::Stream(prefix, p), "-", "+", "COUNT", "1"},
-                             {"GET", prefix + ":lease:{p" + std::to_string(p) + "}"},
-                             {"PTTL", prefix + ":lease:{p" + std::to_string(p) + "}"}});
+    auto r =
+        conn->Commands({{"XLEN", redis::keys::queue::Stream(prefix, p)},
+                        {"ZCARD", redis::keys::queue::Retry(prefix, p)},
+                        {"XRANGE", redis::keys::queue::Stream(prefix, p), "-", "+", "COUNT", "1"},
+                        {"GET", redis::keys::daemon::Lease(prefix, p)},
+                        {"PTTL", redis::keys::daemon::Lease(prefix, p)}});
     if (!r) return RedisDown(err, r.error());
     auto& v = *r;
     if (v[0].ok()) part.depth = v[0]->AsInteger().value_or(0);
@@ -123,10 +125,10 @@ int RunStatusCommand(const config::Config& cfg, const std::vector<std::string>& 
   }
   auto dead = q->DeadLetterCount();
   if (!dead) return RedisDown(err, dead.error());
-  auto paused = conn->Command({"GET", prefix + ":paused"});
+  auto paused = conn->Command({"GET", redis::keys::daemon::Paused(prefix)});
   std::string pause_reason = paused && !paused->is_nil() ? paused->text() : "";
-  auto instances =
-      conn->Command({"ZRANGEBYSCORE", prefix + ":instances", std::to_string(now - 10000), "+inf"});
+  auto instances = conn->Command({"ZRANGEBYSCORE", redis::keys::daemon::Instances(prefix),
+                                  std::to_string(now - 10000), "+inf"});
   SuspensionGuard guard(pool, prefix, cfg.workers.guard, SystemClock::Instance());
   auto gs = guard.State();
   if (!gs) return RedisDown(err, gs.error());

@@ -368,7 +368,8 @@ int RunDaemon(const std::string& file) {
           }
           if (r) Metrics::Global().SetRetriesWaiting(p, *r);
           auto first = redis_pool.Acquire()->Command(
-              {"XRANGE", queue::Keys::Stream(cfg.redis.key_prefix, p), "-", "+", "COUNT", "1"});
+              {"XRANGE", redis::keys::queue::Stream(cfg.redis.key_prefix, p), "-", "+", "COUNT",
+               "1"});
           double age = 0;
           if (first && !first->elements().empty() && !first->elements()[0].elements().empty()) {
             const int64_t since =

@@ -168,10 +168,10 @@ std::optional<std::string> EmployeeKeyInScope(const std::string& external_id,
 Reconciler::Reconciler(ReconcilerOptions options, ReconcilerDeps deps)
     : options_(std::move(options)), deps_(std::move(deps)) {
   const std::string name = deps_.profile ? deps_.profile->name() : std::string();
-  lease_key_ = options_.key_prefix + ":reconcile:" + name;
-  last_key_ = lease_key_ + ":last";
-  listed_key_ = lease_key_ + ":listed";
-  held_key_ = lease_key_ + ":held";
+  lease_key_ = redis::keys::daemon::Reconcile(options_.key_prefix, name);
+  last_key_ = redis::keys::daemon::ReconcileLast(options_.key_prefix, name);
+  listed_key_ = redis::keys::daemon::ReconcileListed(options_.key_prefix, name);
+  held_key_ = redis::keys::daemon::ReconcileHeld(options_.key_prefix, name);
   if (!deps_.sleep) {
     deps_.sleep = [](int64_t ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); };
   }
@@ -768,7 +768,7 @@ class Reconciler::Pass {
     auto conn = deps_.pool->Acquire();
     for (const std::string& t : profile_.list_tenants()) {
       const std::string pattern =
-          options_.key_prefix + ":link:" + GlobEscape(ScopeOf(profile_.name(), t)) + ":*";
+          redis::keys::scim::LinksPattern(options_.key_prefix, ScopeOf(profile_.name(), t));
       std::string cursor = "0";
       do {
         auto r = conn->Command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});

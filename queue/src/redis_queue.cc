@@ -356,7 +356,7 @@ class RedisQueue final : public Queue {
     eval = {"EVALSHA", script.sha1(), std::to_string(keys.size())};
     eval.insert(eval.end(), keys.begin(), keys.end());
     eval.insert(eval.end(), args.begin(), args.end());
-    cmds[1] = {"SET", prefix_ + ":wait-fence", "1"};
+    cmds[1] = {"SET", Keys::WaitFence(prefix_), "1"};
     cmds[2] = {"WAIT", std::to_string(wait_replicas_), std::to_string(wait_timeout_ms_)};
     auto conn = pool_.Acquire();
     auto replies = conn->Commands(cmds);

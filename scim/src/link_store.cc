@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "scimsync/redis/client.h"
+#include "scimsync/redis/keys.h"
 
 namespace scimsync::scim {
 
@@ -125,9 +126,9 @@ class RedisLinkStore final : public LinkStore {
 
   Status Remove(const std::string& scope, const std::string& employee) override {
     // Forget the owner only when it is this link's: another scope's claim must survive.
-    auto reply =
-        Command({"EVAL", kRemoveScript, "3", Key(scope, employee),
-                 prefix_ + ":link-owner:", AppliedKey(scope, employee), scope + "\n" + employee});
+    auto reply = Command({"EVAL", kRemoveScript, "3", Key(scope, employee),
+                          redis::keys::scim::LinkOwnerPrefix(prefix_), AppliedKey(scope, employee),
+                          scope + "\n" + employee});
     if (!reply.ok()) return reply.error();
     return {};
   }
@@ -144,13 +145,13 @@ class RedisLinkStore final : public LinkStore {
 
  private:
   std::string Key(const std::string& scope, const std::string& employee) const {
-    return prefix_ + ":link:" + scope + ":" + employee;
+    return redis::keys::scim::Link(prefix_, scope, employee);
   }
   std::string AppliedKey(const std::string& scope, const std::string& employee) const {
-    return prefix_ + ":applied:" + scope + ":" + employee;
+    return redis::keys::scim::Snapshot(prefix_, scope, employee);
   }
   std::string OwnerKey(const std::string& jumpcloud_id) const {
-    return prefix_ + ":link-owner:" + jumpcloud_id;
+    return redis::keys::scim::LinkOwner(prefix_, jumpcloud_id);
   }
 
   // KEYS[1] the link, KEYS[2] the owner keys' prefix (a prefix, not a key: cluster mode is not

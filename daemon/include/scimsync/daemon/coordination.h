@@ -1,17 +1,8 @@
 // State that several scimsyncd instances share through Redis, beside the queue: who owns which
 // partition (leases), the mass-suspension guard, the auth pause flag, and the newest applied
-// version of each employee's record. Key layout (P = redis.key_prefix):
-//
-//   P:instances              sorted set: instance id -> last heartbeat (ms)
-//   P:lease:{pN}             string: the instance owning partition N, with a PX expiry
-//   P:lease:{pN}:token       integer: the fencing token, raised on every acquisition
-//   P:lease:{pN}:owner       string: the last owner that has not handed the partition over
-//   P:{pN}:versions          hash: "<scope>\x1f<employee>" -> newest applied version
-//   P:guard:events           sorted set: suspensions admitted in the window (score = ms)
-//   P:guard:tripped          string: when the guard tripped (ms); present = holding
-//   P:guard:suspended        set: "<scope>\x1f<employee>" users scimsync suspended
-//   P:guard:released         string with an expiry: an admin released the guard recently
-//   P:paused                 string: why SCIM work is paused (auth), with an expiry
+// version of each employee's record. Its keys (P = redis.key_prefix): P:instances, P:lease:{pN}
+// with :token and :owner, P:{pN}:versions, P:guard:events, :tripped, :suspended and :released,
+// and P:paused; redis/keys.h (keys::daemon) names them, with what each holds and its expiry.
 #pragma once
 
 #include <atomic>
@@ -25,6 +16,7 @@
 #include "scimsync/clock.h"
 #include "scimsync/config.h"
 #include "scimsync/redis/client.h"
+#include "scimsync/redis/keys.h"
 #include "scimsync/result.h"
 
 namespace scimsync::daemon {
@@ -111,7 +103,7 @@ class SuspensionGuard {
   // explicit active=true must not create or reactivate the account.
   Result<bool> Suspended(const std::string& who);
   // The set Record writes and Suspended reads, for a read sent with others (Versions).
-  std::string SuspendedKey() const { return prefix_ + ":guard:suspended"; }
+  std::string SuspendedKey() const { return redis::keys::daemon::GuardSuspended(prefix_); }
   // `scimsyncd guard release`: let held suspensions through; the guard stays open for
   // kReleaseMs so the rest of the same burst follows, then counts afresh.
   static constexpr int64_t kReleaseMs = int64_t{10} * 60 * 1000;

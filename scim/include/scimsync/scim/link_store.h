@@ -80,8 +80,8 @@ class MemoryLinkStore final : public LinkStore {
   std::map<std::string, std::pair<std::string, std::string>> owners_;
 };
 
-// Redis strings at "<key_prefix>:link:<scope>:<employee>", the owner at
-// "<key_prefix>:link-owner:<jumpcloud id>" ("<scope>\n<employee>") and the snapshot at
+// Redis strings (redis/keys.h, keys::scim) at "<key_prefix>:link:<scope>:<employee>", the owner
+// at "<key_prefix>:link-owner:<jumpcloud id>" ("<scope>\n<employee>") and the snapshot at
 // "<key_prefix>:applied:<scope>:<employee>" ("<applied ms>\n<jumpcloud id>\n<snapshot JSON>",
 // about 300 bytes and 400 bytes of Redis memory per employee), no expiry. Read is one MGET,
 // PutApplied one MSET. Redis failures are kTransient. `pool` must outlive the store;
