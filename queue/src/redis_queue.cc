@@ -646,6 +646,17 @@ class RedisQueue final : public Queue {
     return Count({"ZCARD", Keys::Retry(prefix_, partition)}, "ZCARD");
   }
 
+  Result<int64_t> OldestMs(int partition) override {
+    if (Status s = CheckPartition(partition, partitions_); !s) return s.error();
+    Result<Reply> r = pool_.Acquire()->Command(
+        {"XRANGE", Keys::Stream(prefix_, partition), "-", "+", "COUNT", "1"});
+    if (!r) return r.error();
+    if (r->elements().empty() || r->elements()[0].elements().empty()) return int64_t{0};
+    // "<ms>-<seq>": the time Redis added the entry.
+    return static_cast<int64_t>(
+        std::strtoll(r->elements()[0].elements()[0].text().c_str(), nullptr, 10));
+  }
+
   Result<std::vector<Item>> ListStream(int partition, const std::string& after_id,
                                        int max) override {
     if (Status s = CheckPartition(partition, partitions_); !s) return s.error();

@@ -244,6 +244,10 @@ class Queue {
   virtual Result<int64_t> Depth(int partition) = 0;
   // Items in a partition's retry set (waiting or leased).
   virtual Result<int64_t> RetryDepth(int partition) = 0;
+  // When the oldest item still in a partition's stream (new or delivered-but-not-ended) was
+  // enqueued, in ms since the epoch (its entry id's time), or 0 when the stream is empty: the
+  // queue's oldest age for `scimsyncd status` and the metrics.
+  virtual Result<int64_t> OldestMs(int partition) = 0;
   // Up to `max` items of a partition's stream (new and delivered-but-not-ended), oldest first,
   // after the entry `after_id` ("" = from the start). Read-only: for `scimsyncd employee`, which
   // pages through a partition looking for one employee's items.
@@ -307,6 +311,7 @@ class MemoryQueue final : public Queue {
                                    const std::string& start, int max) override;
   Result<int64_t> Depth(int partition) override;
   Result<int64_t> RetryDepth(int partition) override;
+  Result<int64_t> OldestMs(int partition) override;
   Result<std::vector<Item>> ListStream(int partition, const std::string& after_id,
                                        int max) override;
   Result<std::vector<DeadLetterEntry>> ListDeadLetters(const std::string& after_id,
