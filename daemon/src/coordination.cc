@@ -304,30 +304,21 @@ std::vector<int> Leases::Owned() const {
 
 SuspensionGuard::SuspensionGuard(redis::Pool& pool, std::string key_prefix,
                                  config::GuardOptions options, const Clock& clock)
-    : pool_(pool), prefix_(std::move(key_prefix)), options_(options), clock_(clock) {}
+    : pool_(pool),
+      prefix_(std::move(key_prefix)),
+      options_(options),
+      clock_(clock),
+      links_(scim::NewRedisLinkStore(pool_, prefix_)) {}
 
 int64_t SuspensionGuard::Limit() {
   int64_t limit = options_.max_suspends;
   if (options_.max_suspend_percent <= 0) return limit;
   const int64_t now = clock_.NowMs();
   if (linked_at_ms_.load() + 600'000 < now) {
-    // Count linked users: SCAN is cheap enough every ten minutes and needs no counter that
+    // Count linked users: a SCAN is cheap enough every ten minutes and needs no counter that
     // could drift from the link table.
-    int64_t count = 0;
-    std::string cursor = "0";
-    auto conn = pool_.Acquire();
-    do {
-      auto r = conn->Command(
-          {"SCAN", cursor, "MATCH", redis::keys::scim::AllLinksPattern(prefix_), "COUNT", "1000"});
-      if (!r || r->elements().size() != 2) {
-        count = -1;
-        break;
-      }
-      cursor = r->elements()[0].text();
-      count += static_cast<int64_t>(r->elements()[1].elements().size());
-    } while (cursor != "0");
-    if (count >= 0) {
-      linked_cache_ = count;
+    if (auto count = links_->CountAll(); count.ok()) {
+      linked_cache_ = *count;
       linked_at_ms_ = now;
     }
   }

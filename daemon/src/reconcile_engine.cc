@@ -764,19 +764,11 @@ class Reconciler::Pass {
   // table it protects.
   Result<int64_t> CountLinks() {
     int64_t linked = 0;
-    if (deps_.pool == nullptr) return linked;
-    auto conn = deps_.pool->Acquire();
+    if (deps_.pool == nullptr || deps_.links == nullptr) return linked;
     for (const std::string& t : profile_.list_tenants()) {
-      const std::string pattern =
-          redis::keys::scim::LinksPattern(options_.key_prefix, ScopeOf(profile_.name(), t));
-      std::string cursor = "0";
-      do {
-        auto r = conn->Command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
-        if (!r.ok()) return Error::Transient("redis (link table): " + r.error().message);
-        if (r->elements().size() != 2) break;
-        cursor = r->elements()[0].text();
-        linked += static_cast<int64_t>(r->elements()[1].elements().size());
-      } while (cursor != "0");
+      auto n = deps_.links->Count(ScopeOf(profile_.name(), t));
+      if (!n.ok()) return Error::Transient("redis (link table): " + n.error().message);
+      linked += *n;
     }
     return linked;
   }

@@ -63,6 +63,18 @@ Result<std::optional<LinkStore::Owner>> MemoryLinkStore::OwnerOf(const std::stri
   return std::optional<Owner>(Owner{it->second.first, it->second.second});
 }
 
+Result<int64_t> MemoryLinkStore::Count(const std::string& scope) {
+  std::lock_guard lock(mu_);
+  int64_t n = 0;
+  for (const auto& [key, link] : links_) n += key.first == scope ? 1 : 0;
+  return n;
+}
+
+Result<int64_t> MemoryLinkStore::CountAll() {
+  std::lock_guard lock(mu_);
+  return static_cast<int64_t>(links_.size());
+}
+
 size_t MemoryLinkStore::size() const {
   std::lock_guard lock(mu_);
   return links_.size();
@@ -143,6 +155,12 @@ class RedisLinkStore final : public LinkStore {
     return std::optional<Owner>(Owner{v->substr(0, nl), v->substr(nl + 1)});
   }
 
+  Result<int64_t> Count(const std::string& scope) override {
+    return Scan(redis::keys::scim::LinksPattern(prefix_, scope));
+  }
+
+  Result<int64_t> CountAll() override { return Scan(redis::keys::scim::AllLinksPattern(prefix_)); }
+
  private:
   std::string Key(const std::string& scope, const std::string& employee) const {
     return redis::keys::scim::Link(prefix_, scope, employee);
@@ -152,6 +170,23 @@ class RedisLinkStore final : public LinkStore {
   }
   std::string OwnerKey(const std::string& jumpcloud_id) const {
     return redis::keys::scim::LinkOwner(prefix_, jumpcloud_id);
+  }
+
+  // Keys matching `pattern`, counted with SCAN: no counter that could drift from the table.
+  Result<int64_t> Scan(const std::string& pattern) {
+    int64_t count = 0;
+    std::string cursor = "0";
+    do {
+      auto r = Command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+      if (!r.ok()) return r.error();
+      if (r->elements().size() != 2) {
+        return Error::Transient("link table: SCAN answered " +
+                                std::to_string(r->elements().size()) + " elements, not 2");
+      }
+      cursor = r->elements()[0].text();
+      count += static_cast<int64_t>(r->elements()[1].elements().size());
+    } while (cursor != "0");
+    return count;
   }
 
   // KEYS[1] the link, KEYS[2] the owner keys' prefix (a prefix, not a key: cluster mode is not

@@ -50,6 +50,35 @@ TEST_F(RedisTest, LinkTableRoundTrip) {
   EXPECT_FALSE(links->Get("hibob", "E1")->has_value());
 }
 
+// Counting links (the guards' percentage thresholds): per scope or in all, in Redis and in
+// memory alike; owners and snapshots are not links, and a prefix or scope with glob characters
+// counts only itself.
+void CountsLinks(LinkStore& links, LinkStore& other_prefix) {
+  ASSERT_EQ(*links.CountAll(), 0);
+  ASSERT_TRUE(links.Put("hr", "E1", "jc-1").ok());
+  ASSERT_TRUE(links.PutApplied("hr", "E2", {"jc-2", "{}", 5}).ok());
+  ASSERT_TRUE(links.Put("hr/acme", "E1", "jc-3").ok());
+  ASSERT_TRUE(links.Put("h*", "E9", "jc-4").ok());
+  ASSERT_TRUE(other_prefix.Put("hr", "E7", "jc-7").ok());
+  EXPECT_EQ(*links.Count("hr"), 2);
+  EXPECT_EQ(*links.Count("hr/acme"), 1);
+  EXPECT_EQ(*links.Count("h*"), 1);
+  EXPECT_EQ(*links.Count("nobody"), 0);
+  EXPECT_EQ(*links.CountAll(), 4);
+  ASSERT_TRUE(links.Remove("hr", "E1").ok());
+  EXPECT_EQ(*links.Count("hr"), 1);
+  EXPECT_EQ(*links.CountAll(), 3);
+}
+
+TEST_F(RedisTest, LinkCounts) {
+  auto links = NewRedisLinkStore(*pool_, "s*");
+  auto other = NewRedisLinkStore(*pool_, "sx");
+  CountsLinks(*links, *other);
+  MemoryLinkStore memory;
+  MemoryLinkStore memory_other;
+  CountsLinks(memory, memory_other);
+}
+
 // Each account remembers the scope and employee that linked it last, so a second HR source can
 // tell it is someone else's; an unlink forgets only its own claim. In Redis and in memory alike.
 void OwnersFollowTheLinks(LinkStore& links) {

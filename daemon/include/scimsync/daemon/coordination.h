@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -18,6 +19,7 @@
 #include "scimsync/redis/client.h"
 #include "scimsync/redis/keys.h"
 #include "scimsync/result.h"
+#include "scimsync/scim/link_store.h"
 
 namespace scimsync::daemon {
 
@@ -121,6 +123,8 @@ class SuspensionGuard {
   std::string prefix_;
   config::GuardOptions options_;
   const Clock& clock_;
+  // The link table, only to count it (scim/ owns its keys).
+  std::unique_ptr<scim::LinkStore> links_;
   std::atomic<int64_t> linked_cache_{-1};
   std::atomic<int64_t> linked_at_ms_{0};
 };

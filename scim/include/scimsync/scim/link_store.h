@@ -59,6 +59,10 @@ class LinkStore {
     std::string employee;
   };
   virtual Result<std::optional<Owner>> OwnerOf(const std::string& jumpcloud_id) = 0;
+  // How many employees of `scope` are linked; CountAll: in every scope. For thresholds (the
+  // mass-suspension guards' percentage), not for every job: in Redis it is a SCAN of the table.
+  virtual Result<int64_t> Count(const std::string& scope) = 0;
+  virtual Result<int64_t> CountAll() = 0;
 };
 
 // In memory, thread-safe: tests and dry runs.
@@ -72,6 +76,8 @@ class MemoryLinkStore final : public LinkStore {
   Status DropSnapshot(const std::string& scope, const std::string& employee) override;
   Status Remove(const std::string& scope, const std::string& employee) override;
   Result<std::optional<Owner>> OwnerOf(const std::string& jumpcloud_id) override;
+  Result<int64_t> Count(const std::string& scope) override;
+  Result<int64_t> CountAll() override;
   size_t size() const;
 
  private:
