@@ -185,6 +185,14 @@ TEST(PrometheusAlertsTest, AuthPauseDeadLettersAndBacklogFire) {
       30000))
       << "firing: " << ::testing::PrintToString(firing) << "\n"
       << prom.Log();
+  // `scimsyncd status` sees the same backlog, through the queue: the hour-old item is the oldest.
+  int status_rc = -1;
+  const std::string status = e2e.Command(0, {"status", "--json"}, &status_rc);
+  EXPECT_EQ(status_rc, 0) << status;
+  const size_t at = status.find("\"oldest_age_ms\":");
+  ASSERT_NE(at, std::string::npos) << status;
+  EXPECT_GE(std::stoll(status.substr(at + 16)), 3'600'000) << status;
+
   // A live, lease-holding daemon with its guard closed is neither down nor missing an owner.
   EXPECT_EQ(firing.count("ScimsyncDown"), 0u);
   EXPECT_EQ(firing.count("ScimsyncGuardHolding"), 0u);
