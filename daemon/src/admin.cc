@@ -13,7 +13,8 @@
 #include "scimsync/daemon/reconcile.h"
 #include "scimsync/log.h"
 #include "scimsync/queue/queue.h"
-#include "scimsync/queue/redis.h"
+#include "scimsync/redis/client.h"
+#include "scimsync/redis/keys.h"
 #include "scimsync/scim/link_store.h"
 #include "scimsync/scim/lister.h"
 #include "scimsync/scim/protocol.h"
@@ -38,8 +39,6 @@ void Int(JsonWriter& w, const char* key, int64_t value) {
   w.Key(key);
   w.Int64(value);
 }
-
-int64_t EntryMs(const std::string& id) { return std::strtoll(id.c_str(), nullptr, 10); }
 
 void WriteItem(JsonWriter& w, const queue::Item& item) {
   w.StartObject();
@@ -103,30 +102,31 @@ int RunStatusCommand(const config::Config& cfg, const std::vector<std::string>& 
   int64_t total = 0, total_retries = 0, oldest = 0;
   for (int p = 0; p < cfg.redis.partitions; ++p) {
     Part& part = parts[static_cast<size_t>(p)];
-    auto r = conn->Commands({{"XLEN", queue::Keys::Stream(prefix, p)},
-                             {"ZCARD", queue::Keys::Retry(prefix, p)},
-                             {"XRANGE", queue::Keys::Stream(prefix, p), "-", "+", "COUNT", "1"},
-                             {"GET", prefix + ":lease:{p" + std::to_string(p) + "}"},
-                             {"PTTL", prefix + ":lease:{p" + std::to_string(p) + "}"}});
+    auto depth = q->Depth(p);
+    if (!depth) return RedisDown(err, depth.error());
+    auto retries = q->RetryDepth(p);
+    if (!retries) return RedisDown(err, retries.error());
+    auto since = q->OldestMs(p);
+    if (!since) return RedisDown(err, since.error());
+    part.depth = *depth;
+    part.retries = *retries;
+    if (*since > 0) part.oldest_ms = now - *since;
+    const std::string lease = redis::keys::daemon::Lease(prefix, p);
+    auto r = conn->Commands({{"GET", lease}, {"PTTL", lease}});
     if (!r) return RedisDown(err, r.error());
     auto& v = *r;
-    if (v[0].ok()) part.depth = v[0]->AsInteger().value_or(0);
-    if (v[1].ok()) part.retries = v[1]->AsInteger().value_or(0);
-    if (v[2].ok() && !v[2]->elements().empty() && !v[2]->elements()[0].elements().empty()) {
-      part.oldest_ms = now - EntryMs(v[2]->elements()[0].elements()[0].text());
-    }
-    if (v[3].ok()) part.owner = v[3]->AsString().value_or("");
-    if (v[4].ok()) part.lease_ttl_ms = v[4]->AsInteger().value_or(-2);
+    if (v[0].ok()) part.owner = v[0]->AsString().value_or("");
+    if (v[1].ok()) part.lease_ttl_ms = v[1]->AsInteger().value_or(-2);
     total += part.depth;
     total_retries += part.retries;
     oldest = std::max(oldest, part.oldest_ms);
   }
   auto dead = q->DeadLetterCount();
   if (!dead) return RedisDown(err, dead.error());
-  auto paused = conn->Command({"GET", prefix + ":paused"});
+  auto paused = conn->Command({"GET", redis::keys::daemon::Paused(prefix)});
   std::string pause_reason = paused && !paused->is_nil() ? paused->text() : "";
-  auto instances =
-      conn->Command({"ZRANGEBYSCORE", prefix + ":instances", std::to_string(now - 10000), "+inf"});
+  auto instances = conn->Command({"ZRANGEBYSCORE", redis::keys::daemon::Instances(prefix),
+                                  std::to_string(now - 10000), "+inf"});
   SuspensionGuard guard(pool, prefix, cfg.workers.guard, SystemClock::Instance());
   auto gs = guard.State();
   if (!gs) return RedisDown(err, gs.error());

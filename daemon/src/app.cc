@@ -367,13 +367,10 @@ int RunDaemon(const std::string& file) {
             total += *d;
           }
           if (r) Metrics::Global().SetRetriesWaiting(p, *r);
-          auto first = redis_pool.Acquire()->Command(
-              {"XRANGE", queue::Keys::Stream(cfg.redis.key_prefix, p), "-", "+", "COUNT", "1"});
+          auto since = queue->OldestMs(p);
           double age = 0;
-          if (first && !first->elements().empty() && !first->elements()[0].elements().empty()) {
-            const int64_t since =
-                std::strtoll(first->elements()[0].elements()[0].text().c_str(), nullptr, 10);
-            age = static_cast<double>(std::max<int64_t>(0, now - since)) / 1000.0;
+          if (since && *since > 0) {
+            age = static_cast<double>(std::max<int64_t>(0, now - *since)) / 1000.0;
           }
           Metrics::Global().SetQueueOldestAge(p, age);
         }

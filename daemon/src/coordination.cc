@@ -11,18 +11,19 @@
 namespace scimsync::daemon {
 namespace {
 
+namespace keys = redis::keys::daemon;
+
 std::string LeaseKey(const std::string& prefix, int partition) {
-  return prefix + ":lease:{p" + std::to_string(partition) + "}";
+  return keys::Lease(prefix, partition);
 }
 
 std::vector<std::string> AcquireKeys(const std::string& prefix, int partition) {
-  const std::string lease = LeaseKey(prefix, partition);
-  return {lease, lease + ":token", lease + ":owner"};
+  return {keys::Lease(prefix, partition), keys::LeaseToken(prefix, partition),
+          keys::LeaseOwner(prefix, partition)};
 }
 
 std::vector<std::string> ReleaseKeys(const std::string& prefix, int partition) {
-  const std::string lease = LeaseKey(prefix, partition);
-  return {lease, lease + ":owner"};
+  return {keys::Lease(prefix, partition), keys::LeaseOwner(prefix, partition)};
 }
 
 // Renews the leases this instance holds; returns, per partition, 1 (renewed) or 0 (lost).
@@ -154,7 +155,7 @@ Leases::Leases(redis::Pool& pool, LeaseOptions options, const Clock& clock)
 
 Result<std::vector<int>> Leases::Heartbeat() {
   const int64_t now = clock_.NowMs();
-  const std::string instances = options_.key_prefix + ":instances";
+  const std::string instances = keys::Instances(options_.key_prefix);
   auto conn = pool_.Acquire();
 
   auto reg = conn->Commands(
@@ -288,7 +289,7 @@ void Leases::ReleaseAll() {
   for (int p : held) {
     (void)conn->Eval(ReleaseScript(), ReleaseKeys(options_.key_prefix, p), {options_.instance_id});
   }
-  (void)conn->Command({"ZREM", options_.key_prefix + ":instances", options_.instance_id});
+  (void)conn->Command({"ZREM", keys::Instances(options_.key_prefix), options_.instance_id});
 }
 
 std::vector<int> Leases::Owned() const {
@@ -303,29 +304,21 @@ std::vector<int> Leases::Owned() const {
 
 SuspensionGuard::SuspensionGuard(redis::Pool& pool, std::string key_prefix,
                                  config::GuardOptions options, const Clock& clock)
-    : pool_(pool), prefix_(std::move(key_prefix)), options_(options), clock_(clock) {}
+    : pool_(pool),
+      prefix_(std::move(key_prefix)),
+      options_(options),
+      clock_(clock),
+      links_(scim::NewRedisLinkStore(pool_, prefix_)) {}
 
 int64_t SuspensionGuard::Limit() {
   int64_t limit = options_.max_suspends;
   if (options_.max_suspend_percent <= 0) return limit;
   const int64_t now = clock_.NowMs();
   if (linked_at_ms_.load() + 600'000 < now) {
-    // Count linked users: SCAN is cheap enough every ten minutes and needs no counter that
+    // Count linked users: a SCAN is cheap enough every ten minutes and needs no counter that
     // could drift from the link table.
-    int64_t count = 0;
-    std::string cursor = "0";
-    auto conn = pool_.Acquire();
-    do {
-      auto r = conn->Command({"SCAN", cursor, "MATCH", prefix_ + ":link:*", "COUNT", "1000"});
-      if (!r || r->elements().size() != 2) {
-        count = -1;
-        break;
-      }
-      cursor = r->elements()[0].text();
-      count += static_cast<int64_t>(r->elements()[1].elements().size());
-    } while (cursor != "0");
-    if (count >= 0) {
-      linked_cache_ = count;
+    if (auto count = links_->CountAll(); count.ok()) {
+      linked_cache_ = *count;
       linked_at_ms_ = now;
     }
   }
@@ -344,8 +337,8 @@ Result<bool> SuspensionGuard::Admit(const std::string& who) {
   const int64_t limit = Limit();
   auto r =
       pool_.Acquire()->Eval(AdmitScript(),
-                            {prefix_ + ":guard:events", prefix_ + ":guard:tripped",
-                             prefix_ + ":guard:suspended", prefix_ + ":guard:released"},
+                            {keys::GuardEvents(prefix_), keys::GuardTripped(prefix_),
+                             keys::GuardSuspended(prefix_), keys::GuardReleased(prefix_)},
                             {std::to_string(clock_.NowMs()),
                              std::to_string(options_.window_s * 1000), std::to_string(limit), who});
   if (!r) return r.error();
@@ -353,8 +346,7 @@ Result<bool> SuspensionGuard::Admit(const std::string& who) {
 }
 
 Status SuspensionGuard::Record(const std::string& who, bool suspended) {
-  auto r =
-      pool_.Acquire()->Command({suspended ? "SADD" : "SREM", prefix_ + ":guard:suspended", who});
+  auto r = pool_.Acquire()->Command({suspended ? "SADD" : "SREM", SuspendedKey(), who});
   if (!r) return r.error();
   return {};
 }
@@ -384,8 +376,8 @@ Status SuspensionGuard::Release() {
   // The admin has checked the mass termination: let what is held (and what follows in the
   // same burst) through for a while, then count afresh.
   auto r = pool_.Acquire()->Commands(
-      {{"DEL", prefix_ + ":guard:tripped", prefix_ + ":guard:events"},
-       {"SET", prefix_ + ":guard:released", "1", "PX", std::to_string(kReleaseMs)}});
+      {{"DEL", keys::GuardTripped(prefix_), keys::GuardEvents(prefix_)},
+       {"SET", keys::GuardReleased(prefix_), "1", "PX", std::to_string(kReleaseMs)}});
   if (!r) return r.error();
   return {};
 }
@@ -394,8 +386,8 @@ Result<GuardState> SuspensionGuard::State() {
   GuardState s;
   auto conn = pool_.Acquire();
   const int64_t now = clock_.NowMs();
-  auto r = conn->Commands({{"GET", prefix_ + ":guard:tripped"},
-                           {"ZCOUNT", prefix_ + ":guard:events",
+  auto r = conn->Commands({{"GET", keys::GuardTripped(prefix_)},
+                           {"ZCOUNT", keys::GuardEvents(prefix_),
                             std::to_string(now - options_.window_s * 1000), "+inf"}});
   if (!r) return r.error();
   if ((*r)[0].ok() && !(*r)[0]->is_nil()) {
@@ -408,8 +400,7 @@ Result<GuardState> SuspensionGuard::State() {
 }
 
 Result<std::string> Versions::Get(int partition, const std::string& who) {
-  auto r = pool_.Acquire()->Command(
-      {"HGET", prefix_ + ":{p" + std::to_string(partition) + "}:versions", who});
+  auto r = pool_.Acquire()->Command({"HGET", keys::Versions(prefix_, partition), who});
   if (!r) return r.error();
   return r->AsString().value_or("");
 }
@@ -417,7 +408,7 @@ Result<std::string> Versions::Get(int partition, const std::string& who) {
 Result<Versions::Applied> Versions::GetApplied(int partition, const std::string& who,
                                                const SuspensionGuard* guard) {
   std::vector<std::vector<std::string>> cmds = {
-      {"HMGET", prefix_ + ":{p" + std::to_string(partition) + "}:versions", who, StatusField(who)}};
+      {"HMGET", keys::Versions(prefix_, partition), who, StatusField(who)}};
   if (guard != nullptr) cmds.push_back({"SISMEMBER", guard->SuspendedKey(), who});
   auto r = pool_.Acquire()->Commands(cmds);
   if (!r) return r.error();
@@ -446,8 +437,7 @@ Status Versions::RaiseMany(int partition,
     args.push_back(version);
   }
   if (args.empty()) return {};
-  auto r = pool_.Acquire()->Eval(
-      RaiseScript(), {prefix_ + ":{p" + std::to_string(partition) + "}:versions"}, args);
+  auto r = pool_.Acquire()->Eval(RaiseScript(), {keys::Versions(prefix_, partition)}, args);
   if (!r) return r.error();
   return {};
 }
@@ -455,13 +445,13 @@ Status Versions::RaiseMany(int partition,
 Status SetPausedFlag(redis::Pool& pool, const std::string& key_prefix, const std::string& reason,
                      int64_t ttl_ms) {
   auto r = pool.Acquire()->Command(
-      {"SET", key_prefix + ":paused", reason, "PX", std::to_string(ttl_ms)});
+      {"SET", keys::Paused(key_prefix), reason, "PX", std::to_string(ttl_ms)});
   if (!r) return r.error();
   return {};
 }
 
 Status ClearPausedFlag(redis::Pool& pool, const std::string& key_prefix) {
-  auto r = pool.Acquire()->Command({"DEL", key_prefix + ":paused"});
+  auto r = pool.Acquire()->Command({"DEL", keys::Paused(key_prefix)});
   if (!r) return r.error();
   return {};
 }

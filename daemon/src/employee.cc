@@ -16,7 +16,7 @@
 #include "scimsync/daemon/worker.h"
 #include "scimsync/log.h"
 #include "scimsync/queue/queue.h"
-#include "scimsync/queue/redis.h"
+#include "scimsync/redis/client.h"
 #include "scimsync/scim/link_store.h"
 #include "scimsync/scim/protocol.h"
 #include "scimsync/strings.h"

@@ -6,7 +6,8 @@
 #include <set>
 
 #include "scimsync/log.h"
-#include "scimsync/queue/redis.h"
+#include "scimsync/redis/client.h"
+#include "scimsync/redis/keys.h"
 #include "scimsync/strings.h"
 
 namespace scimsync::daemon {
@@ -111,7 +112,7 @@ Result<OutcomeRecord> OutcomeFromJson(const std::string& json) {
 
 std::string HistoryKey(const std::string& key_prefix, const std::string& profile,
                        const std::string& tenant, const std::string& employee) {
-  return key_prefix + ":history:" + ScopeOf(profile, tenant) + ":" + employee;
+  return redis::keys::daemon::History(key_prefix, ScopeOf(profile, tenant), employee);
 }
 
 std::vector<OutcomeRecord> OutcomesOf(const EmployeeWork& work, const SyncResult& result,

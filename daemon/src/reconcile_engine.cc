@@ -168,10 +168,10 @@ std::optional<std::string> EmployeeKeyInScope(const std::string& external_id,
 Reconciler::Reconciler(ReconcilerOptions options, ReconcilerDeps deps)
     : options_(std::move(options)), deps_(std::move(deps)) {
   const std::string name = deps_.profile ? deps_.profile->name() : std::string();
-  lease_key_ = options_.key_prefix + ":reconcile:" + name;
-  last_key_ = lease_key_ + ":last";
-  listed_key_ = lease_key_ + ":listed";
-  held_key_ = lease_key_ + ":held";
+  lease_key_ = redis::keys::daemon::Reconcile(options_.key_prefix, name);
+  last_key_ = redis::keys::daemon::ReconcileLast(options_.key_prefix, name);
+  listed_key_ = redis::keys::daemon::ReconcileListed(options_.key_prefix, name);
+  held_key_ = redis::keys::daemon::ReconcileHeld(options_.key_prefix, name);
   if (!deps_.sleep) {
     deps_.sleep = [](int64_t ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); };
   }
@@ -764,19 +764,11 @@ class Reconciler::Pass {
   // table it protects.
   Result<int64_t> CountLinks() {
     int64_t linked = 0;
-    if (deps_.pool == nullptr) return linked;
-    auto conn = deps_.pool->Acquire();
+    if (deps_.pool == nullptr || deps_.links == nullptr) return linked;
     for (const std::string& t : profile_.list_tenants()) {
-      const std::string pattern =
-          options_.key_prefix + ":link:" + GlobEscape(ScopeOf(profile_.name(), t)) + ":*";
-      std::string cursor = "0";
-      do {
-        auto r = conn->Command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
-        if (!r.ok()) return Error::Transient("redis (link table): " + r.error().message);
-        if (r->elements().size() != 2) break;
-        cursor = r->elements()[0].text();
-        linked += static_cast<int64_t>(r->elements()[1].elements().size());
-      } while (cursor != "0");
+      auto n = deps_.links->Count(ScopeOf(profile_.name(), t));
+      if (!n.ok()) return Error::Transient("redis (link table): " + n.error().message);
+      linked += *n;
     }
     return linked;
   }

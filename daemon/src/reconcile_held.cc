@@ -59,16 +59,6 @@ std::optional<queue::Item> DecodeItem(const std::string& s) {
 
 }  // namespace
 
-// Glob characters in a Redis SCAN pattern, escaped.
-std::string GlobEscape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out;
-}
-
 Status StoreHeldPlan(redis::Pool& pool, const std::string& key, const HeldPlan& plan) {
   // The summary first, then the items.
   std::vector<std::string> args;
@@ -90,8 +80,9 @@ Result<int64_t> ApplyHeldReconciliations(redis::Pool& pool, queue::Queue& queue,
   std::vector<std::string> keys;
   std::string cursor = "0";
   do {
-    auto r = conn->Command(
-        {"SCAN", cursor, "MATCH", GlobEscape(key_prefix) + ":reconcile:*:held", "COUNT", "1000"});
+    auto r =
+        conn->Command({"SCAN", cursor, "MATCH",
+                       redis::keys::daemon::ReconcileHeldPattern(key_prefix), "COUNT", "1000"});
     if (!r.ok()) return r.error();
     if (r->elements().size() != 2) break;
     cursor = r->elements()[0].text();
@@ -125,8 +116,9 @@ Result<int64_t> ApplyHeldReconciliations(redis::Pool& pool, queue::Queue& queue,
       accepted += enq->accepted;
     }
     // The plan is applied: its list is now the one a later run is compared with.
-    const std::string base = key.substr(0, key.size() - std::string(":held").size());
-    auto done = conn->Commands({{"DEL", key}, {"SET", base + ":listed", head[3]}});
+    auto done = conn->Commands(
+        {{"DEL", key},
+         {"SET", redis::keys::daemon::ReconcileListed(key_prefix, head[5]), head[3]}});
     if (!done.ok()) return done.error();
     log::Warn(
         "held reconciliation plan released",

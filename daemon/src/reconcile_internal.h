@@ -12,7 +12,8 @@
 
 #include "scimsync/daemon/reconcile.h"
 #include "scimsync/queue/queue.h"
-#include "scimsync/queue/redis.h"
+#include "scimsync/redis/client.h"
+#include "scimsync/redis/keys.h"
 #include "scimsync/result.h"
 
 namespace scimsync::daemon {
@@ -35,9 +36,6 @@ Status StoreHeldPlan(redis::Pool& pool, const std::string& key, const HeldPlan& 
 // schedule run the same reconciliation. `foreign_scopes`: ReconcilerOptions::foreign_scopes.
 ReconcilerOptions OptionsFor(const ScheduledProfile& profile, const std::string& key_prefix,
                              int64_t timeout_ms, std::vector<std::string> foreign_scopes);
-
-// Glob characters in a Redis SCAN pattern, escaped.
-std::string GlobEscape(const std::string& s);
 
 // `{"error":"...","exit_code":N}` and a newline: a failed run's report with --json.
 std::string FormatErrorJson(const std::string& message, int exit_code);

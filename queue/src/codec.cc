@@ -24,32 +24,6 @@ int PartitionOf(const std::string& profile, const std::string& employee_key, int
   return static_cast<int>(h % static_cast<uint64_t>(partitions));
 }
 
-namespace {
-std::string Tag(const std::string& prefix, int partition) {
-  return prefix + ":{p" + std::to_string(partition) + "}:";
-}
-}  // namespace
-
-std::string Keys::Stream(const std::string& prefix, int partition) {
-  return Tag(prefix, partition) + "stream";
-}
-std::string Keys::Retry(const std::string& prefix, int partition) {
-  return Tag(prefix, partition) + "retry";
-}
-std::string Keys::RetryItems(const std::string& prefix, int partition) {
-  return Tag(prefix, partition) + "retry:items";
-}
-std::string Keys::Dedup(const std::string& prefix, int partition, const std::string& profile,
-                        const std::string& dedup_id) {
-  return Tag(prefix, partition) + "dedup:" + profile + ":" + dedup_id;
-}
-std::string Keys::DeadLetters(const std::string& prefix) { return prefix + ":dlq"; }
-std::string Keys::RetryTakes(const std::string& prefix, int partition) {
-  return Tag(prefix, partition) + "retry:takes";
-}
-std::string Keys::Applied(const std::string& prefix, int partition) {
-  return Tag(prefix, partition) + "applied";
-}
 std::string AppliedField(const std::string& profile, const std::string& tenant,
                          const std::string& employee_key) {
   return profile + '\x1f' + tenant + '\x1f' + employee_key;

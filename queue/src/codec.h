@@ -8,7 +8,13 @@
 #include <vector>
 
 #include "scimsync/queue/queue.h"
+#include "scimsync/redis/keys.h"
 #include "scimsync/result.h"
+
+namespace scimsync::queue {
+// The queue's own keys, from the one schema.
+namespace Keys = redis::keys::queue;
+}  // namespace scimsync::queue
 
 namespace scimsync::queue::internal {
 

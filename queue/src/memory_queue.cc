@@ -427,6 +427,15 @@ Result<int64_t> MemoryQueue::RetryDepth(int partition) {
   return static_cast<int64_t>(s.parts[partition].retry.size());
 }
 
+Result<int64_t> MemoryQueue::OldestMs(int partition) {
+  State& s = *state_;
+  std::lock_guard lock(s.mu);
+  if (Status st = s.Check(); !st) return st.error();
+  if (Status st = CheckPartition(partition, s.partitions); !st) return st.error();
+  const auto& entries = s.parts[partition].entries;
+  return entries.empty() ? int64_t{0} : entries.front().id.ms;
+}
+
 Result<std::vector<Item>> MemoryQueue::ListStream(int partition, const std::string& after_id,
                                                   int max) {
   State& s = *state_;

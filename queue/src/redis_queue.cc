@@ -13,7 +13,7 @@
 #include "codec.h"
 #include "scimsync/log.h"
 #include "scimsync/queue/queue.h"
-#include "scimsync/queue/redis.h"
+#include "scimsync/redis/client.h"
 
 namespace scimsync::queue {
 namespace {
@@ -356,7 +356,7 @@ class RedisQueue final : public Queue {
     eval = {"EVALSHA", script.sha1(), std::to_string(keys.size())};
     eval.insert(eval.end(), keys.begin(), keys.end());
     eval.insert(eval.end(), args.begin(), args.end());
-    cmds[1] = {"SET", prefix_ + ":wait-fence", "1"};
+    cmds[1] = {"SET", Keys::WaitFence(prefix_), "1"};
     cmds[2] = {"WAIT", std::to_string(wait_replicas_), std::to_string(wait_timeout_ms_)};
     auto conn = pool_.Acquire();
     auto replies = conn->Commands(cmds);
@@ -644,6 +644,17 @@ class RedisQueue final : public Queue {
   Result<int64_t> RetryDepth(int partition) override {
     if (Status s = CheckPartition(partition, partitions_); !s) return s.error();
     return Count({"ZCARD", Keys::Retry(prefix_, partition)}, "ZCARD");
+  }
+
+  Result<int64_t> OldestMs(int partition) override {
+    if (Status s = CheckPartition(partition, partitions_); !s) return s.error();
+    Result<Reply> r = pool_.Acquire()->Command(
+        {"XRANGE", Keys::Stream(prefix_, partition), "-", "+", "COUNT", "1"});
+    if (!r) return r.error();
+    if (r->elements().empty() || r->elements()[0].elements().empty()) return int64_t{0};
+    // "<ms>-<seq>": the time Redis added the entry.
+    return static_cast<int64_t>(
+        std::strtoll(r->elements()[0].elements()[0].text().c_str(), nullptr, 10));
   }
 
   Result<std::vector<Item>> ListStream(int partition, const std::string& after_id,

@@ -2,7 +2,8 @@
 
 #include <cstdlib>
 
-#include "scimsync/queue/redis.h"
+#include "scimsync/redis/client.h"
+#include "scimsync/redis/keys.h"
 
 namespace scimsync::scim {
 
@@ -60,6 +61,18 @@ Result<std::optional<LinkStore::Owner>> MemoryLinkStore::OwnerOf(const std::stri
   auto it = owners_.find(jumpcloud_id);
   if (it == owners_.end()) return std::optional<Owner>();
   return std::optional<Owner>(Owner{it->second.first, it->second.second});
+}
+
+Result<int64_t> MemoryLinkStore::Count(const std::string& scope) {
+  std::lock_guard lock(mu_);
+  int64_t n = 0;
+  for (const auto& [key, link] : links_) n += key.first == scope ? 1 : 0;
+  return n;
+}
+
+Result<int64_t> MemoryLinkStore::CountAll() {
+  std::lock_guard lock(mu_);
+  return static_cast<int64_t>(links_.size());
 }
 
 size_t MemoryLinkStore::size() const {
@@ -125,9 +138,9 @@ class RedisLinkStore final : public LinkStore {
 
   Status Remove(const std::string& scope, const std::string& employee) override {
     // Forget the owner only when it is this link's: another scope's claim must survive.
-    auto reply =
-        Command({"EVAL", kRemoveScript, "3", Key(scope, employee),
-                 prefix_ + ":link-owner:", AppliedKey(scope, employee), scope + "\n" + employee});
+    auto reply = Command({"EVAL", kRemoveScript, "3", Key(scope, employee),
+                          redis::keys::scim::LinkOwnerPrefix(prefix_), AppliedKey(scope, employee),
+                          scope + "\n" + employee});
     if (!reply.ok()) return reply.error();
     return {};
   }
@@ -142,15 +155,38 @@ class RedisLinkStore final : public LinkStore {
     return std::optional<Owner>(Owner{v->substr(0, nl), v->substr(nl + 1)});
   }
 
+  Result<int64_t> Count(const std::string& scope) override {
+    return Scan(redis::keys::scim::LinksPattern(prefix_, scope));
+  }
+
+  Result<int64_t> CountAll() override { return Scan(redis::keys::scim::AllLinksPattern(prefix_)); }
+
  private:
   std::string Key(const std::string& scope, const std::string& employee) const {
-    return prefix_ + ":link:" + scope + ":" + employee;
+    return redis::keys::scim::Link(prefix_, scope, employee);
   }
   std::string AppliedKey(const std::string& scope, const std::string& employee) const {
-    return prefix_ + ":applied:" + scope + ":" + employee;
+    return redis::keys::scim::Snapshot(prefix_, scope, employee);
   }
   std::string OwnerKey(const std::string& jumpcloud_id) const {
-    return prefix_ + ":link-owner:" + jumpcloud_id;
+    return redis::keys::scim::LinkOwner(prefix_, jumpcloud_id);
+  }
+
+  // Keys matching `pattern`, counted with SCAN: no counter that could drift from the table.
+  Result<int64_t> Scan(const std::string& pattern) {
+    int64_t count = 0;
+    std::string cursor = "0";
+    do {
+      auto r = Command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+      if (!r.ok()) return r.error();
+      if (r->elements().size() != 2) {
+        return Error::Transient("link table: SCAN answered " +
+                                std::to_string(r->elements().size()) + " elements, not 2");
+      }
+      cursor = r->elements()[0].text();
+      count += static_cast<int64_t>(r->elements()[1].elements().size());
+    } while (cursor != "0");
+    return count;
   }
 
   // KEYS[1] the link, KEYS[2] the owner keys' prefix (a prefix, not a key: cluster mode is not

@@ -6,7 +6,7 @@
 #include <limits>
 #include <mutex>
 
-#include "scimsync/queue/redis.h"
+#include "scimsync/redis/client.h"
 
 namespace scimsync::scim {
 namespace {

@@ -8,7 +8,8 @@
 #include <utility>
 #include <vector>
 
-#include "scimsync/queue/redis.h"
+#include "scimsync/clock.h"
+#include "scimsync/redis/client.h"
 #include "test_support.h"
 
 namespace scimsync::daemon {
@@ -39,6 +40,35 @@ class VersionsTest : public ::testing::Test {
   redis::Pool pool_;
   Versions versions_;
 };
+
+// The percentage limit counts this deployment's links only. A key prefix with a glob character
+// ("team*", which redis.key_prefix allows) must not count another deployment's links on the same
+// Redis: 100 links of "teamB" would cut "team*"'s limit from 50 to 10.
+TEST_F(VersionsTest, TheGuardsPercentageCountsOnlyItsOwnLinks) {
+  config::GuardOptions o;
+  o.max_suspends = 50;
+  o.max_suspend_percent = 10;
+  o.window_s = 3600;
+  FakeClock clock;
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_EQ(server_.Cli({"SET", "teamB:link:hr:E" + std::to_string(i), "jc"}), "OK");
+  }
+  SuspensionGuard guard(pool_, "team*", o, clock);
+  auto state = guard.State();
+  ASSERT_TRUE(state.ok()) << state.error().message;
+  EXPECT_EQ(state->limit, 50);
+
+  // Its own 100 links do count, in every scope (and its link-owner keys do not).
+  for (int i = 0; i < 100; ++i) {
+    const std::string scope = i % 2 == 0 ? "hr" : "hr/acme";
+    ASSERT_EQ(server_.Cli({"SET", "team*:link:" + scope + ":E" + std::to_string(i), "jc"}), "OK");
+    ASSERT_EQ(server_.Cli({"SET", "team*:link-owner:jc" + std::to_string(i), "x"}), "OK");
+  }
+  SuspensionGuard fresh(pool_, "team*", o, clock);
+  state = fresh.State();
+  ASSERT_TRUE(state.ok()) << state.error().message;
+  EXPECT_EQ(state->limit, 10);
+}
 
 TEST_F(VersionsTest, RaiseManyStoresEachNewerVersionAndNeverLowersOne) {
   Status first = versions_.Raise(1, "E1", "10");

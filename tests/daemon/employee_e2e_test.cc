@@ -14,7 +14,7 @@
 #include "daemon_fixture.h"
 #include "e2e_fixture.h"
 #include "scimsync/daemon/history.h"
-#include "scimsync/queue/redis.h"
+#include "scimsync/redis/client.h"
 
 namespace scimsync::testing {
 namespace {

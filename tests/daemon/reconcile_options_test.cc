@@ -1,6 +1,5 @@
 // What the reconciliation's files share (daemon/src/reconcile_internal.h): the options the
-// command and the schedule both build from the config, and SCAN patterns that match only the
-// keys they name.
+// command and the schedule both build from the config (SCAN patterns: tests/redis/keys_test.cc).
 #include <gtest/gtest.h>
 
 #include "reconcile_internal.h"
@@ -35,11 +34,6 @@ TEST(ReconcileOptionsFor, EveryConfiguredSettingReachesTheReconciler) {
 
   sp.reconcile.orphans = "report";
   EXPECT_EQ(OptionsFor(sp, "prod", 2500, {}).orphans, OrphanPolicy::kReport);
-}
-
-TEST(ReconcileGlobEscape, APatternMatchesOnlyTheNameItWasGiven) {
-  EXPECT_EQ(GlobEscape("scimsync"), "scimsync");
-  EXPECT_EQ(GlobEscape("a*b?c[d]e\\f"), "a\\*b\\?c\\[d\\]e\\\\f");
 }
 
 TEST(ReconcileErrorJson, AFailedRunIsStillOneObjectOnStdout) {

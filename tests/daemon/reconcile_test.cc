@@ -27,7 +27,7 @@
 #include "scimsync/daemon/admin.h"
 #include "scimsync/daemon/app.h"
 #include "scimsync/queue/queue.h"
-#include "scimsync/queue/redis.h"
+#include "scimsync/redis/client.h"
 #include "scimsync/scim/link_store.h"
 #include "scimsync/scim/protocol.h"
 #include "test_support.h"

@@ -13,7 +13,7 @@
 #include "scimsync/daemon/coordination.h"
 #include "scimsync/daemon/history.h"
 #include "scimsync/daemon/metrics.h"
-#include "scimsync/queue/redis.h"
+#include "scimsync/redis/client.h"
 #include "scimsync/scim/link_store.h"
 #include "scimsync/scim/rate_limiter.h"
 #include "scimsync/scim/retry.h"

@@ -20,6 +20,7 @@
 
 #include "e2e_fixture.h"
 #include "scimsync/queue/queue.h"
+#include "scimsync/redis/keys.h"
 #include "test_support.h"
 
 namespace scimsync::testing {
@@ -147,7 +148,7 @@ TEST(PrometheusAlertsTest, AuthPauseDeadLettersAndBacklogFire) {
   ASSERT_EQ(e2e.PostUntilAccepted(
                 0, GenericBody("ev-1", "employee.created", "E1", "Engineer", 1790000000)),
             202);
-  const std::string dlq = queue::Keys::DeadLetters("scimsync");
+  const std::string dlq = redis::keys::queue::DeadLetters("scimsync");
   ASSERT_TRUE(WaitFor([&] { return e2e.redis().Cli({"XLEN", dlq}) == "1"; }, 15000)) << e2e.Log(0);
 
   // The key is rotated at JumpCloud but not here: the next item pauses all SCIM work.
@@ -160,14 +161,14 @@ TEST(PrometheusAlertsTest, AuthPauseDeadLettersAndBacklogFire) {
   // An hour-old item in an idle partition: the backlog the paused workers leave behind.
   int idle = -1;
   for (int p = 0; p < 8 && idle < 0; ++p) {
-    if (e2e.redis().Cli({"XLEN", queue::Keys::Stream("scimsync", p)}) == "0") idle = p;
+    if (e2e.redis().Cli({"XLEN", redis::keys::queue::Stream("scimsync", p)}) == "0") idle = p;
   }
   ASSERT_GE(idle, 0);
   const int64_t hour_ago_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                   std::chrono::system_clock::now().time_since_epoch())
                                   .count() -
                               3'600'000;
-  e2e.redis().Cli({"XADD", queue::Keys::Stream("scimsync", idle),
+  e2e.redis().Cli({"XADD", redis::keys::queue::Stream("scimsync", idle),
                    std::to_string(hour_ago_ms) + "-0", "test", "backdated"});
 
   const std::set<std::string> want = {"ScimsyncDeadLettersGrowing", "ScimsyncPaused",
@@ -184,6 +185,14 @@ TEST(PrometheusAlertsTest, AuthPauseDeadLettersAndBacklogFire) {
       30000))
       << "firing: " << ::testing::PrintToString(firing) << "\n"
       << prom.Log();
+  // `scimsyncd status` sees the same backlog, through the queue: the hour-old item is the oldest.
+  int status_rc = -1;
+  const std::string status = e2e.Command(0, {"status", "--json"}, &status_rc);
+  EXPECT_EQ(status_rc, 0) << status;
+  const size_t at = status.find("\"oldest_age_ms\":");
+  ASSERT_NE(at, std::string::npos) << status;
+  EXPECT_GE(std::stoll(status.substr(at + 16)), 3'600'000) << status;
+
   // A live, lease-holding daemon with its guard closed is neither down nor missing an owner.
   EXPECT_EQ(firing.count("ScimsyncDown"), 0u);
   EXPECT_EQ(firing.count("ScimsyncGuardHolding"), 0u);

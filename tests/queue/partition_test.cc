@@ -41,13 +41,5 @@ TEST(PartitionOf, SpreadsEmployees) {
   }
 }
 
-TEST(Keys, LayoutSharesOneHashTagPerPartition) {
-  EXPECT_EQ(Keys::Stream("scimsync", 3), "scimsync:{p3}:stream");
-  EXPECT_EQ(Keys::Retry("scimsync", 3), "scimsync:{p3}:retry");
-  EXPECT_EQ(Keys::RetryItems("scimsync", 3), "scimsync:{p3}:retry:items");
-  EXPECT_EQ(Keys::Dedup("scimsync", 3, "hr", "evt-1"), "scimsync:{p3}:dedup:hr:evt-1");
-  EXPECT_EQ(Keys::DeadLetters("scimsync"), "scimsync:dlq");
-}
-
 }  // namespace
 }  // namespace scimsync::queue

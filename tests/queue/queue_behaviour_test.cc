@@ -199,6 +199,36 @@ TEST_P(QueueBehaviour, ListStreamPagesThroughNewAndDeliveredItemsWithoutTakingTh
   EXPECT_EQ(Depth(p), 4);
 }
 
+// What `scimsyncd status` and the oldest-age gauge show: when the oldest item still in a
+// partition's stream arrived, 0 when the stream is empty; it follows the stream as items end.
+TEST_P(QueueBehaviour, OldestMsIsTheFirstEntryStillInTheStream) {
+  const int p = PartitionOf("hr", "E1", kPartitions);
+  auto empty = q().OldestMs(p);
+  ASSERT_TRUE(empty.ok()) << empty.error().message;
+  EXPECT_EQ(*empty, 0);
+
+  Enqueue({MakeItem("E1", "a")});
+  backend_->clock.AdvanceMs(5000);
+  Enqueue({MakeItem("E1", "b")});
+  std::vector<Item> items = ReadAll(p);
+  ASSERT_EQ(items.size(), 2u);
+  auto ms_of = [](const Item& i) { return std::stoll(i.entry_id.substr(0, i.entry_id.find('-'))); };
+  auto oldest = q().OldestMs(p);
+  ASSERT_TRUE(oldest.ok()) << oldest.error().message;
+  EXPECT_EQ(*oldest, ms_of(items[0]));  // delivered but not ended: still the oldest
+  EXPECT_GT(*oldest, 0);
+
+  ASSERT_TRUE(q().Ack(items[0]).ok());
+  oldest = q().OldestMs(p);
+  ASSERT_TRUE(oldest.ok());
+  EXPECT_EQ(*oldest, ms_of(items[1]));  // (Redis stamps ids with its own clock)
+
+  EXPECT_EQ(q().OldestMs(kPartitions).error().kind, ErrorKind::kInvalid);  // no such partition
+  backend_->SetUnavailable(true);
+  EXPECT_EQ(q().OldestMs(p).error().kind, ErrorKind::kTransient);
+  backend_->SetUnavailable(false);
+}
+
 TEST_P(QueueBehaviour, ItemsLandInTheirEmployeesPartition) {
   // With 4 partitions: E1 -> 3, E2 -> 2, E3 -> 1, E4 -> 0, E5 -> 3.
   Enqueue({MakeItem("E1", "1"), MakeItem("E2", "2"), MakeItem("E3", "3"), MakeItem("E4", "4"),

@@ -1,28 +1,15 @@
-// Redis options for tests, filled by the real config loader from a URL, so the tests exercise the
-// same host/port/unix_path/db/user fields the daemon gets.
+// Queue test helpers: items and the dedup window; RedisOptionsFor comes from redis_options.h.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <string>
 
+#include "redis_options.h"
 #include "scimsync/config.h"
 #include "scimsync/queue/queue.h"
 
 namespace scimsync::testing {
-
-inline config::RedisOptions RedisOptionsFor(const std::string& url, int partitions = 4,
-                                            const std::string& key_prefix = "scimsync") {
-  config::Config cfg;
-  std::string yaml = "redis: {url: \"" + url + "\", key_prefix: " + key_prefix +
-                     ", partitions: " + std::to_string(partitions) +
-                     ", connect_timeout_ms: 500, command_timeout_ms: 2000}\n";
-  for (const auto& p : config::LoadString(yaml, "test.yaml", &cfg)) {
-    // The rest of the file (profiles...) is missing on purpose; only redis.* must be clean.
-    EXPECT_NE(p.path.rfind("redis", 0), 0u) << p.ToString();
-  }
-  return cfg.redis;
-}
 
 constexpr int64_t kWeek = int64_t{7} * 24 * 3600;
 

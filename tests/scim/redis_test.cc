@@ -1,13 +1,12 @@
 // The Redis-backed pieces against a real redis-server: the link table and the shared rate
 // limiter (the same behaviour suite as the in-memory limiter, on a FakeClock).
-#include "scimsync/queue/redis.h"
-
 #include <gtest/gtest.h>
 
 #include <memory>
 
 #include "rate_limiter_cases.h"
 #include "scimsync/config.h"
+#include "scimsync/redis/client.h"
 #include "scimsync/scim/link_store.h"
 #include "scimsync/scim/protocol.h"
 #include "scimsync/scim/rate_limiter.h"
@@ -49,6 +48,35 @@ TEST_F(RedisTest, LinkTableRoundTrip) {
   EXPECT_EQ(server_.Cli({"TTL", "scimsync:link:hibob:E1"}), "-1");  // links do not expire
   ASSERT_TRUE(links->Remove("hibob", "E1").ok());
   EXPECT_FALSE(links->Get("hibob", "E1")->has_value());
+}
+
+// Counting links (the guards' percentage thresholds): per scope or in all, in Redis and in
+// memory alike; owners and snapshots are not links, and a prefix or scope with glob characters
+// counts only itself.
+void CountsLinks(LinkStore& links, LinkStore& other_prefix) {
+  ASSERT_EQ(*links.CountAll(), 0);
+  ASSERT_TRUE(links.Put("hr", "E1", "jc-1").ok());
+  ASSERT_TRUE(links.PutApplied("hr", "E2", {"jc-2", "{}", 5}).ok());
+  ASSERT_TRUE(links.Put("hr/acme", "E1", "jc-3").ok());
+  ASSERT_TRUE(links.Put("h*", "E9", "jc-4").ok());
+  ASSERT_TRUE(other_prefix.Put("hr", "E7", "jc-7").ok());
+  EXPECT_EQ(*links.Count("hr"), 2);
+  EXPECT_EQ(*links.Count("hr/acme"), 1);
+  EXPECT_EQ(*links.Count("h*"), 1);
+  EXPECT_EQ(*links.Count("nobody"), 0);
+  EXPECT_EQ(*links.CountAll(), 4);
+  ASSERT_TRUE(links.Remove("hr", "E1").ok());
+  EXPECT_EQ(*links.Count("hr"), 1);
+  EXPECT_EQ(*links.CountAll(), 3);
+}
+
+TEST_F(RedisTest, LinkCounts) {
+  auto links = NewRedisLinkStore(*pool_, "s*");
+  auto other = NewRedisLinkStore(*pool_, "sx");
+  CountsLinks(*links, *other);
+  MemoryLinkStore memory;
+  MemoryLinkStore memory_other;
+  CountsLinks(memory, memory_other);
 }
 
 // Each account remembers the scope and employee that linked it last, so a second HR source can

@@ -1,21 +1,13 @@
 // State that several scimsyncd instances share through Redis, beside the queue: who owns which
 // partition (leases), the mass-suspension guard, the auth pause flag, and the newest applied
-// version of each employee's record. Key layout (P = redis.key_prefix):
-//
-//   P:instances              sorted set: instance id -> last heartbeat (ms)
-//   P:lease:{pN}             string: the instance owning partition N, with a PX expiry
-//   P:lease:{pN}:token       integer: the fencing token, raised on every acquisition
-//   P:lease:{pN}:owner       string: the last owner that has not handed the partition over
-//   P:{pN}:versions          hash: "<scope>\x1f<employee>" -> newest applied version
-//   P:guard:events           sorted set: suspensions admitted in the window (score = ms)
-//   P:guard:tripped          string: when the guard tripped (ms); present = holding
-//   P:guard:suspended        set: "<scope>\x1f<employee>" users scimsync suspended
-//   P:guard:released         string with an expiry: an admin released the guard recently
-//   P:paused                 string: why SCIM work is paused (auth), with an expiry
+// version of each employee's record. Its keys (P = redis.key_prefix): P:instances, P:lease:{pN}
+// with :token and :owner, P:{pN}:versions, P:guard:events, :tripped, :suspended and :released,
+// and P:paused; redis/keys.h (keys::daemon) names them, with what each holds and its expiry.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -24,8 +16,10 @@
 
 #include "scimsync/clock.h"
 #include "scimsync/config.h"
-#include "scimsync/queue/redis.h"
+#include "scimsync/redis/client.h"
+#include "scimsync/redis/keys.h"
 #include "scimsync/result.h"
+#include "scimsync/scim/link_store.h"
 
 namespace scimsync::daemon {
 
@@ -111,7 +105,7 @@ class SuspensionGuard {
   // explicit active=true must not create or reactivate the account.
   Result<bool> Suspended(const std::string& who);
   // The set Record writes and Suspended reads, for a read sent with others (Versions).
-  std::string SuspendedKey() const { return prefix_ + ":guard:suspended"; }
+  std::string SuspendedKey() const { return redis::keys::daemon::GuardSuspended(prefix_); }
   // `scimsyncd guard release`: let held suspensions through; the guard stays open for
   // kReleaseMs so the rest of the same burst follows, then counts afresh.
   static constexpr int64_t kReleaseMs = int64_t{10} * 60 * 1000;
@@ -129,6 +123,8 @@ class SuspensionGuard {
   std::string prefix_;
   config::GuardOptions options_;
   const Clock& clock_;
+  // The link table, only to count it (scim/ owns its keys).
+  std::unique_ptr<scim::LinkStore> links_;
   std::atomic<int64_t> linked_cache_{-1};
   std::atomic<int64_t> linked_at_ms_{0};
 };

@@ -45,7 +45,7 @@
 #include "scimsync/config.h"
 #include "scimsync/connectors/profile.h"
 #include "scimsync/queue/queue.h"
-#include "scimsync/queue/redis.h"
+#include "scimsync/redis/client.h"
 #include "scimsync/result.h"
 #include "scimsync/scim/link_store.h"
 #include "scimsync/scim/lister.h"

@@ -2,16 +2,10 @@
 // partition, partition = hash(profile, employee key) mod partitions, so one employee's items
 // always land in one stream, in arrival order.
 //
-// Redis key layout (P = redis.key_prefix, N = partition number; see Keys below):
-//
-//   P:{pN}:stream                       stream of new items; consumer group "workers"
-//   P:{pN}:retry                        sorted set: entry id -> due time (ms since the epoch)
-//   P:{pN}:retry:items                  hash: entry id -> the item (JSON) waiting for a retry
-//   P:{pN}:retry:takes                  hash: entry id -> TakeDue hand-outs since its last outcome
-//   P:{pN}:dedup:<profile>:<dedup_id>   "1", SET NX EX <dedup window>: the event was accepted
-//   P:{pN}:applied                      hash: employee -> "<version>\n<item JSON>" (AckApplied)
-//   P:dlq                               stream of dead letters (item, reason, last exchange)
-//   P:wait-fence                        "1", rewritten before each WAIT (redis.wait_replicas)
+// Redis keys (P = redis.key_prefix, N = partition number): P:{pN}:stream (new items, consumer
+// group "workers"), P:{pN}:retry, :retry:items and :retry:takes (the retry set), P:{pN}:dedup:*,
+// P:{pN}:applied, P:dlq and P:wait-fence. redis/keys.h names them, with what each holds; only
+// this library reads or writes them, everyone else goes through Queue.
 //
 // Each partition's keys share the hash tag {pN}, so Redis Cluster would keep them in one slot.
 // Redis Cluster note: EnqueueBatch writes every partition of a request in ONE script, and
@@ -102,18 +96,7 @@ struct CappedLists {
   int64_t ttl_s = 0;
 };
 
-// The Redis keys, for tools and tests that look at Redis directly.
-struct Keys {
-  static std::string Stream(const std::string& prefix, int partition);
-  static std::string Retry(const std::string& prefix, int partition);
-  static std::string RetryItems(const std::string& prefix, int partition);
-  static std::string Dedup(const std::string& prefix, int partition, const std::string& profile,
-                           const std::string& dedup_id);
-  static std::string DeadLetters(const std::string& prefix);
-  static std::string RetryTakes(const std::string& prefix, int partition);
-  static std::string Applied(const std::string& prefix, int partition);
-};
-// The field of an employee in Keys::Applied: profile, tenant and employee key, 0x1f apart.
+// The field of an employee in P:{pN}:applied: profile, tenant and employee key, 0x1f apart.
 std::string AppliedField(const std::string& profile, const std::string& tenant,
                          const std::string& employee_key);
 // The consumer group every partition's stream has.
@@ -261,6 +244,10 @@ class Queue {
   virtual Result<int64_t> Depth(int partition) = 0;
   // Items in a partition's retry set (waiting or leased).
   virtual Result<int64_t> RetryDepth(int partition) = 0;
+  // When the oldest item still in a partition's stream (new or delivered-but-not-ended) was
+  // enqueued, in ms since the epoch (its entry id's time), or 0 when the stream is empty: the
+  // queue's oldest age for `scimsyncd status` and the metrics.
+  virtual Result<int64_t> OldestMs(int partition) = 0;
   // Up to `max` items of a partition's stream (new and delivered-but-not-ended), oldest first,
   // after the entry `after_id` ("" = from the start). Read-only: for `scimsyncd employee`, which
   // pages through a partition looking for one employee's items.
@@ -324,6 +311,7 @@ class MemoryQueue final : public Queue {
                                    const std::string& start, int max) override;
   Result<int64_t> Depth(int partition) override;
   Result<int64_t> RetryDepth(int partition) override;
+  Result<int64_t> OldestMs(int partition) override;
   Result<std::vector<Item>> ListStream(int partition, const std::string& after_id,
                                        int max) override;
   Result<std::vector<DeadLetterEntry>> ListDeadLetters(const std::string& after_id,

@@ -59,6 +59,10 @@ class LinkStore {
     std::string employee;
   };
   virtual Result<std::optional<Owner>> OwnerOf(const std::string& jumpcloud_id) = 0;
+  // How many employees of `scope` are linked; CountAll: in every scope. For thresholds (the
+  // mass-suspension guards' percentage), not for every job: in Redis it is a SCAN of the table.
+  virtual Result<int64_t> Count(const std::string& scope) = 0;
+  virtual Result<int64_t> CountAll() = 0;
 };
 
 // In memory, thread-safe: tests and dry runs.
@@ -72,6 +76,8 @@ class MemoryLinkStore final : public LinkStore {
   Status DropSnapshot(const std::string& scope, const std::string& employee) override;
   Status Remove(const std::string& scope, const std::string& employee) override;
   Result<std::optional<Owner>> OwnerOf(const std::string& jumpcloud_id) override;
+  Result<int64_t> Count(const std::string& scope) override;
+  Result<int64_t> CountAll() override;
   size_t size() const;
 
  private:
@@ -80,8 +86,8 @@ class MemoryLinkStore final : public LinkStore {
   std::map<std::string, std::pair<std::string, std::string>> owners_;
 };
 
-// Redis strings at "<key_prefix>:link:<scope>:<employee>", the owner at
-// "<key_prefix>:link-owner:<jumpcloud id>" ("<scope>\n<employee>") and the snapshot at
+// Redis strings (redis/keys.h, keys::scim) at "<key_prefix>:link:<scope>:<employee>", the owner
+// at "<key_prefix>:link-owner:<jumpcloud id>" ("<scope>\n<employee>") and the snapshot at
 // "<key_prefix>:applied:<scope>:<employee>" ("<applied ms>\n<jumpcloud id>\n<snapshot JSON>",
 // about 300 bytes and 400 bytes of Redis memory per employee), no expiry. Read is one MGET,
 // PutApplied one MSET. Redis failures are kTransient. `pool` must outlive the store;

@@ -15,6 +15,7 @@
 
 #include "scimsync/clock.h"
 #include "scimsync/config.h"
+#include "scimsync/redis/keys.h"
 #include "scimsync/result.h"
 
 namespace scimsync::redis {
@@ -43,7 +44,9 @@ struct RateLimitOptions {
 inline constexpr int64_t kUnpacedRefreshMs = 250;
 
 // The Redis key of the shared bucket: "<redis.key_prefix>:ratelimit".
-inline std::string RateLimitKey(const std::string& key_prefix) { return key_prefix + ":ratelimit"; }
+inline std::string RateLimitKey(const std::string& key_prefix) {
+  return redis::keys::scim::RateLimit(key_prefix);
+}
 
 struct Reservation {
   bool granted = false;  // true: a slot is reserved; send after wait_ms

@@ -1,13 +1,14 @@
 // The Redis client against a real redis-server: reply mapping, errors, pipelining, scripts after
 // a cache flush, unix sockets, AUTH, timeouts and reconnecting after a restart.
+#include "scimsync/redis/client.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
 #include <thread>
 
-#include "queue_test_util.h"
-#include "scimsync/queue/redis.h"
+#include "redis_options.h"
 #include "test_support.h"
 
 namespace scimsync::redis {

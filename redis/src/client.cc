@@ -1,4 +1,4 @@
-#include "scimsync/queue/redis.h"
+#include "scimsync/redis/client.h"
 
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
