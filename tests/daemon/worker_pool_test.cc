@@ -94,6 +94,17 @@ class WorkerPoolTest : public ::testing::Test {
     ASSERT_TRUE(queue_->EnqueueBatch({item}, 0).ok());
   }
 
+  // `employee` and the next `more` employees ("E2", "E3"...) whose items share its partition.
+  static std::vector<std::string> SamePartition(const std::string& employee, size_t more) {
+    const int p = queue::PartitionOf("hr", employee, kPartitions);
+    std::vector<std::string> out = {employee};
+    for (int i = 2; out.size() < more + 1; ++i) {
+      std::string key = "E" + std::to_string(i);
+      if (key != employee && queue::PartitionOf("hr", key, kPartitions) == p) out.push_back(key);
+    }
+    return out;
+  }
+
   int64_t Waiting() {
     int64_t n = 0;
     for (int p = 0; p < kPartitions; ++p) n += *queue_->Depth(p) + *queue_->RetryDepth(p);
@@ -122,11 +133,7 @@ TEST_F(WorkerPoolTest, ABurstForOneEmployeeIsOneSync) {
 TEST_F(WorkerPoolTest, APassAcknowledgesItsConvergedEmployeesTogetherAndALostAckRedelivers) {
   // Two employees of one partition.
   const int p = queue::PartitionOf("hr", "E1", kPartitions);
-  std::string other;
-  for (int i = 2; other.empty(); ++i) {
-    std::string key = "E" + std::to_string(i);
-    if (queue::PartitionOf("hr", key, kPartitions) == p) other = key;
-  }
+  const std::string other = SamePartition("E1", 1).back();
   Enqueue("E1", "a");
   Enqueue(other, "b");
   std::vector<int64_t> depth_seen;
@@ -157,11 +164,7 @@ TEST_F(WorkerPoolTest, ALongPassAcknowledgesEveryAckBatchItems) {
   WorkerPool pool(
       options, *queue_, syncer_, clock_, [](int) { return true; }, [](int) {});
   const int p = queue::PartitionOf("hr", "E1", kPartitions);
-  std::vector<std::string> employees;
-  for (int i = 1; employees.size() < 8; ++i) {
-    std::string key = "E" + std::to_string(i);
-    if (queue::PartitionOf("hr", key, kPartitions) == p) employees.push_back(key);
-  }
+  const std::vector<std::string> employees = SamePartition("E1", 7);
   for (const auto& e : employees) Enqueue(e, e + "-a");
   std::vector<int64_t> depth_seen;
   syncer_.before = [&](const EmployeeWork&) { depth_seen.push_back(*queue_->Depth(p)); };
@@ -178,11 +181,7 @@ TEST_F(WorkerPoolTest, ALongPassAcknowledgesEveryAckBatchItems) {
 // again at its end, after the first sync's acknowledgement.
 TEST_F(WorkerPoolTest, ASlowPassTakesInNewerItemsOfItsEmployeesBeforeSyncingThem) {
   const int p = queue::PartitionOf("hr", "E1", kPartitions);
-  std::string other;
-  for (int i = 2; other.empty(); ++i) {
-    std::string key = "E" + std::to_string(i);
-    if (queue::PartitionOf("hr", key, kPartitions) == p) other = key;
-  }
+  const std::string other = SamePartition("E1", 1).back();
   Enqueue("E1", "a");
   Enqueue(other, "x");
   bool slow = true;
@@ -213,12 +212,7 @@ TEST_F(WorkerPoolTest, AFastPassOrAFullOneDoesNotReadAhead) {
     WorkerPool pool(
         options, *queue_, syncer_, clock_, [](int) { return true; }, [](int) {});
     syncer_.calls.clear();
-    const int p = queue::PartitionOf("hr", "E1", kPartitions);
-    std::string other;
-    for (int i = 2; other.empty(); ++i) {
-      std::string key = "E" + std::to_string(i);
-      if (queue::PartitionOf("hr", key, kPartitions) == p) other = key;
-    }
+    const std::string other = SamePartition("E1", 1).back();
     Enqueue("E1", "a");
     Enqueue(other, "x");
     bool first = true;
