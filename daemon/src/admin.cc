@@ -9,7 +9,6 @@
 
 #include "scimsync/clock.h"
 #include "scimsync/daemon/app.h"
-#include "scimsync/daemon/coordination.h"
 #include "scimsync/daemon/reconcile.h"
 #include "scimsync/log.h"
 #include "scimsync/queue/queue.h"
@@ -21,6 +20,7 @@
 #include "scimsync/scim/rate_limiter.h"
 #include "scimsync/scim/transport.h"
 #include "scimsync/strings.h"
+#include "scimsync/workers/coordination.h"
 
 namespace scimsync::daemon {
 namespace {

@@ -16,21 +16,21 @@
 #include "scimsync/connectors/map_command.h"
 #include "scimsync/connectors/profile.h"
 #include "scimsync/daemon/admin.h"
-#include "scimsync/daemon/coordination.h"
 #include "scimsync/daemon/employee.h"
-#include "scimsync/daemon/history.h"
 #include "scimsync/daemon/http_server.h"
 #include "scimsync/daemon/ingest.h"
 #include "scimsync/daemon/metrics.h"
 #include "scimsync/daemon/notify.h"
 #include "scimsync/daemon/reconcile.h"
 #include "scimsync/daemon/security_checks.h"
-#include "scimsync/daemon/sync.h"
-#include "scimsync/daemon/worker.h"
 #include "scimsync/log.h"
 #include "scimsync/queue/queue.h"
 #include "scimsync/scim/link_store.h"
 #include "scimsync/scim/rate_limiter.h"
+#include "scimsync/workers/coordination.h"
+#include "scimsync/workers/history.h"
+#include "scimsync/workers/sync.h"
+#include "scimsync/workers/worker.h"
 
 #ifndef SCIMSYNC_VERSION
 #define SCIMSYNC_VERSION "0.0.0"
@@ -265,6 +265,7 @@ int RunDaemon(const std::string& file) {
   deps.guard = &guard;
   deps.clock = &clock;
   deps.random = &random;
+  deps.metrics = &Metrics::Global();
   deps.max_future_skew_ms = cfg.workers.max_future_skew_s * 1000;
   ProfileSyncer syncer(cfg.target, cfg.workers.retry, cfg.workers.threads, deps);
   syncer.SetApiKey(*api_key);

@@ -12,14 +12,14 @@
 #include "scimsync/clock.h"
 #include "scimsync/daemon/admin.h"
 #include "scimsync/daemon/app.h"
-#include "scimsync/daemon/history.h"
-#include "scimsync/daemon/worker.h"
 #include "scimsync/log.h"
 #include "scimsync/queue/queue.h"
 #include "scimsync/redis/client.h"
 #include "scimsync/scim/link_store.h"
 #include "scimsync/scim/protocol.h"
 #include "scimsync/strings.h"
+#include "scimsync/workers/history.h"
+#include "scimsync/workers/worker.h"
 
 namespace scimsync::daemon {
 namespace {
@@ -45,7 +45,8 @@ std::string IsoTime(int64_t ms) {
 }
 
 // What a retry-set item is waiting for, from the reason the worker parked it with
-// (worker_pool.cc): a failure to retry, an effective date, the guard, a pause, an earlier item.
+// (workers/src/worker_pool.cc): a failure to retry, an effective date, the guard, a pause, an
+// earlier item.
 std::string WaitKind(const queue::Item& item) {
   const std::string& e = item.last_error;
   if (e.rfind("deferred", 0) == 0) return "deferred";

@@ -10,17 +10,6 @@
 
 namespace scimsync::daemon {
 
-void ProfileSet::Replace(std::map<std::string, ActiveProfile> profiles) {
-  auto next = std::make_shared<const std::map<std::string, ActiveProfile>>(std::move(profiles));
-  std::lock_guard lock(mu_);
-  profiles_ = std::move(next);
-}
-
-std::shared_ptr<const std::map<std::string, ActiveProfile>> ProfileSet::Snapshot() const {
-  std::lock_guard lock(mu_);
-  return profiles_;
-}
-
 std::string ErrorBody(const std::string& code, const std::string& detail) {
   std::string out = "{\"error\":\"";
   AppendJsonEscaped(out, code);

@@ -7,10 +7,10 @@
 #include "reconcile_internal.h"
 #include "scimsync/daemon/admin.h"
 #include "scimsync/daemon/app.h"
-#include "scimsync/daemon/coordination.h"
 #include "scimsync/daemon/reconcile.h"
-#include "scimsync/daemon/worker.h"
 #include "scimsync/log.h"
+#include "scimsync/workers/coordination.h"
+#include "scimsync/workers/worker.h"
 
 namespace scimsync::daemon {
 namespace {

@@ -13,11 +13,11 @@
 
 #include "reconcile_internal.h"
 #include "scimsync/daemon/reconcile.h"
-#include "scimsync/daemon/worker.h"
 #include "scimsync/log.h"
 #include "scimsync/scim/protocol.h"
 #include "scimsync/scim/resolve.h"
 #include "scimsync/strings.h"
+#include "scimsync/workers/worker.h"
 
 namespace scimsync::daemon {
 namespace {

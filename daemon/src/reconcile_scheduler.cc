@@ -4,8 +4,8 @@
 
 #include "reconcile_internal.h"
 #include "scimsync/daemon/reconcile.h"
-#include "scimsync/daemon/worker.h"
 #include "scimsync/log.h"
+#include "scimsync/workers/worker.h"
 
 namespace scimsync::daemon {
 

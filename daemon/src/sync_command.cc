@@ -16,10 +16,8 @@
 #include "scimsync/daemon/admin.h"
 #include "scimsync/daemon/app.h"
 #include "scimsync/daemon/employee.h"
-#include "scimsync/daemon/history.h"
+#include "scimsync/daemon/ingest.h"
 #include "scimsync/daemon/reconcile.h"
-#include "scimsync/daemon/sync.h"
-#include "scimsync/daemon/worker.h"
 #include "scimsync/log.h"
 #include "scimsync/queue/queue.h"
 #include "scimsync/redis/client.h"
@@ -28,6 +26,9 @@
 #include "scimsync/scim/protocol.h"
 #include "scimsync/scim/rate_limiter.h"
 #include "scimsync/scim/transport.h"
+#include "scimsync/workers/history.h"
+#include "scimsync/workers/sync.h"
+#include "scimsync/workers/worker.h"
 
 namespace scimsync::daemon {
 namespace {

@@ -13,8 +13,8 @@
 
 #include "daemon_fixture.h"
 #include "e2e_fixture.h"
-#include "scimsync/daemon/history.h"
 #include "scimsync/redis/client.h"
+#include "scimsync/workers/history.h"
 
 namespace scimsync::testing {
 namespace {

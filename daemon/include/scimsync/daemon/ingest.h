@@ -14,38 +14,15 @@
 
 #include "scimsync/clock.h"
 #include "scimsync/config.h"
+#include "scimsync/connectors/active_profile.h"
 #include "scimsync/connectors/profile.h"
 #include "scimsync/queue/queue.h"
 
 namespace scimsync::daemon {
 
-// A profile ready to take webhooks: the engine plus the resolved secrets.
-struct ActiveProfile {
-  std::shared_ptr<const connectors::Profile> profile;
-  std::vector<std::string> secrets;
-  // From the config (config.h): userName after creation (false: keep), and the identity
-  // scope's externalId namespace (bare ids unless several scopes are configured).
-  bool follow_user_name = false;
-  bool multi_scope = false;
-  std::string scope_prefix = {};
-  // The externalId that anchors HRIS id `id` of `tenant` in JumpCloud.
-  std::string ExternalId(const std::string& tenant, const std::string& id) const {
-    return config::ExternalIdPrefix(multi_scope, scope_prefix, tenant) + id;
-  }
-};
-
-// The set of active profiles; swapped whole on reload (SIGHUP) so a request sees one version.
-class ProfileSet {
- public:
-  void Replace(std::map<std::string, ActiveProfile> profiles);
-  // nullptr when no profile has that name.
-  std::shared_ptr<const std::map<std::string, ActiveProfile>> Snapshot() const;
-
- private:
-  mutable std::mutex mu_;
-  std::shared_ptr<const std::map<std::string, ActiveProfile>> profiles_ =
-      std::make_shared<std::map<std::string, ActiveProfile>>();
-};
+// The profiles ingest verifies and decodes with; the workers share the set (connectors/).
+using connectors::ActiveProfile;
+using connectors::ProfileSet;
 
 struct WebhookResponse {
   int status = 202;

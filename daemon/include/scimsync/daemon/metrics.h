@@ -17,8 +17,9 @@
 //   - daemon/src/http_server.cc: GET /metrics answers Render() as kMetricsContentType.
 //   - daemon/src/ingest.cc: WebhookAnswered per answer (an empty profile for a 404 on an unknown
 //     profile), ItemsEnqueued after a 202, ItemsIgnored per item acknowledged without enqueueing.
-//   - daemon/src/sync.cc: ScimRequest per HTTP exchange with JumpCloud; RateLimitWaited when a
-//     rate-limit reservation made a worker wait.
+//   - workers/src/sync.cc, through the SyncMetrics this class implements (app.cc hands it in):
+//     ScimRequest per HTTP exchange with JumpCloud, RateLimitWaited when a rate-limit
+//     reservation made a worker wait, ItemDropped and FutureVersion while folding a burst.
 //   - daemon/src/app.cc: SyncFinished and DeadLettered in the workers' outcome hook, SetPaused
 //     in their pause hook, the Reconcile* families after each scheduled reconciliation, and
 //     every 5 s in the coordinator loop the per-partition gauges (held, depth, retries, oldest
@@ -30,15 +31,18 @@
 #include <string>
 #include <string_view>
 
+#include "scimsync/workers/sync_metrics.h"
+
 namespace scimsync::daemon {
 
 inline constexpr char kMetricsContentType[] = "text/plain; version=0.0.4; charset=utf-8";
 
-class Metrics {
+// Also the workers' SyncMetrics: the composition root hands Global() to the syncer.
+class Metrics final : public SyncMetrics {
  public:
   // `version` becomes scimsync_build_info{version="..."} 1.
   explicit Metrics(std::string_view version);
-  ~Metrics();
+  ~Metrics() override;
   Metrics(const Metrics&) = delete;
   Metrics& operator=(const Metrics&) = delete;
 
@@ -61,14 +65,14 @@ class Metrics {
   // pause) -- so `result="none"` counts syncs that found JumpCloud already right.
   void SyncFinished(std::string_view action, std::string_view result);
   // An item acknowledged without being applied, and why: "older_than_applied".
-  void ItemDropped(std::string_view profile, std::string_view reason);
+  void ItemDropped(std::string_view profile, std::string_view reason) override;
   // A version dated beyond workers.max_future_skew_s: "item_clamped" or "stored_ignored".
-  void FutureVersion(std::string_view profile, std::string_view what);
+  void FutureVersion(std::string_view profile, std::string_view what) override;
   // One HTTP exchange with the SCIM server. http_status 0: no answer (connect error, timeout,
   // TLS), recorded as status="error". seconds: from sending to the whole answer read.
-  void ScimRequest(std::string_view method, int http_status, double seconds);
+  void ScimRequest(std::string_view method, int http_status, double seconds) override;
   // A worker waited `seconds` for a send slot of the shared rate limit.
-  void RateLimitWaited(double seconds);
+  void RateLimitWaited(double seconds) override;
   // An item was dead-lettered; error_kind is ErrorKindName() ("permanent", "conflict"...).
   void DeadLettered(std::string_view profile, std::string_view error_kind);
   // SCIM work is paused (JumpCloud answered 401/403: the API key is wrong).

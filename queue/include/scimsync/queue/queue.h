@@ -84,7 +84,7 @@ struct DeadLetterEntry {
 int PartitionOf(const std::string& profile, const std::string& employee_key, int partitions);
 
 // Entries pushed onto capped Redis lists together with a pass's acknowledgements (AckPass): the
-// employee history (daemon/history.h). Each list gets its entries (oldest first, so the list reads
+// employee history (workers/history.h). Each list gets its entries (oldest first, so the list reads
 // newest first), is trimmed to max_entries and expires ttl_s after this write.
 struct CappedLists {
   struct Push {

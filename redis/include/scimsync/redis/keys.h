@@ -3,9 +3,10 @@
 // a name never changes (tests/redis/keys_test.cc pins each one).
 //
 // Each key has one owner folder. Only the owner reads or writes it; other folders go through the
-// owner's API (queue::Queue, scim::LinkStore, scim::RateLimiter, daemon's Leases, SuspensionGuard,
-// Versions, History, the paused flag). The functions are grouped by owner (keys::queue,
-// keys::scim, keys::daemon) so that a reach-in shows in a grep.
+// owner's API (queue::Queue, scim::LinkStore, scim::RateLimiter, the workers' Leases,
+// SuspensionGuard, Versions, History, the paused flag). The functions are grouped by owner
+// (keys::queue, keys::scim, keys::daemon, which also names the keys of workers/) so that a
+// reach-in shows in a grep.
 //
 // P = redis.key_prefix (default "scimsync"), N = partition number, S = scope (the profile, or
 // "profile/tenant" when a profile serves several tenants), E = HRIS employee key.
@@ -24,17 +25,17 @@
 //   P:link-owner:<jumpcloud id>       string  scim/   -        "S\nE": who linked that user last
 //   P:applied:S:E                     string  scim/   -        "<ms>\n<jumpcloud id>\n<snapshot>"
 //   P:ratelimit                       hash    scim/   horizon  the shared token bucket
-//   P:instances                       zset    daemon/ pruned   instance id -> last heartbeat (ms)
-//   P:lease:{pN}                      string  daemon/ lease_ms the instance owning partition N
-//   P:lease:{pN}:token                integer daemon/ -        fencing token, +1 per acquisition
-//   P:lease:{pN}:owner                string  daemon/ -        last owner not yet handed over
-//   P:{pN}:versions                   hash    daemon/ -        "S\x1fE" -> newest applied version
-//   P:guard:events                    zset    daemon/ window_s suspensions admitted (score ms)
-//   P:guard:tripped                   string  daemon/ -        when the guard tripped (ms)
-//   P:guard:suspended                 set     daemon/ -        "S\x1fE" of users scimsync suspended
-//   P:guard:released                  string  daemon/ release  an admin released the guard
-//   P:paused                          string  daemon/ ttl      why SCIM work is paused (auth)
-//   P:history:S:E                     list    daemon/ max_age  outcomes, newest first (JSON)
+//   P:instances                       zset    workers pruned   instance id -> last heartbeat (ms)
+//   P:lease:{pN}                      string  workers lease_ms the instance owning partition N
+//   P:lease:{pN}:token                integer workers -        fencing token, +1 per acquisition
+//   P:lease:{pN}:owner                string  workers -        last owner not yet handed over
+//   P:{pN}:versions                   hash    workers -        "S\x1fE" -> newest applied version
+//   P:guard:events                    zset    workers window_s suspensions admitted (score ms)
+//   P:guard:tripped                   string  workers -        when the guard tripped (ms)
+//   P:guard:suspended                 set     workers -        "S\x1fE" of users scimsync suspended
+//   P:guard:released                  string  workers release  an admin released the guard
+//   P:paused                          string  workers ttl      why SCIM work is paused (auth)
+//   P:history:S:E                     list    workers max_age  outcomes, newest first (JSON)
 //   P:reconcile:<profile>             string  daemon/ lease_ms the running reconciliation's token
 //   P:reconcile:<profile>:last        string  daemon/ -        when the last run finished (ms)
 //   P:reconcile:<profile>:listed      string  daemon/ -        HRIS employees last listed

@@ -1,4 +1,4 @@
-#include "scimsync/daemon/history.h"
+#include "scimsync/workers/history.h"
 
 #include <rapidjson/document.h>
 

@@ -1,6 +1,6 @@
 // The applied-version store against a real Redis: what keeps an older event from being applied
 // after a newer one across passes, instances and restarts.
-#include "scimsync/daemon/coordination.h"
+#include "scimsync/workers/coordination.h"
 
 #include <gtest/gtest.h>
 

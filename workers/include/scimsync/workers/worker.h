@@ -23,9 +23,9 @@
 #include <vector>
 
 #include "scimsync/clock.h"
-#include "scimsync/daemon/coordination.h"
 #include "scimsync/queue/queue.h"
 #include "scimsync/result.h"
+#include "scimsync/workers/coordination.h"
 
 namespace scimsync::daemon {
 

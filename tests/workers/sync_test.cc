@@ -1,6 +1,6 @@
 // ProfileSyncer: how one employee's items become one SCIM convergence, against the fake SCIM
 // server, with scripted profiles standing in for connector profiles.
-#include "scimsync/daemon/sync.h"
+#include "scimsync/workers/sync.h"
 
 #include <gtest/gtest.h>
 
@@ -10,13 +10,13 @@
 
 #include "../queue/queue_test_util.h"
 #include "fake_scim_server.h"
-#include "scimsync/daemon/coordination.h"
-#include "scimsync/daemon/history.h"
 #include "scimsync/daemon/metrics.h"
 #include "scimsync/redis/client.h"
 #include "scimsync/scim/link_store.h"
 #include "scimsync/scim/rate_limiter.h"
 #include "scimsync/scim/retry.h"
+#include "scimsync/workers/coordination.h"
+#include "scimsync/workers/history.h"
 #include "test_support.h"
 
 namespace scimsync::daemon {

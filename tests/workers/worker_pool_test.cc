@@ -14,7 +14,7 @@
 #include <thread>
 
 #include "../queue/queue_test_util.h"
-#include "scimsync/daemon/worker.h"
+#include "scimsync/workers/worker.h"
 #include "test_support.h"
 
 namespace scimsync::daemon {

@@ -32,8 +32,8 @@
 
 #include "scimsync/clock.h"
 #include "scimsync/config.h"
-#include "scimsync/daemon/worker.h"
 #include "scimsync/result.h"
+#include "scimsync/workers/worker.h"
 
 namespace scimsync::redis {
 class Pool;

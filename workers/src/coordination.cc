@@ -1,4 +1,4 @@
-#include "scimsync/daemon/coordination.h"
+#include "scimsync/workers/coordination.h"
 
 #include <unistd.h>
 

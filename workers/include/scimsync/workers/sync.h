@@ -21,15 +21,17 @@
 #include <vector>
 
 #include "scimsync/config.h"
+#include "scimsync/connectors/active_profile.h"
 #include "scimsync/connectors/profile.h"
-#include "scimsync/daemon/coordination.h"
-#include "scimsync/daemon/ingest.h"
-#include "scimsync/daemon/worker.h"
 #include "scimsync/scim/converger.h"
+#include "scimsync/workers/coordination.h"
+#include "scimsync/workers/sync_metrics.h"
+#include "scimsync/workers/worker.h"
 
 namespace scimsync::daemon {
 
-class Metrics;
+using connectors::ActiveProfile;
+using connectors::ProfileSet;
 
 // The SCIM action a connector's plan asks for (kIgnore has none: it reads as a sync).
 scim::Action ToScimAction(connectors::Action action);
@@ -39,7 +41,7 @@ scim::Action ToScimAction(connectors::Action action);
 // not a wait: it shows as a retry. `inner` and `metrics` must outlive it; thread-safe if `inner`
 // is.
 std::unique_ptr<scim::RateLimiter> NewMeteredRateLimiter(scim::RateLimiter* inner,
-                                                         Metrics& metrics);
+                                                         SyncMetrics& metrics);
 
 struct SyncerDeps {
   const ProfileSet* profiles = nullptr;
@@ -50,7 +52,8 @@ struct SyncerDeps {
   SuspensionGuard* guard = nullptr;  // null: no guard
   const Clock* clock = nullptr;
   scim::Random* random = nullptr;
-  Metrics* metrics = nullptr;  // null: Metrics::Global()
+  // The daemon passes its /metrics registry; null: nothing is counted (tests).
+  SyncMetrics* metrics = nullptr;
   // workers.max_future_skew_s: an item whose version is a time further ahead than this is
   // applied as if it happened now (logged and counted), so it cannot outrank later events.
   int64_t max_future_skew_ms = int64_t{24} * 3600 * 1000;
@@ -83,6 +86,7 @@ class ProfileSyncer final : public Syncer {
   };
   // The worker thread's own state: only that thread touches it.
   PerThread& StateOf(int thread);
+  SyncMetrics& Meter();
   Result<scim::Converger*> ConvergerFor(int thread);
   SyncResult FromPlanError(scim::Converger& converger, const EmployeeWork& work,
                            const Error& error);

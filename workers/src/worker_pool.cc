@@ -7,8 +7,8 @@
 #include <cstdlib>
 #include <set>
 
-#include "scimsync/daemon/worker.h"
 #include "scimsync/log.h"
+#include "scimsync/workers/worker.h"
 
 namespace scimsync::daemon {
 namespace {

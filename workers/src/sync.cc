@@ -1,4 +1,4 @@
-#include "scimsync/daemon/sync.h"
+#include "scimsync/workers/sync.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -7,7 +7,6 @@
 #include <string>
 #include <thread>
 
-#include "scimsync/daemon/metrics.h"
 #include "scimsync/log.h"
 
 namespace scimsync::daemon {
@@ -229,13 +228,13 @@ class NoFetch final : public connectors::Fetcher {
 // Counts every SCIM exchange for /metrics: method, status (0 = no answer) and latency.
 class MeteredTransport final : public scim::Transport {
  public:
-  MeteredTransport(std::unique_ptr<scim::Transport> inner, const Clock& clock)
-      : inner_(std::move(inner)), clock_(clock) {}
+  MeteredTransport(std::unique_ptr<scim::Transport> inner, const Clock& clock, SyncMetrics& metrics)
+      : inner_(std::move(inner)), clock_(clock), metrics_(metrics) {}
   Result<scim::HttpResponse> Send(const scim::HttpRequest& request, int64_t timeout_ms) override {
     const int64_t start = clock_.NowMs();
     auto r = inner_->Send(request, timeout_ms);
-    Metrics::Global().ScimRequest(request.method, r ? r->status : 0,
-                                  static_cast<double>(clock_.NowMs() - start) / 1000.0);
+    metrics_.ScimRequest(request.method, r ? r->status : 0,
+                         static_cast<double>(clock_.NowMs() - start) / 1000.0);
     return r;
   }
   std::string Describe(const scim::HttpRequest& request) const override {
@@ -246,11 +245,12 @@ class MeteredTransport final : public scim::Transport {
  private:
   std::unique_ptr<scim::Transport> inner_;
   const Clock& clock_;
+  SyncMetrics& metrics_;
 };
 
 class MeteredRateLimiter final : public scim::RateLimiter {
  public:
-  MeteredRateLimiter(scim::RateLimiter* inner, Metrics& metrics)
+  MeteredRateLimiter(scim::RateLimiter* inner, SyncMetrics& metrics)
       : inner_(inner), metrics_(metrics) {}
   Result<scim::Reservation> Reserve(int64_t max_wait_ms) override {
     auto r = inner_->Reserve(max_wait_ms);
@@ -263,13 +263,13 @@ class MeteredRateLimiter final : public scim::RateLimiter {
 
  private:
   scim::RateLimiter* inner_;
-  Metrics& metrics_;
+  SyncMetrics& metrics_;
 };
 
 }  // namespace
 
 std::unique_ptr<scim::RateLimiter> NewMeteredRateLimiter(scim::RateLimiter* inner,
-                                                         Metrics& metrics) {
+                                                         SyncMetrics& metrics) {
   return std::make_unique<MeteredRateLimiter>(inner, metrics);
 }
 
@@ -279,6 +279,11 @@ ProfileSyncer::ProfileSyncer(const config::TargetOptions& target, const config::
       retry_(retry),
       deps_(deps),
       threads_(static_cast<size_t>(std::max(1, threads))) {}
+
+SyncMetrics& ProfileSyncer::Meter() {
+  static NoSyncMetrics none;
+  return deps_.metrics ? *deps_.metrics : none;
+}
 
 void ProfileSyncer::SetApiKey(std::string api_key) {
   std::lock_guard lock(key_mu_);
@@ -305,7 +310,8 @@ Result<scim::Converger*> ProfileSyncer::ConvergerFor(int thread) {
       target_.dry_run ? scim::NewDryRunTransport(topts, target_.dry_run_file)
                       : scim::NewHttpTransport(topts);
   if (!transport) return transport.error();
-  auto metered = std::make_unique<MeteredTransport>(std::move(transport.value()), *deps_.clock);
+  auto metered =
+      std::make_unique<MeteredTransport>(std::move(transport.value()), *deps_.clock, Meter());
   scim::ConvergerDeps cdeps;
   cdeps.transport = metered.get();
   cdeps.limiter = deps_.limiter;
@@ -403,7 +409,7 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
       leave_deferred_to_ms = std::min(leave_deferred_to_ms.value_or(when_ms), when_ms);
     }
   };
-  Metrics& metrics = deps_.metrics ? *deps_.metrics : Metrics::Global();
+  SyncMetrics& metrics = Meter();
   // Whether the guard knows the employee as suspended, when read with the versions.
   std::optional<bool> known_suspended;
   if (profile.payload_carries_record()) {
