@@ -164,6 +164,7 @@ struct Converger::Run {
   std::string id;
   std::vector<std::string> written;
   bool rate_limited = false;  // the last Call found no rate-limit slot
+  int64_t rate_wait_ms = 0;   // spent waiting for rate-limit slots
   bool suspended = false;     // active=false was written (sent on its own, before the rest)
 };
 
@@ -240,6 +241,7 @@ Result<HttpResponse> Converger::Call(Run& run, const std::string& method, const 
     return e;
   }
   if (slot->wait_ms > 0) {
+    run.rate_wait_ms += slot->wait_ms;
     deps_.sleep(slot->wait_ms);
     timeout = policy_.AttemptTimeoutMs(run.first_ms, options_.timeout_ms);
     if (timeout <= 0) return Error::Transient("the job is older than workers.retry.max_age_s");
@@ -753,6 +755,7 @@ void Converger::Record(Run& run, const std::string& id, const User& applied) {
 Outcome Converger::Finish(Run& run, const Status& status) {
   Outcome o;
   o.suspended = run.suspended;
+  o.rate_wait_ms = run.rate_wait_ms;
   if (!status.ok()) {
     auto shown = [](const std::string& line, const std::string& body) {
       return body.empty() ? line : line + "\n" + Truncate(RedactBody(body));

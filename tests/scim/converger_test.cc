@@ -629,6 +629,9 @@ TEST_F(ConvergerTest, Status429HonoursRetryAfterAndBlocksEveryone) {
   ASSERT_EQ(next.decision, Decision::kDone) << next.reason;
   ASSERT_FALSE(sleeps_.empty());
   EXPECT_EQ(sleeps_.front(), 3000);
+  // The wait is reported: the worker pool reads ahead when its passes spend time here.
+  EXPECT_EQ(next.rate_wait_ms, 3000);
+  EXPECT_EQ(o.rate_wait_ms, 0);
 }
 
 TEST_F(ConvergerTest, RateLimitWaitBeyondTheBoundReturnsTheJob) {

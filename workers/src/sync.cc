@@ -690,6 +690,7 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
     };
   }
   scim::Outcome out = converger.Converge(job);
+  result.rate_wait_ms += out.rate_wait_ms;
   result.last_request = out.last_request;
   result.last_response = out.last_response;
   result.reason = out.reason;

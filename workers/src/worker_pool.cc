@@ -381,7 +381,8 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
   };
   admit(items);
   items.clear();
-  int64_t last_read_ms = clock_.NowMs();
+  // Time this pass's syncs have waited for rate-limit slots since its last read.
+  int64_t rate_waited_ms = 0;
   std::set<std::string> synced;  // employees whose group this pass has taken up
 
   // Converged employees' items are acknowledged together, every options_.ack_batch items and
@@ -439,12 +440,12 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
   for (size_t g = 0; g < groups.size(); ++g) {
     if (!st.claiming && options_.read_ahead_after_ms > 0 && !stopping_ && !paused_ &&
         seen_entries.size() < static_cast<size_t>(options_.max_pass_items) &&
-        clock_.NowMs() - last_read_ms >= options_.read_ahead_after_ms && owns_(partition) &&
+        rate_waited_ms >= options_.read_ahead_after_ms && owns_(partition) &&
         Holds(partition, st.token)) {
       // A slow pass (every sync waits for its rate-limit slot): the employees not reached yet
       // take in their newer items, so each burst is one sync. Not while claiming: an
       // employee's pending items must not be overtaken by their newer ones.
-      last_read_ms = clock_.NowMs();
+      rate_waited_ms = 0;
       const int room = options_.max_pass_items - static_cast<int>(seen_entries.size());
       auto more = queue_.Read(partition, options_.consumer, std::min(options_.batch, room), 0);
       if (more) {
@@ -593,6 +594,7 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
     ++busy_;
     const int64_t started = clock_.NowMs();
     SyncResult result = syncer_.Sync(thread, work);
+    rate_waited_ms += result.rate_wait_ms;
     const int64_t latency = clock_.NowMs() - started;
     const int64_t after = clock_.NowMs();
     if (!Holds(partition, token)) {

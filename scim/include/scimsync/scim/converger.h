@@ -127,6 +127,9 @@ struct Outcome {
   // failed, so the attempt does not count (the worker can wait with Queue::Park) and
   // max_attempts does not end the job; only max age does.
   bool rate_limited = false;
+  // Any decision: how long the job waited for rate-limit slots (target.max_requests_per_second
+  // or a 429's block). The worker pool reads ahead only when passes spend their time here.
+  int64_t rate_wait_ms = 0;
 
   // kRetry, kGiveUp, kPause: the error (its kind goes into the dead letter), the reason in words,
   // and the last request and response, secrets redacted ("" when nothing was sent; always ""

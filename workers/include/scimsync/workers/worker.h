@@ -64,6 +64,8 @@ struct SyncResult {
   int64_t delay_ms = 0;
   // kRetry that was no failure (waiting for a rate-limit slot): the attempt is not counted.
   bool count_attempt = true;
+  // How long the sync waited for rate-limit slots (scim::Outcome::rate_wait_ms).
+  int64_t rate_wait_ms = 0;
   // Items (indexes into EmployeeWork::items) whose action takes effect later: parked until
   // the given time (ms), whatever happens to the rest.
   std::vector<std::pair<size_t, int64_t>> deferred;
@@ -119,11 +121,12 @@ struct WorkerOptions {
   // Lua script, so webhooks' writes wait less behind it, and less of the pass held in memory at
   // once; larger: fewer round trips. 128 items is about 0.3 ms of Redis time.
   int ack_batch = 128;
-  // A pass still running this long after its last read (every sync waits for a rate-limit
-  // slot) reads the partition's newer items before its next employee: they join the syncs of
-  // employees it has not reached yet, so a burst costs one request instead of one per pass.
-  // Employees already synced in the pass are synced again at its end. A fast pass reads
-  // nothing more.
+  // A pass whose syncs have waited this long for rate-limit slots since its last read (the rate
+  // limit is the bottleneck) reads the partition's newer items before its next employee: they
+  // join the syncs of employees it has not reached yet, so a burst costs one request instead of
+  // one per pass. Employees already synced in the pass are synced again at its end. A pass that
+  // does not wait for the limiter (a backlog drained as fast as the CPU goes) reads nothing
+  // more, and holds no more memory than its read.
   int64_t read_ahead_after_ms = 1000;
   // Reading ahead stops once a pass holds this many items (memory: about 1 KB each).
   int max_pass_items = 4000;
