@@ -103,8 +103,22 @@ bool E2E::StartDaemon(int index, const E2EDaemonOptions& options) {
   WriteFile(config_path(index), yaml);
   std::vector<std::string> env = options.env;
   env.push_back(std::string("TEST_HR_SECRET=") + kWebhookSecret);
-  const int port = StartScimsyncd(d->process, {Scimsyncd(), "--config", config_path(index)},
-                                  dir_.File("daemon" + std::to_string(index) + ".log"), env);
+  const std::string log = dir_.File("daemon" + std::to_string(index) + ".log");
+  const size_t offset = ReadFile(log).size();
+  int port = StartScimsyncd(d->process, {Scimsyncd(), "--config", config_path(index)}, log, env);
+  const std::string kept = "port: " + std::to_string(d->port) + "}";
+  if (port == 0 && d->port != 0 &&
+      ReadFile(log).find("Address already in use", offset) != std::string::npos &&
+      yaml.find(kept) != std::string::npos) {
+    // The port this instance had was taken while it was down (another process's connection got
+    // it as its ephemeral port; seen with many seeds run at once). A deployment gets its port
+    // back; here the instance takes a new one, and the senders follow it.
+    d->process.Wait(5000);
+    yaml.replace(yaml.find(kept), kept.size(), "port: 0}");
+    WriteFile(config_path(index), yaml);
+    port = StartScimsyncd(d->process, {Scimsyncd(), "--config", config_path(index)}, log, env);
+    if (port != 0) d->port = port;
+  }
   if (d->port == 0) d->port = port;
   return port != 0 && port == d->port;
 }

@@ -322,6 +322,27 @@ TEST_F(WorkersE2E, FlakyJumpCloudEveryUserEndsInTheLastStateWithinTheRateLimit) 
   EXPECT_GT(sample("scimsync_rate_limit_wait_seconds_total"), 0) << metrics->body;
 }
 
+// The fixture's restart keeps an instance's port (as a deployment's HRIS keeps one address);
+// when another process took that port while the instance was down, the instance comes back on a
+// new one and the sender follows, instead of the restart failing (model seed 1026, many seeds
+// at once).
+TEST_F(WorkersE2E, ARestartWhosePortWasTakenComesBackOnANewOne) {
+  ASSERT_TRUE(e2e_.StartDaemon(0)) << e2e_.Log(0);
+  const int old_port = e2e_.port(0);
+  e2e_.KillDaemon(0);
+  httplib::Server squatter;
+  ASSERT_TRUE(squatter.bind_to_port("127.0.0.1", old_port));
+  std::thread serve([&] { squatter.listen_after_bind(); });
+  const bool restarted = e2e_.StartDaemon(0);
+  squatter.stop();
+  serve.join();
+  ASSERT_TRUE(restarted) << e2e_.Log(0);
+  EXPECT_NE(e2e_.port(0), old_port);
+  EXPECT_EQ(e2e_.PostUntilAccepted(
+                0, GenericBody("p1", "employee.created", "P1", "Analyst", 1'790'000'000)),
+            202);
+}
+
 TEST_F(WorkersE2E, KilledThreeTimesNothingLostNothingDuplicated) {
   RandomFaults faults;
   faults.status500 = 0.10;
