@@ -532,9 +532,14 @@ class RedisQueue final : public Queue {
       if (json->is_nil()) continue;
       Result<Item> item = internal::ItemFromJson(json->text());
       if (!item) continue;  // TakeDue logs unreadable entries
+      Result<Reply> takes =
+          conn->Command({"HGET", Keys::RetryTakes(prefix_, partition), flat[i].text()});
+      if (!takes) return takes.error();
       item->entry_id = flat[i].text();
       item->partition = partition;
       item->from_retry = true;
+      item->deliveries =
+          takes->is_nil() ? 0 : static_cast<int>(std::strtoll(takes->text().c_str(), nullptr, 10));
       out.push_back(
           {std::move(item.value()), std::strtoll(flat[i + 1].text().c_str(), nullptr, 10)});
     }

@@ -239,6 +239,35 @@ TEST_F(WorkerPoolTest, APassNotWaitingForTheLimiterOrAFullOneDoesNotReadAhead) {
   }
 }
 
+// Items read ahead for an employee already synced in the pass wait for that sync's outcome to be
+// written. When the write fails (Redis went away), the earlier items come back, and the newer
+// ones must not be synced before them: they come back together, in order.
+TEST_F(WorkerPoolTest, ReadAheadItemsWaitWhenTheirEmployeesEarlierOutcomeWasNotStored) {
+  const std::string other = SamePartition("E1", 1).back();
+  Enqueue("E1", "termination");
+  Enqueue(other, "x");
+  SyncResult waited;
+  waited.rate_wait_ms = WorkerOptions().read_ahead_after_ms;
+  syncer_.answers["E1"].push_back(waited);
+  syncer_.before = [&](const EmployeeWork&) {
+    if (!syncer_.calls.empty()) return;
+    clock_.AdvanceMs(waited.rate_wait_ms);
+    Enqueue("E1", "update");
+    syncer_.end_pass = Error::Transient("Redis: connection refused");
+  };
+  pool_.RunOnce();
+  ASSERT_EQ(syncer_.calls.size(), 2u)
+      << "the update was synced although the termination's outcome was not stored";
+  EXPECT_EQ(syncer_.calls[1].first, other);
+  EXPECT_EQ(Waiting(), 3);
+
+  syncer_.end_pass = Status();
+  pool_.RunOnce();
+  ASSERT_EQ(syncer_.calls.size(), 4u);
+  EXPECT_EQ(syncer_.calls[2].second, (std::vector<std::string>{"termination", "update"}));
+  EXPECT_EQ(Waiting(), 0);
+}
+
 TEST_F(WorkerPoolTest, NewerItemsWaitBehindARetryWhileOthersGoOn) {
   syncer_.answers["E1"].push_back(Retry(5000));
   Enqueue("E1", "a");
@@ -363,6 +392,43 @@ TEST_F(WorkerPoolTest, AnUpdateWaitsBehindAHeldTerminationOnceItsDateHasPassed) 
   }
   ASSERT_GE(syncer_.calls.size(), 3u);
   EXPECT_EQ(syncer_.calls[2].second.front(), "termination-in-a-second");
+}
+
+// Seed 1586 of the model test. A termination held until its date comes back from the retry set
+// (leased) with the hire and update that arrived meanwhile; the three are synced as one burst,
+// but the pass cannot store its outcome (Redis went away) so nothing is acknowledged. The hire
+// and update are pending in the stream and claimed again at once; the termination stays leased
+// in the retry set. Its lease end is not an effective date: the hire and update must wait for
+// it, or they create an active account for a leaver.
+TEST_F(WorkerPoolTest, ABurstWhoseOutcomeWasNotStoredComesBackWithItsHeldTermination) {
+  const int64_t date_ms = clock_.NowMs() + 1000;
+  SyncResult held;
+  held.deferred.emplace_back(0, date_ms);
+  syncer_.answers["E1"].push_back(held);
+  Enqueue("E1", "termination-in-a-second");
+  pool_.RunOnce();
+  ASSERT_EQ(syncer_.calls.size(), 1u);
+
+  clock_.AdvanceMs(1500);
+  Enqueue("E1", "hire");
+  Enqueue("E1", "update");
+  syncer_.end_pass = Error::Transient("Redis: connection refused");
+  pool_.RunOnce();
+  ASSERT_EQ(syncer_.calls.size(), 2u);
+  EXPECT_EQ(syncer_.calls[1].second,
+            (std::vector<std::string>{"termination-in-a-second", "hire", "update"}));
+  ASSERT_EQ(Waiting(), 3) << "acknowledged although the pass's outcome was not stored";
+
+  syncer_.end_pass = Status();
+  for (int i = 0; i < 70 && syncer_.calls.size() < 3; ++i) {
+    pool_.RunOnce();
+    clock_.AdvanceMs(1000);
+  }
+  ASSERT_EQ(syncer_.calls.size(), 3u);
+  EXPECT_EQ(syncer_.calls[2].second,
+            (std::vector<std::string>{"termination-in-a-second", "hire", "update"}))
+      << "the burst came back without its termination";
+  EXPECT_EQ(Waiting(), 0);
 }
 
 TEST_F(WorkerPoolTest, AuthPauseConsumesNothingAndResumesWhenTheProbeSucceeds) {

@@ -230,7 +230,10 @@ int WorkerPool::Step(int thread, int partition) {
     st.waiting.clear();
     st.held.clear();
     for (const auto& s : *retries) {
-      if (s.item.last_error.rfind("deferred", 0) == 0) {
+      // A leased item (handed out, not ended: a pass that could not write its outcome, or an
+      // instance that died) is due at its lease's end, whatever it waited for before: a
+      // deferred one's date has passed. Its employee's other items wait behind it.
+      if (s.item.deliveries == 0 && s.item.last_error.rfind("deferred", 0) == 0) {
         // An effective date holds nothing back until it has passed.
         st.held[EmployeeId(s.item)][s.item.entry_id] = s.due_ms;
         continue;
@@ -396,7 +399,9 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
   // The pass stays busy (busy_) while converged items wait for their acknowledgement.
   bool acks_busy = false;
   bool lost_logged = false;
-  auto flush = [&] {
+  // Returns false when the converged items' outcome could not be stored: they stay pending.
+  auto flush = [&]() -> bool {
+    bool stored = true;
     // The batch's history goes with its acknowledgements, in the same script.
     queue::CappedLists records = syncer_.TakeRecords(thread);
     // The applied versions first: an item acknowledged without its version stored could let an
@@ -407,6 +412,7 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
       // employee overwrite what they applied. Left pending, they are claimed again and converge
       // again.
       st.loaded = false;
+      stored = false;
       log::Error("cannot store the applied versions; the pass's items will be processed again",
                  {{"partition", partition},
                   {"items", static_cast<int64_t>(acks.size())},
@@ -424,6 +430,7 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
       } else if (!s.ok()) {
         // They stay pending in Redis and are handed out again: at least once.
         st.loaded = false;
+        stored = false;
         log::Error("cannot record converged items as done; they will be processed again",
                    {{"partition", partition},
                     {"items", static_cast<int64_t>(acks.size())},
@@ -436,6 +443,7 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
       acks_busy = false;
       --busy_;
     }
+    return stored;
   };
   for (size_t g = 0; g < groups.size(); ++g) {
     if (!st.claiming && options_.read_ahead_after_ms > 0 && !stopping_ && !paused_ &&
@@ -458,8 +466,9 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
     const std::string key = groups[g].key;
     if (auto it = open.find(key); it != open.end() && it->second == g) open.erase(it);
     // An employee synced earlier in this pass: that sync's outcome is written first, as if
-    // this were the next pass.
-    if (!synced.insert(key).second) flush();
+    // this were the next pass. If it cannot be, the earlier items come back, and these newer
+    // ones are left pending to come back with them rather than overtake them.
+    if (!synced.insert(key).second && !flush()) continue;
     std::vector<queue::Item>& group = groups[g].items;
     std::sort(group.begin(), group.end(), [](const queue::Item& a, const queue::Item& b) {
       return EntryIdLess(a.entry_id, b.entry_id);

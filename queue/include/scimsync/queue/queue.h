@@ -204,7 +204,8 @@ class Queue {
   // mass-suspension guard).
   virtual Status Park(const Item& item, int64_t due_ms, const std::string& reason) = 0;
   // Every retry-set item of a partition with its due time, earliest first: a worker taking over
-  // a partition learns which employees have items waiting.
+  // a partition learns which employees have items waiting. An item handed out by TakeDue and not
+  // ended since (leased) has item.deliveries > 0, and its due_ms is its lease's end.
   struct Scheduled {
     Item item;
     int64_t due_ms = 0;
