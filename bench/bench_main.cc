@@ -84,6 +84,9 @@ struct Options {
   // paced: only this rate (10 or 100); 0: both. With --pace-scale 1, a rate's real pacing: the
   // workers' read-ahead waits a real second, which a scaled limiter cuts short.
   int paced_only = 0;
+  // Appends every SCIM request of the e2e and paced phases to this file, one tab-separated line
+  // each (Sink::WriteLog); empty: none.
+  std::string requests_log;
   // load: an initial load of this many hires (one employee.created each) into an empty sink.
   int load_employees = 10000;
   bool Has(const std::string& phase) const {
@@ -126,6 +129,8 @@ std::string EventJson(const std::string& event_id, const std::string& type,
 // employee's events in order. expected: the newest event's state.
 struct Workload {
   std::vector<std::vector<std::string>> events;  // [employee][k]: event JSON
+  std::vector<std::vector<std::string>> types;   // [employee][k]: its type (employee.created...)
+  std::string prefix;                            // employee e's id is prefix + e
   std::map<std::string, Sink::Expected> expected;
   int64_t total = 0;
 };
@@ -133,10 +138,12 @@ struct Workload {
 Workload MakeWorkload(const std::string& prefix, int64_t employees, int per, uint64_t seed) {
   std::mt19937_64 rng(seed);
   Workload w;
+  w.prefix = prefix;
   w.events.resize(static_cast<size_t>(employees));
   for (int64_t e = 0; e < employees; ++e) {
     std::string id = prefix + std::to_string(e);
     const std::vector<std::string> types = scimsync::testing::LifecycleEventTypes(per, rng);
+    w.types.push_back(types);
     for (int k = 0; k < per; ++k) {
       const std::string& type = types[static_cast<size_t>(k)];
       w.events[static_cast<size_t>(e)].push_back(
@@ -425,11 +432,14 @@ struct RunResult {
   int64_t e2e_aof_rewrites = 0;  // Redis's automatic AOF rewrites that ran during the phase
   // CPU seconds spent during the phase by scimsyncd, Redis and the driver (senders and sink).
   double e2e_cpu_daemon = 0, e2e_cpu_redis = 0, e2e_cpu_driver = 0;
-  // Requests against the floor (2 per create, 1 per other write; the sink counts both).
+  // Requests against the floor (2 per create, 1 per other write, 1 per employee looked up and
+  // never created; the sink counts them: SinkSummary::floor()).
   int64_t e2e_floor = 0;
   // paced: [0] at 10 req/s, [1] at 100 req/s (scaled; see Options::pace_scale).
   double paced_s[2] = {0, 0};
   int64_t paced_requests[2] = {0, 0}, paced_floor[2] = {0, 0};
+  // The requests of the end-to-end phase and of the paced runs by kind (sink.h).
+  RequestKinds e2e_kinds, paced_kinds[2];
   // load: SCIM requests for the initial load, unpaced, and the users it created.
   int64_t load_requests = 0, load_floor = 0, load_users = 0;
   int64_t stale = 0;
@@ -687,6 +697,9 @@ class Bench {
       r.e2e_writes = s.writes_total;
       r.e2e_requests = s.requests;
       r.e2e_floor = s.floor();
+      r.e2e_kinds = s.kinds;
+      PrintKinds("end to end", s);
+      LogRequests(sink, w, "e2e", run);
       auto stale = sink.Stale(w.expected);
       r.stale = static_cast<int64_t>(stale.size());
       for (size_t i = 0; i < stale.size() && i < 5; ++i) std::cerr << "stale: " << stale[i] << "\n";
@@ -717,6 +730,10 @@ class Bench {
           static_cast<double>(std::max<int64_t>(s.last_write_us, t0) - t0) / 1e6 * o_.pace_scale;
       r.paced_requests[i] = s.requests;
       r.paced_floor[i] = s.floor();
+      r.paced_kinds[i] = s.kinds;
+      const std::string phase = "paced" + std::to_string(static_cast<int>(rate));
+      PrintKinds(phase, s);
+      LogRequests(sink, w, phase, run);
       auto stale = sink.Stale(w.expected);
       r.stale += static_cast<int64_t>(stale.size());
       for (size_t k = 0; k < stale.size() && k < 5; ++k) std::cerr << "stale: " << stale[k] << "\n";
@@ -803,6 +820,35 @@ class Bench {
     redis.FlushAll();
     return static_cast<double>(w.total) * 1e6 /
            static_cast<double>(std::max<int64_t>(1, s.last_write_us - s.first_request_us));
+  }
+
+  static void PrintKinds(const std::string& phase, const SinkSummary& s) {
+    const RequestKinds& k = s.kinds;
+    std::cerr << "bench: " << phase << ": " << s.requests << " SCIM requests, floor " << s.floor()
+              << " (" << s.creates << " creates, " << s.all_writes << " writes, "
+              << k.leavers_never_created << " leavers never created; writes only "
+              << s.write_floor() << "): lookups found 0 " << k.lookup_none << ", found 1+ "
+              << k.lookup_found << " (" << k.username_lookups << " by userName), GET by id "
+              << k.get_by_id << ", POST " << k.post << ", PATCH " << k.patch << ", PUT " << k.put
+              << ", DELETE " << k.del << ", not 2xx " << k.not_2xx << ", other " << k.other
+              << "; lookups of leavers never created " << k.leaver_lookups
+              << ", lookups of created employees beyond one per POST " << k.created_extra_lookups
+              << "\n";
+  }
+
+  // --requests-log: appends the phase's requests, one line each (Sink::WriteLog), then each
+  // employee's event types ("PHASE<TAB>workload<TAB>EMPLOYEE<TAB>type,type,...").
+  void LogRequests(const Sink& sink, const Workload& w, const std::string& phase, int run) const {
+    if (o_.requests_log.empty()) return;
+    std::ofstream out(o_.requests_log, std::ios::app);
+    const std::string tag = phase + "/" + std::to_string(run + 1);
+    sink.WriteLog(out, tag);
+    for (size_t e = 0; e < w.types.size(); ++e) {
+      out << tag << "\tworkload\t" << w.prefix << e << '\t';
+      for (size_t k = 0; k < w.types[e].size(); ++k) out << (k ? "," : "") << w.types[e][k];
+      out << '\n';
+    }
+    if (!out) std::cerr << "bench: cannot write " << o_.requests_log << "\n";
   }
 
   Options o_;
@@ -893,7 +939,8 @@ std::string Table(const Options& o, const std::vector<RunResult>& runs) {
       "SCIM requests for the workload", [](const RunResult& r) { return double(r.e2e_requests); },
       0, "");
   row(
-      "  its floor: 2 per create + 1 per other write (sink)",
+      "  its floor: 2 per create + 1 per other write + 1 per leaver looked up, never created "
+      "(sink)",
       [](const RunResult& r) { return double(r.e2e_floor); }, 0, "");
   row(
       "  requests / floor",
@@ -976,6 +1023,52 @@ std::string Table(const Options& o, const std::vector<RunResult>& runs) {
         [i](const RunResult& r) { return i < r.growth_eps.size() ? r.growth_eps[i] : 0; }, 0,
         "flat");
   }
+  // Where the requests go: one row per phase that ran, medians of the runs (sink.h, RequestKinds).
+  struct Phase {
+    std::string name;
+    std::function<const RequestKinds&(const RunResult&)> kinds;
+    std::function<double(const RunResult&)> requests, floor;
+  };
+  const std::vector<Phase> phases = {
+      {"end to end", [](const RunResult& r) -> const RequestKinds& { return r.e2e_kinds; },
+       [](const RunResult& r) { return double(r.e2e_requests); },
+       [](const RunResult& r) { return double(r.e2e_floor); }},
+      {"paced, 10 req/s",
+       [](const RunResult& r) -> const RequestKinds& { return r.paced_kinds[0]; },
+       [](const RunResult& r) { return double(r.paced_requests[0]); },
+       [](const RunResult& r) { return double(r.paced_floor[0]); }},
+      {"paced, 100 req/s",
+       [](const RunResult& r) -> const RequestKinds& { return r.paced_kinds[1]; },
+       [](const RunResult& r) { return double(r.paced_requests[1]); },
+       [](const RunResult& r) { return double(r.paced_floor[1]); }},
+  };
+  using Field = int64_t RequestKinds::*;
+  const std::vector<Field> fields = {
+      &RequestKinds::lookup_none, &RequestKinds::lookup_found,
+      &RequestKinds::get_by_id,   &RequestKinds::post,
+      &RequestKinds::patch,       &RequestKinds::put,
+      &RequestKinds::del,         &RequestKinds::not_2xx,
+      &RequestKinds::other,       &RequestKinds::leavers_never_created};
+  bool header = false;
+  for (const auto& p : phases) {
+    if (Median(col(p.requests)) <= 0) continue;
+    if (!header) {
+      t << "\nSCIM requests by kind (medians of the runs; sink.h RequestKinds)\n\n"
+        << "| phase | requests | floor | floor of writes only | lookups found 0 | found 1+ | GET "
+           "by id | POST | PATCH "
+           "| PUT | DELETE | not 2xx | other | leavers never created |\n"
+        << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+      header = true;
+    }
+    t << "| " << p.name << " | " << Fmt(Median(col(p.requests))) << " | "
+      << Fmt(Median(col(p.floor))) << " | " << Fmt(Median(col([&](const RunResult& r) {
+           return p.floor(r) - double(p.kinds(r).leavers_never_created);
+         })));
+    for (Field f : fields) {
+      t << " | " << Fmt(Median(col([&](const RunResult& r) { return double(p.kinds(r).*f); })));
+    }
+    t << " |\n";
+  }
   return t.str();
 }
 
@@ -1029,6 +1122,8 @@ int Main(int argc, char** argv) {
       o.paced_only = std::atoi(next().c_str());
     } else if (a == "--pace-scale") {
       o.pace_scale = std::max(1, std::atoi(next().c_str()));
+    } else if (a == "--requests-log") {
+      o.requests_log = next();
     } else if (a == "--load") {
       o.load_employees = std::max(1, std::atoi(next().c_str()));
     } else {
@@ -1036,7 +1131,7 @@ int Main(int argc, char** argv) {
                 << "\nusage: scimsync_bench --scimsyncd PATH --bare PATH --lua PATH [--wrk PATH] "
                    "[--runs N] [--workers N] [--listen-threads N] [--backlog N] [--phases "
                    "ingest,ack,e2e,paced,load,growth,backlog] [--pace-scale K] [--paced-only "
-                   "10|100] [--load N] "
+                   "10|100] [--load N] [--requests-log FILE] "
                    "[--out FILE] [--smoke]\n";
       return 2;
     }
