@@ -37,6 +37,24 @@
 #endif
 
 namespace scimsync::daemon {
+
+using workers::ClearPausedFlag;
+using workers::EmployeeWork;
+using workers::History;
+using workers::LeaseOptions;
+using workers::Leases;
+using workers::NewInstanceId;
+using workers::NewMeteredRateLimiter;
+using workers::NewRecordingSyncer;
+using workers::ProfileSyncer;
+using workers::SetPausedFlag;
+using workers::SuspensionGuard;
+using workers::SyncerDeps;
+using workers::SyncResult;
+using workers::Versions;
+using workers::WorkerOptions;
+using workers::WorkerPool;
+
 namespace {
 
 constexpr char kDefaultConfig[] = "/etc/scimsync/scimsync.yaml";

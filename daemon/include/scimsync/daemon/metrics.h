@@ -38,7 +38,7 @@ namespace scimsync::daemon {
 inline constexpr char kMetricsContentType[] = "text/plain; version=0.0.4; charset=utf-8";
 
 // Also the workers' SyncMetrics: the composition root hands Global() to the syncer.
-class Metrics final : public SyncMetrics {
+class Metrics final : public workers::SyncMetrics {
  public:
   // `version` becomes scimsync_build_info{version="..."} 1.
   explicit Metrics(std::string_view version);
