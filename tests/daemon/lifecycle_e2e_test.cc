@@ -128,6 +128,24 @@ TEST_F(DaemonE2E, AReloadIsAppliedOrRefusedAsAWholeAndReadyFollowsEither) {
   EXPECT_EQ(e2e_.StopDaemon(0), 0) << e2e_.Log(0);
 }
 
+// Redis down at start is no start failure (the "redis" component only checks): the daemon
+// starts, says so, answers webhooks 503 so the HRIS retries, and takes and syncs them once Redis
+// answers.
+TEST_F(DaemonE2E, RedisDownAtStartIsLoggedAndWebhooksAre503UntilItAnswers) {
+  e2e_.redis().Stop();
+  ASSERT_TRUE(e2e_.StartDaemon(0)) << e2e_.Log(0);
+  EXPECT_NE(e2e_.Log(0).find("redis is not reachable; webhooks are answered 503 until it is"),
+            std::string::npos)
+      << e2e_.Log(0);
+  const std::string body = GenericBody("u1", "employee.created", "U1", "Engineer", kT0);
+  EXPECT_EQ(e2e_.PostOnce(0, body), 503);
+  ASSERT_TRUE(e2e_.redis().Start());
+  EXPECT_EQ(e2e_.PostUntilAccepted(0, body, 30000), 202);
+  ASSERT_TRUE(e2e_.WaitIdle(30000)) << e2e_.Log(0);
+  EXPECT_EQ(e2e_.scim().FindUsers("externalId", "U1").size(), 1u);
+  EXPECT_EQ(e2e_.StopDaemon(0), 0) << e2e_.Log(0);
+}
+
 // The listener is the first component: when its port is taken the daemon exits 78 (a config
 // mistake) before any other component ran -- no lease taken, no instance registered, no item
 // read: Redis holds nothing afterwards.
