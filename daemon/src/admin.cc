@@ -23,6 +23,9 @@
 #include "scimsync/workers/coordination.h"
 
 namespace scimsync::daemon {
+
+using workers::SuspensionGuard;
+
 namespace {
 
 using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;

@@ -22,6 +22,11 @@
 #include "scimsync/workers/worker.h"
 
 namespace scimsync::daemon {
+
+using workers::History;
+using workers::OutcomeToJson;
+using workers::ScopeOf;
+
 namespace {
 
 constexpr int kDefaultLast = 20;

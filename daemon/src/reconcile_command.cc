@@ -13,6 +13,10 @@
 #include "scimsync/workers/worker.h"
 
 namespace scimsync::daemon {
+
+using workers::ScopeOf;
+using workers::SuspensionGuard;
+
 namespace {
 
 constexpr char kUsage[] =

@@ -20,6 +20,9 @@
 #include "scimsync/workers/worker.h"
 
 namespace scimsync::daemon {
+
+using workers::ScopeOf;
+
 namespace {
 
 constexpr char kEnterprisePrefix[] = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:";

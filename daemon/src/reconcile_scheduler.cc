@@ -9,6 +9,8 @@
 
 namespace scimsync::daemon {
 
+using workers::ScopeOf;
+
 // ---- the schedule ------------------------------------------------------------------------
 
 std::vector<ScheduledProfile> ScheduledProfiles(

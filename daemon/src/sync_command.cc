@@ -31,6 +31,12 @@
 #include "scimsync/workers/worker.h"
 
 namespace scimsync::daemon {
+
+using workers::History;
+using workers::OutcomeRecord;
+using workers::ScopeOf;
+using workers::ToScimAction;
+
 namespace {
 
 constexpr char kSyncUsage[] =

@@ -194,6 +194,16 @@ int E2E::PostUntilAccepted(int index, const std::string& body, int timeout_ms,
   return status;
 }
 
+int E2E::PostOnce(int index, const std::string& body, const std::string& path) {
+  httplib::Client c("127.0.0.1", daemons_.at(index)->port);
+  c.set_connection_timeout(2, 0);
+  c.set_read_timeout(5, 0);
+  auto res =
+      c.Post(path, {{"X-Scimsync-Signature", "sha256=" + HmacSha256Hex(kWebhookSecret, body)}},
+             body, "application/json");
+  return res ? res->status : 0;
+}
+
 int E2E::SendWorkload(const Workload& w, int threads) {
   std::atomic<int> accepted{0};
   std::vector<int> indexes;

@@ -74,6 +74,8 @@ class E2E {
   // `timeout_ms`. Returns the final status (202 when accepted).
   int PostUntilAccepted(int index, const std::string& body, int timeout_ms = 60000,
                         const std::string& path = "/webhooks/hr");
+  // POSTs a signed webhook once. Returns the status, 0 when there was no answer.
+  int PostOnce(int index, const std::string& body, const std::string& path = "/webhooks/hr");
   // Command, with the exit status and stdout followed by stderr in one string.
   std::pair<int, std::string> RunCommand(int index, const std::vector<std::string>& args);
   // Sends every employee's events in order, from `threads` concurrent senders, spread over the

@@ -350,12 +350,12 @@ TEST(HistoryTest, KeepsTheNewestEntriesAndHidesThoseOlderThanTheMaxAge) {
   config::HistoryOptions options;
   options.max_entries = 3;
   options.max_age_days = 1;
-  daemon::History history(pool, "ht", options);
+  workers::History history(pool, "ht", options);
   const int64_t day = 86'400'000;
-  daemon::History::Write w;
-  w.key = daemon::HistoryKey("ht", "hr", "", "E1");
+  workers::History::Write w;
+  w.key = workers::HistoryKey("ht", "hr", "", "E1");
   for (int i = 0; i < 5; ++i) {
-    daemon::OutcomeRecord r;
+    workers::OutcomeRecord r;
     r.at_ms = 10 * day + i * 1000;
     r.trace_id = "t" + std::to_string(i);
     r.result = "updated";
@@ -385,16 +385,16 @@ TEST(HistoryTest, ZeroEntriesKeepsNothing) {
   redis::Pool pool(RedisAt(server.url()), "");
   config::HistoryOptions options;
   options.max_entries = 0;
-  daemon::History history(pool, "ht", options);
-  daemon::History::Write w;
-  w.key = daemon::HistoryKey("ht", "hr", "", "E1");
-  w.records.push_back(daemon::OutcomeRecord{});
+  workers::History history(pool, "ht", options);
+  workers::History::Write w;
+  w.key = workers::HistoryKey("ht", "hr", "", "E1");
+  w.records.push_back(workers::OutcomeRecord{});
   ASSERT_TRUE(history.Append({w}).ok());
   EXPECT_EQ(server.Cli({"DBSIZE"}), "0");
 }
 
 TEST(HistoryTest, ADeferredItemIsRecordedAsDeferredAndTheRestWithTheResult) {
-  daemon::EmployeeWork work;
+  workers::EmployeeWork work;
   work.profile = "hr";
   work.employee_key = "E1";
   work.items.resize(2);
@@ -402,15 +402,15 @@ TEST(HistoryTest, ADeferredItemIsRecordedAsDeferredAndTheRestWithTheResult) {
   work.items[0].event_type = "employee.terminated";
   work.items[1].trace_id = "b";
   work.items[1].attempts = 2;
-  daemon::SyncResult result;
-  result.kind = daemon::SyncResult::Kind::kRetry;
+  workers::SyncResult result;
+  result.kind = workers::SyncResult::Kind::kRetry;
   result.action = "sync";
   result.result = "retry";
   result.http_status = 503;
   result.reason = "JumpCloud answered 503";
   result.last_request = "PATCH https://x/Users/1\n{\"body\":1}";
   result.deferred = {{0, 2'000'000'000'000}};
-  auto recs = daemon::OutcomesOf(work, result, 5);
+  auto recs = workers::OutcomesOf(work, result, 5);
   ASSERT_EQ(recs.size(), 2u);
   EXPECT_EQ(recs[0].outcome, "deferred");
   EXPECT_EQ(recs[0].trace_id, "a");
@@ -418,7 +418,7 @@ TEST(HistoryTest, ADeferredItemIsRecordedAsDeferredAndTheRestWithTheResult) {
   EXPECT_EQ(recs[1].attempt, 3);
   EXPECT_EQ(recs[1].http_status, 503);
   EXPECT_EQ(recs[1].request, "PATCH https://x/Users/1");  // the line only, never the body
-  auto back = daemon::OutcomeFromJson(daemon::OutcomeToJson(recs[1]));
+  auto back = workers::OutcomeFromJson(workers::OutcomeToJson(recs[1]));
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(back->reason, "JumpCloud answered 503");
   EXPECT_EQ(back->request, recs[1].request);

@@ -12,7 +12,7 @@
 #include "scimsync/redis/client.h"
 #include "test_support.h"
 
-namespace scimsync::daemon {
+namespace scimsync::workers {
 namespace {
 
 using scimsync::testing::RedisServer;
@@ -97,9 +97,9 @@ TEST_F(VersionsTest, RedisDownIsAnErrorNotASilentSkip) {
 }
 
 }  // namespace
-}  // namespace scimsync::daemon
+}  // namespace scimsync::workers
 
-namespace scimsync::daemon {
+namespace scimsync::workers {
 namespace {
 
 using scimsync::testing::RedisServer;
@@ -165,4 +165,4 @@ TEST_F(LeasesTest, TokensRiseAndATakeoverWaitsForTheGraceUnlessHandedOver) {
 }
 
 }  // namespace
-}  // namespace scimsync::daemon
+}  // namespace scimsync::workers

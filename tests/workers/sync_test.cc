@@ -19,8 +19,10 @@
 #include "scimsync/workers/history.h"
 #include "test_support.h"
 
-namespace scimsync::daemon {
+namespace scimsync::workers {
 namespace {
+
+using daemon::Metrics;
 
 // Plans each item from its event type; the payload holds the title ("" = no record).
 class ScriptedProfile : public connectors::Profile {
@@ -885,4 +887,4 @@ TEST(MeteredRateLimiter, CountsTheWaitsOfGrantedReservations) {
 }
 
 }  // namespace
-}  // namespace scimsync::daemon
+}  // namespace scimsync::workers

@@ -17,7 +17,7 @@
 #include "scimsync/workers/worker.h"
 #include "test_support.h"
 
-namespace scimsync::daemon {
+namespace scimsync::workers {
 namespace {
 
 constexpr int kPartitions = 4;
@@ -699,4 +699,4 @@ TEST(EntryIdTest, OrdersNumerically) {
 }
 
 }  // namespace
-}  // namespace scimsync::daemon
+}  // namespace scimsync::workers

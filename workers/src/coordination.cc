@@ -8,7 +8,7 @@
 
 #include "scimsync/log.h"
 
-namespace scimsync::daemon {
+namespace scimsync::workers {
 namespace {
 
 namespace keys = redis::keys::daemon;
@@ -456,4 +456,4 @@ Status ClearPausedFlag(redis::Pool& pool, const std::string& key_prefix) {
   return {};
 }
 
-}  // namespace scimsync::daemon
+}  // namespace scimsync::workers

@@ -10,7 +10,7 @@
 #include "scimsync/redis/keys.h"
 #include "scimsync/strings.h"
 
-namespace scimsync::daemon {
+namespace scimsync::workers {
 namespace {
 
 constexpr size_t kMaxReason = 300;
@@ -286,4 +286,4 @@ std::unique_ptr<Syncer> NewRecordingSyncer(Syncer& inner, History& history, cons
   return std::make_unique<RecordingSyncer>(inner, history, clock);
 }
 
-}  // namespace scimsync::daemon
+}  // namespace scimsync::workers

@@ -9,7 +9,7 @@
 
 #include "scimsync/log.h"
 
-namespace scimsync::daemon {
+namespace scimsync::workers {
 
 scim::Action ToScimAction(connectors::Action a) {
   switch (a) {
@@ -797,4 +797,4 @@ Status ProfileSyncer::EndPass(int thread) {
   return out;
 }
 
-}  // namespace scimsync::daemon
+}  // namespace scimsync::workers

@@ -10,7 +10,7 @@
 #include "scimsync/log.h"
 #include "scimsync/workers/worker.h"
 
-namespace scimsync::daemon {
+namespace scimsync::workers {
 namespace {
 
 std::string EmployeeId(const queue::Item& item) {
@@ -747,4 +747,4 @@ bool WorkerPool::MaybeResume(int thread) {
   return false;
 }
 
-}  // namespace scimsync::daemon
+}  // namespace scimsync::workers

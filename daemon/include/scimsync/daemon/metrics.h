@@ -17,13 +17,14 @@
 //   - daemon/src/http_server.cc: GET /metrics answers Render() as kMetricsContentType.
 //   - daemon/src/ingest.cc: WebhookAnswered per answer (an empty profile for a 404 on an unknown
 //     profile), ItemsEnqueued after a 202, ItemsIgnored per item acknowledged without enqueueing.
-//   - workers/src/sync.cc, through the SyncMetrics this class implements (app.cc hands it in):
+//   - workers/src/sync.cc, through the SyncMetrics this class implements (daemon.cc hands it in):
 //     ScimRequest per HTTP exchange with JumpCloud, RateLimitWaited when a rate-limit
 //     reservation made a worker wait, ItemDropped and FutureVersion while folding a burst.
-//   - daemon/src/app.cc: SyncFinished and DeadLettered in the workers' outcome hook, SetPaused
-//     in their pause hook, the Reconcile* families after each scheduled reconciliation, and
-//     every 5 s in the coordinator loop the per-partition gauges (held, depth, retries, oldest
-//     age), SetDeadLettersStored and SetGuardTripped.
+//   - daemon/src/daemon.cc: SyncFinished and DeadLettered in the workers' outcome hook and the
+//     Reconcile* families after each scheduled reconciliation.
+//   - daemon/src/coordinator.cc: SetPaused in the workers' pause hook, and every 5 s the
+//     per-partition gauges (held, depth, retries, oldest age), SetDeadLettersStored and
+//     SetGuardTripped.
 #pragma once
 
 #include <cstdint>
@@ -38,7 +39,7 @@ namespace scimsync::daemon {
 inline constexpr char kMetricsContentType[] = "text/plain; version=0.0.4; charset=utf-8";
 
 // Also the workers' SyncMetrics: the composition root hands Global() to the syncer.
-class Metrics final : public SyncMetrics {
+class Metrics final : public workers::SyncMetrics {
  public:
   // `version` becomes scimsync_build_info{version="..."} 1.
   explicit Metrics(std::string_view version);

@@ -7,7 +7,7 @@
 // the daemon keeps running either way, because systemd's start timeout or watchdog is the right
 // judge of a daemon that cannot talk to it.
 //
-// RunDaemon (daemon/src/app.cc) registers one loop per worker thread ("worker-N", beaten by the
+// Daemon (daemon/src/daemon.cc) registers one loop per worker thread ("worker-N", beaten by the
 // pool's iteration hook) and one for the coordinator, sends Ready() once the listener is bound
 // and the workers started, then starts the pinger with a status line. On SIGHUP it sends
 // Reloading() and Ready() again (also when the reload fails); on SIGTERM Stopping() before the

@@ -276,8 +276,8 @@ Result<int64_t> ApplyHeldReconciliations(redis::Pool& pool, queue::Queue& queue,
 // The daemon's schedule: one background thread that runs each profile's reconciliation every
 // profiles[].reconcile_every_s, one instance of the fleet at a time, and logs a summary line
 // per run ("reconciliation finished", with the counts; "reconciliation failed" with the error).
-// RunDaemon (app.cc) starts it after the objects the workers use exist, gives it the new API key
-// and profiles after each reload, stops it before the queue and the pool go away, and records
+// Daemon (daemon.cc) starts it after the workers, gives it the new API key and profiles after
+// each reload, stops it before the workers drain (a run ends at its next page), and records
 // the scimsync_reconcile_* metrics (metrics.cc) from Deps::on_run. An alert on time() -
 // scimsync_reconcile_last_success_timestamp_seconds > 2 * reconcile_every_s catches a schedule
 // that stopped.

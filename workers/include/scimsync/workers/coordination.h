@@ -21,7 +21,7 @@
 #include "scimsync/result.h"
 #include "scimsync/scim/link_store.h"
 
-namespace scimsync::daemon {
+namespace scimsync::workers {
 
 // "<hostname>:<pid>:<random>": unique per process start.
 std::string NewInstanceId();
@@ -174,4 +174,4 @@ Status ClearPausedFlag(redis::Pool& pool, const std::string& key_prefix);
 // timestamps of one format sort as strings).
 int CompareVersions(const std::string& a, const std::string& b);
 
-}  // namespace scimsync::daemon
+}  // namespace scimsync::workers

@@ -39,7 +39,7 @@ namespace scimsync::redis {
 class Pool;
 }
 
-namespace scimsync::daemon {
+namespace scimsync::workers {
 
 // One recorded outcome of one item.
 struct OutcomeRecord {
@@ -100,4 +100,4 @@ class History {
 // pool this Syncer. References must outlive it.
 std::unique_ptr<Syncer> NewRecordingSyncer(Syncer& inner, History& history, const Clock& clock);
 
-}  // namespace scimsync::daemon
+}  // namespace scimsync::workers

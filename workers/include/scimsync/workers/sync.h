@@ -28,7 +28,7 @@
 #include "scimsync/workers/sync_metrics.h"
 #include "scimsync/workers/worker.h"
 
-namespace scimsync::daemon {
+namespace scimsync::workers {
 
 using connectors::ActiveProfile;
 using connectors::ProfileSet;
@@ -102,4 +102,4 @@ class ProfileSyncer final : public Syncer {
   scim::SharedCapabilities capabilities_;
 };
 
-}  // namespace scimsync::daemon
+}  // namespace scimsync::workers

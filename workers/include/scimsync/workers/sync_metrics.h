@@ -5,7 +5,7 @@
 
 #include <string_view>
 
-namespace scimsync::daemon {
+namespace scimsync::workers {
 
 class SyncMetrics {
  public:
@@ -30,4 +30,4 @@ class NoSyncMetrics final : public SyncMetrics {
   void FutureVersion(std::string_view, std::string_view) override {}
 };
 
-}  // namespace scimsync::daemon
+}  // namespace scimsync::workers

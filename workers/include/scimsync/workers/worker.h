@@ -27,7 +27,7 @@
 #include "scimsync/result.h"
 #include "scimsync/workers/coordination.h"
 
-namespace scimsync::daemon {
+namespace scimsync::workers {
 
 // One employee's items of one batch, oldest first.
 struct EmployeeWork {
@@ -259,4 +259,4 @@ std::string ScopeOf(const std::string& profile, const std::string& tenant);
 // Orders stream entry ids ("1700000000000-12") numerically.
 bool EntryIdLess(const std::string& a, const std::string& b);
 
-}  // namespace scimsync::daemon
+}  // namespace scimsync::workers
