@@ -35,7 +35,6 @@ namespace scimsync::daemon {
 using workers::History;
 using workers::OutcomeRecord;
 using workers::ScopeOf;
-using workers::ToScimAction;
 
 namespace {
 
@@ -86,21 +85,6 @@ class ReadOnlyTransport final : public scim::Transport {
  private:
   scim::Transport& inner_;
 };
-
-const char* PlanActionName(connectors::Action a) {
-  switch (a) {
-    case connectors::Action::kIgnore:
-      return "ignore";
-    case connectors::Action::kSuspend:
-      return "suspend";
-    case connectors::Action::kReactivate:
-      return "reactivate";
-    case connectors::Action::kDelete:
-      return "delete";
-    default:
-      return "sync";
-  }
-}
 
 std::string IsoTime(int64_t ms) {
   time_t secs = static_cast<time_t>(ms / 1000);
@@ -255,7 +239,7 @@ int RunSyncCommand(const std::vector<std::string>& args, std::ostream& out, std:
       err << "scimsyncd sync: planning failed: " << mask(plan.error().message) << "\n";
       return plan.error().kind == ErrorKind::kTransient ? kExitUnavailable : kExitDataErr;
     }
-    out << "plan: " << PlanActionName(plan->action)
+    out << "plan: " << scim::ActionName(plan->action)
         << (plan->reason.empty() ? "" : " (" + plan->reason + ")") << "\n";
     if (plan->user)
       out << "mapped user: " << mask(scim::RedactBody(scim::CreateBody(*plan->user))) << "\n";
@@ -292,7 +276,7 @@ int RunSyncCommand(const std::vector<std::string>& args, std::ostream& out, std:
     scim::Job job;
     job.scope = ScopeOf(name, tenant);
     job.trace_id = item.trace_id;
-    job.action = ToScimAction(plan->action);
+    job.action = plan->action;
     if (plan->user) job.desired = *plan->user;
     if (job.desired.external_id.empty()) job.desired.external_id = employee;
     job.desired.external_id =
