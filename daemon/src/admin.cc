@@ -13,7 +13,6 @@
 #include "scimsync/log.h"
 #include "scimsync/queue/queue.h"
 #include "scimsync/redis/client.h"
-#include "scimsync/redis/keys.h"
 #include "scimsync/scim/link_store.h"
 #include "scimsync/scim/lister.h"
 #include "scimsync/scim/protocol.h"
@@ -24,7 +23,9 @@
 
 namespace scimsync::daemon {
 
+using workers::ReadWorkersState;
 using workers::SuspensionGuard;
+using workers::WorkersState;
 
 namespace {
 
@@ -94,12 +95,13 @@ int RunStatusCommand(const config::Config& cfg, const std::vector<std::string>& 
   auto q = queue::NewRedisQueue(cfg.redis, *password);
   const std::string& prefix = cfg.redis.key_prefix;
   const int64_t now = SystemClock::Instance().NowMs();
-  auto conn = pool.Acquire();
-  if (Status s = conn->Connect(); !s.ok()) return RedisDown(err, s.error());
+  if (Status s = pool.Acquire()->Connect(); !s.ok()) return RedisDown(err, s.error());
+  // Instances heard from within the last 10 s: a lease's default length.
+  auto workers = ReadWorkersState(pool, prefix, cfg.redis.partitions, now - 10000);
+  if (!workers) return RedisDown(err, workers.error());
 
   struct Part {
-    int64_t depth = 0, retries = 0, oldest_ms = 0, lease_ttl_ms = -2;
-    std::string owner;
+    int64_t depth = 0, retries = 0, oldest_ms = 0;
   };
   std::vector<Part> parts(static_cast<size_t>(cfg.redis.partitions));
   int64_t total = 0, total_retries = 0, oldest = 0;
@@ -114,22 +116,14 @@ int RunStatusCommand(const config::Config& cfg, const std::vector<std::string>& 
     part.depth = *depth;
     part.retries = *retries;
     if (*since > 0) part.oldest_ms = now - *since;
-    const std::string lease = redis::keys::daemon::Lease(prefix, p);
-    auto r = conn->Commands({{"GET", lease}, {"PTTL", lease}});
-    if (!r) return RedisDown(err, r.error());
-    auto& v = *r;
-    if (v[0].ok()) part.owner = v[0]->AsString().value_or("");
-    if (v[1].ok()) part.lease_ttl_ms = v[1]->AsInteger().value_or(-2);
     total += part.depth;
     total_retries += part.retries;
     oldest = std::max(oldest, part.oldest_ms);
   }
   auto dead = q->DeadLetterCount();
   if (!dead) return RedisDown(err, dead.error());
-  auto paused = conn->Command({"GET", redis::keys::daemon::Paused(prefix)});
-  std::string pause_reason = paused && !paused->is_nil() ? paused->text() : "";
-  auto instances = conn->Command({"ZRANGEBYSCORE", redis::keys::daemon::Instances(prefix),
-                                  std::to_string(now - 10000), "+inf"});
+  const std::string& pause_reason = workers->pause_reason;
+  const std::vector<std::string>& instances = workers->instances;
   SuspensionGuard guard(pool, prefix, cfg.workers.guard, SystemClock::Instance());
   auto gs = guard.State();
   if (!gs) return RedisDown(err, gs.error());
@@ -171,24 +165,23 @@ int RunStatusCommand(const config::Config& cfg, const std::vector<std::string>& 
     w.EndObject();
     w.Key("instances");
     w.StartArray();
-    if (instances) {
-      for (const auto& instance : instances->elements()) {
-        const std::string text = ScrubUtf8(instance.text());
-        w.String(text.c_str(), static_cast<rapidjson::SizeType>(text.size()));
-      }
+    for (const auto& instance : instances) {
+      const std::string text = ScrubUtf8(instance);
+      w.String(text.c_str(), static_cast<rapidjson::SizeType>(text.size()));
     }
     w.EndArray();
     w.Key("partitions");
     w.StartArray();
     for (size_t p = 0; p < parts.size(); ++p) {
       const Part& part = parts[p];
+      const WorkersState::Lease& lease = workers->leases[p];
       w.StartObject();
       Int(w, "partition", static_cast<int64_t>(p));
       Int(w, "depth", part.depth);
       Int(w, "oldest_age_ms", part.oldest_ms);
       Int(w, "retries", part.retries);
-      Str(w, "owner", part.owner);
-      Int(w, "lease_ttl_ms", part.lease_ttl_ms);
+      Str(w, "owner", lease.owner);
+      Int(w, "lease_ttl_ms", lease.ttl_ms);
       w.EndObject();
     }
     w.EndArray();
@@ -209,19 +202,18 @@ int RunStatusCommand(const config::Config& cfg, const std::vector<std::string>& 
               : std::string("ok"))
       << ", " << gs->recent << " suspensions in the window (limit " << gs->limit << ")\n";
   out << "instances: ";
-  if (instances && !instances->elements().empty()) {
-    for (size_t i = 0; i < instances->elements().size(); ++i) {
-      out << (i ? ", " : "") << instances->elements()[i].text();
-    }
+  if (!instances.empty()) {
+    for (size_t i = 0; i < instances.size(); ++i) out << (i ? ", " : "") << instances[i];
   } else {
     out << "none running";
   }
   out << "\n\npartition  depth  oldest  retries  owner\n";
   for (size_t p = 0; p < parts.size(); ++p) {
     const Part& part = parts[p];
+    const std::string& owner = workers->leases[p].owner;
     out << std::setw(9) << p << "  " << std::setw(5) << part.depth << "  " << std::setw(5)
         << part.oldest_ms / 1000 << "s  " << std::setw(7) << part.retries << "  "
-        << (part.owner.empty() ? "-" : part.owner) << "\n";
+        << (owner.empty() ? "-" : owner) << "\n";
   }
   return kExitOk;
 }
