@@ -59,13 +59,28 @@ void WriteItem(JsonWriter& w, const queue::Item& item) {
   w.EndObject();
 }
 
+}  // namespace
+
 int RedisDown(std::ostream& err, const Error& e) {
   err << "scimsyncd: Redis is not reachable: " << e.message
       << " (check redis.url, or redis.sentinels and redis.master_name, and that Redis runs)\n";
   return kExitUnavailable;
 }
 
-}  // namespace
+int OpenAdminRedis(const config::Config& cfg, int pool_size, bool ping, const std::string& context,
+                   std::ostream& err, AdminRedis* out) {
+  auto password = RedisPassword(cfg);
+  if (!password) {
+    err << context << ": " << password.error().message << "\n";
+    return kExitConfig;
+  }
+  out->pool = std::make_unique<redis::Pool>(cfg.redis, *password, pool_size);
+  out->queue = queue::NewRedisQueue(cfg.redis, *password, SystemClock::Instance());
+  if (ping) {
+    if (Status s = out->queue->Ping(); !s.ok()) return RedisDown(err, s.error());
+  }
+  return kExitOk;
+}
 
 Result<std::string> RedisPassword(const config::Config& cfg) {
   if (cfg.redis.password.empty()) return std::string();
@@ -86,16 +101,14 @@ int RunStatusCommand(const config::Config& cfg, const std::vector<std::string>& 
       return kExitUsage;
     }
   }
-  auto password = RedisPassword(cfg);
-  if (!password) {
-    err << "scimsyncd: " << password.error().message << "\n";
-    return kExitConfig;
+  AdminRedis db;
+  if (int rc = OpenAdminRedis(cfg, 2, /*ping=*/true, "scimsyncd", err, &db); rc != kExitOk) {
+    return rc;
   }
-  redis::Pool pool(cfg.redis, *password, 2);
-  auto q = queue::NewRedisQueue(cfg.redis, *password);
+  redis::Pool& pool = *db.pool;
+  queue::Queue* q = db.queue.get();
   const std::string& prefix = cfg.redis.key_prefix;
   const int64_t now = SystemClock::Instance().NowMs();
-  if (Status s = pool.Acquire()->Connect(); !s.ok()) return RedisDown(err, s.error());
   // Instances heard from within the last 10 s: a lease's default length.
   auto workers = ReadWorkersState(pool, prefix, cfg.redis.partitions, now - 10000);
   if (!workers) return RedisDown(err, workers.error());
@@ -225,13 +238,11 @@ int RunDlqCommand(const config::Config& cfg, const std::vector<std::string>& arg
     err << usage << "\n";
     return kExitUsage;
   }
-  auto password = RedisPassword(cfg);
-  if (!password) {
-    err << "scimsyncd: " << password.error().message << "\n";
-    return kExitConfig;
+  AdminRedis db;
+  if (int rc = OpenAdminRedis(cfg, 1, /*ping=*/true, "scimsyncd", err, &db); rc != kExitOk) {
+    return rc;
   }
-  auto q = queue::NewRedisQueue(cfg.redis, *password);
-  if (Status s = q->Ping(); !s.ok()) return RedisDown(err, s.error());
+  queue::Queue* q = db.queue.get();
   const std::string& verb = args[0];
   auto not_found = [&](const Error& e) {
     err << "scimsyncd dlq: " << e.message << " (see `scimsyncd dlq list`)\n";
@@ -327,20 +338,18 @@ int RunGuardCommand(const config::Config& cfg, const std::vector<std::string>& a
     err << "usage: scimsyncd guard release\n";
     return kExitUsage;
   }
-  auto password = RedisPassword(cfg);
-  if (!password) {
-    err << "scimsyncd: " << password.error().message << "\n";
-    return kExitConfig;
+  AdminRedis db;
+  if (int rc = OpenAdminRedis(cfg, 1, /*ping=*/false, "scimsyncd", err, &db); rc != kExitOk) {
+    return rc;
   }
-  redis::Pool pool(cfg.redis, *password, 1);
+  redis::Pool& pool = *db.pool;
   SuspensionGuard guard(pool, cfg.redis.key_prefix, cfg.workers.guard, SystemClock::Instance());
   Status s = guard.Release();
   if (!s.ok()) return RedisDown(err, s.error());
   out << "guard released: held suspensions are applied within a minute; counting starts afresh\n";
   // Reconciliations held for their plan's suspensions (docs/reconcile.md) go in now, while the
   // guard is open, so they are not held a second time.
-  auto q = queue::NewRedisQueue(cfg.redis, *password);
-  auto held = ApplyHeldReconciliations(pool, *q, cfg.redis.key_prefix, out);
+  auto held = ApplyHeldReconciliations(pool, *db.queue, cfg.redis.key_prefix, out);
   if (!held) return RedisDown(err, held.error());
   return kExitOk;
 }
@@ -410,13 +419,12 @@ int RunMigrateScopeCommand(const config::Config& cfg, const std::vector<std::str
     err << "scimsyncd migrate-scope: target.dry_run is on: there is no JumpCloud to migrate\n";
     return kExitConfig;
   }
-  auto password = RedisPassword(cfg);
-  if (!password) {
-    err << "scimsyncd: " << password.error().message << "\n";
-    return kExitConfig;
+  AdminRedis db;
+  if (int rc = OpenAdminRedis(cfg, 2, /*ping=*/false, "scimsyncd", err, &db); rc != kExitOk) {
+    return rc;
   }
   const Clock& clock = SystemClock::Instance();
-  redis::Pool pool(cfg.redis, *password, 2);
+  redis::Pool& pool = *db.pool;
   auto links = scim::NewRedisLinkStore(pool, cfg.redis.key_prefix);
   auto limiter = scim::NewRedisRateLimiter(pool, scim::RateLimitKey(cfg.redis.key_prefix),
                                            scim::RateLimitOptions::From(cfg.target), clock);

@@ -161,21 +161,16 @@ int RunSyncCommand(const std::vector<std::string>& args, std::ostream& out, std:
   // The link table is keyed by the externalId that anchors the employee in JumpCloud: scoped
   // ("hr2:1001") when several HR sources share the organisation, as the workers key it.
   const std::string anchor = config::ScopedExternalId(cfg, *entry, tenant, employee);
-  auto password = RedisPassword(cfg);
-  if (!password) {
-    err << "scimsyncd sync: redis password: " << password.error().message << "\n";
-    return kExitConfig;
-  }
   const Masker mask(cfg);
   const Clock& clock = SystemClock::Instance();
-  redis::Pool pool(cfg.redis, *password, 4);
-  History history(pool, cfg.redis.key_prefix, cfg.workers.history);
-  auto q = queue::NewRedisQueue(cfg.redis, *password, clock);
-  if (Status s = q->Ping(); !s.ok()) {
-    err << "scimsyncd: Redis is not reachable: " << s.error().message
-        << " (check redis.url and that Redis runs)\n";
-    return kExitUnavailable;
+  AdminRedis db;
+  if (int rc = OpenAdminRedis(cfg, 4, /*ping=*/true, "scimsyncd sync: redis password", err, &db);
+      rc != kExitOk) {
+    return rc;
   }
+  redis::Pool& pool = *db.pool;
+  History history(pool, cfg.redis.key_prefix, cfg.workers.history);
+  queue::Queue* q = db.queue.get();
 
   // The item: the current record is fetched by the worker (level-triggered profiles), or the
   // last record the employee's HR source sent is sent again (profiles whose payload carries it).
