@@ -4,6 +4,7 @@
 // HTTP layer's capacity the real work costs.
 //
 //   scimsync_bench_bare PORT [THREADS] [KEEP_ALIVE_MAX_REQUESTS]
+// PORT 0: the kernel picks one; "listening on 127.0.0.1:PORT" on stdout says which.
 #include <httplib.h>
 
 #include <csignal>
@@ -38,9 +39,12 @@ int main(int argc, char** argv) {
   g_server = &svr;
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);
-  if (!svr.listen("127.0.0.1", port)) {
+  const int bound = port == 0 ? svr.bind_to_any_port("127.0.0.1")
+                              : (svr.bind_to_port("127.0.0.1", port) ? port : -1);
+  if (bound <= 0) {
     std::cerr << "scimsync_bench_bare: cannot listen on 127.0.0.1:" << port << "\n";
     return 1;
   }
-  return 0;
+  std::cout << "listening on 127.0.0.1:" << bound << std::endl;
+  return svr.listen_after_bind() ? 0 : 1;
 }

@@ -551,11 +551,11 @@ class Bench {
 
     // 1. The ceiling, then scimsyncd's ingest with the same wrk settings.
     if (o_.Has("ingest")) {
-      int port = testing::FreePort();
       Process bare;
-      bare.Start({o_.bare, std::to_string(port), std::to_string(o_.bare_threads), "100"},
-                 ddir.File("bare.log"));
-      if (!testing::WaitForPort(port, 10000)) return Fail(r, "the bare server did not start");
+      bare.Start({o_.bare, "0", std::to_string(o_.bare_threads), "100"}, ddir.File("bare.log"));
+      const int port =
+          testing::WaitForLoggedPort(bare, ddir.File("bare.log"), "listening on 127.0.0.1:", 10000);
+      if (port <= 0) return Fail(r, "the bare server did not start");
       WrkResult w = RunWrk(o_, port, bodies_, ddir);
       bare.Signal(SIGTERM);
       if (bare.Wait(5000) < 0) bare.Kill();

@@ -10,22 +10,6 @@
 
 namespace scimsync::connectors {
 
-const char* ActionName(Action action) {
-  switch (action) {
-    case Action::kSync:
-      return "sync";
-    case Action::kSuspend:
-      return "suspend";
-    case Action::kReactivate:
-      return "reactivate";
-    case Action::kDelete:
-      return "delete";
-    case Action::kIgnore:
-      return "ignore";
-  }
-  return "?";
-}
-
 namespace internal {
 namespace {
 

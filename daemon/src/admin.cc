@@ -13,7 +13,6 @@
 #include "scimsync/log.h"
 #include "scimsync/queue/queue.h"
 #include "scimsync/redis/client.h"
-#include "scimsync/redis/keys.h"
 #include "scimsync/scim/link_store.h"
 #include "scimsync/scim/lister.h"
 #include "scimsync/scim/protocol.h"
@@ -24,7 +23,9 @@
 
 namespace scimsync::daemon {
 
+using workers::ReadWorkersState;
 using workers::SuspensionGuard;
+using workers::WorkersState;
 
 namespace {
 
@@ -58,13 +59,28 @@ void WriteItem(JsonWriter& w, const queue::Item& item) {
   w.EndObject();
 }
 
+}  // namespace
+
 int RedisDown(std::ostream& err, const Error& e) {
   err << "scimsyncd: Redis is not reachable: " << e.message
       << " (check redis.url, or redis.sentinels and redis.master_name, and that Redis runs)\n";
   return kExitUnavailable;
 }
 
-}  // namespace
+int OpenAdminRedis(const config::Config& cfg, int pool_size, bool ping, const std::string& context,
+                   std::ostream& err, AdminRedis* out) {
+  auto password = RedisPassword(cfg);
+  if (!password) {
+    err << context << ": " << password.error().message << "\n";
+    return kExitConfig;
+  }
+  out->pool = std::make_unique<redis::Pool>(cfg.redis, *password, pool_size);
+  out->queue = queue::NewRedisQueue(cfg.redis, *password, SystemClock::Instance());
+  if (ping) {
+    if (Status s = out->queue->Ping(); !s.ok()) return RedisDown(err, s.error());
+  }
+  return kExitOk;
+}
 
 Result<std::string> RedisPassword(const config::Config& cfg) {
   if (cfg.redis.password.empty()) return std::string();
@@ -85,21 +101,20 @@ int RunStatusCommand(const config::Config& cfg, const std::vector<std::string>& 
       return kExitUsage;
     }
   }
-  auto password = RedisPassword(cfg);
-  if (!password) {
-    err << "scimsyncd: " << password.error().message << "\n";
-    return kExitConfig;
+  AdminRedis db;
+  if (int rc = OpenAdminRedis(cfg, 2, /*ping=*/true, "scimsyncd", err, &db); rc != kExitOk) {
+    return rc;
   }
-  redis::Pool pool(cfg.redis, *password, 2);
-  auto q = queue::NewRedisQueue(cfg.redis, *password);
+  redis::Pool& pool = *db.pool;
+  queue::Queue* q = db.queue.get();
   const std::string& prefix = cfg.redis.key_prefix;
   const int64_t now = SystemClock::Instance().NowMs();
-  auto conn = pool.Acquire();
-  if (Status s = conn->Connect(); !s.ok()) return RedisDown(err, s.error());
+  // Instances heard from within the last 10 s: a lease's default length.
+  auto workers = ReadWorkersState(pool, prefix, cfg.redis.partitions, now - 10000);
+  if (!workers) return RedisDown(err, workers.error());
 
   struct Part {
-    int64_t depth = 0, retries = 0, oldest_ms = 0, lease_ttl_ms = -2;
-    std::string owner;
+    int64_t depth = 0, retries = 0, oldest_ms = 0;
   };
   std::vector<Part> parts(static_cast<size_t>(cfg.redis.partitions));
   int64_t total = 0, total_retries = 0, oldest = 0;
@@ -114,22 +129,14 @@ int RunStatusCommand(const config::Config& cfg, const std::vector<std::string>& 
     part.depth = *depth;
     part.retries = *retries;
     if (*since > 0) part.oldest_ms = now - *since;
-    const std::string lease = redis::keys::daemon::Lease(prefix, p);
-    auto r = conn->Commands({{"GET", lease}, {"PTTL", lease}});
-    if (!r) return RedisDown(err, r.error());
-    auto& v = *r;
-    if (v[0].ok()) part.owner = v[0]->AsString().value_or("");
-    if (v[1].ok()) part.lease_ttl_ms = v[1]->AsInteger().value_or(-2);
     total += part.depth;
     total_retries += part.retries;
     oldest = std::max(oldest, part.oldest_ms);
   }
   auto dead = q->DeadLetterCount();
   if (!dead) return RedisDown(err, dead.error());
-  auto paused = conn->Command({"GET", redis::keys::daemon::Paused(prefix)});
-  std::string pause_reason = paused && !paused->is_nil() ? paused->text() : "";
-  auto instances = conn->Command({"ZRANGEBYSCORE", redis::keys::daemon::Instances(prefix),
-                                  std::to_string(now - 10000), "+inf"});
+  const std::string& pause_reason = workers->pause_reason;
+  const std::vector<std::string>& instances = workers->instances;
   SuspensionGuard guard(pool, prefix, cfg.workers.guard, SystemClock::Instance());
   auto gs = guard.State();
   if (!gs) return RedisDown(err, gs.error());
@@ -171,24 +178,23 @@ int RunStatusCommand(const config::Config& cfg, const std::vector<std::string>& 
     w.EndObject();
     w.Key("instances");
     w.StartArray();
-    if (instances) {
-      for (const auto& instance : instances->elements()) {
-        const std::string text = ScrubUtf8(instance.text());
-        w.String(text.c_str(), static_cast<rapidjson::SizeType>(text.size()));
-      }
+    for (const auto& instance : instances) {
+      const std::string text = ScrubUtf8(instance);
+      w.String(text.c_str(), static_cast<rapidjson::SizeType>(text.size()));
     }
     w.EndArray();
     w.Key("partitions");
     w.StartArray();
     for (size_t p = 0; p < parts.size(); ++p) {
       const Part& part = parts[p];
+      const WorkersState::Lease& lease = workers->leases[p];
       w.StartObject();
       Int(w, "partition", static_cast<int64_t>(p));
       Int(w, "depth", part.depth);
       Int(w, "oldest_age_ms", part.oldest_ms);
       Int(w, "retries", part.retries);
-      Str(w, "owner", part.owner);
-      Int(w, "lease_ttl_ms", part.lease_ttl_ms);
+      Str(w, "owner", lease.owner);
+      Int(w, "lease_ttl_ms", lease.ttl_ms);
       w.EndObject();
     }
     w.EndArray();
@@ -209,19 +215,18 @@ int RunStatusCommand(const config::Config& cfg, const std::vector<std::string>& 
               : std::string("ok"))
       << ", " << gs->recent << " suspensions in the window (limit " << gs->limit << ")\n";
   out << "instances: ";
-  if (instances && !instances->elements().empty()) {
-    for (size_t i = 0; i < instances->elements().size(); ++i) {
-      out << (i ? ", " : "") << instances->elements()[i].text();
-    }
+  if (!instances.empty()) {
+    for (size_t i = 0; i < instances.size(); ++i) out << (i ? ", " : "") << instances[i];
   } else {
     out << "none running";
   }
   out << "\n\npartition  depth  oldest  retries  owner\n";
   for (size_t p = 0; p < parts.size(); ++p) {
     const Part& part = parts[p];
+    const std::string& owner = workers->leases[p].owner;
     out << std::setw(9) << p << "  " << std::setw(5) << part.depth << "  " << std::setw(5)
         << part.oldest_ms / 1000 << "s  " << std::setw(7) << part.retries << "  "
-        << (part.owner.empty() ? "-" : part.owner) << "\n";
+        << (owner.empty() ? "-" : owner) << "\n";
   }
   return kExitOk;
 }
@@ -233,13 +238,11 @@ int RunDlqCommand(const config::Config& cfg, const std::vector<std::string>& arg
     err << usage << "\n";
     return kExitUsage;
   }
-  auto password = RedisPassword(cfg);
-  if (!password) {
-    err << "scimsyncd: " << password.error().message << "\n";
-    return kExitConfig;
+  AdminRedis db;
+  if (int rc = OpenAdminRedis(cfg, 1, /*ping=*/true, "scimsyncd", err, &db); rc != kExitOk) {
+    return rc;
   }
-  auto q = queue::NewRedisQueue(cfg.redis, *password);
-  if (Status s = q->Ping(); !s.ok()) return RedisDown(err, s.error());
+  queue::Queue* q = db.queue.get();
   const std::string& verb = args[0];
   auto not_found = [&](const Error& e) {
     err << "scimsyncd dlq: " << e.message << " (see `scimsyncd dlq list`)\n";
@@ -335,20 +338,18 @@ int RunGuardCommand(const config::Config& cfg, const std::vector<std::string>& a
     err << "usage: scimsyncd guard release\n";
     return kExitUsage;
   }
-  auto password = RedisPassword(cfg);
-  if (!password) {
-    err << "scimsyncd: " << password.error().message << "\n";
-    return kExitConfig;
+  AdminRedis db;
+  if (int rc = OpenAdminRedis(cfg, 1, /*ping=*/false, "scimsyncd", err, &db); rc != kExitOk) {
+    return rc;
   }
-  redis::Pool pool(cfg.redis, *password, 1);
+  redis::Pool& pool = *db.pool;
   SuspensionGuard guard(pool, cfg.redis.key_prefix, cfg.workers.guard, SystemClock::Instance());
   Status s = guard.Release();
   if (!s.ok()) return RedisDown(err, s.error());
   out << "guard released: held suspensions are applied within a minute; counting starts afresh\n";
   // Reconciliations held for their plan's suspensions (docs/reconcile.md) go in now, while the
   // guard is open, so they are not held a second time.
-  auto q = queue::NewRedisQueue(cfg.redis, *password);
-  auto held = ApplyHeldReconciliations(pool, *q, cfg.redis.key_prefix, out);
+  auto held = ApplyHeldReconciliations(pool, *db.queue, cfg.redis.key_prefix, out);
   if (!held) return RedisDown(err, held.error());
   return kExitOk;
 }
@@ -418,13 +419,12 @@ int RunMigrateScopeCommand(const config::Config& cfg, const std::vector<std::str
     err << "scimsyncd migrate-scope: target.dry_run is on: there is no JumpCloud to migrate\n";
     return kExitConfig;
   }
-  auto password = RedisPassword(cfg);
-  if (!password) {
-    err << "scimsyncd: " << password.error().message << "\n";
-    return kExitConfig;
+  AdminRedis db;
+  if (int rc = OpenAdminRedis(cfg, 2, /*ping=*/false, "scimsyncd", err, &db); rc != kExitOk) {
+    return rc;
   }
   const Clock& clock = SystemClock::Instance();
-  redis::Pool pool(cfg.redis, *password, 2);
+  redis::Pool& pool = *db.pool;
   auto links = scim::NewRedisLinkStore(pool, cfg.redis.key_prefix);
   auto limiter = scim::NewRedisRateLimiter(pool, scim::RateLimitKey(cfg.redis.key_prefix),
                                            scim::RateLimitOptions::From(cfg.target), clock);

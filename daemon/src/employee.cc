@@ -80,12 +80,6 @@ int Usage(std::ostream& err, const std::string& why) {
   return kExitUsage;
 }
 
-int RedisDown(std::ostream& err, const Error& e) {
-  err << "scimsyncd: Redis is not reachable: " << e.message
-      << " (check redis.url, or redis.sentinels and redis.master_name, and that Redis runs)\n";
-  return kExitUnavailable;
-}
-
 std::string WaitingJson(const Waiting& w) {
   std::ostringstream o;
   o << "{\"where\":" << Json(w.where) << ",\"entry_id\":" << Json(w.item.entry_id)
@@ -131,15 +125,13 @@ int RunEmployeeCommand(const config::Config& cfg, const std::string& config_file
                           " (configured: " + config::ProfileNames(cfg) + ")");
   }
 
-  auto password = RedisPassword(cfg);
-  if (!password) {
-    err << "scimsyncd: " << password.error().message << "\n";
-    return kExitConfig;
+  AdminRedis db;
+  if (int rc = OpenAdminRedis(cfg, 2, /*ping=*/true, "scimsyncd", err, &db); rc != kExitOk) {
+    return rc;
   }
   const int64_t now = SystemClock::Instance().NowMs();
-  redis::Pool pool(cfg.redis, *password, 2);
-  auto q = queue::NewRedisQueue(cfg.redis, *password);
-  if (Status s = q->Ping(); !s.ok()) return RedisDown(err, s.error());
+  redis::Pool& pool = *db.pool;
+  queue::Queue* q = db.queue.get();
 
   // The link.
   auto links = scim::NewRedisLinkStore(pool, cfg.redis.key_prefix);

@@ -138,16 +138,17 @@ int ReconcileCommand(const std::vector<std::string>& args, std::ostream& out, st
         << api_key.error().message << "\n";
     return kExitConfig;
   }
-  auto redis_password = RedisPassword(cfg);
-  if (!redis_password.ok()) {
-    err << "scimsyncd reconcile: redis password: " << redis_password.error().message << "\n";
-    return kExitConfig;
+  AdminRedis db;
+  if (int rc =
+          OpenAdminRedis(cfg, 4, /*ping=*/false, "scimsyncd reconcile: redis password", err, &db);
+      rc != kExitOk) {
+    return rc;
   }
 
   const Clock& clock = SystemClock::Instance();
-  redis::Pool pool(cfg.redis, *redis_password, 4);
+  redis::Pool& pool = *db.pool;
   std::unique_ptr<queue::Queue> queue;
-  if (!dry_run) queue = queue::NewRedisQueue(cfg.redis, *redis_password, clock);
+  if (!dry_run) queue = std::move(db.queue);
   auto links = scim::NewRedisLinkStore(pool, cfg.redis.key_prefix);
   auto limiter = scim::NewRedisRateLimiter(pool, scim::RateLimitKey(cfg.redis.key_prefix),
                                            scim::RateLimitOptions::From(cfg.target), clock);

@@ -35,7 +35,6 @@ namespace scimsync::daemon {
 using workers::History;
 using workers::OutcomeRecord;
 using workers::ScopeOf;
-using workers::ToScimAction;
 
 namespace {
 
@@ -86,21 +85,6 @@ class ReadOnlyTransport final : public scim::Transport {
  private:
   scim::Transport& inner_;
 };
-
-const char* PlanActionName(connectors::Action a) {
-  switch (a) {
-    case connectors::Action::kIgnore:
-      return "ignore";
-    case connectors::Action::kSuspend:
-      return "suspend";
-    case connectors::Action::kReactivate:
-      return "reactivate";
-    case connectors::Action::kDelete:
-      return "delete";
-    default:
-      return "sync";
-  }
-}
 
 std::string IsoTime(int64_t ms) {
   time_t secs = static_cast<time_t>(ms / 1000);
@@ -177,21 +161,16 @@ int RunSyncCommand(const std::vector<std::string>& args, std::ostream& out, std:
   // The link table is keyed by the externalId that anchors the employee in JumpCloud: scoped
   // ("hr2:1001") when several HR sources share the organisation, as the workers key it.
   const std::string anchor = config::ScopedExternalId(cfg, *entry, tenant, employee);
-  auto password = RedisPassword(cfg);
-  if (!password) {
-    err << "scimsyncd sync: redis password: " << password.error().message << "\n";
-    return kExitConfig;
-  }
   const Masker mask(cfg);
   const Clock& clock = SystemClock::Instance();
-  redis::Pool pool(cfg.redis, *password, 4);
-  History history(pool, cfg.redis.key_prefix, cfg.workers.history);
-  auto q = queue::NewRedisQueue(cfg.redis, *password, clock);
-  if (Status s = q->Ping(); !s.ok()) {
-    err << "scimsyncd: Redis is not reachable: " << s.error().message
-        << " (check redis.url and that Redis runs)\n";
-    return kExitUnavailable;
+  AdminRedis db;
+  if (int rc = OpenAdminRedis(cfg, 4, /*ping=*/true, "scimsyncd sync: redis password", err, &db);
+      rc != kExitOk) {
+    return rc;
   }
+  redis::Pool& pool = *db.pool;
+  History history(pool, cfg.redis.key_prefix, cfg.workers.history);
+  queue::Queue* q = db.queue.get();
 
   // The item: the current record is fetched by the worker (level-triggered profiles), or the
   // last record the employee's HR source sent is sent again (profiles whose payload carries it).
@@ -255,7 +234,7 @@ int RunSyncCommand(const std::vector<std::string>& args, std::ostream& out, std:
       err << "scimsyncd sync: planning failed: " << mask(plan.error().message) << "\n";
       return plan.error().kind == ErrorKind::kTransient ? kExitUnavailable : kExitDataErr;
     }
-    out << "plan: " << PlanActionName(plan->action)
+    out << "plan: " << scim::ActionName(plan->action)
         << (plan->reason.empty() ? "" : " (" + plan->reason + ")") << "\n";
     if (plan->user)
       out << "mapped user: " << mask(scim::RedactBody(scim::CreateBody(*plan->user))) << "\n";
@@ -292,7 +271,7 @@ int RunSyncCommand(const std::vector<std::string>& args, std::ostream& out, std:
     scim::Job job;
     job.scope = ScopeOf(name, tenant);
     job.trace_id = item.trace_id;
-    job.action = ToScimAction(plan->action);
+    job.action = plan->action;
     if (plan->user) job.desired = *plan->user;
     if (job.desired.external_id.empty()) job.desired.external_id = employee;
     job.desired.external_id =

@@ -65,7 +65,7 @@ std::string Snapshot(const std::string& prefix, const std::string& scope,
 std::string RateLimit(const std::string& prefix) { return prefix + ":ratelimit"; }
 }  // namespace scim
 
-namespace daemon {
+namespace workers {
 std::string Instances(const std::string& prefix) { return prefix + ":instances"; }
 std::string Lease(const std::string& prefix, int partition) {
   return prefix + ":lease:{p" + std::to_string(partition) + "}";
@@ -88,6 +88,9 @@ std::string History(const std::string& prefix, const std::string& scope,
                     const std::string& employee) {
   return prefix + ":history:" + scope + ":" + employee;
 }
+}  // namespace workers
+
+namespace daemon {
 std::string Reconcile(const std::string& prefix, const std::string& profile) {
   return prefix + ":reconcile:" + profile;
 }

@@ -79,8 +79,10 @@ const char* ActionName(Action action) {
       return "reactivate";
     case Action::kDelete:
       return "delete";
+    case Action::kIgnore:
+      return "ignore";
   }
-  return "sync";
+  return "?";
 }
 
 const char* DecisionName(Decision decision) {
@@ -805,6 +807,7 @@ Outcome Converger::Finish(Run& run, const Status& status) {
 }
 
 Outcome Converger::Converge(const Job& job) {
+  if (job.action == Action::kIgnore) return Outcome{};
   Run run(job);
   run.first_ms = job.first_attempt_ms > 0 ? job.first_attempt_ms : deps_.clock->NowMs();
 

@@ -369,11 +369,9 @@ Parsed FromNode(const std::string& raw) {
 class Http1DifferentialTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    node_port_ = FreePort();
     const std::string script =
         std::string(SCIMSYNC_SOURCE_DIR) + "/tests/daemon/http1_differential/llhttp_echo.js";
-    ASSERT_TRUE(
-        node_.Start({"node", script, std::to_string(node_port_)}, fx_.dir().File("node.log")));
+    ASSERT_TRUE(node_.Start({"node", script, "0"}, fx_.dir().File("node.log")));
     ASSERT_TRUE(fx_.StartRedis());
     const std::string yaml =
         "listen: {address: 127.0.0.1, port: 0}\nredis: {url: \"" + fx_.redis().url() +
@@ -382,7 +380,9 @@ class Http1DifferentialTest : public ::testing::Test {
     WriteFile(fx_.config_path(), yaml);
     ASSERT_TRUE(fx_.Launch({fx_.Binary(), "--config", fx_.config_path()}, {"S=secret"}))
         << fx_.log();
-    ASSERT_TRUE(WaitForPort(node_port_, 15000)) << ReadFile(fx_.dir().File("node.log"));
+    node_port_ = WaitForLoggedPort(node_, fx_.dir().File("node.log"),
+                                   "llhttp_echo: listening on 127.0.0.1:", 15000);
+    ASSERT_GT(node_port_, 0) << ReadFile(fx_.dir().File("node.log"));
   }
   void TearDown() override { node_.Kill(); }
 

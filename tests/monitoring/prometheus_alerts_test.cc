@@ -33,7 +33,6 @@ const std::string kSource = SCIMSYNC_SOURCE_DIR;
 class Prometheus {
  public:
   bool Start(const std::string& rules_yaml, int target_port) {
-    port_ = FreePort();
     WriteFile(dir_.File("rules.yml"), rules_yaml);
     WriteFile(dir_.File("prometheus.yml"),
               "global: {scrape_interval: 1s, evaluation_interval: 1s, scrape_timeout: 1s}\n"
@@ -44,13 +43,16 @@ class Prometheus {
                   "  - job_name: scimsync\n"
                   "    static_configs: [{targets: [\"127.0.0.1:" +
                   std::to_string(target_port) + "\"]}]\n");
-    if (!proc_.Start(
-            {"prometheus", "--config.file=" + dir_.File("prometheus.yml"),
-             "--storage.tsdb.path=" + dir_.File("data"),
-             "--web.listen-address=127.0.0.1:" + std::to_string(port_), "--log.level=warn"},
-            dir_.File("prometheus.log"))) {
+    if (!proc_.Start({"prometheus", "--config.file=" + dir_.File("prometheus.yml"),
+                      "--storage.tsdb.path=" + dir_.File("data"),
+                      "--web.listen-address=127.0.0.1:0", "--log.level=info"},
+                     dir_.File("prometheus.log"))) {
       return false;
     }
+    // Its web listener says the address it got (logged at info).
+    port_ = WaitForLoggedPort(proc_, dir_.File("prometheus.log"),
+                              "msg=\"Listening on\" address=127.0.0.1:");
+    if (port_ <= 0) return false;
     bool exited = false;
     return WaitFor(
                [&] {

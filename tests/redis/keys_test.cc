@@ -29,19 +29,22 @@ TEST(RedisKeys, ScimKeysAreUnchanged) {
   EXPECT_EQ(keys::scim::LinksPattern("scimsync", "hibob/acme"), "scimsync:link:hibob/acme:*");
 }
 
-TEST(RedisKeys, DaemonKeysAreUnchanged) {
-  EXPECT_EQ(keys::daemon::Instances("scimsync"), "scimsync:instances");
-  EXPECT_EQ(keys::daemon::Lease("scimsync", 3), "scimsync:lease:{p3}");
-  EXPECT_EQ(keys::daemon::LeaseToken("scimsync", 3), "scimsync:lease:{p3}:token");
-  EXPECT_EQ(keys::daemon::LeaseOwner("scimsync", 3), "scimsync:lease:{p3}:owner");
-  EXPECT_EQ(keys::daemon::Versions("scimsync", 3), "scimsync:{p3}:versions");
-  EXPECT_EQ(keys::daemon::GuardEvents("scimsync"), "scimsync:guard:events");
-  EXPECT_EQ(keys::daemon::GuardTripped("scimsync"), "scimsync:guard:tripped");
-  EXPECT_EQ(keys::daemon::GuardSuspended("scimsync"), "scimsync:guard:suspended");
-  EXPECT_EQ(keys::daemon::GuardReleased("scimsync"), "scimsync:guard:released");
-  EXPECT_EQ(keys::daemon::Paused("scimsync"), "scimsync:paused");
-  EXPECT_EQ(keys::daemon::History("scimsync", "hibob/acme", "E1"),
+TEST(RedisKeys, WorkersKeysAreUnchanged) {
+  EXPECT_EQ(keys::workers::Instances("scimsync"), "scimsync:instances");
+  EXPECT_EQ(keys::workers::Lease("scimsync", 3), "scimsync:lease:{p3}");
+  EXPECT_EQ(keys::workers::LeaseToken("scimsync", 3), "scimsync:lease:{p3}:token");
+  EXPECT_EQ(keys::workers::LeaseOwner("scimsync", 3), "scimsync:lease:{p3}:owner");
+  EXPECT_EQ(keys::workers::Versions("scimsync", 3), "scimsync:{p3}:versions");
+  EXPECT_EQ(keys::workers::GuardEvents("scimsync"), "scimsync:guard:events");
+  EXPECT_EQ(keys::workers::GuardTripped("scimsync"), "scimsync:guard:tripped");
+  EXPECT_EQ(keys::workers::GuardSuspended("scimsync"), "scimsync:guard:suspended");
+  EXPECT_EQ(keys::workers::GuardReleased("scimsync"), "scimsync:guard:released");
+  EXPECT_EQ(keys::workers::Paused("scimsync"), "scimsync:paused");
+  EXPECT_EQ(keys::workers::History("scimsync", "hibob/acme", "E1"),
             "scimsync:history:hibob/acme:E1");
+}
+
+TEST(RedisKeys, DaemonKeysAreUnchanged) {
   EXPECT_EQ(keys::daemon::Reconcile("scimsync", "hibob"), "scimsync:reconcile:hibob");
   EXPECT_EQ(keys::daemon::ReconcileLast("scimsync", "hibob"), "scimsync:reconcile:hibob:last");
   EXPECT_EQ(keys::daemon::ReconcileListed("scimsync", "hibob"), "scimsync:reconcile:hibob:listed");
@@ -54,8 +57,8 @@ TEST(RedisKeys, PrefixAndPartitionAreTheOnlyVariables) {
   EXPECT_EQ(keys::queue::Stream("acme-prod", 0), "acme-prod:{p0}:stream");
   EXPECT_EQ(keys::queue::Dedup("acme-prod", 15, "bamboohr", "a:b"),
             "acme-prod:{p15}:dedup:bamboohr:a:b");
-  EXPECT_EQ(keys::daemon::Lease("acme-prod", 15), "acme-prod:lease:{p15}");
-  EXPECT_EQ(keys::daemon::Versions("acme-prod", 15), "acme-prod:{p15}:versions");
+  EXPECT_EQ(keys::workers::Lease("acme-prod", 15), "acme-prod:lease:{p15}");
+  EXPECT_EQ(keys::workers::Versions("acme-prod", 15), "acme-prod:{p15}:versions");
   EXPECT_EQ(keys::scim::Link("acme-prod", "gusto", "42"), "acme-prod:link:gusto:42");
 }
 

@@ -469,6 +469,16 @@ TEST_F(ConvergerTest, ReactivateOfAnUnknownEmployeeCreatesAnActiveUser) {
   EXPECT_TRUE(Json(OnlyUser())["active"].GetBool());
 }
 
+TEST_F(ConvergerTest, AnIgnoredEventSendsNothing) {
+  Run(Jane());
+  server_->ClearRequests();
+  Outcome o = Run(Jane(), Action::kIgnore);
+  EXPECT_EQ(o.decision, Decision::kDone);
+  EXPECT_EQ(o.change, Change::kNone);
+  EXPECT_TRUE(server_->requests().empty());
+  EXPECT_STREQ(ActionName(Action::kIgnore), "ignore");
+}
+
 TEST_F(ConvergerTest, DeleteOnlyWhenAsked) {
   Run(Jane());
   Outcome o = Run(Jane(), Action::kDelete);

@@ -181,6 +181,20 @@ int StartScimsyncd(Process& process, const std::vector<std::string>& argv,
   return port;
 }
 
+int WaitForLoggedPort(const Process& process, const std::string& log_file,
+                      const std::string& marker, int timeout_ms) {
+  int port = 0;
+  WaitFor(
+      [&] {
+        const std::string text = ReadFile(log_file);
+        const size_t at = text.find(marker);
+        if (at != std::string::npos) port = std::atoi(text.c_str() + at + marker.size());
+        return port > 0 || process.Exited();
+      },
+      timeout_ms);
+  return port;
+}
+
 bool WaitForPort(int port, int timeout_ms) {
   return WaitFor(
       [port] {
@@ -436,17 +450,7 @@ bool ScimmyServer::Start() {
     error_ = "cannot start node (is nodejs installed? scripts/install-deps installs it)";
     return false;
   }
-  const std::string marker = "listening on http://127.0.0.1:";
-  WaitFor(
-      [&] {
-        if (proc_.Exited()) return true;
-        const std::string text = ReadFile(log);
-        const size_t at = text.find(marker);
-        if (at == std::string::npos) return false;
-        port_ = std::atoi(text.c_str() + at + marker.size());
-        return port_ > 0;
-      },
-      20000);
+  port_ = WaitForLoggedPort(proc_, log, "listening on http://127.0.0.1:");
   if (port_ <= 0) {
     error_ = "node " + dir + "/server.js did not start listening; its output:\n" + ReadFile(log);
     return false;

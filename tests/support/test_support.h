@@ -178,6 +178,12 @@ bool WaitFor(const std::function<bool()>& done, int timeout_ms, int interval_ms 
 // Blocks until a TCP connect to 127.0.0.1:port succeeds or timeout_ms passes.
 bool WaitForPort(int port, int timeout_ms);
 
+// Waits until `log_file` holds `marker` followed by a port number: how a child that listens on
+// port 0 says which port the kernel gave it. The port; 0 when `process` exited first or
+// timeout_ms passed.
+int WaitForLoggedPort(const Process& process, const std::string& log_file,
+                      const std::string& marker, int timeout_ms = 20000);
+
 // Starts scimsyncd (`argv`, output appended to `log_file`) whose config says `listen.port: 0`, and
 // waits until it logs "scimsyncd started" with the port the kernel gave it. Returns that port; 0
 // when the process could not start, exited first (its status stays for Wait), or did not say

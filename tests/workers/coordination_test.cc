@@ -133,6 +133,32 @@ class LeasesTest : public ::testing::Test {
   FakeClock clock_;
 };
 
+// What `scimsyncd status` shows, read without being an instance: each partition's owner and
+// the time left on its lease, the instances heard from since a time, and why SCIM work pauses.
+TEST_F(LeasesTest, WorkersStateShowsOwnersInstancesAndThePause) {
+  Leases a(pool_, Options("a"), clock_);
+  ASSERT_TRUE(a.Heartbeat().ok());
+  auto state = ReadWorkersState(pool_, "lt", 2, clock_.NowMs() - 10000);
+  ASSERT_TRUE(state.ok()) << state.error().message;
+  ASSERT_EQ(state->leases.size(), 2u);
+  EXPECT_EQ(state->leases[0].owner, "a");
+  EXPECT_GT(state->leases[0].ttl_ms, 0);
+  EXPECT_LE(state->leases[0].ttl_ms, 10000);
+  EXPECT_EQ(state->leases[1].owner, "") << "partition 1 is nobody's";
+  EXPECT_EQ(state->leases[1].ttl_ms, -2);
+  EXPECT_EQ(state->instances, std::vector<std::string>{"a"});
+  EXPECT_EQ(state->pause_reason, "");
+
+  ASSERT_TRUE(SetPausedFlag(pool_, "lt", "the SCIM server answered 401", 60000).ok());
+  state = ReadWorkersState(pool_, "lt", 2, clock_.NowMs() + 1);
+  ASSERT_TRUE(state.ok()) << state.error().message;
+  EXPECT_TRUE(state->instances.empty()) << "a's heartbeat is older than asked";
+  EXPECT_EQ(state->pause_reason, "the SCIM server answered 401");
+
+  server_.Stop();
+  EXPECT_FALSE(ReadWorkersState(pool_, "lt", 2, 0).ok()) << "Redis down reads as nothing held";
+}
+
 TEST_F(LeasesTest, TokensRiseAndATakeoverWaitsForTheGraceUnlessHandedOver) {
   Leases a(pool_, Options("a"), clock_);
   Leases b(pool_, Options("b"), clock_);

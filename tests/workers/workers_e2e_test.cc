@@ -174,9 +174,9 @@ TEST_F(WorkersE2E, AFactorialTerminationDatedAheadInTheRecordIsSyncedNowAndHeldF
                     R"("is_terminating":true,"terminated_on":"2099-12-31","active":true})",
                     "application/json");
   });
-  const int api_port = FreePort();
-  std::thread serve([&] { factorial.listen("127.0.0.1", api_port); });
-  ASSERT_TRUE(WaitForPort(api_port, 5000));
+  const int api_port = factorial.bind_to_any_port("127.0.0.1");
+  ASSERT_GT(api_port, 0);
+  std::thread serve([&] { factorial.listen_after_bind(); });
   struct Stop {
     httplib::Server& s;
     std::thread& t;

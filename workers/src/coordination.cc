@@ -11,7 +11,7 @@
 namespace scimsync::workers {
 namespace {
 
-namespace keys = redis::keys::daemon;
+namespace keys = redis::keys::workers;
 
 std::string LeaseKey(const std::string& prefix, int partition) {
   return keys::Lease(prefix, partition);
@@ -143,6 +143,34 @@ int CompareVersions(const std::string& a, const std::string& b) {
     return x < y ? -1 : x > y ? 1 : 0;
   }
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+Result<WorkersState> ReadWorkersState(redis::Pool& pool, const std::string& key_prefix,
+                                      int partitions, int64_t since_ms) {
+  std::vector<std::vector<std::string>> commands;
+  for (int p = 0; p < partitions; ++p) {
+    commands.push_back({"GET", keys::Lease(key_prefix, p)});
+    commands.push_back({"PTTL", keys::Lease(key_prefix, p)});
+  }
+  commands.push_back({"GET", keys::Paused(key_prefix)});
+  commands.push_back(
+      {"ZRANGEBYSCORE", keys::Instances(key_prefix), std::to_string(since_ms), "+inf"});
+  auto r = pool.Acquire()->Commands(commands);
+  if (!r) return r.error();
+  const auto& v = *r;
+  WorkersState state;
+  state.leases.resize(static_cast<size_t>(partitions));
+  for (size_t p = 0; p < state.leases.size(); ++p) {
+    if (v[2 * p].ok()) state.leases[p].owner = v[2 * p]->AsString().value_or("");
+    if (v[2 * p + 1].ok()) state.leases[p].ttl_ms = v[2 * p + 1]->AsInteger().value_or(-2);
+  }
+  const auto& paused = v[2 * state.leases.size()];
+  if (paused.ok() && !paused->is_nil()) state.pause_reason = paused->text();
+  const auto& instances = v[2 * state.leases.size() + 1];
+  if (instances.ok()) {
+    for (const auto& instance : instances->elements()) state.instances.push_back(instance.text());
+  }
+  return state;
 }
 
 Leases::Leases(redis::Pool& pool, LeaseOptions options, const Clock& clock)

@@ -112,7 +112,7 @@ Result<OutcomeRecord> OutcomeFromJson(const std::string& json) {
 
 std::string HistoryKey(const std::string& key_prefix, const std::string& profile,
                        const std::string& tenant, const std::string& employee) {
-  return redis::keys::daemon::History(key_prefix, ScopeOf(profile, tenant), employee);
+  return redis::keys::workers::History(key_prefix, ScopeOf(profile, tenant), employee);
 }
 
 std::vector<OutcomeRecord> OutcomesOf(const EmployeeWork& work, const SyncResult& result,

@@ -11,19 +11,6 @@
 
 namespace scimsync::workers {
 
-scim::Action ToScimAction(connectors::Action a) {
-  switch (a) {
-    case connectors::Action::kSuspend:
-      return scim::Action::kSuspend;
-    case connectors::Action::kReactivate:
-      return scim::Action::kReactivate;
-    case connectors::Action::kDelete:
-      return scim::Action::kDelete;
-    default:
-      return scim::Action::kSync;
-  }
-}
-
 namespace {
 
 connectors::WorkItem ToWorkItem(const queue::Item& item) {
@@ -612,7 +599,7 @@ SyncResult ProfileSyncer::Sync(int thread, const EmployeeWork& work) {
     job.attempt = std::max(job.attempt, i.attempts + 1);
     job.first_attempt_ms = std::min(job.first_attempt_ms, i.received_at_ms);
   }
-  job.action = ToScimAction(folded.action);
+  job.action = folded.action;  // sync, suspend or delete: Fold never leaves the others
   if (folded.user) job.desired = *folded.user;
   if (job.desired.external_id.empty()) job.desired.external_id = work.employee_key;
   // Namespaced when several HR sources share the organisation (bare with one scope); the link

@@ -33,4 +33,7 @@ server.on('clientError', (err, socket) => {
   });
 });
 server.keepAliveTimeout = 5000;
-server.listen(port, '127.0.0.1');
+// Port 0: the kernel picks one; the test reads it from this line.
+server.listen(port, '127.0.0.1', () => {
+  console.log(`llhttp_echo: listening on 127.0.0.1:${server.address().port}`);
+});

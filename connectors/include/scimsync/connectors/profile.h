@@ -12,6 +12,7 @@
 
 #include "scimsync/config.h"
 #include "scimsync/result.h"
+#include "scimsync/scim/action.h"
 #include "scimsync/scim/user.h"
 
 namespace scimsync::connectors {
@@ -59,8 +60,9 @@ struct Decoded {
   std::string handshake_note;  // logged: what the admin must do, never a secret
 };
 
-enum class Action { kSync, kSuspend, kReactivate, kDelete, kIgnore };
-const char* ActionName(Action action);
+// What a profile's rule asks for: scim/'s vocabulary, the converger's job action.
+using Action = scim::Action;
+using scim::ActionName;
 
 // ---- worker side --------------------------------------------------------------------------
 

@@ -5,11 +5,14 @@
 // Each takes --config FILE. Exit 0, 64 usage, 69 Redis unreachable, 78 config, 65 unknown id.
 #pragma once
 
+#include <memory>
 #include <ostream>
 #include <string>
 #include <vector>
 
 #include "scimsync/config.h"
+#include "scimsync/queue/queue.h"
+#include "scimsync/redis/client.h"
 
 namespace scimsync::daemon {
 
@@ -31,5 +34,20 @@ int RunMigrateScopeCommand(const config::Config& cfg, const std::vector<std::str
 
 // The resolved Redis password (empty: none), or an error naming the secret's source.
 Result<std::string> RedisPassword(const config::Config& cfg);
+
+// The preamble every admin command shares once its flags and config are read: the Redis
+// password resolved, a pool of `pool_size` connections and the queue opened, and with `ping`
+// Redis answering. Returns kExitOk and fills *out, or writes why to `err` and returns the exit
+// code: kExitConfig for the password (the line starts with `context`: "scimsyncd", "scimsyncd
+// sync: redis password"), kExitUnavailable when Redis does not answer (RedisDown's message).
+struct AdminRedis {
+  std::unique_ptr<redis::Pool> pool;
+  std::unique_ptr<queue::Queue> queue;
+};
+int OpenAdminRedis(const config::Config& cfg, int pool_size, bool ping, const std::string& context,
+                   std::ostream& err, AdminRedis* out);
+
+// "scimsyncd: Redis is not reachable: ..." with what to check; returns kExitUnavailable.
+int RedisDown(std::ostream& err, const Error& e);
 
 }  // namespace scimsync::daemon

@@ -4,9 +4,9 @@
 //
 // Each key has one owner folder. Only the owner reads or writes it; other folders go through the
 // owner's API (queue::Queue, scim::LinkStore, scim::RateLimiter, the workers' Leases,
-// SuspensionGuard, Versions, History, the paused flag). The functions are grouped by owner
-// (keys::queue, keys::scim, keys::daemon, which also names the keys of workers/) so that a
-// reach-in shows in a grep.
+// SuspensionGuard, Versions, History, the paused flag and ReadWorkersState). The functions are
+// grouped by owner (keys::queue, keys::scim, keys::workers, keys::daemon) so that a reach-in
+// shows in a grep: `grep -rn 'keys::workers' daemon/` finds nothing.
 //
 // P = redis.key_prefix (default "scimsync"), N = partition number, S = scope (the profile, or
 // "profile/tenant" when a profile serves several tenants), E = HRIS employee key.
@@ -86,7 +86,7 @@ std::string Snapshot(const std::string& prefix, const std::string& scope,
 std::string RateLimit(const std::string& prefix);
 }  // namespace scim
 
-namespace daemon {
+namespace workers {
 std::string Instances(const std::string& prefix);
 std::string Lease(const std::string& prefix, int partition);
 std::string LeaseToken(const std::string& prefix, int partition);
@@ -99,6 +99,9 @@ std::string GuardReleased(const std::string& prefix);
 std::string Paused(const std::string& prefix);
 std::string History(const std::string& prefix, const std::string& scope,
                     const std::string& employee);
+}  // namespace workers
+
+namespace daemon {
 std::string Reconcile(const std::string& prefix, const std::string& profile);
 std::string ReconcileLast(const std::string& prefix, const std::string& profile);
 std::string ReconcileListed(const std::string& prefix, const std::string& profile);

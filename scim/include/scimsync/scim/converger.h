@@ -46,6 +46,7 @@
 #include "scimsync/clock.h"
 #include "scimsync/config.h"
 #include "scimsync/result.h"
+#include "scimsync/scim/action.h"
 #include "scimsync/scim/link_store.h"
 #include "scimsync/scim/protocol.h"
 #include "scimsync/scim/rate_limiter.h"
@@ -54,15 +55,6 @@
 #include "scimsync/scim/user.h"
 
 namespace scimsync::scim {
-
-enum class Action {
-  kSync,        // create or update to the desired state
-  kSuspend,     // active=false on an existing user; attributes are left alone, so a departing
-                // employee whose HRIS record lost its email is still suspended. Absent: nothing.
-  kReactivate,  // sync with active=true (a rehire gets the same user back, or a new one)
-  kDelete,      // DELETE the user; only when a profile asks for it explicitly
-};
-const char* ActionName(Action action);
 
 struct Job {
   std::string scope;  // link-table namespace: the profile (LinkStore explains)

@@ -2,7 +2,7 @@
 // partition (leases), the mass-suspension guard, the auth pause flag, and the newest applied
 // version of each employee's record. Its keys (P = redis.key_prefix): P:instances, P:lease:{pN}
 // with :token and :owner, P:{pN}:versions, P:guard:events, :tripped, :suspended and :released,
-// and P:paused; redis/keys.h (keys::daemon) names them, with what each holds and its expiry.
+// and P:paused; redis/keys.h (keys::workers) names them, with what each holds and its expiry.
 #pragma once
 
 #include <atomic>
@@ -105,7 +105,7 @@ class SuspensionGuard {
   // explicit active=true must not create or reactivate the account.
   Result<bool> Suspended(const std::string& who);
   // The set Record writes and Suspended reads, for a read sent with others (Versions).
-  std::string SuspendedKey() const { return redis::keys::daemon::GuardSuspended(prefix_); }
+  std::string SuspendedKey() const { return redis::keys::workers::GuardSuspended(prefix_); }
   // `scimsyncd guard release`: let held suspensions through; the guard stays open for
   // kReleaseMs so the rest of the same burst follows, then counts afresh.
   static constexpr int64_t kReleaseMs = int64_t{10} * 60 * 1000;
@@ -169,6 +169,20 @@ class Versions {
 Status SetPausedFlag(redis::Pool& pool, const std::string& key_prefix, const std::string& reason,
                      int64_t ttl_ms);
 Status ClearPausedFlag(redis::Pool& pool, const std::string& key_prefix);
+
+// The shared state `scimsyncd status` shows, read by a process that is not an instance (the
+// admin command line), in one round trip.
+struct WorkersState {
+  struct Lease {
+    std::string owner;    // the instance holding the partition; "" when free
+    int64_t ttl_ms = -2;  // left on the lease (Redis PTTL); -2 when free
+  };
+  std::vector<Lease> leases;           // one per partition, in partition order
+  std::vector<std::string> instances;  // instances whose last heartbeat is at or after since_ms
+  std::string pause_reason;            // why SCIM work is paused; "" when it runs
+};
+Result<WorkersState> ReadWorkersState(redis::Pool& pool, const std::string& key_prefix,
+                                      int partitions, int64_t since_ms);
 
 // Compares two version strings: numerically when both are integers, else as strings (ISO-8601
 // timestamps of one format sort as strings).

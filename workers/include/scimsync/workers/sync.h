@@ -33,9 +33,6 @@ namespace scimsync::workers {
 using connectors::ActiveProfile;
 using connectors::ProfileSet;
 
-// The SCIM action a connector's plan asks for (kIgnore has none: it reads as a sync).
-scim::Action ToScimAction(connectors::Action action);
-
 // The shared SCIM rate limiter, recording in `metrics` each reservation that makes its caller
 // wait (RateLimitWaited). A reservation that is refused (the job goes back to its retry set) is
 // not a wait: it shows as a retry. `inner` and `metrics` must outlive it; thread-safe if `inner`
