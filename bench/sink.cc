@@ -46,6 +46,18 @@ std::string StringMember(const rapidjson::Value& v, const char* name) {
   return it != v.MemberEnd() && it->value.IsString() ? it->value.GetString() : "";
 }
 
+// SCIM id -> externalId of every user the sink holds: whose a request to /Users/{id} is.
+std::map<std::string, std::string> EmployeeOfIds(const testing::FakeScimServer& server) {
+  std::map<std::string, std::string> out;
+  for (const auto& json : server.Users()) {
+    rapidjson::Document d;
+    d.Parse(json.c_str(), json.size());
+    std::string id = StringMember(d, "id");
+    if (!id.empty()) out[id] = StringMember(d, "externalId");
+  }
+  return out;
+}
+
 }  // namespace
 
 Sink::Sink(int threads) {
@@ -62,13 +74,7 @@ Sink::Sink(int threads) {
 
 SinkSummary Sink::Summarize() const {
   SinkSummary s;
-  std::map<std::string, std::string> employee_of;  // SCIM id -> externalId
-  for (const auto& json : server_->Users()) {
-    rapidjson::Document d;
-    d.Parse(json.c_str(), json.size());
-    std::string id = StringMember(d, "id");
-    if (!id.empty()) employee_of[id] = StringMember(d, "externalId");
-  }
+  const std::map<std::string, std::string> employee_of = EmployeeOfIds(*server_);
   const std::vector<testing::RecordedRequest> requests = server_->requests();
   std::map<std::string, int64_t> posted;         // externalId -> its POSTs answered 2xx
   std::map<std::string, int64_t> empty_lookups;  // externalId -> its lookups that found none
@@ -138,13 +144,7 @@ SinkSummary Sink::Summarize() const {
 }
 
 void Sink::WriteLog(std::ostream& out, const std::string& phase) const {
-  std::map<std::string, std::string> employee_of;  // SCIM id -> externalId
-  for (const auto& json : server_->Users()) {
-    rapidjson::Document d;
-    d.Parse(json.c_str(), json.size());
-    std::string id = StringMember(d, "id");
-    if (!id.empty()) employee_of[id] = StringMember(d, "externalId");
-  }
+  const std::map<std::string, std::string> employee_of = EmployeeOfIds(*server_);
   for (const auto& r : server_->requests()) {
     std::string who;
     if (!FilterValue(r.filter, "externalId", &who) && r.path.rfind("/Users/", 0) == 0) {
