@@ -1,5 +1,7 @@
 #include "scimsync/daemon/employee.h"
 
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 #include <time.h>
 
 #include <algorithm>
@@ -33,10 +35,21 @@ constexpr int kDefaultLast = 20;
 // A partition's stream is scanned this far at most for the employee's items.
 constexpr int kMaxStreamScan = 100000;
 
-std::string Json(const std::string& s) {
-  std::string out = "\"";
-  AppendJsonEscaped(out, s);
-  return out + "\"";
+using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+
+void Str(JsonWriter& w, const char* key, const std::string& value) {
+  w.Key(key);
+  w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
+}
+
+void Int(JsonWriter& w, const char* key, int64_t value) {
+  w.Key(key);
+  w.Int64(value);
+}
+
+// JSON that is already JSON (a stored snapshot, a history entry), checked by the writer's caller.
+void Raw(JsonWriter& w, const std::string& json) {
+  w.RawValue(json.data(), json.size(), rapidjson::kObjectType);
 }
 
 std::string IsoTime(int64_t ms) {
@@ -80,13 +93,17 @@ int Usage(std::ostream& err, const std::string& why) {
   return kExitUsage;
 }
 
-std::string WaitingJson(const Waiting& w) {
-  std::ostringstream o;
-  o << "{\"where\":" << Json(w.where) << ",\"entry_id\":" << Json(w.item.entry_id)
-    << ",\"event_type\":" << Json(w.item.event_type) << ",\"trace_id\":" << Json(w.item.trace_id)
-    << ",\"received_at_ms\":" << w.item.received_at_ms << ",\"attempts\":" << w.item.attempts
-    << ",\"due_ms\":" << w.due_ms << ",\"last_error\":" << Json(w.item.last_error) << "}";
-  return o.str();
+void WriteWaiting(JsonWriter& w, const Waiting& item) {
+  w.StartObject();
+  Str(w, "where", item.where);
+  Str(w, "entry_id", item.item.entry_id);
+  Str(w, "event_type", item.item.event_type);
+  Str(w, "trace_id", item.item.trace_id);
+  Int(w, "received_at_ms", item.item.received_at_ms);
+  Int(w, "attempts", item.item.attempts);
+  Int(w, "due_ms", item.due_ms);
+  Str(w, "last_error", item.item.last_error);
+  w.EndObject();
 }
 
 }  // namespace
@@ -199,38 +216,58 @@ int RunEmployeeCommand(const config::Config& cfg, const std::string& config_file
   const std::string config_flag = config_file.empty() ? "" : " --config " + config_file;
   std::ostringstream o;
   if (a.json) {
-    o << "{\"profile\":" << Json(a.profile) << ",\"tenant\":" << Json(a.tenant)
-      << ",\"employee\":" << Json(a.employee) << ",\"partition\":" << partition << ",\"link\":";
+    rapidjson::StringBuffer buf;
+    JsonWriter w(buf);
+    w.StartObject();
+    Str(w, "profile", a.profile);
+    Str(w, "tenant", a.tenant);
+    Str(w, "employee", a.employee);
+    Int(w, "partition", partition);
+    w.Key("link");
     if (*link) {
       const scim::LinkStore::Link& l = **link;
-      o << "{\"jumpcloud_id\":" << Json(l.jumpcloud_id);
+      w.StartObject();
+      Str(w, "jumpcloud_id", l.jumpcloud_id);
       if (!l.snapshot.empty()) {
-        o << ",\"user_name\":" << Json(user_name) << ",\"applied_at_ms\":" << l.applied_ms
-          << ",\"applied\":" << l.snapshot;
+        Str(w, "user_name", user_name);
+        Int(w, "applied_at_ms", l.applied_ms);
+        w.Key("applied");
+        Raw(w, l.snapshot);
       }
-      o << "}";
+      w.EndObject();
     } else {
-      o << "null";
+      w.Null();
     }
-    o << ",\"waiting\":[";
-    for (size_t i = 0; i < waiting.size(); ++i) o << (i ? "," : "") << WaitingJson(waiting[i]);
-    o << "],\"stream_scan_cut\":" << (scan_cut ? "true" : "false") << ",\"dead_letters\":[";
-    for (size_t i = 0; i < dead.size(); ++i) {
-      const auto& e = dead[i];
-      o << (i ? "," : "") << "{\"id\":" << Json(e.id)
-        << ",\"event_type\":" << Json(e.item.event_type)
-        << ",\"trace_id\":" << Json(e.item.trace_id) << ",\"error_kind\":" << Json(e.error_kind)
-        << ",\"reason\":" << Json(e.reason) << ",\"dead_at_ms\":" << e.dead_at_ms
-        << ",\"last_request\":" << Json(e.last_request)
-        << ",\"last_response\":" << Json(e.last_response)
-        << ",\"replay\":" << Json("scimsyncd dlq replay " + e.id + config_flag) << "}";
+    w.Key("waiting");
+    w.StartArray();
+    for (const auto& item : waiting) WriteWaiting(w, item);
+    w.EndArray();
+    w.Key("stream_scan_cut");
+    w.Bool(scan_cut);
+    w.Key("dead_letters");
+    w.StartArray();
+    for (const auto& e : dead) {
+      w.StartObject();
+      Str(w, "id", e.id);
+      Str(w, "event_type", e.item.event_type);
+      Str(w, "trace_id", e.item.trace_id);
+      Str(w, "error_kind", e.error_kind);
+      Str(w, "reason", e.reason);
+      Int(w, "dead_at_ms", e.dead_at_ms);
+      Str(w, "last_request", e.last_request);
+      Str(w, "last_response", e.last_response);
+      Str(w, "replay", "scimsyncd dlq replay " + e.id + config_flag);
+      w.EndObject();
     }
-    o << "],\"history\":[";
-    for (size_t i = 0; i < outcomes->size(); ++i) {
-      o << (i ? "," : "") << OutcomeToJson((*outcomes)[i]);
-    }
-    o << "]}\n";
-    out << config::MaskSecrets(o.str(), config::ResolvedSecrets(cfg));
+    w.EndArray();
+    w.Key("history");
+    w.StartArray();
+    for (const auto& outcome : *outcomes) Raw(w, OutcomeToJson(outcome));
+    w.EndArray();
+    w.EndObject();
+    out << config::MaskSecrets(std::string(buf.GetString(), buf.GetSize()),
+                               config::ResolvedSecrets(cfg))
+        << '\n';
     return kExitOk;
   }
 
