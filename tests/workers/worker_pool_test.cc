@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "../queue/queue_test_util.h"
+#include "scimsync/log.h"
 #include "scimsync/workers/worker.h"
 #include "test_support.h"
 
@@ -611,6 +612,61 @@ TEST_F(WorkerPoolTest, ASyncThatOutlivesItsLeaseIsFencedAndRepairedByTheNewOwner
   owner.RunOnce();
   ASSERT_EQ(next.calls.size(), 2u);
   EXPECT_EQ(next.calls[1].second, (std::vector<std::string>{"hire", "late"}));
+  EXPECT_EQ(Waiting(), 0);
+}
+
+// Fencing in the queue: the instance froze right after its in-process checks (Holds still says
+// the lease is ours) and another instance took the partition meanwhile, so the lease token in
+// Redis moved on. The pool's outcome writes carry its token (queue::Fence): the queue refuses
+// them, the pass stops like a lost lease, and nothing is written -- neither the retry the sync
+// asked for, nor any other employee's sync or acknowledgement.
+TEST_F(WorkerPoolTest, AnOutcomeWriteAfterTheTokenMovedOnIsFencedAndEndsThePass) {
+  const int p = queue::PartitionOf("hr", "E1", kPartitions);
+  const std::string other = SamePartition("E1", 1).back();
+  auto key = [](int q) { return "scimsync:lease:{p" + std::to_string(q) + "}:token"; };
+  for (int q = 0; q < kPartitions; ++q) queue_->SetFenceValue(key(q), 7);
+  pool_.SetFencing([this](int q) -> int64_t { return owned_.count(q) ? 7 : 0; },
+                   [](int, int64_t token) { return token == 7; }, key);
+  std::vector<std::string> lines;
+  static std::vector<std::string>* sink = nullptr;
+  sink = &lines;
+  log::SetSink([](std::string_view line) { sink->emplace_back(line); });
+
+  // The retry E1's sync asks for would put its item in the retry set after the new owner has
+  // claimed, synced and acknowledged it; it would then be synced again after newer state.
+  syncer_.answers["E1"].push_back(Retry(1000));
+  syncer_.before = [&](const EmployeeWork& work) {
+    if (work.employee_key == "E1") queue_->SetFenceValue(key(p), 8);
+  };
+  Enqueue("E1", "a");
+  Enqueue(other, "b");
+  EXPECT_EQ(pool_.RunOnce(), 0);
+  log::SetSink(nullptr);
+  EXPECT_EQ(*queue_->RetryDepth(p), 0) << "the stale retry was recorded";
+  EXPECT_EQ(*queue_->Depth(p), 2) << "both items stay pending for the new owner";
+  ASSERT_EQ(syncer_.calls.size(), 1u) << "the pass went on after a fenced write";
+  bool warned = false;
+  for (const auto& line : lines) {
+    if (line.find("a queue write was fenced: this instance lost the partition's lease") !=
+            std::string::npos &&
+        line.find("\"warn\"") != std::string::npos) {
+      warned = true;
+    }
+  }
+  EXPECT_TRUE(warned) << "no warning that the write was fenced";
+
+  // Converged employees' acknowledgements are fenced the same way: nothing is acknowledged and
+  // no applied state is remembered under the old token.
+  syncer_.before = nullptr;
+  pool_.RunOnce();  // loads the partition again: claims both items, syncs both, acks fenced
+  EXPECT_EQ(syncer_.calls.size(), 3u);
+  EXPECT_EQ(*queue_->Depth(p), 2) << "items acknowledged under an old token";
+  EXPECT_EQ(queue_->LastApplied(p, "hr", "", "E1").error().kind, ErrorKind::kNotFound);
+
+  // Under the current token (the lease taken again), the same pass records its outcomes.
+  queue_->SetFenceValue(key(p), 7);
+  clock_.AdvanceMs(60'000);
+  pool_.RunOnce();
   EXPECT_EQ(Waiting(), 0);
 }
 
