@@ -15,6 +15,8 @@
 
 #include "../queue/queue_test_util.h"
 #include "scimsync/log.h"
+#include "scimsync/redis/client.h"
+#include "scimsync/redis/keys.h"
 #include "scimsync/workers/worker.h"
 #include "test_support.h"
 
@@ -715,6 +717,70 @@ TEST(WorkerPoolRedisTest, APartitionWithFiveThousandPendingItemsIsTakenOver) {
       break;
     }
   }
+}
+
+// The gap of issue 14 item 1, end to end through the real Leases and the Redis queue's scripts:
+// instance A took the partition (token 1) and froze after its last in-process check, with a
+// sync that will ask for a retry. Meanwhile its lease ran out in Redis and B took the
+// partition (token 2), claimed the item, synced and acknowledged it. A thaws and records the
+// retry: it used to put the item back into the retry set, to be synced again after whatever
+// newer state came since. Redis refuses it now, and nothing comes back.
+TEST(WorkerPoolRedisTest, AFrozenInstancesRetryAfterTheNewOwnerAcknowledgedIsRefusedByRedis) {
+  scimsync::testing::RedisServer server;
+  ASSERT_TRUE(server.Start());
+  FakeClock clock(1'800'000'000'000);
+  const config::RedisOptions redis = scimsync::testing::RedisOptionsFor(server.url(), 1);
+  auto q = queue::NewRedisQueue(redis, "", clock);
+  redis::Pool connections(redis, "");
+  auto lease_options = [](const std::string& id) {
+    LeaseOptions o;
+    o.partitions = 1;
+    o.instance_id = id;
+    return o;
+  };
+  Leases a(connections, lease_options("a"), clock);
+  Leases b(connections, lease_options("b"), clock);
+  WorkerOptions o;
+  o.threads = 1;
+  auto pool_of = [&](Leases& leases, Syncer& syncer, const std::string& consumer) {
+    WorkerOptions mine = o;
+    mine.consumer = consumer;
+    auto pool = std::make_unique<WorkerPool>(
+        mine, *q, syncer, clock, [&leases](int p) { return leases.Owns(p); },
+        [&leases](int p) { leases.ReleaseIfMarked(p); });
+    pool->SetFencing([&leases](int p) { return leases.Token(p); },
+                     [&leases](int p, int64_t t) { return leases.Holds(p, t); },
+                     [&leases](int p) { return leases.TokenKey(p); });
+    return pool;
+  };
+  ScriptedSyncer syncer_a;
+  ScriptedSyncer syncer_b;
+  auto pool_a = pool_of(a, syncer_a, "a");
+  auto pool_b = pool_of(b, syncer_b, "b");
+
+  ASSERT_TRUE(a.Heartbeat().ok());
+  ASSERT_EQ(a.Token(0), 1);
+  ASSERT_TRUE(q->EnqueueBatch({scimsync::testing::MinimalItem("E1", "hire")}, 0).ok());
+  syncer_a.answers["E1"].push_back(Retry(1000));
+  syncer_a.before = [&](const EmployeeWork&) {
+    // A is frozen here. Its lease runs out in Redis; B takes the partition and, after the
+    // takeover grace, syncs and acknowledges the pending item.
+    server.Cli({"DEL", redis::keys::workers::Lease("scimsync", 0)});
+    ASSERT_TRUE(b.Heartbeat().ok());
+    clock.AdvanceMs(3000);
+    ASSERT_EQ(b.Token(0), 2);
+    pool_b->RunOnce();
+    ASSERT_EQ(syncer_b.calls.size(), 1u);
+    ASSERT_EQ(*q->Depth(0), 0) << "B did not acknowledge the item";
+  };
+  pool_a->RunOnce();  // A thaws: its in-process check still passes, Redis refuses the retry
+  ASSERT_EQ(syncer_a.calls.size(), 1u);
+  EXPECT_EQ(*q->RetryDepth(0), 0) << "A's stale retry put the item back";
+  EXPECT_EQ(*q->Depth(0), 0);
+  clock.AdvanceMs(60'000);
+  ASSERT_TRUE(b.Heartbeat().ok());
+  pool_b->RunOnce();
+  EXPECT_EQ(syncer_b.calls.size(), 1u) << "the item was synced again after its newer state";
 }
 
 // workers.nice: the worker threads run below the listener, the rest of the process does not.
