@@ -260,7 +260,8 @@ Daemon::Parts::Parts(std::string file, Settings settings, const std::string& red
 
   worker_pool.SetOutcomeHook(&LogOutcome);
   worker_pool.SetFencing([this](int p) { return leases.Token(p); },
-                         [this](int p, int64_t token) { return leases.Holds(p, token); });
+                         [this](int p, int64_t token) { return leases.Holds(p, token); },
+                         [this](int p) { return leases.TokenKey(p); });
   worker_pool.SetPauseHook([this](const std::string& reason) { coordinator.RecordPause(reason); });
   worker_pool.SetIterationHook([this](int thread) { beats[static_cast<size_t>(thread)].Beat(); });
   AddComponents();

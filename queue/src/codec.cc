@@ -29,6 +29,20 @@ std::string AppliedField(const std::string& profile, const std::string& tenant,
   return profile + '\x1f' + tenant + '\x1f' + employee_key;
 }
 
+namespace {
+constexpr const char kFencedPrefix[] = "fenced: ";
+}  // namespace
+
+Error FencedError(const Fence& fence, const std::string& found) {
+  return Error::Transient(std::string(kFencedPrefix) + fence.key + " holds " +
+                          (found.empty() ? "nothing" : found) + ", not " +
+                          std::to_string(fence.value) +
+                          " (whoever took over the fence records the outcome now); nothing was "
+                          "written");
+}
+
+bool IsFenced(const Error& error) { return error.message.rfind(kFencedPrefix, 0) == 0; }
+
 namespace internal {
 namespace {
 

@@ -92,6 +92,15 @@ struct MemoryQueue::State {
   std::map<std::string, int64_t> dedup_expiry_ms;
   std::vector<DeadLetterEntry> dlq;                             // in id order
   std::map<std::string, std::pair<std::string, Item>> applied;  // "<p>/<field>" -> (version, item)
+  std::map<std::string, int64_t> fence_values;                  // SetFenceValue
+
+  // As the Redis scripts: checked first, so a refused fence writes nothing.
+  Status CheckFence(const Fence& fence) const {
+    if (!fence.active()) return {};
+    auto it = fence_values.find(fence.key);
+    if (it != fence_values.end() && it->second == fence.value) return {};
+    return FencedError(fence, it == fence_values.end() ? "" : std::to_string(it->second));
+  }
 
   Status Check() const {
     if (unavailable) {
@@ -169,6 +178,11 @@ void MemoryQueue::set_unavailable(bool unavailable) {
   state_->added.notify_all();
 }
 
+void MemoryQueue::SetFenceValue(const std::string& key, int64_t value) {
+  std::lock_guard lock(state_->mu);
+  state_->fence_values[key] = value;
+}
+
 int MemoryQueue::partitions() const { return state_->partitions; }
 
 Result<EnqueueOutcome> MemoryQueue::EnqueueBatch(const std::vector<Item>& items,
@@ -232,19 +246,32 @@ Result<std::vector<Item>> MemoryQueue::Read(int partition, const std::string& co
   return out;
 }
 
-Status MemoryQueue::Ack(const Item& item) {
+Status MemoryQueue::Ack(const Item& item, const Fence& fence) {
   State& s = *state_;
   std::lock_guard lock(s.mu);
   if (Status st = s.Check(); !st) return st;
   if (Status st = s.CheckItem(item); !st) return st;
+  if (Status st = s.CheckFence(fence); !st) return st;
   s.Remove(item);
   return {};
 }
 
 Status MemoryQueue::AckApplied(const std::vector<Item>& items, const std::vector<Item>& applied) {
+  return AckPass(-1, items, applied, CappedLists{}, Fence{});
+}
+
+// partition -1: items of any partition (AckApplied).
+Status MemoryQueue::AckPass(int partition, const std::vector<Item>& items,
+                            const std::vector<Item>& applied, CappedLists lists,
+                            const Fence& fence) {
+  (void)lists;  // no Redis lists here
   State& s = *state_;
   std::lock_guard lock(s.mu);
   if (Status st = s.Check(); !st) return st;
+  if (partition != -1) {
+    if (Status st = CheckPartition(partition, s.partitions); !st) return st;
+  }
+  if (Status st = s.CheckFence(fence); !st) return st;
   for (const Item& item : items) {
     if (Status st = s.CheckItem(item); !st) return st;
   }
@@ -289,12 +316,14 @@ Result<Item> MemoryQueue::LastApplied(int partition, const std::string& profile,
   return it->second.second;
 }
 
-Status MemoryQueue::RetryLater(const Item& item, int64_t due_ms, const std::string& reason) {
-  return Reschedule(item, due_ms, reason, item.attempts + 1);
+Status MemoryQueue::RetryLater(const Item& item, int64_t due_ms, const std::string& reason,
+                               const Fence& fence) {
+  return Reschedule(item, due_ms, reason, item.attempts + 1, fence);
 }
 
-Status MemoryQueue::Park(const Item& item, int64_t due_ms, const std::string& reason) {
-  return Reschedule(item, due_ms, reason, item.attempts);
+Status MemoryQueue::Park(const Item& item, int64_t due_ms, const std::string& reason,
+                         const Fence& fence) {
+  return Reschedule(item, due_ms, reason, item.attempts, fence);
 }
 
 Result<std::vector<Queue::Scheduled>> MemoryQueue::ListRetries(int partition) {
@@ -317,11 +346,12 @@ Result<std::vector<Queue::Scheduled>> MemoryQueue::ListRetries(int partition) {
 }
 
 Status MemoryQueue::Reschedule(const Item& item, int64_t due_ms, const std::string& reason,
-                               int attempts) {
+                               int attempts, const Fence& fence) {
   State& s = *state_;
   std::lock_guard lock(s.mu);
   if (Status st = s.Check(); !st) return st;
   if (Status st = s.CheckItem(item); !st) return st;
+  if (Status st = s.CheckFence(fence); !st) return st;
   s.Remove(item);
   Item next = item;
   next.attempts = attempts;
@@ -362,11 +392,12 @@ Result<std::vector<Item>> MemoryQueue::TakeDue(int partition, int64_t now_ms, in
 
 Status MemoryQueue::DeadLetter(const Item& item, const std::string& error_kind,
                                const std::string& reason, const std::string& last_request,
-                               const std::string& last_response) {
+                               const std::string& last_response, const Fence& fence) {
   State& s = *state_;
   std::lock_guard lock(s.mu);
   if (Status st = s.Check(); !st) return st;
   if (Status st = s.CheckItem(item); !st) return st;
+  if (Status st = s.CheckFence(fence); !st) return st;
   DeadLetterEntry d;
   d.id = s.NextId().ToString();
   d.item = item;

@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string_view>
 #include <utility>
 
 #include "codec.h"
@@ -82,14 +83,23 @@ return added
 const Script& AckAppliedScript() {
   static const Script kScript(R"lua(
 -- Ends items (Ack and AckMany are the cases without triples or lists).
--- KEYS: stream, retry set, retry items, retry takes, applied hash, then one key per list.
--- ARGV: group; N and N pairs of entry id and "1" when from the retry set; A and A triples of
--- employee field, version and item JSON: each is remembered unless a newer version is
--- remembered already (numbers compared as numbers, else as strings; no version: the later);
--- then max entries, ttl s, and per list its entry count and entries (oldest first).
--- Returns the number of lists Redis refused (best effort: the acknowledgements stand).
-local n = tonumber(ARGV[2])
-local i = 3 + 2 * n
+-- KEYS: stream, retry set, retry items, retry takes, applied hash, the fence key when ARGV[2]
+-- is not empty, then one key per list.
+-- ARGV: group; the fence's value ("": none); N and N pairs of entry id and "1" when from the
+-- retry set; A and A triples of employee field, version and item JSON: each is remembered
+-- unless a newer version is remembered already (numbers compared as numbers, else as strings;
+-- no version: the later); then max entries, ttl s, and per list its entry count and entries
+-- (oldest first).
+-- Returns the number of lists Redis refused (best effort: the acknowledgements stand), or the
+-- error FENCED and nothing written.
+local lists = 6
+if ARGV[2] ~= '' then
+  local held = redis.call('GET', KEYS[6])
+  if held ~= ARGV[2] then return redis.error_reply('FENCED ' .. (held or '')) end
+  lists = 7
+end
+local n = tonumber(ARGV[3])
+local i = 4 + 2 * n
 local a = tonumber(ARGV[i] or '0')
 i = i + 1
 for _ = 1, a do
@@ -105,7 +115,7 @@ for _ = 1, a do
   if store then redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1] .. '\n' .. ARGV[i + 2]) end
   i = i + 3
 end
-for j = 3, 2 + 2 * n, 2 do
+for j = 4, 3 + 2 * n, 2 do
   if ARGV[j + 1] == '1' then
     redis.call('ZREM', KEYS[2], ARGV[j])
     redis.call('HDEL', KEYS[3], ARGV[j])
@@ -116,10 +126,10 @@ for j = 3, 2 + 2 * n, 2 do
   end
 end
 local refused = 0
-if #KEYS > 5 then
+if #KEYS >= lists then
   local max, ttl = tonumber(ARGV[i]), ARGV[i + 1]
   i = i + 2
-  for k = 6, #KEYS do
+  for k = lists, #KEYS do
     local c = tonumber(ARGV[i])
     local len = redis.pcall('LPUSH', KEYS[k], unpack(ARGV, i + 1, i + c))
     if type(len) == 'number' then
@@ -139,8 +149,12 @@ return refused
 
 const Script& RetryScript() {
   static const Script kScript(R"lua(
--- KEYS: stream, retry set, retry items, retry takes.
--- ARGV: group, entry id, "1" when from the retry set, due ms, item JSON.
+-- KEYS: stream, retry set, retry items, retry takes, the fence key when ARGV[6] is not empty.
+-- ARGV: group, entry id, "1" when from the retry set, due ms, item JSON, the fence's value.
+if ARGV[6] ~= '' then
+  local held = redis.call('GET', KEYS[5])
+  if held ~= ARGV[6] then return redis.error_reply('FENCED ' .. (held or '')) end
+end
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[5])
 redis.call('HDEL', KEYS[4], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
@@ -178,10 +192,16 @@ return out
 
 const Script& DeadLetterScript() {
   static const Script kScript(R"lua(
--- KEYS: stream, retry set, retry items, retry takes, dead letters.
--- ARGV: group, entry id, "1" when from the retry set, then the dead letter's field/value pairs.
+-- KEYS: stream, retry set, retry items, retry takes, dead letters, the fence key when ARGV[4]
+-- is not empty.
+-- ARGV: group, entry id, "1" when from the retry set, the fence's value, then the dead
+-- letter's field/value pairs.
+if ARGV[4] ~= '' then
+  local held = redis.call('GET', KEYS[6])
+  if held ~= ARGV[4] then return redis.error_reply('FENCED ' .. (held or '')) end
+end
 local args = {KEYS[5], '*'}
-for i = 4, #ARGV do args[#args + 1] = ARGV[i] end
+for i = 5, #ARGV do args[#args + 1] = ARGV[i] end
 local id = redis.call('XADD', unpack(args))
 if ARGV[3] == '1' then
   redis.call('ZREM', KEYS[2], ARGV[2])
@@ -417,7 +437,10 @@ class RedisQueue final : public Queue {
     return DecodeEntries(streams[0].elements()[1], partition);
   }
 
-  Status Ack(const Item& item) override { return AckApplied({item}, {}); }
+  Status Ack(const Item& item, const Fence& fence) override {
+    if (Status s = CheckItem(item); !s) return s;
+    return AckPass(item.partition, {item}, {}, CappedLists{}, fence);
+  }
 
   // One script per partition (its keys share a hash tag); a group is one employee's, so
   // usually one.
@@ -434,17 +457,21 @@ class RedisQueue final : public Queue {
       by_partition[item.partition].second.push_back(item);
     }
     for (const auto& [partition, both] : by_partition) {
-      if (Status s = AckPass(partition, both.first, both.second, CappedLists{}); !s) return s;
+      if (Status s = AckPass(partition, both.first, both.second, CappedLists{}, Fence{}); !s) {
+        return s;
+      }
     }
     return {};
   }
 
   Status AckPass(int partition, const std::vector<Item>& items, const std::vector<Item>& applied,
-                 CappedLists lists) override {
+                 CappedLists lists, const Fence& fence) override {
     if (Status s = CheckPartition(partition, partitions_); !s) return s;
     std::vector<std::string> keys = PartitionKeys(partition);
     keys.push_back(Keys::Applied(prefix_, partition));
-    std::vector<std::string> argv = {kConsumerGroup, std::to_string(items.size())};
+    if (fence.active()) keys.push_back(fence.key);
+    std::vector<std::string> argv = {kConsumerGroup, FenceValue(fence),
+                                     std::to_string(items.size())};
     for (const Item& item : items) {
       if (Status s = CheckItem(item); !s) return s;
       if (item.partition != partition) return Error::Invalid("an item of another partition");
@@ -483,7 +510,7 @@ class RedisQueue final : public Queue {
     }
     if (items.empty() && applied.empty() && lists_written == 0) return {};
     Result<Reply> r = pool_.Acquire()->Eval(AckAppliedScript(), keys, argv);
-    if (!r) return r.error();
+    if (!r) return Refused(r.error(), fence);
     if (const int64_t refused = r->AsInteger().value_or(0); refused > 0) {
       log::Warn("Redis refused some lists written with the acknowledgements (out of memory?)",
                 {{"partition", partition},
@@ -509,12 +536,14 @@ class RedisQueue final : public Queue {
     return item;
   }
 
-  Status RetryLater(const Item& item, int64_t due_ms, const std::string& reason) override {
-    return Reschedule(item, due_ms, reason, item.attempts + 1);
+  Status RetryLater(const Item& item, int64_t due_ms, const std::string& reason,
+                    const Fence& fence) override {
+    return Reschedule(item, due_ms, reason, item.attempts + 1, fence);
   }
 
-  Status Park(const Item& item, int64_t due_ms, const std::string& reason) override {
-    return Reschedule(item, due_ms, reason, item.attempts);
+  Status Park(const Item& item, int64_t due_ms, const std::string& reason,
+              const Fence& fence) override {
+    return Reschedule(item, due_ms, reason, item.attempts, fence);
   }
 
   Result<std::vector<Scheduled>> ListRetries(int partition) override {
@@ -547,16 +576,20 @@ class RedisQueue final : public Queue {
   }
 
  private:
-  Status Reschedule(const Item& item, int64_t due_ms, const std::string& reason, int attempts) {
+  Status Reschedule(const Item& item, int64_t due_ms, const std::string& reason, int attempts,
+                    const Fence& fence) {
     if (Status s = CheckItem(item); !s) return s;
     Item next = item;
     next.attempts = attempts;
     next.last_error = reason;
     next.from_retry = true;
-    Result<Reply> r = pool_.Acquire()->Eval(RetryScript(), PartitionKeys(item.partition),
-                                            {kConsumerGroup, item.entry_id, Flag(item),
-                                             std::to_string(due_ms), internal::ItemToJson(next)});
-    if (!r) return r.error();
+    std::vector<std::string> keys = PartitionKeys(item.partition);
+    if (fence.active()) keys.push_back(fence.key);
+    Result<Reply> r =
+        pool_.Acquire()->Eval(RetryScript(), keys,
+                              {kConsumerGroup, item.entry_id, Flag(item), std::to_string(due_ms),
+                               internal::ItemToJson(next), FenceValue(fence)});
+    if (!r) return Refused(r.error(), fence);
     return {};
   }
 
@@ -594,15 +627,17 @@ class RedisQueue final : public Queue {
   }
 
   Status DeadLetter(const Item& item, const std::string& error_kind, const std::string& reason,
-                    const std::string& last_request, const std::string& last_response) override {
+                    const std::string& last_request, const std::string& last_response,
+                    const Fence& fence) override {
     if (Status s = CheckItem(item); !s) return s;
-    std::vector<std::string> args = {kConsumerGroup, item.entry_id, Flag(item)};
+    std::vector<std::string> args = {kConsumerGroup, item.entry_id, Flag(item), FenceValue(fence)};
     internal::AppendDeadLetterPairs(item, error_kind, reason, last_request, last_response,
                                     clock_.NowMs(), &args);
     std::vector<std::string> keys = PartitionKeys(item.partition);
     keys.push_back(Keys::DeadLetters(prefix_));
+    if (fence.active()) keys.push_back(fence.key);
     Result<Reply> r = pool_.Acquire()->Eval(DeadLetterScript(), keys, args);
-    if (!r) return r.error();
+    if (!r) return Refused(r.error(), fence);
     return {};
   }
 
@@ -739,6 +774,21 @@ class RedisQueue final : public Queue {
 
  private:
   static const char* Flag(const Item& item) { return item.from_retry ? "1" : "0"; }
+
+  // A script's fence argument: its value, or "" for no fence.
+  static std::string FenceValue(const Fence& fence) {
+    return fence.active() ? std::to_string(fence.value) : std::string();
+  }
+
+  // A script's "FENCED <what the key holds>" error as the queue's fenced error; others as they
+  // are.
+  static Error Refused(const Error& e, const Fence& fence) {
+    static constexpr std::string_view kFenced = "Redis: FENCED";
+    if (!fence.active() || e.message.rfind(kFenced, 0) != 0) return e;
+    std::string found = e.message.substr(kFenced.size());
+    if (!found.empty() && found[0] == ' ') found.erase(0, 1);
+    return FencedError(fence, found);
+  }
 
   static Error NoDeadLetter(const std::string& id) {
     return Error::NotFound("no dead letter with id " + id +

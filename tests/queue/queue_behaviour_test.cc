@@ -24,6 +24,8 @@ class Backend {
   virtual void SetUnavailable(bool unavailable) = 0;
   // Lets the dedup window of `window_s` seconds end for everything enqueued so far.
   virtual void EndDedupWindow(int64_t window_s) = 0;
+  // What a Fence's key holds, as another lease owner would set it.
+  virtual void SetFenceValue(const std::string& key, int64_t value) = 0;
   FakeClock clock;
 };
 
@@ -33,6 +35,9 @@ class MemoryBackend final : public Backend {
   Queue& queue() override { return *queue_; }
   void SetUnavailable(bool unavailable) override { queue_->set_unavailable(unavailable); }
   void EndDedupWindow(int64_t window_s) override { clock.AdvanceMs(window_s * 1000); }
+  void SetFenceValue(const std::string& key, int64_t value) override {
+    queue_->SetFenceValue(key, value);
+  }
 
  private:
   std::unique_ptr<MemoryQueue> queue_;
@@ -52,6 +57,9 @@ class RedisBackend final : public Backend {
     } else {
       ASSERT_TRUE(server_.Start());
     }
+  }
+  void SetFenceValue(const std::string& key, int64_t value) override {
+    ASSERT_EQ(server_.Cli({"SET", key, std::to_string(value)}), "OK");
   }
   void EndDedupWindow(int64_t window_s) override {
     // Redis's clock cannot be moved: check each dedup key expires after the window, then let it.
@@ -590,6 +598,76 @@ TEST_P(QueueBehaviour, BlockingReadWakesUpForANewItem) {
   ASSERT_TRUE(got.ok()) << got.error().message;
   ASSERT_EQ(got->size(), 1u);
   EXPECT_EQ((*got)[0].dedup_id, "late");
+}
+
+// Fencing: an instance took items under a lease token, froze, and another instance took the
+// partition (the token moved on). Every outcome write the old holder makes under its old token
+// is refused -- a "fenced: " error -- and changes nothing: the stream item stays pending, the
+// retry-set item stays leased, no dead letter, no applied state. The new owner's writes under the
+// current token go through. Without this the old holder could, for example, park an item back
+// into the retry set after the new owner had synced and acknowledged it.
+TEST_P(QueueBehaviour, OutcomeWritesUnderATokenThatMovedOnAreRefusedAndChangeNothing) {
+  const int p = PartitionOf("hr", "E1", kPartitions);
+  const std::string key = "scimsync:lease:{p" + std::to_string(p) + "}:token";
+  backend_->SetFenceValue(key, 7);
+  const Fence mine{key, 7};
+  Enqueue({MakeItem("E1", "a"), MakeItem("E1", "b")});
+  std::vector<Item> read = ReadAll(p);
+  ASSERT_EQ(read.size(), 2u);
+  // Under the token it holds, the old holder's writes go through.
+  ASSERT_TRUE(q().RetryLater(read[0], 5, "503", mine).ok());
+  auto taken = q().TakeDue(p, 5, 10, 60'000);
+  ASSERT_TRUE(taken.ok() && taken->size() == 1u);
+  const Item retry = taken->at(0);  // leased until 60'005
+  const Item pending = read[1];     // delivered, not ended
+
+  backend_->SetFenceValue(key, 8);  // another instance took the partition
+  auto expect_fenced = [](const Status& s, const std::string& what) {
+    ASSERT_FALSE(s.ok()) << what << " went through under an old token";
+    EXPECT_TRUE(IsFenced(s.error())) << what << ": " << s.error().message;
+    EXPECT_EQ(s.error().message.rfind("fenced: ", 0), 0u) << s.error().message;
+    EXPECT_NE(s.error().message.find("holds 8, not 7"), std::string::npos) << s.error().message;
+  };
+  for (const Item& item : {pending, retry}) {
+    const std::string from = item.from_retry ? " (retry set)" : " (stream)";
+    expect_fenced(q().Park(item, 1, "waiting", mine), "Park" + from);
+    expect_fenced(q().RetryLater(item, 1, "503", mine), "RetryLater" + from);
+    expect_fenced(q().DeadLetter(item, "permanent", "400", "req", "resp", mine),
+                  "DeadLetter" + from);
+    expect_fenced(q().Ack(item, mine), "Ack" + from);
+    expect_fenced(q().AckPass(p, {item}, {item}, CappedLists{}, mine), "AckPass" + from);
+  }
+  // A key nobody set holds nothing: no token matches it.
+  Status unset = q().Ack(pending, Fence{key + ":unset", 1});
+  ASSERT_FALSE(unset.ok()) << "a fence on a key nobody set let a write through";
+  EXPECT_TRUE(IsFenced(unset.error())) << unset.error().message;
+  EXPECT_NE(unset.error().message.find("holds nothing, not 1"), std::string::npos)
+      << unset.error().message;
+
+  // Nothing changed: the stream item is still pending (another consumer can claim it), the
+  // retry-set item is still leased, no dead letter, no applied state.
+  EXPECT_EQ(Depth(p), 1);
+  auto claimed = q().ClaimStalePage(p, "new-owner", 0, "0-0", 10);
+  ASSERT_TRUE(claimed.ok()) << claimed.error().message;
+  ASSERT_EQ(claimed->items.size(), 1u);
+  EXPECT_EQ(claimed->items[0].entry_id, pending.entry_id);
+  auto retries = q().ListRetries(p);
+  ASSERT_TRUE(retries.ok()) << retries.error().message;
+  ASSERT_EQ(retries->size(), 1u);
+  EXPECT_EQ(retries->at(0).item.entry_id, retry.entry_id);
+  EXPECT_EQ(retries->at(0).due_ms, 60'005);
+  EXPECT_EQ(retries->at(0).item.attempts, 1);
+  EXPECT_EQ(*q().DeadLetterCount(), 0);
+  EXPECT_EQ(q().LastApplied(p, "hr", "", "E1").error().kind, ErrorKind::kNotFound);
+
+  // The new owner's writes, under the current token, go through.
+  const Fence theirs{key, 8};
+  Status park = q().Park(claimed->items[0], 1, "waiting", theirs);
+  EXPECT_TRUE(park.ok()) << park.error().message;
+  Status ack = q().AckPass(p, {retry}, {retry}, CappedLists{}, theirs);
+  EXPECT_TRUE(ack.ok()) << ack.error().message;
+  EXPECT_EQ(Depth(p), 0);
+  EXPECT_EQ(q().LastApplied(p, "hr", "", "E1")->dedup_id, "a");
 }
 
 INSTANTIATE_TEST_SUITE_P(Queues, QueueBehaviour, ::testing::Values("memory", "redis"),

@@ -9,6 +9,7 @@
 
 #include "queue_test_util.h"
 #include "scimsync/queue/queue.h"
+#include "scimsync/redis/keys.h"
 #include "test_support.h"
 
 namespace scimsync::queue {
@@ -146,6 +147,53 @@ TEST_F(RedisQueueTest, AckPassPushesCappedListsWithTheAcksAndNeverFailsThemForAL
   s = q_->AckPass(3, {}, {}, lists);
   EXPECT_TRUE(s.ok()) << s.error().message;
   ASSERT_EQ(server_.Cli({"CONFIG", "SET", "maxmemory", "0"}), "OK");
+  EXPECT_EQ(server_.Cli({"XLEN", "scimsync:{p3}:stream"}), "0");
+}
+
+// Fencing in Redis: the workers fence their outcome writes by their partition lease's token key
+// (P:lease:{pN}:token, keys::workers, in the partition's hash tag). Once another instance has
+// taken the lease (INCR), a write under the old token is refused inside the script, before it
+// writes anything: the raw keys are byte for byte what they were.
+TEST_F(RedisQueueTest, AWriteUnderAnOldLeaseTokenIsRefusedInTheScriptAndWritesNothing) {
+  const std::string token = redis::keys::workers::LeaseToken("scimsync", 3);
+  ASSERT_EQ(token, "scimsync:lease:{p3}:token");
+  ASSERT_EQ(server_.Cli({"INCR", token}), "1");
+  ASSERT_TRUE(q_->EnqueueBatch({MakeItem("E1", "a"), MakeItem("E1", "b")}, kWeek).ok());
+  std::vector<Item> items = ReadAll(3);
+  ASSERT_EQ(items.size(), 2u);
+  ASSERT_TRUE(q_->Park(items[0], 5, "waiting", Fence{token, 1}).ok());
+  Item retry = q_->TakeDue(3, 5, 1, 60'000)->at(0);
+
+  ASSERT_EQ(server_.Cli({"INCR", token}), "2");  // another instance took the partition
+  auto snapshot = [&] {
+    return server_.Cli({"XPENDING", "scimsync:{p3}:stream", "workers"}) + "|" +
+           server_.Cli({"XLEN", "scimsync:{p3}:stream"}) + "|" +
+           server_.Cli({"ZRANGE", "scimsync:{p3}:retry", "0", "-1", "WITHSCORES"}) + "|" +
+           server_.Cli({"HGETALL", "scimsync:{p3}:retry:items"}) + "|" +
+           server_.Cli({"HGETALL", "scimsync:{p3}:retry:takes"}) + "|" +
+           server_.Cli({"XLEN", "scimsync:dlq"}) + "|" +
+           server_.Cli({"EXISTS", "scimsync:{p3}:applied", "scimsync:{p3}:history"});
+  };
+  const std::string before = snapshot();
+  const Fence old{token, 1};
+  CappedLists lists;
+  lists.max_entries = 10;
+  lists.ttl_s = 60;
+  lists.pushes.push_back({"scimsync:{p3}:history", {"entry"}});
+  for (const Item& item : {items[1], retry}) {
+    for (Status s : {q_->Park(item, 1, "waiting", old), q_->RetryLater(item, 1, "503", old),
+                     q_->DeadLetter(item, "permanent", "400", "", "", old), q_->Ack(item, old),
+                     q_->AckPass(3, {item}, {item}, lists, old)}) {
+      ASSERT_FALSE(s.ok()) << "a write under an old token went through";
+      EXPECT_TRUE(IsFenced(s.error())) << s.error().message;
+      EXPECT_EQ(s.error().message,
+                "fenced: scimsync:lease:{p3}:token holds 2, not 1 (whoever took over the fence "
+                "records the outcome now); nothing was written");
+    }
+  }
+  EXPECT_EQ(snapshot(), before);
+  // Without a fence (admin commands, other callers) writes are as before.
+  ASSERT_TRUE(q_->Ack(items[1]).ok());
   EXPECT_EQ(server_.Cli({"XLEN", "scimsync:{p3}:stream"}), "0");
 }
 

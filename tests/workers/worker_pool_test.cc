@@ -14,6 +14,9 @@
 #include <thread>
 
 #include "../queue/queue_test_util.h"
+#include "scimsync/log.h"
+#include "scimsync/redis/client.h"
+#include "scimsync/redis/keys.h"
 #include "scimsync/workers/worker.h"
 #include "test_support.h"
 
@@ -614,6 +617,61 @@ TEST_F(WorkerPoolTest, ASyncThatOutlivesItsLeaseIsFencedAndRepairedByTheNewOwner
   EXPECT_EQ(Waiting(), 0);
 }
 
+// Fencing in the queue: the instance froze right after its in-process checks (Holds still says
+// the lease is ours) and another instance took the partition meanwhile, so the lease token in
+// Redis moved on. The pool's outcome writes carry its token (queue::Fence): the queue refuses
+// them, the pass stops like a lost lease, and nothing is written -- neither the retry the sync
+// asked for, nor any other employee's sync or acknowledgement.
+TEST_F(WorkerPoolTest, AnOutcomeWriteAfterTheTokenMovedOnIsFencedAndEndsThePass) {
+  const int p = queue::PartitionOf("hr", "E1", kPartitions);
+  const std::string other = SamePartition("E1", 1).back();
+  auto key = [](int q) { return "scimsync:lease:{p" + std::to_string(q) + "}:token"; };
+  for (int q = 0; q < kPartitions; ++q) queue_->SetFenceValue(key(q), 7);
+  pool_.SetFencing([this](int q) -> int64_t { return owned_.count(q) ? 7 : 0; },
+                   [](int, int64_t token) { return token == 7; }, key);
+  std::vector<std::string> lines;
+  static std::vector<std::string>* sink = nullptr;
+  sink = &lines;
+  log::SetSink([](std::string_view line) { sink->emplace_back(line); });
+
+  // The retry E1's sync asks for would put its item in the retry set after the new owner has
+  // claimed, synced and acknowledged it; it would then be synced again after newer state.
+  syncer_.answers["E1"].push_back(Retry(1000));
+  syncer_.before = [&](const EmployeeWork& work) {
+    if (work.employee_key == "E1") queue_->SetFenceValue(key(p), 8);
+  };
+  Enqueue("E1", "a");
+  Enqueue(other, "b");
+  EXPECT_EQ(pool_.RunOnce(), 0);
+  log::SetSink(nullptr);
+  EXPECT_EQ(*queue_->RetryDepth(p), 0) << "the stale retry was recorded";
+  EXPECT_EQ(*queue_->Depth(p), 2) << "both items stay pending for the new owner";
+  ASSERT_EQ(syncer_.calls.size(), 1u) << "the pass went on after a fenced write";
+  bool warned = false;
+  for (const auto& line : lines) {
+    if (line.find("a queue write was fenced: this instance lost the partition's lease") !=
+            std::string::npos &&
+        line.find("\"warn\"") != std::string::npos) {
+      warned = true;
+    }
+  }
+  EXPECT_TRUE(warned) << "no warning that the write was fenced";
+
+  // Converged employees' acknowledgements are fenced the same way: nothing is acknowledged and
+  // no applied state is remembered under the old token.
+  syncer_.before = nullptr;
+  pool_.RunOnce();  // loads the partition again: claims both items, syncs both, acks fenced
+  EXPECT_EQ(syncer_.calls.size(), 3u);
+  EXPECT_EQ(*queue_->Depth(p), 2) << "items acknowledged under an old token";
+  EXPECT_EQ(queue_->LastApplied(p, "hr", "", "E1").error().kind, ErrorKind::kNotFound);
+
+  // Under the current token (the lease taken again), the same pass records its outcomes.
+  queue_->SetFenceValue(key(p), 7);
+  clock_.AdvanceMs(60'000);
+  pool_.RunOnce();
+  EXPECT_EQ(Waiting(), 0);
+}
+
 // Against a real Redis: a dead instance left 5,000 items pending in one partition (a crash
 // during a backlog). Taking the partition over claims every one of them once, page by page,
 // syncs each, and leaves nothing behind; it used to claim the same first 500 forever.
@@ -659,6 +717,70 @@ TEST(WorkerPoolRedisTest, APartitionWithFiveThousandPendingItemsIsTakenOver) {
       break;
     }
   }
+}
+
+// The gap of issue 14 item 1, end to end through the real Leases and the Redis queue's scripts:
+// instance A took the partition (token 1) and froze after its last in-process check, with a
+// sync that will ask for a retry. Meanwhile its lease ran out in Redis and B took the
+// partition (token 2), claimed the item, synced and acknowledged it. A thaws and records the
+// retry: it used to put the item back into the retry set, to be synced again after whatever
+// newer state came since. Redis refuses it now, and nothing comes back.
+TEST(WorkerPoolRedisTest, AFrozenInstancesRetryAfterTheNewOwnerAcknowledgedIsRefusedByRedis) {
+  scimsync::testing::RedisServer server;
+  ASSERT_TRUE(server.Start());
+  FakeClock clock(1'800'000'000'000);
+  const config::RedisOptions redis = scimsync::testing::RedisOptionsFor(server.url(), 1);
+  auto q = queue::NewRedisQueue(redis, "", clock);
+  redis::Pool connections(redis, "");
+  auto lease_options = [](const std::string& id) {
+    LeaseOptions o;
+    o.partitions = 1;
+    o.instance_id = id;
+    return o;
+  };
+  Leases a(connections, lease_options("a"), clock);
+  Leases b(connections, lease_options("b"), clock);
+  WorkerOptions o;
+  o.threads = 1;
+  auto pool_of = [&](Leases& leases, Syncer& syncer, const std::string& consumer) {
+    WorkerOptions mine = o;
+    mine.consumer = consumer;
+    auto pool = std::make_unique<WorkerPool>(
+        mine, *q, syncer, clock, [&leases](int p) { return leases.Owns(p); },
+        [&leases](int p) { leases.ReleaseIfMarked(p); });
+    pool->SetFencing([&leases](int p) { return leases.Token(p); },
+                     [&leases](int p, int64_t t) { return leases.Holds(p, t); },
+                     [&leases](int p) { return leases.TokenKey(p); });
+    return pool;
+  };
+  ScriptedSyncer syncer_a;
+  ScriptedSyncer syncer_b;
+  auto pool_a = pool_of(a, syncer_a, "a");
+  auto pool_b = pool_of(b, syncer_b, "b");
+
+  ASSERT_TRUE(a.Heartbeat().ok());
+  ASSERT_EQ(a.Token(0), 1);
+  ASSERT_TRUE(q->EnqueueBatch({scimsync::testing::MinimalItem("E1", "hire")}, 0).ok());
+  syncer_a.answers["E1"].push_back(Retry(1000));
+  syncer_a.before = [&](const EmployeeWork&) {
+    // A is frozen here. Its lease runs out in Redis; B takes the partition and, after the
+    // takeover grace, syncs and acknowledges the pending item.
+    server.Cli({"DEL", redis::keys::workers::Lease("scimsync", 0)});
+    ASSERT_TRUE(b.Heartbeat().ok());
+    clock.AdvanceMs(3000);
+    ASSERT_EQ(b.Token(0), 2);
+    pool_b->RunOnce();
+    ASSERT_EQ(syncer_b.calls.size(), 1u);
+    ASSERT_EQ(*q->Depth(0), 0) << "B did not acknowledge the item";
+  };
+  pool_a->RunOnce();  // A thaws: its in-process check still passes, Redis refuses the retry
+  ASSERT_EQ(syncer_a.calls.size(), 1u);
+  EXPECT_EQ(*q->RetryDepth(0), 0) << "A's stale retry put the item back";
+  EXPECT_EQ(*q->Depth(0), 0);
+  clock.AdvanceMs(60'000);
+  ASSERT_TRUE(b.Heartbeat().ok());
+  pool_b->RunOnce();
+  EXPECT_EQ(syncer_b.calls.size(), 1u) << "the item was synced again after its newer state";
 }
 
 // workers.nice: the worker threads run below the listener, the rest of the process does not.

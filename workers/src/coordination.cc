@@ -290,6 +290,10 @@ bool Leases::Holds(int partition, int64_t token) const {
   return valid_until_ms_[p] > clock_.NowMs() && token_[p] == token;
 }
 
+std::string Leases::TokenKey(int partition) const {
+  return keys::LeaseToken(options_.key_prefix, partition);
+}
+
 void Leases::ReleaseIfMarked(int partition) {
   {
     std::lock_guard lock(mu_);

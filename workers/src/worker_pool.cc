@@ -155,6 +155,11 @@ bool WorkerPool::Holds(int partition, int64_t token) const {
   return owns_(partition);
 }
 
+queue::Fence WorkerPool::FenceOf(int partition, int64_t token) const {
+  if (!token_key_) return {};
+  return {token_key_(partition), token};
+}
+
 void WorkerPool::Repair(const EmployeeWork& work) {
   queue::Item repair;
   repair.profile = work.profile;
@@ -193,8 +198,14 @@ bool WorkerPool::ResolveRepair(int partition, queue::Item* item) {
   }
   if (!last) {
     // Nothing was ever applied through the queue for this employee: nothing to restore.
-    Status s = queue_.Ack(*item);
-    if (!s.ok()) partitions_[static_cast<size_t>(partition)].loaded = false;
+    PartitionState& st = partitions_[static_cast<size_t>(partition)];
+    Status s = queue_.Ack(*item, FenceOf(partition, st.token));
+    if (!s.ok()) st.loaded = false;
+    if (!s.ok() && queue::IsFenced(s.error())) {
+      log::Warn("a queue write was fenced: this instance lost the partition's lease",
+                {{"partition", partition}, {"detail", s.error().message}});
+      return false;
+    }
     log::Info("repair: no applied state remembered for the employee; nothing to re-apply",
               {{"trace_id", item->trace_id}});
     return false;
@@ -312,6 +323,26 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
   std::set<std::string> seen_entries;
   std::set<std::string> repair_copies;
   int ended = 0;
+  // The partition's fencing token, checked by Redis in each outcome write of the pass: the
+  // in-process checks (Holds) are made before a write, and an instance frozen right after one
+  // for longer than its lease would otherwise record a stale outcome (park an item the new
+  // owner has synced and acknowledged back into the retry set).
+  const queue::Fence fence = FenceOf(partition, st.token);
+  // Set once a write was refused by the fence: the lease is lost, and nothing more of the pass
+  // is written (the new owner claims what is left). No repair is needed: each sync of the pass
+  // ended while Holds still said the lease was ours, so its SCIM writes landed before the new
+  // owner's.
+  bool fenced = false;
+  auto fenced_by = [&](const Status& s) -> bool {
+    if (s.ok() || !queue::IsFenced(s.error())) return false;
+    st.loaded = false;
+    if (!fenced) {
+      fenced = true;
+      log::Warn("a queue write was fenced: this instance lost the partition's lease",
+                {{"partition", partition}, {"detail", s.error().message}});
+    }
+    return true;
+  };
   auto add = [&](queue::Item&& item) {
     std::string key = EmployeeId(item);
     auto it = open.find(key);
@@ -338,7 +369,9 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
             "for its trace_id); dead-lettered after workers.max_deliveries (" +
             std::to_string(options_.max_deliveries) +
             ") so the partition goes on. Replay it with `scimsyncd dlq replay ID` once fixed";
-        Status s = queue_.DeadLetter(item, "permanent", reason, "", "");
+        if (fenced) continue;
+        Status s = queue_.DeadLetter(item, "permanent", reason, "", "", fence);
+        if (fenced_by(s)) continue;
         if (!s.ok()) {
           st.loaded = false;
           log::Error("cannot dead-letter an item; it will be processed again",
@@ -420,11 +453,16 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
       acks.clear();
     }
     if (acks.empty()) applied.clear();
-    if (!acks.empty() || !records.pushes.empty()) {
+    if (fenced) {
+      // Nothing more is written: the new owner ends these items.
+      stored = false;
+    } else if (!acks.empty() || !records.pushes.empty()) {
       // With the newest state applied per employee, for a repair and `scimsyncd sync`; ignored
       // events are no state.
-      Status s = queue_.AckPass(partition, acks, applied, std::move(records));
-      if (!s.ok() && acks.empty()) {
+      Status s = queue_.AckPass(partition, acks, applied, std::move(records), fence);
+      if (fenced_by(s)) {
+        stored = false;
+      } else if (!s.ok() && acks.empty()) {
         log::Warn("cannot record outcomes in the employee history (`scimsyncd employee`)",
                   {{"partition", partition}, {"detail", s.error().message}});
       } else if (!s.ok()) {
@@ -446,6 +484,7 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
     return stored;
   };
   for (size_t g = 0; g < groups.size(); ++g) {
+    if (fenced) break;
     if (!st.claiming && options_.read_ahead_after_ms > 0 && !stopping_ && !paused_ &&
         seen_entries.size() < static_cast<size_t>(options_.max_pass_items) &&
         rate_waited_ms >= options_.read_ahead_after_ms && owns_(partition) &&
@@ -499,7 +538,8 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
       }
       for (const auto& item : group) {
         if (!item.from_retry || !Holds(partition, st.token)) continue;
-        Status s = queue_.Park(item, now, item.last_error);
+        Status s = queue_.Park(item, now, item.last_error, fence);
+        if (fenced_by(s)) break;
         if (!s.ok()) log::Warn("cannot hand an item back", {{"detail", s.error().message}});
       }
       st.loaded = false;
@@ -509,7 +549,8 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
     if (stopping_ || paused_) {
       // Not started: hand back at once (no attempt counted) so nothing waits for a lease.
       for (const auto& item : group) {
-        Status s = queue_.Park(item, now, paused_ ? "paused" : "shutting down");
+        Status s = queue_.Park(item, now, paused_ ? "paused" : "shutting down", fence);
+        if (fenced_by(s)) break;
         if (!s.ok()) log::Warn("cannot park an item", {{"detail", s.error().message}});
         st.waiting[key][item.entry_id] = now;
       }
@@ -535,7 +576,9 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
         }
         for (const auto& item : group) {
           const int64_t when = std::max(behind, now);
-          Status s = queue_.Park(item, when, "waiting behind an earlier item of this employee");
+          Status s =
+              queue_.Park(item, when, "waiting behind an earlier item of this employee", fence);
+          if (fenced_by(s)) break;
           if (!s.ok()) log::Warn("cannot park an item", {{"detail", s.error().message}});
           w->second[item.entry_id] = when;
           ++ended;
@@ -567,7 +610,9 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
         for (const auto& item : group) {
           Status s = queue_.Park(item, when,
                                  "waiting behind an item of this employee whose "
-                                 "effective date has passed");
+                                 "effective date has passed",
+                                 fence);
+          if (fenced_by(s)) break;
           if (!s.ok()) log::Warn("cannot park an item", {{"detail", s.error().message}});
           st.waiting[key][item.entry_id] = when;
           ++ended;
@@ -620,7 +665,9 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
     for (const auto& [index, when] : result.deferred) {
       if (index >= done.size()) continue;
       deferred.insert(index);
-      Status s = queue_.Park(done[index], when, "deferred until its effective date");
+      if (fenced) break;
+      Status s = queue_.Park(done[index], when, "deferred until its effective date", fence);
+      if (fenced_by(s)) break;
       if (!s.ok()) log::Warn("cannot defer an item", {{"detail", s.error().message}});
       st.held[key][done[index].entry_id] = when;
     }
@@ -634,7 +681,7 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
         if (deferred.count(i) == 0) mine[done[i].entry_id] = wait_until;
       }
     }
-    for (size_t i = 0; i < done.size(); ++i) {
+    for (size_t i = 0; i < done.size() && !fenced; ++i) {
       if (deferred.count(i) != 0) continue;
       const queue::Item& item = done[i];
       Status s;
@@ -648,21 +695,23 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
           break;
         }
         case SyncResult::Kind::kRetry:
-          s = result.count_attempt ? queue_.RetryLater(item, after + result.delay_ms, result.reason)
-                                   : queue_.Park(item, after + result.delay_ms, result.reason);
+          s = result.count_attempt
+                  ? queue_.RetryLater(item, after + result.delay_ms, result.reason, fence)
+                  : queue_.Park(item, after + result.delay_ms, result.reason, fence);
           break;
         case SyncResult::Kind::kDeadLetter:
           s = queue_.DeadLetter(item, result.error_kind, result.reason, result.last_request,
-                                result.last_response);
+                                result.last_response, fence);
           break;
         case SyncResult::Kind::kPause:
-          s = queue_.Park(item, after, "paused: " + result.reason);
+          s = queue_.Park(item, after, "paused: " + result.reason, fence);
           break;
         case SyncResult::Kind::kHold:
           s = queue_.Park(item, after + options_.hold_recheck_ms,
-                          "held by the mass-suspension guard");
+                          "held by the mass-suspension guard", fence);
           break;
       }
+      if (fenced_by(s)) break;
       if (!s.ok()) {
         // The item stays pending (or leased) in Redis and is handed out again: at least once.
         st.loaded = false;
@@ -670,6 +719,11 @@ int WorkerPool::Process(int thread, int partition, std::vector<queue::Item> item
                    {{"trace_id", item.trace_id}, {"detail", s.error().message}});
       }
       if (hook_) hook_(work, item, result, latency);
+    }
+    if (fenced) {
+      // Nothing of this employee was recorded: the new owner ends the items.
+      --busy_;
+      break;
     }
     if (result.kind == SyncResult::Kind::kDone && result.action != "ignore") {
       // The newest of the group, as the versions compare (without one, the later).

@@ -21,7 +21,9 @@
 // sources (Item::from_retry tells which).
 //
 // Delivery is at-least-once: a worker that stalls past min_idle_ms/lease_ms can see its item
-// handed to another worker. Every job converges state, so a second run is harmless.
+// handed to another worker. Every job converges state, so a second run is harmless. A worker
+// that stalled must not record a stale outcome after the new one, though: the outcome writes
+// take a Fence (the workers' lease token), which Redis checks in the same script.
 //
 // Thread-safety: a Queue may be shared by threads; the Redis implementation keeps a small pool
 // of connections and uses one per call.
@@ -96,6 +98,24 @@ struct CappedLists {
   int64_t ttl_s = 0;
 };
 
+// A condition on a write that records an item's outcome (Ack, AckPass, RetryLater, Park,
+// DeadLetter): it happens only while the Redis string at `key` holds `value`, checked in the
+// same script, first. Otherwise nothing is written and the call fails with an error IsFenced()
+// recognises. The queue does not know what the key means: the workers pass their partition
+// lease's fencing token key and the token they took the items under, so an instance that lost
+// the lease (frozen past it) cannot record a stale outcome after the new owner has recorded its
+// own. The key must share the partition's hash tag {pN}. An empty key: no condition.
+struct Fence {
+  std::string key;
+  int64_t value = 0;
+  bool active() const { return !key.empty(); }
+};
+
+// A write refused by its Fence: "fenced: ..." with kind kTransient (nothing was written; the
+// items are where they were, and whoever holds the fence now ends them).
+Error FencedError(const Fence& fence, const std::string& found);
+bool IsFenced(const Error& error);
+
 // The field of an employee in P:{pN}:applied: profile, tenant and employee key, 0x1f apart.
 std::string AppliedField(const std::string& profile, const std::string& tenant,
                          const std::string& employee_key);
@@ -158,7 +178,8 @@ class Queue {
   virtual Result<std::vector<Item>> Read(int partition, const std::string& consumer, int max,
                                          int block_ms) = 0;
   // The item is done (its outcome is recorded): remove it from the stream or the retry set.
-  virtual Status Ack(const Item& item) = 0;
+  // `fence`, here and on the other outcome writes: see Fence.
+  virtual Status Ack(const Item& item, const Fence& fence = {}) = 0;
   // Ack for several items, in one round trip per partition where the implementation can: a
   // coalesced burst of one employee ends together. Stops at the first failure; items not
   // removed stay pending and are handed out again.
@@ -183,10 +204,12 @@ class Queue {
   // of `lists`. The lists are written after the
   // acknowledgements and best effort: a list Redis refuses (out of memory) is logged and
   // skipped, the acknowledgements stand. A queue without Redis lists (the memory queue) only
-  // acknowledges.
+  // acknowledges. A refused `fence` writes nothing, lists included.
   virtual Status AckPass(int partition, const std::vector<Item>& items,
-                         const std::vector<Item>& applied, CappedLists lists) {
+                         const std::vector<Item>& applied, CappedLists lists,
+                         const Fence& fence = {}) {
     (void)partition, (void)lists;
+    if (fence.active()) return Error::Invalid("this queue cannot fence its writes");
     return AckApplied(items, applied);
   }
   // The item AckApplied remembered for an employee; kNotFound when none. `scimsyncd sync` sends
@@ -198,11 +221,13 @@ class Queue {
   }
   // Atomically: store the item in the partition's retry set, due at due_ms, with attempts + 1 and
   // last_error = reason, and remove it from where it came from.
-  virtual Status RetryLater(const Item& item, int64_t due_ms, const std::string& reason) = 0;
+  virtual Status RetryLater(const Item& item, int64_t due_ms, const std::string& reason,
+                            const Fence& fence = {}) = 0;
   // Like RetryLater without counting an attempt: for items that wait for a reason other than a
   // failure (behind an earlier item of the same employee, a deferred effective date, the
   // mass-suspension guard).
-  virtual Status Park(const Item& item, int64_t due_ms, const std::string& reason) = 0;
+  virtual Status Park(const Item& item, int64_t due_ms, const std::string& reason,
+                      const Fence& fence = {}) = 0;
   // Every retry-set item of a partition with its due time, earliest first: a worker taking over
   // a partition learns which employees have items waiting. An item handed out by TakeDue and not
   // ended since (leased) has item.deliveries > 0, and its due_ms is its lease's end.
@@ -220,7 +245,7 @@ class Queue {
   // request/response, and remove it from where it came from.
   virtual Status DeadLetter(const Item& item, const std::string& error_kind,
                             const std::string& reason, const std::string& last_request,
-                            const std::string& last_response) = 0;
+                            const std::string& last_response, const Fence& fence = {}) = 0;
   // One step of a scan over a partition's pending stream items (delivered to a worker that has
   // not ended them: it crashed or stalls): up to `max` of those idle for at least min_idle_ms,
   // from entry id `start` on ("0-0": the oldest), now owned by `consumer`, with their
@@ -291,23 +316,31 @@ class MemoryQueue final : public Queue {
 
   // true: every call fails kTransient, like an unreachable Redis, until switched back.
   void set_unavailable(bool unavailable);
+  // The value a Fence's key holds, as Redis's string would (a key never set holds nothing, so
+  // every fence on it is refused). Tests move it on as another lease owner would (INCR).
+  void SetFenceValue(const std::string& key, int64_t value);
 
   Result<EnqueueOutcome> EnqueueBatch(const std::vector<Item>& items,
                                       int64_t dedup_window_s) override;
   Status Ping() override;
   Result<std::vector<Item>> Read(int partition, const std::string& consumer, int max,
                                  int block_ms) override;
-  Status Ack(const Item& item) override;
+  Status Ack(const Item& item, const Fence& fence = {}) override;
   Status AckApplied(const std::vector<Item>& items, const std::vector<Item>& applied) override;
+  Status AckPass(int partition, const std::vector<Item>& items, const std::vector<Item>& applied,
+                 CappedLists lists, const Fence& fence = {}) override;
   Result<Item> LastApplied(int partition, const std::string& profile, const std::string& tenant,
                            const std::string& employee_key) override;
-  Status RetryLater(const Item& item, int64_t due_ms, const std::string& reason) override;
-  Status Park(const Item& item, int64_t due_ms, const std::string& reason) override;
+  Status RetryLater(const Item& item, int64_t due_ms, const std::string& reason,
+                    const Fence& fence = {}) override;
+  Status Park(const Item& item, int64_t due_ms, const std::string& reason,
+              const Fence& fence = {}) override;
   Result<std::vector<Scheduled>> ListRetries(int partition) override;
   Result<std::vector<Item>> TakeDue(int partition, int64_t now_ms, int max,
                                     int64_t lease_ms) override;
   Status DeadLetter(const Item& item, const std::string& error_kind, const std::string& reason,
-                    const std::string& last_request, const std::string& last_response) override;
+                    const std::string& last_request, const std::string& last_response,
+                    const Fence& fence = {}) override;
   Result<ClaimPage> ClaimStalePage(int partition, const std::string& consumer, int64_t min_idle_ms,
                                    const std::string& start, int max) override;
   Result<int64_t> Depth(int partition) override;
@@ -324,7 +357,8 @@ class MemoryQueue final : public Queue {
   int partitions() const override;
 
  private:
-  Status Reschedule(const Item& item, int64_t due_ms, const std::string& reason, int attempts);
+  Status Reschedule(const Item& item, int64_t due_ms, const std::string& reason, int attempts,
+                    const Fence& fence);
   struct State;
   std::unique_ptr<State> state_;
 };

@@ -41,6 +41,10 @@
 //   P:reconcile:<profile>:listed      string  daemon/ -        HRIS employees last listed
 //   P:reconcile:<profile>:held        list    daemon/ -        a plan held by the guard
 //
+// P:lease:{pN}:token is also read, never written, by queue/'s outcome scripts: the workers pass
+// it to the queue as an opaque queue::Fence, so Redis refuses an outcome written under an old
+// token (the queue does not name the key).
+//
 // Expiry: "-" none (the owner deletes); dedup = redis.dedup_window_s; horizon = once the bucket's
 // state no longer matters (a minute after it is full again); pruned = entries older than a lease
 // are removed at each heartbeat; lease_ms = the lease's PX, renewed while held; window_s =

@@ -58,6 +58,9 @@ class Leases {
   // again since): checked before each employee's sync and each SCIM write. Local, no Redis
   // round trip: the lease is given up locally a quarter lease before Redis lets it expire.
   bool Holds(int partition, int64_t token) const;
+  // The Redis key that holds a partition's current token (P:lease:{pN}:token): the workers fence
+  // their queue writes by it (queue::Fence), so Redis refuses a write made under an old token.
+  std::string TokenKey(int partition) const;
   // A worker that is between batches gives a partition marked for release back.
   void ReleaseIfMarked(int partition);
   // Graceful stop: give every partition back so others take over at once.

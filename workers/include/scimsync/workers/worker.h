@@ -176,13 +176,19 @@ class WorkerPool {
   void SetPauseHook(std::function<void(const std::string&)> hook) { pause_hook_ = std::move(hook); }
   // Called by each worker thread once per loop iteration (the systemd watchdog's heartbeat).
   void SetIterationHook(std::function<void(int)> hook) { iteration_hook_ = std::move(hook); }
-  // Fencing (Leases::Token and Leases::Holds in the daemon): `token` gives the lease's fencing
-  // token of an owned partition (0: not owned); `holds` says whether the lease with that token
-  // is still held. Ownership is checked before each employee's sync and before each SCIM
-  // write (EmployeeWork::fence). Unset: `owns` alone, with token 1.
-  void SetFencing(std::function<int64_t(int)> token, std::function<bool(int, int64_t)> holds) {
+  // Fencing (Leases::Token, Leases::Holds and Leases::TokenKey in the daemon): `token` gives
+  // the lease's fencing token of an owned partition (0: not owned); `holds` says whether the
+  // lease with that token is still held. Ownership is checked before each employee's sync and
+  // before each SCIM write (EmployeeWork::fence). `token_key` names the Redis key that holds a
+  // partition's current token: every outcome write (ack, retry, park, dead letter) is fenced by
+  // it in Redis (queue::Fence), so a write after the lease was lost changes nothing; a fenced
+  // write ends the pass like a lost lease. Unset: `owns` alone, with token 1, and no fence in
+  // Redis (unset token_key alone: no fence in Redis).
+  void SetFencing(std::function<int64_t(int)> token, std::function<bool(int, int64_t)> holds,
+                  std::function<std::string(int)> token_key = {}) {
     token_ = std::move(token);
     holds_ = std::move(holds);
+    token_key_ = std::move(token_key);
   }
   // A sync that ended after its lease was lost may have written after the new owner did: the
   // pool then enqueues a repair item for the employee (event type kRepairEvent) behind their
@@ -232,8 +238,11 @@ class WorkerPool {
   std::function<void(int)> iteration_hook_;
   std::function<int64_t(int)> token_;
   std::function<bool(int, int64_t)> holds_;
+  std::function<std::string(int)> token_key_;
   int64_t TokenOf(int partition) const;
   bool Holds(int partition, int64_t token) const;
+  // The Redis-side fence of the outcome writes made under `token`; none without token_key_.
+  queue::Fence FenceOf(int partition, int64_t token) const;
   void Repair(const EmployeeWork& work);
   // Replaces a repair item by the newest state applied for its employee. False: the item is
   // dealt with (acknowledged: nothing to repair; or left pending after an error).
