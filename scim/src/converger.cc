@@ -647,24 +647,39 @@ Converger::SnapshotPath Converger::FromSnapshot(Run& run, const User& desired, b
   remote.attributes = snapshot;
   run.id = remote.id;
 
+  auto drop_snapshot = [&] {
+    run.snapshot.reset();
+    run.snapshot_json.clear();
+    if (deps_.transport->dry_run()) return;
+    Status dropped = deps_.links->DropSnapshot(job.scope, desired.external_id);
+    if (!dropped.ok()) {
+      log::Warn("cannot drop the link's snapshot",
+                {{"trace_id", job.trace_id}, {"error", dropped.error().message}});
+    }
+  };
   auto fall_back = [&](const Error& e) {
     const bool gone = e.kind == ErrorKind::kNotFound;
     if (!gone && e.http_status != 409 && e.http_status != 412) return false;
     log::Info(gone ? "linked JumpCloud user is gone; resolving again"
                    : "write from the snapshot refused; reading the user",
               {{"trace_id", job.trace_id}, {"jumpcloud_id", remote.id}, {"error", e.message}});
-    run.snapshot.reset();
     if (gone) {
+      run.snapshot.reset();
+      run.snapshot_json.clear();
       Unlink(run);
-    } else if (!deps_.transport->dry_run()) {
-      Status dropped = deps_.links->DropSnapshot(job.scope, desired.external_id);
-      if (!dropped.ok()) {
-        log::Warn("cannot drop the link's snapshot",
-                  {{"trace_id", job.trace_id}, {"error", dropped.error().message}});
-      }
+    } else {
+      drop_snapshot();
     }
-    run.snapshot_json.clear();
     return true;
+  };
+  // A write that failed otherwise leaves the user unknown: a suspension sent on its own may have
+  // landed, a write whose answer was lost may have been applied. The snapshot no longer says
+  // what JumpCloud holds (kept, it would let a later job find "nothing to send", e.g. a rehire
+  // whose user was suspended meanwhile), so the next job reads the user.
+  auto failed = [&](const Status& s) {
+    drop_snapshot();
+    *status = s;
+    return SnapshotPath::kDone;
   };
 
   if (suspending && !run.suspended) {
@@ -672,8 +687,7 @@ Converger::SnapshotPath Converger::FromSnapshot(Run& run, const User& desired, b
     Status s = Suspend(run, remote);
     if (!s.ok()) {
       if (fall_back(s.error())) return SnapshotPath::kFallBack;
-      *status = s;
-      return SnapshotPath::kDone;
+      return failed(s);
     }
     snapshot.active = false;
     remote.attributes.active = false;
@@ -720,8 +734,7 @@ Converger::SnapshotPath Converger::FromSnapshot(Run& run, const User& desired, b
                   "changes failed: " +
                   e.message;
     }
-    *status = e;
-    return SnapshotPath::kDone;
+    return failed(e);
   }
   run.change = Change::kUpdated;
   // What changed, as far as scimsync knows; the request carried every managed attribute.

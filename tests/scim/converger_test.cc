@@ -983,6 +983,56 @@ TEST_F(RequestsPerChangeTest, A409Or412OnThePatchFallsBackToReadingTheUser) {
   }
 }
 
+// Seed 3665 of the model test. A suspension lands on its own and the record's other changes fail
+// (a 500; JumpCloud may even have applied them and the answer was lost). The link's snapshot
+// must not go on saying what it said before: the next job (the record's update, without a status)
+// wrote it back as active, and a late rehire then found "nothing to send" and left the rehired
+// employee suspended. After a failed write the snapshot is dropped; the next job reads the user.
+TEST_F(RequestsPerChangeTest, AWriteThatFailsAfterTheSuspensionLandedDropsTheSnapshot) {
+  std::string id = Run(Jane()).jumpcloud_id;
+  User leaver = Jane();
+  leaver.title = "Former";
+  leaver.active = false;
+  C();
+  int failures = 1;
+  hook_->answer = [&failures](const HttpRequest& r) -> std::optional<HttpResponse> {
+    if (r.method != "PATCH" || r.body.find("title") == std::string::npos || failures == 0) {
+      return std::nullopt;
+    }
+    --failures;
+    HttpResponse bad;
+    bad.status = 500;
+    bad.body = R"({"detail":"internal error","status":"500"})";
+    return bad;
+  };
+  Outcome o = Run(leaver);
+  ASSERT_EQ(o.decision, Decision::kRetry) << o.reason;
+  ASSERT_TRUE(o.suspended);
+  ASSERT_TRUE(Inactive(Json(OnlyUser())));
+
+  // The record's next update carries no status: attributes only, the user stays suspended.
+  User update = Jane();
+  update.title = "Former";
+  update.active.reset();
+  ASSERT_EQ(Run(update, Action::kSync, 2).decision, Decision::kDone);
+  ASSERT_TRUE(Inactive(Json(OnlyUser())));
+
+  // A late rehire: only `active` applies, and it must be sent.
+  Job rehire;
+  rehire.scope = kScope;
+  rehire.desired = Jane();
+  rehire.desired.active = true;
+  rehire.action = Action::kSync;
+  rehire.status_only = true;
+  rehire.attempt = 1;
+  rehire.first_attempt_ms = clock_.NowMs();
+  rehire.trace_id = "t-rehire";
+  o = C().Converge(rehire);
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  EXPECT_FALSE(Inactive(Json(OnlyUser()))) << "the rehired employee is still suspended";
+  EXPECT_EQ(o.jumpcloud_id, id);
+}
+
 TEST_F(RequestsPerChangeTest, ASnapshotOlderThanTheMaxAgeIsRefreshedWithAGet) {
   std::string id = Run(Jane()).jumpcloud_id;
   clock_.AdvanceMs(options_.snapshot_max_age_ms);
