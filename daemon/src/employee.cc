@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "employee_args.h"
+#include "json_out.h"
 #include "scimsync/clock.h"
 #include "scimsync/daemon/admin.h"
 #include "scimsync/daemon/app.h"
@@ -35,17 +36,9 @@ constexpr int kDefaultLast = 20;
 // A partition's stream is scanned this far at most for the employee's items.
 constexpr int kMaxStreamScan = 100000;
 
-using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
-
-void Str(JsonWriter& w, const char* key, const std::string& value) {
-  w.Key(key);
-  w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
-}
-
-void Int(JsonWriter& w, const char* key, int64_t value) {
-  w.Key(key);
-  w.Int64(value);
-}
+using json_out::Int;
+using json_out::JsonWriter;
+using json_out::Str;
 
 // JSON that is already JSON (a stored snapshot, a history entry), checked by the writer's caller.
 void Raw(JsonWriter& w, const std::string& json) {

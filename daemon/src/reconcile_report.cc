@@ -8,6 +8,7 @@
 #include <iomanip>
 #include <sstream>
 
+#include "json_out.h"
 #include "reconcile_internal.h"
 #include "scimsync/daemon/app.h"
 #include "scimsync/daemon/reconcile.h"
@@ -26,38 +27,13 @@ std::string Quoted(const std::optional<std::string>& v) {
   return out + "\"";
 }
 
-using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
-
-// Names and values come from outside (HRIS records, SCIM answers): scrubbed to UTF-8, since the
-// writer copies bytes as they are and the output must parse.
-void String(JsonWriter& w, const std::string& value) {
-  const std::string text = ScrubUtf8(value);
-  w.String(text.c_str(), static_cast<rapidjson::SizeType>(text.size()));
-}
-void Str(JsonWriter& w, const char* key, const std::string& value) {
-  w.Key(key);
-  String(w, value);
-}
-// Absent is null; NonEmpty: empty is null too.
-void Opt(JsonWriter& w, const char* key, const std::optional<std::string>& value) {
-  w.Key(key);
-  if (value) {
-    String(w, *value);
-  } else {
-    w.Null();
-  }
-}
-void NonEmpty(JsonWriter& w, const char* key, const std::string& value) {
-  Opt(w, key, value.empty() ? std::nullopt : std::optional<std::string>(value));
-}
-void Int(JsonWriter& w, const char* key, int64_t value) {
-  w.Key(key);
-  w.Int64(value);
-}
-void Bool(JsonWriter& w, const char* key, bool value) {
-  w.Key(key);
-  w.Bool(value);
-}
+using json_out::Bool;
+using json_out::Int;
+using json_out::JsonWriter;
+using json_out::NonEmpty;
+using json_out::Opt;
+using json_out::Str;
+using json_out::String;
 
 void WriteDrift(JsonWriter& w, const EmployeeDrift& d) {
   w.StartObject();
