@@ -647,10 +647,11 @@ Converger::SnapshotPath Converger::FromSnapshot(Run& run, const User& desired, b
   remote.attributes = snapshot;
   run.id = remote.id;
 
+  bool forgotten = false;  // the snapshot was deleted before this job's first write
   auto drop_snapshot = [&] {
     run.snapshot.reset();
     run.snapshot_json.clear();
-    if (deps_.transport->dry_run()) return;
+    if (deps_.transport->dry_run() || forgotten) return;
     Status dropped = deps_.links->DropSnapshot(job.scope, desired.external_id);
     if (!dropped.ok()) {
       log::Warn("cannot drop the link's snapshot",
@@ -681,8 +682,25 @@ Converger::SnapshotPath Converger::FromSnapshot(Run& run, const User& desired, b
     *status = s;
     return SnapshotPath::kDone;
   };
+  // The snapshot stops standing for the user before the first write, not after it: a process
+  // killed, frozen past its lease or cut off from Redis after its write landed never stores the
+  // new snapshot, and the old one would let the next job (say a redelivered suspension with the
+  // rehire that followed it) find "nothing to send". One DEL per job that writes; Record stores
+  // the new snapshot once the write is answered. Nothing is sent when the DEL fails.
+  auto forget_before_write = [&]() -> Status {
+    if (forgotten || deps_.transport->dry_run()) return {};
+    Status dropped = deps_.links->DropSnapshot(job.scope, desired.external_id);
+    if (!dropped.ok()) return dropped;
+    forgotten = true;
+    run.snapshot_json.clear();  // so that Record stores the snapshot again, even if unchanged
+    return {};
+  };
 
   if (suspending && !run.suspended) {
+    if (Status f = forget_before_write(); !f.ok()) {
+      *status = f;
+      return SnapshotPath::kDone;
+    }
     // Always sent, whatever the snapshot says (Suspend explains).
     Status s = Suspend(run, remote);
     if (!s.ok()) {
@@ -724,6 +742,10 @@ Converger::SnapshotPath Converger::FromSnapshot(Run& run, const User& desired, b
   // Every managed attribute, not only what differs from the snapshot: the HRIS is their
   // authority, so an admin's manual edit is overwritten at the next change.
   std::vector<PatchOp> ops = ReplaceAll(wanted);
+  if (Status f = forget_before_write(); !f.ok()) {
+    *status = f;
+    return SnapshotPath::kDone;
+  }
   Status s = Update(run, remote, ops);
   if (!s.ok()) {
     if (fall_back(s.error())) return SnapshotPath::kFallBack;

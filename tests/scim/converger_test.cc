@@ -1033,6 +1033,112 @@ TEST_F(RequestsPerChangeTest, AWriteThatFailsAfterTheSuspensionLandedDropsTheSna
   EXPECT_EQ(o.jumpcloud_id, id);
 }
 
+// The process is killed (or frozen past its lease, or cut off from Redis) after its suspension
+// landed in JumpCloud and before it stored the new snapshot. The termination comes back with the
+// rehire that followed it, as one burst whose newest state is active. Against the snapshot left
+// from before the suspension (active) that burst found "nothing to send", and the rehired
+// employee stayed suspended. The snapshot is forgotten before the write, so the burst reads the
+// user instead.
+TEST_F(RequestsPerChangeTest, ASnapshotIsForgottenBeforeAWriteSoAKillAfterTheWriteCannotHideIt) {
+  std::string id = Run(Jane()).jumpcloud_id;
+  ASSERT_TRUE(Link().has_value());
+  // What the link store holds while the suspension is on the wire: all a process killed at that
+  // moment leaves behind.
+  std::optional<LinkStore::Link> at_write;
+  C();
+  hook_->answer = [&](const HttpRequest& r) -> std::optional<HttpResponse> {
+    if (r.method == "PATCH" && !at_write) {
+      auto l = links_.Read(kScope, "E1");
+      EXPECT_TRUE(l.ok() && l->has_value());
+      if (l.ok() && l->has_value()) at_write = **l;
+    }
+    return std::nullopt;
+  };
+  User leaver = Jane();
+  leaver.active = false;
+  ASSERT_EQ(Run(leaver).decision, Decision::kDone);
+  ASSERT_TRUE(Inactive(Json(OnlyUser())));
+  ASSERT_TRUE(at_write.has_value());
+  // The kill: nothing the job did after its write reached the link store.
+  ASSERT_TRUE(links_.PutApplied(kScope, "E1", *at_write).ok());
+  hook_->answer = nullptr;
+
+  // The redelivered termination and the rehire, coalesced: the newest state is an active record.
+  server_->ClearRequests();
+  User rehired = Jane();
+  rehired.active = true;
+  Outcome o = Run(rehired, Action::kSync, 2);
+  ASSERT_EQ(o.decision, Decision::kDone) << o.reason;
+  EXPECT_EQ(o.jumpcloud_id, id);
+  EXPECT_FALSE(Inactive(Json(OnlyUser()))) << "the rehired employee is still suspended";
+  // It read the user rather than trusting what the snapshot said.
+  auto reqs = server_->requests();
+  ASSERT_FALSE(reqs.empty());
+  EXPECT_EQ(reqs[0].method, "GET");
+}
+
+// Redis answers the link's read, then goes away before the snapshot can be forgotten: nothing is
+// written (a write that landed could not be told from the old snapshot), and the job is retried.
+TEST_F(RequestsPerChangeTest, NothingIsWrittenWhenTheSnapshotCannotBeForgotten) {
+  class NoDrop final : public LinkStore {
+   public:
+    explicit NoDrop(LinkStore& inner) : inner_(inner) {}
+    Result<std::optional<Link>> Read(const std::string& s, const std::string& e) override {
+      return inner_.Read(s, e);
+    }
+    Status Put(const std::string& s, const std::string& e, const std::string& id) override {
+      return inner_.Put(s, e, id);
+    }
+    Status PutApplied(const std::string& s, const std::string& e, const Link& l) override {
+      return inner_.PutApplied(s, e, l);
+    }
+    Status DropSnapshot(const std::string&, const std::string&) override {
+      return Error::Make(ErrorKind::kTransient, "redis: connection refused");
+    }
+    Status Remove(const std::string& s, const std::string& e) override {
+      return inner_.Remove(s, e);
+    }
+    Result<std::optional<Owner>> OwnerOf(const std::string& id) override {
+      return inner_.OwnerOf(id);
+    }
+    Result<int64_t> Count(const std::string& s) override { return inner_.Count(s); }
+    Result<int64_t> CountAll() override { return inner_.CountAll(); }
+
+   private:
+    LinkStore& inner_;
+  };
+  ASSERT_EQ(Run(Jane()).change, Change::kCreated);
+  NoDrop no_drop(links_);
+  auto t = NewHttpTransport(Transport());
+  ASSERT_TRUE(t.ok());
+  ConvergerDeps deps;
+  deps.transport = t->get();
+  deps.limiter = limiter_.get();
+  deps.links = &no_drop;
+  deps.clock = &clock_;
+  deps.random = &random_;
+  deps.sleep = [this](int64_t ms) { clock_.AdvanceMs(ms); };
+  Converger converger(options_, std::move(deps));
+  ASSERT_TRUE(converger.Probe().ok());
+  server_->ClearRequests();
+
+  for (bool leaving : {true, false}) {
+    SCOPED_TRACE(leaving ? "a suspension" : "an update");
+    User changed = Jane();
+    changed.title = "Director";
+    if (leaving) changed.active = false;
+    Job job;
+    job.scope = kScope;
+    job.desired = changed;
+    job.first_attempt_ms = clock_.NowMs();
+    Outcome o = converger.Converge(job);
+    EXPECT_EQ(o.decision, Decision::kRetry) << o.reason;
+    EXPECT_NE(o.reason.find("connection refused"), std::string::npos) << o.reason;
+    EXPECT_EQ(server_->TotalRequests(), 0) << "a write was sent";
+  }
+  EXPECT_FALSE(Inactive(Json(OnlyUser())));
+}
+
 TEST_F(RequestsPerChangeTest, ASnapshotOlderThanTheMaxAgeIsRefreshedWithAGet) {
   std::string id = Run(Jane()).jumpcloud_id;
   clock_.AdvanceMs(options_.snapshot_max_age_ms);

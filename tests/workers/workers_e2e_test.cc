@@ -600,6 +600,53 @@ TEST_F(WorkersE2E, AFrozenInstanceNeverWritesAfterLosingItsLease) {
   EXPECT_EQ(e2e_.redis().Cli({"XLEN", "scimsync:dlq"}), "0");
 }
 
+// An instance is SIGKILLed after its suspension landed in JumpCloud, before it stored the link's
+// new snapshot. The rehire that follows is taken in while no worker runs, so the next owner gets
+// the redelivered termination and the rehire (back to the same job) as one burst whose newest
+// state is active. The snapshot left from before the suspension said exactly that: the burst sent
+// nothing and the rehired employee stayed locked out. Now the snapshot is forgotten before every
+// write.
+TEST_F(WorkersE2E, AKillAfterASuspensionLandedCannotLeaveTheRehiredEmployeeSuspended) {
+  E2EDaemonOptions options;
+  options.workers = 2;
+  options.extra_worker_keys = "  lease_ms: 2000\n  takeover_grace_ms: 500\n";
+  ASSERT_TRUE(e2e_.StartDaemon(0, options)) << e2e_.Log(0);
+  const int64_t t0 = 1'790'000'000;
+  ASSERT_EQ(e2e_.PostUntilAccepted(0, GenericBody("k1", "employee.created", "K1", "Analyst", t0)),
+            202);
+  ASSERT_TRUE(e2e_.WaitIdle(30000)) << e2e_.Log(0);
+  ASSERT_TRUE(e2e_.CheckUsers({{"K1", {"Analyst", true}}}).empty());
+
+  // The suspension is applied at once and its answer held: the instance is killed meanwhile.
+  e2e_.scim().InjectFault(Fault::Delay(1500).On("PATCH", "/Users"));
+  ASSERT_EQ(
+      e2e_.PostUntilAccepted(0, GenericBody("k2", "employee.terminated", "K1", "Analyst", t0 + 1)),
+      202);
+  WaitFor(
+      [&] {
+        auto users = e2e_.scim().FindUsers("externalId", "K1");
+        return users.size() == 1 && users[0].find("\"active\":false") != std::string::npos;
+      },
+      30000, /*interval_ms=*/5);
+  e2e_.KillDaemon(0);
+  ASSERT_TRUE(e2e_.CheckUsers({{"K1", {"Analyst", false}}}).empty())
+      << Join(e2e_.CheckUsers({{"K1", {"Analyst", false}}})) << e2e_.Log(0);
+
+  // The rehire arrives while nothing works the queue (an ingest-only instance takes it in).
+  E2EDaemonOptions ingest = options;
+  ingest.workers = 0;
+  ASSERT_TRUE(e2e_.StartDaemon(1, ingest)) << e2e_.Log(1);
+  ASSERT_EQ(
+      e2e_.PostUntilAccepted(1, GenericBody("k3", "employee.rehired", "K1", "Analyst", t0 + 2)),
+      202);
+
+  ASSERT_TRUE(e2e_.StartDaemon(2, options)) << e2e_.Log(2);
+  ASSERT_TRUE(e2e_.WaitIdle(30000)) << e2e_.Log(2);
+  EXPECT_TRUE(e2e_.CheckUsers({{"K1", {"Analyst", true}}}).empty())
+      << Join(e2e_.CheckUsers({{"K1", {"Analyst", true}}})) << e2e_.Log(2);
+  EXPECT_EQ(e2e_.redis().Cli({"XLEN", "scimsync:dlq"}), "0");
+}
+
 // Scale-out under load: A works a backlog against a rate-limited target, so a pass over one
 // partition lasts far longer than a lease. B starts next to it and gets its share (half the
 // partitions) within about a lease period, because A hands partitions over between employees,

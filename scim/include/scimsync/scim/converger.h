@@ -5,7 +5,9 @@
 //             younger than snapshot_max_age_ms: no GET. Equal to the desired state (the HRIS
 //             changed something the profile does not map): no request at all. Otherwise one
 //             PATCH replacing every managed attribute (the HRIS is their authority, so a manual
-//             edit in JumpCloud is overwritten). A 404, 409 or 412 on it drops the snapshot and
+//             edit in JumpCloud is overwritten). The snapshot is deleted before the first
+//             write and stored again once it is answered, so a process that dies in between
+//             leaves none to mislead the next job. A 404, 409 or 412 on it drops the snapshot and
 //             the job goes on by the path below; suspensions are still always sent, alone, first.
 //   resolve:  link table -> filter externalId eq; after a 409 on create also filter userName eq
 //             (the rules are ResolveUser's, resolve.h, shared with reconciliation's join).
