@@ -1,5 +1,7 @@
 #include "scimsync/strings.h"
 
+#include <cstring>
+
 namespace scimsync {
 
 int HexValue(char c) {
@@ -175,6 +177,11 @@ int64_t DaysFromCivil(int64_t y, int64_t m, int64_t d) {
   const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
   const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
   return era * 146097 + doe - 719468;
+}
+
+std::string ErrnoText(int err) {
+  char buf[256];
+  return strerror_r(err, buf, sizeof(buf));
 }
 
 }  // namespace scimsync

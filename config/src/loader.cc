@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -538,7 +539,8 @@ bool ParseHostPort(const std::string& text, std::string* host, int* port) {
   }
   if (h.empty() || p.empty() || p.size() > 5) return false;
   if (!std::all_of(p.begin(), p.end(), [](char c) { return c >= '0' && c <= '9'; })) return false;
-  int v = std::atoi(p.c_str());
+  int v = 0;
+  std::from_chars(p.data(), p.data() + p.size(), v);  // at most 5 digits: cannot overflow
   if (v < 1 || v > 65535) return false;
   *host = h;
   *port = v;

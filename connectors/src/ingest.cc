@@ -575,7 +575,7 @@ Result<Decoded> DecodeRequest(const ProfileSpec& spec, const IngestOptions& opti
                       O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
       if (fd < 0) {
         out.handshake_note = "received a verification token but did not store it: " +
-                             options.verification_token_file + ": " + std::strerror(errno) +
+                             options.verification_token_file + ": " + ErrnoText(errno) +
                              (errno == EEXIST ? " (delete the file to accept a new token)" : "");
         return out;
       }
@@ -657,9 +657,13 @@ Result<Decoded> DecodeRequest(const ProfileSpec& spec, const IngestOptions& opti
     const bool employee_event = IsEmployeeEvent(spec, di.event_type);
     if (std::string failed = FailedShape(spec, item); !failed.empty()) {
       if (employee_event) {
-        return InvalidError(where + " is a " + di.event_type +
-                            " event but does not have an employee's shape: expected " + failed +
-                            " (events.shape)");
+        std::string message = where;
+        message += " is a ";
+        message += di.event_type;
+        message += " event but does not have an employee's shape: expected ";
+        message += failed;
+        message += " (events.shape)";
+        return InvalidError(message);
       }
       out.acknowledged.push_back(
           {di.event_type, "not an employee's shape: expected " + failed + " (events.shape)"});

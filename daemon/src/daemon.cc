@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -131,6 +132,7 @@ LeaseOptions LeaseOptionsFrom(const config::Config& cfg, const std::string& inst
 std::vector<notify::WatchdogPinger::Loop> RegisterWorkerLoops(notify::WatchdogPinger& watchdog,
                                                               int threads) {
   std::vector<notify::WatchdogPinger::Loop> loops;
+  loops.reserve(static_cast<size_t>(std::max(threads, 0)));
   for (int t = 0; t < threads; ++t)
     loops.push_back(watchdog.Register("worker-" + std::to_string(t)));
   return loops;
@@ -374,7 +376,7 @@ std::string Daemon::Parts::StatusLine() const {
          std::to_string(leases.Owned().size());
 }
 
-Daemon::Daemon(std::string config_file, Settings settings, std::string redis_password)
+Daemon::Daemon(std::string config_file, Settings settings, const std::string& redis_password)
     : parts_(std::make_unique<Parts>(std::move(config_file), std::move(settings), redis_password)) {
 }
 

@@ -15,7 +15,7 @@ class Daemon {
  public:
   // Blocks SIGTERM, SIGINT and SIGHUP (taken by Run) and builds the components; nothing runs
   // and nothing is contacted yet. `settings` have their secrets resolved.
-  Daemon(std::string config_file, Settings settings, std::string redis_password);
+  Daemon(std::string config_file, Settings settings, const std::string& redis_password);
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;

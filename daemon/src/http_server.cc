@@ -33,12 +33,6 @@ namespace scimsync::daemon {
 
 namespace {
 
-// strerror is not thread-safe and the loops run on several threads; GNU strerror_r is.
-std::string ErrnoText(int err) {
-  char buf[256];
-  return strerror_r(err, buf, sizeof(buf));
-}
-
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -163,7 +157,7 @@ constexpr std::string_view kFullResponse =
 
 // Buffers above this are released once empty: a burst on one connection must not stay allocated
 // while it idles (1,000 hostile connections x a 256 KiB read would be 256 MB).
-constexpr size_t kKeepCapacity = 16 * 1024;
+constexpr size_t kKeepCapacity = size_t{16} * 1024;
 
 struct SslCtxFree {
   void operator()(SSL_CTX* ctx) const { SSL_CTX_free(ctx); }

@@ -264,7 +264,11 @@ void Ingest::Admit(const std::map<std::string, ActiveProfile>& profiles, Call& c
     queue::Item item;
     item.profile = profile_name;
     // The URL's segment, else the tenant the body names (Finch's connection_id).
-    item.tenant = request.tenant.empty() ? std::move(d.tenant) : request.tenant;
+    if (request.tenant.empty()) {
+      item.tenant = std::move(d.tenant);
+    } else {
+      item.tenant = request.tenant;
+    }
     if (Status tenant = connectors::CheckTenant(*active.profile, item.tenant); !tenant.ok()) {
       c.items.clear();
       answer(404, "unknown_tenant", tenant.error().message, "unknown tenant");

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "scimsync/log.h"
+#include "scimsync/strings.h"
 
 namespace scimsync::daemon::notify {
 namespace {
@@ -34,7 +35,7 @@ bool Send(Kind kind, const std::string& message) {
   if (r < 0 && !g_warned[kind].exchange(true, std::memory_order_relaxed)) {
     std::string first_line = message.substr(0, message.find('\n'));
     log::Warn("cannot notify the service manager; check NOTIFY_SOCKET",
-              {{"detail", first_line + ": " + std::strerror(-r)}});
+              {{"detail", first_line + ": " + ErrnoText(-r)}});
   }
   return false;
 }
@@ -173,9 +174,8 @@ void WatchdogPinger::Start(std::chrono::microseconds interval, std::function<std
     std::lock_guard lock(run_mu_);
     stop_ = false;
   }
-  thread_ = std::thread([this, period, interval, status = std::move(status)]() mutable {
-    Run(period, interval, std::move(status));
-  });
+  thread_ = std::thread(
+      [this, period, interval, status = std::move(status)] { Run(period, interval, status); });
 }
 
 void WatchdogPinger::Stop() {
@@ -188,7 +188,7 @@ void WatchdogPinger::Stop() {
 }
 
 void WatchdogPinger::Run(std::chrono::microseconds period, std::chrono::microseconds interval,
-                         std::function<std::string()> status) {
+                         const std::function<std::string()>& status) {
   // The watchdog decision runs once per ping interval even when the thread wakes more often for
   // STATUS=; deciding more often would only make a briefly busy loop look stalled in the log.
   // The first decision waits one interval, so loops that just registered have time to beat.

@@ -33,7 +33,6 @@ using json_out::JsonWriter;
 using json_out::NonEmpty;
 using json_out::Opt;
 using json_out::Str;
-using json_out::String;
 
 void WriteDrift(JsonWriter& w, const EmployeeDrift& d) {
   w.StartObject();

@@ -274,7 +274,11 @@ Result<std::pair<std::string, int>> Connection::AskSentinels() {
         std::from_chars(port_text.data(), port_text.data() + port_text.size(), master_port);
     if (ec != std::errc() || end != port_text.data() + port_text.size() || master_port <= 0 ||
         master_port > 65535) {
-      tried += "; " + address + " answered a bad port '" + port_text + "'";
+      tried += "; ";
+      tried += address;
+      tried += " answered a bad port '";
+      tried += port_text;
+      tried += "'";
       continue;
     }
     return std::make_pair(std::move(master_host), master_port);

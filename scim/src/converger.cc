@@ -145,14 +145,12 @@ struct Converger::Run {
   explicit Run(const Job& j) : job(j) {}
   const Job& job;
   int64_t first_ms = 0;
+  int64_t rate_wait_ms = 0;         // spent waiting for rate-limit slots
   std::optional<std::string> link;  // what the link table held at the start
-  bool link_read = false;           // `link` was just read: the first resolution reuses it
   // The link's snapshot of the last applied state, when it is young enough to be trusted
   // (reset once a write from it failed), and as stored.
   std::optional<User> snapshot;
   std::string snapshot_json;
-  // A POST was answered 409: resolution now also looks the userName up.
-  bool by_user_name = false;
   // The last exchange, raw: redacted and truncated only in Finish and only for a failed job
   // (the dead letter shows it); a converged job drops it, and redacting every body cost ~2% of
   // the daemon's CPU under load (bench/README.md).
@@ -162,16 +160,18 @@ struct Converger::Run {
     std::string response_line;
     std::string response_body;
   } last;
-  Change change = Change::kNone;
   std::string id;
   std::vector<std::string> written;
+  Change change = Change::kNone;
+  bool link_read = false;  // `link` was just read: the first resolution reuses it
+  // A POST was answered 409: resolution now also looks the userName up.
+  bool by_user_name = false;
   bool rate_limited = false;  // the last Call found no rate-limit slot
-  int64_t rate_wait_ms = 0;   // spent waiting for rate-limit slots
   bool suspended = false;     // active=false was written (sent on its own, before the rest)
 };
 
 Converger::Converger(ConvergerOptions options, ConvergerDeps deps)
-    : options_(std::move(options)),
+    : options_(options),
       deps_(std::move(deps)),
       policy_(options_.retry, *deps_.clock, *deps_.random) {
   if (!deps_.sleep) {

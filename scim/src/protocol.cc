@@ -1,5 +1,6 @@
 #include "scimsync/scim/protocol.h"
 
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -604,7 +605,8 @@ Error ErrorFromResponse(int status, std::string_view body, std::string_view retr
       if (s->IsInt()) {
         body_status = s->GetInt();
       } else if (s->IsString()) {
-        body_status = std::atoi(s->GetString());
+        const char* text = s->GetString();
+        std::from_chars(text, text + s->GetStringLength(), body_status);  // not a number: 0
       }
     }
   } else if (!body.empty()) {

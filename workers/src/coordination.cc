@@ -449,7 +449,7 @@ Result<Versions::Applied> Versions::GetApplied(int partition, const std::string&
   }
   Applied out;
   const auto& e = (*r)[0]->elements();
-  if (e.size() > 0) out.version = e[0].AsString().value_or("");
+  if (!e.empty()) out.version = e[0].AsString().value_or("");
   if (e.size() > 1) out.status_version = e[1].AsString().value_or("");
   if (guard != nullptr) out.suspended = (*r)[1]->AsInteger().value_or(0) == 1;
   return out;

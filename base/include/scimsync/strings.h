@@ -44,4 +44,8 @@ void AppendJsonEscaped(std::string& out, std::string_view text);
 // dates without the process's time zone. m is 1-12, d is 1-31 (not checked).
 int64_t DaysFromCivil(int64_t y, int64_t m, int64_t d);
 
+// errno's text. strerror is not thread-safe and the listener, workers and ingest all run on
+// several threads; this uses GNU strerror_r.
+std::string ErrnoText(int err);
+
 }  // namespace scimsync

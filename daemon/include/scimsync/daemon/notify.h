@@ -127,7 +127,7 @@ class WatchdogPinger {
  private:
   void Unregister(const std::shared_ptr<Slot>& slot);
   void Run(std::chrono::microseconds period, std::chrono::microseconds interval,
-           std::function<std::string()> status);
+           const std::function<std::string()>& status);
 
   PingFn ping_;
   std::mutex mu_;

@@ -204,9 +204,11 @@ class Queue {
   // of `lists`. The lists are written after the
   // acknowledgements and best effort: a list Redis refuses (out of memory) is logged and
   // skipped, the acknowledgements stand. A queue without Redis lists (the memory queue) only
-  // acknowledges. A refused `fence` writes nothing, lists included.
+  // acknowledges. A refused `fence` writes nothing, lists included. `lists` is taken by value:
+  // the Redis queue moves the history's entries into its command.
   virtual Status AckPass(int partition, const std::vector<Item>& items,
-                         const std::vector<Item>& applied, CappedLists lists,
+                         const std::vector<Item>& applied,
+                         CappedLists lists,  // NOLINT(performance-unnecessary-value-param)
                          const Fence& fence = {}) {
     (void)partition, (void)lists;
     if (fence.active()) return Error::Invalid("this queue cannot fence its writes");
